@@ -1,0 +1,110 @@
+"""ATSS (Zhang et al. 2020, "Bridging the Gap Between Anchor-based and Anchor-free Detection",
+sec. 3.1, Algorithm 1), as mmdetection's ``ATSSAssigner``."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..boxes import bbox_overlaps
+from .max_iou import _empty_result, labels_from_gt_inds
+from .result import AssignResult, Reason
+
+__all__ = ["ATSSAssigner"]
+
+INF = 100000000
+
+
+class ATSSAssigner:
+    """Per level, the ``topk`` priors whose centres are nearest each GT centre are candidates;
+    a candidate is positive when its IoU >= mean + std (unbiased) of the candidates' IoUs and its
+    centre lies inside the GT by more than 0.01. A prior claimed twice takes the higher IoU
+    (ties to the first GT). Non-positives get ``max_overlaps = -1e8``, as the reference.
+    """
+
+    def __init__(self, *, topk: int = 9, ignore_iof_thr: float = -1, iou_calculator=None):
+        self.topk = int(topk)
+        self.ignore_iof_thr = ignore_iof_thr
+
+    def assign(self, priors: Tensor, gt_boxes: Tensor, gt_labels: Tensor, *,
+               num_level_priors: list[int] | None = None, gt_boxes_ignore: Tensor | None = None,
+               **unused) -> AssignResult:
+        """``priors`` (Tensor[A, 4] xyxy) concatenated over levels of ``num_level_priors``."""
+        if num_level_priors is None:
+            raise ValueError("ATSSAssigner needs num_level_priors (priors per level)")
+        priors = priors[:, :4]
+        num_gt, num_priors = gt_boxes.shape[0], priors.shape[0]
+        if num_gt == 0 or num_priors == 0:
+            return _empty_result(int(num_gt), priors)
+        overlaps = bbox_overlaps(priors, gt_boxes)  # (A, G)
+        gt_inds = overlaps.new_full((num_priors,), 0, dtype=torch.long)
+        reasons = torch.full((num_priors,), Reason.NOT_TOPK_CANDIDATE, dtype=torch.uint8, device=priors.device)
+        gt_points = torch.stack(((gt_boxes[:, 0] + gt_boxes[:, 2]) / 2.0, (gt_boxes[:, 1] + gt_boxes[:, 3]) / 2.0), dim=1)
+        priors_cx = (priors[:, 0] + priors[:, 2]) / 2.0
+        priors_cy = (priors[:, 1] + priors[:, 3]) / 2.0
+        prior_points = torch.stack((priors_cx, priors_cy), dim=1)
+        distances = (prior_points[:, None, :] - gt_points[None, :, :]).pow(2).sum(-1).sqrt()  # (A, G)
+        ignored = self._ignored_mask(priors, gt_boxes_ignore)
+        if ignored is not None:
+            distances[ignored, :] = INF
+            gt_inds[ignored] = -1
+            reasons[ignored] = Reason.IGNORED_CROWD
+        candidate_idxs = self._candidates(distances, num_level_priors)  # (L * k, G)
+        candidate_overlaps = overlaps[candidate_idxs, torch.arange(num_gt)]
+        thr = candidate_overlaps.mean(0) + candidate_overlaps.std(0)  # (G,)
+        is_pos = candidate_overlaps >= thr[None, :]
+        is_in = self._centers_inside(priors_cx, priors_cy, candidate_idxs, gt_boxes)
+        self._mark_candidates(reasons, candidate_idxs, is_pos, is_in)
+        is_pos = is_pos & is_in
+        max_overlaps, argmax = self._resolve(overlaps, candidate_idxs, is_pos)
+        pos = max_overlaps != -INF
+        gt_inds[pos] = argmax[pos] + 1
+        reasons[pos] = Reason.POS_ATSS
+        labels = labels_from_gt_inds(gt_inds, gt_labels)
+        extras = {"iou": overlaps.t(), "atss_threshold": thr, "candidate_idxs": candidate_idxs.t()}
+        return AssignResult(int(num_gt), gt_inds, max_overlaps, labels, reasons, extras)
+
+    def _ignored_mask(self, priors, gt_boxes_ignore):
+        if not (self.ignore_iof_thr > 0 and gt_boxes_ignore is not None and gt_boxes_ignore.numel() > 0):
+            return None
+        return bbox_overlaps(priors, gt_boxes_ignore, mode="iof").max(dim=1).values > self.ignore_iof_thr
+
+    def _candidates(self, distances: Tensor, num_level_priors) -> Tensor:
+        """(sum_l min(k, A_l), G) flat indices of the k nearest priors of each GT, per level."""
+        out, start = [], 0
+        for count in num_level_priors:
+            end = start + count
+            if count > 0:
+                k = min(self.topk, count)
+                _, idx = distances[start:end, :].topk(k, dim=0, largest=False)
+                out.append(idx + start)
+            start = end
+        return torch.cat(out, dim=0)
+
+    @staticmethod
+    def _centers_inside(priors_cx, priors_cy, candidate_idxs, gt_boxes) -> Tensor:
+        """(K, G) candidate centre inside its GT by more than 0.01 on every side."""
+        cx, cy = priors_cx[candidate_idxs], priors_cy[candidate_idxs]  # (K, G)
+        l_ = cx - gt_boxes[:, 0]
+        t_ = cy - gt_boxes[:, 1]
+        r_ = gt_boxes[:, 2] - cx
+        b_ = gt_boxes[:, 3] - cy
+        return torch.stack([l_, t_, r_, b_], dim=1).min(dim=1)[0] > 0.01
+
+    @staticmethod
+    def _resolve(overlaps: Tensor, candidate_idxs: Tensor, is_pos: Tensor) -> tuple[Tensor, Tensor]:
+        """Per prior, the highest IoU among GTs that made it positive (-INF where none)."""
+        num_gt = overlaps.shape[1]
+        masked = torch.full_like(overlaps, -INF)  # (A, G)
+        gt_col = torch.arange(num_gt, device=overlaps.device).expand_as(candidate_idxs)
+        rows, cols = candidate_idxs[is_pos], gt_col[is_pos]
+        masked[rows, cols] = overlaps[rows, cols]
+        return masked.max(dim=1)
+
+    @staticmethod
+    def _mark_candidates(reasons, candidate_idxs, is_pos, is_in) -> None:
+        """Best stage each candidate prior reached for any GT (the GUI's "Why?")."""
+        for mask, code in ((torch.ones_like(is_pos), Reason.BELOW_ATSS_THR),
+                           (is_pos & ~is_in, Reason.CENTER_OUTSIDE_GT)):
+            idx = candidate_idxs[mask]
+            keep = reasons[idx] != Reason.IGNORED_CROWD
+            reasons[idx[keep]] = code

@@ -1,0 +1,104 @@
+"""RTMDet's ``DynamicSoftLabelAssigner`` (Lyu et al. 2022, "RTMDet", sec. 3.2), as mmdetection 3.x."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..boxes import bbox_overlaps
+from .max_iou import _empty_result
+from .result import AssignResult, Reason
+
+__all__ = ["DynamicSoftLabelAssigner"]
+
+INF = 100000000
+EPS = 1.0e-7
+
+
+class DynamicSoftLabelAssigner:
+    """Dynamic-k matching on a soft-label cost.
+
+    Candidates are priors whose point lies strictly inside some GT. Cost of (prior, GT) =
+    ``BCE(logit, IoU * onehot) * |IoU * onehot - sigmoid(logit)|^2`` summed over classes
+    ``+ iou_weight * -log(IoU + 1e-7) + 10 ** (distance / stride - soft_center_radius)``.
+    Each GT takes its ``k = max(1, int(sum of its topk IoUs))`` cheapest candidates; a prior
+    taken by several GTs keeps the cheapest. Needs the head's predictions (scores are logits).
+    """
+
+    def __init__(self, *, soft_center_radius: float = 3.0, topk: int = 13, iou_weight: float = 3.0,
+                 iou_calculator=None):
+        self.soft_center_radius = soft_center_radius
+        self.topk = int(topk)
+        self.iou_weight = iou_weight
+
+    def assign(self, priors: Tensor, gt_boxes: Tensor, gt_labels: Tensor, *,
+               pred_scores: Tensor | None = None, pred_boxes: Tensor | None = None,
+               **unused) -> AssignResult:
+        """``priors`` (Tensor[A, 4] ``[x, y, stride_w, stride_h]``), ``pred_scores`` (Tensor[A, C]
+        logits), ``pred_boxes`` (Tensor[A, 4] decoded xyxy)."""
+        if pred_scores is None or pred_boxes is None:
+            raise ValueError("DynamicSoftLabelAssigner needs pred_scores and pred_boxes")
+        num_gt, num_priors = gt_boxes.shape[0], pred_boxes.shape[0]
+        if num_gt == 0 or num_priors == 0:
+            return _empty_result(int(num_gt), pred_boxes)
+        gt_inds = pred_boxes.new_full((num_priors,), 0, dtype=torch.long)
+        reasons = torch.full((num_priors,), Reason.NOT_INSIDE_ANY_GT, dtype=torch.uint8, device=priors.device)
+        center = priors[:, :2]
+        deltas = torch.cat([center[:, None] - gt_boxes[:, :2], gt_boxes[:, 2:] - center[:, None]], dim=-1)
+        is_in_gts = deltas.min(dim=-1).values > 0  # (A, G)
+        valid_mask = is_in_gts.sum(dim=1) > 0
+        num_valid = int(valid_mask.sum())
+        labels = gt_inds.new_full((num_priors,), -1)
+        if num_valid == 0:
+            return AssignResult(int(num_gt), gt_inds, pred_boxes.new_zeros(num_priors), labels, reasons,
+                                {"is_in_gts": is_in_gts.t()})
+        reasons[valid_mask] = Reason.NOT_IN_DYNAMIC_K
+        cost, ious = self._cost(priors[valid_mask], pred_boxes[valid_mask], pred_scores[valid_mask],
+                                gt_boxes, gt_labels)
+        matched_ious, matched_gt, fg, dynamic_ks = self.dynamic_k_matching(cost, ious, int(num_gt))
+        pos_mask = valid_mask.clone()
+        pos_mask[valid_mask] = fg
+        gt_inds[pos_mask] = matched_gt + 1
+        labels[pos_mask] = gt_labels[matched_gt].long()
+        reasons[pos_mask] = Reason.POS_DYNAMIC_K
+        max_overlaps = gt_inds.new_full((num_priors,), -INF, dtype=torch.float32)
+        max_overlaps[pos_mask] = matched_ious
+        extras = {"is_in_gts": is_in_gts.t(), "candidate_idxs": valid_mask.nonzero().view(-1),
+                  "cost": cost.t(), "candidate_iou": ious.t(), "dynamic_ks": dynamic_ks}
+        return AssignResult(int(num_gt), gt_inds, max_overlaps, labels, reasons, extras)
+
+    def _cost(self, valid_prior, valid_boxes, valid_scores, gt_boxes, gt_labels) -> tuple[Tensor, Tensor]:
+        """(V, G) cost and (V, G) IoU of the candidate priors."""
+        num_valid, num_gt = valid_boxes.shape[0], gt_boxes.shape[0]
+        gt_center = (gt_boxes[:, :2] + gt_boxes[:, 2:]) / 2.0
+        strides = valid_prior[:, 2]
+        distance = (valid_prior[:, None, :2] - gt_center[None, :, :]).pow(2).sum(-1).sqrt() / strides[:, None]
+        soft_center_prior = torch.pow(10, distance - self.soft_center_radius)
+        ious = bbox_overlaps(valid_boxes, gt_boxes)
+        iou_cost = -torch.log(ious + EPS) * self.iou_weight
+        onehot = F.one_hot(gt_labels.to(torch.int64), valid_scores.shape[-1]).float()
+        onehot = onehot.unsqueeze(0).repeat(num_valid, 1, 1)  # (V, G, C)
+        scores = valid_scores.unsqueeze(1).repeat(1, num_gt, 1)
+        soft_label = onehot * ious[..., None]
+        scale = soft_label - scores.sigmoid()
+        cls_cost = F.binary_cross_entropy_with_logits(scores, soft_label, reduction="none") * scale.abs().pow(2.0)
+        return cls_cost.sum(dim=-1) + iou_cost + soft_center_prior, ious
+
+    def dynamic_k_matching(self, cost: Tensor, ious: Tensor, num_gt: int):
+        """Returns matched IoU (P,), matched GT (P,), foreground mask over candidates (V,), k (G,)."""
+        matching = torch.zeros_like(cost, dtype=torch.uint8)
+        k_cand = min(self.topk, ious.size(0))
+        topk_ious, _ = torch.topk(ious, k_cand, dim=0)
+        dynamic_ks = torch.clamp(topk_ious.sum(0).int(), min=1)
+        for g in range(num_gt):
+            _, pos_idx = torch.topk(cost[:, g], k=int(dynamic_ks[g]), largest=False)
+            matching[:, g][pos_idx] = 1
+        multi = matching.sum(1) > 1
+        if multi.sum() > 0:
+            _, cost_argmin = torch.min(cost[multi, :], dim=1)
+            matching[multi, :] *= 0
+            matching[multi, cost_argmin] = 1
+        fg = matching.sum(1) > 0
+        matched_gt = matching[fg, :].argmax(1)
+        matched_ious = (matching * ious).sum(1)[fg]
+        return matched_ious, matched_gt, fg, dynamic_ks

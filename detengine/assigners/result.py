@@ -1,0 +1,142 @@
+"""The one result every assigner returns, with mmdetection's meaning of ``gt_inds``."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+__all__ = ["AssignResult", "Reason", "REASON_TEXT"]
+
+
+class Reason:
+    """Why a prior got its label: one small int per prior in ``AssignResult.reasons``.
+
+    The GUI's "Why?" shows ``REASON_TEXT[code]``; the codes are stable (they go into JSON).
+    """
+
+    NEG_BELOW_THR = 0
+    IGNORED_BETWEEN_THR = 1
+    POS_ABOVE_THR = 2
+    POS_LOW_QUALITY = 3
+    IGNORED_CROWD = 4
+    NO_GT = 5
+    INVALID_PRIOR = 6
+    NOT_TOPK_CANDIDATE = 7
+    BELOW_ATSS_THR = 8
+    CENTER_OUTSIDE_GT = 9
+    POS_ATSS = 10
+    NOT_INSIDE_ANY_GT = 11
+    NOT_IN_DYNAMIC_K = 12
+    POS_DYNAMIC_K = 13
+    POS_FORCED_BEST_PRIOR = 14
+    POS_GREEDY = 15
+    IGNORED_BELOW_NEG_RANGE = 16
+
+
+REASON_TEXT = {
+    Reason.NEG_BELOW_THR: "negative: max IoU below the negative threshold",
+    Reason.IGNORED_BETWEEN_THR: "ignored: max IoU between the negative and positive thresholds",
+    Reason.POS_ABOVE_THR: "positive: max IoU at or above the positive threshold",
+    Reason.POS_LOW_QUALITY: "positive: forced as the best prior of its GT (low-quality match)",
+    Reason.IGNORED_CROWD: "ignored: overlaps an ignored / crowd box above ignore_iof_thr",
+    Reason.NO_GT: "negative: the image has no ground truth",
+    Reason.INVALID_PRIOR: "not used: prior lies in the padding or outside the allowed border",
+    Reason.NOT_TOPK_CANDIDATE: "negative: not among the top-k nearest priors of any GT on its level",
+    Reason.BELOW_ATSS_THR: "negative: candidate, but IoU below the GT's mean + std threshold",
+    Reason.CENTER_OUTSIDE_GT: "negative: candidate above threshold, but its centre is not inside the GT",
+    Reason.POS_ATSS: "positive: top-k candidate, IoU >= mean + std and centre inside the GT",
+    Reason.NOT_INSIDE_ANY_GT: "negative: prior point is not inside any GT",
+    Reason.NOT_IN_DYNAMIC_K: "negative: inside a GT, but its cost is not among that GT's dynamic-k lowest",
+    Reason.POS_DYNAMIC_K: "positive: among the dynamic-k lowest-cost priors of its GT",
+    Reason.POS_FORCED_BEST_PRIOR: "positive: forced as the best prior of its GT (overlap set to 2)",
+    Reason.POS_GREEDY: "positive: taken by the greedy largest-IoU step",
+    Reason.IGNORED_BELOW_NEG_RANGE: "ignored: max IoU below the lower end of the negative range",
+}
+
+
+@dataclass
+class AssignResult:
+    """Assignment of A priors to G ground truths.
+
+    Attributes:
+        num_gts: G.
+        gt_inds (Tensor[A] long): -1 ignored, 0 negative, k + 1 positive for GT k (mmdetection).
+        max_overlaps (Tensor[A] float): the assigner's overlap of each prior (max IoU for MaxIoU;
+            -1e8 for non-positives of ATSS / dynamic soft label, as the reference).
+        labels (Tensor[A] long): class of the assigned GT, -1 where not positive.
+        reasons (Tensor[A] uint8): a :class:`Reason` code per prior.
+        extras: assigner-specific tensors the GUI explains with (IoU matrix, thresholds, costs).
+    """
+
+    num_gts: int
+    gt_inds: Tensor
+    max_overlaps: Tensor
+    labels: Tensor
+    reasons: Tensor | None = None
+    extras: dict[str, Tensor] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        n = int(self.gt_inds.shape[0])
+        return (f"AssignResult(num_gts={self.num_gts}, num_priors={n}, "
+                f"pos={self.num_pos}, neg={self.num_neg}, ignored={self.num_ignored})")
+
+    @property
+    def num_priors(self) -> int:
+        return int(self.gt_inds.shape[0])
+
+    @property
+    def pos_mask(self) -> Tensor:
+        return self.gt_inds > 0
+
+    @property
+    def neg_mask(self) -> Tensor:
+        return self.gt_inds == 0
+
+    @property
+    def num_pos(self) -> int:
+        return int((self.gt_inds > 0).sum())
+
+    @property
+    def num_neg(self) -> int:
+        return int((self.gt_inds == 0).sum())
+
+    @property
+    def num_ignored(self) -> int:
+        return int((self.gt_inds < 0).sum())
+
+    def num_pos_per_gt(self) -> Tensor:
+        """(G,) long: positives of each GT."""
+        pos = self.gt_inds[self.gt_inds > 0] - 1
+        return torch.bincount(pos, minlength=self.num_gts)[: self.num_gts]
+
+    def unmap(self, valid: Tensor) -> "AssignResult":
+        """Scatter a result computed on ``priors[valid]`` back to all priors (invalid: ignored)."""
+        a = int(valid.shape[0])
+        gt_inds = self.gt_inds.new_full((a,), -1)
+        gt_inds[valid] = self.gt_inds
+        max_overlaps = self.max_overlaps.new_zeros(a)
+        max_overlaps[valid] = self.max_overlaps
+        labels = self.labels.new_full((a,), -1)
+        labels[valid] = self.labels
+        reasons = torch.full((a,), Reason.INVALID_PRIOR, dtype=torch.uint8, device=valid.device)
+        if self.reasons is not None:
+            reasons[valid] = self.reasons
+        return AssignResult(self.num_gts, gt_inds, max_overlaps, labels, reasons, dict(self.extras))
+
+    @classmethod
+    def random(cls, num_priors: int = 20, num_gts: int = 3, num_classes: int = 4, seed: int = 0,
+               p_ignore: float = 0.1, p_pos: float = 0.3) -> "AssignResult":
+        """A reproducible random result for tests."""
+        g = torch.Generator().manual_seed(seed)
+        u = torch.rand(num_priors, generator=g)
+        gt_inds = torch.zeros(num_priors, dtype=torch.long)
+        if num_gts > 0:
+            pos = u < p_pos
+            gt_inds[pos] = torch.randint(1, num_gts + 1, (int(pos.sum()),), generator=g)
+        gt_inds[(u >= p_pos) & (u < p_pos + p_ignore)] = -1
+        gt_labels = torch.randint(0, num_classes, (max(num_gts, 1),), generator=g)
+        labels = torch.full((num_priors,), -1, dtype=torch.long)
+        labels[gt_inds > 0] = gt_labels[gt_inds[gt_inds > 0] - 1]
+        max_overlaps = torch.rand(num_priors, generator=g)
+        return cls(num_gts, gt_inds, max_overlaps, labels)

@@ -1,0 +1,146 @@
+"""Box arithmetic on plain tensors.
+
+Every box here is float ``(N, 4)``; the format is in the function name. Inside the engine boxes
+are absolute-pixel xyxy (``x1, y1, x2, y2``) with ``w = x2 - x1`` (no ``+1``, as mmdetection 3.x
+and torchvision). IoU-like matrices never return NaN: unions and enclosures are clamped to a small
+``eps`` exactly as mmdetection's ``bbox_overlaps`` does, so that tied IoUs are bit-identical to the
+reference (which matters for ``gt_max_assign_all``).
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "xyxy_to_xywh", "xywh_to_xyxy", "xyxy_to_cxcywh", "cxcywh_to_xyxy",
+    "box_area", "clip_boxes", "valid_boxes_mask", "box_centers",
+    "bbox_overlaps", "box_iou", "box_iof", "box_giou",
+    "aligned_iou", "aligned_giou", "check_boxes",
+]
+
+
+def check_boxes(boxes: Tensor, name: str = "boxes") -> Tensor:
+    """Return ``boxes`` as a float ``(N, 4)`` tensor, or raise quoting the bad shape."""
+    if not isinstance(boxes, Tensor):
+        boxes = torch.as_tensor(boxes, dtype=torch.float32)
+    if boxes.numel() == 0:
+        return boxes.reshape(0, 4).float() if not boxes.is_floating_point() else boxes.reshape(0, 4)
+    if boxes.dim() != 2 or boxes.shape[-1] != 4:
+        raise ValueError(f"{name} must be (N, 4), got {tuple(boxes.shape)}")
+    return boxes if boxes.is_floating_point() else boxes.float()
+
+
+def xyxy_to_xywh(boxes: Tensor) -> Tensor:
+    """(N, 4) xyxy -> (N, 4) ``[x, y, w, h]`` (COCO's layout)."""
+    x1, y1, x2, y2 = boxes.unbind(-1)
+    return torch.stack([x1, y1, x2 - x1, y2 - y1], dim=-1)
+
+
+def xywh_to_xyxy(boxes_xywh: Tensor) -> Tensor:
+    """(N, 4) ``[x, y, w, h]`` -> (N, 4) xyxy."""
+    x, y, w, h = boxes_xywh.unbind(-1)
+    return torch.stack([x, y, x + w, y + h], dim=-1)
+
+
+def xyxy_to_cxcywh(boxes: Tensor) -> Tensor:
+    """(N, 4) xyxy -> (N, 4) ``[cx, cy, w, h]``."""
+    x1, y1, x2, y2 = boxes.unbind(-1)
+    return torch.stack([(x1 + x2) * 0.5, (y1 + y2) * 0.5, x2 - x1, y2 - y1], dim=-1)
+
+
+def cxcywh_to_xyxy(boxes_cxcywh: Tensor) -> Tensor:
+    """(N, 4) ``[cx, cy, w, h]`` -> (N, 4) xyxy."""
+    cx, cy, w, h = boxes_cxcywh.unbind(-1)
+    return torch.stack([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h], dim=-1)
+
+
+def box_centers(boxes: Tensor) -> Tensor:
+    """(N, 4) xyxy -> (N, 2) centres ``(x1 + x2) / 2, (y1 + y2) / 2``."""
+    return torch.stack([(boxes[:, 0] + boxes[:, 2]) / 2.0, (boxes[:, 1] + boxes[:, 3]) / 2.0], dim=-1)
+
+
+def box_area(boxes: Tensor) -> Tensor:
+    """(N, 4) xyxy -> (N,) ``(x2 - x1) * (y2 - y1)``; negative for inverted boxes, as the reference."""
+    return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
+
+
+def clip_boxes(boxes: Tensor, image_shape: tuple[int, int]) -> Tensor:
+    """Clamp xyxy boxes into an image of ``image_shape = (h, w)``: x to [0, w], y to [0, h]."""
+    h, w = image_shape
+    x = boxes[..., 0::2].clamp(min=0, max=w)
+    y = boxes[..., 1::2].clamp(min=0, max=h)
+    return torch.stack([x[..., 0], y[..., 0], x[..., 1], y[..., 1]], dim=-1)
+
+
+def valid_boxes_mask(boxes: Tensor, min_size: float = 0.0) -> Tensor:
+    """(N,) bool: finite boxes whose width and height are both ``> min_size``."""
+    w = boxes[:, 2] - boxes[:, 0]
+    h = boxes[:, 3] - boxes[:, 1]
+    return torch.isfinite(boxes).all(dim=1) & (w > min_size) & (h > min_size)
+
+
+def bbox_overlaps(boxes1: Tensor, boxes2: Tensor, mode: str = "iou",
+                  is_aligned: bool = False, eps: float = 1e-6) -> Tensor:
+    """IoU / IoF / GIoU between xyxy boxes, mmdetection's ``bbox_overlaps`` bit for bit.
+
+    Args:
+        boxes1 (Tensor[N, 4]), boxes2 (Tensor[M, 4]): xyxy.
+        mode: ``"iou"``, ``"iof"`` (intersection over the area of ``boxes1``) or ``"giou"``.
+        is_aligned: if True, N == M and the result is (N,) pairwise; else (N, M).
+        eps: lower clamp of union and enclosing area.
+    """
+    if mode not in ("iou", "iof", "giou"):
+        raise ValueError(f"mode must be 'iou', 'iof' or 'giou', got {mode!r}")
+    n, m = boxes1.shape[0], boxes2.shape[0]
+    if is_aligned and n != m:
+        raise ValueError(f"aligned overlaps need equal counts, got {n} and {m}")
+    if n == 0 or m == 0:
+        shape = (n,) if is_aligned else (n, m)
+        return boxes1.new_zeros(shape)
+    area1 = box_area(boxes1)
+    area2 = box_area(boxes2)
+    if is_aligned:
+        b1, b2, a2 = boxes1, boxes2, area2
+        a1 = area1
+    else:
+        b1, b2 = boxes1[:, None, :], boxes2[None, :, :]  # (N, 1, 4), (1, M, 4)
+        a1, a2 = area1[:, None], area2[None, :]
+    lt = torch.max(b1[..., :2], b2[..., :2])
+    rb = torch.min(b1[..., 2:], b2[..., 2:])
+    wh = (rb - lt).clamp(min=0)
+    overlap = wh[..., 0] * wh[..., 1]
+    eps_t = overlap.new_tensor([eps])
+    if mode == "iof":
+        return overlap / torch.max(a1.expand_as(overlap), eps_t)
+    union = torch.max(a1 + a2 - overlap, eps_t)
+    ious = overlap / union
+    if mode == "iou":
+        return ious
+    enclose_wh = (torch.max(b1[..., 2:], b2[..., 2:]) - torch.min(b1[..., :2], b2[..., :2])).clamp(min=0)
+    enclose_area = torch.max(enclose_wh[..., 0] * enclose_wh[..., 1], eps_t)
+    return ious - (enclose_area - union) / enclose_area
+
+
+def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
+    """(N, M) IoU matrix between xyxy boxes (never NaN)."""
+    return bbox_overlaps(boxes1, boxes2, "iou")
+
+
+def box_iof(boxes1: Tensor, boxes2: Tensor) -> Tensor:
+    """(N, M) intersection over the area of each ``boxes1`` row (mmdetection's ``iof``)."""
+    return bbox_overlaps(boxes1, boxes2, "iof")
+
+
+def box_giou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
+    """(N, M) generalized IoU matrix, in [-1, 1]."""
+    return bbox_overlaps(boxes1, boxes2, "giou")
+
+
+def aligned_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
+    """(N,) IoU of ``boxes1[i]`` with ``boxes2[i]``."""
+    return bbox_overlaps(boxes1, boxes2, "iou", is_aligned=True)
+
+
+def aligned_giou(boxes1: Tensor, boxes2: Tensor, eps: float = 1e-6) -> Tensor:
+    """(N,) GIoU of ``boxes1[i]`` with ``boxes2[i]``."""
+    return bbox_overlaps(boxes1, boxes2, "giou", is_aligned=True, eps=eps)

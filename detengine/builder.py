@@ -1,0 +1,180 @@
+"""Config dicts (mmdetection 3.x layout) -> engine objects. The name -> class tables live here.
+
+Arguments that mmdetection configs carry but the engine does not model (``init_cfg``,
+``iou_calculator``, ``debug`` ...) are accepted where they are harmless and listed in
+``IGNORED_KEYS``; anything else unknown is an error that names the key and the component.
+"""
+from __future__ import annotations
+
+import copy
+import inspect as _inspect
+
+from . import assigners, coders, losses, priors
+from .heads import (AnchorHeadCore, HeadCore, RTMDetHeadCore, SSDHeadCore, SSDVGGRule, StrideRule,
+                    TinySSDHeadCore)
+from .samplers import PseudoSampler
+
+__all__ = ["build", "build_head_core", "ConfigBuildError", "REGISTRY", "HEAD_TYPES", "default_input_shape"]
+
+
+class ConfigBuildError(ValueError):
+    """A config names an unknown type or argument."""
+
+
+REGISTRY = {
+    "prior_generator": {c.__name__: c for c in (
+        priors.AnchorGenerator, priors.LegacyAnchorGenerator, priors.SSDAnchorGenerator,
+        priors.LegacySSDAnchorGenerator, priors.MlvlPointGenerator, priors.D2LPriorGenerator)},
+    "assigner": {c.__name__: c for c in (
+        assigners.MaxIoUAssigner, assigners.ATSSAssigner, assigners.DynamicSoftLabelAssigner,
+        assigners.SSDPytorchMatcher, assigners.D2LGreedyAssigner)},
+    "sampler": {"PseudoSampler": PseudoSampler},
+    "bbox_coder": {c.__name__: c for c in (
+        coders.DeltaXYWHBBoxCoder, coders.DistancePointBBoxCoder, coders.D2LOffsetCoder)},
+    "loss": {c.__name__: c for c in (
+        losses.CrossEntropyLoss, losses.SmoothL1Loss, losses.L1Loss, losses.FocalLoss,
+        losses.QualityFocalLoss, losses.GIoULoss)},
+}
+
+# Head type -> (core class, score layout). RTMDetSepBNHead and RTMDetHead share the logic.
+HEAD_TYPES = {
+    "SSDHead": SSDHeadCore,
+    "RetinaHead": AnchorHeadCore,
+    "AnchorHead": AnchorHeadCore,
+    "RTMDetHead": RTMDetHeadCore,
+    "RTMDetSepBNHead": RTMDetHeadCore,
+    "TinySSDHead": TinySSDHeadCore,
+}
+
+IGNORED_KEYS = {"iou_calculator", "init_cfg", "debug", "gpu_assign_thr", "avg_non_ignore",
+                "use_mask", "reduction_override", "type"}
+_LOSS_SETTINGS = {"loss_weight", "reduction"}
+
+
+def build(cfg: dict, kind: str, **defaults):
+    """Build one component of ``kind`` (a key of REGISTRY) from ``dict(type=..., **kwargs)``."""
+    if not isinstance(cfg, dict) or "type" not in cfg:
+        raise ConfigBuildError(f"{kind} config must be a dict with a 'type', got {cfg!r}")
+    table = REGISTRY[kind]
+    name = cfg["type"]
+    if name not in table:
+        raise ConfigBuildError(f"unknown {kind} type {name!r}; known: {sorted(table)}")
+    cls = table[name]
+    kwargs = {**defaults, **{k: copy.deepcopy(v) for k, v in cfg.items() if k != "type"}}
+    return cls(**_accepted_kwargs(cls, kwargs, f"{kind} {name}"))
+
+
+def _accepted_kwargs(cls, kwargs: dict, what: str) -> dict:
+    params = _signature_params(cls)
+    takes_any = any(p.kind == p.VAR_KEYWORD for p in params.values())
+    out = {}
+    for key, value in kwargs.items():
+        if key in params or (takes_any and key in _LOSS_SETTINGS | set(_base_params(cls))):
+            out[key] = value
+        elif key in IGNORED_KEYS:
+            continue
+        else:
+            known = sorted(k for k, p in params.items() if p.kind == p.KEYWORD_ONLY)
+            raise ConfigBuildError(f"{what} got an unknown argument {key!r}; it takes {known}")
+    return out
+
+
+def _signature_params(cls) -> dict:
+    return dict(_inspect.signature(cls.__init__).parameters)
+
+
+def _base_params(cls) -> list[str]:
+    names = []
+    for base in cls.__mro__[1:]:
+        if "__init__" in base.__dict__:
+            names += [k for k, p in _inspect.signature(base.__init__).parameters.items()
+                      if p.kind == p.KEYWORD_ONLY]
+    return names
+
+
+def _featmap_rule(model: dict, head: dict):
+    model_type = model.get("type", "")
+    gen = head.get("anchor_generator") or head.get("prior_generator") or {}
+    if head["type"] == "SSDHead":
+        neck = model.get("neck") or {}
+        return SSDVGGRule(neck.get("level_strides", (2, 2, 1, 1)), neck.get("level_paddings", (1, 1, 0, 0)),
+                          neck.get("last_kernel_size", 3))
+    if head["type"] == "TinySSDHead" or model_type == "TinySSD":
+        from .heads import TinySSDRule
+        return TinySSDRule()
+    if "strides" not in gen:
+        raise ConfigBuildError(f"cannot infer feature-map sizes of model {model_type!r}: no strides")
+    return StrideRule(gen["strides"])
+
+
+def build_head_core(model: dict) -> HeadCore:
+    """The head core of ``model`` (the config's ``model`` dict, with ``bbox_head``,
+    ``train_cfg`` and ``test_cfg``)."""
+    head = copy.deepcopy(model.get("bbox_head"))
+    if not head or head.get("type") not in HEAD_TYPES:
+        raise ConfigBuildError(f"model.bbox_head.type must be one of {sorted(HEAD_TYPES)}, "
+                               f"got {None if not head else head.get('type')!r}")
+    train_cfg = copy.deepcopy(model.get("train_cfg") or {})
+    test_cfg = copy.deepcopy(model.get("test_cfg") or {})
+    core_cls = HEAD_TYPES[head["type"]]
+    gen_cfg = head.get("anchor_generator") or head.get("prior_generator")
+    if gen_cfg is None:
+        raise ConfigBuildError(f"{head['type']} needs an anchor_generator / prior_generator")
+    kwargs = dict(
+        num_classes=head["num_classes"],
+        prior_generator=build(gen_cfg, "prior_generator"),
+        featmap_rule=_featmap_rule(model, head),
+        bbox_coder=build(head.get("bbox_coder", {"type": "DeltaXYWHBBoxCoder"}), "bbox_coder"),
+        assigner=build(train_cfg.get("assigner", _default_assigner(head["type"])), "assigner"),
+        sampler=build(train_cfg.get("sampler", {"type": "PseudoSampler"}), "sampler"),
+        loss_cls=build(head.get("loss_cls", _default_loss_cls(head["type"])), "loss"),
+        loss_bbox=build(head.get("loss_bbox", _default_loss_bbox(head["type"], train_cfg)), "loss"),
+        allowed_border=train_cfg.get("allowed_border", -1),
+        pos_weight=train_cfg.get("pos_weight", -1),
+        reg_decoded_bbox=head.get("reg_decoded_bbox", head["type"].startswith("RTMDet")),
+        test_cfg=test_cfg, train_cfg=train_cfg,
+    )
+    if core_cls is SSDHeadCore:
+        kwargs.update(neg_pos_ratio=train_cfg.get("neg_pos_ratio", 3),
+                      smoothl1_beta=train_cfg.get("smoothl1_beta", 1.0),
+                      mining=train_cfg.get("hard_negative_mining", "mmdet"))
+    core = core_cls(**kwargs)
+    core.exp_on_reg = bool(head.get("exp_on_reg", False))
+    return core
+
+
+def _default_assigner(head_type: str) -> dict:
+    if head_type.startswith("RTMDet"):
+        return {"type": "DynamicSoftLabelAssigner", "topk": 13}
+    if head_type == "TinySSDHead":
+        return {"type": "D2LGreedyAssigner", "iou_threshold": 0.5}
+    return {"type": "MaxIoUAssigner", "pos_iou_thr": 0.5, "neg_iou_thr": 0.4, "min_pos_iou": 0.0}
+
+
+def _default_loss_cls(head_type: str) -> dict:
+    if head_type in ("SSDHead", "TinySSDHead"):
+        return {"type": "CrossEntropyLoss", "loss_weight": 1.0}
+    if head_type.startswith("RTMDet"):
+        return {"type": "QualityFocalLoss", "use_sigmoid": True, "beta": 2.0, "loss_weight": 1.0}
+    return {"type": "FocalLoss", "use_sigmoid": True, "gamma": 2.0, "alpha": 0.25, "loss_weight": 1.0}
+
+
+def _default_loss_bbox(head_type: str, train_cfg: dict) -> dict:
+    if head_type == "SSDHead":
+        return {"type": "SmoothL1Loss", "beta": train_cfg.get("smoothl1_beta", 1.0), "loss_weight": 1.0}
+    if head_type == "TinySSDHead":
+        return {"type": "L1Loss", "loss_weight": 1.0}
+    if head_type.startswith("RTMDet"):
+        return {"type": "GIoULoss", "loss_weight": 2.0}
+    return {"type": "L1Loss", "loss_weight": 1.0}
+
+
+def default_input_shape(model: dict) -> tuple[int, int]:
+    """A sensible network input (h, w) for a model when the user gives none."""
+    head = model.get("bbox_head") or {}
+    gen = head.get("anchor_generator") or head.get("prior_generator") or {}
+    if "input_size" in gen:
+        return (int(gen["input_size"]), int(gen["input_size"]))
+    if "image_size" in gen:
+        return tuple(int(v) for v in gen["image_size"])
+    return (640, 640)

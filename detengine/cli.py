@@ -1,0 +1,105 @@
+"""``python -m detengine``: the headless command line."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+__all__ = ["main", "parse_box"]
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "resources" / "configs"
+
+
+def parse_box(text: str, with_label: bool) -> list[float]:
+    """``"x1,y1,x2,y2[,label]"`` -> numbers, with a message that quotes the bad value."""
+    parts = [p.strip() for p in text.split(",")]
+    want = 5 if with_label else 4
+    if len(parts) != want:
+        what = "x1,y1,x2,y2,label" if with_label else "x1,y1,x2,y2"
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number in {text!r}") from None
+    if values[2] <= values[0] or values[3] <= values[1]:
+        raise argparse.ArgumentTypeError(f"box {text!r} has x2 <= x1 or y2 <= y1")
+    if with_label and (values[4] != int(values[4]) or values[4] < 0):
+        raise argparse.ArgumentTypeError(f"label must be a class index >= 0, got {parts[4]!r}")
+    return values
+
+
+def resolve_config(name: str) -> Path:
+    """A config path, or the name of a shipped config (``ssd300_coco``)."""
+    path = Path(name)
+    if path.exists():
+        return path
+    shipped = CONFIG_DIR / (name if name.endswith(".py") else name + ".py")
+    if shipped.exists():
+        return shipped
+    names = sorted(p.stem for p in CONFIG_DIR.glob("*.py"))
+    raise SystemExit(f"error: no config {name!r} (not a file, nor a shipped config: {', '.join(names)})")
+
+
+def _add_inspect(sub) -> None:
+    p = sub.add_parser("inspect", help="trace anchors, assignment, loss and NMS for one image",
+                       description="Trace one image through a dense head: priors per level, assignment per GT "
+                                   "and level, GTs with no positive, loss breakdown and NMS stages.")
+    p.add_argument("--config", required=True, help="config file or shipped name (ssd300_coco, ...)")
+    p.add_argument("--image-size", nargs=2, type=int, metavar=("WIDTH", "HEIGHT"),
+                   help="network input size in pixels, width then height as mmdetection's scale=(w, h); "
+                        "default: the model's own (300 for SSD300)")
+    p.add_argument("--gt", action="append", default=[], type=lambda s: parse_box(s, True),
+                   metavar="X1,Y1,X2,Y2,LABEL", help="a ground-truth box in input pixels (repeat)")
+    p.add_argument("--ignore", action="append", default=[], type=lambda s: parse_box(s, False),
+                   metavar="X1,Y1,X2,Y2", help="an ignored / crowd box (repeat)")
+    preds = p.add_mutually_exclusive_group()
+    preds.add_argument("--random-preds", type=int, metavar="SEED",
+                       help="use seeded random head outputs to show the loss and NMS stages")
+    preds.add_argument("--init-preds", action="store_true", help="use an untrained head's outputs")
+    p.add_argument("--score-thr", type=float, help="override test_cfg.score_thr")
+    p.add_argument("--iou-thr", type=float, help="override test_cfg.nms.iou_threshold")
+    p.add_argument("--max-per-img", type=int, help="override test_cfg.max_per_img")
+    p.add_argument("--json", type=Path, metavar="PATH", help="write the whole trace as JSON")
+
+
+def _run_inspect(args) -> int:
+    import torch
+
+    from .io import atomic_write_text
+    from .trace import head_core_for, inspect, model_config, random_predictions
+
+    model = model_config(str(resolve_config(args.config)))
+    shape = (args.image_size[1], args.image_size[0]) if args.image_size else None
+    boxes = torch.tensor([g[:4] for g in args.gt], dtype=torch.float32).reshape(-1, 4)
+    labels = torch.tensor([int(g[4]) for g in args.gt], dtype=torch.long)
+    ignore = torch.tensor(args.ignore, dtype=torch.float32).reshape(-1, 4)
+    predictions = None
+    if args.init_preds:
+        predictions = "init"
+    elif args.random_preds is not None:
+        from .builder import default_input_shape
+        core = head_core_for(model)
+        priors = core.priors(shape or default_input_shape(model))
+        predictions = random_predictions(core, priors, seed=args.random_preds)
+    overrides = {k: v for k, v in (("score_thr", args.score_thr), ("iou_threshold", args.iou_thr),
+                                   ("max_per_img", args.max_per_img)) if v is not None}
+    trace = inspect(shape, boxes, labels, model, predictions, gt_boxes_ignore=ignore,
+                    postprocess_overrides=overrides)
+    print(trace.summary())
+    if args.json:
+        atomic_write_text(args.json, json.dumps(trace.to_json_dict()))
+        print(f"trace written to {args.json}")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m detengine", description="DetScope's headless engine.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_inspect(sub)
+    args = parser.parse_args(argv)
+    try:
+        return {"inspect": _run_inspect}[args.command](args)
+    except (ValueError, TypeError, KeyError) as exc:  # bad config or input: a message, not a trace
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,171 @@
+"""Anchor-based dense heads: RetinaNet's ``AnchorHead`` logic and SSD's (mmdetection 3.x)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..assigners import DynamicSoftLabelAssigner
+from ..postprocess import postprocess_dense
+from ..priors import Priors
+from ..samplers import PseudoSampler, hard_negative_mask
+from .base import HeadCore, ImageLoss, Targets, anchor_inside_flags
+
+__all__ = ["AnchorHeadCore", "SSDHeadCore"]
+
+
+def assign_priors(assigner, priors: Priors, inside: Tensor, gt_boxes, gt_labels, gt_boxes_ignore,
+                  cls_scores=None, pred_boxes=None):
+    """Run any assigner on the inside priors, giving each the inputs it needs."""
+    tensor = priors.tensor[inside]
+    if isinstance(assigner, DynamicSoftLabelAssigner) and not priors.is_point:
+        # point form [cx, cy, stride_w, stride_h] of the anchors
+        tensor = torch.cat([priors.centers[inside], priors.prior_strides[inside]], dim=1)
+    num_level_priors = [int(v.sum()) for v in priors.split(inside)]
+    kwargs = dict(gt_boxes_ignore=gt_boxes_ignore, num_level_priors=num_level_priors)
+    if cls_scores is not None:
+        kwargs.update(pred_scores=cls_scores[inside], pred_boxes=pred_boxes[inside])
+    return assigner.assign(tensor, gt_boxes, gt_labels, **kwargs)
+
+
+class AnchorHeadCore(HeadCore):
+    """mmdetection ``AnchorHead`` (RetinaNet): assign, pseudo-sample, encode, sigmoid focal +
+    regression loss normalised by ``sum over images of max(num_pos, 1)``."""
+
+    def __init__(self, *, num_classes, prior_generator, featmap_rule, bbox_coder, assigner, loss_cls,
+                 loss_bbox, score_layout="sigmoid", sampler=None, allowed_border=-1, pos_weight=-1,
+                 reg_decoded_bbox=False, test_cfg=None, train_cfg=None):
+        self.num_classes = int(num_classes)
+        self.prior_generator = prior_generator
+        self.featmap_rule = featmap_rule
+        self.bbox_coder = bbox_coder
+        self.assigner = assigner
+        self.sampler = sampler or PseudoSampler()
+        self.loss_cls = loss_cls
+        self.loss_bbox = loss_bbox
+        self.score_layout = score_layout
+        self.allowed_border = allowed_border
+        self.pos_weight = pos_weight
+        self.reg_decoded_bbox = reg_decoded_bbox
+        self.test_cfg = dict(test_cfg or {})
+        self.train_cfg = dict(train_cfg or {})
+
+    def featmap_sizes(self, input_shape):
+        return self.featmap_rule(input_shape)
+
+    def needs_predictions(self) -> bool:
+        return isinstance(self.assigner, DynamicSoftLabelAssigner)
+
+    def decode(self, priors: Tensor, bbox_preds: Tensor, max_shape=None) -> Tensor:
+        return self.bbox_coder.decode(priors, bbox_preds, max_shape=max_shape)
+
+    def targets(self, priors, gt_boxes, gt_labels, img_shape, gt_boxes_ignore=None, cls_scores=None,
+                bbox_preds=None) -> Targets:
+        """mmdetection ``_get_targets_single`` with ``unmap_outputs=True``."""
+        inside = anchor_inside_flags(priors.tensor, priors.valid, img_shape, self.allowed_border)
+        pred_boxes = None
+        if cls_scores is not None and bbox_preds is not None:
+            pred_boxes = self.decode(priors.tensor, bbox_preds).detach()
+            cls_scores = cls_scores.detach()
+        assign_result = assign_priors(self.assigner, priors, inside, gt_boxes, gt_labels, gt_boxes_ignore,
+                                      cls_scores, pred_boxes)
+        if not bool(inside.all()):
+            assign_result = assign_result.unmap(inside)  # outside priors: ignored (-1)
+        sampling = self.sampler.sample(assign_result, priors.tensor, gt_boxes)
+        a = len(priors)
+        labels = priors.tensor.new_full((a,), self.num_classes, dtype=torch.long)
+        label_weights = priors.tensor.new_zeros(a)
+        bbox_targets = priors.tensor.new_zeros((a, 4))
+        bbox_weights = priors.tensor.new_zeros((a, 4))
+        pos, neg = sampling.pos_inds, sampling.neg_inds
+        if pos.numel() > 0:
+            if self.reg_decoded_bbox:
+                bbox_targets[pos] = sampling.pos_gt_boxes
+            else:
+                bbox_targets[pos] = self.bbox_coder.encode(sampling.pos_priors, sampling.pos_gt_boxes)
+            bbox_weights[pos] = 1.0
+            labels[pos] = gt_labels[sampling.pos_assigned_gt_inds].long()
+            label_weights[pos] = 1.0 if self.pos_weight <= 0 else self.pos_weight
+        if neg.numel() > 0:
+            label_weights[neg] = 1.0
+        return Targets(assign_result, sampling, labels, label_weights, bbox_targets, bbox_weights, inside)
+
+    def avg_factor_of(self, targets: Targets) -> float:
+        """mmdetection ``SamplingResult.avg_factor``: ``max(num_pos, 1)`` per image."""
+        return float(max(targets.num_pos, 1))
+
+    def loss_image(self, cls_scores, bbox_preds, priors, targets, avg_factor) -> ImageLoss:
+        """Focal (or any class-index loss) over weighted priors + regression on positives."""
+        cls_el = self.loss_cls.elementwise(cls_scores, targets.labels)
+        cls_raw = cls_el.sum(dim=1) if cls_el.dim() == 2 else cls_el  # (A,)
+        cls_per_prior = cls_raw * targets.label_weights * self.loss_cls.loss_weight / (avg_factor + _EPS)
+        pred = self.decode(priors.tensor, bbox_preds) if self.reg_decoded_bbox else bbox_preds
+        bbox_el = self.loss_bbox(pred, targets.bbox_targets, reduction_override="none")  # (A, 4), weighted
+        bbox_per_prior = (bbox_el * targets.bbox_weights).sum(dim=1) / (avg_factor + _EPS)
+        terms = {"loss_cls": self.loss_cls(cls_scores, targets.labels, targets.label_weights, avg_factor=avg_factor),
+                 "loss_bbox": self.loss_bbox(pred, targets.bbox_targets, targets.bbox_weights, avg_factor=avg_factor)}
+        return ImageLoss(cls_per_prior, bbox_per_prior, cls_raw, terms, float(avg_factor))
+
+    def predict(self, cls_scores, bbox_preds, priors, img_shape, **overrides):
+        """Detections with the suppression record; ``overrides`` replace test_cfg values."""
+        cfg = self.test_config(**overrides)
+        return postprocess_dense(cls_scores, bbox_preds, priors.tensor, priors.num_per_level, self.decode,
+                                 score_layout=self.score_layout, img_shape=img_shape, **cfg)
+
+    def test_config(self, **overrides) -> dict:
+        """Flat post-processing parameters from ``test_cfg`` (mmdetection names) and overrides."""
+        t = self.test_cfg
+        cfg = dict(score_thr=t.get("score_thr", 0.05), nms_pre=t.get("nms_pre", 1000),
+                   iou_threshold=t.get("nms", {}).get("iou_threshold", 0.5),
+                   max_per_img=t.get("max_per_img", 100), min_bbox_size=t.get("min_bbox_size", 0))
+        unknown = set(overrides) - set(cfg)
+        if unknown:
+            raise ValueError(f"unknown post-processing parameters {sorted(unknown)}; known: {sorted(cfg)}")
+        cfg.update(overrides)
+        return cfg
+
+    def init_predictions(self, priors):
+        """Zero regression and the prior-probability 0.01 bias of RetinaNet's cls conv init."""
+        cls, reg = self.empty_predictions(priors)
+        if self.score_layout == "sigmoid":
+            cls.fill_(-4.59511985013459)  # bias_init_with_prob(0.01) = -log((1 - 0.01) / 0.01)
+        return cls, reg
+
+
+_EPS = torch.finfo(torch.float32).eps
+
+
+class SSDHeadCore(AnchorHeadCore):
+    """mmdetection ``SSDHead``: softmax with background last, all positives plus the
+    ``neg_pos_ratio * num_pos`` negatives with the largest CE (SSD paper sec. 2.2), smooth L1."""
+
+    def __init__(self, *, neg_pos_ratio=3, smoothl1_beta=1.0, mining="mmdet", **kw):
+        kw.setdefault("score_layout", "softmax")
+        super().__init__(**kw)
+        self.neg_pos_ratio = int(neg_pos_ratio)
+        self.smoothl1_beta = float(smoothl1_beta)
+        self.mining = mining
+
+    def loss_image(self, cls_scores, bbox_preds, priors, targets, avg_factor) -> ImageLoss:
+        """``loss_by_feat_single``: (pos CE + top-k negative CE) / avg_factor; smooth L1 on
+        positives / (avg_factor + eps)."""
+        labels = targets.labels
+        cls_raw = F.cross_entropy(cls_scores, labels, reduction="none")
+        loss_cls_all = cls_raw * targets.label_weights
+        pos_mask = (labels >= 0) & (labels < self.num_classes)
+        neg_pool = labels == self.num_classes  # includes ignored priors (weight 0), as the reference
+        hard = hard_negative_mask(loss_cls_all, pos_mask, neg_pool, self.neg_pos_ratio, self.mining)
+        counted = pos_mask | hard
+        cls_per_prior = torch.where(counted, loss_cls_all, torch.zeros_like(loss_cls_all)) / avg_factor
+        loss_cls = (loss_cls_all[pos_mask].sum() + loss_cls_all[hard].sum()) / avg_factor
+        pred = self.decode(priors.tensor, bbox_preds) if self.reg_decoded_bbox else bbox_preds
+        bbox_el = self.loss_bbox(pred, targets.bbox_targets, reduction_override="none")  # weighted
+        bbox_per_prior = (bbox_el * targets.bbox_weights).sum(dim=1) / (avg_factor + _EPS)
+        loss_bbox = self.loss_bbox(pred, targets.bbox_targets, targets.bbox_weights, avg_factor=avg_factor)
+        terms = {"loss_cls": loss_cls * self.loss_cls.loss_weight, "loss_bbox": loss_bbox}
+        return ImageLoss(cls_per_prior * self.loss_cls.loss_weight, bbox_per_prior, cls_raw, terms, float(avg_factor),
+                         hard_negative_mask=hard)
+
+    def init_predictions(self, priors):
+        """Zero logits (uniform softmax) and zero deltas: an untrained SSD head's output."""
+        return self.empty_predictions(priors)

@@ -1,0 +1,165 @@
+"""What every dense-head core shares: target and loss records, prior/feature-size plumbing.
+
+A *head core* holds a head's non-learned logic (priors, assigner, sampler, coder, losses,
+post-processing), built from the ``bbox_head`` / ``train_cfg`` / ``test_cfg`` of a config. The
+inspection trace and the trainable detectors both call it, so what the GUI shows is what training
+computes. Per-image methods take flat tensors: scores (A, K), regression (A, 4), in prior order.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from ..assigners.result import AssignResult
+from ..priors import Priors
+from ..samplers import SamplingResult
+
+__all__ = ["Targets", "ImageLoss", "HeadCore", "anchor_inside_flags"]
+
+
+@dataclass
+class Targets:
+    """Training targets of one image over all A priors.
+
+    labels (Tensor[A] long): class for positives, ``num_classes`` (background) otherwise.
+    label_weights (Tensor[A]): 1 for priors in the classification loss, 0 for ignored ones.
+    bbox_targets (Tensor[A, 4]): encoded targets (decoded GT boxes for RTMDet) at positives.
+    bbox_weights (Tensor[A, 4]): 1 (or the soft weight) at positives.
+    inside (Tensor[A] bool): priors that took part (valid flags and allowed border).
+    extras: head-specific targets (e.g. RTMDet's ``assign_metrics``).
+    """
+
+    assign_result: AssignResult
+    sampling_result: SamplingResult
+    labels: Tensor
+    label_weights: Tensor
+    bbox_targets: Tensor
+    bbox_weights: Tensor
+    inside: Tensor
+    extras: dict[str, Tensor] = field(default_factory=dict)
+
+    @property
+    def num_pos(self) -> int:
+        return int(self.sampling_result.pos_inds.numel())
+
+    def __repr__(self) -> str:
+        return f"Targets(A={int(self.labels.shape[0])}, pos={self.num_pos}, {self.assign_result!r})"
+
+
+@dataclass
+class ImageLoss:
+    """Loss of one image, per prior and reduced, exactly as the detector optimises it.
+
+    cls_per_prior (Tensor[A]): classification loss of each prior after weighting and division
+        by the avg factor, so that ``cls_per_prior.sum() == loss_cls`` (SSD: negatives not
+        mined are 0). bbox_per_prior (Tensor[A]): the same for regression (0 off positives).
+    cls_raw (Tensor[A]): un-normalised per-prior classification loss (before mining/weights).
+    hard_negative_mask (Tensor[A] bool): negatives picked by hard-negative mining (SSD only).
+    avg_factor: the normaliser used.  terms: named reduced losses (``loss_cls``, ``loss_bbox``).
+    """
+
+    cls_per_prior: Tensor
+    bbox_per_prior: Tensor
+    cls_raw: Tensor
+    terms: dict[str, Tensor]
+    avg_factor: float
+    hard_negative_mask: Tensor | None = None
+    decoded_pred_boxes: Tensor | None = None
+
+    @property
+    def total(self) -> Tensor:
+        return sum(self.terms.values())
+
+    def __repr__(self) -> str:
+        terms = ", ".join(f"{k}={float(v):.6g}" for k, v in self.terms.items())
+        return f"ImageLoss({terms}, avg_factor={self.avg_factor})"
+
+
+def anchor_inside_flags(priors: Tensor, valid: Tensor, img_shape, allowed_border: float = 0) -> Tensor:
+    """Valid priors that also lie inside the image grown by ``allowed_border`` (< 0: no check)."""
+    if allowed_border < 0:
+        return valid
+    h, w = img_shape[:2]
+    return (valid & (priors[:, 0] >= -allowed_border) & (priors[:, 1] >= -allowed_border)
+            & (priors[:, 2] < w + allowed_border) & (priors[:, 3] < h + allowed_border))
+
+
+class HeadCore:
+    """Interface of the head cores. Subclasses set ``prior_generator`` and implement the rest."""
+
+    num_classes: int
+    score_layout: str  # "softmax" (background last), "sigmoid" or "softmax_bg_first" (d2l)
+    prior_generator = None
+    assigner = None
+
+    def featmap_sizes(self, input_shape: tuple[int, int]) -> list[tuple[int, int]]:
+        """Feature-map sizes (h, w) the network produces for an input of ``input_shape``."""
+        raise NotImplementedError
+
+    def priors(self, input_shape, pad_shape=None, featmap_sizes=None, device="cpu") -> Priors:
+        """Priors of an input of ``input_shape = (h, w)``; ``pad_shape`` is the unpadded content.
+        Cached per (feature sizes, pad shape, device): priors never change for a given input."""
+        sizes = [tuple(int(v) for v in s) for s in (featmap_sizes or self.featmap_sizes(input_shape))]
+        key = (tuple(sizes), tuple(pad_shape) if pad_shape is not None else None, str(device))
+        cache = self.__dict__.setdefault("_priors_cache", {})
+        if key not in cache:
+            if len(cache) > 32:
+                cache.clear()
+            cache[key] = self.prior_generator.grid_priors(sizes, pad_shape=pad_shape, device=device)
+        return cache[key]
+
+    @property
+    def num_base_priors(self) -> list[int]:
+        return self.prior_generator.num_base_priors
+
+    def cls_channels(self) -> int:
+        return self.num_classes + 1 if self.score_layout.startswith("softmax") else self.num_classes
+
+    def targets(self, priors: Priors, gt_boxes: Tensor, gt_labels: Tensor, img_shape,
+                gt_boxes_ignore: Tensor | None = None, cls_scores: Tensor | None = None,
+                bbox_preds: Tensor | None = None) -> Targets:
+        raise NotImplementedError
+
+    def avg_factor_of(self, targets: Targets) -> float:
+        """This image's contribution to the batch normaliser."""
+        raise NotImplementedError
+
+    @staticmethod
+    def reduce_avg_factor(values) -> float:
+        """The batch normaliser from the images' contributions (default: their sum)."""
+        return float(sum(values))
+
+    def loss_image(self, cls_scores: Tensor, bbox_preds: Tensor, priors: Priors, targets: Targets,
+                   avg_factor: float) -> ImageLoss:
+        raise NotImplementedError
+
+    def predict(self, cls_scores: Tensor, bbox_preds: Tensor, priors: Priors, img_shape, **overrides):
+        raise NotImplementedError
+
+    def init_predictions(self, priors: Priors) -> tuple[Tensor, Tensor]:
+        """(cls_scores (A, K), bbox_preds (A, 4)) of a freshly initialised head: what the
+        assignment looks like before training, for assigners that need predictions."""
+        raise NotImplementedError
+
+    def empty_predictions(self, priors: Priors) -> tuple[Tensor, Tensor]:
+        a = len(priors)
+        return priors.tensor.new_zeros((a, self.cls_channels())), priors.tensor.new_zeros((a, 4))
+
+
+def scatter_rows(n: int, index: Tensor, values: Tensor, fill=0.0) -> Tensor:
+    """A (n, ...) tensor with ``values`` at ``index`` and ``fill`` elsewhere."""
+    out = values.new_full((n,) + tuple(values.shape[1:]), fill)
+    out[index] = values
+    return out
+
+
+def zero_like_sum(x: Tensor) -> Tensor:
+    """A zero that keeps ``x`` in the autograd graph."""
+    return x.sum() * 0
+
+
+def level_sums(values: Tensor, priors: Priors) -> Tensor:
+    """(L,) sum of a per-prior tensor on each level."""
+    return torch.stack([v.sum() for v in priors.split(values)]) if priors.num_levels else values.new_zeros(0)

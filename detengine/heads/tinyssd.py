@@ -1,0 +1,83 @@
+"""d2l TinySSD's head logic (d2l sec. 14.7: ``multibox_target``, ``calc_loss``, ``multibox_detection``)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..postprocess import postprocess_d2l
+from .anchor_head import AnchorHeadCore, assign_priors
+from .base import ImageLoss, Targets
+
+__all__ = ["TinySSDHeadCore"]
+
+
+class TinySSDHeadCore(AnchorHeadCore):
+    """Greedy assignment, d2l offsets, CE over every anchor (mean) + masked L1 (mean over A * 4).
+
+    Scores are (A, C + 1) logits with background FIRST (d2l's layout). Targets use the engine's
+    convention (``labels`` = C for background). Each image's loss is a mean; the batch loss is
+    the mean over images (``reduce_avg_factor`` = number of images).
+    """
+
+    def __init__(self, **kw):
+        kw.setdefault("score_layout", "softmax_bg_first")
+        super().__init__(**kw)
+
+    def targets(self, priors, gt_boxes, gt_labels, img_shape, gt_boxes_ignore=None, cls_scores=None,
+                bbox_preds=None) -> Targets:
+        inside = priors.valid
+        assign_result = assign_priors(self.assigner, priors, inside, gt_boxes, gt_labels, None)
+        if not bool(inside.all()):
+            assign_result = assign_result.unmap(inside)
+        sampling = self.sampler.sample(assign_result, priors.tensor, gt_boxes)
+        a = len(priors)
+        labels = priors.tensor.new_full((a,), self.num_classes, dtype=torch.long)
+        bbox_targets = priors.tensor.new_zeros((a, 4))
+        bbox_weights = priors.tensor.new_zeros((a, 4))
+        pos = sampling.pos_inds
+        if pos.numel() > 0:
+            labels[pos] = gt_labels[sampling.pos_assigned_gt_inds].long()
+            bbox_targets[pos] = self.bbox_coder.encode(sampling.pos_priors, sampling.pos_gt_boxes)
+            bbox_weights[pos] = 1.0
+        label_weights = inside.to(priors.tensor.dtype)
+        return Targets(assign_result, sampling, labels, label_weights, bbox_targets, bbox_weights, inside)
+
+    def avg_factor_of(self, targets) -> float:
+        return 1.0
+
+    @staticmethod
+    def reduce_avg_factor(values) -> float:
+        return float(len(values))
+
+    def d2l_class_targets(self, labels):
+        """Engine labels (background = C) -> d2l's (background = 0, class k = k + 1)."""
+        return torch.where(labels == self.num_classes, torch.zeros_like(labels), labels + 1)
+
+    def loss_image(self, cls_scores, bbox_preds, priors, targets, avg_factor) -> ImageLoss:
+        a = len(priors)
+        cls_raw = F.cross_entropy(cls_scores, self.d2l_class_targets(targets.labels), reduction="none")
+        mask = targets.bbox_weights
+        bbox_el = torch.abs(bbox_preds * mask - targets.bbox_targets * mask)  # (A, 4)
+        cls_per_prior = cls_raw * self.loss_cls.loss_weight / a / avg_factor
+        bbox_per_prior = bbox_el.sum(dim=1) * self.loss_bbox.loss_weight / (4 * a) / avg_factor
+        terms = {"loss_cls": cls_raw.mean() * self.loss_cls.loss_weight / avg_factor,
+                 "loss_bbox": bbox_el.mean() * self.loss_bbox.loss_weight / avg_factor}
+        return ImageLoss(cls_per_prior, bbox_per_prior, cls_raw, terms, float(avg_factor))
+
+    def predict(self, cls_scores, bbox_preds, priors, img_shape, **overrides):
+        t = dict(nms_threshold=self.test_cfg.get("nms", {}).get("iou_threshold", 0.5),
+                 pos_threshold=self.test_cfg.get("score_thr", 0.009999999))
+        if "iou_threshold" in overrides:
+            t["nms_threshold"] = overrides.pop("iou_threshold")
+        if "score_thr" in overrides:
+            t["pos_threshold"] = overrides.pop("score_thr")
+        if overrides:
+            raise ValueError(f"unknown post-processing parameters for TinySSD: {sorted(overrides)}")
+        return postprocess_d2l(cls_scores, bbox_preds, priors.tensor, self.decode, **t)
+
+    def test_config(self, **overrides) -> dict:
+        return dict(score_thr=self.test_cfg.get("score_thr", 0.009999999),
+                    iou_threshold=self.test_cfg.get("nms", {}).get("iou_threshold", 0.5), **overrides)
+
+    def init_predictions(self, priors):
+        return self.empty_predictions(priors)

@@ -1,0 +1,194 @@
+"""Losses with mmdetection's reduction semantics, each able to return per-element values.
+
+Every loss class is called as ``loss(pred, target, weight=None, avg_factor=None,
+reduction_override=None)``; ``reduction_override="none"`` gives the per-element values the GUI
+draws, anything else the reduced value the detector optimises. Reduction with ``avg_factor`` is
+``sum / (avg_factor + float32 eps)``, without it a plain mean, as mmdetection's
+``weight_reduce_loss``.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchvision.ops import sigmoid_focal_loss as tv_sigmoid_focal_loss
+
+from .boxes import bbox_overlaps
+
+__all__ = [
+    "weight_reduce_loss", "smooth_l1_loss", "l1_loss", "sigmoid_focal_loss", "quality_focal_loss",
+    "giou_loss", "CrossEntropyLoss", "SmoothL1Loss", "L1Loss", "FocalLoss", "QualityFocalLoss",
+    "GIoULoss",
+]
+
+_EPS = torch.finfo(torch.float32).eps
+
+
+def weight_reduce_loss(loss: Tensor, weight: Tensor | None = None, reduction: str = "mean",
+                       avg_factor: float | Tensor | None = None) -> Tensor:
+    """Multiply by ``weight`` (broadcast), then reduce: none / sum / mean, or sum / avg_factor."""
+    if weight is not None:
+        loss = loss * weight
+    if avg_factor is None:
+        if reduction == "none":
+            return loss
+        return loss.sum() if reduction == "sum" else loss.mean()
+    if reduction == "mean":
+        return loss.sum() / (avg_factor + _EPS)
+    if reduction == "none":
+        return loss
+    raise ValueError('avg_factor can not be used with reduction="sum"')
+
+
+def smooth_l1_loss(pred: Tensor, target: Tensor, beta: float = 1.0) -> Tensor:
+    """Element-wise smooth L1 (Fast R-CNN eq. 3): ``0.5 d^2 / beta`` below ``beta``, else ``d - beta / 2``."""
+    if beta <= 0:
+        raise ValueError(f"beta must be > 0, got {beta}")
+    if target.numel() == 0:
+        return pred * 0
+    diff = torch.abs(pred - target)
+    return torch.where(diff < beta, 0.5 * diff * diff / beta, diff - 0.5 * beta)
+
+
+def l1_loss(pred: Tensor, target: Tensor) -> Tensor:
+    """Element-wise ``|pred - target|``."""
+    if target.numel() == 0:
+        return pred * 0
+    return torch.abs(pred - target)
+
+
+def sigmoid_focal_loss(pred: Tensor, labels: Tensor, gamma: float = 2.0, alpha: float = 0.25) -> Tensor:
+    """(N, C) focal loss (Lin et al. 2017, eq. 5) of logits ``pred`` against class indices
+    ``labels`` (N,) where ``C`` (num classes) means background, via torchvision's implementation."""
+    num_classes = pred.size(1)
+    target = F.one_hot(labels.long(), num_classes=num_classes + 1)[:, :num_classes].type_as(pred)
+    return tv_sigmoid_focal_loss(pred, target, alpha=alpha, gamma=gamma, reduction="none")
+
+
+def quality_focal_loss(pred: Tensor, labels: Tensor, scores: Tensor, beta: float = 2.0) -> Tensor:
+    """(N,) QFL (Li et al. 2020, "Generalized Focal Loss", eq. 5), summed over classes.
+
+    ``labels`` (N,) class index, ``C`` = background; ``scores`` (N,) the soft target (IoU) of the
+    labelled class. Negatives are pushed to 0 with weight ``sigmoid^beta``.
+    """
+    pred_sigmoid = pred.sigmoid()
+    scale = pred_sigmoid
+    loss = F.binary_cross_entropy_with_logits(pred, pred.new_zeros(pred.shape), reduction="none") * scale.pow(beta)
+    bg = pred.size(1)
+    pos = ((labels >= 0) & (labels < bg)).nonzero().squeeze(1)
+    pos_label = labels[pos].long()
+    scale = scores[pos] - pred_sigmoid[pos, pos_label]
+    loss[pos, pos_label] = F.binary_cross_entropy_with_logits(
+        pred[pos, pos_label], scores[pos], reduction="none") * scale.abs().pow(beta)
+    return loss.sum(dim=1)
+
+
+def giou_loss(pred: Tensor, target: Tensor, eps: float = 1e-6) -> Tensor:
+    """(N,) ``1 - GIoU`` of aligned xyxy boxes (Rezatofighi et al. 2019); degenerate boxes give 1."""
+    return 1 - bbox_overlaps(pred, target, mode="giou", is_aligned=True, eps=eps)
+
+
+class _Loss:
+    """Common call: per-element values, weighting and reduction, times ``loss_weight``."""
+
+    def __init__(self, *, reduction: str = "mean", loss_weight: float = 1.0):
+        if reduction not in ("none", "mean", "sum"):
+            raise ValueError(f"reduction must be none / mean / sum, got {reduction!r}")
+        self.reduction = reduction
+        self.loss_weight = float(loss_weight)
+
+    def elementwise(self, pred: Tensor, target) -> Tensor:
+        raise NotImplementedError
+
+    def _weight(self, weight: Tensor | None, loss: Tensor) -> Tensor | None:
+        return weight
+
+    def __call__(self, pred: Tensor, target, weight: Tensor | None = None, avg_factor=None,
+                 reduction_override: str | None = None) -> Tensor:
+        reduction = reduction_override or self.reduction
+        loss = self.elementwise(pred, target)
+        loss = weight_reduce_loss(loss, self._weight(weight, loss), reduction, avg_factor)
+        return self.loss_weight * loss
+
+
+class CrossEntropyLoss(_Loss):
+    """Softmax cross-entropy of logits (N, C) against class indices (N,); ``ignore_index`` gives 0."""
+
+    def __init__(self, *, use_sigmoid: bool = False, ignore_index: int = -100, class_weight=None, **kw):
+        super().__init__(**kw)
+        if use_sigmoid:
+            raise ValueError("CrossEntropyLoss(use_sigmoid=True) is not supported; use FocalLoss or QFL")
+        self.ignore_index = ignore_index
+        self.class_weight = class_weight
+
+    def elementwise(self, pred, target):
+        cw = None if self.class_weight is None else pred.new_tensor(self.class_weight)
+        return F.cross_entropy(pred, target.long(), weight=cw, reduction="none", ignore_index=self.ignore_index)
+
+
+class SmoothL1Loss(_Loss):
+    def __init__(self, *, beta: float = 1.0, **kw):
+        super().__init__(**kw)
+        self.beta = beta
+
+    def elementwise(self, pred, target):
+        return smooth_l1_loss(pred, target, self.beta)
+
+
+class L1Loss(_Loss):
+    def elementwise(self, pred, target):
+        return l1_loss(pred, target)
+
+
+class FocalLoss(_Loss):
+    """Sigmoid focal loss; ``target`` is (N,) class indices with ``C`` = background."""
+
+    def __init__(self, *, use_sigmoid: bool = True, gamma: float = 2.0, alpha: float = 0.25, **kw):
+        super().__init__(**kw)
+        if not use_sigmoid:
+            raise ValueError("only the sigmoid focal loss is supported (use_sigmoid=True)")
+        self.gamma, self.alpha = gamma, alpha
+
+    def elementwise(self, pred, target):
+        return sigmoid_focal_loss(pred, target, self.gamma, self.alpha)
+
+    def _weight(self, weight, loss):
+        if weight is not None and weight.shape != loss.shape and weight.size(0) == loss.size(0):
+            return weight.view(-1, 1)  # per-prior weight over all classes
+        return weight
+
+
+class QualityFocalLoss(_Loss):
+    """QFL; ``target`` is the pair ``(labels (N,), scores (N,))``."""
+
+    def __init__(self, *, use_sigmoid: bool = True, beta: float = 2.0, activated: bool = False, **kw):
+        super().__init__(**kw)
+        if not use_sigmoid or activated:
+            raise ValueError("only QualityFocalLoss(use_sigmoid=True, activated=False) is supported")
+        self.beta = beta
+
+    def elementwise(self, pred, target):
+        labels, scores = target
+        return quality_focal_loss(pred, labels, scores, self.beta)
+
+
+class GIoULoss(_Loss):
+    """``1 - GIoU`` of decoded boxes (N, 4) against targets (N, 4); weight (N,) or (N, 4)."""
+
+    def __init__(self, *, eps: float = 1e-6, **kw):
+        super().__init__(**kw)
+        self.eps = eps
+
+    def elementwise(self, pred, target):
+        return giou_loss(pred, target, self.eps)
+
+    def _weight(self, weight, loss):
+        if weight is not None and weight.dim() > 1:
+            return weight.mean(-1)
+        return weight
+
+    def __call__(self, pred, target, weight=None, avg_factor=None, reduction_override=None):
+        if weight is not None and not torch.any(weight > 0) and (reduction_override or self.reduction) != "none":
+            w = weight.unsqueeze(1) if pred.dim() == weight.dim() + 1 else weight
+            return (pred * w).sum()  # no positive: a zero that keeps the graph
+        return super().__call__(pred, target, weight, avg_factor, reduction_override)

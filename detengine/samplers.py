@@ -1,0 +1,80 @@
+"""Samplers: which assigned priors enter the loss."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .assigners.result import AssignResult
+
+__all__ = ["SamplingResult", "PseudoSampler", "hard_negative_mask"]
+
+
+@dataclass
+class SamplingResult:
+    """Positives and negatives of one image.
+
+    pos_inds (Tensor[P] long), neg_inds (Tensor[N] long): flat prior indices.
+    pos_assigned_gt_inds (Tensor[P] long): 0-based GT of each positive.
+    pos_priors (Tensor[P, 4]), pos_gt_boxes (Tensor[P, 4]): the pairs the coder encodes.
+    """
+
+    pos_inds: Tensor
+    neg_inds: Tensor
+    pos_assigned_gt_inds: Tensor
+    pos_priors: Tensor
+    pos_gt_boxes: Tensor
+    num_gts: int
+
+    def __repr__(self) -> str:
+        return (f"SamplingResult(pos={int(self.pos_inds.numel())}, neg={int(self.neg_inds.numel())}, "
+                f"num_gts={self.num_gts})")
+
+
+class PseudoSampler:
+    """Takes every positive and every negative of the assignment (mmdetection ``PseudoSampler``)."""
+
+    def sample(self, assign_result: AssignResult, priors: Tensor, gt_boxes: Tensor) -> SamplingResult:
+        pos_inds = torch.nonzero(assign_result.gt_inds > 0, as_tuple=False).squeeze(-1).unique()
+        neg_inds = torch.nonzero(assign_result.gt_inds == 0, as_tuple=False).squeeze(-1).unique()
+        pos_gt = assign_result.gt_inds[pos_inds] - 1
+        if gt_boxes.numel() == 0:
+            pos_gt_boxes = gt_boxes.new_zeros((0, 4))
+        else:
+            pos_gt_boxes = gt_boxes.view(-1, 4)[pos_gt, :]
+        return SamplingResult(pos_inds, neg_inds, pos_gt, priors[pos_inds], pos_gt_boxes,
+                              assign_result.num_gts)
+
+
+def hard_negative_mask(loss_cls: Tensor, pos_mask: Tensor, neg_mask: Tensor, neg_pos_ratio: int = 3,
+                       mode: str = "mmdet") -> Tensor:
+    """Online hard-negative mining (SSD paper sec. 2.2, "hard negative mining").
+
+    Args:
+        loss_cls (Tensor[A]): per-prior classification loss.
+        pos_mask, neg_mask (Tensor[A] bool): positives and candidate negatives.
+        neg_pos_ratio: negatives kept per positive.
+        mode: ``"mmdet"`` (SSDHead: ``topk`` of the negatives' losses, at most all negatives;
+            no positive, no negative) or ``"ssd_pytorch"`` (MultiBoxLoss: double sort with
+            positives' losses zeroed, ``num_neg = min(ratio * num_pos, A - 1)``).
+    Returns:
+        (Tensor[A] bool) the mined negatives.
+    """
+    num_pos = int(pos_mask.sum())
+    mask = torch.zeros_like(pos_mask)
+    if mode == "mmdet":
+        neg_inds = neg_mask.nonzero().view(-1)
+        k = min(neg_pos_ratio * num_pos, int(neg_inds.numel()))
+        if k > 0:
+            _, top = loss_cls[neg_inds].topk(k)
+            mask[neg_inds[top]] = True
+        return mask
+    if mode == "ssd_pytorch":
+        loss = loss_cls.detach().clone()
+        loss[pos_mask] = 0
+        _, loss_idx = loss.sort(0, descending=True)
+        _, idx_rank = loss_idx.sort(0)
+        num_neg = min(neg_pos_ratio * num_pos, int(pos_mask.numel()) - 1)
+        return idx_rank < num_neg
+    raise ValueError(f"mode must be 'mmdet' or 'ssd_pytorch', got {mode!r}")

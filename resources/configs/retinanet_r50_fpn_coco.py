@@ -1,0 +1,2 @@
+# RetinaNet R50-FPN on COCO, 1x schedule model (mmdetection configs/retinanet/retinanet_r50_fpn_1x_coco.py).
+_base_ = './_base_/models/retinanet_r50_fpn.py'
