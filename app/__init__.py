@@ -1,0 +1,1 @@
+"""DetScope desktop app (PySide6 + pyqtgraph) over the Qt-free ``detengine``."""

@@ -244,3 +244,32 @@ def postprocess_d2l(cls_scores: Tensor, offset_preds: Tensor, anchors: Tensor, d
     result.raw_stage = result.cand_stage[:, None].clone()
     result.params = dict(score_layout="softmax_bg_first", nms_threshold=nms_threshold, pos_threshold=pos_threshold)
     return result
+
+
+def multiclass_nms(boxes: Tensor, scores: Tensor, score_thr: float, iou_threshold: float,
+                   max_num: int = -1) -> tuple[Tensor, Tensor, Tensor, PostprocessResult]:
+    """mmdetection's ``multiclass_nms`` (softmax layout: ``scores`` (N, C + 1), background last).
+
+    ``boxes`` (N, 4) shared by all classes, or (N, 4C) class-specific. Keeps pairs with
+    score > ``score_thr``, per-class NMS, first ``max_num`` by score. Returns ``dets`` (K, 5)
+    ``[x1, y1, x2, y2, score]``, ``labels`` (K,), ``inds`` (K,) into the flattened (N * C) pairs,
+    and the record."""
+    num_classes = scores.size(1) - 1
+    n = scores.size(0)
+    if boxes.shape[1] > 4:
+        per_class = boxes.view(n, -1, 4)
+    else:
+        per_class = boxes[:, None].expand(n, num_classes, 4)
+    flat_scores = scores[:, :-1].reshape(-1)
+    valid = flat_scores > score_thr
+    inds = valid.nonzero().view(-1)
+    flat_boxes = per_class.reshape(-1, 4)[inds]
+    cand_scores, cand_labels = flat_scores[inds], inds % num_classes
+    counts = {"raw": int(flat_scores.numel()), "score_thr": int(inds.numel())}
+    result = _nms_stages(flat_boxes, cand_scores, cand_labels, inds // num_classes, None, iou_threshold,
+                         max_num if max_num > 0 else None, class_agnostic=False, counts=counts)
+    raw = torch.full((n, num_classes), Stage.BELOW_SCORE_THR, dtype=torch.uint8, device=scores.device)
+    raw.view(-1)[inds] = result.cand_stage
+    result.raw_stage = raw
+    dets = torch.cat([result.boxes, result.scores[:, None]], dim=1)
+    return dets, result.labels, inds[result.kept], result
