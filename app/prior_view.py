@@ -94,6 +94,7 @@ class PriorView(pg.PlotWidget):
         self._input_item.setBrush(QBrush(QColor(_INPUT_FILL)))
         self._input_item.setZValue(-10)
         self._input_label = pg.TextItem(color=_INPUT_EDGE, fill=pg.mkBrush(_BACKGROUND), anchor=(0, 0))
+        self._input_label.setZValue(2)
         self._prior_item = QGraphicsPathItem()
         self._prior_item.setZValue(0)
         self._center_item = pg.ScatterPlotItem(size=3, pen=None, pxMode=True)

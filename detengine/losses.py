@@ -11,7 +11,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchvision.ops import sigmoid_focal_loss as tv_sigmoid_focal_loss
 
 from .boxes import bbox_overlaps
 
@@ -59,10 +58,25 @@ def l1_loss(pred: Tensor, target: Tensor) -> Tensor:
 
 def sigmoid_focal_loss(pred: Tensor, labels: Tensor, gamma: float = 2.0, alpha: float = 0.25) -> Tensor:
     """(N, C) focal loss (Lin et al. 2017, eq. 5) of logits ``pred`` against class indices
-    ``labels`` (N,) where ``C`` (num classes) means background, via torchvision's implementation."""
+    ``labels`` (N,), where ``C`` (num classes) means background.
+
+    Same values as ``torchvision.ops.sigmoid_focal_loss`` on the one-hot targets (a test holds
+    them to 1e-6), computed without the one-hot matrix: every entry as a negative,
+    ``(1 - alpha) p^gamma softplus(x)``, then the N' positive entries replaced by
+    ``alpha (1 - p)^gamma softplus(-x)``. On RetinaNet at 640x640 (76,725 x 80 logits) that is
+    4x faster than torchvision's dense form, which dominated the trace (bench/bench_trace.py).
+    """
     num_classes = pred.size(1)
-    target = F.one_hot(labels.long(), num_classes=num_classes + 1)[:, :num_classes].type_as(pred)
-    return tv_sigmoid_focal_loss(pred, target, alpha=alpha, gamma=gamma, reduction="none")
+    p = torch.sigmoid(pred)
+    loss = F.softplus(pred)  # BCE with target 0
+    weight = p * p if gamma == 2.0 else p.pow(gamma)
+    loss.mul_(weight).mul_(1 - alpha)
+    pos = ((labels >= 0) & (labels < num_classes)).nonzero().view(-1)
+    if pos.numel():
+        cls = labels[pos].long()
+        x, pp = pred[pos, cls], p[pos, cls]
+        loss[pos, cls] = alpha * (1 - pp).pow(gamma) * F.softplus(-x)
+    return loss
 
 
 def quality_focal_loss(pred: Tensor, labels: Tensor, scores: Tensor, beta: float = 2.0) -> Tensor:
@@ -105,8 +119,12 @@ class _Loss:
 
     def __call__(self, pred: Tensor, target, weight: Tensor | None = None, avg_factor=None,
                  reduction_override: str | None = None) -> Tensor:
+        return self.reduce(self.elementwise(pred, target), weight, avg_factor, reduction_override)
+
+    def reduce(self, loss: Tensor, weight: Tensor | None = None, avg_factor=None,
+               reduction_override: str | None = None) -> Tensor:
+        """Weight, reduce and scale already computed :meth:`elementwise` values."""
         reduction = reduction_override or self.reduction
-        loss = self.elementwise(pred, target)
         loss = weight_reduce_loss(loss, self._weight(weight, loss), reduction, avg_factor)
         return self.loss_weight * loss
 

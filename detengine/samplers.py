@@ -36,8 +36,8 @@ class PseudoSampler:
     """Takes every positive and every negative of the assignment (mmdetection ``PseudoSampler``)."""
 
     def sample(self, assign_result: AssignResult, priors: Tensor, gt_boxes: Tensor) -> SamplingResult:
-        pos_inds = torch.nonzero(assign_result.gt_inds > 0, as_tuple=False).squeeze(-1).unique()
-        neg_inds = torch.nonzero(assign_result.gt_inds == 0, as_tuple=False).squeeze(-1).unique()
+        pos_inds = torch.nonzero(assign_result.gt_inds > 0, as_tuple=False).squeeze(-1)  # sorted, unique
+        neg_inds = torch.nonzero(assign_result.gt_inds == 0, as_tuple=False).squeeze(-1)
         pos_gt = assign_result.gt_inds[pos_inds] - 1
         if gt_boxes.numel() == 0:
             pos_gt_boxes = gt_boxes.new_zeros((0, 4))

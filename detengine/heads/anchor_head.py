@@ -17,14 +17,19 @@ __all__ = ["AnchorHeadCore", "SSDHeadCore"]
 def assign_priors(assigner, priors: Priors, inside: Tensor, gt_boxes, gt_labels, gt_boxes_ignore,
                   cls_scores=None, pred_boxes=None):
     """Run any assigner on the inside priors, giving each the inputs it needs."""
-    tensor = priors.tensor[inside]
+    everything = bool(inside.all())
+    tensor = priors.tensor if everything else priors.tensor[inside]
     if isinstance(assigner, DynamicSoftLabelAssigner) and not priors.is_point:
         # point form [cx, cy, stride_w, stride_h] of the anchors
         tensor = torch.cat([priors.centers[inside], priors.prior_strides[inside]], dim=1)
-    num_level_priors = [int(v.sum()) for v in priors.split(inside)]
+    if everything:
+        num_level_priors = priors.num_per_level
+    else:
+        num_level_priors = [int(v.sum()) for v in priors.split(inside)]
     kwargs = dict(gt_boxes_ignore=gt_boxes_ignore, num_level_priors=num_level_priors)
     if cls_scores is not None:
-        kwargs.update(pred_scores=cls_scores[inside], pred_boxes=pred_boxes[inside])
+        kwargs.update(pred_scores=cls_scores if everything else cls_scores[inside],
+                      pred_boxes=pred_boxes if everything else pred_boxes[inside])
     return assigner.assign(tensor, gt_boxes, gt_labels, **kwargs)
 
 
@@ -64,9 +69,11 @@ class AnchorHeadCore(HeadCore):
         """mmdetection ``_get_targets_single`` with ``unmap_outputs=True``."""
         inside = anchor_inside_flags(priors.tensor, priors.valid, img_shape, self.allowed_border)
         pred_boxes = None
-        if cls_scores is not None and bbox_preds is not None:
+        if self.needs_predictions() and cls_scores is not None and bbox_preds is not None:
             pred_boxes = self.decode(priors.tensor, bbox_preds).detach()
             cls_scores = cls_scores.detach()
+        else:
+            cls_scores = None
         assign_result = assign_priors(self.assigner, priors, inside, gt_boxes, gt_labels, gt_boxes_ignore,
                                       cls_scores, pred_boxes)
         if not bool(inside.all()):
@@ -96,15 +103,17 @@ class AnchorHeadCore(HeadCore):
 
     def loss_image(self, cls_scores, bbox_preds, priors, targets, avg_factor) -> ImageLoss:
         """Focal (or any class-index loss) over weighted priors + regression on positives."""
-        cls_el = self.loss_cls.elementwise(cls_scores, targets.labels)
+        cls_el = self.loss_cls.elementwise(cls_scores, targets.labels)  # (A, C) or (A,)
         cls_raw = cls_el.sum(dim=1) if cls_el.dim() == 2 else cls_el  # (A,)
-        cls_per_prior = cls_raw * targets.label_weights * self.loss_cls.loss_weight / (avg_factor + _EPS)
+        # reduce from the per-prior sums: one pass less over (A, C) than weighting every entry
+        cls_weighted = cls_raw * targets.label_weights * self.loss_cls.loss_weight
+        cls_per_prior = cls_weighted / (avg_factor + _EPS)
+        loss_cls = cls_weighted.sum() / (avg_factor + _EPS)
         pred = self.decode(priors.tensor, bbox_preds) if self.reg_decoded_bbox else bbox_preds
-        bbox_el = self.loss_bbox(pred, targets.bbox_targets, reduction_override="none")  # (A, 4), weighted
-        bbox_per_prior = (bbox_el * targets.bbox_weights).sum(dim=1) / (avg_factor + _EPS)
-        terms = {"loss_cls": self.loss_cls(cls_scores, targets.labels, targets.label_weights, avg_factor=avg_factor),
-                 "loss_bbox": self.loss_bbox(pred, targets.bbox_targets, targets.bbox_weights, avg_factor=avg_factor)}
-        return ImageLoss(cls_per_prior, bbox_per_prior, cls_raw, terms, float(avg_factor))
+        bbox_el = self.loss_bbox.elementwise(pred, targets.bbox_targets)  # (A, 4)
+        bbox_per_prior = (bbox_el * targets.bbox_weights).sum(dim=1) * self.loss_bbox.loss_weight / (avg_factor + _EPS)
+        terms = {"loss_cls": loss_cls, "loss_bbox": self.loss_bbox.reduce(bbox_el, targets.bbox_weights, avg_factor)}
+        return ImageLoss(cls_per_prior, bbox_per_prior, cls_raw.detach(), terms, float(avg_factor))
 
     def predict(self, cls_scores, bbox_preds, priors, img_shape, **overrides):
         """Detections with the suppression record; ``overrides`` replace test_cfg values."""
@@ -159,9 +168,9 @@ class SSDHeadCore(AnchorHeadCore):
         cls_per_prior = torch.where(counted, loss_cls_all, torch.zeros_like(loss_cls_all)) / avg_factor
         loss_cls = (loss_cls_all[pos_mask].sum() + loss_cls_all[hard].sum()) / avg_factor
         pred = self.decode(priors.tensor, bbox_preds) if self.reg_decoded_bbox else bbox_preds
-        bbox_el = self.loss_bbox(pred, targets.bbox_targets, reduction_override="none")  # weighted
-        bbox_per_prior = (bbox_el * targets.bbox_weights).sum(dim=1) / (avg_factor + _EPS)
-        loss_bbox = self.loss_bbox(pred, targets.bbox_targets, targets.bbox_weights, avg_factor=avg_factor)
+        bbox_el = self.loss_bbox.elementwise(pred, targets.bbox_targets)
+        bbox_per_prior = (bbox_el * targets.bbox_weights).sum(dim=1) * self.loss_bbox.loss_weight / (avg_factor + _EPS)
+        loss_bbox = self.loss_bbox.reduce(bbox_el, targets.bbox_weights, avg_factor)
         terms = {"loss_cls": loss_cls * self.loss_cls.loss_weight, "loss_bbox": loss_bbox}
         return ImageLoss(cls_per_prior * self.loss_cls.loss_weight, bbox_per_prior, cls_raw, terms, float(avg_factor),
                          hard_negative_mask=hard)
