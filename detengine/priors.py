@@ -421,6 +421,8 @@ def multibox_prior(featmap_size: tuple[int, int], sizes, ratios, device="cpu") -
     in_height, in_width = featmap_size
     num_sizes, num_ratios = len(sizes), len(ratios)
     boxes_per_pixel = num_sizes + num_ratios - 1
+    if in_height == 0 or in_width == 0:
+        return torch.zeros((0, 4), device=device)
     size_tensor = torch.tensor(sizes, device=device)
     ratio_tensor = torch.tensor(ratios, device=device)
     center_h = (torch.arange(in_height, device=device) + 0.5) * (1.0 / in_height)
@@ -457,7 +459,7 @@ class D2LPriorGenerator(_GridGenerator):
         normalized = torch.cat([multibox_prior(s, self.sizes[i], self.ratios[i], device)
                                 for i, s in enumerate(sizes)])
         scale = normalized.new_tensor([img_w, img_h, img_w, img_h])
-        strides = [(img_w / w, img_h / h) for h, w in sizes]
+        strides = [(img_w / max(w, 1), img_h / max(h, 1)) for h, w in sizes]
         level, row, col, base = _cell_index(sizes, self.num_base_priors, device)
         valid = _valid_flags(sizes, strides, self.num_base_priors, pad_shape, device)
         return Priors(normalized * scale, level, row, col, base, valid, sizes, strides,

@@ -44,6 +44,9 @@ def _gt_lines(trace) -> list[str]:
     lines.append(f"priors: {ar.num_pos} positive, {ar.num_neg} negative, {ar.num_ignored} ignored")
     missing = [r["gt"] for r in cov.rows() if r["num_pos"] == 0]
     lines.append(f"GTs with no positive: {missing if missing else 'none'}")
+    weak = [r["gt"] for r in cov.rows() if r["num_pos"] > 0 and 0 <= r["best_iou"] < 0.5 and r["num_iou_ge_05"] == 0]
+    if weak:
+        lines.append(f"GTs no prior covers at IoU >= 0.5 (positive only by a forced / low-quality rule): {weak}")
     return lines
 
 
@@ -60,7 +63,7 @@ def _reason_lines(trace) -> list[str]:
 
 def _loss_lines(trace) -> list[str]:
     if trace.loss is None:
-        return ["loss: no predictions given (use --random-preds SEED or --init-preds, or a model)"]
+        return ["loss: not computed, no head outputs given (CLI: --random-preds SEED or --init-preds)"]
     b = trace.loss_breakdown
     terms = ", ".join(f"{k} {v:.6f}" for k, v in b["terms"].items())
     lines = [f"loss ({trace.predictions_source} predictions): total {b['total']:.6f} = {terms}; "

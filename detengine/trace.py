@@ -146,6 +146,10 @@ def _check_predictions(predictions, num_priors: int, channels: int) -> tuple[Ten
         raise ValueError(f"cls_scores must be (A, K) = {(num_priors, channels)}, got {tuple(cls.shape)}")
     if tuple(reg.shape) != (num_priors, 4):
         raise ValueError(f"bbox_preds must be (A, 4) = {(num_priors, 4)}, got {tuple(reg.shape)}")
+    for name, t in (("cls_scores", cls), ("bbox_preds", reg)):
+        bad = int((~torch.isfinite(t)).sum())
+        if bad:
+            raise ValueError(f"{name} has {bad} NaN or infinite values: the model's outputs have diverged")
     return cls, reg
 
 

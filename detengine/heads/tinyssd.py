@@ -58,10 +58,11 @@ class TinySSDHeadCore(AnchorHeadCore):
         cls_raw = F.cross_entropy(cls_scores, self.d2l_class_targets(targets.labels), reduction="none")
         mask = targets.bbox_weights
         bbox_el = torch.abs(bbox_preds * mask - targets.bbox_targets * mask)  # (A, 4)
-        cls_per_prior = cls_raw * self.loss_cls.loss_weight / a / avg_factor
-        bbox_per_prior = bbox_el.sum(dim=1) * self.loss_bbox.loss_weight / (4 * a) / avg_factor
-        terms = {"loss_cls": cls_raw.mean() * self.loss_cls.loss_weight / avg_factor,
-                 "loss_bbox": bbox_el.mean() * self.loss_bbox.loss_weight / avg_factor}
+        n = max(a, 1)  # d2l takes plain means; no prior at all gives 0, not NaN
+        cls_per_prior = cls_raw * self.loss_cls.loss_weight / n / avg_factor
+        bbox_per_prior = bbox_el.sum(dim=1) * self.loss_bbox.loss_weight / (4 * n) / avg_factor
+        terms = {"loss_cls": cls_raw.sum() / n * self.loss_cls.loss_weight / avg_factor,
+                 "loss_bbox": bbox_el.sum() / (4 * n) * self.loss_bbox.loss_weight / avg_factor}
         return ImageLoss(cls_per_prior, bbox_per_prior, cls_raw, terms, float(avg_factor))
 
     def predict(self, cls_scores, bbox_preds, priors, img_shape, **overrides):

@@ -88,6 +88,10 @@ def test_bad_inputs_give_clear_errors():
         inspect((300, 300), GT[:1], torch.tensor([80]), CONFIGS / "ssd300_coco.py")
     with pytest.raises(ValueError, match="cls_scores must be"):
         inspect((300, 300), GT[:1], _labels(1), CONFIGS / "ssd300_coco.py", (torch.zeros(5, 81), torch.zeros(5, 4)))
+    nan = torch.zeros(8732, 81)
+    nan[3, 2] = float("nan")
+    with pytest.raises(ValueError, match="1 NaN or infinite"):
+        inspect((300, 300), GT[:1], _labels(1), CONFIGS / "ssd300_coco.py", (nan, torch.zeros(8732, 4)))
     model = model_config(CONFIGS / "ssd300_coco.py")
     bad = dict(model, train_cfg=dict(model["train_cfg"], assigner=dict(type="MaxIoUAssigner", pos_iou_thr=0.5,
                                                                         neg_iou_thr=0.4, bogus=1)))
@@ -157,3 +161,13 @@ def test_shipped_configs_inherit_through_base():
     gen = cfg["model"]["bbox_head"]["anchor_generator"]
     assert cfg["model"]["bbox_head"]["num_classes"] == 20 and gen["input_size"] == 512
     assert gen["basesize_ratio_range"] == (0.15, 0.9) and cfg["model"]["neck"]["last_kernel_size"] == 4
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_no_priors_at_all_is_handled(name):
+    model = model_config(CONFIGS / f"{name}.py")
+    levels = head_core_for(model).prior_generator.num_levels
+    t = inspect((300, 300), GT[:1], _labels(1), model, "init", featmap_sizes=[(0, 0)] * levels)
+    assert len(t.priors) == 0 and t.assign_result.gt_inds.shape == (0,)
+    assert all(float(v) == 0.0 for v in t.loss.terms.values()) and t.postprocess.boxes.shape == (0, 4)
+    assert t.coverage.rows()[0]["num_pos"] == 0
