@@ -200,14 +200,32 @@ def loss_breakdown(loss: ImageLoss, priors: Priors, assign_result: AssignResult,
         per_gt_cls.index_add_(0, gt_of, cls[pos].float())
         per_gt_box.index_add_(0, gt_of, box[pos].float())
     return {
-        "terms": {k: float(v) for k, v in loss.terms.items()},
-        "total": float(sum(float(v) for v in loss.terms.values())),
+        "terms": {k: float(v.detach()) for k, v in loss.terms.items()},
+        "total": float(sum(float(v.detach()) for v in loss.terms.values())),
         "per_level": {"loss_cls": [float(v.sum()) for v in priors.split(cls)],
                       "loss_bbox": [float(v.sum()) for v in priors.split(box)]},
         "per_gt": {"loss_cls": per_gt_cls.tolist(), "loss_bbox": per_gt_box.tolist()},
         "cls_positive": float(cls[pos].sum()), "cls_negative": float(cls[~pos].sum()),
         "avg_factor": loss.avg_factor,
     }
+
+
+def assemble_trace(model_cfg: dict, core: HeadCore, input_shape, pad_shape, priors: Priors, gt_boxes: Tensor,
+                   gt_labels: Tensor, gt_boxes_ignore: Tensor, targets: Targets, cls_scores=None, bbox_preds=None,
+                   predictions_source=None, loss: ImageLoss | None = None) -> DebugTrace:
+    """A :class:`DebugTrace` from stages already computed (by :func:`inspect` or a detector's loss)."""
+    ar = targets.assign_result
+    cov = coverage(priors, gt_boxes, ar, ar.extras.get("iou"))
+    detach = (lambda t: None if t is None else t.detach())
+    trace = DebugTrace(model_cfg, model_cfg["bbox_head"]["type"], core.num_classes, core.score_layout,
+                       tuple(int(v) for v in input_shape), tuple(pad_shape) if pad_shape else None, priors, gt_boxes,
+                       gt_labels, gt_boxes_ignore, ar, targets.sampling_result, targets, cov,
+                       type(core.assigner).__name__, dict(vars(core.assigner)), predictions_source,
+                       detach(cls_scores), detach(bbox_preds))
+    if loss is not None:
+        trace.loss = loss
+        trace.loss_breakdown = loss_breakdown(loss, priors, ar, int(gt_boxes.shape[0]))
+    return trace
 
 
 def inspect(image_shape, gt_boxes, gt_labels, config, predictions=None, *, gt_boxes_ignore=None,
@@ -254,15 +272,10 @@ def inspect(image_shape, gt_boxes, gt_labels, config, predictions=None, *, gt_bo
         source = "init"
     targets = core.targets(priors, boxes, labels, shape, gt_boxes_ignore=ignore, cls_scores=cls, bbox_preds=reg)
     t2 = time.perf_counter()
-    ar = targets.assign_result
-    cov = coverage(priors, boxes, ar, ar.extras.get("iou"))
-    trace = DebugTrace(model, model["bbox_head"]["type"], core.num_classes, core.score_layout, shape,
-                       tuple(pad_shape) if pad_shape else None, priors, boxes, labels, ignore, ar,
-                       targets.sampling_result, targets, cov, type(core.assigner).__name__,
-                       dict(vars(core.assigner)), source, cls, reg)
+    loss = None
     if cls is not None:
-        trace.loss = core.loss_image(cls, reg, priors, targets, core.reduce_avg_factor([core.avg_factor_of(targets)]))
-        trace.loss_breakdown = loss_breakdown(trace.loss, priors, ar, int(boxes.shape[0]))
+        loss = core.loss_image(cls, reg, priors, targets, core.reduce_avg_factor([core.avg_factor_of(targets)]))
+    trace = assemble_trace(model, core, shape, pad_shape, priors, boxes, labels, ignore, targets, cls, reg, source, loss)
     t3 = time.perf_counter()
     if cls is not None and postprocess:
         trace.postprocess = core.predict(cls, reg, priors, shape, **(postprocess_overrides or {}))

@@ -1,0 +1,102 @@
+"""A dense single-stage detector: backbone -> neck -> head convs, with the head core's logic.
+
+``loss(batch)`` and ``predict(batch)`` call the same :class:`~detengine.heads.base.HeadCore`
+methods as :func:`detengine.trace.inspect`, so a trace of a training image shows exactly what the
+optimiser sees.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from ..heads.base import HeadCore
+from ..postprocess import PostprocessResult
+
+__all__ = ["DenseDetector", "Detections"]
+
+
+@dataclass
+class Detections:
+    """Detections of one image: ``boxes`` (K, 4) xyxy in ORIGINAL image pixels, ``scores`` (K,),
+    ``labels`` (K,) contiguous class indices, and the post-processing ``record`` (input pixels)."""
+
+    boxes: Tensor
+    scores: Tensor
+    labels: Tensor
+    record: PostprocessResult
+    meta: dict
+
+
+class DenseDetector(nn.Module):
+    """``backbone`` -> ``neck`` (optional) -> ``head`` giving (B, A, K) scores and (B, A, 4) boxes."""
+
+    def __init__(self, *, model_cfg: dict, backbone: nn.Module, neck: nn.Module | None, head: nn.Module,
+                 core: HeadCore):
+        super().__init__()
+        self.model_cfg = model_cfg
+        self.backbone, self.neck, self.head = backbone, neck, head
+        self.core = core
+
+    @property
+    def num_classes(self) -> int:
+        return self.core.num_classes
+
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor, list[tuple[int, int]]]:
+        """``images`` (B, 3, H, W) -> scores (B, A, K), regression (B, A, 4), feature sizes per level."""
+        feats = self.backbone(images)
+        if self.neck is not None:
+            feats = self.neck(feats)
+        sizes = [tuple(int(v) for v in f.shape[-2:]) for f in feats]
+        cls, reg = self.head(feats)
+        return cls, reg, sizes
+
+    def priors_for(self, images: Tensor, sizes, metas=None) -> list:
+        """Per image priors (valid flags follow each image's un-padded ``img_shape``)."""
+        shape = tuple(images.shape[-2:])
+        if metas is None:
+            return [self.core.priors(shape, featmap_sizes=sizes, device=images.device)] * images.shape[0]
+        return [self.core.priors(shape, pad_shape=tuple(m.get("img_shape", shape)), featmap_sizes=sizes,
+                                 device=images.device) for m in metas]
+
+    def loss(self, batch: dict, trace_index: int | None = None):
+        """Named losses summed over the batch (mmdetection's per-image normalisation), and the
+        :class:`~detengine.trace.DebugTrace` of image ``trace_index`` when asked for."""
+        images = batch["images"]
+        cls, reg, sizes = self(images)
+        priors = self.priors_for(images, sizes, batch.get("metas"))
+        shape = tuple(images.shape[-2:])
+        ignores = batch.get("gt_boxes_ignore") or [None] * images.shape[0]
+        targets = [self.core.targets(p, b, l, shape, gt_boxes_ignore=ig, cls_scores=c, bbox_preds=r)
+                   for p, b, l, ig, c, r in zip(priors, batch["gt_boxes"], batch["gt_labels"], ignores, cls, reg)]
+        avg = self.core.reduce_avg_factor([self.core.avg_factor_of(t) for t in targets])
+        per_image = [self.core.loss_image(c, r, p, t, avg) for c, r, p, t in zip(cls, reg, priors, targets)]
+        losses = {k: sum(loss.terms[k] for loss in per_image) for k in per_image[0].terms}
+        trace = None
+        if trace_index is not None:
+            trace = self._trace(batch, trace_index, shape, priors, targets, cls, reg, per_image)
+        return losses, trace
+
+    def _trace(self, batch, i, shape, priors, targets, cls, reg, per_image):
+        from ..trace import assemble_trace
+        ignore = (batch.get("gt_boxes_ignore") or [torch.zeros(0, 4)] * len(priors))[i]
+        meta = (batch.get("metas") or [{}] * len(priors))[i]
+        return assemble_trace(self.model_cfg, self.core, shape, meta.get("img_shape"), priors[i], batch["gt_boxes"][i],
+                              batch["gt_labels"][i], ignore, targets[i], cls[i], reg[i], "model", per_image[i])
+
+    @torch.no_grad()
+    def predict(self, batch: dict, **overrides) -> list[Detections]:
+        """Detections per image, mapped back to original image pixels through each image's meta."""
+        from ..data.transforms import boxes_to_original
+        images = batch["images"]
+        cls, reg, sizes = self(images)
+        priors = self.priors_for(images, sizes, batch.get("metas"))
+        metas = batch.get("metas") or [{} for _ in priors]
+        out = []
+        for c, r, p, meta in zip(cls, reg, priors, metas):
+            img_shape = tuple(meta.get("img_shape", images.shape[-2:]))
+            record = self.core.predict(c.float(), r.float(), p, img_shape, **overrides)
+            boxes = boxes_to_original(record.boxes, meta) if meta else record.boxes
+            out.append(Detections(boxes, record.scores, record.labels, record, meta))
+        return out

@@ -1,0 +1,128 @@
+"""RetinaNet (Lin et al. 2017): torchvision ResNet backbone, FPN P3-P7, ``RetinaHead``."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import Tensor, nn
+
+from .layers import bias_init_with_prob, flatten_levels, normal_init, xavier_init
+
+__all__ = ["ResNetBackbone", "FPN", "RetinaHeadModule"]
+
+
+class ResNetBackbone(nn.Module):
+    """torchvision ResNet (``weights=None``: nothing is downloaded) returning C3, C4, C5.
+
+    ``weights_path``: an optional local ``state_dict`` file (e.g. ImageNet weights the user has),
+    loaded with ``weights_only=True``. ``frozen_stages`` freezes the stem and the first stages;
+    ``norm_eval`` keeps BN statistics fixed in training, as mmdetection's RetinaNet config does.
+    """
+
+    def __init__(self, *, depth: int = 50, out_indices=(1, 2, 3), frozen_stages: int = -1, norm_eval: bool = False,
+                 weights_path: str | None = None, **unused):
+        super().__init__()
+        builders = {18: torchvision.models.resnet18, 34: torchvision.models.resnet34, 50: torchvision.models.resnet50,
+                    101: torchvision.models.resnet101}
+        if depth not in builders:
+            raise ValueError(f"ResNet depth must be one of {sorted(builders)}, got {depth}")
+        net = builders[depth](weights=None)
+        if weights_path:
+            state = torch.load(weights_path, map_location="cpu", weights_only=True)
+            missing, unexpected = net.load_state_dict(state.get("state_dict", state), strict=False)
+            if len(missing) > 10:
+                raise ValueError(f"{weights_path} does not look like a ResNet-{depth} state_dict "
+                                 f"({len(missing)} missing keys, e.g. {missing[:3]})")
+        self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
+        self.stages = nn.ModuleList([net.layer1, net.layer2, net.layer3, net.layer4])
+        self.out_indices = tuple(out_indices)
+        widths = [64, 128, 256, 512] if depth < 50 else [256, 512, 1024, 2048]
+        self.out_channels = tuple(widths[i] for i in self.out_indices)
+        self.frozen_stages, self.norm_eval = frozen_stages, norm_eval
+        self._freeze()
+
+    def _freeze(self) -> None:
+        frozen = ([self.stem] if self.frozen_stages >= 0 else []) + list(self.stages[:max(self.frozen_stages, 0)])
+        for module in frozen:
+            module.eval()
+            for p in module.parameters():
+                p.requires_grad = False
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self._freeze()
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, nn.BatchNorm2d):
+                    m.eval()
+        return self
+
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+        x = self.stem(x)
+        outs = []
+        for i, stage in enumerate(self.stages):
+            x = stage(x)
+            if i in self.out_indices:
+                outs.append(x)
+        return tuple(outs)
+
+
+class FPN(nn.Module):
+    """Feature pyramid (Lin et al. 2017): 1x1 laterals, nearest top-down sum, 3x3 outputs, and
+    extra stride-2 3x3 convs (P6 from the last input with ``add_extra_convs='on_input'``, P7 from P6)."""
+
+    def __init__(self, *, in_channels, out_channels: int, num_outs: int, add_extra_convs="on_input",
+                 relu_before_extra_convs: bool = False, **unused):
+        super().__init__()
+        in_channels = list(in_channels)
+        self.lateral_convs = nn.ModuleList(nn.Conv2d(c, out_channels, 1) for c in in_channels)
+        self.fpn_convs = nn.ModuleList(nn.Conv2d(out_channels, out_channels, 3, padding=1) for _ in in_channels)
+        self.extra_convs = nn.ModuleList()
+        for i in range(num_outs - len(in_channels)):
+            src = in_channels[-1] if i == 0 and add_extra_convs == "on_input" else out_channels
+            self.extra_convs.append(nn.Conv2d(src, out_channels, 3, stride=2, padding=1))
+        self.add_extra_convs = add_extra_convs
+        self.relu_before_extra_convs = relu_before_extra_convs
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                xavier_init(m)
+
+    def forward(self, inputs) -> tuple[Tensor, ...]:
+        laterals = [conv(x) for conv, x in zip(self.lateral_convs, inputs)]
+        for i in range(len(laterals) - 1, 0, -1):
+            laterals[i - 1] = laterals[i - 1] + F.interpolate(laterals[i], size=laterals[i - 1].shape[2:], mode="nearest")
+        outs = [conv(x) for conv, x in zip(self.fpn_convs, laterals)]
+        for i, conv in enumerate(self.extra_convs):
+            src = inputs[-1] if i == 0 and self.add_extra_convs == "on_input" else outs[-1]
+            if i > 0 and self.relu_before_extra_convs:
+                src = F.relu(src)
+            outs.append(conv(src))
+        return tuple(outs)
+
+
+class RetinaHeadModule(nn.Module):
+    """Shared-across-levels head: 4 stacked 3x3 conv + ReLU towers, then A*C and A*4 3x3 convs."""
+
+    def __init__(self, *, in_channels: int, feat_channels: int = 256, stacked_convs: int = 4, num_base_priors: int,
+                 cls_channels: int, prior_prob: float = 0.01):
+        super().__init__()
+        self.cls_channels = cls_channels
+
+        def tower():
+            layers, ch = [], in_channels
+            for _ in range(stacked_convs):
+                layers += [nn.Conv2d(ch, feat_channels, 3, padding=1), nn.ReLU(inplace=True)]
+                ch = feat_channels
+            return nn.Sequential(*layers)
+        self.cls_convs, self.reg_convs = tower(), tower()
+        self.retina_cls = nn.Conv2d(feat_channels, num_base_priors * cls_channels, 3, padding=1)
+        self.retina_reg = nn.Conv2d(feat_channels, num_base_priors * 4, 3, padding=1)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                normal_init(m, std=0.01)
+        nn.init.constant_(self.retina_cls.bias, bias_init_with_prob(prior_prob))
+
+    def forward(self, feats) -> tuple[Tensor, Tensor]:
+        cls = [self.retina_cls(self.cls_convs(f)) for f in feats]
+        reg = [self.retina_reg(self.reg_convs(f)) for f in feats]
+        return flatten_levels(cls, self.cls_channels), flatten_levels(reg, 4)

@@ -1,0 +1,53 @@
+"""d2l's TinySSD (sec. 14.7), layer for layer: a 3-block base net (16, 32, 64 channels), three
+down-sampling blocks (128) and a global max pool; a 3x3 class and box predictor per level."""
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from .layers import flatten_levels
+
+__all__ = ["TinySSDBaseNet", "TinySSDHeadModule", "down_sample_blk"]
+
+
+def down_sample_blk(in_channels: int, out_channels: int) -> nn.Sequential:
+    """Two 3x3 conv + BN + ReLU, then a 2x2 max pool (halves height and width)."""
+    blk = []
+    for _ in range(2):
+        blk += [nn.Conv2d(in_channels, out_channels, 3, padding=1), nn.BatchNorm2d(out_channels), nn.ReLU()]
+        in_channels = out_channels
+    blk.append(nn.MaxPool2d(2))
+    return nn.Sequential(*blk)
+
+
+class TinySSDBaseNet(nn.Module):
+    """The five feature blocks; returns the five feature maps (32, 16, 8, 4, 1 for 256 x 256)."""
+
+    def __init__(self, *, num_filters=(3, 16, 32, 64), **unused):
+        super().__init__()
+        f = list(num_filters)
+        base = nn.Sequential(*[down_sample_blk(f[i], f[i + 1]) for i in range(len(f) - 1)])
+        self.blocks = nn.ModuleList([base, down_sample_blk(f[-1], 128), down_sample_blk(128, 128),
+                                     down_sample_blk(128, 128), nn.AdaptiveMaxPool2d((1, 1))])
+        self.out_channels = (f[-1], 128, 128, 128, 128)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+        outs = []
+        for blk in self.blocks:
+            x = blk(x)
+            outs.append(x)
+        return tuple(outs)
+
+
+class TinySSDHeadModule(nn.Module):
+    """``cls_predictor`` / ``bbox_predictor`` of d2l: 3x3 convs with A*(C+1) and A*4 outputs."""
+
+    def __init__(self, *, in_channels, num_base_priors, cls_channels: int):
+        super().__init__()
+        self.cls_channels = cls_channels
+        self.cls = nn.ModuleList(nn.Conv2d(c, a * cls_channels, 3, padding=1) for c, a in zip(in_channels, num_base_priors))
+        self.bbox = nn.ModuleList(nn.Conv2d(c, a * 4, 3, padding=1) for c, a in zip(in_channels, num_base_priors))
+
+    def forward(self, feats) -> tuple[Tensor, Tensor]:
+        cls = [m(f) for m, f in zip(self.cls, feats)]
+        reg = [m(f) for m, f in zip(self.bbox, feats)]
+        return flatten_levels(cls, self.cls_channels), flatten_levels(reg, 4)
