@@ -147,7 +147,7 @@ def _check_predictions(predictions, num_priors: int, channels: int) -> tuple[Ten
     if tuple(reg.shape) != (num_priors, 4):
         raise ValueError(f"bbox_preds must be (A, 4) = {(num_priors, 4)}, got {tuple(reg.shape)}")
     for name, t in (("cls_scores", cls), ("bbox_preds", reg)):
-        if bool(torch.isfinite(t.sum(dtype=torch.float64))):
+        if bool(torch.isfinite(t.sum())):
             continue  # one reduction; the count below only runs when something is off
         bad = int((~torch.isfinite(t)).sum())
         if bad:

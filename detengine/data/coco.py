@@ -53,7 +53,8 @@ class _Checker:
 
     def section(self, data: dict, name: str) -> list:
         if name not in data:
-            self.report(name, -1, None, f'the file has no "{name}" list (keys: {sorted(data)[:10]})', "treated as empty")
+            self.report(name, -1, None, f'the file has no "{name}" list (keys: {sorted(data)[:10]})',
+                        "treated as empty")
             return []
         if not isinstance(data[name], list):
             self.report(name, -1, None, f'"{name}" must be a list, got {type(data[name]).__name__}', "treated as empty")
@@ -111,7 +112,7 @@ class _Checker:
 
     def annotations(self, records: list, image_ids: set, cat_ids: set) -> list:
         out, seen = [], set()
-        pending = []  # (index, record) whose id needs renumbering in lenient mode
+        pending = []  # (index in the file, position in out, problem): ids to renumber (lenient)
         for i, rec in enumerate(records):
             problem = self._annotation_problem(rec, image_ids, cat_ids)
             if problem:
@@ -119,15 +120,13 @@ class _Checker:
                 continue
             ann_id = rec.get("id")
             if not _is_int(ann_id) or ann_id <= 0 or ann_id in seen:
-                problem = self._id_problem(ann_id, seen)
+                problem = self._id_problem(ann_id)
                 if not self.lenient:
                     self.report("annotations", i, rec, problem)
-                rec = self._with_defaults(rec)
                 pending.append((i, len(out), problem))
             else:
                 seen.add(ann_id)
-                rec = self._with_defaults(rec)
-            out.append(rec)
+            out.append(self._with_defaults(rec))
         self._renumber(out, pending, seen)
         return out
 
@@ -141,12 +140,12 @@ class _Checker:
             next_id += 1
 
     @staticmethod
-    def _id_problem(ann_id, seen) -> str:
+    def _id_problem(ann_id) -> str:
         if ann_id is None:
             return "annotation has no 'id'"
         if not _is_int(ann_id) or ann_id <= 0:
-            return (f"annotation 'id' must be a positive integer (COCOeval treats id {shorten_json(ann_id, 20)} "
-                    "as 'unmatched'), got " + shorten_json(ann_id, 20))
+            return (f"annotation 'id' must be a positive integer, got {shorten_json(ann_id, 20)} "
+                    "(COCOeval mistakes id 0 for 'unmatched')")
         return f"duplicate annotation id {ann_id}"
 
     @staticmethod

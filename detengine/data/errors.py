@@ -42,7 +42,8 @@ class DatasetProblem:
     action: str = "skipped"
 
     def __str__(self) -> str:
-        return f"{self.file}: {self.section}[{self.index}] {self.record}: {self.message} ({self.action})"
+        where = f"{self.section}[{self.index}] {self.record}" if self.index >= 0 else f'"{self.section}"'
+        return f"{self.file}: {where}: {self.message} ({self.action})"
 
 
 def shorten_json(value, limit: int = 160) -> str:

@@ -103,9 +103,8 @@ class AnchorHeadCore(HeadCore):
 
     def loss_image(self, cls_scores, bbox_preds, priors, targets, avg_factor) -> ImageLoss:
         """Focal (or any class-index loss) over weighted priors + regression on positives."""
-        cls_el = self.loss_cls.elementwise(cls_scores, targets.labels)  # (A, C) or (A,)
-        cls_raw = cls_el.sum(dim=1) if cls_el.dim() == 2 else cls_el  # (A,)
-        # reduce from the per-prior sums: one pass less over (A, C) than weighting every entry
+        cls_raw = self.loss_cls.per_prior(cls_scores, targets.labels)  # (A,), summed over classes
+        # reduced from the per-prior sums: mmdetection weights every (A, C) entry, same total
         cls_weighted = cls_raw * targets.label_weights * self.loss_cls.loss_weight
         cls_per_prior = cls_weighted / (avg_factor + _EPS)
         loss_cls = cls_weighted.sum() / (avg_factor + _EPS)

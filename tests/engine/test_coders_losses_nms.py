@@ -191,3 +191,17 @@ def test_postprocess_d2l_equals_multibox_detection():
     assert torch.equal(r.labels.float(), rows[:, 0])
     torch.testing.assert_close(r.scores, rows[:, 1])
     torch.testing.assert_close(r.boxes, rows[:, 2:])
+
+
+def test_focal_per_prior_equals_row_sums_and_keeps_gradients():
+    from detengine.losses import sigmoid_focal_loss as ours_dense
+    from detengine.losses import sigmoid_focal_loss_per_prior
+    g = torch.Generator().manual_seed(2)
+    pred = (torch.randn(1500, 9, generator=g) * 4).requires_grad_()
+    labels = torch.randint(0, 10, (1500,), generator=g)
+    rows = sigmoid_focal_loss_per_prior(pred, labels, rows=128)
+    torch.testing.assert_close(rows, ours_dense(pred, labels).sum(1), rtol=1e-5, atol=1e-5)
+    (grad_rows,) = torch.autograd.grad(rows.sum(), pred)
+    (grad_dense,) = torch.autograd.grad(ours_dense(pred, labels).sum(), pred)
+    torch.testing.assert_close(grad_rows, grad_dense, rtol=1e-5, atol=1e-6)
+    assert sigmoid_focal_loss_per_prior(torch.zeros(0, 9), torch.zeros(0, dtype=torch.long)).shape == (0,)

@@ -1,0 +1,633 @@
+"""Data transforms as in mmdetection 3.x pipelines: numpy/cv2 in, torch out.
+
+A transform is a callable on a results dict and returns it::
+
+    {"image": (H, W, 3) uint8 or float32 RGB, "boxes": (G, 4) float32 xyxy,
+     "labels": (G,) int64, "ignore_boxes": (I, 4) float32 xyxy, "meta": dict}
+
+(:func:`detengine.data.folder.sample_to_results` makes one from a sample). ``meta`` holds
+``image_id, file_name, ori_shape (h, w), img_shape (h, w)`` (current content, never padding),
+``pad_shape (h, w)``, ``scale_factor (sx, sy)`` (product of every resize), ``flip`` and
+``flip_direction`` (net flip), and ``homography``: the 3x3 map from original pixels to current
+pixels, composed by every geometric transform (as mmdetection's ``homography_matrix``), which
+:func:`boxes_to_original` inverts. ``box_ids`` / ``ignore_ids`` give each remaining box's row in
+the original sample, and ``dropped`` lists ``{"transform", "boxes", "ignore_boxes"}`` (original
+rows) for every transform that removed boxes (left the image, became empty, or had their centre
+cropped away).
+
+The image stays RGB throughout (mmdetection works in BGR); where mmdetection's meaning depends
+on channel order the RGB equivalent is used and said so in the class docstring. Randomness
+comes only from a ``numpy.random.Generator`` held by each random transform; :class:`Compose`
+(and :func:`build_pipeline`) can hand one seeded generator to all of them.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+import torch
+
+from ..boxes import bbox_overlaps
+
+__all__ = [
+    "Compose", "build_pipeline", "boxes_to_original", "PhotoMetricDistortion", "Expand",
+    "MinIoURandomCrop", "Resize", "KeepRatioResize", "RandomResize", "RandomFlip", "Pad",
+    "Normalize", "ToTensor", "TRANSFORMS", "IGNORED_TRANSFORMS", "rescale_size",
+]
+
+_INTERP = {"nearest": cv2.INTER_NEAREST, "bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC,
+           "area": cv2.INTER_AREA, "lanczos": cv2.INTER_LANCZOS4}
+_FLIP_AXES = {None: (False, False), "horizontal": (True, False), "vertical": (False, True),
+              "diagonal": (True, True)}
+_AXES_FLIP = {v: k for k, v in _FLIP_AXES.items()}
+
+
+def _as_generator(rng) -> np.random.Generator:
+    """A Generator from a Generator, an int seed or None (fresh OS entropy)."""
+    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+
+
+# --------------------------------------------------------------------------- box bookkeeping
+
+
+def _hw(results: dict) -> tuple[int, int]:
+    return tuple(int(v) for v in results["image"].shape[:2])
+
+
+def _compose_homography(meta: dict, step: np.ndarray) -> None:
+    """Left-multiply the 3x3 ``step`` onto ``meta["homography"]`` (original -> current)."""
+    meta["homography"] = step @ meta.get("homography", np.eye(3))
+
+
+def _select(results: dict, keep: np.ndarray, keep_ignore: np.ndarray, name: str) -> None:
+    """Keep rows ``keep`` (G,) bool / ``keep_ignore`` (I,) bool; record the dropped original rows."""
+    meta = results["meta"]
+    box_ids = meta.setdefault("box_ids", np.arange(len(results["boxes"])))
+    ignore_ids = meta.setdefault("ignore_ids", np.arange(len(results["ignore_boxes"])))
+    if keep.all() and keep_ignore.all():
+        return
+    meta.setdefault("dropped", []).append(
+        {"transform": name, "boxes": box_ids[~keep].tolist(), "ignore_boxes": ignore_ids[~keep_ignore].tolist()})
+    results["boxes"] = results["boxes"][keep]
+    results["labels"] = results["labels"][keep]
+    results["ignore_boxes"] = results["ignore_boxes"][keep_ignore]
+    meta["box_ids"], meta["ignore_ids"] = box_ids[keep], ignore_ids[keep_ignore]
+
+
+def _clip(boxes: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """(N, 4) xyxy clipped into an image of ``hw = (h, w)``."""
+    h, w = hw
+    out = boxes.copy()
+    out[:, 0::2] = out[:, 0::2].clip(0, w)
+    out[:, 1::2] = out[:, 1::2].clip(0, h)
+    return out
+
+
+def _nonempty(boxes: np.ndarray) -> np.ndarray:
+    """(N,) bool: width and height both > 0."""
+    return (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+
+
+def _clip_and_drop(results: dict, name: str, clip: bool = True) -> None:
+    """Clip both box sets to the current image and drop the ones left with no area."""
+    hw = _hw(results)
+    if clip:
+        results["boxes"] = _clip(results["boxes"], hw)
+        results["ignore_boxes"] = _clip(results["ignore_boxes"], hw)
+    _select(results, _nonempty(results["boxes"]), _nonempty(results["ignore_boxes"]), name)
+
+
+def _map_boxes(boxes: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """(N, 4) xyxy through an axis-aligned 3x3 affine ``matrix`` (scale/flip/translate)."""
+    pts = np.stack([boxes[:, [0, 1]], boxes[:, [2, 3]]], axis=1).astype(np.float64)  # (N, 2, 2)
+    mapped = pts @ matrix[:2, :2].T + matrix[:2, 2]
+    lo, hi = mapped.min(axis=1), mapped.max(axis=1)
+    return np.concatenate([lo, hi], axis=1)
+
+
+def _set_shapes(meta: dict, hw: tuple[int, int]) -> None:
+    meta["img_shape"] = hw
+    meta["pad_shape"] = hw
+
+
+# --------------------------------------------------------------------------- base classes
+
+
+class Transform:
+    """Base class: ``__call__(results) -> results``; geometric ones keep boxes consistent."""
+
+    def __call__(self, results: dict) -> dict:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if k != "rng" and not k.startswith("_"))
+        return f"{type(self).__name__}({args})"
+
+
+class RandomTransform(Transform):
+    """A transform whose randomness comes only from ``self.rng`` (a numpy Generator)."""
+
+    def __init__(self, rng=None):
+        self.rng = _as_generator(rng)
+
+    def set_rng(self, rng) -> None:
+        """Use ``rng`` (Generator, seed or None) from now on."""
+        self.rng = _as_generator(rng)
+
+
+# --------------------------------------------------------------------------- photometric
+
+
+class PhotoMetricDistortion(RandomTransform):
+    """mmdetection's ``PhotoMetricDistortion``: each step with probability 0.5, contrast either
+    second or second to last: brightness, [contrast], HSV saturation, hue, [contrast], channel
+    swap. Output float32, not clipped (as mmdetection). HSV via ``cv2.COLOR_RGB2HSV`` on the RGB
+    image, the same numbers as mmdetection's BGR2HSV on the BGR image."""
+
+    def __init__(self, *, brightness_delta: float = 32, contrast_range=(0.5, 1.5),
+                 saturation_range=(0.5, 1.5), hue_delta: float = 18, rng=None):
+        super().__init__(rng)
+        self.brightness_delta = brightness_delta
+        self.contrast_range = tuple(contrast_range)
+        self.saturation_range = tuple(saturation_range)
+        self.hue_delta = hue_delta
+
+    def _flags(self) -> dict:
+        r = self.rng
+        keys = ("mode", "brightness", "contrast", "saturation", "hue", "swap")
+        flags = {k: int(r.integers(2)) for k in keys}
+        flags.update(delta=r.uniform(-self.brightness_delta, self.brightness_delta),
+                     alpha=r.uniform(*self.contrast_range), sat=r.uniform(*self.saturation_range),
+                     hue_value=r.uniform(-self.hue_delta, self.hue_delta), perm=r.permutation(3))
+        return flags
+
+    def __call__(self, results: dict) -> dict:
+        f = self._flags()
+        img = results["image"].astype(np.float32)
+        if f["brightness"]:
+            img += np.float32(f["delta"])
+        if f["mode"] == 1 and f["contrast"]:
+            img *= np.float32(f["alpha"])
+        img = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)
+        if f["saturation"]:
+            img[..., 1] *= np.float32(f["sat"])
+            if f["sat"] > 1:
+                img[..., 1] = img[..., 1].clip(0, 1)
+        if f["hue"]:
+            hue = img[..., 0] + np.float32(f["hue_value"])
+            hue[hue > 360] -= 360
+            hue[hue < 0] += 360
+            img[..., 0] = hue
+        img = cv2.cvtColor(img, cv2.COLOR_HSV2RGB)
+        if f["mode"] == 0 and f["contrast"]:
+            img *= np.float32(f["alpha"])
+        if f["swap"]:
+            img = np.ascontiguousarray(img[..., f["perm"]])
+        results["image"] = img
+        return results
+
+
+# --------------------------------------------------------------------------- SSD geometric
+
+
+class Expand(RandomTransform):
+    """mmdetection's ``Expand``: with probability ``prob`` put the image at a random place on a
+    canvas ``ratio`` times larger (ratio uniform in ``ratio_range``) filled with ``mean``.
+
+    ``mean`` is in RGB order when ``to_rgb=True`` (mmdetection's usual config); with
+    ``to_rgb=False`` it is taken as BGR order, as mmdetection does, and reversed for our RGB
+    image. Boxes shift by the offset; none is dropped."""
+
+    def __init__(self, *, mean=(0, 0, 0), to_rgb: bool = True, ratio_range=(1, 4), prob: float = 0.5,
+                 seg_ignore_label=None, rng=None):
+        super().__init__(rng)
+        self.mean = tuple(float(m) for m in mean)
+        self.to_rgb = to_rgb
+        self.ratio_range = tuple(ratio_range)
+        self.prob = prob
+
+    def __call__(self, results: dict) -> dict:
+        if self.rng.uniform(0, 1) > self.prob:
+            return results
+        img = results["image"]
+        h, w, c = img.shape
+        ratio = self.rng.uniform(*self.ratio_range)
+        fill = self.mean if self.to_rgb else self.mean[::-1]
+        canvas = np.full((int(h * ratio), int(w * ratio), c), fill, dtype=img.dtype)
+        left = int(self.rng.uniform(0, w * ratio - w))
+        top = int(self.rng.uniform(0, h * ratio - h))
+        canvas[top:top + h, left:left + w] = img
+        shift = np.array([left, top, left, top], np.float32)
+        results.update(image=canvas, boxes=results["boxes"] + shift, ignore_boxes=results["ignore_boxes"] + shift)
+        meta = results["meta"]
+        _compose_homography(meta, np.array([[1, 0, left], [0, 1, top], [0, 0, 1]], np.float64))
+        _set_shapes(meta, canvas.shape[:2])
+        return results
+
+
+class MinIoURandomCrop(RandomTransform):
+    """mmdetection's ``MinIoURandomCrop`` (SSD's crop).
+
+    Pick ``min_iou`` from ``(1, *min_ious, 0)`` (1 = keep the image as is); try 50 crops of
+    size ``[min_crop_size, 1] x (w, h)`` with ``0.5 <= h/w <= 2``; accept one whose IoU with
+    EVERY box (ground truth and ignore boxes, as mmdetection whose ignore boxes are flagged
+    ground truth) is ``>= min_iou`` and that holds at least one box centre; keep only boxes
+    whose centre lies strictly inside, shift and clip them; otherwise draw a new ``min_iou``.
+    ``meta["crop_patch"]`` (x1, y1, x2, y2 in the pre-crop image) and ``meta["crop_min_iou"]``
+    record the choice. The offset is uniform in ``[0, w - new_w]`` (mmdetection's call
+    ``uniform(w - new_w)`` draws from ``[1, w - new_w]`` by accident)."""
+
+    def __init__(self, *, min_ious=(0.1, 0.3, 0.5, 0.7, 0.9), min_crop_size: float = 0.3,
+                 bbox_clip_border: bool = True, max_rounds: int = 1000, rng=None):
+        super().__init__(rng)
+        self.min_ious = tuple(min_ious)
+        self.min_crop_size = min_crop_size
+        self.bbox_clip_border = bbox_clip_border
+        self.max_rounds = max_rounds
+
+    def _try_patch(self, h: int, w: int, all_boxes: np.ndarray, min_iou: float):
+        """One candidate crop: (patch (4,) int, centre mask (N,) bool) or None."""
+        new_w = self.rng.uniform(self.min_crop_size * w, w)
+        new_h = self.rng.uniform(self.min_crop_size * h, h)
+        if new_h / new_w < 0.5 or new_h / new_w > 2:
+            return None
+        left = self.rng.uniform(0, w - new_w)
+        top = self.rng.uniform(0, h - new_h)
+        patch = np.array([int(left), int(top), int(left + new_w), int(top + new_h)])
+        if patch[2] == patch[0] or patch[3] == patch[1]:
+            return None
+        if len(all_boxes) == 0:
+            return patch, np.zeros(0, bool)
+        ious = bbox_overlaps(torch.from_numpy(patch[None].astype(np.float32)), torch.from_numpy(all_boxes))
+        if float(ious.min()) < min_iou:
+            return None
+        cx = (all_boxes[:, 0] + all_boxes[:, 2]) / 2
+        cy = (all_boxes[:, 1] + all_boxes[:, 3]) / 2
+        inside = (cx > patch[0]) & (cy > patch[1]) & (cx < patch[2]) & (cy < patch[3])
+        return (patch, inside) if inside.any() else None
+
+    def __call__(self, results: dict) -> dict:
+        h, w = _hw(results)
+        all_boxes = np.concatenate([results["boxes"], results["ignore_boxes"]]).astype(np.float32)
+        modes = (1, *self.min_ious, 0)
+        for _ in range(self.max_rounds):
+            min_iou = modes[int(self.rng.integers(len(modes)))]
+            if min_iou == 1:
+                return results
+            for _ in range(50):
+                found = self._try_patch(h, w, all_boxes, min_iou)
+                if found is not None:
+                    return self._apply(results, *found, min_iou)
+        return results
+
+    def _apply(self, results: dict, patch: np.ndarray, inside: np.ndarray, min_iou: float) -> dict:
+        g = len(results["boxes"])
+        _select(results, inside[:g], inside[g:], type(self).__name__)
+        x1, y1, x2, y2 = (int(v) for v in patch)
+        shift = np.array([x1, y1, x1, y1], np.float32)
+        results["image"] = results["image"][y1:y2, x1:x2]
+        results["boxes"] = results["boxes"] - shift
+        results["ignore_boxes"] = results["ignore_boxes"] - shift
+        meta = results["meta"]
+        meta.update(crop_patch=(x1, y1, x2, y2), crop_min_iou=float(min_iou))
+        _compose_homography(meta, np.array([[1, 0, -x1], [0, 1, -y1], [0, 0, 1]], np.float64))
+        _set_shapes(meta, (y2 - y1, x2 - x1))
+        _clip_and_drop(results, type(self).__name__, clip=self.bbox_clip_border)
+        return results
+
+
+# --------------------------------------------------------------------------- resize / flip / pad
+
+
+def rescale_size(w: int, h: int, scale) -> tuple[int, int]:
+    """mmcv's ``rescale_size``: the (new_w, new_h) that fits ``(w, h)`` into ``scale``.
+
+    ``scale`` a number: factor; a pair: factor ``min(max(scale) / max(h, w),
+    min(scale) / min(h, w))``. Sizes round as ``int(x * factor + 0.5)``."""
+    if isinstance(scale, (int, float)):
+        factor = float(scale)
+    else:
+        factor = min(max(scale) / max(h, w), min(scale) / min(h, w))
+    return int(w * factor + 0.5), int(h * factor + 0.5)
+
+
+class Resize(Transform):
+    """mmdetection's ``Resize``. ``scale = (w, h)`` (or an int for a square).
+
+    ``keep_ratio=False``: resize to exactly ``scale``; ``keep_ratio=True``: largest size that
+    fits (:func:`rescale_size`). ``scale_factor`` (float or (sx, sy)) instead of ``scale``
+    resizes relative to the current size. The recorded ``scale_factor`` is the achieved
+    ``(new_w / w, new_h / h)``. Boxes scale and (``clip_object_border``) clip to the new image;
+    boxes left with no area are dropped."""
+
+    def __init__(self, *, scale=None, scale_factor=None, keep_ratio: bool = False,
+                 clip_object_border: bool = True, interpolation: str = "bilinear", backend: str = "cv2"):
+        if scale is None and scale_factor is None:
+            raise ValueError("Resize needs scale=(w, h) or scale_factor, got neither")
+        if interpolation not in _INTERP:
+            raise ValueError(f"Resize interpolation must be one of {sorted(_INTERP)}, got {interpolation!r}")
+        self.scale = (scale, scale) if isinstance(scale, int) else (None if scale is None else tuple(scale))
+        if isinstance(scale_factor, (int, float)):
+            scale_factor = (float(scale_factor), float(scale_factor))
+        self.scale_factor = scale_factor
+        self.keep_ratio = keep_ratio
+        self.clip_object_border = clip_object_border
+        self.interpolation = interpolation
+
+    def target_size(self, h: int, w: int) -> tuple[int, int]:
+        """(new_w, new_h) for an (h, w) image."""
+        scale = self.scale
+        if scale is None:
+            sx, sy = self.scale_factor
+            scale = (int(w * sx + 0.5), int(h * sy + 0.5))
+        return rescale_size(w, h, scale) if self.keep_ratio else (int(scale[0]), int(scale[1]))
+
+    def _resize_to(self, results: dict, new_w: int, new_h: int) -> dict:
+        h, w = _hw(results)
+        if (new_w, new_h) != (w, h):
+            results["image"] = cv2.resize(results["image"], (new_w, new_h), interpolation=_INTERP[self.interpolation])
+        sx, sy = new_w / w, new_h / h
+        factor = np.array([sx, sy, sx, sy], np.float32)
+        results["boxes"] = results["boxes"] * factor
+        results["ignore_boxes"] = results["ignore_boxes"] * factor
+        meta = results["meta"]
+        old = meta.get("scale_factor", (1.0, 1.0))
+        meta.update(scale_factor=(old[0] * sx, old[1] * sy), keep_ratio=self.keep_ratio)
+        _compose_homography(meta, np.diag([sx, sy, 1.0]))
+        _set_shapes(meta, (new_h, new_w))
+        _clip_and_drop(results, type(self).__name__, clip=self.clip_object_border)
+        return results
+
+    def __call__(self, results: dict) -> dict:
+        h, w = _hw(results)
+        return self._resize_to(results, *self.target_size(h, w))
+
+
+class KeepRatioResize(Resize):
+    """``Resize(keep_ratio=True)``: factor ``min(max(scale) / max(h, w), min(scale) / min(h, w))``
+    (mmdetection's RetinaNet / RTMDet test resize, ``scale=(1333, 800)`` by default)."""
+
+    def __init__(self, *, scale=(1333, 800), clip_object_border: bool = True, interpolation: str = "bilinear",
+                 backend: str = "cv2"):
+        super().__init__(scale=scale, keep_ratio=True, clip_object_border=clip_object_border,
+                         interpolation=interpolation)
+
+
+class RandomResize(RandomTransform):
+    """mmcv's ``RandomResize``: ``ratio_range`` given: ``scale * uniform(ratio_range)``; else
+    ``scale`` is two (w, h) pairs and w and h are each drawn (integers) between the pairs'
+    values. Then :class:`Resize` with that scale."""
+
+    def __init__(self, *, scale, ratio_range=None, keep_ratio: bool = True, clip_object_border: bool = True,
+                 interpolation: str = "bilinear", resize_type: str = "Resize", backend: str = "cv2", rng=None):
+        super().__init__(rng)
+        if resize_type != "Resize":
+            raise ValueError(f"RandomResize resize_type must be 'Resize', got {resize_type!r}")
+        self.scale = scale
+        self.ratio_range = ratio_range
+        self.keep_ratio = keep_ratio
+        self.clip_object_border = clip_object_border
+        self.interpolation = interpolation
+
+    def _draw_scale(self) -> tuple[int, int]:
+        if self.ratio_range is not None:
+            ratio = self.rng.uniform(*self.ratio_range)
+            return int(self.scale[0] * ratio), int(self.scale[1] * ratio)
+        (w0, h0), (w1, h1) = self.scale
+        edge_w = int(self.rng.integers(min(w0, w1), max(w0, w1) + 1))
+        edge_h = int(self.rng.integers(min(h0, h1), max(h0, h1) + 1))
+        return edge_w, edge_h
+
+    def __call__(self, results: dict) -> dict:
+        resize = Resize(scale=self._draw_scale(), keep_ratio=self.keep_ratio,
+                        clip_object_border=self.clip_object_border, interpolation=self.interpolation)
+        return resize(results)
+
+
+class RandomFlip(RandomTransform):
+    """mmdetection's ``RandomFlip``. ``prob`` float with one or more ``direction`` values
+    (``horizontal``, ``vertical``, ``diagonal``) split equally, or a list of probabilities, one
+    per direction. Boxes flip as ``x1' = w - x2``. ``meta["flip"]``/``flip_direction`` give the
+    NET flip, so flipping twice the same way restores ``flip=False``."""
+
+    def __init__(self, *, prob=0.5, direction="horizontal", rng=None):
+        super().__init__(rng)
+        directions = [direction] if isinstance(direction, str) else list(direction)
+        for d in directions:
+            if d not in ("horizontal", "vertical", "diagonal"):
+                raise ValueError(f"RandomFlip direction must be horizontal, vertical or diagonal, got {d!r}")
+        if isinstance(prob, (list, tuple)):
+            if len(prob) != len(directions):
+                raise ValueError(f"RandomFlip needs one prob per direction, got prob={prob} for {directions}")
+            probs = [float(p) for p in prob]
+        else:
+            probs = [float(prob) / len(directions)] * len(directions)
+        if not (all(p >= 0 for p in probs) and sum(probs) <= 1 + 1e-9):
+            raise ValueError(f"RandomFlip probabilities must be >= 0 and sum to <= 1, got {prob!r}")
+        self.prob, self.direction = prob, direction
+        self._choices = directions + [None]
+        self._probs = probs + [max(0.0, 1.0 - sum(probs))]
+
+    def __call__(self, results: dict) -> dict:
+        choice = self._choices[int(self.rng.choice(len(self._choices), p=self._probs))]
+        return results if choice is None else flip(results, choice)
+
+
+def flip(results: dict, direction: str) -> dict:
+    """Flip image and boxes ``horizontal``ly, ``vertical``ly or both (``diagonal``)."""
+    fx, fy = _FLIP_AXES[direction]
+    h, w = _hw(results)
+    code = {(True, False): 1, (False, True): 0, (True, True): -1}[(fx, fy)]
+    results["image"] = cv2.flip(np.ascontiguousarray(results["image"]), code)
+    step = np.diag([-1.0 if fx else 1.0, -1.0 if fy else 1.0, 1.0])
+    step[0, 2], step[1, 2] = (w if fx else 0), (h if fy else 0)
+    results["boxes"] = _map_boxes(results["boxes"], step).astype(np.float32)
+    results["ignore_boxes"] = _map_boxes(results["ignore_boxes"], step).astype(np.float32)
+    meta = results["meta"]
+    px, py = _FLIP_AXES[meta.get("flip_direction") if meta.get("flip") else None]
+    net = _AXES_FLIP[(px != fx, py != fy)]
+    meta.update(flip=net is not None, flip_direction=net)
+    _compose_homography(meta, step)
+    return results
+
+
+class Pad(Transform):
+    """mmdetection's ``Pad``: pad bottom/right to ``size = (w, h)``, to a multiple of
+    ``size_divisor``, or to a square (``pad_to_square``, then rounded up to the divisor).
+
+    ``pad_val`` is a number, an RGB triple, or mmdetection's ``dict(img=..., seg=...)``.
+    ``meta["pad_shape"]`` becomes the padded (h, w); unlike mmcv's ``Pad``, ``img_shape``
+    stays the un-padded content so boxes clip to real pixels. Boxes do not move."""
+
+    def __init__(self, *, size=None, size_divisor: int | None = None, pad_to_square: bool = False,
+                 pad_val=0, padding_mode: str = "constant"):
+        if size is None and size_divisor is None and not pad_to_square:
+            raise ValueError("Pad needs size=(w, h), size_divisor or pad_to_square=True")
+        if padding_mode != "constant":
+            raise ValueError(f"Pad supports padding_mode='constant' only, got {padding_mode!r}")
+        self.size = None if size is None else tuple(size)
+        self.size_divisor = size_divisor
+        self.pad_to_square = pad_to_square
+        self.pad_val = pad_val.get("img", 0) if isinstance(pad_val, dict) else pad_val
+
+    def target_shape(self, h: int, w: int) -> tuple[int, int]:
+        """Padded (h, w) for an (h, w) image."""
+        th, tw = (h, w)
+        if self.pad_to_square:
+            th = tw = max(h, w)
+        if self.size_divisor:
+            d = self.size_divisor
+            th, tw = math.ceil(th / d) * d, math.ceil(tw / d) * d
+        elif self.size is not None:
+            tw, th = self.size
+        if th < h or tw < w:
+            raise ValueError(f"Pad target {tw}x{th} (w x h) is smaller than the image {w}x{h}")
+        return th, tw
+
+    def __call__(self, results: dict) -> dict:
+        img = results["image"]
+        h, w = img.shape[:2]
+        th, tw = self.target_shape(h, w)
+        if (th, tw) != (h, w):
+            val = self.pad_val
+            val = [float(v) for v in val] if isinstance(val, (list, tuple)) else [float(val)] * img.shape[2]
+            img = cv2.copyMakeBorder(np.ascontiguousarray(img), 0, th - h, 0, tw - w, cv2.BORDER_CONSTANT, value=val)
+        results["image"] = img
+        meta = results["meta"]
+        meta.update(pad_shape=(th, tw), pad_size_divisor=self.size_divisor, pad_fixed_size=self.size)
+        meta.setdefault("img_shape", (h, w))
+        return results
+
+
+# --------------------------------------------------------------------------- normalize / tensor
+
+
+class Normalize(Transform):
+    """``(image - mean) / std`` to float32. ``to_rgb=True`` (mmdetection's usual): ``mean``/``std``
+    are RGB and the network gets RGB, which our image already is. ``to_rgb=False``: as in
+    mmdetection, the network gets the BGR image and ``mean``/``std`` are BGR."""
+
+    def __init__(self, *, mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375), to_rgb: bool = True):
+        self.mean = np.asarray(mean, np.float32)
+        self.std = np.asarray(std, np.float32)
+        if np.any(self.std == 0):
+            raise ValueError(f"Normalize std must be non-zero, got {list(std)}")
+        self.to_rgb = to_rgb
+
+    def __call__(self, results: dict) -> dict:
+        img = results["image"].astype(np.float32)
+        if not self.to_rgb:
+            img = img[..., ::-1]
+        results["image"] = (img - self.mean) / self.std
+        results["meta"]["img_norm_cfg"] = dict(mean=self.mean.tolist(), std=self.std.tolist(), to_rgb=self.to_rgb)
+        return results
+
+
+class ToTensor(Transform):
+    """Last step: ``image`` -> float32 (3, H, W) tensor; boxes/ignore float32 (N, 4), labels int64."""
+
+    def __call__(self, results: dict) -> dict:
+        img = np.ascontiguousarray(results["image"], dtype=np.float32)
+        results["image"] = torch.from_numpy(img.transpose(2, 0, 1).copy())
+        results["boxes"] = torch.as_tensor(np.asarray(results["boxes"], np.float32).reshape(-1, 4))
+        results["labels"] = torch.as_tensor(np.asarray(results["labels"], np.int64).reshape(-1))
+        results["ignore_boxes"] = torch.as_tensor(np.asarray(results["ignore_boxes"], np.float32).reshape(-1, 4))
+        return results
+
+
+# --------------------------------------------------------------------------- composition
+
+
+class Compose(Transform):
+    """Apply ``transforms`` in order. ``rng`` (Generator, seed or None): when given, every random
+    transform draws from this one generator, so a seeded pipeline is reproducible."""
+
+    def __init__(self, transforms: Sequence, *, rng=None):
+        self.transforms = list(transforms)
+        for t in self.transforms:
+            if not callable(t):
+                raise TypeError(f"Compose needs callables, got {t!r}")
+        self.rng = None
+        if rng is not None:
+            self.set_rng(rng)
+
+    def set_rng(self, rng) -> None:
+        """Share one generator (from ``rng``: Generator, seed or None) with every random step."""
+        self.rng = _as_generator(rng)
+        for t in self.transforms:
+            if hasattr(t, "set_rng"):
+                t.set_rng(self.rng)
+
+    def __call__(self, results: dict) -> dict:
+        for t in self.transforms:
+            results = t(results)
+        return results
+
+    def __repr__(self) -> str:
+        return "Compose([" + ", ".join(repr(t) for t in self.transforms) + "])"
+
+
+TRANSFORMS = {cls.__name__: cls for cls in (PhotoMetricDistortion, Expand, MinIoURandomCrop, Resize,
+                                             KeepRatioResize, RandomResize, RandomFlip, Pad, Normalize, ToTensor)}
+IGNORED_TRANSFORMS = ("LoadImageFromFile", "LoadAnnotations", "PackDetInputs")
+
+
+def build_pipeline(cfg_list: Sequence[dict], rng=None) -> Compose:
+    """A :class:`Compose` from mmdetection-style dicts (``dict(type='Resize', scale=(300, 300))``).
+
+    Loading and packing steps (``IGNORED_TRANSFORMS``) are skipped: the dataset loads and
+    :class:`ToTensor` / ``collate`` pack. An unknown ``type`` or a bad argument raises
+    ``ValueError`` naming the step and listing what is known/accepted."""
+    steps = []
+    for i, cfg in enumerate(cfg_list):
+        if not isinstance(cfg, dict) or "type" not in cfg:
+            raise ValueError(f"pipeline step {i} must be a dict with a 'type', got {cfg!r}")
+        kwargs = dict(cfg)
+        name = kwargs.pop("type")
+        if name in IGNORED_TRANSFORMS:
+            continue
+        if name not in TRANSFORMS:
+            raise ValueError(f"pipeline step {i}: unknown transform type {name!r}; known: "
+                             f"{sorted(TRANSFORMS)} (and ignored: {list(IGNORED_TRANSFORMS)})")
+        try:
+            steps.append(TRANSFORMS[name](**kwargs))
+        except TypeError as exc:
+            raise ValueError(f"pipeline step {i} ({name}): {exc}") from exc
+    return Compose(steps, rng=rng if rng is not None else np.random.default_rng())
+
+
+# --------------------------------------------------------------------------- inverse mapping
+
+
+def boxes_to_original(boxes, meta: dict):
+    """Map (N, 4) xyxy boxes from network-input pixels back to the original image.
+
+    Uses ``meta["homography"]`` when present (exact for any chain of resizes, flips, expands
+    and crops); otherwise undoes ``flip_direction`` (at ``img_shape``) then ``scale_factor``.
+    The result is clipped to ``ori_shape``. Returns the same kind (tensor or array) as given."""
+    is_tensor = isinstance(boxes, torch.Tensor)
+    arr = (boxes.detach().cpu().numpy() if is_tensor else np.asarray(boxes)).astype(np.float64).reshape(-1, 4)
+    if meta.get("homography") is not None:
+        out = _map_boxes(arr, np.linalg.inv(np.asarray(meta["homography"], np.float64)))
+    else:
+        out = _legacy_inverse(arr, meta)
+    h, w = meta["ori_shape"]
+    out = _clip(out, (h, w))
+    if is_tensor:
+        return torch.as_tensor(out, dtype=boxes.dtype if boxes.is_floating_point() else torch.float32,
+                               device=boxes.device)
+    return out.astype(np.float32)
+
+
+def _legacy_inverse(arr: np.ndarray, meta: dict) -> np.ndarray:
+    """Undo flip (at ``img_shape``) then ``scale_factor``, for metas without a homography."""
+    if meta.get("flip"):
+        h, w = meta["img_shape"]
+        fx, fy = _FLIP_AXES[meta.get("flip_direction") or "horizontal"]
+        step = np.diag([-1.0 if fx else 1.0, -1.0 if fy else 1.0, 1.0])
+        step[0, 2], step[1, 2] = (w if fx else 0), (h if fy else 0)
+        arr = _map_boxes(arr, step)
+    sx, sy = meta.get("scale_factor", (1.0, 1.0))
+    return arr / np.array([sx, sy, sx, sy])
