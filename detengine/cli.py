@@ -93,13 +93,88 @@ def _run_inspect(args) -> int:
     return 0
 
 
+def _add_data_args(p) -> None:
+    p.add_argument("--data", help="'synthetic' (the built-in data set, default), a COCO .json file, or a VOC folder")
+    p.add_argument("--val-data", help="COCO .json of the validation split (with a COCO --data)")
+    p.add_argument("--images", help="image folder of the COCO files (default: beside the .json)")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available, else cpu)")
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train a detector", description="Train a detector from a config; "
+                       "also runs under torchrun (DistributedDataParallel).")
+    p.add_argument("config", help="config file or shipped name")
+    _add_data_args(p)
+    p.add_argument("--epochs", type=int, help="override train_cfg.max_epochs")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--max-iters", type=int, help="stop after this many iterations")
+    p.add_argument("--workers", type=int, help="data-loading worker processes")
+    p.add_argument("--resume", metavar="CKPT", help="continue a run exactly from its checkpoint")
+    p.add_argument("--work-dir", help="run folder (default: runs/<config>-<time>)")
+    p.add_argument("--backend", default="faster-coco-eval", choices=["faster-coco-eval", "pycocotools"])
+
+
+def _add_eval_export(sub) -> None:
+    p = sub.add_parser("eval", help="COCO evaluation of a checkpoint")
+    p.add_argument("config")
+    p.add_argument("checkpoint")
+    _add_data_args(p)
+    p.add_argument("--backend", default="faster-coco-eval", choices=["faster-coco-eval", "pycocotools"])
+    p = sub.add_parser("export", help="write COCO results JSON of a checkpoint's detections")
+    p.add_argument("config")
+    p.add_argument("checkpoint")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--split", default="val", choices=["val", "train"])
+    _add_data_args(p)
+
+
+def _run_train(args) -> int:
+    from .train.runner import train_from_config
+    from .train.trainer import TrainingDiverged
+    try:
+        summary = train_from_config(str(resolve_config(args.config)), args.data, epochs=args.epochs,
+                                    device=args.device, resume=args.resume, work_dir=args.work_dir,
+                                    batch_size=args.batch_size, lr=args.lr, max_iters=args.max_iters,
+                                    val_data=args.val_data, images=args.images, eval_backend=args.backend,
+                                    num_workers=args.workers)
+    except TrainingDiverged as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    finally:
+        from .train import distributed
+        distributed.cleanup()
+    if summary.get("work_dir"):
+        print(f"run folder: {summary['work_dir']}")
+    return 0
+
+
+def _run_eval(args) -> int:
+    from .train.runner import evaluate_checkpoint
+    metrics = evaluate_checkpoint(str(resolve_config(args.config)), args.checkpoint, args.data, backend=args.backend,
+                                  device=args.device, val_data=args.val_data, images=args.images)
+    print(metrics.summary())
+    return 0
+
+
+def _run_export(args) -> int:
+    from .train.runner import export_checkpoint
+    n = export_checkpoint(str(resolve_config(args.config)), args.checkpoint, args.out, args.data, device=args.device,
+                          val_data=args.val_data, images=args.images, split=args.split)
+    print(f"wrote {n} detections to {args.out}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m detengine", description="DetScope's headless engine.")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_inspect(sub)
+    _add_train(sub)
+    _add_eval_export(sub)
     args = parser.parse_args(argv)
+    commands = {"inspect": _run_inspect, "train": _run_train, "eval": _run_eval, "export": _run_export}
     try:
-        return {"inspect": _run_inspect}[args.command](args)
-    except (ValueError, TypeError, KeyError) as exc:  # bad config or input: a message, not a trace
+        return commands[args.command](args)
+    except (ValueError, TypeError, KeyError, FileNotFoundError) as exc:  # bad config or input: a message
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -63,8 +63,12 @@ class DenseDetector(nn.Module):
     def loss(self, batch: dict, trace_index: int | None = None):
         """Named losses summed over the batch (mmdetection's per-image normalisation), and the
         :class:`~detengine.trace.DebugTrace` of image ``trace_index`` when asked for."""
+        return self.loss_from_outputs(batch, self(batch["images"]), trace_index)
+
+    def loss_from_outputs(self, batch: dict, outputs, trace_index: int | None = None):
+        """:meth:`loss` on head outputs already computed (a DistributedDataParallel forward)."""
         images = batch["images"]
-        cls, reg, sizes = self(images)
+        cls, reg, sizes = outputs
         priors = self.priors_for(images, sizes, batch.get("metas"))
         shape = tuple(images.shape[-2:])
         ignores = batch.get("gt_boxes_ignore") or [None] * images.shape[0]

@@ -56,3 +56,30 @@ model = dict(
         score_thr=0.001,
         nms=dict(type='nms', iou_threshold=0.65),
         max_per_img=300))
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='RandomResize', scale=(1280, 1280), ratio_range=(0.5, 2.0), keep_ratio=True),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='Pad', size_divisor=32, pad_val=dict(img=(114, 114, 114))),
+    dict(type='PackDetInputs')
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(640, 640), keep_ratio=True),
+    dict(type='Pad', size_divisor=32, pad_val=dict(img=(114, 114, 114))),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='PackDetInputs')
+]
+optim_wrapper = dict(
+    optimizer=dict(type='AdamW', lr=0.004, weight_decay=0.05),
+    paramwise_cfg=dict(norm_decay_mult=0, bias_decay_mult=0, bypass_duplicate=True))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1.0e-5, by_epoch=False, begin=0, end=1000),
+    dict(type='CosineAnnealingLR', eta_min_ratio=0.05, begin=150, end=300, by_epoch=True)
+]
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=300, val_interval=10)
+train_dataloader = dict(batch_size=32, num_workers=0)
+data = dict(default='synthetic', synthetic=dict(seed=0, num_train=240, num_val=60, image_size=256))
+default_hooks = dict(checkpoint=dict(interval=10))
+randomness = dict(seed=0)

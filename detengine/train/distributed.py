@@ -1,0 +1,83 @@
+"""torchrun support: process group set-up, sharding, gathering. One process: all no-ops."""
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+import torch
+import torch.distributed as tdist
+from torch import nn
+
+__all__ = ["init_from_env", "is_distributed", "rank", "world_size", "is_main", "shard", "wrap_model",
+           "all_gather_objects", "broadcast_object", "barrier", "cleanup"]
+
+
+def init_from_env(device: torch.device) -> bool:
+    """Join the process group torchrun describes (``WORLD_SIZE`` > 1): gloo on CPU, nccl on CUDA."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or tdist.is_initialized():
+        return tdist.is_initialized()
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if device.type == "cuda":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    tdist.init_process_group(backend=backend, timeout=timedelta(minutes=10))
+    return True
+
+
+def is_distributed() -> bool:
+    return tdist.is_available() and tdist.is_initialized()
+
+
+def rank() -> int:
+    return tdist.get_rank() if is_distributed() else 0
+
+
+def world_size() -> int:
+    return tdist.get_world_size() if is_distributed() else 1
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def shard(indices: list[int]) -> list[int]:
+    """This rank's share of ``indices``, padded by repetition to equal length (DistributedSampler)."""
+    n = world_size()
+    if n == 1:
+        return list(indices)
+    total = -(-len(indices) // n) * n
+    padded = (list(indices) * (total // max(len(indices), 1) + 1))[:total]
+    return padded[rank()::n]
+
+
+def wrap_model(model: nn.Module, device: torch.device) -> nn.Module:
+    """DistributedDataParallel around ``model`` when distributed, else the model itself."""
+    if not is_distributed():
+        return model
+    ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=False)
+
+
+def all_gather_objects(obj) -> list:
+    if not is_distributed():
+        return [obj]
+    out = [None] * world_size()
+    tdist.all_gather_object(out, obj)
+    return out
+
+
+def broadcast_object(obj):
+    if not is_distributed():
+        return obj
+    box = [obj]
+    tdist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def barrier() -> None:
+    if is_distributed():
+        tdist.barrier()
+
+
+def cleanup() -> None:
+    if is_distributed():
+        tdist.destroy_process_group()

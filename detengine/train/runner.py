@@ -1,0 +1,188 @@
+"""Train / evaluate / export from a config: what the CLI and the GUI's training panel call."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from ..config import Config, load_config
+from ..evaluation import detections_to_coco_results, evaluate_coco, write_results
+from ..models import build_detector
+from . import distributed as dist
+from .checkpoint import load_model_weights
+from .data import EvalSet, build_data
+from .events import ConsolePrinter, EventBus, JsonlWriter
+from .trainer import Trainer, TrainSettings, pick_device
+
+__all__ = ["settings_from_config", "predict_dataset", "evaluate_model", "train_from_config", "evaluate_checkpoint",
+           "export_checkpoint", "load_cfg", "make_run_dir"]
+
+
+def load_cfg(config) -> dict:
+    if isinstance(config, (str, Path)):
+        from ..cli import resolve_config
+        return load_config(resolve_config(str(config))).to_dict()
+    return config.to_dict() if isinstance(config, Config) else dict(config)
+
+
+def _schedule_from(schedulers: list[dict], s: dict, iters_per_epoch_hint: int | None) -> None:
+    for sch in schedulers or []:
+        kind = sch.get("type")
+        if kind == "LinearLR":
+            s["warmup_ratio"] = sch.get("start_factor", 0.001)
+            s["warmup_iters"] = int(sch.get("end", 500)) if not sch.get("by_epoch", False) else 0
+        elif kind == "MultiStepLR":
+            s["schedule"], s["milestones"], s["gamma"] = "step", tuple(sch.get("milestones", ())), sch.get("gamma", 0.1)
+        elif kind == "CosineAnnealingLR":
+            s["schedule"] = "cosine"
+            s["min_lr_ratio"] = sch.get("eta_min_ratio", 0.0 if "eta_min" in sch else 0.05)
+        elif kind in ("ConstantLR", None):
+            s["schedule"] = "constant"
+        else:
+            raise ValueError(f"param_scheduler type {kind!r} is not supported; use LinearLR, MultiStepLR or "
+                             f"CosineAnnealingLR")
+
+
+def settings_from_config(cfg: dict, **overrides) -> TrainSettings:
+    """mmdetection's ``train_dataloader``, ``optim_wrapper``, ``param_scheduler``, ``train_cfg``,
+    ``default_hooks`` and ``randomness`` as :class:`TrainSettings`; non-None ``overrides`` win."""
+    s: dict = {"warmup_iters": 0}  # no LinearLR in the config: no warm-up, as mmdetection
+    loader = cfg.get("train_dataloader", {})
+    s["batch_size"] = loader.get("batch_size", 8)
+    s["num_workers"] = loader.get("num_workers", 0)
+    optim = cfg.get("optim_wrapper", {})
+    opt = optim.get("optimizer", {})
+    s["optimizer"] = opt.get("type", "SGD")
+    for key in ("lr", "momentum", "weight_decay"):
+        if key in opt:
+            s[key] = opt[key]
+    s["grad_clip"] = (optim.get("clip_grad") or {}).get("max_norm")
+    _schedule_from(cfg.get("param_scheduler", []), s, None)
+    loop = cfg.get("train_cfg", {})
+    s["max_epochs"] = loop.get("max_epochs", 12)
+    s["eval_interval"] = loop.get("val_interval", 1)
+    s["checkpoint_interval"] = cfg.get("default_hooks", {}).get("checkpoint", {}).get("interval", 1)
+    s["seed"] = (cfg.get("randomness") or {}).get("seed", 0) or 0
+    s.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainSettings(**s)
+
+
+def make_run_dir(root, name: str) -> Path:
+    """``root/name-YYYYmmdd-HHMMSS`` (suffixed if it exists)."""
+    base = Path(root) / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path, i = base, 1
+    while path.exists():
+        path, i = Path(f"{base}-{i}"), i + 1
+    path.mkdir(parents=True)
+    return path
+
+
+def predict_dataset(model, eval_set, collate, *, batch_size: int = 8, device=None, indices=None, **overrides):
+    """Detections (original image pixels) for ``indices`` (default all) of ``eval_set``."""
+    device = device or next(model.parameters()).device
+    indices = list(range(len(eval_set))) if indices is None else list(indices)
+    model.eval()
+    out = []
+    for start in range(0, len(indices), batch_size):
+        batch = collate([eval_set[i] for i in indices[start:start + batch_size]])
+        batch["images"] = batch["images"].to(device)
+        out += model.predict(batch, **overrides)
+    return out
+
+
+def evaluate_model(model, dataset, test_pipeline, collate, *, backend: str = "faster-coco-eval",
+                   batch_size: int = 8, **overrides):
+    """COCO metrics on ``dataset`` (a CocoDataset); each rank predicts its shard, rank 0 scores."""
+    eval_set = EvalSet(dataset, test_pipeline)
+    shard = dist.shard(list(range(len(eval_set))))
+    dets = predict_dataset(model, eval_set, collate, batch_size=batch_size, indices=sorted(set(shard)), **overrides)
+    results = detections_to_coco_results(dets, dataset.label_to_cat_id)
+    gathered = dist.all_gather_objects(results)
+    metrics = None
+    if dist.is_main():
+        merged = {(r["image_id"], r["category_id"], tuple(r["bbox"]), r["score"]): r for part in gathered for r in part}
+        metrics = evaluate_coco(dataset.coco.dataset, list(merged.values()), backend=backend)
+    return dist.broadcast_object(metrics)
+
+
+def train_from_config(config, data=None, *, epochs=None, device=None, resume=None, work_dir=None, runs_root="runs",
+                      batch_size=None, lr=None, max_iters=None, val_data=None, images=None, events=None,
+                      console=True, eval_backend="faster-coco-eval", num_workers=None, trainer_hook=None):
+    """Train a detector; returns the trainer's summary (with ``work_dir``). ``trainer_hook(trainer)``
+    is called before the loop starts (the GUI keeps the trainer to stop or step it)."""
+    cfg = load_cfg(config)
+    dev = pick_device(device)
+    dist.init_from_env(dev)
+    if dev.type == "cuda" and dist.is_distributed():
+        dev = torch.device("cuda", torch.cuda.current_device())
+    settings = settings_from_config(cfg, max_epochs=epochs, batch_size=batch_size, lr=lr, max_iters=max_iters,
+                                    num_workers=num_workers)
+    bundle = build_data(cfg, data, val_data=val_data, images=images, seed=settings.seed)
+    torch.manual_seed(settings.seed)
+    model_cfg = dict(cfg["model"])
+    model_cfg["bbox_head"] = dict(model_cfg["bbox_head"], num_classes=len(bundle.class_names))
+    model = build_detector(model_cfg)
+    events = events or EventBus()
+    run_dir = Path(work_dir) if work_dir else None
+    if dist.is_main():
+        run_dir = run_dir or make_run_dir(runs_root, Path(str(cfg.get("_name", "run"))).stem)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        cfg_to_save = dict(cfg, model=model_cfg)
+        (run_dir / "config.py").write_text(Config.from_dict(cfg_to_save).pretty_text())
+        (run_dir / "classes.txt").write_text("\n".join(bundle.class_names) + "\n")
+        events.subscribe(JsonlWriter(run_dir / "log.jsonl"))
+        if console:
+            events.subscribe(ConsolePrinter(settings.log_interval))
+    run_dir = Path(dist.broadcast_object(str(run_dir)))
+
+    def evaluate(m, epoch):
+        if bundle.val is None:
+            return None
+        return evaluate_model(m, bundle.val, bundle.test_pipeline, bundle.collate, backend=eval_backend,
+                              batch_size=settings.batch_size)
+
+    trainer = Trainer(model, bundle.train, bundle.collate, settings=settings, work_dir=run_dir, device=dev,
+                      events=events, evaluate=evaluate)
+    if resume:
+        trainer.resume(resume)
+    if dist.is_main():
+        events.emit({"type": "data", "message": bundle.description, "classes": bundle.class_names})
+    if trainer_hook:
+        trainer_hook(trainer)
+    summary = trainer.run()
+    summary["work_dir"] = str(run_dir)
+    return summary
+
+
+def _model_from_checkpoint(config, checkpoint, device):
+    cfg = load_cfg(config)
+    from .checkpoint import load_checkpoint
+    ckpt = load_checkpoint(checkpoint)
+    model_cfg = ckpt.get("model_cfg") or cfg["model"]
+    model = build_detector(model_cfg)
+    model.load_state_dict(ckpt.get("model", ckpt))
+    return cfg, model.to(device)
+
+
+def evaluate_checkpoint(config, checkpoint, data=None, *, backend="faster-coco-eval", device=None, val_data=None,
+                        images=None, batch_size=8):
+    """COCO metrics of a checkpoint on the val split (or ``val_data``)."""
+    dev = pick_device(device)
+    cfg, model = _model_from_checkpoint(config, checkpoint, dev)
+    bundle = build_data(cfg, data, val_data=val_data, images=images)
+    dataset = bundle.val if bundle.val is not None else bundle.train.dataset
+    return evaluate_model(model, dataset, bundle.test_pipeline, bundle.collate, backend=backend, batch_size=batch_size)
+
+
+def export_checkpoint(config, checkpoint, out, data=None, *, device=None, val_data=None, images=None,
+                      split="val", batch_size=8) -> int:
+    """Write COCO results JSON of a checkpoint's detections on a split; returns the count."""
+    dev = pick_device(device)
+    cfg, model = _model_from_checkpoint(config, checkpoint, dev)
+    bundle = build_data(cfg, data, val_data=val_data, images=images)
+    dataset = bundle.val if (split == "val" and bundle.val is not None) else bundle.train.dataset
+    dets = predict_dataset(model, EvalSet(dataset, bundle.test_pipeline), bundle.collate, batch_size=batch_size)
+    results = detections_to_coco_results(dets, dataset.label_to_cat_id)
+    write_results(out, results)
+    return len(results)

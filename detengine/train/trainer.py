@@ -1,0 +1,294 @@
+"""The training loop: one ``step()`` at a time, so a GUI can pause, single-step and stop it.
+
+Order of events per iteration: fetch batch -> forward + loss -> NaN guard -> backward -> clip
+-> optimiser step -> lr step -> ``iter`` event. At the end of an epoch: checkpoint (every
+``checkpoint_interval`` epochs), evaluation (every ``eval_interval``), best checkpoint by AP.
+Everything that decides the order of data and augmentation is seeded by (seed, epoch, index),
+so a run resumed from a checkpoint produces the same next losses as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from . import distributed as dist
+from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .events import EventBus
+from .schedule import LrSchedule
+
+__all__ = ["TrainSettings", "Trainer", "TrainingDiverged", "pick_device"]
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or infinite; the message names the iteration and the loss term."""
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    """``cuda`` when available (or asked for), else ``cpu``; asking for CUDA without it is an error."""
+    if requested in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(requested)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for, but this machine has no usable CUDA GPU; use --device cpu")
+    return device
+
+
+@dataclass
+class TrainSettings:
+    """Everything the loop needs besides the model and data (mmdetection names where they exist)."""
+
+    max_epochs: int = 12
+    batch_size: int = 8
+    optimizer: str = "SGD"
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "step"
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
+    min_lr_ratio: float = 0.01
+    warmup_iters: int = 100
+    warmup_ratio: float = 0.001
+    grad_clip: float | None = None
+    amp: bool = True  # used only on CUDA
+    checkpoint_interval: int = 1
+    eval_interval: int = 1
+    seed: int = 0
+    num_workers: int = 0
+    log_interval: int = 10
+    max_iters: int | None = None  # stop after this many iterations (smoke tests, benchmarks)
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["milestones"] = list(self.milestones)
+        return d
+
+
+def build_optimizer(model: nn.Module, s: TrainSettings) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if s.optimizer == "SGD":
+        return torch.optim.SGD(params, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
+    if s.optimizer == "AdamW":
+        return torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay)
+    raise ValueError(f"optimizer must be 'SGD' or 'AdamW', got {s.optimizer!r}")
+
+
+class Trainer:
+    """Trains ``model`` (a :class:`~detengine.models.DenseDetector`) on ``train_set``.
+
+    ``train_set``: a map-style dataset of transformed samples with ``set_epoch(epoch)`` (seeded
+    augmentation); ``collate``: samples -> batch; ``evaluate``: optional callable
+    ``(model, epoch) -> CocoMetrics``; ``work_dir``: the run folder (checkpoints, log).
+    """
+
+    def __init__(self, model: nn.Module, train_set, collate, *, settings: TrainSettings, work_dir, device=None,
+                 events: EventBus | None = None, evaluate=None):
+        self.model = model
+        self.train_set, self.collate = train_set, collate
+        self.s = settings
+        self.work_dir = Path(work_dir)
+        self.device = pick_device(device) if not isinstance(device, torch.device) else device
+        self.events = events or EventBus()
+        self.evaluate_fn = evaluate
+        self.stop_event = threading.Event()
+        self.model.to(self.device)
+        self.forward_module = dist.wrap_model(self.model, self.device)
+        self.optimizer = build_optimizer(self.model, settings)
+        self.world = dist.world_size()
+        per_rank = math.ceil(len(train_set) / self.world)
+        self.iters_per_epoch = max(1, math.ceil(per_rank / settings.batch_size))
+        self.schedule = LrSchedule(settings.schedule, self.iters_per_epoch, settings.max_epochs,
+                                   settings.warmup_iters, settings.warmup_ratio, tuple(settings.milestones),
+                                   settings.gamma, settings.min_lr_ratio)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.schedule.factor)
+        self.use_amp = bool(settings.amp and self.device.type == "cuda")
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.epoch, self.iter_in_epoch, self.global_step = 0, 0, 0
+        self.best_ap = -1.0
+        self.last_metrics = None
+        self._iterator = None
+        self._epoch_start = None
+        self._step_times: list[float] = []
+
+    # ------------------------------------------------------------------ state
+    @property
+    def finished(self) -> bool:
+        if self.s.max_iters is not None and self.global_step >= self.s.max_iters:
+            return True
+        return self.epoch >= self.s.max_epochs
+
+    def request_stop(self) -> None:
+        """Ask the loop to stop; honoured before the next iteration starts."""
+        self.stop_event.set()
+
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                "epoch": self.epoch, "iter_in_epoch": self.iter_in_epoch, "global_step": self.global_step,
+                "best_ap": self.best_ap, "rng": rng_state(), "settings": self.s.to_dict(),
+                "model_cfg": getattr(self.model, "model_cfg", {}), "detscope_checkpoint": 1}
+
+    def save(self, name: str) -> Path | None:
+        """Atomically write ``work_dir/name`` (rank 0 only)."""
+        if not dist.is_main():
+            return None
+        path = save_checkpoint(self.work_dir / name, self.state_dict())
+        self.events.emit({"type": "checkpoint", "path": str(path), "epoch": self.epoch,
+                          "iter_in_epoch": self.iter_in_epoch, "global_step": self.global_step})
+        return path
+
+    def resume(self, path) -> None:
+        """Continue exactly where the checkpoint at ``path`` left off."""
+        ckpt = load_checkpoint(path, map_location=self.device)
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        self.epoch, self.iter_in_epoch = int(ckpt["epoch"]), int(ckpt["iter_in_epoch"])
+        self.global_step, self.best_ap = int(ckpt["global_step"]), float(ckpt["best_ap"])
+        set_rng_state(ckpt["rng"])
+        self._iterator = None
+
+    # ------------------------------------------------------------------ data
+    def _epoch_indices(self, epoch: int) -> list[int]:
+        g = torch.Generator().manual_seed(self.s.seed * 100_003 + epoch)
+        order = torch.randperm(len(self.train_set), generator=g).tolist()
+        return dist.shard(order)
+
+    def _start_epoch_iterator(self):
+        if hasattr(self.train_set, "set_epoch"):
+            self.train_set.set_epoch(self.epoch)
+        indices = self._epoch_indices(self.epoch)[self.iter_in_epoch * self.s.batch_size:]
+        loader = torch.utils.data.DataLoader(
+            torch.utils.data.Subset(self.train_set, indices), batch_size=self.s.batch_size, shuffle=False,
+            num_workers=self.s.num_workers, collate_fn=self.collate, drop_last=False,
+            persistent_workers=False)
+        self._iterator = iter(loader)
+        self._epoch_start = time.perf_counter()
+
+    def _to_device(self, batch: dict) -> dict:
+        d = self.device
+        out = dict(batch)
+        out["images"] = batch["images"].to(d, non_blocking=True)
+        for key in ("gt_boxes", "gt_labels", "gt_boxes_ignore"):
+            if key in batch:
+                out[key] = [t.to(d) for t in batch[key]]
+        return out
+
+    # ------------------------------------------------------------------ loop
+    def step(self) -> dict | None:
+        """One training iteration. Returns its ``iter`` event, or None when the run is over or
+        a stop was requested (the caller then saves); raises :class:`TrainingDiverged`."""
+        if self.finished or self.stop_event.is_set():
+            return None
+        if self._iterator is None:
+            self._start_epoch_iterator()
+        t0 = time.perf_counter()
+        batch = self._to_device(next(self._iterator))
+        self.model.train()
+        with torch.autocast(self.device.type, enabled=self.use_amp):
+            outputs = self.forward_module(batch["images"])
+            losses, _ = self.model.loss_from_outputs(batch, outputs)
+        self._check_finite(losses)
+        total = sum(losses.values())
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        grad_norm = self._clip()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        event = self._iter_event(losses, total, grad_norm, len(batch["images"]), time.perf_counter() - t0)
+        self._advance()
+        return event
+
+    def _check_finite(self, losses: dict) -> None:
+        bad = [k for k, v in losses.items() if not torch.isfinite(v.detach()).all()]
+        if bad:
+            values = ", ".join(f"{k}={float(losses[k].detach())}" for k in bad)
+            last = self.work_dir / "last.pth"
+            hint = f"; the last good checkpoint is {last}" if last.exists() else ""
+            message = (f"loss became NaN or infinite at epoch {self.epoch + 1}, iteration {self.iter_in_epoch + 1} "
+                       f"(global step {self.global_step + 1}): {values}. Lower the learning rate, add warm-up or "
+                       f"gradient clipping{hint}")
+            self.events.emit({"type": "error", "kind": "nan_loss", "message": message, "terms": bad,
+                              "epoch": self.epoch, "iter": self.iter_in_epoch, "global_step": self.global_step,
+                              "checkpoint": str(last) if last.exists() else None})
+            raise TrainingDiverged(message)
+
+    def _clip(self) -> float | None:
+        if not self.s.grad_clip:
+            return None
+        self.scaler.unscale_(self.optimizer)
+        return float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.s.grad_clip))
+
+    def _iter_event(self, losses, total, grad_norm, batch_images, seconds) -> dict:
+        self._step_times = (self._step_times + [seconds])[-20:]
+        mean_t = sum(self._step_times) / len(self._step_times)
+        remaining = (self.s.max_epochs - self.epoch) * self.iters_per_epoch - self.iter_in_epoch - 1
+        if self.s.max_iters is not None:
+            remaining = min(remaining, self.s.max_iters - self.global_step - 1)
+        return self.events.emit({
+            "type": "iter", "epoch": self.epoch, "iter": self.iter_in_epoch, "global_step": self.global_step,
+            "iters_per_epoch": self.iters_per_epoch, "max_epochs": self.s.max_epochs,
+            "losses": {k: float(v.detach()) for k, v in losses.items()}, "loss": float(total.detach()),
+            "lr": float(self.optimizer.param_groups[0]["lr"]), "grad_norm": grad_norm,
+            "images_per_s": batch_images * self.world / max(seconds, 1e-9), "eta_s": max(remaining, 0) * mean_t,
+            "last_in_epoch": self.iter_in_epoch + 1 == self.iters_per_epoch})
+
+    def _advance(self) -> None:
+        self.global_step += 1
+        self.iter_in_epoch += 1
+        if self.iter_in_epoch >= self.iters_per_epoch:
+            self._end_epoch()
+
+    def _end_epoch(self) -> None:
+        self.epoch += 1
+        self.iter_in_epoch = 0
+        self._iterator = None
+        if self.epoch % max(self.s.checkpoint_interval, 1) == 0 or self.epoch >= self.s.max_epochs:
+            self.save("last.pth")
+        if self.evaluate_fn is not None and (self.epoch % max(self.s.eval_interval, 1) == 0
+                                             or self.epoch >= self.s.max_epochs):
+            self.run_evaluation()
+
+    def run_evaluation(self):
+        """Evaluate (all ranks take part), emit the metrics, keep the best checkpoint."""
+        self.model.eval()
+        metrics = self.evaluate_fn(self.model, self.epoch)
+        self.last_metrics = metrics
+        if metrics is not None and dist.is_main():
+            self.events.emit({"type": "eval", "epoch": self.epoch - 1, "metrics": metrics.stats,
+                              "per_class_ap": {str(k): v for k, v in metrics.per_class_ap.items()}})
+            if metrics.stats["AP"] > self.best_ap:
+                self.best_ap = metrics.stats["AP"]
+                self.save("best.pth")
+        return metrics
+
+    def run(self) -> dict:
+        """Train until done or stopped; returns a summary. A stop saves ``last.pth`` at once."""
+        self.events.emit({"type": "start", "message": f"training on {self.device} ({self.world} process(es)), "
+                                                      f"{self.iters_per_epoch} iterations per epoch",
+                          "device": str(self.device), "settings": self.s.to_dict(), "work_dir": str(self.work_dir)})
+        t0 = time.perf_counter()
+        while self.step() is not None:
+            pass
+        stopped = self.stop_event.is_set() and not self.finished
+        if stopped:
+            path = self.save("last.pth")
+            self.events.emit({"type": "stop", "message": f"stopped at epoch {self.epoch + 1}, iteration "
+                                                         f"{self.iter_in_epoch + 1}; saved {path}"})
+        elif self.s.max_iters is not None and self.global_step >= self.s.max_iters and self.iter_in_epoch:
+            self.save("last.pth")
+        summary = {"epochs": self.epoch, "global_step": self.global_step, "seconds": time.perf_counter() - t0,
+                   "stopped": stopped, "best_ap": self.best_ap,
+                   "metrics": None if self.last_metrics is None else self.last_metrics.stats}
+        self.events.emit({"type": "end", "message": f"done: {self.global_step} iterations in "
+                                                    f"{summary['seconds']:.1f} s", **summary})
+        return summary
