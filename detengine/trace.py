@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -72,16 +73,27 @@ class DebugTrace:
     assign_result: AssignResult
     sampling_result: SamplingResult
     targets: Targets
-    coverage: GTCoverage
     assigner_name: str
     assigner_params: dict
     predictions_source: str | None = None
     cls_scores: Tensor | None = field(default=None, repr=False)
     bbox_preds: Tensor | None = field(default=None, repr=False)
     loss: ImageLoss | None = None
-    loss_breakdown: dict | None = None
     postprocess: PostprocessResult | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @cached_property
+    def coverage(self) -> GTCoverage:
+        """Per-GT coverage table (derived from the assignment on first use)."""
+        ar = self.assign_result
+        return coverage(self.priors, self.gt_boxes, ar, ar.extras.get("iou"))
+
+    @cached_property
+    def loss_breakdown(self) -> dict | None:
+        """Loss per level, per GT, positives vs negatives (derived from ``loss`` on first use)."""
+        if self.loss is None:
+            return None
+        return loss_breakdown(self.loss, self.priors, self.assign_result, int(self.gt_boxes.shape[0]))
 
     @property
     def hard_negative_mask(self) -> Tensor | None:
@@ -194,18 +206,18 @@ def coverage(priors: Priors, gt_boxes: Tensor, assign_result: AssignResult, iou:
 def loss_breakdown(loss: ImageLoss, priors: Priors, assign_result: AssignResult, num_gts: int) -> dict:
     """Per level, per GT, positive vs negative shares; every part sums to the terms."""
     pos = assign_result.gt_inds > 0
-    cls, box = loss.cls_per_prior.detach(), loss.bbox_per_prior.detach()
+    cls, box = loss.cls_per_prior.detach().float(), loss.bbox_per_prior.detach().float()
     per_gt_cls = torch.zeros(num_gts)
     per_gt_box = torch.zeros(num_gts)
     if num_gts and pos.any():
         gt_of = assign_result.gt_inds[pos] - 1
-        per_gt_cls.index_add_(0, gt_of, cls[pos].float())
-        per_gt_box.index_add_(0, gt_of, box[pos].float())
+        per_gt_cls.index_add_(0, gt_of, cls[pos])
+        per_gt_box.index_add_(0, gt_of, box[pos])
+    per_level = torch.zeros(2, priors.num_levels).index_add_(1, priors.level, torch.stack([cls, box]))
     return {
         "terms": {k: float(v.detach()) for k, v in loss.terms.items()},
         "total": float(sum(float(v.detach()) for v in loss.terms.values())),
-        "per_level": {"loss_cls": [float(v.sum()) for v in priors.split(cls)],
-                      "loss_bbox": [float(v.sum()) for v in priors.split(box)]},
+        "per_level": {"loss_cls": per_level[0].tolist(), "loss_bbox": per_level[1].tolist()},
         "per_gt": {"loss_cls": per_gt_cls.tolist(), "loss_bbox": per_gt_box.tolist()},
         "cls_positive": float(cls[pos].sum()), "cls_negative": float(cls[~pos].sum()),
         "avg_factor": loss.avg_factor,
@@ -216,18 +228,12 @@ def assemble_trace(model_cfg: dict, core: HeadCore, input_shape, pad_shape, prio
                    gt_labels: Tensor, gt_boxes_ignore: Tensor, targets: Targets, cls_scores=None, bbox_preds=None,
                    predictions_source=None, loss: ImageLoss | None = None) -> DebugTrace:
     """A :class:`DebugTrace` from stages already computed (by :func:`inspect` or a detector's loss)."""
-    ar = targets.assign_result
-    cov = coverage(priors, gt_boxes, ar, ar.extras.get("iou"))
     detach = (lambda t: None if t is None else t.detach())
-    trace = DebugTrace(model_cfg, model_cfg["bbox_head"]["type"], core.num_classes, core.score_layout,
-                       tuple(int(v) for v in input_shape), tuple(pad_shape) if pad_shape else None, priors, gt_boxes,
-                       gt_labels, gt_boxes_ignore, ar, targets.sampling_result, targets, cov,
-                       type(core.assigner).__name__, dict(vars(core.assigner)), predictions_source,
-                       detach(cls_scores), detach(bbox_preds))
-    if loss is not None:
-        trace.loss = loss
-        trace.loss_breakdown = loss_breakdown(loss, priors, ar, int(gt_boxes.shape[0]))
-    return trace
+    return DebugTrace(model_cfg, model_cfg["bbox_head"]["type"], core.num_classes, core.score_layout,
+                      tuple(int(v) for v in input_shape), tuple(pad_shape) if pad_shape else None, priors, gt_boxes,
+                      gt_labels, gt_boxes_ignore, targets.assign_result, targets.sampling_result, targets,
+                      type(core.assigner).__name__, dict(vars(core.assigner)), predictions_source,
+                      detach(cls_scores), detach(bbox_preds), loss)
 
 
 def inspect(image_shape, gt_boxes, gt_labels, config, predictions=None, *, gt_boxes_ignore=None,

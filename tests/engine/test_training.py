@@ -1,0 +1,202 @@
+"""Detectors, training loop, resume, NaN guard, stop, evaluation backends, export, torchrun."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from detengine.config import load_config
+from detengine.evaluation import evaluate_coco
+from detengine.models import build_detector
+from detengine.train.events import EventBus, read_jsonl
+from detengine.train.runner import (evaluate_checkpoint, export_checkpoint, load_cfg, settings_from_config,
+                                    train_from_config)
+from detengine.train.trainer import TrainingDiverged
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIGS = ROOT / "resources" / "configs"
+
+
+@pytest.fixture(scope="module")
+def tiny_cfg(tmp_path_factory):
+    """TinySSD on a 12 + 4 image synthetic set, 2 iterations per epoch."""
+    root = tmp_path_factory.mktemp("synthetic")
+    cfg = load_cfg(CONFIGS / "tinyssd_banana.py")
+    cfg["data"] = {"default": "synthetic", "synthetic": {"root": str(root), "num_train": 12, "num_val": 4,
+                                                          "image_size": 128, "seed": 3}}
+    cfg["train_dataloader"] = {"batch_size": 6, "num_workers": 0}
+    cfg["optim_wrapper"] = {"optimizer": {"type": "SGD", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4}}
+    return cfg
+
+
+def _losses(events):
+    return [e["loss"] for e in events.history if e["type"] == "iter"]
+
+
+# ---------------------------------------------------------------- detectors
+# RTMDet's loss first RISES: at initialisation its boxes are points (IoU 0, so QFL targets and GIoU
+# weights are ~0); once boxes grow the loss peaks, then falls. So compare against the peak.
+OVERFIT = [("tinyssd_banana", (256, 256), 40, 1e-3), ("ssd300_coco", (300, 300), 25, 1e-4),
+           ("retinanet_r50_fpn_coco", (192, 192), 40, 5e-4), ("rtmdet_tiny_coco", (192, 192), 120, 2e-3)]
+
+
+@pytest.mark.parametrize("name,shape,steps,lr", OVERFIT)
+def test_one_image_overfit(name, shape, steps, lr):
+    torch.manual_seed(0)
+    cfg = load_cfg(CONFIGS / f"{name}.py")
+    model_cfg = cfg["model"]
+    model_cfg["bbox_head"]["num_classes"] = 3
+    if name.startswith("retinanet"):
+        model_cfg["backbone"] = dict(model_cfg["backbone"], depth=18, frozen_stages=-1, norm_eval=False)
+    model = build_detector(model_cfg)
+    images = torch.rand(1, 3, *shape) * 2 - 1
+    h, w = shape
+    batch = {"images": images, "gt_boxes": [torch.tensor([[0.2 * w, 0.25 * h, 0.6 * w, 0.7 * h],
+                                                          [0.65 * w, 0.1 * h, 0.9 * w, 0.4 * h]])],
+             "gt_labels": [torch.tensor([1, 2])]}
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    model.train()
+    history = []
+    for _ in range(steps):
+        losses, _ = model.loss(batch)
+        total = sum(losses.values())
+        history.append(float(total.detach()))
+        opt.zero_grad()
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+        opt.step()
+    final = float(sum(model.loss(batch)[0].values()).detach())
+    assert final < max(history) / 4, f"{name}: loss {history[::5]} -> {final:.4f}"
+    model.eval()
+    best = model.predict(batch)[0]
+    from detengine.boxes import box_iou
+    assert box_iou(best.boxes[:1], batch["gt_boxes"][0]).max() > 0.5, f"{name}: top box {best.boxes[:1]}"
+
+
+def test_detector_trace_equals_inspect():
+    from detengine.trace import inspect
+    model = build_detector(load_cfg(CONFIGS / "ssd300_coco.py")["model"])
+    batch = {"images": torch.randn(1, 3, 300, 300), "gt_boxes": [torch.tensor([[30.0, 40, 150, 220]])],
+             "gt_labels": [torch.tensor([4])]}
+    losses, trace = model.loss(batch, trace_index=0)
+    cls, reg, _ = model(batch["images"])
+    again = inspect((300, 300), batch["gt_boxes"][0], batch["gt_labels"][0], model.model_cfg,
+                    (cls[0].detach(), reg[0].detach()))
+    torch.testing.assert_close(trace.loss.terms["loss_cls"].detach(), again.loss.terms["loss_cls"])
+    torch.testing.assert_close(losses["loss_bbox"].detach(), again.loss.terms["loss_bbox"])
+    assert torch.equal(trace.assign_result.gt_inds, again.assign_result.gt_inds)
+
+
+# ---------------------------------------------------------------- the loop
+def test_settings_follow_mmdetection_keys():
+    s = settings_from_config(load_cfg(CONFIGS / "ssd300_coco.py"), max_epochs=3)
+    assert (s.optimizer, s.lr, s.warmup_iters, s.milestones, s.grad_clip, s.max_epochs) == ("SGD", 0.01, 200,
+                                                                                             (8, 11), 35, 3)
+    s = settings_from_config(load_cfg(CONFIGS / "rtmdet_tiny_coco.py"))
+    assert (s.optimizer, s.schedule, s.warmup_iters) == ("AdamW", "cosine", 1000)
+
+
+def test_train_resume_gives_the_same_next_losses(tiny_cfg, tmp_path):
+    full = EventBus()
+    train_from_config(tiny_cfg, epochs=2, work_dir=tmp_path / "full", events=full, console=False)
+    first = EventBus()
+    train_from_config(tiny_cfg, epochs=1, work_dir=tmp_path / "half", events=first, console=False)
+    resumed = EventBus()
+    train_from_config(tiny_cfg, epochs=2, work_dir=tmp_path / "resumed", events=resumed, console=False,
+                      resume=tmp_path / "half" / "last.pth")
+    assert _losses(first) == _losses(full)[:2]
+    assert _losses(resumed) == _losses(full)[2:]
+    log = read_jsonl(tmp_path / "full" / "log.jsonl")
+    kinds = {e["type"] for e in log}
+    assert {"start", "iter", "eval", "checkpoint", "end"} <= kinds
+    it = next(e for e in log if e["type"] == "iter")
+    assert {"epoch", "iter", "losses", "lr", "images_per_s", "eta_s"} <= set(it)
+    assert (tmp_path / "full" / "best.pth").exists() and (tmp_path / "full" / "config.py").exists()
+
+
+def test_nan_loss_stops_with_a_message_naming_step_and_term(tiny_cfg, tmp_path):
+    events = EventBus()
+
+    def poison(trainer):
+        original = trainer.model.loss_from_outputs
+
+        def loss_from_outputs(batch, outputs, trace_index=None):
+            losses, trace = original(batch, outputs, trace_index)
+            if trainer.global_step == 2:
+                losses["loss_bbox"] = losses["loss_bbox"] * float("nan")
+            return losses, trace
+        trainer.model.loss_from_outputs = loss_from_outputs
+
+    with pytest.raises(TrainingDiverged, match=r"epoch 2, iteration 1 .*loss_bbox=nan"):
+        train_from_config(tiny_cfg, epochs=3, work_dir=tmp_path, events=events, console=False, trainer_hook=poison)
+    error = next(e for e in events.history if e["type"] == "error")
+    assert error["terms"] == ["loss_bbox"] and error["checkpoint"].endswith("last.pth")
+    assert torch.load(tmp_path / "last.pth", weights_only=True)["epoch"] == 1  # the last good one
+
+
+def test_stop_is_honoured_within_one_iteration(tiny_cfg, tmp_path):
+    events = EventBus()
+    holder = {}
+
+    def keep(trainer):
+        holder["t"] = trainer
+        events.subscribe(lambda e: trainer.request_stop() if e["type"] == "iter" else None)
+
+    summary = train_from_config(tiny_cfg, epochs=5, work_dir=tmp_path, events=events, console=False,
+                                trainer_hook=keep)
+    assert summary["stopped"] and len(_losses(events)) == 1
+    ckpt = torch.load(tmp_path / "last.pth", weights_only=True)
+    assert (ckpt["epoch"], ckpt["iter_in_epoch"]) == (0, 1)
+
+
+def test_eval_backends_agree_and_export_round_trips(tiny_cfg, tmp_path):
+    train_from_config(tiny_cfg, epochs=2, work_dir=tmp_path, console=False)
+    a = evaluate_checkpoint(tiny_cfg, tmp_path / "last.pth", backend="faster-coco-eval")
+    b = evaluate_checkpoint(tiny_cfg, tmp_path / "last.pth", backend="pycocotools")
+    for name in a.stats:
+        assert a.stats[name] == pytest.approx(b.stats[name], abs=1e-6), name
+    out = tmp_path / "preds.json"
+    n = export_checkpoint(tiny_cfg, tmp_path / "last.pth", out)
+    results = json.loads(out.read_text())
+    assert n == len(results) > 0
+    from pycocotools.coco import COCO
+    gt = COCO(str(Path(tiny_cfg["data"]["synthetic"]["root"]) / "annotations" / "val.json"))
+    dt = gt.loadRes(str(out))
+    assert set(dt.getImgIds()) <= set(gt.getImgIds())
+    assert {r["category_id"] for r in results} <= set(gt.getCatIds())
+    again = evaluate_coco(gt.dataset, results, backend="pycocotools")
+    assert again.stats["AP"] == pytest.approx(b.stats["AP"], abs=1e-6)
+
+
+def test_malformed_coco_names_the_file_and_record(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"images": [{"id": 1, "file_name": "a.png", "width": 10, "height": 10}],
+                               "categories": [{"id": 1, "name": "x"}],
+                               "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 5, 5]},
+                                               {"id": 2, "image_id": 7, "category_id": 1, "bbox": [0, 0, 5, 5]}]}))
+    proc = subprocess.run([sys.executable, "-m", "detengine", "train", "tinyssd_banana", "--data", str(bad),
+                           "--max-iters", "1"], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "bad.json" in proc.stderr and "annotations[1]" in proc.stderr
+
+
+def test_torchrun_two_processes(tiny_cfg, tmp_path):
+    cfg_file = tmp_path / "tiny.py"
+    from detengine.config import Config
+    cfg_file.write_text(Config.from_dict(tiny_cfg).pretty_text())
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517", "-m",
+           "detengine", "train", str(cfg_file), "--epochs", "1", "--work-dir", str(tmp_path / "run"), "--device", "cpu"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = read_jsonl(tmp_path / "run" / "log.jsonl")
+    start = next(e for e in log if e["type"] == "start")
+    assert "2 process(es)" in start["message"]
+    iters = [e for e in log if e["type"] == "iter"]
+    assert len(iters) == 1  # 12 images / 2 ranks / batch 6: one iteration, logged once (rank 0)
+    assert any(e["type"] == "eval" for e in log) and (tmp_path / "run" / "last.pth").exists()
