@@ -100,15 +100,14 @@ def bbox_overlaps(boxes1: Tensor, boxes2: Tensor, mode: str = "iou",
     area1 = box_area(boxes1)
     area2 = box_area(boxes2)
     if is_aligned:
-        b1, b2, a2 = boxes1, boxes2, area2
-        a1 = area1
+        b1, b2, a1, a2 = boxes1, boxes2, area1, area2
     else:
         b1, b2 = boxes1[:, None, :], boxes2[None, :, :]  # (N, 1, 4), (1, M, 4)
         a1, a2 = area1[:, None], area2[None, :]
-    lt = torch.max(b1[..., :2], b2[..., :2])
-    rb = torch.min(b1[..., 2:], b2[..., 2:])
-    wh = (rb - lt).clamp(min=0)
-    overlap = wh[..., 0] * wh[..., 1]
+    # per coordinate on (N, M) planes: the same float operations as mmdetection's (N, M, 2) form
+    iw = (torch.min(b1[..., 2], b2[..., 2]) - torch.max(b1[..., 0], b2[..., 0])).clamp_(min=0)
+    ih = (torch.min(b1[..., 3], b2[..., 3]) - torch.max(b1[..., 1], b2[..., 1])).clamp_(min=0)
+    overlap = iw.mul_(ih)
     eps_t = overlap.new_tensor([eps])
     if mode == "iof":
         return overlap / torch.max(a1.expand_as(overlap), eps_t)
@@ -116,8 +115,9 @@ def bbox_overlaps(boxes1: Tensor, boxes2: Tensor, mode: str = "iou",
     ious = overlap / union
     if mode == "iou":
         return ious
-    enclose_wh = (torch.max(b1[..., 2:], b2[..., 2:]) - torch.min(b1[..., :2], b2[..., :2])).clamp(min=0)
-    enclose_area = torch.max(enclose_wh[..., 0] * enclose_wh[..., 1], eps_t)
+    ew = (torch.max(b1[..., 2], b2[..., 2]) - torch.min(b1[..., 0], b2[..., 0])).clamp_(min=0)
+    eh = (torch.max(b1[..., 3], b2[..., 3]) - torch.min(b1[..., 1], b2[..., 1])).clamp_(min=0)
+    enclose_area = torch.max(ew * eh, eps_t)
     return ious - (enclose_area - union) / enclose_area
 
 
