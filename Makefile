@@ -26,6 +26,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/bench_trace.py
 	$(PY) bench/bench_postprocess.py
+	$(PY) bench/bench_train.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
