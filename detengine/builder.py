@@ -138,6 +138,8 @@ def build_head_core(model: dict) -> HeadCore:
         kwargs.update(neg_pos_ratio=train_cfg.get("neg_pos_ratio", 3),
                       smoothl1_beta=train_cfg.get("smoothl1_beta", 1.0),
                       mining=train_cfg.get("hard_negative_mining", "mmdet"))
+    if core_cls is TinySSDHeadCore:
+        kwargs["neg_pos_ratio"] = train_cfg.get("neg_pos_ratio")
     core = core_cls(**kwargs)
     core.exp_on_reg = bool(head.get("exp_on_reg", False))
     return core

@@ -184,7 +184,7 @@ def coverage(priors: Priors, gt_boxes: Tensor, assign_result: AssignResult, iou:
     """Per-GT best prior and positive counts. ``iou`` (G, A) if already computed."""
     g, levels = gt_boxes.shape[0], priors.num_levels
     pos = assign_result.gt_inds > 0
-    per_level = torch.zeros((g, levels), dtype=torch.long)
+    per_level = torch.zeros((g, levels), dtype=torch.long, device=gt_boxes.device)
     if g and pos.any():
         gt_of = assign_result.gt_inds[pos] - 1
         flat = gt_of * levels + priors.level[pos]
@@ -192,8 +192,8 @@ def coverage(priors: Priors, gt_boxes: Tensor, assign_result: AssignResult, iou:
     if iou is None or iou.shape != (g, len(priors)):
         iou = bbox_overlaps(gt_boxes, priors.boxes)
     if g == 0 or len(priors) == 0:
-        z = torch.zeros(g, dtype=torch.long)
-        return GTCoverage(torch.zeros(g), z, z, z, z, z, per_level.sum(1), per_level)
+        z = torch.zeros(g, dtype=torch.long, device=gt_boxes.device)
+        return GTCoverage(z.float(), z, z, z, z, z, per_level.sum(1), per_level)
     best_iou, best = iou.max(dim=1)
     n05 = (iou >= 0.5).sum(1)
     n04 = (iou >= 0.4).sum(1)
@@ -207,13 +207,13 @@ def loss_breakdown(loss: ImageLoss, priors: Priors, assign_result: AssignResult,
     """Per level, per GT, positive vs negative shares; every part sums to the terms."""
     pos = assign_result.gt_inds > 0
     cls, box = loss.cls_per_prior.detach().float(), loss.bbox_per_prior.detach().float()
-    per_gt_cls = torch.zeros(num_gts)
-    per_gt_box = torch.zeros(num_gts)
+    per_gt_cls = cls.new_zeros(num_gts)
+    per_gt_box = cls.new_zeros(num_gts)
     if num_gts and pos.any():
         gt_of = assign_result.gt_inds[pos] - 1
         per_gt_cls.index_add_(0, gt_of, cls[pos])
         per_gt_box.index_add_(0, gt_of, box[pos])
-    per_level = torch.zeros(2, priors.num_levels).index_add_(1, priors.level, torch.stack([cls, box]))
+    per_level = cls.new_zeros(2, priors.num_levels).index_add_(1, priors.level, torch.stack([cls, box]))
     return {
         "terms": {k: float(v.detach()) for k, v in loss.terms.items()},
         "total": float(sum(float(v.detach()) for v in loss.terms.values())),

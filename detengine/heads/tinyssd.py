@@ -19,9 +19,10 @@ class TinySSDHeadCore(AnchorHeadCore):
     the mean over images (``reduce_avg_factor`` = number of images).
     """
 
-    def __init__(self, **kw):
+    def __init__(self, *, neg_pos_ratio: int | None = None, **kw):
         kw.setdefault("score_layout", "softmax_bg_first")
         super().__init__(**kw)
+        self.neg_pos_ratio = neg_pos_ratio  # None: d2l's means; k: SSD-style mining (an option)
 
     def targets(self, priors, gt_boxes, gt_labels, img_shape, gt_boxes_ignore=None, cls_scores=None,
                 bbox_preds=None) -> Targets:
@@ -54,6 +55,8 @@ class TinySSDHeadCore(AnchorHeadCore):
         return torch.where(labels == self.num_classes, torch.zeros_like(labels), labels + 1)
 
     def loss_image(self, cls_scores, bbox_preds, priors, targets, avg_factor) -> ImageLoss:
+        if self.neg_pos_ratio:
+            return self._mined_loss(cls_scores, bbox_preds, priors, targets, avg_factor)
         a = len(priors)
         cls_raw = F.cross_entropy(cls_scores, self.d2l_class_targets(targets.labels), reduction="none")
         mask = targets.bbox_weights
@@ -64,6 +67,21 @@ class TinySSDHeadCore(AnchorHeadCore):
         terms = {"loss_cls": cls_raw.sum() / n * self.loss_cls.loss_weight / avg_factor,
                  "loss_bbox": bbox_el.sum() / (4 * n) * self.loss_bbox.loss_weight / avg_factor}
         return ImageLoss(cls_per_prior, bbox_per_prior, cls_raw, terms, float(avg_factor))
+
+    def _mined_loss(self, cls_scores, bbox_preds, priors, targets, avg_factor) -> ImageLoss:
+        """Option ``neg_pos_ratio=k``: SSD's normalisation instead of d2l's means: CE of the
+        positives and the k * num_pos hardest negatives, L1 of the positives, both / num_pos."""
+        from ..samplers import hard_negative_mask
+        cls_raw = F.cross_entropy(cls_scores, self.d2l_class_targets(targets.labels), reduction="none")
+        pos = targets.labels < self.num_classes
+        hard = hard_negative_mask(cls_raw.detach(), pos, ~pos & targets.inside, self.neg_pos_ratio)
+        norm = float(max(int(pos.sum()), 1))
+        cls_per_prior = torch.where(pos | hard, cls_raw, torch.zeros_like(cls_raw)) * self.loss_cls.loss_weight / norm
+        mask = targets.bbox_weights
+        bbox_per_prior = (torch.abs(bbox_preds - targets.bbox_targets) * mask).sum(1) * self.loss_bbox.loss_weight / norm
+        terms = {"loss_cls": cls_per_prior.sum() / avg_factor, "loss_bbox": bbox_per_prior.sum() / avg_factor}
+        return ImageLoss(cls_per_prior / avg_factor, bbox_per_prior / avg_factor, cls_raw.detach(), terms,
+                         float(avg_factor), hard_negative_mask=hard)
 
     def predict(self, cls_scores, bbox_preds, priors, img_shape, **overrides):
         t = dict(nms_threshold=self.test_cfg.get("nms", {}).get("iou_threshold", 0.5),

@@ -8,6 +8,7 @@ reported once and dropped, never allowed to stop training.
 from __future__ import annotations
 
 import json
+from collections import deque
 import math
 import sys
 import time
@@ -18,9 +19,9 @@ __all__ = ["EventBus", "JsonlWriter", "ConsolePrinter", "read_jsonl"]
 
 
 class EventBus:
-    def __init__(self):
+    def __init__(self, history: int = 20_000):
         self._subscribers: list[Callable[[dict], None]] = []
-        self.history: list[dict] = []
+        self.history: deque[dict] = deque(maxlen=history)  # the latest events, for late subscribers
         self.keep_history = True
 
     def subscribe(self, fn: Callable[[dict], None]) -> Callable[[dict], None]:
@@ -52,6 +53,8 @@ def _clean(value):
         return {k: _clean(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_clean(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
+        return _clean(value.item())
     return value
 
 

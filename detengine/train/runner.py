@@ -26,7 +26,7 @@ def load_cfg(config) -> dict:
     return config.to_dict() if isinstance(config, Config) else dict(config)
 
 
-def _schedule_from(schedulers: list[dict], s: dict, iters_per_epoch_hint: int | None) -> None:
+def _schedule_from(schedulers: list[dict], s: dict, cfg_lr: float | None) -> None:
     for sch in schedulers or []:
         kind = sch.get("type")
         if kind == "LinearLR":
@@ -36,7 +36,8 @@ def _schedule_from(schedulers: list[dict], s: dict, iters_per_epoch_hint: int | 
             s["schedule"], s["milestones"], s["gamma"] = "step", tuple(sch.get("milestones", ())), sch.get("gamma", 0.1)
         elif kind == "CosineAnnealingLR":
             s["schedule"] = "cosine"
-            s["min_lr_ratio"] = sch.get("eta_min_ratio", 0.0 if "eta_min" in sch else 0.05)
+            base_lr = (cfg_lr or 0.01)
+            s["min_lr_ratio"] = sch["eta_min_ratio"] if "eta_min_ratio" in sch else sch.get("eta_min", 0.0) / base_lr
         elif kind in ("ConstantLR", None):
             s["schedule"] = "constant"
         else:
@@ -58,7 +59,7 @@ def settings_from_config(cfg: dict, **overrides) -> TrainSettings:
         if key in opt:
             s[key] = opt[key]
     s["grad_clip"] = (optim.get("clip_grad") or {}).get("max_norm")
-    _schedule_from(cfg.get("param_scheduler", []), s, None)
+    _schedule_from(cfg.get("param_scheduler", []), s, opt.get("lr"))
     loop = cfg.get("train_cfg", {})
     s["max_epochs"] = loop.get("max_epochs", 12)
     s["eval_interval"] = loop.get("val_interval", 1)
@@ -95,15 +96,19 @@ def evaluate_model(model, dataset, test_pipeline, collate, *, backend: str = "fa
                    batch_size: int = 8, **overrides):
     """COCO metrics on ``dataset`` (a CocoDataset); each rank predicts its shard, rank 0 scores."""
     eval_set = EvalSet(dataset, test_pipeline)
-    shard = dist.shard(list(range(len(eval_set))))
-    dets = predict_dataset(model, eval_set, collate, batch_size=batch_size, indices=sorted(set(shard)), **overrides)
-    results = detections_to_coco_results(dets, dataset.label_to_cat_id)
+    mine = list(range(dist.rank(), len(eval_set), dist.world_size()))  # no padding: each image once
+    dets = predict_dataset(model, eval_set, collate, batch_size=batch_size, indices=mine, **overrides)
+    results = detections_to_coco_results(dets, _label_map(dataset))
     gathered = dist.all_gather_objects(results)
     metrics = None
     if dist.is_main():
-        merged = {(r["image_id"], r["category_id"], tuple(r["bbox"]), r["score"]): r for part in gathered for r in part}
-        metrics = evaluate_coco(dataset.coco.dataset, list(merged.values()), backend=backend)
+        metrics = evaluate_coco(dataset.coco.dataset, [r for part in gathered for r in part], backend=backend)
     return dist.broadcast_object(metrics)
+
+
+def _label_map(dataset) -> dict[int, int]:
+    """Contiguous label -> the file's category id (VOC: 1-based class index)."""
+    return getattr(dataset, "label_to_cat_id", None) or {i: i + 1 for i in range(len(dataset.class_names))}
 
 
 def train_from_config(config, data=None, *, epochs=None, device=None, resume=None, work_dir=None, runs_root="runs",
@@ -150,7 +155,14 @@ def train_from_config(config, data=None, *, epochs=None, device=None, resume=Non
         events.emit({"type": "data", "message": bundle.description, "classes": bundle.class_names})
     if trainer_hook:
         trainer_hook(trainer)
-    summary = trainer.run()
+    try:
+        summary = trainer.run()
+    finally:
+        for fn in list(events._subscribers):
+            if isinstance(fn, (JsonlWriter, ConsolePrinter)):
+                events.unsubscribe(fn)
+                if isinstance(fn, JsonlWriter):
+                    fn.close()
     summary["work_dir"] = str(run_dir)
     return summary
 
@@ -183,6 +195,6 @@ def export_checkpoint(config, checkpoint, out, data=None, *, device=None, val_da
     bundle = build_data(cfg, data, val_data=val_data, images=images)
     dataset = bundle.val if (split == "val" and bundle.val is not None) else bundle.train.dataset
     dets = predict_dataset(model, EvalSet(dataset, bundle.test_pipeline), bundle.collate, batch_size=batch_size)
-    results = detections_to_coco_results(dets, dataset.label_to_cat_id)
+    results = detections_to_coco_results(dets, _label_map(dataset))
     write_results(out, results)
     return len(results)

@@ -146,11 +146,12 @@ class Trainer:
 
     def resume(self, path) -> None:
         """Continue exactly where the checkpoint at ``path`` left off."""
-        ckpt = load_checkpoint(path, map_location=self.device)
+        ckpt = load_checkpoint(path, map_location="cpu")  # RNG states must stay CPU tensors
         self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])  # moves its state to the parameters' device
         self.scheduler.load_state_dict(ckpt["scheduler"])
-        self.scaler.load_state_dict(ckpt["scaler"])
+        if ckpt.get("scaler"):  # empty for CPU / non-AMP runs
+            self.scaler.load_state_dict(ckpt["scaler"])
         self.epoch, self.iter_in_epoch = int(ckpt["epoch"]), int(ckpt["iter_in_epoch"])
         self.global_step, self.best_ap = int(ckpt["global_step"]), float(ckpt["best_ap"])
         set_rng_state(ckpt["rng"])
@@ -223,10 +224,16 @@ class Trainer:
             raise TrainingDiverged(message)
 
     def _clip(self) -> float | None:
-        if not self.s.grad_clip:
+        """Clip (when configured) and return the gradient norm; without AMP a non-finite norm
+        stops the run before the weights are touched (with AMP the scaler skips that step)."""
+        if not self.s.grad_clip and self.use_amp:
             return None
         self.scaler.unscale_(self.optimizer)
-        return float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.s.grad_clip))
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        norm = float(torch.nn.utils.clip_grad_norm_(params, self.s.grad_clip or float("inf")))
+        if not self.use_amp and not math.isfinite(norm):
+            self._check_finite({"gradient_norm": torch.tensor(norm)})
+        return norm
 
     def _iter_event(self, losses, total, grad_norm, batch_images, seconds) -> dict:
         self._step_times = (self._step_times + [seconds])[-20:]
@@ -252,11 +259,11 @@ class Trainer:
         self.epoch += 1
         self.iter_in_epoch = 0
         self._iterator = None
-        if self.epoch % max(self.s.checkpoint_interval, 1) == 0 or self.epoch >= self.s.max_epochs:
-            self.save("last.pth")
         if self.evaluate_fn is not None and (self.epoch % max(self.s.eval_interval, 1) == 0
                                              or self.epoch >= self.s.max_epochs):
-            self.run_evaluation()
+            self.run_evaluation()  # first, so last.pth records the updated best AP
+        if self.epoch % max(self.s.checkpoint_interval, 1) == 0 or self.epoch >= self.s.max_epochs:
+            self.save("last.pth")
 
     def run_evaluation(self):
         """Evaluate (all ranks take part), emit the metrics, keep the best checkpoint."""
