@@ -15,12 +15,12 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .assigners.result import REASON_TEXT, AssignResult
+from .assigners.result import AssignResult
 from .boxes import bbox_overlaps, check_boxes
 from .builder import build_head_core, default_input_shape
 from .config import Config, load_config
 from .heads.base import HeadCore, ImageLoss, Targets
-from .postprocess import STAGE_TEXT, PostprocessResult
+from .postprocess import PostprocessResult
 from .priors import Priors
 from .samplers import SamplingResult
 
@@ -292,6 +292,3 @@ def inspect(image_shape, gt_boxes, gt_labels, config, predictions=None, *, gt_bo
                         "postprocess": (t4 - t3) * 1e3}
     return trace
 
-
-REASONS = REASON_TEXT
-STAGES = STAGE_TEXT

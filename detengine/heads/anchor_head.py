@@ -13,6 +13,8 @@ from .base import HeadCore, ImageLoss, Targets, anchor_inside_flags
 
 __all__ = ["AnchorHeadCore", "SSDHeadCore"]
 
+_EPS = torch.finfo(torch.float32).eps
+
 
 def assign_priors(assigner, priors: Priors, inside: Tensor, gt_boxes, gt_labels, gt_boxes_ignore,
                   cls_scores=None, pred_boxes=None):
@@ -138,9 +140,6 @@ class AnchorHeadCore(HeadCore):
         if self.score_layout == "sigmoid":
             cls.fill_(-4.59511985013459)  # bias_init_with_prob(0.01) = -log((1 - 0.01) / 0.01)
         return cls, reg
-
-
-_EPS = torch.finfo(torch.float32).eps
 
 
 class SSDHeadCore(AnchorHeadCore):

@@ -147,19 +147,3 @@ class HeadCore:
         a = len(priors)
         return priors.tensor.new_zeros((a, self.cls_channels())), priors.tensor.new_zeros((a, 4))
 
-
-def scatter_rows(n: int, index: Tensor, values: Tensor, fill=0.0) -> Tensor:
-    """A (n, ...) tensor with ``values`` at ``index`` and ``fill`` elsewhere."""
-    out = values.new_full((n,) + tuple(values.shape[1:]), fill)
-    out[index] = values
-    return out
-
-
-def zero_like_sum(x: Tensor) -> Tensor:
-    """A zero that keeps ``x`` in the autograd graph."""
-    return x.sum() * 0
-
-
-def level_sums(values: Tensor, priors: Priors) -> Tensor:
-    """(L,) sum of a per-prior tensor on each level."""
-    return torch.stack([v.sum() for v in priors.split(values)]) if priors.num_levels else values.new_zeros(0)

@@ -10,7 +10,6 @@ from ..config import Config, load_config
 from ..evaluation import detections_to_coco_results, evaluate_coco, write_results
 from ..models import build_detector
 from . import distributed as dist
-from .checkpoint import load_model_weights
 from .data import EvalSet, build_data
 from .events import ConsolePrinter, EventBus, JsonlWriter
 from .trainer import Trainer, TrainSettings, pick_device
@@ -173,7 +172,7 @@ def _model_from_checkpoint(config, checkpoint, device):
     ckpt = load_checkpoint(checkpoint)
     model_cfg = ckpt.get("model_cfg") or cfg["model"]
     model = build_detector(model_cfg)
-    model.load_state_dict(ckpt.get("model", ckpt))
+    model.load_state_dict(ckpt.get("model", ckpt.get("state_dict", ckpt)))
     return cfg, model.to(device)
 
 
