@@ -8,7 +8,7 @@ from .detector import DenseDetector
 from .retinanet import FPN, ResNetBackbone, RetinaHeadModule
 from .rtmdet import CSPNeXt, CSPNeXtPAFPN, RTMDetSepBNHeadModule
 from .ssd import SSDVGG, SSDHeadModule, SSDNeck
-from .tinyssd import TinySSDBaseNet, TinySSDHeadModule
+from .tinyssd import TinySSDBaseNet
 
 __all__ = ["build_detector", "DETECTOR_TYPES"]
 
@@ -59,8 +59,8 @@ def _rtmdet(model, core):
 def _tinyssd(model, core):
     b = model.get("backbone", {})
     backbone = TinySSDBaseNet(num_filters=b.get("num_filters", (3, 16, 32, 64)))
-    head = TinySSDHeadModule(in_channels=backbone.out_channels, num_base_priors=core.num_base_priors,
-                             cls_channels=core.cls_channels())
+    head = SSDHeadModule(in_channels=backbone.out_channels, num_base_priors=core.num_base_priors,
+                         cls_channels=core.cls_channels(), xavier=False)
     return backbone, None, head
 
 

@@ -95,16 +95,18 @@ class SSDNeck(nn.Module):
 
 
 class SSDHeadModule(nn.Module):
-    """One 3x3 classification and one 3x3 regression conv per level (SSD paper fig. 2)."""
+    """One 3x3 classification and one 3x3 regression conv per level (SSD paper fig. 2; d2l's
+    ``cls_predictor`` / ``bbox_predictor``). ``xavier``: mmdetection's init; False: PyTorch's
+    default, as d2l's TinySSD."""
 
-    def __init__(self, *, in_channels, num_base_priors, cls_channels: int):
+    def __init__(self, *, in_channels, num_base_priors, cls_channels: int, xavier: bool = True):
         super().__init__()
         self.cls_channels = cls_channels
         self.cls_convs = nn.ModuleList(nn.Conv2d(c, a * cls_channels, 3, padding=1)
                                        for c, a in zip(in_channels, num_base_priors))
         self.reg_convs = nn.ModuleList(nn.Conv2d(c, a * 4, 3, padding=1) for c, a in zip(in_channels, num_base_priors))
         for m in self.modules():
-            if isinstance(m, nn.Conv2d):
+            if xavier and isinstance(m, nn.Conv2d):
                 xavier_init(m)
 
     def forward(self, feats) -> tuple[Tensor, Tensor]:

@@ -1,12 +1,12 @@
 """d2l's TinySSD (sec. 14.7), layer for layer: a 3-block base net (16, 32, 64 channels), three
-down-sampling blocks (128) and a global max pool; a 3x3 class and box predictor per level."""
+down-sampling blocks (128) and a global max pool. Its per-level 3x3 class and box predictors are
+:class:`~detengine.models.ssd.SSDHeadModule` with PyTorch's default init."""
 from __future__ import annotations
 
 from torch import Tensor, nn
 
-from .layers import flatten_levels
 
-__all__ = ["TinySSDBaseNet", "TinySSDHeadModule", "down_sample_blk"]
+__all__ = ["TinySSDBaseNet", "down_sample_blk"]
 
 
 def down_sample_blk(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -37,17 +37,3 @@ class TinySSDBaseNet(nn.Module):
             outs.append(x)
         return tuple(outs)
 
-
-class TinySSDHeadModule(nn.Module):
-    """``cls_predictor`` / ``bbox_predictor`` of d2l: 3x3 convs with A*(C+1) and A*4 outputs."""
-
-    def __init__(self, *, in_channels, num_base_priors, cls_channels: int):
-        super().__init__()
-        self.cls_channels = cls_channels
-        self.cls = nn.ModuleList(nn.Conv2d(c, a * cls_channels, 3, padding=1) for c, a in zip(in_channels, num_base_priors))
-        self.bbox = nn.ModuleList(nn.Conv2d(c, a * 4, 3, padding=1) for c, a in zip(in_channels, num_base_priors))
-
-    def forward(self, feats) -> tuple[Tensor, Tensor]:
-        cls = [m(f) for m, f in zip(self.cls, feats)]
-        reg = [m(f) for m, f in zip(self.bbox, feats)]
-        return flatten_levels(cls, self.cls_channels), flatten_levels(reg, 4)

@@ -17,6 +17,8 @@ from detengine.postprocess import multiclass_nms
 from detengine.priors import (AnchorGenerator, LegacyAnchorGenerator, LegacySSDAnchorGenerator,
                               MlvlPointGenerator, SSDAnchorGenerator)
 
+from tests.engine.fixtures.det_random import det_randn, det_uniform
+
 FIXTURES = Path(__file__).parent / "fixtures" / "mmdet_reference.pt"
 CONFIGS = Path(__file__).resolve().parents[2] / "resources" / "configs"
 
@@ -27,24 +29,6 @@ def R():
 
 
 # ---------------------------------------------------------------- deterministic inputs (README)
-def det_uniform(n, seed):
-    i = torch.arange(n, dtype=torch.int64)
-    h = (i * 2654435761 + seed * 97531 + 12345) & 0xFFFFFFFF
-    h = h ^ (h >> 16)
-    h = (h * 0x45D9F3B) & 0xFFFFFFFF
-    h = h ^ (h >> 16)
-    h = (h * 0x45D9F3B) & 0xFFFFFFFF
-    h = h ^ (h >> 16)
-    return (h.double() + 0.5) / 4294967296.0
-
-
-def det_randn(shape, seed, scale=1.0, shift=0.0):
-    n = math.prod(shape)
-    u = det_uniform(4 * n, seed).view(4, n).sum(0)
-    x = (u - 2.0) * 1.7320508075688772
-    return (x * scale + shift).float().view(*shape)
-
-
 def from_recipe(recipe, build):
     t = build(recipe)
     assert t.double().sum().item() == pytest.approx(recipe["sum_f64"], rel=1e-12, abs=1e-9)
