@@ -12,7 +12,7 @@ from pathlib import Path
 
 __all__ = ["main", "parse_args", "has_display", "NO_DISPLAY_MESSAGE", "VIEWS", "SCREENSHOT_SIZE"]
 
-VIEWS = ("anchors",)
+VIEWS = ("annotate", "anchors")
 SCREENSHOT_SIZE = (1280, 800)
 
 NO_DISPLAY_MESSAGE = """\
@@ -28,13 +28,16 @@ DetScope is a desktop window. To run it:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="detscope", description="DetScope: look inside dense object detectors.")
     p.add_argument("--config", default="ssd300_coco", metavar="NAME",
-                   help="shipped config name (ssd300_coco, retinanet_r50_fpn_coco, ...) or a config file path")
-    p.add_argument("--view", default="anchors", metavar="NAME",
-                   help=f"view to open: {', '.join(VIEWS)} (default: anchors)")
+                   help="detector config for the debug views: a shipped name (ssd300_coco, "
+                        "retinanet_r50_fpn_coco, ...) or a config file path")
+    p.add_argument("--view", default="annotate", metavar="NAME",
+                   help=f"view to show: {', '.join(VIEWS)} (default: annotate)")
     p.add_argument("--screenshot", type=Path, metavar="PATH",
                    help=f"render the window offscreen at {SCREENSHOT_SIZE[0]}x{SCREENSHOT_SIZE[1]}, save a PNG, exit")
-    p.add_argument("--open", dest="open_path", metavar="PATH", help="dataset to open (not available yet)")
-    p.add_argument("--image", type=int, metavar="N", help="image index in the dataset (not available yet)")
+    p.add_argument("--open", dest="open_path", metavar="PATH",
+                   help="a COCO JSON file, a Pascal VOC folder or a folder of images (default: the last "
+                        "project, else the built-in sample project)")
+    p.add_argument("--image", type=int, metavar="N", help="show image N (0-based, in the project's order)")
     return p
 
 
@@ -57,15 +60,6 @@ def has_display(env=None, platform: str | None = None) -> bool:
     return any(env.get(k) for k in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"))
 
 
-def _warn_not_available(args) -> None:
-    if args.open_path is not None:
-        print(f"detscope: --open {args.open_path}: not available yet (the dataset browser comes later); "
-              "showing the anchor view", file=sys.stderr)
-    if args.image is not None:
-        print(f"detscope: --image {args.image}: not available yet (needs the dataset browser); ignored",
-              file=sys.stderr)
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     if not has_display():
@@ -73,7 +67,6 @@ def main(argv=None) -> int:
             sys.stderr.write(NO_DISPLAY_MESSAGE)
             return 2
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
-    _warn_not_available(args)
     from detengine.cli import resolve_config
     try:
         resolve_config(args.config)
@@ -85,10 +78,16 @@ def main(argv=None) -> int:
 
 def _create_window(args):
     from .main_window import MainWindow
+    if args.open_path is not None and not Path(args.open_path).exists():
+        print(f"detscope: --open {args.open_path}: no such file or folder", file=sys.stderr)
+        return None
+    from .dialogs import ConsoleDialogs
+    offscreen = args.screenshot is not None
     try:
-        return MainWindow(args.config, view=args.view, open_path=args.open_path, image_index=args.image)
-    except Exception as exc:             # a broken config file: a message, not a stack trace
-        print(f"detscope: cannot load config {args.config!r}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return MainWindow(open_path=args.open_path, image_index=args.image, view=args.view, config=args.config,
+                          restore_layout=not offscreen, dialogs=ConsoleDialogs() if offscreen else None)
+    except Exception as exc:             # e.g. a broken config file: a message, not a stack trace
+        print(f"detscope: cannot start with config {args.config!r}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return None
 
 
@@ -103,7 +102,6 @@ def _run_gui(args) -> int:
         return 1
     if args.screenshot is not None:
         return _save_screenshot(app, window, args.screenshot)
-    window.resize(*SCREENSHOT_SIZE)
     window.show()
     return app.exec()
 

@@ -1,289 +1,476 @@
-"""DetScope's first window: the priors of a detector config on its network input, level by level,
-with two demo GT boxes and the priors the assigner makes positive for them.
+"""DetScope's main window: the image list (left), the canvas (centre), the class list and the
+debug / training docks (right), menus, shortcuts, status bar; opening, saving and recovery.
 
-Engine calls happen only when the config changes (one ``inspect`` of a few ms); level, mode and
-click changes only slice the trace's tensors and redraw.
+The window wires widgets together and asks the user questions (through :class:`Dialogs`);
+box editing lives in :class:`Editor`, unsaved state and autosave in :class:`Document`.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-import torch
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QColor, QFontDatabase
-from PySide6.QtWidgets import (QComboBox, QLabel, QListWidget, QListWidgetItem, QMainWindow,
-                               QPlainTextEdit, QSplitter, QVBoxLayout, QWidget)
+from PySide6.QtCore import QByteArray, Qt
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QMenu
 
-from detengine.builder import default_input_shape
-from detengine.cli import CONFIG_DIR, resolve_config
-from detengine.trace import head_core_for, inspect, model_config
+from detengine.data.errors import DatasetError
+from detengine.data.project import AnnotationProject, sample_project
 
-from .prior_view import PriorView
+from .anchors_panel import AnchorsPanel
+from .canvas import Canvas
+from .dialogs import Dialogs
+from .document import Document, load_recovery, pending_recovery
+from .editor import Editor
+from .image_list_panel import ImageListPanel
+from .class_panel import ClassPanel
+from .image_loader import image_size
+from .paths import home_dir, settings
 
-__all__ = ["MainWindow", "MODES", "MAX_RECTS", "shipped_configs", "demo_ground_truth", "level_row_text",
-           "trace_for_config"]
+__all__ = ["MainWindow", "VIEWS"]
 
-MAX_RECTS = 20_000          # above this many rectangles, draw centres only (level of detail)
-MODES = {"all": "All priors of the level", "cell": "Priors of one cell", "centers": "Centres only"}
-LEVEL_COLORS = ["#4ea1ff", "#3ddbb0", "#b48cff", "#8fd14f", "#ff7eb6", "#5ce1e6", "#c9c9c9", "#9fa8ff"]
-GT_COLORS = ["#ff4d4d", "#ffd21f", "#ff9f0a", "#ffffff"]
-DEMO_GT_FRACTIONS = [(0.10, 0.10, 0.45, 0.45), (0.55, 0.55, 0.70, 0.70)]
-
-
-def level_color(level: int) -> str:
-    return LEVEL_COLORS[level % len(LEVEL_COLORS)]
-
-
-def shipped_configs() -> list[str]:
-    """Names of the configs in ``resources/configs`` (``_base_`` and private files excluded)."""
-    return sorted(p.stem for p in CONFIG_DIR.glob("*.py") if not p.stem.startswith("_"))
-
-
-def demo_ground_truth(shape: tuple[int, int], num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two demo GT boxes scaled to the input ``(h, w)``, labels 0 and 1 (kept < num_classes)."""
-    h, w = shape
-    boxes = torch.tensor([[x1 * w, y1 * h, x2 * w, y2 * h] for x1, y1, x2, y2 in DEMO_GT_FRACTIONS],
-                         dtype=torch.float32)
-    labels = torch.tensor([min(i, num_classes - 1) for i in range(len(boxes))], dtype=torch.long)
-    return boxes, labels
-
-
-def trace_for_config(config: str):
-    """Resolve a config name or path, and trace the demo GTs through its head (no predictions)."""
-    model = model_config(str(resolve_config(config)))
-    shape = default_input_shape(model)
-    boxes, labels = demo_ground_truth(shape, head_core_for(model).num_classes)
-    return inspect(shape, boxes, labels, model)
-
-
-def _num(value: float) -> str:
-    return f"{value:g}"
-
-
-def level_row_text(priors, level: int) -> str:
-    """``P0  stride 8  38x38  4/cell  5776 priors``."""
-    sw, sh = priors.strides[level]
-    stride = _num(sw) if sw == sh else f"{_num(sw)}x{_num(sh)}"
-    h, w = priors.featmap_sizes[level]
-    return (f"P{level}  stride {stride}  {h}x{w}  {priors.num_base_priors[level]}/cell  "
-            f"{priors.num_per_level[level]} priors")
-
-
-def _config_label(config: str) -> str:
-    return Path(config).stem if config.endswith(".py") else config
+VIEWS = ("annotate", "anchors")
+TRAINING_NOTE = ("Training from the window is not available yet.\n\nFrom a terminal:\n"
+                 "  python -m detengine train resources/configs/tinyssd_synthetic.py\n"
+                 "  python -m detengine eval CONFIG CHECKPOINT\n"
+                 "  python -m detengine export CONFIG CHECKPOINT --out preds.json")
 
 
 class MainWindow(QMainWindow):
-    """Config combo, level list, draw mode and trace summary on the left; the prior canvas on
-    the right; cursor position and drawn counts in the status bar."""
-
-    def __init__(self, config: str = "ssd300_coco", *, view: str = "anchors",
-                 open_path: str | None = None, image_index: int | None = None):
+    def __init__(self, *, open_path: str | None = None, image_index: int | None = None, view: str = "annotate",
+                 config: str = "ssd300_coco", dialogs=None, restore_layout: bool = True):
         super().__init__()
-        self.view_name = view
-        self.requested_open = open_path        # stored for the dataset browser (a later issue)
-        self.requested_image = image_index
-        self.trace = None
-        self.config_name = ""
-        self._click_xy: tuple[float, float] | None = None
-        self._cell: tuple[int, int] = (0, 0)
-        self._build_canvas()
-        self._build_left_panel()
+        self.dialogs = dialogs or Dialogs(self)
+        self.doc: Document | None = None
+        self.canvas = Canvas()
+        self.setCentralWidget(self.canvas)
+        self.editor = Editor(self.canvas, self)
+        self.editor.ask_class_name = lambda: self.dialogs.ask_class_name(self._class_names())
+        self._build_docks(config)
+        self._build_actions()
+        self._build_menus()
         self._build_status_bar()
-        self._build_layout()
-        self._connect_signals()
-        self.load_config(config)
+        self._connect()
+        self.setAcceptDrops(True)
+        self.resize(1280, 800)
+        if restore_layout:
+            self._restore_layout()
+        self._open_initial(open_path)
+        if image_index is not None and self.doc is not None:
+            self.show_image(image_index)
+        self.show_view(view)
 
     # ------------------------------------------------------------------ construction
 
-    def _build_canvas(self) -> None:
-        self.view = PriorView()
+    def _build_docks(self, config: str) -> None:
+        self.image_list = ImageListPanel()
+        self.class_panel = ClassPanel()
+        self.anchors_panel = AnchorsPanel(config)
+        self.training_note = QLabel(TRAINING_NOTE)
+        self.training_note.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        self.training_note.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.docks = {}
+        for key, title, widget, area in (
+                ("images", "Images", self.image_list, Qt.DockWidgetArea.LeftDockWidgetArea),
+                ("classes", "Classes", self.class_panel, Qt.DockWidgetArea.RightDockWidgetArea),
+                ("anchors", "Debug: anchors", self.anchors_panel, Qt.DockWidgetArea.RightDockWidgetArea),
+                ("training", "Training", self.training_note, Qt.DockWidgetArea.RightDockWidgetArea)):
+            dock = QDockWidget(title, self)
+            dock.setObjectName(f"dock_{key}")
+            dock.setWidget(widget)
+            self.addDockWidget(area, dock)
+            self.docks[key] = dock
+        self.tabifyDockWidget(self.docks["anchors"], self.docks["training"])
+        self.docks["anchors"].raise_()
+        self.resizeDocks([self.docks["images"]], [300], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.docks["classes"]], [330], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.docks["classes"], self.docks["anchors"]], [220, 520], Qt.Orientation.Vertical)
 
-    def _build_left_panel(self) -> None:
-        self.config_combo = QComboBox()
-        for name in shipped_configs():
-            self.config_combo.addItem(name, name)
-        self.level_list = QListWidget()
-        self.level_list.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
-        self.mode_combo = QComboBox()
-        for key, text in MODES.items():
-            self.mode_combo.addItem(text, key)
-        self.gt_label = QLabel()
-        self.gt_label.setWordWrap(True)
-        self.summary_text = QPlainTextEdit()
-        self.summary_text.setReadOnly(True)
-        self.summary_text.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
-        mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
-        mono.setPointSizeF(max(7.0, mono.pointSizeF() - 1))
-        self.summary_text.setFont(mono)
+    def _action(self, text: str, slot, shortcuts=(), tip: str = "") -> QAction:
+        action = QAction(text, self)
+        action.setShortcuts([QKeySequence(s) for s in shortcuts])
+        action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        if tip:
+            action.setStatusTip(tip)
+        action.triggered.connect(slot)
+        self.addAction(action)
+        return action
+
+    def _build_actions(self) -> None:
+        a = self.actions_by_name = {}
+        a["open_json"] = self._action("Open COCO JSON…", self.ask_open_json, ["Ctrl+O"])
+        a["open_folder"] = self._action("Open Folder (VOC or images)…", self.ask_open_folder, ["Ctrl+Shift+O"])
+        a["open_sample"] = self._action("Open Sample Project", self.open_sample)
+        a["save"] = self._action("Save", self.save, ["Ctrl+S"])
+        a["save_as"] = self._action("Save As…", self.save_as, ["Ctrl+Shift+S"])
+        a["quit"] = self._action("Quit", self.close, ["Ctrl+Q"])
+        a["undo"] = self._action("Undo", lambda: self.doc and self.doc.undo_group.undo(), ["Ctrl+Z"])
+        a["redo"] = self._action("Redo", lambda: self.doc and self.doc.undo_group.redo(), ["Ctrl+Y", "Ctrl+Shift+Z"])
+        a["draw"] = self._action("Draw Box", self.canvas.start_draw_mode, ["W"])
+        a["delete"] = self._action("Delete Boxes", self.editor.delete_selected, ["Delete", "Backspace"])
+        a["copy"] = self._action("Copy Boxes", self.editor.copy_selected, ["Ctrl+C"])
+        a["paste"] = self._action("Paste Boxes", self.editor.paste, ["Ctrl+V"])
+        a["duplicate"] = self._action("Duplicate Boxes", self.editor.duplicate_selected, ["Ctrl+D"])
+        a["next"] = self._action("Next Image", lambda: self.step_image(1), ["N", "D"])
+        a["prev"] = self._action("Previous Image", lambda: self.step_image(-1), ["P", "A"])
+        a["fit"] = self._action("Fit to Window", self.canvas.fit, ["F", "Ctrl+0"])
+        a["actual"] = self._action("Actual Size (1:1)", self.canvas.actual_size, ["Ctrl+1"])
+        a["zoom_in"] = self._action("Zoom In", lambda: self.canvas.zoom_by(1.25), ["Ctrl++", "Ctrl+="])
+        a["zoom_out"] = self._action("Zoom Out", lambda: self.canvas.zoom_by(0.8), ["Ctrl+-"])
+        a["shortcuts"] = self._action("Keyboard Shortcuts", self.dialogs.show_shortcuts, ["F1"])
+        for k in range(1, 10):
+            a[f"class_{k}"] = self._action(f"Class {k}", lambda _=False, k=k: self.pick_class_by_key(k), [str(k)])
+        a["undo"].setEnabled(False)
+        a["redo"].setEnabled(False)
+
+    def _build_menus(self) -> None:
+        a, bar = self.actions_by_name, self.menuBar()
+        menus = {"&File": ["open_json", "open_folder", "open_sample", None, "save", "save_as", None, "quit"],
+                 "&Edit": ["undo", "redo", None, "draw", "delete", "copy", "paste", "duplicate"],
+                 "&View": ["next", "prev", None, "fit", "actual", "zoom_in", "zoom_out"],
+                 "&Help": ["shortcuts"]}
+        for title, names in menus.items():
+            menu = bar.addMenu(title)
+            for name in names:
+                menu.addSeparator() if name is None else menu.addAction(a[name])
+            if title == "&View":
+                menu.addSeparator()
+                for dock in self.docks.values():
+                    menu.addAction(dock.toggleViewAction())
 
     def _build_status_bar(self) -> None:
-        self.cursor_label = QLabel("x -, y -")
-        self.count_label = QLabel()
-        self.statusBar().addWidget(self.count_label, 1)
-        self.statusBar().addPermanentWidget(self.cursor_label)
+        self.image_label = QLabel()
+        self.cursor_label = QLabel()
+        self.zoom_label = QLabel()
+        for label in (self.image_label, self.cursor_label, self.zoom_label):
+            self.statusBar().addPermanentWidget(label)
 
-    def _build_layout(self) -> None:
-        panel = QWidget()
-        box = QVBoxLayout(panel)
-        for title, widget, stretch in (("Config", self.config_combo, 0), ("Levels", self.level_list, 0),
-                                       ("Show", self.mode_combo, 0), ("Ground truth (demo)", self.gt_label, 0),
-                                       ("Trace summary", self.summary_text, 1)):
-            heading = QLabel(f"<b>{title}</b>")
-            box.addWidget(heading)
-            box.addWidget(widget, stretch)
-        splitter = QSplitter(Qt.Orientation.Horizontal)
-        splitter.addWidget(panel)
-        splitter.addWidget(self.view)
-        splitter.setStretchFactor(1, 1)
-        splitter.setSizes([440, 840])
-        self.setCentralWidget(splitter)
+    def _connect(self) -> None:
+        self.image_list.imageSelected.connect(self._on_image_selected)
+        self.class_panel.classActivated.connect(self.editor.apply_class)
+        self.class_panel.addRequested.connect(self.add_class)
+        self.class_panel.renameRequested.connect(self.rename_class)
+        self.class_panel.mergeRequested.connect(self.merge_class)
+        self.class_panel.deleteRequested.connect(self.delete_class)
+        self.editor.currentClassChanged.connect(lambda cid: self.class_panel.select(cid if cid >= 0 else None))
+        self.editor.message.connect(self.show_message)
+        self.editor.imageProblem.connect(self._on_image_problem)
+        self.editor.imageShown.connect(self._update_image_label)
+        self.canvas.message.connect(self.show_message)
+        self.canvas.cursorMoved.connect(self._on_cursor)
+        self.canvas.zoomChanged.connect(lambda s: self.zoom_label.setText(f"zoom {s * 100:.0f}%"))
+        self.canvas.boxMenuRequested.connect(self._box_menu)
 
-    def _connect_signals(self) -> None:
-        self.config_combo.currentIndexChanged.connect(self._on_config_changed)
-        self.level_list.currentRowChanged.connect(self._on_level_changed)
-        self.mode_combo.currentIndexChanged.connect(lambda _i: self.redraw())
-        self.view.sigCellClicked.connect(self.select_point)
-        self.view.sigCursorMoved.connect(self._on_cursor_moved)
+    # ------------------------------------------------------------------ layout memory
 
-    # ------------------------------------------------------------------ public API
+    def _restore_layout(self) -> None:
+        s = settings()
+        geometry, state = s.value("window/geometry"), s.value("window/state")
+        if isinstance(geometry, QByteArray):
+            self.restoreGeometry(geometry)
+        if isinstance(state, QByteArray):
+            self.restoreState(state)
 
-    def load_config(self, config: str) -> None:
-        """Trace ``config`` (shipped name or path) and show it; raises on a bad config."""
-        trace = trace_for_config(config)
-        index = self.config_combo.findData(config)
-        if index < 0:
-            self.config_combo.addItem(_config_label(config), config)
-            index = self.config_combo.count() - 1
-        self.config_combo.blockSignals(True)
-        self.config_combo.setCurrentIndex(index)
-        self.config_combo.blockSignals(False)
-        self._show_trace(trace, self.config_combo.itemText(index))
+    def _save_layout(self) -> None:
+        s = settings()
+        s.setValue("window/geometry", self.saveGeometry())
+        s.setValue("window/state", self.saveState())
+        if self.doc is not None and self.doc.project.path is not None:
+            s.setValue("project/last", str(self.doc.project.path))
+        elif self.doc is not None:
+            s.setValue("project/last", str(self.doc.project.image_root))
+        s.sync()
 
-    def current_level(self) -> int:
-        return max(0, self.level_list.currentRow())
+    def _last_folder(self) -> str:
+        return str(settings().value("project/last_folder", str(Path.home())))
 
-    def current_mode(self) -> str:
-        return self.mode_combo.currentData()
+    def _remember_folder(self, path) -> None:
+        path = Path(path)
+        settings().setValue("project/last_folder", str(path if path.is_dir() else path.parent))
 
-    def set_level(self, level: int) -> None:
-        self.level_list.setCurrentRow(level)
+    # ------------------------------------------------------------------ opening
 
-    def set_mode(self, mode: str) -> None:
-        self.mode_combo.setCurrentIndex(self.mode_combo.findData(mode))
-
-    def select_point(self, x: float, y: float) -> None:
-        """Select the feature cell of the current level whose prior centres are nearest (x, y)."""
-        self._click_xy = (x, y)
-        self._update_cell()
-        self.redraw()
-
-    @property
-    def selected_cell(self) -> tuple[int, int]:
-        return self._cell
-
-    # ------------------------------------------------------------------ trace -> widgets
-
-    def _show_trace(self, trace, name: str) -> None:
-        self.trace = trace
-        self.config_name = name
-        self.setWindowTitle(f"DetScope — {name}")
-        h, w = trace.input_shape
-        self._click_xy = (w / 2.0, h / 2.0)
-        self.view.set_input_size(h, w)
-        self._fill_level_list()
-        self._show_ground_truth()
-        self.summary_text.setPlainText(trace.summary())
-        self.set_level(0)
-        self._update_cell()
-        self.redraw()
-
-    def _fill_level_list(self) -> None:
-        priors = self.trace.priors
-        self.level_list.blockSignals(True)
-        self.level_list.clear()
-        for level in range(priors.num_levels):
-            item = QListWidgetItem(level_row_text(priors, level))
-            item.setForeground(QColor(level_color(level)).darker(130))
-            self.level_list.addItem(item)
-        self.level_list.blockSignals(False)
-        rows = self.level_list.sizeHintForRow(0) * priors.num_levels
-        self.level_list.setFixedHeight(rows + 2 * self.level_list.frameWidth() + 4)
-
-    def _positives_of(self, gt: int) -> np.ndarray:
-        mask = self.trace.assign_result.gt_inds == gt + 1
-        return self.trace.priors.boxes[mask].numpy()
-
-    def _show_ground_truth(self) -> None:
-        t = self.trace
-        positives = [self._positives_of(g) for g in range(len(t.gt_boxes))]
-        colors = [GT_COLORS[g % len(GT_COLORS)] for g in range(len(t.gt_boxes))]
-        captions = [f"GT{g} label {int(t.gt_labels[g])}: {len(p)} positive{'' if len(p) == 1 else 's'}"
-                    for g, p in enumerate(positives)]
-        self.view.set_ground_truth(t.gt_boxes.numpy(), colors, captions, positives)
-        lines = [f'<span style="color:{c}">■</span> {text}' for c, text in zip(colors, captions)]
-        self.gt_label.setText("<br>".join(lines) + f"<br>assigner {t.assigner_name}; "
-                              "dashed boxes are each GT's positive priors (all levels).")
-
-    # ------------------------------------------------------------------ drawing
-
-    def _update_cell(self) -> None:
-        if self.trace is not None and self._click_xy is not None:
-            self._cell = self.trace.priors.cell_at(self.current_level(), *self._click_xy)
-
-    def _cell_box(self, level: int) -> np.ndarray:
-        priors = self.trace.priors
-        idx = priors.cell_indices(level, *self._cell)
-        cx, cy = priors.centers[idx[0]].tolist()
-        sw, sh = priors.strides[level]
-        return np.array([cx - sw / 2, cy - sh / 2, cx + sw / 2, cy + sh / 2])
-
-    def redraw(self) -> None:
-        """Draw the current level in the current mode and report the counts."""
-        if self.trace is None:
+    def _open_initial(self, open_path: str | None) -> None:
+        if open_path is not None:
+            self.open_project(open_path)
             return
-        level, mode = self.current_level(), self.current_mode()
-        priors, color = self.trace.priors, level_color(level)
-        note = ""
-        if mode == "cell":
-            idx = priors.cell_indices(level, *self._cell)
-            self.view.show_rects(priors.boxes[idx].numpy(), color)
-        elif mode == "centers" or priors.num_per_level[level] > MAX_RECTS:
-            per_cell = priors.centers[priors.level_slice(level)][::priors.num_base_priors[level]]
-            self.view.show_centers(per_cell.numpy(), color)      # one centre per cell
-            if mode == "all":
-                note = (f"  ·  level of detail: {priors.num_per_level[level]} rectangles > {MAX_RECTS}, "
-                        "drawing centres only")
-        else:
-            self.view.show_rects(priors.boxes[priors.level_slice(level)].numpy(), color)
-        self.view.set_cell(self._cell_box(level))
-        self._report_counts(level, mode, note)
+        last = settings().value("project/last")
+        if last and Path(str(last)).exists() and self.open_project(str(last), quiet=True):
+            return
+        self.open_sample()
 
-    def _report_counts(self, level: int, mode: str, note: str) -> None:
-        v = self.view
-        drawn = f"{v.rect_count} rectangles" if v.rect_count else f"{v.center_count} centres"
-        row, col = self._cell
-        kind = "points drawn as stride squares; " if self.trace.priors.is_point and v.rect_count else ""
-        self.count_label.setText(f"P{level} {MODES[mode].lower()}: {kind}{drawn} drawn  ·  cell ({row}, {col})  ·  "
-                                 f"{v.positive_count} GT positives drawn{note}")
-
-    # ------------------------------------------------------------------ slots
-
-    def _on_config_changed(self, index: int) -> None:
-        config = self.config_combo.itemData(index)
+    def open_sample(self) -> bool:
         try:
-            trace = trace_for_config(config)
-        except Exception as exc:     # a user's config file: report, keep the previous trace on screen
-            self.count_label.setText(f"error: cannot load {config}: {exc}")
+            path = sample_project(home_dir())
+        except (OSError, DatasetError) as exc:
+            self.dialogs.error("Cannot make the sample project", str(exc))
+            return False
+        return self.open_project(str(path))
+
+    def ask_open_json(self) -> None:
+        path = self.dialogs.ask_open_json(self._last_folder())
+        if path:
+            self.open_project(path)
+
+    def ask_open_folder(self) -> None:
+        path = self.dialogs.ask_open_folder(self._last_folder())
+        if path:
+            self.open_project(path)
+
+    def open_project(self, path: str, *, image_root: str | None = None, quiet: bool = False) -> bool:
+        """Open a COCO JSON, a VOC folder or an image folder; asks to save unsaved edits first.
+        Returns False (and keeps the current project) when it cannot or the user cancels."""
+        if not self.maybe_save("The current project"):
+            return False
+        try:
+            project = AnnotationProject.open(path, image_root=image_root, size_of=image_size)
+        except DatasetError as exc:
+            if not quiet:
+                self.dialogs.error("Cannot open", str(exc))
+            return False
+        if not project.image_root_found:
+            self._ask_image_root(project)
+        self._remember_folder(path)
+        recovered = self._offer_recovery(project)
+        if recovered is not None:
+            project, dirty_images = recovered
+            self.set_project(project, recovered_images=dirty_images)
+        else:
+            self.set_project(project)
+        if project.problems:
+            lines = [str(p) for p in project.problems]
+            self.dialogs.show_problems(f"Problems in {Path(path).name}", lines)
+        return True
+
+    def _ask_image_root(self, project: AnnotationProject) -> None:
+        folder = self.dialogs.ask_open_folder(str(project.path.parent),
+                                              f"Where are the images of {project.path.name}?")
+        if folder:
+            project.image_root = Path(folder).absolute()
+        self.show_message(f"images are read from {project.image_root}")
+
+    def _offer_recovery(self, project: AnnotationProject):
+        found = pending_recovery(project)
+        if found is None:
+            return None
+        path, saved_at = found
+        what = str(project.path or project.image_root)
+        answer = self.dialogs.ask_recover(what, saved_at)
+        if answer is None:                       # nobody to ask (offscreen): keep the file for later
+            return None
+        if answer:
+            try:
+                return load_recovery(path)
+            except (OSError, ValueError, KeyError, DatasetError) as exc:
+                self.dialogs.error("Cannot recover", f"{path}: {exc}")
+                return None
+        path.unlink(missing_ok=True)
+        return None
+
+    def set_project(self, project: AnnotationProject, recovered_images=None) -> None:
+        """Show ``project``; ``recovered_images`` (a list, maybe empty) marks it as recovered
+        from an autosave: unsaved as a whole, those images marked."""
+        old = self.doc
+        self.doc = Document(project, self)
+        if old is not None:
+            old.deleteLater()
+        self.doc.dirtyChanged.connect(self._update_title)
+        self.doc.undo_group.canUndoChanged.connect(self.actions_by_name["undo"].setEnabled)
+        self.doc.undo_group.canRedoChanged.connect(self.actions_by_name["redo"].setEnabled)
+        self.doc.undo_group.undoTextChanged.connect(lambda t: self.actions_by_name["undo"].setText(f"Undo {t}".strip()))
+        self.doc.undo_group.redoTextChanged.connect(lambda t: self.actions_by_name["redo"].setText(f"Redo {t}".strip()))
+        self.doc.autosaved.connect(lambda p: self.show_message(f"autosaved unsaved edits to {p}", 4000))
+        self.editor.set_document(self.doc)
+        self.image_list.set_document(self.doc)
+        self.class_panel.set_document(self.doc)
+        if recovered_images is not None:
+            self.doc.mark_project_dirty(recovered_images)
+        self._update_title()
+        if project.images:
+            self.show_image(0)
+        self.show_message(f"opened {project.path or project.image_root}: {len(project.images)} images, "
+                          f"{project.num_boxes} boxes, {len(project.categories)} classes", 6000)
+
+    # ------------------------------------------------------------------ images
+
+    def show_image(self, index: int) -> None:
+        self.image_list.select_image(min(max(index, 0), len(self.doc.project.images) - 1))
+
+    def _on_image_selected(self, index: int) -> None:
+        if index != self.editor.index:
+            self.editor.show_image(index)
+
+    def step_image(self, step: int) -> None:
+        j = self.image_list.neighbour(self.editor.index, step)
+        if j is not None:
+            self.image_list.select_image(j)
+
+    def _on_image_problem(self, index: int, text: str) -> None:
+        self.image_list.model.set_problem(index, text)
+        if text:
+            self.show_message(text, 8000)
+
+    def _update_image_label(self, index: int) -> None:
+        record = self.doc.project.images[index]
+        size = f"{record.width}x{record.height}" if record.width else "size unknown"
+        self.image_label.setText(f"{index + 1}/{len(self.doc.project.images)}  {record.file_name}  {size}")
+
+    def _on_cursor(self, x: float, y: float) -> None:
+        w, h = self.canvas.image_size
+        if not (0 <= x < w and 0 <= y < h):
+            self.cursor_label.setText("")
             return
-        self._show_trace(trace, self.config_combo.itemText(index))
+        text = f"x {int(x)}  y {int(y)}"
+        if self.canvas.image is not None:
+            c = self.canvas.image.pixelColor(int(x), int(y))
+            text += f"  RGB {c.red()} {c.green()} {c.blue()}"
+        self.cursor_label.setText(text)
 
-    def _on_level_changed(self, _row: int) -> None:
-        self._update_cell()
-        self.redraw()
+    # ------------------------------------------------------------------ classes
 
-    def _on_cursor_moved(self, x: float, y: float) -> None:
-        h, w = self.view.input_size
-        inside = "" if 0 <= x <= w and 0 <= y <= h else "  (outside input)"
-        self.cursor_label.setText(f"x {x:.1f}, y {y:.1f}{inside}")
+    def _class_names(self) -> list[str]:
+        return [c.name for c in self.doc.project.categories]
+
+    def _others(self, cat_id: int) -> list[tuple[int, str]]:
+        return [(c.id, c.name) for c in self.doc.project.categories if c.id != cat_id]
+
+    def pick_class_by_key(self, k: int) -> None:
+        cat_id = self.class_panel.id_at(k - 1)
+        if cat_id is not None:
+            self.editor.apply_class(cat_id)
+
+    def add_class(self) -> None:
+        name = self.dialogs.ask_class_name(self._class_names())
+        if name:
+            try:
+                self.editor.set_current_class(self.doc.add_category(name).id)
+            except ValueError as exc:
+                self.dialogs.error("Cannot add class", str(exc))
+
+    def rename_class(self, cat_id: int) -> None:
+        old = self.doc.project.category(cat_id).name
+        name = self.dialogs.ask_class_name(self._class_names(), f"Rename {old!r}", old)
+        if name and name != old:
+            try:
+                self.doc.rename_category(cat_id, name)
+            except ValueError as exc:
+                self.dialogs.error("Cannot rename class", str(exc))
+
+    def merge_class(self, cat_id: int) -> None:
+        others = self._others(cat_id)
+        if not others:
+            self.dialogs.error("Cannot merge", "there is no other class to merge into")
+            return
+        target = self.dialogs.ask_merge_target(self.doc.project.category(cat_id).name, others)
+        if target is not None:
+            changed = self.doc.merge_categories(cat_id, target)
+            self.show_message(f"merged: {len(changed)} image(s) changed")
+
+    def delete_class(self, cat_id: int) -> None:
+        name = self.doc.project.category(cat_id).name
+        count = self.doc.project.category_counts().get(cat_id, 0)
+        ok, reassign = self.dialogs.ask_delete_class(name, count, self._others(cat_id))
+        if ok:
+            changed = self.doc.delete_category(cat_id, reassign)
+            self.show_message(f"deleted class {name!r}: {len(changed)} image(s) changed")
+
+    def _box_menu(self, box_id: int, global_pos) -> None:
+        menu = QMenu(self)
+        current = {b.category_id for b in self.editor.selected_boxes()}
+        for i, c in enumerate(self.doc.project.categories):
+            action = menu.addAction(f"{c.name}" + (f"\t{i + 1}" if i < 9 else ""))
+            action.setCheckable(True)
+            action.setChecked(c.id in current)
+            action.triggered.connect(lambda _=False, cid=c.id: self.editor.apply_class(cid))
+        menu.addSeparator()
+        menu.addAction(self.actions_by_name["duplicate"])
+        menu.addAction(self.actions_by_name["delete"])
+        self.box_menu = menu                      # kept for tests
+        menu.popup(global_pos)
+
+    # ------------------------------------------------------------------ saving and closing
+
+    def save(self) -> bool:
+        if self.doc.project.path is None:
+            return self.save_as()
+        return self._save_to(None)
+
+    def save_as(self) -> bool:
+        project = self.doc.project
+        folder = str(project.path.parent if project.path else project.image_root)
+        path = self.dialogs.ask_save_path(folder)
+        return bool(path) and self._save_to(path)
+
+    def _save_to(self, path) -> bool:
+        try:
+            target = self.doc.save(path)
+        except (OSError, DatasetError) as exc:
+            self.dialogs.error("Cannot save", f"{exc}\nNothing was overwritten; your edits are still open.")
+            return False
+        settings().setValue("project/last", str(target))
+        self._update_title()
+        self.show_message(f"saved {len(self.doc.project.images)} images, {self.doc.project.num_boxes} boxes "
+                          f"to {target}", 6000)
+        return True
+
+    def maybe_save(self, what: str) -> bool:
+        """True when it is fine to drop the current project (saved, or the user said discard)."""
+        if self.doc is None or not self.doc.is_dirty():
+            return True
+        answer = self.dialogs.ask_save_changes(what)
+        if answer == "save":
+            return self.save()
+        if answer == "discard":
+            self.doc.discard_recovery()
+            return True
+        return False
+
+    def closeEvent(self, event) -> None:
+        if not self.maybe_save("The project"):
+            event.ignore()
+            return
+        self._save_layout()
+        self.editor.cache.shutdown()
+        event.accept()
+
+    # ------------------------------------------------------------------ drag and drop
+
+    def dragEnterEvent(self, event) -> None:
+        if _dropped_path(event.mimeData()) is not None:
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        path = _dropped_path(event.mimeData())
+        if path is not None:
+            event.acceptProposedAction()
+            self.open_project(path)
+
+    # ------------------------------------------------------------------ misc
+
+    def show_view(self, view: str) -> None:
+        """``annotate``: the canvas gets the room; ``anchors``: the debug dock gets most of it."""
+        if view == "anchors":
+            self.docks["anchors"].show()
+            self.docks["anchors"].raise_()
+            self.resizeDocks([self.docks["images"], self.docks["anchors"]], [220, 820], Qt.Orientation.Horizontal)
+            self.resizeDocks([self.docks["classes"], self.docks["anchors"]], [120, 640], Qt.Orientation.Vertical)
+
+    def show_message(self, text: str, timeout: int = 5000) -> None:
+        self.statusBar().showMessage(text, timeout)
+
+    def _update_title(self, *_args) -> None:
+        if self.doc is None:
+            return
+        project = self.doc.project
+        name = project.path.name if project.path else f"{project.image_root.name} (not saved yet)"
+        self.setWindowModified(self.doc.is_dirty())
+        self.setWindowTitle(f"DetScope — {name}[*]")
+
+
+def _dropped_path(mime) -> str | None:
+    if not mime.hasUrls():
+        return None
+    for url in mime.urls():
+        if url.isLocalFile():
+            path = Path(url.toLocalFile())
+            if path.is_dir() or path.suffix.lower() == ".json":
+                return str(path)
+    return None

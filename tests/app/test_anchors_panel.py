@@ -1,9 +1,6 @@
-"""The first DetScope window: level list, prior drawing, cell clicks, config switch, CLI."""
+"""The anchors panel (debug dock): level list, prior drawing, cell clicks, config switch."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +8,7 @@ import pytest
 import torch
 from PySide6.QtCore import Qt
 
-from app.main import has_display, main, parse_args
-from app.main_window import MAX_RECTS, MainWindow, level_row_text, shipped_configs
+from app.anchors_panel import MAX_RECTS, AnchorsPanel, level_row_text, shipped_configs
 from app.prior_view import path_to_rects, rects_to_path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,7 +17,7 @@ SSD300_PER_LEVEL = [5776, 2166, 600, 150, 36, 4]
 
 @pytest.fixture
 def window(qtbot):
-    win = MainWindow("ssd300_coco")
+    win = AnchorsPanel("ssd300_coco")
     qtbot.addWidget(win)
     win.resize(1280, 800)
     win.show()
@@ -29,7 +25,7 @@ def window(qtbot):
     return win
 
 
-def click_input_pixel(qtbot, win: MainWindow, x: float, y: float) -> None:
+def click_input_pixel(qtbot, win: AnchorsPanel, x: float, y: float) -> None:
     """Left-click the canvas viewport where input pixel (x, y) is drawn."""
     pos = win.view.data_to_viewport(x, y)
     qtbot.mouseClick(win.view.viewport(), Qt.MouseButton.LeftButton, pos=pos)
@@ -39,7 +35,7 @@ def click_input_pixel(qtbot, win: MainWindow, x: float, y: float) -> None:
 
 
 def test_window_opens_with_ssd300(window):
-    assert window.windowTitle() == "DetScope — ssd300_coco"
+    assert window.config_name == "ssd300_coco"
     assert window.config_combo.currentText() == "ssd300_coco"
     assert window.trace.input_shape == (300, 300)
     assert "SSDHead" in window.summary_text.toPlainText()
@@ -104,7 +100,7 @@ def test_gt_positives_are_drawn(window):
 
 def test_switch_config_to_retinanet(window):
     window.config_combo.setCurrentIndex(window.config_combo.findData("retinanet_r50_fpn_coco"))
-    assert window.windowTitle() == "DetScope — retinanet_r50_fpn_coco"
+    assert window.config_name == "retinanet_r50_fpn_coco"
     assert window.level_list.count() == 5
     assert window.level_list.item(0).text() == "P0  stride 8  80x80  9/cell  57600 priors"
 
@@ -142,77 +138,6 @@ def test_path_round_trip():
     assert path.elementCount() == 10
     np.testing.assert_allclose(path_to_rects(path), boxes)
     assert rects_to_path(np.zeros((0, 4))).elementCount() == 0
-
-
-# --------------------------------------------------------------------------- command line
-
-
-def test_screenshot_in_process(qapp, tmp_path):
-    out = tmp_path / "shot.png"
-    assert main(["--screenshot", str(out)]) == 0
-    data = out.read_bytes()
-    assert data.startswith(b"\x89PNG") and len(data) > 10_000
-
-
-def test_screenshot_bad_folder_fails_cleanly(qapp, tmp_path, capsys):
-    assert main(["--screenshot", str(tmp_path / "missing" / "shot.png")]) == 1
-    assert "cannot write screenshot" in capsys.readouterr().err
-
-
-def test_open_and_image_are_stored_and_reported(qapp, tmp_path, capsys):
-    out = tmp_path / "shot.png"
-    assert main(["--open", "data/coco", "--image", "3", "--screenshot", str(out)]) == 0
-    err = capsys.readouterr().err
-    assert "--open data/coco: not available yet" in err
-    assert "--image 3: not available yet" in err
-    args = parse_args(["--open", "x", "--image", "2"])
-    assert (args.open_path, args.image, args.view, args.config) == ("x", 2, "anchors", "ssd300_coco")
-
-
-def test_unknown_view_is_a_usage_error(capsys):
-    with pytest.raises(SystemExit) as exc:
-        parse_args(["--view", "losses"])
-    assert exc.value.code == 2
-    assert "--view 'losses' is not available; views: anchors" in capsys.readouterr().err
-
-
-def test_unknown_config_is_reported(capsys):
-    assert main(["--config", "no_such_config", "--screenshot", "/tmp/unused.png"]) == 2
-    assert "no config 'no_such_config'" in capsys.readouterr().err
-
-
-def test_has_display_rules():
-    assert not has_display({}, "linux")
-    assert has_display({"DISPLAY": ":0"}, "linux")
-    assert has_display({"WAYLAND_DISPLAY": "wayland-0"}, "linux")
-    assert has_display({"QT_QPA_PLATFORM": "offscreen"}, "linux")
-    assert has_display({}, "darwin") and has_display({}, "win32")
-
-
-def _env_without_display() -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
-    env["PYTHONPATH"] = str(ROOT)
-    return env
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the display check applies to Linux")
-def test_no_display_message():
-    proc = subprocess.run([sys.executable, str(ROOT / "main.py")], env=_env_without_display(), cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2
-    assert "no display" in proc.stderr
-    assert "--screenshot" in proc.stderr and "xvfb-run" in proc.stderr
-    assert "Traceback" not in proc.stderr
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the display check applies to Linux")
-def test_screenshot_subprocess_without_display(tmp_path):
-    out = tmp_path / "sub.png"
-    proc = subprocess.run([sys.executable, str(ROOT / "main.py"), "--config", "ssd512_voc", "--screenshot", str(out)],
-                          env=_env_without_display(), cwd=ROOT, capture_output=True, text=True, timeout=180)
-    assert proc.returncode == 0, proc.stderr
-    assert "Traceback" not in proc.stderr
-    assert out.stat().st_size > 10_000
 
 
 def test_demo_gt_labels_fit_single_class_config(window):

@@ -1,0 +1,119 @@
+"""One box on the canvas: a rectangle in image pixels drawn with a cosmetic pen, its label in
+screen pixels (it does not grow with the zoom), and eight resize handles when selected.
+
+The item only draws; the canvas does hit-testing and dragging and tells the editor, which
+changes the project through undo commands; the canvas then updates the item from the project.
+"""
+from __future__ import annotations
+
+from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtGui import QBrush, QColor, QFont, QFontMetricsF, QPen
+from PySide6.QtWidgets import QGraphicsItem
+
+__all__ = ["BoxItem", "LabelItem", "HANDLE_PX", "handle_points"]
+
+HANDLE_PX = 8.0          # handle square side, screen pixels
+_LABEL_FONT = QFont()
+_LABEL_FONT.setPointSizeF(8.5)
+_LABEL_METRICS = QFontMetricsF(_LABEL_FONT)
+
+
+def handle_points(rect: QRectF) -> list[QPointF]:
+    """The eight handle centres, in the order TL, T, TR, R, BR, B, BL, L."""
+    l, t, r, b = rect.left(), rect.top(), rect.right(), rect.bottom()
+    cx, cy = (l + r) / 2, (t + b) / 2
+    return [QPointF(l, t), QPointF(cx, t), QPointF(r, t), QPointF(r, cy), QPointF(r, b), QPointF(cx, b),
+            QPointF(l, b), QPointF(l, cy)]
+
+
+class LabelItem(QGraphicsItem):
+    """Class name (and score) on a filled tag, drawn at a fixed screen size."""
+
+    def __init__(self, parent: QGraphicsItem):
+        super().__init__(parent)
+        self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations, True)
+        self.text = ""
+        self.color = QColor("#ffffff")
+        self._rect = QRectF()
+
+    def set_text(self, text: str, color: QColor) -> None:
+        self.prepareGeometryChange()
+        self.text, self.color = text, QColor(color)
+        w = _LABEL_METRICS.horizontalAdvance(text) + 6
+        h = _LABEL_METRICS.height() + 2
+        self._rect = QRectF(0, -h, w, h)          # sits on top of the box's top-left corner
+        self.update()
+
+    def boundingRect(self) -> QRectF:
+        return self._rect
+
+    def paint(self, painter, _option, _widget=None) -> None:
+        if not self.text:
+            return
+        painter.fillRect(self._rect, self.color)
+        dark = self.color.lightness() > 140
+        painter.setPen(QColor("#000000") if dark else QColor("#ffffff"))
+        painter.setFont(_LABEL_FONT)
+        painter.drawText(self._rect.adjusted(3, 0, -3, 0), Qt.AlignmentFlag.AlignVCenter, self.text)
+
+
+class BoxItem(QGraphicsItem):
+    """``box_id``'s rectangle; ``dashed`` for predictions (drawn under the ground truth)."""
+
+    def __init__(self, box_id: int, *, dashed: bool = False):
+        super().__init__()
+        self.box_id = box_id
+        self.dashed = dashed
+        self.rect = QRectF()
+        self.color = QColor("#ffffff")
+        self.selected = False
+        self.view_scale = 1.0                  # screen pixels per image pixel; handles depend on it
+        self.label = LabelItem(self)
+        self.setAcceptedMouseButtons(Qt.MouseButton.NoButton)   # the canvas handles the mouse
+
+    def set_geometry(self, x1: float, y1: float, x2: float, y2: float) -> None:
+        self.prepareGeometryChange()
+        self.rect = QRectF(QPointF(x1, y1), QPointF(x2, y2)).normalized()
+        self.label.setPos(self.rect.topLeft())
+        self.update()
+
+    def set_style(self, color: QColor, text: str) -> None:
+        self.color = QColor(color)
+        self.label.set_text(text, self.color)
+        self.update()
+
+    def set_selected(self, selected: bool) -> None:
+        if selected != self.selected:
+            self.selected = selected
+            self.setZValue(2 if selected else 1)
+            self.update()
+
+    def set_view_scale(self, scale: float) -> None:
+        self.prepareGeometryChange()
+        self.view_scale = max(scale, 1e-6)
+
+    def boundingRect(self) -> QRectF:
+        m = (HANDLE_PX / 2 + 2) / self.view_scale
+        return self.rect.adjusted(-m, -m, m, m)
+
+    def paint(self, painter, _option, _widget=None) -> None:
+        pen = QPen(self.color, 3.0 if self.selected else 2.0)
+        pen.setCosmetic(True)
+        if self.dashed:
+            pen.setStyle(Qt.PenStyle.DashLine)
+        painter.setPen(pen)
+        fill = QColor(self.color)
+        fill.setAlpha(50 if self.selected else 0)
+        painter.setBrush(QBrush(fill) if self.selected else Qt.BrushStyle.NoBrush)
+        painter.drawRect(self.rect)
+        if self.selected:
+            self._paint_handles(painter)
+
+    def _paint_handles(self, painter) -> None:
+        half = HANDLE_PX / 2 / self.view_scale
+        pen = QPen(QColor("#000000"), 1.0)
+        pen.setCosmetic(True)
+        painter.setPen(pen)
+        painter.setBrush(QColor("#ffffff"))
+        for p in handle_points(self.rect):
+            painter.drawRect(QRectF(p.x() - half, p.y() - half, 2 * half, 2 * half))

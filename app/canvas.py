@@ -1,0 +1,433 @@
+"""The image canvas: zoom / pan / fit, boxes drawn in class colours, and the mouse and key
+gestures of an annotation tool (draw, select, move, resize by eight handles, nudge).
+
+Scene coordinates are image pixels (the image's top-left pixel covers [0, 1) x [0, 1)). The
+canvas never changes the project: gestures are previewed on the items and reported by signal
+(``boxDrawn``, ``boxesEdited``, ``nudgeRequested``, ...) to the editor, which pushes undo
+commands; the project's change then comes back through :meth:`set_boxes`.
+"""
+from __future__ import annotations
+
+from PySide6.QtCore import QPoint, QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QCursor, QFont, QImage, QPainter, QPixmap
+from PySide6.QtWidgets import QGraphicsPixmapItem, QGraphicsRectItem, QGraphicsScene, QGraphicsSimpleTextItem, \
+    QGraphicsView
+
+from .box_item import HANDLE_PX, BoxItem, handle_points
+
+__all__ = ["Canvas", "MIN_BOX_PX"]
+
+MIN_BOX_PX = 1.0             # a drawn or resized box narrower or lower than this (image px) is refused
+_CLICK_SLOP_PX = 3           # a press-release closer than this (screen px) is a click, not a drag
+_ZOOM_STEP = 1.0015          # per wheel-delta unit (120 per notch: x1.2 per notch)
+_MIN_SCALE, _MAX_SCALE = 0.01, 64.0
+_BACKGROUND = QColor("#1b1e24")
+_HANDLE_CURSORS = [Qt.CursorShape.SizeFDiagCursor, Qt.CursorShape.SizeVerCursor, Qt.CursorShape.SizeBDiagCursor,
+                   Qt.CursorShape.SizeHorCursor, Qt.CursorShape.SizeFDiagCursor, Qt.CursorShape.SizeVerCursor,
+                   Qt.CursorShape.SizeBDiagCursor, Qt.CursorShape.SizeHorCursor]
+
+
+class Canvas(QGraphicsView):
+    """Signals: ``boxDrawn(x1, y1, x2, y2)``; ``boxesEdited(dict id -> xyxy, kind)`` with kind
+    ``"move"`` or ``"resize"``; ``nudgeRequested(dx, dy)``; ``selectionChanged(list)``;
+    ``boxMenuRequested(id, QPoint global)``; ``cursorMoved(x, y)`` in image pixels;
+    ``message(text)`` for the status bar; ``zoomChanged(scale)``."""
+
+    boxDrawn = Signal(float, float, float, float)
+    boxesEdited = Signal(object, str)
+    nudgeRequested = Signal(float, float)
+    selectionChanged = Signal(object)
+    boxMenuRequested = Signal(int, QPoint)
+    cursorMoved = Signal(float, float)
+    message = Signal(str)
+    zoomChanged = Signal(float)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setScene(QGraphicsScene(self))
+        self.setBackgroundBrush(_BACKGROUND)
+        self.setRenderHint(QPainter.RenderHint.Antialiasing, False)
+        self.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)
+        self.setViewportUpdateMode(QGraphicsView.ViewportUpdateMode.SmartViewportUpdate)
+        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
+        self.setResizeAnchor(QGraphicsView.ViewportAnchor.AnchorViewCenter)
+        self.setMouseTracking(True)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.setAcceptDrops(False)              # drops go to the window
+        self.image: QImage | None = None
+        self.image_size = (0, 0)                # (w, h)
+        self.items: dict[int, BoxItem] = {}
+        self.selected: list[int] = []
+        self.draw_mode = False                  # W: the next drag draws even over a box
+        self._pixmap_item = QGraphicsPixmapItem()
+        self._pixmap_item.setZValue(-10)
+        self.scene().addItem(self._pixmap_item)
+        self._placeholder: list = []
+        self._draft = QGraphicsRectItem()       # the box being drawn
+        pen = self._draft.pen()
+        pen.setCosmetic(True)
+        pen.setWidthF(1.5)
+        pen.setColor(QColor("#ffffff"))
+        pen.setStyle(Qt.PenStyle.DashLine)
+        self._draft.setPen(pen)
+        self._draft.setZValue(5)
+        self._draft.hide()
+        self.scene().addItem(self._draft)
+        self._drag = None                       # the gesture in progress (dict)
+        self._space = False
+        self._fit_pending = True
+
+    # ------------------------------------------------------------------ content
+
+    def set_image(self, image: QImage | None, size: tuple[int, int], problem: str = "") -> None:
+        """Show ``image`` (or, when it is ``None``, a placeholder of ``size`` saying ``problem``)."""
+        for item in self._placeholder:
+            self.scene().removeItem(item)
+        self._placeholder = []
+        self.image = image
+        w, h = (image.width(), image.height()) if image is not None else size
+        self.image_size = (max(int(w), 1), max(int(h), 1))
+        self._pixmap_item.setPixmap(QPixmap.fromImage(image) if image is not None else QPixmap())
+        if image is None:
+            self._show_placeholder(problem)
+        self.scene().setSceneRect(QRectF(0, 0, *self.image_size))
+        self._cancel_drag()
+        self.fit()
+
+    def _show_placeholder(self, problem: str) -> None:
+        w, h = self.image_size
+        rect = QGraphicsRectItem(0, 0, w, h)
+        rect.setBrush(QColor("#3a3f4b"))
+        rect.setPen(QColor("#ff6b6b"))
+        text = QGraphicsSimpleTextItem(problem or "no image")
+        text.setBrush(QColor("#ffd0d0"))
+        font = QFont()
+        font.setPointSizeF(11)
+        text.setFont(font)
+        text.setFlag(text.GraphicsItemFlag.ItemIgnoresTransformations, True)
+        text.setPos(w * 0.03, h * 0.03)
+        for item in (rect, text):
+            item.setZValue(-9)
+            self.scene().addItem(item)
+            self._placeholder.append(item)
+
+    def set_boxes(self, boxes: list[tuple[int, tuple, QColor, str]]) -> None:
+        """Make the drawn boxes exactly ``[(id, (x1, y1, x2, y2), colour, label), ...]``."""
+        wanted = {b[0] for b in boxes}
+        for box_id in [i for i in self.items if i not in wanted]:
+            self.scene().removeItem(self.items.pop(box_id))
+        scale = self.scale_factor()
+        for z, (box_id, xyxy, color, label) in enumerate(boxes):
+            item = self.items.get(box_id)
+            if item is None:
+                item = self.items[box_id] = BoxItem(box_id)
+                item.set_view_scale(scale)
+                self.scene().addItem(item)
+            item.set_geometry(*xyxy)
+            item.set_style(color, label)
+        self._set_selected([i for i in self.selected if i in wanted], emit=True)
+
+    def box_rects(self) -> dict[int, tuple[float, float, float, float]]:
+        """What is drawn: id -> (x1, y1, x2, y2) in image pixels."""
+        return {i: (it.rect.left(), it.rect.top(), it.rect.right(), it.rect.bottom()) for i, it in self.items.items()}
+
+    # ------------------------------------------------------------------ selection
+
+    def set_selection(self, ids) -> None:
+        self._set_selected([i for i in ids if i in self.items], emit=True)
+
+    def _set_selected(self, ids: list[int], emit: bool) -> None:
+        changed = ids != self.selected
+        self.selected = list(ids)
+        for box_id, item in self.items.items():
+            item.set_selected(box_id in self.selected)
+        if changed and emit:
+            self.selectionChanged.emit(list(self.selected))
+
+    # ------------------------------------------------------------------ zoom
+
+    def scale_factor(self) -> float:
+        return self.transform().m11()
+
+    def fit(self) -> None:
+        """Fit the whole image in the window."""
+        w, h = self.image_size
+        if w <= 0 or h <= 0:
+            return
+        self.fitInView(QRectF(0, 0, w, h), Qt.AspectRatioMode.KeepAspectRatio)
+        self._fit_pending = False
+        self._after_zoom()
+
+    def actual_size(self) -> None:
+        """One image pixel per screen pixel, keeping the centre."""
+        centre = self.mapToScene(self.viewport().rect().center())
+        self.resetTransform()
+        self.centerOn(centre)
+        self._after_zoom()
+
+    def zoom_by(self, factor: float, anchor: QPoint | None = None) -> None:
+        """Zoom by ``factor`` keeping the image point under ``anchor`` (viewport px) in place."""
+        scale = self.scale_factor()
+        factor = min(max(factor, _MIN_SCALE / scale), _MAX_SCALE / scale)
+        anchor = anchor if anchor is not None else self.viewport().rect().center()
+        before = self.mapToScene(anchor)
+        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.NoAnchor)
+        self.scale(factor, factor)
+        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
+        self._scroll_to_keep(before, anchor)
+        self._fit_pending = False
+        self._after_zoom()
+
+    def _scroll_to_keep(self, scene_point: QPointF, anchor: QPoint) -> None:
+        """With scroll bars the translate above is ignored: scroll so ``scene_point`` is at ``anchor``."""
+        now = self.mapFromScene(scene_point)
+        dx, dy = now.x() - anchor.x(), now.y() - anchor.y()
+        self.horizontalScrollBar().setValue(self.horizontalScrollBar().value() + dx)
+        self.verticalScrollBar().setValue(self.verticalScrollBar().value() + dy)
+
+    def _after_zoom(self) -> None:
+        scale = self.scale_factor()
+        for item in self.items.values():
+            item.set_view_scale(scale)
+        self.zoomChanged.emit(scale)
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        if self._fit_pending:
+            self.fit()
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if self._fit_pending:
+            self.fit()
+
+    def wheelEvent(self, event) -> None:
+        delta = event.angleDelta().y() or event.angleDelta().x()
+        if delta:
+            self.zoom_by(_ZOOM_STEP ** delta, event.position().toPoint())
+        event.accept()
+
+    # ------------------------------------------------------------------ coordinates
+
+    def image_to_viewport(self, x: float, y: float) -> QPoint:
+        return self.mapFromScene(QPointF(x, y))
+
+    def _clip_point(self, p: QPointF) -> QPointF:
+        w, h = self.image_size
+        return QPointF(min(max(p.x(), 0.0), w), min(max(p.y(), 0.0), h))
+
+    # ------------------------------------------------------------------ hit testing
+
+    def box_at(self, p: QPointF) -> int | None:
+        """The smallest box whose rectangle (grown by a few screen pixels) contains ``p``."""
+        tol = 3.0 / self.scale_factor()
+        hits = [(it.rect.width() * it.rect.height(), box_id) for box_id, it in self.items.items()
+                if it.rect.adjusted(-tol, -tol, tol, tol).contains(p)]
+        return min(hits)[1] if hits else None
+
+    def handle_at(self, p: QPointF) -> tuple[int, int] | None:
+        """``(box id, handle 0..7)`` of a selected box's handle under ``p``."""
+        reach = (HANDLE_PX / 2 + 2) / self.scale_factor()
+        for box_id in reversed(self.selected):
+            for k, h in enumerate(handle_points(self.items[box_id].rect)):
+                if abs(h.x() - p.x()) <= reach and abs(h.y() - p.y()) <= reach:
+                    return box_id, k
+        return None
+
+    # ------------------------------------------------------------------ mouse
+
+    def mousePressEvent(self, event) -> None:
+        pos = event.position().toPoint()
+        if event.button() == Qt.MouseButton.MiddleButton or (
+                event.button() == Qt.MouseButton.LeftButton and self._space):
+            self._drag = {"kind": "pan", "last": pos}
+            self.viewport().setCursor(Qt.CursorShape.ClosedHandCursor)
+            return
+        if event.button() != Qt.MouseButton.LeftButton:
+            return super().mousePressEvent(event)
+        p = self.mapToScene(pos)
+        self._drag = self._start_gesture(p, pos, event.modifiers())
+
+    def _start_gesture(self, p: QPointF, pos: QPoint, modifiers) -> dict:
+        if self.draw_mode:
+            return {"kind": "draw", "start": self._clip_point(p), "press": pos}
+        handle = self.handle_at(p)
+        if handle is not None:
+            box_id, k = handle
+            return {"kind": "resize", "id": box_id, "handle": k, "orig": QRectF(self.items[box_id].rect), "press": pos}
+        box_id = self.box_at(p)
+        if box_id is None:
+            self._set_selected([], emit=True)
+            return {"kind": "draw", "start": self._clip_point(p), "press": pos}
+        if modifiers & Qt.KeyboardModifier.ControlModifier:
+            ids = [i for i in self.selected if i != box_id] if box_id in self.selected else self.selected + [box_id]
+            self._set_selected(ids, emit=True)
+            return {"kind": "none"}
+        if box_id not in self.selected:
+            self._set_selected([box_id], emit=True)
+        return {"kind": "move", "start": p, "press": pos,
+                "orig": {i: QRectF(self.items[i].rect) for i in self.selected}}
+
+    def mouseMoveEvent(self, event) -> None:
+        pos = event.position().toPoint()
+        p = self.mapToScene(pos)
+        self.cursorMoved.emit(p.x(), p.y())
+        drag = self._drag
+        if drag is None:
+            self._update_hover_cursor(p)
+            return
+        if drag["kind"] == "pan":
+            delta = pos - drag["last"]
+            drag["last"] = pos
+            self.horizontalScrollBar().setValue(self.horizontalScrollBar().value() - delta.x())
+            self.verticalScrollBar().setValue(self.verticalScrollBar().value() - delta.y())
+        elif drag["kind"] == "draw":
+            self._draft.setRect(QRectF(drag["start"], self._clip_point(p)).normalized())
+            self._draft.setVisible(self._dragged(drag, pos))
+        elif drag["kind"] == "move" and self._dragged(drag, pos):
+            self._preview_move(drag, p)
+        elif drag["kind"] == "resize":
+            self._preview_resize(drag, p)
+
+    def _dragged(self, drag: dict, pos: QPoint) -> bool:
+        return (pos - drag["press"]).manhattanLength() >= _CLICK_SLOP_PX
+
+    def _preview_move(self, drag: dict, p: QPointF) -> None:
+        dx, dy = p.x() - drag["start"].x(), p.y() - drag["start"].y()
+        w, h = self.image_size
+        rects = drag["orig"].values()
+        dx = min(max(dx, -min(r.left() for r in rects)), w - max(r.right() for r in rects))   # stay inside
+        dy = min(max(dy, -min(r.top() for r in rects)), h - max(r.bottom() for r in rects))
+        for box_id, r in drag["orig"].items():
+            moved = r.translated(dx, dy)
+            self.items[box_id].set_geometry(moved.left(), moved.top(), moved.right(), moved.bottom())
+        drag["moved"] = (dx, dy)
+
+    def _preview_resize(self, drag: dict, p: QPointF) -> None:
+        r = QRectF(drag["orig"])
+        p = self._clip_point(p)
+        k = drag["handle"]
+        if k in (0, 6, 7):
+            r.setLeft(p.x())
+        if k in (2, 3, 4):
+            r.setRight(p.x())
+        if k in (0, 1, 2):
+            r.setTop(p.y())
+        if k in (4, 5, 6):
+            r.setBottom(p.y())
+        r = r.normalized()
+        self.items[drag["id"]].set_geometry(r.left(), r.top(), r.right(), r.bottom())
+        drag["rect"] = r
+
+    def mouseReleaseEvent(self, event) -> None:
+        drag, self._drag = self._drag, None
+        if drag is None:
+            return super().mouseReleaseEvent(event)
+        kind = drag["kind"]
+        if kind == "pan":
+            self._update_hover_cursor(self.mapToScene(event.position().toPoint()))
+        elif kind == "draw":
+            self._finish_draw(drag, event.position().toPoint())
+        elif kind == "move" and "moved" in drag:
+            self._finish_move(drag)
+        elif kind == "resize" and "rect" in drag:
+            self._finish_resize(drag)
+
+    def _finish_draw(self, drag: dict, pos: QPoint) -> None:
+        self._draft.hide()
+        self.draw_mode = False
+        if not self._dragged(drag, pos):
+            return
+        r = QRectF(drag["start"], self._clip_point(self.mapToScene(pos))).normalized()
+        if r.width() < MIN_BOX_PX or r.height() < MIN_BOX_PX:
+            self.message.emit(f"box refused: {r.width():.1f} x {r.height():.1f} px is degenerate "
+                              f"(at least {MIN_BOX_PX:g} px each way)")
+            return
+        self.boxDrawn.emit(r.left(), r.top(), r.right(), r.bottom())
+
+    def _finish_move(self, drag: dict) -> None:
+        dx, dy = drag["moved"]
+        if dx == 0 and dy == 0:
+            return
+        new = {i: (r.left() + dx, r.top() + dy, r.right() + dx, r.bottom() + dy) for i, r in drag["orig"].items()}
+        self.boxesEdited.emit(new, "move")
+
+    def _finish_resize(self, drag: dict) -> None:
+        r, orig = drag["rect"], drag["orig"]
+        if r.width() < MIN_BOX_PX or r.height() < MIN_BOX_PX:
+            self.items[drag["id"]].set_geometry(orig.left(), orig.top(), orig.right(), orig.bottom())
+            self.message.emit(f"resize refused: {r.width():.1f} x {r.height():.1f} px is degenerate")
+            return
+        if r != orig:
+            self.boxesEdited.emit({drag["id"]: (r.left(), r.top(), r.right(), r.bottom())}, "resize")
+
+    def _cancel_drag(self) -> None:
+        drag, self._drag = self._drag, None
+        self._draft.hide()
+        if drag and drag["kind"] == "move":
+            for box_id, r in drag["orig"].items():
+                if box_id in self.items:
+                    self.items[box_id].set_geometry(r.left(), r.top(), r.right(), r.bottom())
+        if drag and drag["kind"] == "resize" and drag["id"] in self.items:
+            r = drag["orig"]
+            self.items[drag["id"]].set_geometry(r.left(), r.top(), r.right(), r.bottom())
+
+    def mouseDoubleClickEvent(self, event) -> None:
+        box_id = self.box_at(self.mapToScene(event.position().toPoint()))
+        if box_id is not None and event.button() == Qt.MouseButton.LeftButton:
+            self._set_selected([box_id], emit=True)
+            self.boxMenuRequested.emit(box_id, event.globalPosition().toPoint())
+
+    def contextMenuEvent(self, event) -> None:
+        box_id = self.box_at(self.mapToScene(event.pos()))
+        if box_id is not None:
+            if box_id not in self.selected:
+                self._set_selected([box_id], emit=True)
+            self.boxMenuRequested.emit(box_id, event.globalPos())
+
+    def _update_hover_cursor(self, p: QPointF) -> None:
+        if self._space:
+            shape = Qt.CursorShape.OpenHandCursor
+        elif self.draw_mode:
+            shape = Qt.CursorShape.CrossCursor
+        elif (handle := self.handle_at(p)) is not None:
+            shape = _HANDLE_CURSORS[handle[1]]
+        elif self.box_at(p) is not None:
+            shape = Qt.CursorShape.SizeAllCursor
+        else:
+            shape = Qt.CursorShape.CrossCursor
+        self.viewport().setCursor(QCursor(shape))
+
+    # ------------------------------------------------------------------ keys
+
+    def keyPressEvent(self, event) -> None:
+        key = event.key()
+        if key == Qt.Key.Key_Space and not event.isAutoRepeat():
+            self._space = True
+            self.viewport().setCursor(Qt.CursorShape.OpenHandCursor)
+            return
+        arrows = {Qt.Key.Key_Left: (-1, 0), Qt.Key.Key_Right: (1, 0), Qt.Key.Key_Up: (0, -1), Qt.Key.Key_Down: (0, 1)}
+        if key in arrows and self.selected:
+            step = 10.0 if event.modifiers() & Qt.KeyboardModifier.ShiftModifier else 1.0
+            dx, dy = arrows[key]
+            self.nudgeRequested.emit(dx * step, dy * step)
+            return
+        if key == Qt.Key.Key_Escape:
+            self._cancel_drag()
+            self.draw_mode = False
+            self._set_selected([], emit=True)
+            return
+        super().keyPressEvent(event)
+
+    def keyReleaseEvent(self, event) -> None:
+        if event.key() == Qt.Key.Key_Space and not event.isAutoRepeat():
+            self._space = False
+            self.viewport().setCursor(Qt.CursorShape.CrossCursor)
+            return
+        super().keyReleaseEvent(event)
+
+    def start_draw_mode(self) -> None:
+        """W: the next drag draws a box, even when it starts on an existing box."""
+        self.draw_mode = True
+        self.viewport().setCursor(Qt.CursorShape.CrossCursor)
+        self.message.emit("draw mode: drag to draw a box (Esc cancels)")

@@ -1,0 +1,169 @@
+"""Every question the window asks the user, in one object. Tests swap in an object with the
+same methods that answers without showing a modal dialog."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFileDialog, QInputDialog, QLabel,
+                               QMessageBox, QPlainTextEdit, QRadioButton, QVBoxLayout)
+
+__all__ = ["Dialogs", "ConsoleDialogs", "ProblemsDialog", "SHORTCUTS"]
+
+SHORTCUTS = [
+    ("N / D", "next image"), ("P / A", "previous image"), ("W", "draw a box (next drag draws, even over a box)"),
+    ("drag on empty image", "draw a box"), ("click", "select a box (Ctrl+click: add to the selection)"),
+    ("drag a box / a handle", "move / resize it"), ("arrows (Shift: x10)", "nudge the selected boxes by 1 px"),
+    ("1 … 9", "class of the selected boxes (and of the next box)"),
+    ("right-click / double-click", "class popup for a box"), ("Del / Backspace", "delete the selected boxes"),
+    ("Ctrl+C / Ctrl+V", "copy / paste boxes (also into another image)"), ("Ctrl+D", "duplicate the selected boxes"),
+    ("Ctrl+Z / Ctrl+Y", "undo / redo (per image)"), ("Ctrl+S", "save"), ("Ctrl+Shift+S", "save as"),
+    ("F / Ctrl+0", "fit the image to the window"), ("Ctrl+1", "1:1 (one image pixel per screen pixel)"),
+    ("wheel / Ctrl+wheel", "zoom around the cursor"), ("middle drag / Space+drag", "pan"),
+    ("Esc", "cancel drawing, clear the selection"), ("Ctrl+O", "open a COCO JSON"), ("Ctrl+Shift+O", "open a folder"),
+]
+
+
+class ProblemsDialog(QDialog):
+    """What an open skipped or repaired, one line per record, copyable."""
+
+    def __init__(self, title: str, lines: list[str], parent=None):
+        super().__init__(parent)
+        self.setWindowTitle(title)
+        self.resize(820, 420)
+        text = QPlainTextEdit("\n".join(lines))
+        text.setReadOnly(True)
+        text.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(QLabel(f"{len(lines)} problem(s). What was valid is open; these were not used:"))
+        layout.addWidget(text)
+        layout.addWidget(buttons)
+
+
+class _DeleteClassDialog(QDialog):
+    def __init__(self, name: str, count: int, others: list[tuple[int, str]], parent=None):
+        super().__init__(parent)
+        self.setWindowTitle(f"Delete class {name!r}")
+        self.delete_boxes = QRadioButton(f"Delete its {count} box(es) too")
+        self.move_boxes = QRadioButton("Give its boxes another class:")
+        self.target = QComboBox()
+        for cat_id, other in others:
+            self.target.addItem(other, cat_id)
+        self.delete_boxes.setChecked(True)
+        self.move_boxes.setEnabled(bool(others))
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(QLabel(f"Class {name!r} has {count} box(es). Undo history of the images they are in "
+                                "is cleared (this cannot be undone)."))
+        for widget in (self.delete_boxes, self.move_boxes, self.target, buttons):
+            layout.addWidget(widget)
+
+
+class Dialogs:
+    """Modal questions, parented to ``window``."""
+
+    def __init__(self, window):
+        self.window = window
+
+    def error(self, title: str, text: str) -> None:
+        QMessageBox.critical(self.window, title, text)
+
+    def info(self, title: str, text: str) -> None:
+        QMessageBox.information(self.window, title, text)
+
+    def show_problems(self, title: str, lines: list[str]) -> None:
+        ProblemsDialog(title, lines, self.window).exec()
+
+    def ask_save_changes(self, what: str) -> str:
+        """``"save"``, ``"discard"`` or ``"cancel"``."""
+        box = QMessageBox(QMessageBox.Icon.Warning, "Unsaved edits", f"{what} has unsaved edits. Save them?",
+                          QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard
+                          | QMessageBox.StandardButton.Cancel, self.window)
+        box.setDefaultButton(QMessageBox.StandardButton.Save)
+        answer = box.exec()
+        return {QMessageBox.StandardButton.Save: "save",
+                QMessageBox.StandardButton.Discard: "discard"}.get(QMessageBox.StandardButton(answer), "cancel")
+
+    def ask_recover(self, what: str, saved_at: float) -> bool:
+        when = datetime.fromtimestamp(saved_at).strftime("%Y-%m-%d %H:%M:%S")
+        answer = QMessageBox.question(
+            self.window, "Recover unsaved edits?",
+            f"DetScope closed without saving edits to {what}.\nThey were autosaved at {when}.\n\n"
+            "Recover them? (No discards them.)")
+        return answer == QMessageBox.StandardButton.Yes
+
+    def ask_class_name(self, existing: list[str], title: str = "New class", initial: str = "") -> str | None:
+        name, ok = QInputDialog.getText(self.window, title, "Class name:", text=initial)
+        return name.strip() if ok and name.strip() else None
+
+    def ask_merge_target(self, name: str, others: list[tuple[int, str]]) -> int | None:
+        names = [n for _, n in others]
+        choice, ok = QInputDialog.getItem(self.window, f"Merge {name!r}",
+                                          f"Give every {name!r} box this class, then delete {name!r}:",
+                                          names, 0, False)
+        return others[names.index(choice)][0] if ok and choice in names else None
+
+    def ask_delete_class(self, name: str, count: int, others: list[tuple[int, str]]) -> tuple[bool, int | None]:
+        """``(confirmed, reassign_to)`` with ``reassign_to`` None meaning delete its boxes."""
+        dialog = _DeleteClassDialog(name, count, others, self.window)
+        if dialog.exec() != QDialog.DialogCode.Accepted:
+            return False, None
+        return True, (dialog.target.currentData() if dialog.move_boxes.isChecked() else None)
+
+    def ask_open_json(self, folder: str) -> str | None:
+        path, _ = QFileDialog.getOpenFileName(self.window, "Open COCO JSON", folder, "COCO JSON (*.json);;All files (*)")
+        return path or None
+
+    def ask_open_folder(self, folder: str, title: str = "Open a Pascal VOC folder or a folder of images") -> str | None:
+        return QFileDialog.getExistingDirectory(self.window, title, folder) or None
+
+    def ask_save_path(self, folder: str) -> str | None:
+        path, _ = QFileDialog.getSaveFileName(self.window, "Save COCO JSON", folder, "COCO JSON (*.json)")
+        if path and not path.lower().endswith(".json"):
+            path += ".json"
+        return path or None
+
+    def show_shortcuts(self) -> None:
+        rows = "".join(f"<tr><td><b>{k}</b>&nbsp;&nbsp;</td><td>{v}</td></tr>" for k, v in SHORTCUTS)
+        box = QMessageBox(self.window)
+        box.setWindowTitle("Keyboard shortcuts")
+        box.setTextFormat(Qt.TextFormat.RichText)
+        box.setText(f"<table>{rows}</table>")
+        box.exec()
+
+
+class ConsoleDialogs:
+    """For ``--screenshot`` runs, where nobody can answer: messages go to stderr and every
+    question gets the answer that changes nothing (keep the recovery file, do not save)."""
+
+    def __init__(self, stream=None):
+        import sys
+        self.stream = stream or sys.stderr
+
+    def _say(self, text: str) -> None:
+        print(f"detscope: {text}", file=self.stream)
+
+    def error(self, title: str, text: str) -> None:
+        self._say(f"{title}: {text}")
+
+    info = error
+
+    def show_problems(self, title: str, lines: list[str]) -> None:
+        self._say(f"{title}: {len(lines)} problem(s)")
+        for line in lines[:20]:
+            self._say(f"  {line}")
+
+    def ask_save_changes(self, what: str) -> str:
+        return "cancel"
+
+    def ask_recover(self, what: str, saved_at: float) -> bool:
+        return False
+
+    def __getattr__(self, name: str):
+        if name.startswith("ask_") or name == "show_shortcuts":
+            return lambda *args, **kwargs: None
+        raise AttributeError(name)

@@ -1,0 +1,197 @@
+"""The image list: file name, box count, a mark for unsaved edits (●) or an unreadable image (⚠),
+filtered by name and by class. A model over the project (no copy), so 5,000 images list at once."""
+from __future__ import annotations
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt, Signal
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import QAbstractItemView, QComboBox, QHBoxLayout, QHeaderView, QLineEdit, QTableView, \
+    QVBoxLayout, QWidget
+
+__all__ = ["ImageListPanel", "ImageTableModel", "UNSAVED_MARK", "PROBLEM_MARK"]
+
+UNSAVED_MARK = "●"
+PROBLEM_MARK = "⚠"
+COLUMNS = ("", "#", "File", "Boxes")
+
+
+class ImageTableModel(QAbstractTableModel):
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.doc = None
+        self.problems: dict[int, str] = {}
+
+    def set_document(self, doc) -> None:
+        self.beginResetModel()
+        self.doc = doc
+        self.problems = {}
+        self.endResetModel()
+
+    def rowCount(self, parent=QModelIndex()) -> int:
+        return 0 if parent.isValid() or self.doc is None else len(self.doc.project.images)
+
+    def columnCount(self, parent=QModelIndex()) -> int:
+        return len(COLUMNS)
+
+    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return COLUMNS[section]
+        return None
+
+    def data(self, index: QModelIndex, role=Qt.ItemDataRole.DisplayRole):
+        row, col = index.row(), index.column()
+        record = self.doc.project.images[row]
+        if role == Qt.ItemDataRole.DisplayRole:
+            if col == 0:
+                return self.mark(row)
+            return (row + 1, record.file_name, len(record.boxes))[col - 1]
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return self.problems.get(row) or (f"{record.file_name}: unsaved edits" if self.mark(row) else record.file_name)
+        if role == Qt.ItemDataRole.ForegroundRole and row in self.problems:
+            return QColor("#d03030")
+        if role == Qt.ItemDataRole.TextAlignmentRole and col in (1, 3):
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        if role == Qt.ItemDataRole.UserRole:
+            return row
+        return None
+
+    def mark(self, row: int) -> str:
+        if row in self.problems:
+            return PROBLEM_MARK
+        return UNSAVED_MARK if self.doc.is_image_dirty(row) else ""
+
+    def refresh_row(self, row: int) -> None:
+        if 0 <= row < self.rowCount():
+            self.dataChanged.emit(self.index(row, 0), self.index(row, len(COLUMNS) - 1))
+
+    def set_problem(self, row: int, text: str) -> None:
+        if text:
+            self.problems[row] = text
+        else:
+            self.problems.pop(row, None)
+        self.refresh_row(row)
+
+
+class _Filter(QSortFilterProxyModel):
+    """Rows whose file name contains the text (any case) and that hold a box of the class."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.text = ""
+        self.cat_id: int | None = None
+
+    def set_filter(self, text: str, cat_id: int | None) -> None:
+        self.beginFilterChange()
+        self.text, self.cat_id = text.lower(), cat_id
+        self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+
+    def filterAcceptsRow(self, row: int, parent) -> bool:
+        record = self.sourceModel().doc.project.images[row]
+        if self.text and self.text not in record.file_name.lower():
+            return False
+        return self.cat_id is None or any(b.category_id == self.cat_id for b in record.boxes)
+
+    def lessThan(self, left, right) -> bool:
+        a, b = self.sourceModel().data(left), self.sourceModel().data(right)
+        if isinstance(a, int) and isinstance(b, int):
+            return a < b
+        return str(a).lower() < str(b).lower()
+
+
+class ImageListPanel(QWidget):
+    """Signal ``imageSelected(index)`` (index into the project's images)."""
+
+    imageSelected = Signal(int)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.model = ImageTableModel(self)
+        self.proxy = _Filter(self)
+        self.proxy.setSourceModel(self.model)
+        self._build()
+
+    def _build(self) -> None:
+        self.filter_edit = QLineEdit()
+        self.filter_edit.setPlaceholderText("Filter by name")
+        self.filter_edit.setClearButtonEnabled(True)
+        self.class_combo = QComboBox()
+        self.class_combo.setToolTip("Show only images with a box of this class")
+        self.table = QTableView()
+        self.table.setModel(self.proxy)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSortingEnabled(True)
+        self.table.sortByColumn(1, Qt.SortOrder.AscendingOrder)
+        self.table.verticalHeader().hide()
+        self.table.verticalHeader().setDefaultSectionSize(20)
+        self.table.setWordWrap(False)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        for col, width in ((0, 22), (1, 44), (3, 46)):
+            header.setSectionResizeMode(col, QHeaderView.ResizeMode.Fixed)
+            header.resizeSection(col, width)
+        top = QHBoxLayout()
+        top.addWidget(self.filter_edit, 2)
+        top.addWidget(self.class_combo, 1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        layout.addLayout(top)
+        layout.addWidget(self.table)
+        self.filter_edit.textChanged.connect(self._apply_filter)
+        self.class_combo.currentIndexChanged.connect(self._apply_filter)
+        self.table.selectionModel().currentRowChanged.connect(self._on_current_changed)
+
+    def set_document(self, doc) -> None:
+        self.model.set_document(doc)
+        doc.boxesChanged.connect(self.model.refresh_row)
+        doc.dirtyChanged.connect(self._on_dirty_changed)
+        doc.categoriesChanged.connect(self.refresh_classes)
+        self.refresh_classes()
+
+    def refresh_classes(self) -> None:
+        current = self.class_combo.currentData()
+        self.class_combo.blockSignals(True)
+        self.class_combo.clear()
+        self.class_combo.addItem("All classes", None)
+        for c in self.model.doc.project.categories:
+            self.class_combo.addItem(c.name, c.id)
+        found = self.class_combo.findData(current)
+        self.class_combo.setCurrentIndex(max(found, 0))
+        self.class_combo.blockSignals(False)
+        self._apply_filter()
+
+    def _on_dirty_changed(self, image: int) -> None:
+        if image < 0:
+            n = self.model.rowCount()
+            if n:
+                self.model.dataChanged.emit(self.model.index(0, 0), self.model.index(n - 1, 0))
+        else:
+            self.model.refresh_row(image)
+
+    def _apply_filter(self, *_args) -> None:
+        self.proxy.set_filter(self.filter_edit.text(), self.class_combo.currentData())
+
+    def _on_current_changed(self, current: QModelIndex, _previous) -> None:
+        if current.isValid():
+            self.imageSelected.emit(self.proxy.mapToSource(current).row())
+
+    def select_image(self, index: int) -> None:
+        """Make ``index`` the current row (clears the filter if it hides that image)."""
+        proxy_index = self.proxy.mapFromSource(self.model.index(index, 0))
+        if not proxy_index.isValid():
+            self.filter_edit.clear()
+            self.class_combo.setCurrentIndex(0)
+            proxy_index = self.proxy.mapFromSource(self.model.index(index, 0))
+        self.table.setCurrentIndex(proxy_index)
+        self.table.scrollTo(proxy_index)
+
+    def neighbour(self, index: int, step: int) -> int | None:
+        """The image ``step`` rows away from ``index`` in the list as shown (filtered, sorted)."""
+        proxy_index = self.proxy.mapFromSource(self.model.index(index, 0))
+        row = proxy_index.row() + step if proxy_index.isValid() else 0
+        if not 0 <= row < self.proxy.rowCount():
+            return None
+        return self.proxy.mapToSource(self.proxy.index(row, 0)).row()
+
+    def visible_count(self) -> int:
+        return self.proxy.rowCount()

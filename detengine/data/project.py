@@ -1,0 +1,467 @@
+"""An annotation project: images, categories and boxes that the GUI edits and saves as COCO JSON.
+
+Qt-free plain data (the window wraps it with undo commands and signals). Boxes are xyxy float
+in original image pixels (rule 3); COCO ``[x, y, w, h]`` appears only in :meth:`from_coco` and
+:meth:`AnnotationProject.to_coco`. Ids are COCO's and stay stable: an annotation keeps its id
+through edits, a new box gets ``max id + 1``, a category keeps its id through renames, and
+fields DetScope does not know (``segmentation``, ``attributes``, ``license``, ...) are kept in
+``extra`` and written back unchanged.
+
+Opening never fails on one bad record: problems (malformed records, degenerate boxes, missing
+images) are collected in ``problems`` for the GUI to list; a file that cannot be read at all
+raises :class:`DatasetError` naming it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+from ..io import atomic_write_text
+from .coco import load_coco_checked
+from .errors import DatasetError, DatasetProblem, shorten_json
+
+__all__ = ["Box", "Category", "ImageRecord", "AnnotationProject", "IMAGE_EXTENSIONS", "natural_key",
+           "find_image_root", "sample_project"]
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+IMAGE_ROOT_KEY = "detscope_image_root"     # in COCO ``info``: the image folder, relative to the JSON
+_BOX_KEYS = {"id", "image_id", "category_id", "bbox", "iscrowd", "area"}
+_IMAGE_KEYS = {"id", "file_name", "width", "height"}
+_CATEGORY_KEYS = {"id", "name", "supercategory"}
+
+
+def natural_key(text: str) -> list:
+    """Sort key that orders ``img2`` before ``img10``."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", text)]
+
+
+@dataclass(frozen=True)
+class Category:
+    id: int
+    name: str
+    supercategory: str = ""
+    extra: dict = field(default_factory=dict, compare=False)
+
+    def to_coco(self) -> dict:
+        out = {**self.extra, "id": self.id, "name": self.name}
+        if self.supercategory or "supercategory" in self.extra:
+            out["supercategory"] = self.supercategory
+        return out
+
+
+@dataclass(frozen=True)
+class Box:
+    """One annotation: ``x1 < x2``, ``y1 < y2`` in original pixels. Immutable: edits make a new
+    ``Box`` with the same ``id`` (``box.replace(x1=...)``), which keeps undo commands simple."""
+
+    id: int
+    category_id: int
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    iscrowd: int = 0
+    extra: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def width(self) -> float:
+        return self.x2 - self.x1
+
+    @property
+    def height(self) -> float:
+        return self.y2 - self.y1
+
+    @property
+    def xyxy(self) -> tuple[float, float, float, float]:
+        return (self.x1, self.y1, self.x2, self.y2)
+
+    def replace(self, **changes) -> "Box":
+        return dataclasses.replace(self, **changes)
+
+    def to_coco(self, image_id: int) -> dict:
+        w, h = self.width, self.height
+        return {**self.extra, "id": self.id, "image_id": image_id, "category_id": self.category_id,
+                "bbox": [_tidy(self.x1), _tidy(self.y1), _tidy(w), _tidy(h)], "area": _tidy(w * h),
+                "iscrowd": self.iscrowd}
+
+
+def _tidy(value: float) -> float | int:
+    """Whole numbers as int in the JSON (``12`` not ``12.0``), others rounded to 1e-3 px."""
+    value = round(float(value), 3)
+    return int(value) if value.is_integer() else value
+
+
+@dataclass
+class ImageRecord:
+    """One image of the project; ``width``/``height`` may be ``None`` until the image is read."""
+
+    id: int
+    file_name: str
+    width: int | None = None
+    height: int | None = None
+    boxes: list[Box] = field(default_factory=list)
+    extra: dict = field(default_factory=dict)
+
+    def to_coco(self) -> dict:
+        out = {**self.extra, "id": self.id, "file_name": self.file_name}
+        if self.width is not None and self.height is not None:
+            out["width"], out["height"] = int(self.width), int(self.height)
+        return out
+
+    def box_index(self, box_id: int) -> int:
+        for i, box in enumerate(self.boxes):
+            if box.id == box_id:
+                return i
+        raise KeyError(f"image {self.file_name!r} has no box with id {box_id}")
+
+
+class AnnotationProject:
+    """Images, categories and boxes, plus where they came from (``path`` of the COCO JSON, or
+    ``None`` for a folder not saved yet, and ``image_root`` that ``file_name`` is relative to)."""
+
+    def __init__(self, images: list[ImageRecord], categories: list[Category], *, image_root,
+                 path=None, kind: str = "coco", info: dict | None = None, extra: dict | None = None,
+                 problems: Iterable[DatasetProblem] = ()):
+        self.images = images
+        self.categories = list(categories)
+        self.image_root = Path(image_root)
+        self.path = None if path is None else Path(path)
+        self.kind = kind
+        self.info = dict(info or {})
+        self.extra = dict(extra or {})          # other top-level keys (licenses, ...)
+        self.problems = list(problems)
+        self.image_root_found = True            # False: a COCO file whose images were not found near it
+        self._next_box_id = 1 + max((b.id for im in images for b in im.boxes), default=0)
+
+    # ------------------------------------------------------------------ opening
+
+    @classmethod
+    def open(cls, path, *, image_root=None, size_of: Callable | None = None) -> "AnnotationProject":
+        """Open a COCO JSON file, a Pascal VOC folder or a plain image folder, by what ``path`` is."""
+        path = Path(path)
+        if path.is_file():
+            return cls.from_coco(path, image_root=image_root)
+        if not path.is_dir():
+            raise DatasetError(f"{path}: no such file or folder", path=path)
+        if (path / "Annotations").is_dir() and (path / "JPEGImages").is_dir():
+            return cls.from_voc(path)
+        return cls.from_folder(path, size_of=size_of)
+
+    @classmethod
+    def from_coco(cls, path, *, image_root=None) -> "AnnotationProject":
+        path = Path(path).absolute()
+        data, problems = load_coco_checked(path, lenient=True)
+        info = data.get("info") if isinstance(data.get("info"), dict) else {}
+        root = Path(image_root).absolute() if image_root is not None else find_image_root(path, data)
+        images = {im["id"]: _image_record(im) for im in data["images"]}
+        for i, ann in enumerate(data["annotations"]):
+            box, problem = _box_from_coco(ann)
+            if problem:
+                problems.append(DatasetProblem(str(path), "annotations", i, shorten_json(ann), problem))
+                continue
+            images[ann["image_id"]].boxes.append(box)
+        categories = [Category(c["id"], c["name"], c.get("supercategory", "") or "",
+                               {k: v for k, v in c.items() if k not in _CATEGORY_KEYS})
+                      for c in data["categories"]]
+        extra = {k: v for k, v in data.items() if k not in ("info", "images", "annotations", "categories")}
+        project = cls(list(images.values()), categories, image_root=root or path.parent, path=path, kind="coco",
+                      info=info, extra=extra, problems=problems)
+        project.image_root_found = root is not None
+        return project
+
+    @classmethod
+    def from_voc(cls, root) -> "AnnotationProject":
+        """Every ``Annotations/*.xml`` of a VOC folder; categories numbered 1..K by name. VOC's
+        1-based corners become 0-based pixels (``xmin - 1``, ``xmax``), so a box covers exactly
+        the pixels the XML names; ``difficult`` objects become ``iscrowd`` boxes (ignored)."""
+        root = Path(root).absolute()
+        problems: list[DatasetProblem] = []
+        parsed = []
+        for xml_path in sorted((root / "Annotations").glob("*.xml"), key=lambda p: natural_key(p.name)):
+            try:
+                parsed.append(_parse_voc_xml(xml_path, root))
+            except DatasetError as exc:
+                problems.append(DatasetProblem(str(xml_path), "Annotations", -1, "", str(exc)))
+        names = sorted({obj[0] for _, _, _, objs in parsed for obj in objs})
+        cat_id = {name: i for i, name in enumerate(names, start=1)}
+        images, next_id = [], 1
+        for image_id, (file_name, width, height, objects) in enumerate(parsed, start=1):
+            record = ImageRecord(image_id, file_name, width, height)
+            for name, xyxy, difficult in objects:
+                record.boxes.append(Box(next_id, cat_id[name], *xyxy, iscrowd=int(difficult)))
+                next_id += 1
+            images.append(record)
+        categories = [Category(i, name) for name, i in cat_id.items()]
+        return cls(images, categories, image_root=root / "JPEGImages", kind="voc", problems=problems)
+
+    @classmethod
+    def from_folder(cls, root, *, size_of: Callable | None = None) -> "AnnotationProject":
+        """An empty project over every image file under ``root`` (sub-folders included).
+        ``size_of(path) -> (w, h) | None`` fills image sizes (the GUI passes a header reader)."""
+        root = Path(root).absolute()
+        files = sorted((p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()),
+                       key=lambda p: natural_key(p.relative_to(root).as_posix()))
+        images = []
+        for image_id, p in enumerate(files, start=1):
+            size = size_of(p) if size_of else None
+            w, h = size if size else (None, None)
+            images.append(ImageRecord(image_id, p.relative_to(root).as_posix(), w, h))
+        if not images:
+            raise DatasetError(f"{root}: no image files ({', '.join(IMAGE_EXTENSIONS)}) in this folder "
+                               "or its sub-folders", path=root)
+        return cls(images, [], image_root=root, kind="folder")
+
+    # ------------------------------------------------------------------ saving
+
+    def to_coco(self, path=None) -> dict:
+        """The project as a COCO dict; ``info`` records the image folder relative to ``path``
+        (the JSON's future location) when it is not the JSON's own folder."""
+        info = dict(self.info)
+        info.pop(IMAGE_ROOT_KEY, None)
+        target = Path(path).absolute() if path is not None else self.path
+        if target is not None and self.image_root != target.parent:
+            info[IMAGE_ROOT_KEY] = _portable_path(self.image_root, target.parent)
+        images = [im.to_coco() for im in self.images]
+        annotations = [box.to_coco(im.id) for im in self.images for box in im.boxes]
+        categories = [c.to_coco() for c in self.categories]
+        return {**self.extra, "info": info, "images": images, "annotations": annotations,
+                "categories": categories}
+
+    def save(self, path=None) -> Path:
+        """Write the project as COCO JSON atomically (to ``path``, else to where it came from)
+        and make ``path`` the project's file."""
+        target = Path(path).absolute() if path is not None else self.path
+        if target is None:
+            raise DatasetError("this project has no file yet: save it with a path", path=None)
+        atomic_write_text(target, json.dumps(self.to_coco(target), separators=(",", ":")))
+        self.path, self.kind = target, "coco"
+        return target
+
+    # ------------------------------------------------------------------ queries
+
+    def image_path(self, index: int) -> Path:
+        return self.image_root / self.images[index].file_name
+
+    def category(self, cat_id: int) -> Category:
+        for c in self.categories:
+            if c.id == cat_id:
+                return c
+        raise KeyError(f"no category with id {cat_id}")
+
+    def category_ids(self) -> list[int]:
+        return [c.id for c in self.categories]
+
+    def category_counts(self) -> dict[int, int]:
+        counts = {c.id: 0 for c in self.categories}
+        for im in self.images:
+            for box in im.boxes:
+                counts[box.category_id] = counts.get(box.category_id, 0) + 1
+        return counts
+
+    @property
+    def num_boxes(self) -> int:
+        return sum(len(im.boxes) for im in self.images)
+
+    # ------------------------------------------------------------------ edits (the GUI wraps these in undo commands)
+
+    def new_box_id(self) -> int:
+        box_id = self._next_box_id
+        self._next_box_id += 1
+        return box_id
+
+    def insert_box(self, image: int, box: Box, position: int | None = None) -> None:
+        boxes = self.images[image].boxes
+        boxes.insert(len(boxes) if position is None else position, box)
+        self._next_box_id = max(self._next_box_id, box.id + 1)
+
+    def remove_box(self, image: int, box_id: int) -> tuple[int, Box]:
+        """Remove a box; returns ``(position, box)`` so an undo can put it back where it was."""
+        record = self.images[image]
+        position = record.box_index(box_id)
+        return position, record.boxes.pop(position)
+
+    def replace_box(self, image: int, box: Box) -> Box:
+        """Put ``box`` in place of the box with the same id; returns the old one."""
+        record = self.images[image]
+        position = record.box_index(box.id)
+        old, record.boxes[position] = record.boxes[position], box
+        return old
+
+    def add_category(self, name: str) -> Category:
+        name = name.strip()
+        if not name:
+            raise ValueError("a class name cannot be empty")
+        if any(c.name == name for c in self.categories):
+            raise ValueError(f"a class named {name!r} already exists")
+        category = Category(1 + max(self.category_ids(), default=0), name)
+        self.categories.append(category)
+        return category
+
+    def rename_category(self, cat_id: int, name: str) -> None:
+        name = name.strip()
+        if not name:
+            raise ValueError("a class name cannot be empty")
+        if any(c.name == name and c.id != cat_id for c in self.categories):
+            raise ValueError(f"a class named {name!r} already exists")
+        i = self.category_ids().index(cat_id)
+        self.categories[i] = dataclasses.replace(self.categories[i], name=name)
+
+    def merge_categories(self, source_id: int, target_id: int) -> list[int]:
+        """Give every ``source_id`` box the class ``target_id`` and delete ``source_id``;
+        returns the indices of the images that changed."""
+        if source_id == target_id:
+            raise ValueError("cannot merge a class into itself")
+        self.category(target_id)
+        changed = self._recolour(source_id, target_id)
+        self.categories = [c for c in self.categories if c.id != source_id]
+        return changed
+
+    def delete_category(self, cat_id: int, *, reassign_to: int | None = None) -> list[int]:
+        """Delete a class; its boxes go to ``reassign_to`` or, if ``None``, are deleted.
+        Returns the indices of the images that changed."""
+        self.category(cat_id)
+        if reassign_to is not None:
+            return self.merge_categories(cat_id, reassign_to)
+        changed = []
+        for i, im in enumerate(self.images):
+            kept = [b for b in im.boxes if b.category_id != cat_id]
+            if len(kept) != len(im.boxes):
+                im.boxes[:] = kept
+                changed.append(i)
+        self.categories = [c for c in self.categories if c.id != cat_id]
+        return changed
+
+    def _recolour(self, source_id: int, target_id: int) -> list[int]:
+        changed = []
+        for i, im in enumerate(self.images):
+            if any(b.category_id == source_id for b in im.boxes):
+                im.boxes[:] = [b.replace(category_id=target_id) if b.category_id == source_id else b
+                               for b in im.boxes]
+                changed.append(i)
+        return changed
+
+
+# --------------------------------------------------------------------------- COCO records
+
+
+def _portable_path(target: Path, start: Path) -> str:
+    """``target`` relative to ``start`` when they are near (moves together with the project),
+    else absolute."""
+    rel = os.path.relpath(target, start)
+    return rel if not rel.startswith(os.path.join("..", "..", "..")) else str(Path(target).absolute())
+
+
+def _image_record(im: dict) -> ImageRecord:
+    extra = {k: v for k, v in im.items() if k not in _IMAGE_KEYS}
+    w, h = im.get("width"), im.get("height")
+    return ImageRecord(im["id"], im["file_name"], None if w is None else int(w), None if h is None else int(h),
+                       [], extra)
+
+
+def _box_from_coco(ann: dict) -> tuple[Box | None, str]:
+    x, y, w, h = (float(v) for v in ann["bbox"])
+    if w <= 0 or h <= 0:
+        return None, f"degenerate box: width {w:g} and height {h:g} must both be > 0"
+    extra = {k: v for k, v in ann.items() if k not in _BOX_KEYS}
+    return Box(ann["id"], ann["category_id"], x, y, x + w, y + h, int(ann.get("iscrowd", 0)), extra), ""
+
+
+def _root_candidates(json_path: Path, info: dict) -> list[Path]:
+    here = json_path.parent
+    stem = json_path.stem
+    out = []
+    if isinstance(info.get(IMAGE_ROOT_KEY), str):
+        out.append(here / info[IMAGE_ROOT_KEY])
+    out += [here, here / "images", here.parent / "images", here.parent / stem, here / stem, here.parent]
+    if stem.startswith("instances_"):                     # COCO: annotations/instances_val2017.json -> val2017/
+        out.insert(1, here.parent / stem[len("instances_"):])
+    return out
+
+
+def find_image_root(json_path: Path, data: dict, probe: int = 20) -> Path | None:
+    """The folder that the JSON's ``file_name`` entries are relative to: the first candidate
+    (``info.detscope_image_root``, the JSON's folder, ``images/``, COCO's ``../val2017``, ...)
+    where the first ``probe`` files exist; ``None`` when none fits (the GUI then asks)."""
+    names = [im["file_name"] for im in data["images"][:probe]]
+    if not names:
+        return json_path.parent
+    info = data.get("info") if isinstance(data.get("info"), dict) else {}
+    for candidate in _root_candidates(json_path, info):
+        if candidate.is_dir() and all((candidate / n).is_file() for n in names):
+            return candidate.resolve()
+    return None
+
+
+# --------------------------------------------------------------------------- VOC
+
+
+def _parse_voc_xml(path: Path, root: Path):
+    try:
+        tree = ET.parse(path).getroot()
+    except (OSError, ET.ParseError) as exc:
+        raise DatasetError(f"{path}: cannot read VOC XML: {exc}", path=path) from exc
+    file_name = (tree.findtext("filename") or f"{path.stem}.jpg").strip()
+    if not (root / "JPEGImages" / file_name).exists() and (root / "JPEGImages" / f"{path.stem}.jpg").exists():
+        file_name = f"{path.stem}.jpg"
+    size = tree.find("size")
+    width = _int_or_none(size.findtext("width") if size is not None else None)
+    height = _int_or_none(size.findtext("height") if size is not None else None)
+    objects = []
+    for k, obj in enumerate(tree.findall("object")):
+        name = (obj.findtext("name") or "").strip()
+        bnd = obj.find("bndbox")
+        try:
+            xmin, ymin, xmax, ymax = (float(bnd.findtext(t)) for t in ("xmin", "ymin", "xmax", "ymax"))
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise DatasetError(f"{path}: object {k} ({name!r}) has no valid bndbox", path=path) from exc
+        if not name or xmax < xmin or ymax < ymin:
+            raise DatasetError(f"{path}: object {k} ({name!r}) is empty or has xmax < xmin", path=path)
+        difficult = (obj.findtext("difficult") or "0").strip() == "1"
+        objects.append((name, (xmin - 1, ymin - 1, xmax, ymax), difficult))
+    return file_name, width, height, objects
+
+
+def _int_or_none(text) -> int | None:
+    try:
+        value = int(float(text))
+    except (TypeError, ValueError):
+        return None
+    return value if value > 0 else None
+
+
+# --------------------------------------------------------------------------- the sample project
+
+
+def sample_project(home) -> Path:
+    """The built-in sample project: the synthetic dataset's train and val splits in one COCO
+    file under ``home`` (the user's DetScope folder), each image tagged ``detscope_split``.
+    Made on first use; the generated dataset in the cache is never written to."""
+    from .synthetic import ensure_synthetic_dataset
+
+    path = Path(home) / "sample" / "annotations.json"
+    if path.is_file():
+        return path
+    paths = ensure_synthetic_dataset()
+    images, annotations, next_image = [], [], 1
+    categories = json.loads(paths.train_json.read_text(encoding="utf-8"))["categories"]
+    for split, json_path in (("train", paths.train_json), ("val", paths.val_json)):
+        data = json.loads(json_path.read_text(encoding="utf-8"))
+        id_map = {}
+        for im in data["images"]:
+            id_map[im["id"]] = next_image
+            images.append({**im, "id": next_image, "file_name": f"{split}/{im['file_name']}",
+                           "detscope_split": split})
+            next_image += 1
+        for ann in data["annotations"]:
+            annotations.append({**ann, "id": len(annotations) + 1, "image_id": id_map[ann["image_id"]]})
+    info = {"description": "DetScope sample project (built-in synthetic shapes)",
+            IMAGE_ROOT_KEY: _portable_path(paths.root, path.parent)}
+    atomic_write_text(path, json.dumps({"info": info, "images": images, "annotations": annotations,
+                                        "categories": categories}, separators=(",", ":")))
+    return path
