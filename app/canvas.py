@@ -90,7 +90,6 @@ class Canvas(QGraphicsView):
         self._pixmap_item.setPixmap(QPixmap.fromImage(image) if image is not None else QPixmap())
         if image is None:
             self._show_placeholder(problem)
-        self.scene().setSceneRect(QRectF(0, 0, *self.image_size))
         self._cancel_drag()
         self.fit()
 
@@ -155,6 +154,8 @@ class Canvas(QGraphicsView):
         if w <= 0 or h <= 0:
             return
         self.fitInView(QRectF(0, 0, w, h), Qt.AspectRatioMode.KeepAspectRatio)
+        self._update_scene_rect()
+        self.centerOn(w / 2, h / 2)
         self._fit_pending = False
         self._after_zoom()
 
@@ -162,6 +163,7 @@ class Canvas(QGraphicsView):
         """One image pixel per screen pixel, keeping the centre."""
         centre = self.mapToScene(self.viewport().rect().center())
         self.resetTransform()
+        self._update_scene_rect()
         self.centerOn(centre)
         self._after_zoom()
 
@@ -174,9 +176,18 @@ class Canvas(QGraphicsView):
         self.setTransformationAnchor(QGraphicsView.ViewportAnchor.NoAnchor)
         self.scale(factor, factor)
         self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
+        self._update_scene_rect()
         self._scroll_to_keep(before, anchor)
         self._fit_pending = False
         self._after_zoom()
+
+    def _update_scene_rect(self) -> None:
+        """The image plus a viewport's worth of margin on every side, so that any image point
+        can be brought under the cursor (zoom around the cursor, pan past the edges)."""
+        w, h = self.image_size
+        scale = self.scale_factor() or 1.0
+        mx, my = self.viewport().width() / scale, self.viewport().height() / scale
+        self.scene().setSceneRect(QRectF(-mx, -my, w + 2 * mx, h + 2 * my))
 
     def _scroll_to_keep(self, scene_point: QPointF, anchor: QPoint) -> None:
         """With scroll bars the translate above is ignored: scroll so ``scene_point`` is at ``anchor``."""

@@ -55,11 +55,18 @@ class Document(QObject):
     def stack(self, image: int) -> QUndoStack:
         if image not in self._stacks:
             stack = QUndoStack(self)
-            stack.cleanChanged.connect(lambda _clean, i=image: self._on_change(i))
-            stack.indexChanged.connect(lambda _index: self._autosave.start())
+            stack.setObjectName(str(image))
+            stack.cleanChanged.connect(self._on_stack_clean_changed)
+            stack.indexChanged.connect(self._on_stack_index_changed)
             self.undo_group.addStack(stack)
             self._stacks[image] = stack
         return self._stacks[image]
+
+    def _on_stack_clean_changed(self, _clean: bool) -> None:
+        self._on_change(int(self.sender().objectName()))
+
+    def _on_stack_index_changed(self, _index: int) -> None:
+        self._autosave.start()
 
     def activate(self, image: int) -> None:
         self.undo_group.setActiveStack(self.stack(image))

@@ -16,6 +16,7 @@ from .image_loader import ImageCache
 __all__ = ["Editor", "PASTE_OFFSET_PX"]
 
 PASTE_OFFSET_PX = 10.0       # a duplicate, or a paste onto the same image, is shifted by this much
+DECIMALS = 2                 # box corners from the mouse are kept to 0.01 px: what is saved is what is shown
 
 
 class Editor(QObject):
@@ -155,7 +156,7 @@ class Editor(QObject):
 
     def _clip(self, xyxy) -> tuple[float, float, float, float]:
         w, h = self.canvas.image_size
-        x1, y1, x2, y2 = xyxy
+        x1, y1, x2, y2 = (round(v, DECIMALS) for v in xyxy)
         return (min(max(x1, 0.0), w), min(max(y1, 0.0), h), min(max(x2, 0.0), w), min(max(y2, 0.0), h))
 
     def _on_boxes_edited(self, geometry: dict, kind: str) -> None:

@@ -44,6 +44,7 @@ class _Checker:
         self.path = str(path)
         self.lenient = lenient
         self.problems: list[DatasetProblem] = []
+        self.annotation_indices: list[int] = []      # position in the file of each kept annotation
 
     def report(self, section: str, index: int, record, message: str, action: str = "skipped") -> None:
         if not self.lenient:
@@ -127,6 +128,7 @@ class _Checker:
             else:
                 seen.add(ann_id)
             out.append(self._with_defaults(rec))
+            self.annotation_indices.append(i)
         self._renumber(out, pending, seen)
         return out
 
@@ -204,18 +206,21 @@ def _read_json(path: Path):
                            path=path) from exc
 
 
-def load_coco_checked(path, *, lenient: bool = False):
+def load_coco_checked(path, *, lenient: bool = False, with_indices: bool = False):
     """Read and validate a COCO detection JSON before pycocotools sees it.
 
     Strict (default): returns the dict (``area`` and ``iscrowd`` filled in where missing) or
     raises :class:`DatasetError` naming the file and the first bad record. ``lenient=True``:
     returns ``(clean_dict, problems)`` where bad records are dropped (an annotation whose
     image or category was dropped goes too) and annotation ids that are missing, 0 or
-    duplicated are renumbered; ``problems`` is a list of :class:`DatasetProblem`."""
+    duplicated are renumbered; ``problems`` is a list of :class:`DatasetProblem`.
+    ``with_indices`` (lenient only) adds a third item: each kept annotation's index in the file."""
     path = Path(path)
     checker = _Checker(path, lenient)
     data = checker.run(_read_json(path))
-    return (data, checker.problems) if lenient else data
+    if not lenient:
+        return data
+    return (data, checker.problems, checker.annotation_indices) if with_indices else (data, checker.problems)
 
 
 def coco_from_dict(data: dict):

@@ -156,14 +156,14 @@ class AnnotationProject:
     @classmethod
     def from_coco(cls, path, *, image_root=None) -> "AnnotationProject":
         path = Path(path).absolute()
-        data, problems = load_coco_checked(path, lenient=True)
+        data, problems, file_index = load_coco_checked(path, lenient=True, with_indices=True)
         info = data.get("info") if isinstance(data.get("info"), dict) else {}
         root = Path(image_root).absolute() if image_root is not None else find_image_root(path, data)
         images = {im["id"]: _image_record(im) for im in data["images"]}
         for i, ann in enumerate(data["annotations"]):
             box, problem = _box_from_coco(ann)
             if problem:
-                problems.append(DatasetProblem(str(path), "annotations", i, shorten_json(ann), problem))
+                problems.append(DatasetProblem(str(path), "annotations", file_index[i], shorten_json(ann), problem))
                 continue
             images[ann["image_id"]].boxes.append(box)
         categories = [Category(c["id"], c["name"], c.get("supercategory", "") or "",

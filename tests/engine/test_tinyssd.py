@@ -47,5 +47,8 @@ def test_channels_last_gives_the_same_outputs_losses_and_gradients():
     torch.testing.assert_close(r1, r2, rtol=1e-4, atol=2e-4)
     for k in l2:
         torch.testing.assert_close(l1[k], l2[k], rtol=1e-5, atol=1e-6)
-    for a, b in zip(g1, g2):  # per tensor, relative to its norm (BN makes some entries ~0)
-        assert float((a - b).norm()) <= 1e-3 * float(b.norm()) + 1e-6
+    # Gradients per tensor, relative to its norm. Batch norm's backward cancels large terms, so
+    # any change of summation order shows up amplified in the base net's gradients: against a
+    # float64 reference, float32 NCHW itself is off by up to ~6e-3 and NHWC by up to ~2.5e-2.
+    for a, b in zip(g1, g2):
+        assert float((a - b).norm()) <= 3e-2 * float(b.norm()) + 1e-6
