@@ -4,19 +4,29 @@ through pycocotools), autosave and recovery, class manager, bad input."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from pycocotools.coco import COCO
-from PySide6.QtCore import QPoint, Qt
-from PySide6.QtGui import QContextMenuEvent
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
+from PySide6.QtGui import QContextMenuEvent, QDragEnterEvent, QDropEvent
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
 from app import document
 from app.image_list_panel import PROBLEM_MARK, UNSAVED_MARK
+from app.dialogs import SHORTCUTS
 from app.main_window import MainWindow
+from app.paths import settings
 
-from .projects import FakeDialogs, make_coco_project
+from .projects import FakeDialogs, make_coco_project, make_voc_folder, write_image
+
+ROOT = Path(__file__).resolve().parents[2]
 
 L = Qt.MouseButton.LeftButton
 
@@ -424,3 +434,116 @@ def test_not_json_at_all_is_an_error_and_keeps_the_current_project(qtbot, win, t
     (name, title, text), = [c for c in win.dialogs.calls if c[0] == "error"]
     assert "not valid JSON" in text and str(bad) in text
     assert len(win.doc.project.images) == 3
+
+
+# --------------------------------------------------------------------------- other sources, settings, drops
+
+
+def test_open_voc_folder_and_save_as_coco(qtbot, tmp_path):
+    root = make_voc_folder(tmp_path / "voc")
+    dialogs = FakeDialogs()
+    win = open_window(qtbot, root, dialogs)
+    project = win.doc.project
+    assert project.kind == "voc" and project.path is None
+    assert [(c.id, c.name) for c in project.categories] == [(1, "car"), (2, "person")]
+    assert boxes(win, 0) == [(1, 2, 10.0, 20.0, 40.0, 60.0), (2, 1, 0.0, 0.0, 10.0, 10.0)]
+    assert project.images[0].boxes[1].iscrowd == 1              # difficult -> ignored
+    dialogs.save_path = str(tmp_path / "out" / "voc.json")
+    assert win.save()                                            # no file yet: Save asks where
+    assert "ask_save_path" in dialogs.names()
+    coco = COCO(dialogs.save_path)
+    assert len(coco.dataset["annotations"]) == 4
+    again = open_window(qtbot, dialogs.save_path)                # images found through info.detscope_image_root
+    assert again.doc.project.image_root_found and again.canvas.image is not None
+
+
+def test_image_folder_starts_an_empty_project_and_asks_for_a_class(qtbot, tmp_path):
+    for i in range(3):
+        write_image(tmp_path / "pics" / f"p{i}.png", 120, 90, i)
+    dialogs = FakeDialogs()
+    win = open_window(qtbot, tmp_path / "pics", dialogs)
+    assert win.doc.project.kind == "folder" and win.doc.project.categories == []
+    assert win.doc.project.images[0].width == 120                # sizes from the file headers
+    dialogs.class_names = ["tree"]
+    drag(win, (10, 10), (60, 50))
+    assert [(c.id, c.name) for c in win.doc.project.categories] == [(1, "tree")]
+    assert boxes(win)[0][:2] == (1, 1)
+    drag(win, (70, 10), (100, 50))                               # the class is kept for the next box
+    assert [b[1] for b in boxes(win)] == [1, 1]
+    assert dialogs.names().count("ask_class_name") == 1
+
+
+def test_last_project_and_layout_are_remembered(qtbot, coco_path):
+    first = open_window(qtbot, coco_path)
+    first.close()
+    win = MainWindow(dialogs=FakeDialogs())                      # no --open: the last project
+    qtbot.addWidget(win)
+    assert win.doc.project.path == coco_path
+    assert settings().value("window/state") is not None
+
+
+def test_without_a_last_project_the_sample_opens(qtbot):
+    win = MainWindow(dialogs=FakeDialogs(), restore_layout=False)
+    qtbot.addWidget(win)
+    project = win.doc.project
+    assert project.path.name == "annotations.json" and len(project.images) == 300
+    assert {im.extra["detscope_split"] for im in project.images} == {"train", "val"}
+    assert [c.name for c in project.categories] == ["circle", "square", "triangle", "ring", "bar"]
+    assert win.canvas.image is not None
+
+
+def test_drop_a_json_file_opens_it(qtbot, win, tmp_path):
+    other = make_coco_project(tmp_path / "other")
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(other))])
+    pos = QPointF(win.width() / 2, win.height() / 2)
+    enter = QDragEnterEvent(pos, Qt.DropAction.CopyAction, mime, L, Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(win, enter)
+    assert enter.isAccepted()
+    drop = QDropEvent(pos, Qt.DropAction.CopyAction, mime, L, Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(win, drop)
+    assert win.doc.project.path == other
+
+
+def test_shortcut_sheet_lists_every_key_the_issue_names():
+    keys = " ".join(k for k, _ in SHORTCUTS)
+    for needed in ("N", "P", "D", "A", "W", "Del", "Ctrl+Z", "Ctrl+Y", "Ctrl+S", "F", "Ctrl+wheel"):
+        assert needed in keys
+
+
+KILLED_SAVE = r"""
+import os, sys, time
+from pathlib import Path
+from detengine.data.project import AnnotationProject, Box
+import detengine.io as io
+project = AnnotationProject.open(sys.argv[1])
+for k in range(20000):                                       # a big file, written slowly
+    project.insert_box(0, Box(project.new_box_id(), 3, 1, 1, 5 + k % 50, 5))
+real_fsync = os.fsync
+def slow_fsync(fd):
+    Path(sys.argv[2]).write_text("writing")                  # tell the test we are mid-save
+    time.sleep(60)
+io.os.fsync = slow_fsync
+project.save()
+"""
+
+
+def test_a_killed_save_leaves_the_previous_file_intact(tmp_path, coco_path):
+    original = coco_path.read_bytes()
+    marker = tmp_path / "marker"
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_SAVE, str(coco_path), str(marker)], cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "the saving process ended early"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert coco_path.read_bytes() == original
+    assert len(COCO(str(coco_path)).dataset["annotations"]) == 3
+    leftovers = list(coco_path.parent.glob(".annotations.json.*.tmp"))
+    assert len(leftovers) == 1 and leftovers[0].stat().st_size > 100_000   # the half-written copy, not the file
