@@ -29,9 +29,10 @@ def handle_points(rect: QRectF) -> list[QPointF]:
 class LabelItem(QGraphicsItem):
     """Class name (and score) on a filled tag, drawn at a fixed screen size."""
 
-    def __init__(self, parent: QGraphicsItem):
-        super().__init__(parent)
+    def __init__(self):
+        super().__init__()
         self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations, True)
+        self.setZValue(4)                          # above every box, so a box edge never cuts a label
         self.text = ""
         self.color = QColor("#ffffff")
         self._rect = QRectF()
@@ -58,7 +59,8 @@ class LabelItem(QGraphicsItem):
 
 
 class BoxItem(QGraphicsItem):
-    """``box_id``'s rectangle; ``dashed`` for predictions (drawn under the ground truth)."""
+    """``box_id``'s rectangle; ``dashed`` for predictions. Its ``label`` is a separate scene
+    item so that labels stack above all boxes; :meth:`add_to` / :meth:`remove_from` handle both."""
 
     def __init__(self, box_id: int, *, dashed: bool = False):
         super().__init__()
@@ -68,8 +70,16 @@ class BoxItem(QGraphicsItem):
         self.color = QColor("#ffffff")
         self.selected = False
         self.view_scale = 1.0                  # screen pixels per image pixel; handles depend on it
-        self.label = LabelItem(self)
+        self.label = LabelItem()                   # a separate scene item (the canvas adds it) drawn on top
         self.setAcceptedMouseButtons(Qt.MouseButton.NoButton)   # the canvas handles the mouse
+
+    def add_to(self, scene) -> None:
+        scene.addItem(self)
+        scene.addItem(self.label)
+
+    def remove_from(self, scene) -> None:
+        scene.removeItem(self.label)
+        scene.removeItem(self)
 
     def set_geometry(self, x1: float, y1: float, x2: float, y2: float) -> None:
         self.prepareGeometryChange()

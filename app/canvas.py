@@ -52,6 +52,8 @@ class Canvas(QGraphicsView):
         self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
         self.setResizeAnchor(QGraphicsView.ViewportAnchor.AnchorViewCenter)
         self.setMouseTracking(True)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)    # pan by dragging instead
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setAcceptDrops(False)              # drops go to the window
         self.image: QImage | None = None
@@ -75,7 +77,7 @@ class Canvas(QGraphicsView):
         self.scene().addItem(self._draft)
         self._drag = None                       # the gesture in progress (dict)
         self._space = False
-        self._fit_pending = True
+        self._fit_pending = True               # fit mode: refit on resize until the user zooms
 
     # ------------------------------------------------------------------ content
 
@@ -114,14 +116,14 @@ class Canvas(QGraphicsView):
         """Make the drawn boxes exactly ``[(id, (x1, y1, x2, y2), colour, label), ...]``."""
         wanted = {b[0] for b in boxes}
         for box_id in [i for i in self.items if i not in wanted]:
-            self.scene().removeItem(self.items.pop(box_id))
+            self.items.pop(box_id).remove_from(self.scene())
         scale = self.scale_factor()
         for z, (box_id, xyxy, color, label) in enumerate(boxes):
             item = self.items.get(box_id)
             if item is None:
                 item = self.items[box_id] = BoxItem(box_id)
                 item.set_view_scale(scale)
-                self.scene().addItem(item)
+                item.add_to(self.scene())
             item.set_geometry(*xyxy)
             item.set_style(color, label)
         self._set_selected([i for i in self.selected if i in wanted], emit=True)
@@ -156,7 +158,7 @@ class Canvas(QGraphicsView):
         self.fitInView(QRectF(0, 0, w, h), Qt.AspectRatioMode.KeepAspectRatio)
         self._update_scene_rect()
         self.centerOn(w / 2, h / 2)
-        self._fit_pending = False
+        self._fit_pending = True
         self._after_zoom()
 
     def actual_size(self) -> None:
@@ -165,6 +167,7 @@ class Canvas(QGraphicsView):
         self.resetTransform()
         self._update_scene_rect()
         self.centerOn(centre)
+        self._fit_pending = False
         self._after_zoom()
 
     def zoom_by(self, factor: float, anchor: QPoint | None = None) -> None:

@@ -78,11 +78,10 @@ class MainWindow(QMainWindow):
             dock.setWidget(widget)
             self.addDockWidget(area, dock)
             self.docks[key] = dock
+        self.tabifyDockWidget(self.docks["classes"], self.docks["anchors"])
         self.tabifyDockWidget(self.docks["anchors"], self.docks["training"])
-        self.docks["anchors"].raise_()
-        self.resizeDocks([self.docks["images"]], [300], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.docks["classes"]], [330], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.docks["classes"], self.docks["anchors"]], [220, 520], Qt.Orientation.Vertical)
+        self.docks["classes"].raise_()
+        self.resizeDocks([self.docks["images"], self.docks["classes"]], [290, 300], Qt.Orientation.Horizontal)
 
     def _action(self, text: str, slot, shortcuts=(), tip: str = "") -> QAction:
         action = QAction(text, self)
@@ -451,7 +450,6 @@ class MainWindow(QMainWindow):
             self.docks["anchors"].show()
             self.docks["anchors"].raise_()
             self.resizeDocks([self.docks["images"], self.docks["anchors"]], [220, 820], Qt.Orientation.Horizontal)
-            self.resizeDocks([self.docks["classes"], self.docks["anchors"]], [120, 640], Qt.Orientation.Vertical)
 
     def show_message(self, text: str, timeout: int = 5000) -> None:
         self.statusBar().showMessage(text, timeout)
