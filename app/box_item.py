@@ -71,6 +71,7 @@ class BoxItem(QGraphicsItem):
         self.selected = False
         self.view_scale = 1.0                  # screen pixels per image pixel; handles depend on it
         self.label = LabelItem()                   # a separate scene item (the canvas adds it) drawn on top
+        self.setZValue(1)
         self.setAcceptedMouseButtons(Qt.MouseButton.NoButton)   # the canvas handles the mouse
 
     def add_to(self, scene) -> None:

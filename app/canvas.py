@@ -59,6 +59,7 @@ class Canvas(QGraphicsView):
         self.image: QImage | None = None
         self.image_size = (0, 0)                # (w, h)
         self.items: dict[int, BoxItem] = {}
+        self.prediction_items: list[BoxItem] = []   # dashed, read-only (a model's detections)
         self.selected: list[int] = []
         self.draw_mode = False                  # W: the next drag draws even over a box
         self._pixmap_item = QGraphicsPixmapItem()
@@ -127,6 +128,22 @@ class Canvas(QGraphicsView):
             item.set_geometry(*xyxy)
             item.set_style(color, label)
         self._set_selected([i for i in self.selected if i in wanted], emit=True)
+
+    def set_predictions(self, predictions: list[tuple[tuple, QColor, str, float]]) -> None:
+        """Draw a model's detections ``[(xyxy, colour, class name, score), ...]`` as dashed boxes
+        labelled ``name 0.87``, under the ground truth; they take no mouse gestures."""
+        for item in self.prediction_items:
+            item.remove_from(self.scene())
+        self.prediction_items = []
+        scale = self.scale_factor()
+        for k, (xyxy, color, name, score) in enumerate(predictions):
+            item = BoxItem(-1 - k, dashed=True)
+            item.set_view_scale(scale)
+            item.setZValue(0.5)
+            item.set_geometry(*xyxy)
+            item.set_style(color, f"{name} {score:.2f}")
+            item.add_to(self.scene())
+            self.prediction_items.append(item)
 
     def box_rects(self) -> dict[int, tuple[float, float, float, float]]:
         """What is drawn: id -> (x1, y1, x2, y2) in image pixels."""
@@ -201,7 +218,7 @@ class Canvas(QGraphicsView):
 
     def _after_zoom(self) -> None:
         scale = self.scale_factor()
-        for item in self.items.values():
+        for item in (*self.items.values(), *self.prediction_items):
             item.set_view_scale(scale)
         self.zoomChanged.emit(scale)
 

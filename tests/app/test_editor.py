@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from pycocotools.coco import COCO
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
-from PySide6.QtGui import QContextMenuEvent, QDragEnterEvent, QDropEvent
+from PySide6.QtGui import QColor, QContextMenuEvent, QDragEnterEvent, QDropEvent
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
@@ -547,3 +547,14 @@ def test_a_killed_save_leaves_the_previous_file_intact(tmp_path, coco_path):
     assert len(COCO(str(coco_path)).dataset["annotations"]) == 3
     leftovers = list(coco_path.parent.glob(".annotations.json.*.tmp"))
     assert len(leftovers) == 1 and leftovers[0].stat().st_size > 100_000   # the half-written copy, not the file
+
+
+def test_predictions_are_drawn_dashed_with_scores_and_take_no_clicks(win):
+    win.canvas.set_predictions([((30, 40, 50, 70), QColor("#ff0000"), "cat", 0.873)])
+    (item,) = win.canvas.prediction_items
+    assert item.dashed and item.label.text == "cat 0.87"
+    assert (item.rect.left(), item.rect.top(), item.rect.right(), item.rect.bottom()) == (30, 40, 50, 70)
+    drag(win, (5, 100), (15, 140))                           # drawing still works over predictions
+    assert len(boxes(win)) == 3
+    win.canvas.set_predictions([])
+    assert win.canvas.prediction_items == []
