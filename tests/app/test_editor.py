@@ -497,7 +497,7 @@ def test_drop_a_json_file_opens_it(qtbot, win, tmp_path):
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(other))])
     pos = QPointF(win.width() / 2, win.height() / 2)
-    enter = QDragEnterEvent(pos, Qt.DropAction.CopyAction, mime, L, Qt.KeyboardModifier.NoModifier)
+    enter = QDragEnterEvent(pos.toPoint(), Qt.DropAction.CopyAction, mime, L, Qt.KeyboardModifier.NoModifier)
     QApplication.sendEvent(win, enter)
     assert enter.isAccepted()
     drop = QDropEvent(pos, Qt.DropAction.CopyAction, mime, L, Qt.KeyboardModifier.NoModifier)
