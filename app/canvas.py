@@ -31,6 +31,7 @@ class Canvas(QGraphicsView):
     """Signals: ``boxDrawn(x1, y1, x2, y2)``; ``boxesEdited(dict id -> xyxy, kind)`` with kind
     ``"move"`` or ``"resize"``; ``nudgeRequested(dx, dy)``; ``selectionChanged(list)``;
     ``boxMenuRequested(id, QPoint global)``; ``cursorMoved(x, y)`` in image pixels;
+    ``clicked(x, y)`` for a left click without a drag (the debug views probe anchors with it);
     ``message(text)`` for the status bar; ``zoomChanged(scale)``."""
 
     boxDrawn = Signal(float, float, float, float)
@@ -39,6 +40,7 @@ class Canvas(QGraphicsView):
     selectionChanged = Signal(object)
     boxMenuRequested = Signal(int, QPoint)
     cursorMoved = Signal(float, float)
+    clicked = Signal(float, float)
     message = Signal(str)
     zoomChanged = Signal(float)
 
@@ -355,6 +357,10 @@ class Canvas(QGraphicsView):
         if drag is None:
             return super().mouseReleaseEvent(event)
         kind = drag["kind"]
+        pos = event.position().toPoint()
+        if "press" in drag and not self._dragged(drag, pos):
+            p = self.mapToScene(pos)
+            self.clicked.emit(p.x(), p.y())
         if kind == "pan":
             self._update_hover_cursor(self.mapToScene(event.position().toPoint()))
         elif kind == "draw":

@@ -80,9 +80,8 @@ class _Filter(QSortFilterProxyModel):
         self.cat_id: int | None = None
 
     def set_filter(self, text: str, cat_id: int | None) -> None:
-        self.beginFilterChange()
         self.text, self.cat_id = text.lower(), cat_id
-        self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+        self.invalidateFilter()
 
     def filterAcceptsRow(self, row: int, parent) -> bool:
         record = self.sourceModel().doc.project.images[row]

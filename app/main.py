@@ -12,7 +12,7 @@ from pathlib import Path
 
 __all__ = ["main", "parse_args", "has_display", "NO_DISPLAY_MESSAGE", "VIEWS", "SCREENSHOT_SIZE"]
 
-VIEWS = ("annotate", "anchors")
+VIEWS = ("annotate", "anchors", "assign", "loss", "nms")
 SCREENSHOT_SIZE = (1280, 800)
 
 NO_DISPLAY_MESSAGE = """\
@@ -114,6 +114,8 @@ def _save_screenshot(app, window, path: Path) -> int:
     window.show()
     for _ in range(3):
         app.processEvents()
+    if hasattr(window, "wait_until_drawn") and not window.wait_until_drawn():
+        print("detscope: the debug view did not finish in time; the screenshot shows it unfinished", file=sys.stderr)
     ok = window.grab().save(str(path), "PNG")
     window.close()
     window.deleteLater()

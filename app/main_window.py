@@ -15,19 +15,19 @@ from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QMenu
 from detengine.data.errors import DatasetError
 from detengine.data.project import AnnotationProject, sample_project
 
-from .anchors_panel import AnchorsPanel
 from .canvas import Canvas
 from .dialogs import Dialogs
 from .document import Document, load_recovery, pending_recovery
 from .editor import Editor
 from .image_list_panel import ImageListPanel
 from .class_panel import ClassPanel
+from .debug_panel import DebugPanel
 from .image_loader import image_size
 from .paths import home_dir, settings
 
 __all__ = ["MainWindow", "VIEWS"]
 
-VIEWS = ("annotate", "anchors")
+VIEWS = ("annotate", "anchors", "assign", "loss", "nms")
 TRAINING_NOTE = ("Training from the window is not available yet.\n\nFrom a terminal:\n"
                  "  python -m detengine train resources/configs/tinyssd_synthetic.py\n"
                  "  python -m detengine eval CONFIG CHECKPOINT\n"
@@ -63,7 +63,7 @@ class MainWindow(QMainWindow):
     def _build_docks(self, config: str) -> None:
         self.image_list = ImageListPanel()
         self.class_panel = ClassPanel()
-        self.anchors_panel = AnchorsPanel(config)
+        self.debug_panel = DebugPanel(self.canvas, self.editor, config)
         self.training_note = QLabel(TRAINING_NOTE)
         self.training_note.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         self.training_note.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -71,15 +71,15 @@ class MainWindow(QMainWindow):
         for key, title, widget, area in (
                 ("images", "Images", self.image_list, Qt.DockWidgetArea.LeftDockWidgetArea),
                 ("classes", "Classes", self.class_panel, Qt.DockWidgetArea.RightDockWidgetArea),
-                ("anchors", "Debug: anchors", self.anchors_panel, Qt.DockWidgetArea.RightDockWidgetArea),
+                ("debug", "Debug", self.debug_panel, Qt.DockWidgetArea.RightDockWidgetArea),
                 ("training", "Training", self.training_note, Qt.DockWidgetArea.RightDockWidgetArea)):
             dock = QDockWidget(title, self)
             dock.setObjectName(f"dock_{key}")
             dock.setWidget(widget)
             self.addDockWidget(area, dock)
             self.docks[key] = dock
-        self.tabifyDockWidget(self.docks["classes"], self.docks["anchors"])
-        self.tabifyDockWidget(self.docks["anchors"], self.docks["training"])
+        self.tabifyDockWidget(self.docks["classes"], self.docks["debug"])
+        self.tabifyDockWidget(self.docks["debug"], self.docks["training"])
         self.docks["classes"].raise_()
         self.resizeDocks([self.docks["images"], self.docks["classes"]], [290, 300], Qt.Orientation.Horizontal)
 
@@ -157,6 +157,8 @@ class MainWindow(QMainWindow):
         self.canvas.cursorMoved.connect(self._on_cursor)
         self.canvas.zoomChanged.connect(lambda s: self.zoom_label.setText(f"zoom {s * 100:.0f}%"))
         self.canvas.boxMenuRequested.connect(self._box_menu)
+        self.docks["debug"].visibilityChanged.connect(self.debug_panel.set_active)
+        self.debug_panel.message.connect(self.show_message)
 
     # ------------------------------------------------------------------ layout memory
 
@@ -276,6 +278,8 @@ class MainWindow(QMainWindow):
         self.doc.undo_group.canRedoChanged.connect(self.actions_by_name["redo"].setEnabled)
         self.doc.undo_group.undoTextChanged.connect(lambda t: self.actions_by_name["undo"].setText(f"Undo {t}".strip()))
         self.doc.undo_group.redoTextChanged.connect(lambda t: self.actions_by_name["redo"].setText(f"Redo {t}".strip()))
+        self.doc.boxesChanged.connect(lambda i: self.debug_panel.schedule() if i == self.editor.index else None)
+        self.doc.categoriesChanged.connect(self.debug_panel.schedule)
         self.doc.autosaved.connect(lambda p: self.show_message(f"autosaved unsaved edits to {p}", 4000))
         self.editor.set_document(self.doc)
         self.image_list.set_document(self.doc)
@@ -428,6 +432,7 @@ class MainWindow(QMainWindow):
             return
         self._save_layout()
         self.editor.cache.shutdown()
+        self.debug_panel.shutdown()
         event.accept()
 
     # ------------------------------------------------------------------ drag and drop
@@ -445,11 +450,31 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ misc
 
     def show_view(self, view: str) -> None:
-        """``annotate``: the canvas gets the room; ``anchors``: the debug dock gets most of it."""
-        if view == "anchors":
-            self.docks["anchors"].show()
-            self.docks["anchors"].raise_()
-            self.resizeDocks([self.docks["images"], self.docks["anchors"]], [220, 820], Qt.Orientation.Horizontal)
+        """``annotate``: the class list beside the canvas; a debug view: the debug dock, wider."""
+        if view in ("anchors", "assign", "loss", "nms"):
+            self.debug_panel.show_page(view)
+            self.docks["debug"].show()
+            self.docks["debug"].raise_()
+            self.resizeDocks([self.docks["images"], self.docks["debug"]], [200, 560], Qt.Orientation.Horizontal)
+
+    def wait_until_drawn(self, timeout_s: float = 120.0) -> bool:
+        """For screenshots: process events until the visible debug view has drawn its trace."""
+        import time
+        from PySide6.QtWidgets import QApplication
+        if not self.debug_panel.active:
+            return True
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            QApplication.processEvents()
+            result = self.debug_panel.result
+            page = self.debug_panel.current_page()
+            if result is not None and result["image"] == self.editor.index and (
+                    not page.needs_model or result["main"].model_name is not None
+                    or self.debug_panel.model_choice() == "none"):
+                QApplication.processEvents()
+                return True
+            time.sleep(0.02)
+        return False
 
     def show_message(self, text: str, timeout: int = 5000) -> None:
         self.statusBar().showMessage(text, timeout)

@@ -52,3 +52,28 @@ def test_channels_last_gives_the_same_outputs_losses_and_gradients():
     # float64 reference, float32 NCHW itself is off by up to ~6e-3 and NHWC by up to ~2.5e-2.
     for a, b in zip(g1, g2):
         assert float((a - b).norm()) <= 3e-2 * float(b.norm()) + 1e-6
+
+
+def test_channels_last_trains_like_nchw():
+    """Ten AdamW steps from the same weights follow the same loss curve in either layout."""
+    cfg = load_cfg(CONFIGS / "tinyssd_synthetic.py")["model"]
+    torch.manual_seed(0)
+    models = [build_detector(cfg), build_detector(cfg)]
+    models[1].load_state_dict(models[0].state_dict())
+    models[1].backbone.channels_last = False
+    batch = _batch(cfg["bbox_head"]["anchor_generator"]["image_size"][0], n=4)
+    curves = []
+    for model in models:
+        opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.05)
+        model.train()
+        curve = []
+        for _ in range(10):
+            losses, _ = model.loss(batch)
+            total = sum(losses.values())
+            opt.zero_grad()
+            total.backward()
+            opt.step()
+            curve.append(float(total.detach()))
+        curves.append(curve)
+    assert curves[0][-1] < curves[0][0] / 2
+    torch.testing.assert_close(torch.tensor(curves[0]), torch.tensor(curves[1]), rtol=2e-3, atol=1e-4)

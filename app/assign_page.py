@@ -1,0 +1,344 @@
+"""Assignment: which priors the assigner makes positive (coloured by their GT), negative (faint)
+or ignored (hatched); the assigner and its parameters; per-GT counts per level; a GT's IoU
+heat map over each level's grid with the threshold contours; "Why?" for the prior under a
+click; and a second parameter set side by side.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+import torch
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QPlainTextEdit,
+                               QSlider, QSpinBox, QSplitter, QVBoxLayout, QWidget)
+
+from detengine.api import REASON_TEXT
+from detengine.boxes import bbox_overlaps
+
+from .anchors_page import coverage_rows, draw_gt_tags, input_point
+from .debug_common import ASSIGNER_PARAMS, fill_table, gt_color, make_table
+from .debug_page import DebugPage
+
+__all__ = ["AssignPage", "ParamEditor", "iou_matrix", "why_text"]
+
+_NEG_FAINT = "#8a8f98"
+_IGNORED = "#ffb000"
+
+
+def iou_matrix(trace) -> torch.Tensor:
+    """(G, A) IoU of every GT with every prior: the assigner's own matrix when it kept one."""
+    iou = trace.assign_result.extras.get("iou")
+    g, a = len(trace.gt_boxes), len(trace.priors)
+    if iou is not None and tuple(iou.shape) == (g, a):
+        return iou
+    return bbox_overlaps(trace.gt_boxes, trace.priors.boxes) if g and a else torch.zeros(g, a)
+
+
+def why_text(trace, prior: int, class_names: list[str]) -> str:
+    """Why prior ``prior`` got its label: the rule, its IoU with each GT, the thresholds."""
+    ar, priors = trace.assign_result, trace.priors
+    gt = int(ar.gt_inds[prior])
+    state = "positive for GT%d" % (gt - 1) if gt > 0 else "negative" if gt == 0 else "ignored"
+    reason = REASON_TEXT.get(int(ar.reasons[prior]), "?") if ar.reasons is not None else "?"
+    x1, y1, x2, y2 = priors.boxes[prior].tolist()
+    lines = [f"prior #{prior}: level P{int(priors.level[prior])}, cell (row {int(priors.row[prior])}, "
+             f"col {int(priors.col[prior])}), base #{int(priors.base_index[prior])}",
+             f"  box (input px) ({x1:.1f}, {y1:.1f}, {x2:.1f}, {y2:.1f}), {x2 - x1:.1f} x {y2 - y1:.1f}",
+             f"  label: {state}", f"  rule: {reason}"]
+    iou = iou_matrix(trace)
+    for k in range(len(trace.gt_boxes)):
+        label = int(trace.gt_labels[k])
+        name = class_names[label] if label < len(class_names) else str(label)
+        lines.append(f"  IoU with GT{k} ({name}): {float(iou[k, prior]):.3f}")
+    params = {k: v for k, v in trace.assigner_params.items() if isinstance(v, (int, float, bool, tuple))}
+    lines.append(f"  {trace.assigner_name}: " + ", ".join(f"{k}={v}" for k, v in params.items()))
+    for key in ("atss_threshold",):
+        if key in ar.extras and gt > 0:
+            lines.append(f"  ATSS threshold of GT{gt - 1}: {float(ar.extras[key][gt - 1]):.3f}")
+    return "\n".join(lines)
+
+
+class ParamEditor(QWidget):
+    """An assigner type and its parameters; ``changed`` on any edit."""
+
+    changed = Signal()
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.base: dict = {}
+        self.type_combo = QComboBox()
+        for name in ASSIGNER_PARAMS:
+            self.type_combo.addItem(name, name)
+        self.form = QFormLayout()
+        self.widgets: dict[str, QWidget] = {}
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.type_combo)
+        layout.addLayout(self.form)
+        self.type_combo.currentIndexChanged.connect(self._on_type)
+
+    def set_base(self, assigner: dict) -> None:
+        """The config's assigner: its type and values become the starting point."""
+        self.base = dict(assigner)
+        self.type_combo.blockSignals(True)
+        self.type_combo.setCurrentIndex(max(0, self.type_combo.findData(assigner.get("type"))))
+        self.type_combo.blockSignals(False)
+        self._rebuild(assigner)
+
+    def _on_type(self, _index: int) -> None:
+        self._rebuild(self.base if self.type_combo.currentData() == self.base.get("type") else {})
+        self.changed.emit()
+
+    def _rebuild(self, values: dict) -> None:
+        while self.form.rowCount():
+            self.form.removeRow(0)
+        self.widgets = {}
+        for name, kind, lo, hi, step in ASSIGNER_PARAMS[self.type_combo.currentData()]:
+            value = values.get(name)
+            if isinstance(value, (list, tuple)):          # a (lo, hi) negative range: not editable here
+                continue
+            widget = self._make(kind, lo, hi, step, value)
+            self.widgets[name] = widget
+            self.form.addRow(name, widget)
+
+    def _make(self, kind, lo, hi, step, value) -> QWidget:
+        if kind == "thr":
+            row = QWidget()
+            slider = QSlider(Qt.Orientation.Horizontal)
+            slider.setRange(int(lo * 100), int(hi * 100))
+            slider.setValue(int(round((value if value is not None else 0.5) * 100)))
+            text = QLabel(f"{slider.value() / 100:.2f}")
+            slider.valueChanged.connect(lambda v, t=text: t.setText(f"{v / 100:.2f}"))
+            slider.valueChanged.connect(lambda _v: self.changed.emit())
+            box = QHBoxLayout(row)
+            box.setContentsMargins(0, 0, 0, 0)
+            box.addWidget(slider, 1)
+            box.addWidget(text)
+            row.slider = slider
+            return row
+        spin = QSpinBox() if kind == "int" else QDoubleSpinBox()
+        spin.setRange(lo, hi)
+        spin.setSingleStep(step)
+        if value is not None:
+            spin.setValue(value)
+        spin.valueChanged.connect(lambda _v: self.changed.emit())
+        return spin
+
+    def set_value(self, name: str, value: float) -> None:
+        widget = self.widgets[name]
+        if hasattr(widget, "slider"):
+            widget.slider.setValue(int(round(value * 100)))
+        else:
+            widget.setValue(value)
+
+    def values(self) -> dict:
+        out = {}
+        for name, widget in self.widgets.items():
+            out[name] = widget.slider.value() / 100 if hasattr(widget, "slider") else widget.value()
+        return out
+
+    def assigner(self) -> dict:
+        kind = self.type_combo.currentData()
+        if kind == self.base.get("type"):
+            return {**self.base, **self.values()}
+        return {"_delete_": True, "type": kind, **self.values()}
+
+
+class AssignPage(DebugPage):
+    def __init__(self, panel):
+        super().__init__(panel)
+        self.selected_gt: int | None = None
+        self.why_prior: int | None = None
+        self._build()
+        self.config_changed(panel.cfg)
+
+    def _build(self) -> None:
+        self.editor_a = ParamEditor()
+        self.compare_box = QCheckBox("Compare with")
+        self.editor_b = ParamEditor()
+        self.editor_b.setEnabled(False)
+        self.show_neg = QCheckBox("negatives (faint)")
+        self.show_ignored = QCheckBox("ignored (hatched)")
+        self.show_ignored.setChecked(True)
+        self.table = make_table(["GT", "class", "positives", "per level", "B positives"])
+        self.table.setToolTip("Click a GT: only its positives, and its IoU heat map per level")
+        self.heat = pg.GraphicsLayoutWidget()
+        self.heat.setMinimumHeight(120)
+        self.counts = QLabel()
+        self.counts.setWordWrap(True)
+        self.why = QPlainTextEdit()
+        self.why.setReadOnly(True)
+        self.why.setPlaceholderText("Click an anchor on the image: why did it get its label?")
+        params = QHBoxLayout()
+        params.addWidget(self.editor_a, 1)
+        side = QVBoxLayout()
+        side.addWidget(self.compare_box)
+        side.addWidget(self.editor_b)
+        params.addLayout(side, 1)
+        shows = QHBoxLayout()
+        shows.addWidget(QLabel("Show"))
+        shows.addWidget(self.show_neg)
+        shows.addWidget(self.show_ignored)
+        shows.addStretch(1)
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(self.table)
+        split.addWidget(self.heat)
+        split.addWidget(self.why)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        layout.addLayout(params)
+        layout.addLayout(shows)
+        layout.addWidget(self.counts)
+        layout.addWidget(split, 1)
+        self.editor_a.changed.connect(self.changed)
+        self.editor_b.changed.connect(lambda: self.changed.emit() if self.compare_box.isChecked() else None)
+        self.compare_box.toggled.connect(self._on_compare)
+        self.show_neg.toggled.connect(lambda _c: self.redraw())
+        self.show_ignored.toggled.connect(lambda _c: self.redraw())
+        self.table.itemSelectionChanged.connect(self._on_gt_selected)
+
+    # ------------------------------------------------------------------ parameters
+
+    def config_changed(self, cfg: dict) -> None:
+        assigner = (cfg["model"].get("train_cfg") or {}).get("assigner") or {}
+        for editor in (self.editor_a, self.editor_b):
+            editor.set_base(assigner)
+
+    def _on_compare(self, on: bool) -> None:
+        self.editor_b.setEnabled(on)
+        self.changed.emit()
+
+    def _overrides(self, editor: ParamEditor) -> dict | None:
+        assigner = editor.assigner()
+        if assigner == editor.base:
+            return None
+        return {"train_cfg": {"assigner": assigner}}
+
+    def model_overrides(self) -> dict | None:
+        return self._overrides(self.editor_a)
+
+    def compare_overrides(self) -> dict | None:
+        if not self.compare_box.isChecked():
+            return None
+        return self._overrides(self.editor_b) or {}
+
+    # ------------------------------------------------------------------ drawing
+
+    def show_result(self, result: dict, overlay) -> None:
+        super().show_result(result, overlay)
+        it = result["main"]
+        trace = it.trace
+        names = self.panel.class_names()
+        ar = trace.assign_result
+        cov_rows, _ = coverage_rows(it, names)
+        other = result.get("compare")
+        rows, colors = [], []
+        for k, row in enumerate(cov_rows):
+            per_level = trace.coverage.num_pos_per_level[k].tolist()
+            b = int(other.trace.coverage.num_pos[k]) if other is not None else "-"
+            rows.append([row[0], row[1], int(trace.coverage.num_pos[k]),
+                         " ".join(f"P{lv}:{n}" for lv, n in enumerate(per_level) if n) or "none", b])
+            colors.append(QColor("#e03131") if int(trace.coverage.num_pos[k]) == 0 else gt_color(k).darker(160))
+        self.table.blockSignals(True)
+        fill_table(self.table, rows, colors)
+        if self.selected_gt is not None and self.selected_gt < len(rows):
+            self.table.selectRow(self.selected_gt)
+        else:
+            self.selected_gt = None
+        self.table.blockSignals(False)
+        draw_gt_tags(result, overlay, self.selected_gt)
+        self._draw_labels(it, overlay)
+        self._draw_heat(it)
+        if self.why_prior is not None and self.why_prior < len(trace.priors):
+            self._draw_why(it, overlay, self.why_prior)
+        self.counts_text = (f"{trace.assigner_name}: {ar.num_pos} positive, {ar.num_neg} negative, "
+                            f"{ar.num_ignored} ignored")
+        if other is not None:
+            o = other.trace.assign_result
+            self.counts_text += f"  |  B {other.trace.assigner_name}: {o.num_pos} / {o.num_neg} / {o.num_ignored}"
+        self.counts.setText(self.counts_text)
+
+    def _draw_labels(self, it, overlay) -> None:
+        trace = it.trace
+        gt_inds = trace.assign_result.gt_inds
+        boxes = trace.priors.boxes
+        for k in range(len(trace.gt_boxes)):
+            if self.selected_gt is not None and k != self.selected_gt:
+                continue
+            mask = gt_inds == k + 1
+            if mask.any():
+                overlay.rects("positives", it.to_original(boxes[mask].numpy(), clip=False), gt_color(k), width=1.5)
+        if self.show_ignored.isChecked() and self.selected_gt is None:
+            mask = gt_inds == -1
+            if mask.any():
+                overlay.rects("ignored", it.to_original(boxes[mask].numpy(), clip=False), _IGNORED, width=1.0,
+                              alpha=200, brush=Qt.BrushStyle.BDiagPattern)
+        if self.show_neg.isChecked() and self.selected_gt is None:
+            mask = gt_inds == 0
+            centers = trace.priors.centers[mask].numpy()
+            overlay.points("negatives", it.input.points_to_original(centers), _NEG_FAINT, size=2.0, alpha=90)
+
+    def _draw_heat(self, it) -> None:
+        """The selected GT's IoU with each level's priors (max over a cell's base priors), with
+        contours at the assigner's thresholds."""
+        self.heat.clear()
+        k = self.selected_gt
+        trace = it.trace
+        if k is None or k >= len(trace.gt_boxes):
+            self.heat.addLabel("Click a GT in the table: its IoU with every prior, per level (max over a cell's "
+                               "priors), with the thresholds as contours", size="9pt")
+            return
+        iou = iou_matrix(trace)[k]
+        params = trace.assigner_params
+        levels = [thr for thr in (params.get("pos_iou_thr"), params.get("neg_iou_thr")) if isinstance(thr, float)]
+        for lv in range(trace.priors.num_levels):
+            h, w = trace.priors.featmap_sizes[lv]
+            grid = iou[trace.priors.level_slice(lv)].reshape(h, w, -1).amax(-1).numpy()
+            view = self.heat.addViewBox(row=0, col=lv, lockAspect=True, invertY=True)
+            image = pg.ImageItem(grid.T, levels=(0, 1))
+            image.setColorMap(pg.colormap.get("viridis"))
+            view.addItem(image)
+            for thr, color in zip(levels, ("#ff4d4d", "#ffd21f")):
+                curve = pg.IsocurveItem(grid.T, level=thr, pen=pg.mkPen(color, width=2))
+                view.addItem(curve)
+            label = pg.LabelItem(f"P{lv} max {grid.max():.2f}", size="8pt")
+            self.heat.addItem(label, row=1, col=lv)
+
+    def _on_gt_selected(self) -> None:
+        row = self.table.currentRow()
+        self.selected_gt = row if row >= 0 else None
+        self.redraw()
+
+    def select_gt(self, k: int | None) -> None:
+        if k is None:
+            self.table.clearSelection()
+            self.selected_gt = None
+            self.redraw()
+        else:
+            self.table.selectRow(k)
+
+    # ------------------------------------------------------------------ Why?
+
+    def on_click(self, x: float, y: float) -> None:
+        it = self.result["main"]
+        self.why_prior = self.prior_at(it, x, y)
+        self.redraw()
+
+    def prior_at(self, it, x: float, y: float) -> int:
+        """The prior a click means: among the priors whose cell contains the click (every level),
+        the one with the highest IoU with any GT (the most interesting one); ties to the finest level."""
+        trace = it.trace
+        px, py = input_point(it, x, y)
+        candidates = []
+        for lv in range(trace.priors.num_levels):
+            row, col = trace.priors.cell_at(lv, px, py)
+            candidates += trace.priors.cell_indices(lv, row, col).tolist()
+        iou = iou_matrix(trace)
+        best = iou[:, candidates].amax(0) if len(trace.gt_boxes) else torch.zeros(len(candidates))
+        return candidates[int(torch.argmax(best))]
+
+    def _draw_why(self, it, overlay, prior: int) -> None:
+        box = it.to_original(it.trace.priors.boxes[prior:prior + 1].numpy(), clip=False)
+        overlay.rects("why", box, "#ffffff", width=3.0, dash=True, z=3.8)
+        self.why.setPlainText(why_text(it.trace, prior, self.panel.class_names()))

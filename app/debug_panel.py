@@ -1,0 +1,320 @@
+"""The debug dock: which config and model to trace with, the current parameters as a config
+snippet, and the four views (anchors, assignment, loss, NMS) of the image on the canvas.
+
+Every edit of the image's boxes (saved or not), image switch, config / model change or
+parameter change schedules a trace on the worker thread (:class:`TraceRunner`); the newest
+result is handed to the views, which draw it over the image (:class:`Overlay`) and in their
+own tables and plots. Nothing here computes detector logic: it all comes from the trace.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from PySide6.QtCore import QTimer, Signal
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QLabel, QPushButton, QTabWidget, QVBoxLayout,
+                               QWidget)
+
+from detengine.api import shipped_configs
+from detengine.cli import resolve_config
+from detengine.image_trace import ImageTracer
+
+from .anchors_page import AnchorsPage
+from .assign_page import AssignPage
+from .debug_common import config_snippet, qimage_to_rgb
+from .loss_page import LossPage
+from .nms_page import NmsPage
+from .overlay import Overlay
+from .trace_worker import TraceRunner
+
+__all__ = ["DebugPanel", "RANDOM_INIT", "NO_MODEL"]
+
+NO_MODEL = "none"
+RANDOM_INIT = "random"
+_DEBOUNCE_MS = 15
+
+
+def _load_cfg(config: str) -> dict:
+    from detengine.train.runner import load_cfg
+    path = Path(config) if config.endswith(".py") else resolve_config(config)
+    return load_cfg(str(path))
+
+
+class DebugPanel(QWidget):
+    """Signals ``traced(result)`` after each new trace (tests wait on it) and ``message(text)``."""
+
+    traced = Signal(object)
+    message = Signal(str)
+
+    def __init__(self, canvas, editor, config: str = "ssd300_coco", parent=None):
+        super().__init__(parent)
+        self.canvas, self.editor = canvas, editor
+        self.overlay = Overlay(canvas)
+        self.runner = TraceRunner(self)
+        self.active = False                     # drawn only while the dock is visible
+        self.result: dict | None = None         # {"main": ImageTrace, "compare": ImageTrace | None, ...}
+        self.config = config
+        self.cfg = _load_cfg(config)
+        self.checkpoints: dict[str, str] = {}
+        self._tracers: dict = {}                # touched only on the worker thread
+        self._pixels: tuple | None = None
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(_DEBOUNCE_MS)
+        self._timer.timeout.connect(self.retrace)
+        self._build()
+        self.runner.done.connect(self._on_done)
+        self.runner.failed.connect(self._on_failed)
+        canvas.clicked.connect(self._on_canvas_click)
+        canvas.zoomChanged.connect(lambda _s: self.current_page().on_zoom() if self.active and self.result else None)
+        editor.imageShown.connect(lambda _i: self.schedule())
+
+    # ------------------------------------------------------------------ construction
+
+    def _build(self) -> None:
+        self.config_combo = QComboBox()
+        for name in shipped_configs():
+            if not name.startswith("_"):
+                self.config_combo.addItem(name, name)
+        self.config_combo.addItem("Open config file…", "")
+        self.config_combo.setCurrentIndex(max(0, self.config_combo.findData(self.config)))
+        self.model_combo = QComboBox()
+        self.model_combo.addItem("random init (seed 0)", RANDOM_INIT)
+        self.model_combo.addItem("no model (untrained head outputs)", NO_MODEL)
+        self.model_combo.addItem("Load checkpoint…", "")
+        self.model_combo.setToolTip("The loss and NMS views run this model on the image")
+        self.snippet_button = QPushButton("Copy config snippet")
+        self.status = QLabel()
+        self.status.setWordWrap(True)
+        self.pages = {"anchors": AnchorsPage(self), "assign": AssignPage(self), "loss": LossPage(self),
+                      "nms": NmsPage(self)}
+        self.tabs = QTabWidget()
+        for key, title in (("anchors", "Anchors"), ("assign", "Assignment"), ("loss", "Loss"), ("nms", "NMS")):
+            self.tabs.addTab(self.pages[key], title)
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Config"))
+        top.addWidget(self.config_combo, 2)
+        top.addWidget(QLabel("Model"))
+        top.addWidget(self.model_combo, 2)
+        top.addWidget(self.snippet_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        layout.addLayout(top)
+        layout.addWidget(self.status)
+        layout.addWidget(self.tabs, 1)
+        self.config_combo.activated.connect(self._on_config_chosen)
+        self.model_combo.activated.connect(self._on_model_chosen)
+        self.snippet_button.clicked.connect(self.copy_snippet)
+        self.tabs.currentChanged.connect(lambda _i: self._on_page_changed())
+        for page in self.pages.values():
+            page.changed.connect(self.schedule)
+
+    # ------------------------------------------------------------------ state
+
+    def current_page(self):
+        return self.tabs.currentWidget()
+
+    def set_active(self, active: bool) -> None:
+        """The dock became visible (draw) or hidden (clear the overlay, stop tracing)."""
+        self.active = active
+        if active:
+            self.schedule()
+        else:
+            self.overlay.clear()
+
+    def show_page(self, key: str) -> None:
+        self.tabs.setCurrentWidget(self.pages[key])
+
+    def set_config(self, config: str) -> None:
+        """Trace with ``config`` (a shipped name or a file); raises on a config that fails to load."""
+        self.cfg = _load_cfg(config)
+        self.config = config
+        index = self.config_combo.findData(config)
+        if index < 0:
+            self.config_combo.insertItem(self.config_combo.count() - 1, Path(config).stem, config)
+            index = self.config_combo.findData(config)
+        self.config_combo.setCurrentIndex(index)
+        for page in self.pages.values():
+            page.config_changed(self.cfg)
+        self.schedule()
+
+    def model_choice(self) -> str:
+        return self.model_combo.currentData() or NO_MODEL
+
+    def set_model_choice(self, choice: str) -> None:
+        self.model_combo.setCurrentIndex(self.model_combo.findData(choice))
+        self.schedule()
+
+    def add_checkpoint(self, path: str) -> None:
+        key = f"ckpt:{path}"
+        self.checkpoints[key] = path
+        if self.model_combo.findData(key) < 0:
+            self.model_combo.insertItem(self.model_combo.count() - 1, f"checkpoint {Path(path).name}", key)
+        self.set_model_choice(key)
+
+    # ------------------------------------------------------------------ tracing
+
+    def schedule(self) -> None:
+        if self.active:
+            self._timer.start()
+
+    def _image_pixels(self, key):
+        if self._pixels is None or self._pixels[0] != key:
+            self._pixels = (key, qimage_to_rgb(self.canvas.image))
+        return self._pixels[1]
+
+    def class_names(self) -> list[str]:
+        """Class names in label order (categories sorted by COCO id)."""
+        return [c.name for c in sorted(self.editor.project.categories, key=lambda c: c.id)]
+
+    def gt_inputs(self):
+        """The shown image's boxes: (N, 4) xyxy, labels 0..C-1 (categories by id), crowd flags, ids."""
+        project = self.editor.project
+        cat_ids = sorted(project.category_ids())
+        label_of = {cid: i for i, cid in enumerate(cat_ids)}
+        boxes = [b for b in project.images[self.editor.index].boxes if b.category_id in label_of]
+        return ([b.xyxy for b in boxes], [label_of[b.category_id] for b in boxes], [b.iscrowd for b in boxes],
+                [b.id for b in boxes], max(1, len(cat_ids)))
+
+    def retrace(self) -> None:
+        if not self.active or self.editor.doc is None or self.editor.index < 0:
+            return
+        if self.canvas.image is None:
+            self.overlay.clear()
+            self.status.setText("this image cannot be read: nothing to trace")
+            return
+        index = self.editor.index
+        key = (index, str(self.editor.project.image_path(index)))
+        image = self._image_pixels(key)
+        boxes, labels, crowd, box_ids, num_classes = self.gt_inputs()
+        use_model = self.current_page().needs_model and self.model_choice() != NO_MODEL
+        spec = (self.config, num_classes, self.model_choice() if use_model else NO_MODEL)
+        cfg = self.cfg
+        checkpoint = self.checkpoints.get(self.model_choice())
+        overrides = self.pages["assign"].model_overrides()
+        compare = self.pages["assign"].compare_overrides()
+        post = self.pages["nms"].postprocess_overrides()
+
+        def job():
+            tracer = self._tracer(spec, cfg, checkpoint)
+            main = tracer.trace(key, image, boxes, labels, crowd, model_overrides=overrides, postprocess_overrides=post)
+            other = None
+            if compare is not None:
+                other = tracer.trace(key, image, boxes, labels, crowd, model_overrides=compare,
+                                     postprocess_overrides=post)
+            return {"main": main, "compare": other, "box_ids": box_ids, "image": index, "tracer": tracer}
+
+        self.runner.request(job)
+
+    def _tracer(self, spec, cfg, checkpoint) -> ImageTracer:
+        """Worker thread: the tracer for (config, classes, model), building the model once."""
+        tracer = self._tracers.get(spec)
+        if tracer is None:
+            config, num_classes, choice = spec
+            model, name = None, None
+            if choice == RANDOM_INIT or choice.startswith("ckpt:"):
+                model, name, num_classes = _build_model(cfg, num_classes, checkpoint)
+                cfg = {**cfg, "model": model.model_cfg}
+            tracer = ImageTracer(cfg, num_classes=num_classes, model=model, model_name=name)
+            if len(self._tracers) > 6:
+                self._tracers.clear()
+            self._tracers[spec] = tracer
+        return tracer
+
+    def _on_done(self, slot: str, request_id: int, result, seconds: float) -> None:
+        if not self.runner.is_latest(slot, request_id) or not self.active:
+            return
+        if result["image"] != self.editor.index:
+            return
+        self.result = result
+        trace = result["main"].trace
+        meta = result["main"].input.meta
+        sx, sy = meta.get("scale_factor", (1.0, 1.0))
+        model = result["main"].model_name or ("not used by this view" if not self.current_page().needs_model
+                                              else "none (untrained head outputs)")
+        self.status.setText(f"{Path(self.config).stem}: network input {trace.input_shape[1]}x{trace.input_shape[0]} "
+                            f"(image x{sx:.3g}), {len(trace.priors)} priors, {len(trace.gt_boxes)} GT, "
+                            f"{trace.num_classes} classes; model: {model}; traced in {seconds * 1000:.0f} ms")
+        self._redraw()
+        self.traced.emit(result)
+
+    def _on_failed(self, slot: str, request_id: int, text: str) -> None:
+        if self.runner.is_latest(slot, request_id):
+            self.overlay.clear()
+            first = text.splitlines()[0]
+            self.status.setText(f"trace failed: {first}")
+            self.message.emit(f"trace failed: {first}")
+
+    def _redraw(self) -> None:
+        self.overlay.clear()
+        if self.result is not None and self.active:
+            self.current_page().show_result(self.result, self.overlay)
+
+    def _on_page_changed(self) -> None:
+        if self.result is not None and self.current_page().needs_model and self.result["main"].model_name is None \
+                and self.model_choice() != NO_MODEL:
+            self.overlay.clear()
+            self.schedule()                      # the loss / NMS views need the model's outputs
+            return
+        self._redraw()
+
+    def _on_canvas_click(self, x: float, y: float) -> None:
+        if self.active and self.result is not None:
+            self.current_page().on_click(x, y)
+
+    # ------------------------------------------------------------------ header actions
+
+    def _on_config_chosen(self, index: int) -> None:
+        config = self.config_combo.itemData(index)
+        if not config:
+            path, _ = QFileDialog.getOpenFileName(self, "Open a detector config", "", "Config (*.py)")
+            if not path:
+                self.config_combo.setCurrentIndex(max(0, self.config_combo.findData(self.config)))
+                return
+            config = path
+        try:
+            self.set_config(config)
+        except Exception as exc:                 # a user's config file: say what is wrong, keep the old one
+            self.message.emit(f"cannot load config {config}: {exc}")
+            self.config_combo.setCurrentIndex(max(0, self.config_combo.findData(self.config)))
+
+    def _on_model_chosen(self, index: int) -> None:
+        if self.model_combo.itemData(index):
+            self.schedule()
+            return
+        path, _ = QFileDialog.getOpenFileName(self, "Load a checkpoint", "", "Checkpoint (*.pth *.pt)")
+        if path:
+            self.add_checkpoint(path)
+        else:
+            self.model_combo.setCurrentIndex(0)
+
+    def snippet(self) -> str:
+        overrides = dict(self.pages["assign"].model_overrides() or {})
+        test_cfg = self.pages["nms"].test_cfg_snippet()
+        return config_snippet(overrides, test_cfg)
+
+    def copy_snippet(self) -> None:
+        QGuiApplication.clipboard().setText(self.snippet())
+        self.message.emit("config snippet copied to the clipboard")
+
+    def shutdown(self) -> None:
+        self.runner.stop()
+
+
+def _build_model(cfg: dict, num_classes: int, checkpoint: str | None):
+    """(model, name, num_classes): a seeded random-init detector or a checkpoint's."""
+    from detengine.config import merge_dicts
+    from detengine.image_trace import num_classes_override
+    from detengine.models.builder import build_detector
+
+    if checkpoint:
+        from detengine.train.checkpoint import load_checkpoint
+        ckpt = load_checkpoint(checkpoint)
+        model_cfg = ckpt.get("model_cfg") or merge_dicts(cfg["model"], num_classes_override(num_classes))
+        model = build_detector(model_cfg)
+        model.load_state_dict(ckpt.get("model", ckpt.get("state_dict", ckpt)))
+        return model, f"checkpoint {Path(checkpoint).name}", int(model_cfg["bbox_head"]["num_classes"])
+    torch.manual_seed(0)
+    model = build_detector(merge_dicts(cfg["model"], num_classes_override(num_classes)))
+    return model, "random init (seed 0)", num_classes

@@ -1,0 +1,164 @@
+"""Loss: what the current model's loss is made of on this image. Per-anchor classification loss
+as a heat map per level; the negatives SSD's hard-negative mining picked, marked among all
+negatives; each positive's regression loss, encoded target and decoded box; and a breakdown
+(per level, per GT, classification vs regression, positives vs negatives) whose total is the
+detector's loss for this image.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QSplitter, QVBoxLayout
+
+from .anchors_page import draw_gt_tags
+from .debug_common import fill_table, gt_color, make_table
+from .debug_page import DebugPage
+
+__all__ = ["LossPage", "HARD_NEG_COLOR"]
+
+HARD_NEG_COLOR = "#ff2bd6"
+_NEG_COLOR = "#8a8f98"
+
+
+class LossPage(DebugPage):
+    needs_model = True
+
+    def __init__(self, panel):
+        super().__init__(panel)
+        self.breakdown: dict | None = None
+        self._build()
+
+    def _build(self) -> None:
+        self.totals = QLabel()
+        self.totals.setWordWrap(True)
+        self.totals.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.show_negatives = QCheckBox("all negatives (faint)")
+        self.heat = pg.GraphicsLayoutWidget()
+        self.heat.setMinimumHeight(110)
+        self.chart = pg.GraphicsLayoutWidget()
+        self.chart.setMinimumHeight(150)
+        self.table = make_table(["prior", "GT", "level", "cls loss", "reg loss", "target (encoded)", "decoded box"])
+        self.table.setToolTip("Click a positive: its prior (thin), GT (dashed) and the model's decoded box (thick)")
+        top = QHBoxLayout()
+        top.addWidget(self.totals, 1)
+        top.addWidget(self.show_negatives)
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(self.chart)
+        split.addWidget(self.heat)
+        split.addWidget(self.table)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        layout.addLayout(top)
+        layout.addWidget(split, 1)
+        self.table.itemSelectionChanged.connect(self.redraw)
+        self.show_negatives.toggled.connect(lambda _c: self.redraw())
+
+    def show_result(self, result: dict, overlay) -> None:
+        super().show_result(result, overlay)
+        it = result["main"]
+        trace = it.trace
+        if trace.loss is None:
+            self.totals.setText("No loss: choose a model (random init or a checkpoint) above.")
+            self.breakdown = None
+            self.heat.clear()
+            self.chart.clear()
+            self.table.setRowCount(0)
+            return
+        self.breakdown = trace.loss_breakdown
+        b = self.breakdown
+        terms = " + ".join(f"{k} {v:.5f}" for k, v in b["terms"].items())
+        hard = trace.hard_negative_mask
+        mined = f"; hard negatives mined: {int(hard.sum())} of {trace.assign_result.num_neg}" if hard is not None else ""
+        self.totals.setText(f"{it.model_name}: {terms} = <b>{b['total']:.5f}</b> (avg_factor {b['avg_factor']:.4g}); "
+                            f"cls on positives {b['cls_positive']:.4f}, on negatives {b['cls_negative']:.4f}{mined}")
+        draw_gt_tags(result, overlay)
+        self._draw_anchors(it, overlay)
+        self._fill_table(it)
+        self._draw_chart(trace, b)
+        self._draw_heat(trace)
+
+    def _draw_anchors(self, it, overlay) -> None:
+        trace = it.trace
+        gt_inds = trace.assign_result.gt_inds
+        hard = trace.hard_negative_mask
+        if self.show_negatives.isChecked():
+            centers = trace.priors.centers[gt_inds == 0].numpy()
+            overlay.points("negatives", it.input.points_to_original(centers), _NEG_COLOR, size=2.0, alpha=90)
+        if hard is not None and hard.any():
+            overlay.rects("hard_negatives", it.to_original(trace.priors.boxes[hard].numpy(), clip=False),
+                          HARD_NEG_COLOR, width=1.2, alpha=220)
+        row = self.table.currentRow()
+        positives = self._positives(trace)
+        if 0 <= row < len(positives):
+            prior = positives[row]
+            k = int(gt_inds[prior]) - 1
+            overlay.rects("selected", it.to_original(trace.priors.boxes[prior:prior + 1].numpy(), clip=False),
+                          gt_color(k), width=1.0)
+            decoded = it.decoded_predictions([prior]).numpy()
+            overlay.rects("selected", it.to_original(decoded, clip=False), "#ffffff", width=3.0, z=3.7)
+        else:
+            for k in range(len(trace.gt_boxes)):
+                mask = gt_inds == k + 1
+                if mask.any():
+                    overlay.rects("positives", it.to_original(trace.priors.boxes[mask].numpy(), clip=False),
+                                  gt_color(k), width=1.5)
+
+    @staticmethod
+    def _positives(trace) -> list[int]:
+        return (trace.assign_result.gt_inds > 0).nonzero().view(-1).tolist()
+
+    def _fill_table(self, it) -> None:
+        trace = it.trace
+        loss = trace.loss
+        positives = self._positives(trace)
+        decoded = it.decoded_predictions(positives)
+        rows = []
+        for n, prior in enumerate(positives):
+            target = ", ".join(f"{v:.3f}" for v in trace.targets.bbox_targets[prior].tolist())
+            box = ", ".join(f"{v:.1f}" for v in decoded[n].tolist())
+            rows.append([f"#{prior}", f"GT{int(trace.assign_result.gt_inds[prior]) - 1}", f"P{int(trace.priors.level[prior])}",
+                         f"{float(loss.cls_per_prior[prior]):.5f}", f"{float(loss.bbox_per_prior[prior]):.5f}",
+                         target, box])
+        selected = self.table.currentRow()
+        self.table.blockSignals(True)
+        fill_table(self.table, rows)
+        if 0 <= selected < len(rows):
+            self.table.selectRow(selected)
+        self.table.blockSignals(False)
+
+    def _draw_chart(self, trace, b: dict) -> None:
+        """Three bar plots: per level (cls + reg stacked), per GT, and positive vs negative cls."""
+        self.chart.clear()
+        levels = len(b["per_level"]["loss_cls"])
+        cls_l, reg_l = np.array(b["per_level"]["loss_cls"]), np.array(b["per_level"]["loss_bbox"])
+        plot = self.chart.addPlot(row=0, col=0, title="per level")
+        x = np.arange(levels)
+        plot.addItem(pg.BarGraphItem(x=x, height=cls_l, width=0.6, brush="#4ea1ff", name="cls"))
+        plot.addItem(pg.BarGraphItem(x=x, y0=cls_l, height=reg_l, width=0.6, brush="#ff9f0a", name="reg"))
+        plot.getAxis("bottom").setTicks([[(i, f"P{i}") for i in range(levels)]])
+        gts = len(b["per_gt"]["loss_cls"])
+        plot = self.chart.addPlot(row=0, col=1, title="per GT (positives)")
+        if gts:
+            cls_g, reg_g = np.array(b["per_gt"]["loss_cls"]), np.array(b["per_gt"]["loss_bbox"])
+            plot.addItem(pg.BarGraphItem(x=np.arange(gts), height=cls_g, width=0.6, brush="#4ea1ff"))
+            plot.addItem(pg.BarGraphItem(x=np.arange(gts), y0=cls_g, height=reg_g, width=0.6, brush="#ff9f0a"))
+            plot.getAxis("bottom").setTicks([[(i, f"GT{i}") for i in range(gts)]])
+        plot = self.chart.addPlot(row=0, col=2, title="cls: pos vs neg")
+        plot.addItem(pg.BarGraphItem(x=[0, 1], height=[b["cls_positive"], b["cls_negative"]], width=0.6,
+                                     brushes=["#3ddbb0", "#8a8f98"]))
+        plot.getAxis("bottom").setTicks([[(0, "pos"), (1, "neg")]])
+        self.chart_total = float(cls_l.sum() + reg_l.sum())
+
+    def _draw_heat(self, trace) -> None:
+        """Classification loss per cell (summed over the cell's priors), one image per level."""
+        self.heat.clear()
+        cls = trace.loss.cls_per_prior.detach().float()
+        for lv in range(trace.priors.num_levels):
+            h, w = trace.priors.featmap_sizes[lv]
+            grid = cls[trace.priors.level_slice(lv)].reshape(h, w, -1).sum(-1).numpy()
+            view = self.heat.addViewBox(row=0, col=lv, lockAspect=True, invertY=True)
+            image = pg.ImageItem(grid.T)
+            image.setColorMap(pg.colormap.get("inferno"))
+            view.addItem(image)
+            self.heat.addItem(pg.LabelItem(f"P{lv} sum {grid.sum():.3g}", size="8pt"), row=1, col=lv)

@@ -1,0 +1,239 @@
+"""NMS: the current model's detections stage by stage (raw candidates, after the score
+threshold, the per-level top-k, NMS and max_per_img) with live sliders; what each kept box
+suppressed and what suppressed a dropped box; true / false positives against the GT at IoU 0.5
+and the GTs nothing found.
+"""
+from __future__ import annotations
+
+import torch
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import (QCheckBox, QFormLayout, QHBoxLayout, QLabel, QPlainTextEdit, QSlider, QSpinBox,
+                               QSplitter, QVBoxLayout, QWidget)
+
+from detengine.api import STAGE_TEXT, Stage
+from detengine.boxes import bbox_overlaps
+
+from .anchors_page import draw_gt_tags
+from .colors import class_color
+from .debug_common import fill_table, make_table
+from .debug_page import DebugPage
+
+__all__ = ["NmsPage", "match_detections", "TP_COLOR", "FP_COLOR"]
+
+TP_COLOR, FP_COLOR, MISSED_COLOR = "#2fbf4a", "#ff3b3b", "#ffd21f"
+STAGE_NAMES = {"raw": "raw (prior, class) pairs", "score_thr": "after score_thr", "nms_pre": "after per-level top-k",
+               "min_bbox_size": "after min_bbox_size", "nms": "after NMS", "max_per_img": "after max_per_img"}
+
+
+def match_detections(boxes, scores, labels, gt_boxes, gt_labels, iou_thr: float = 0.5):
+    """COCO-style greedy matching: detections by descending score take the unmatched GT of
+    their class with the highest IoU >= ``iou_thr``. Returns (tp (K,) bool, matched gt (K,),
+    missed GT indices)."""
+    k, g = len(boxes), len(gt_boxes)
+    tp = torch.zeros(k, dtype=torch.bool)
+    matched = torch.full((k,), -1, dtype=torch.long)
+    taken = torch.zeros(g, dtype=torch.bool)
+    if k and g:
+        iou = bbox_overlaps(boxes, gt_boxes)
+        for d in torch.argsort(scores, descending=True).tolist():
+            ok = (gt_labels == labels[d]) & ~taken & (iou[d] >= iou_thr)
+            if ok.any():
+                j = int(torch.where(ok, iou[d], torch.tensor(-1.0)).argmax())
+                tp[d], matched[d], taken[j] = True, j, True
+    return tp, matched, (~taken).nonzero().view(-1).tolist()
+
+
+class NmsPage(DebugPage):
+    needs_model = True
+
+    def __init__(self, panel):
+        super().__init__(panel)
+        self.focus: int | None = None          # candidate index clicked
+        self.defaults: dict = {}
+        self._build()
+        self.config_changed(panel.cfg)
+
+    def _build(self) -> None:
+        self.score = self._slider(0, 100)
+        self.iou = self._slider(0, 100)
+        self.max_det = QSpinBox()
+        self.max_det.setRange(1, 10000)
+        self.show_suppressed = QCheckBox("suppressed boxes (dashed)")
+        self.mark_tp = QCheckBox("mark TP / FP vs GT at IoU 0.5")
+        self.mark_tp.setChecked(True)
+        form = QFormLayout()
+        form.addRow("score_thr", self.score.row)
+        form.addRow("NMS iou_threshold", self.iou.row)
+        form.addRow("max_per_img", self.max_det)
+        checks = QHBoxLayout()
+        checks.addWidget(self.show_suppressed)
+        checks.addWidget(self.mark_tp)
+        checks.addStretch(1)
+        self.stages = make_table(["stage", "candidates"])
+        self.detail = QPlainTextEdit()
+        self.detail.setReadOnly(True)
+        self.detail.setPlaceholderText("Click a kept box: what it suppressed. Click a suppressed box: what "
+                                       "suppressed it.")
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(self.stages)
+        split.addWidget(self.detail)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        layout.addLayout(form)
+        layout.addLayout(checks)
+        layout.addWidget(split, 1)
+        self.max_det.valueChanged.connect(lambda _v: self.changed.emit())
+        self.show_suppressed.toggled.connect(lambda _c: self.redraw())
+        self.mark_tp.toggled.connect(lambda _c: self.redraw())
+
+    def _slider(self, lo: int, hi: int) -> QSlider:
+        slider = QSlider(Qt.Orientation.Horizontal)
+        slider.setRange(lo, hi)
+        label = QLabel()
+        slider.valueChanged.connect(lambda v: label.setText(f"{v / 100:.2f}"))
+        slider.valueChanged.connect(lambda _v: self.changed.emit())
+        row = QWidget()
+        box = QHBoxLayout(row)
+        box.setContentsMargins(0, 0, 0, 0)
+        box.addWidget(slider, 1)
+        box.addWidget(label)
+        slider.row = row
+        return slider
+
+    # ------------------------------------------------------------------ parameters
+
+    def config_changed(self, cfg: dict) -> None:
+        """Defaults from the head's own post-processing parameters (d2l's has no max_per_img)."""
+        from detengine.trace import head_core_for
+        self.defaults = {k: v for k, v in head_core_for(cfg["model"]).test_config().items()
+                         if k in ("score_thr", "iou_threshold", "max_per_img")}
+        for widget in (self.score, self.iou, self.max_det):
+            widget.blockSignals(True)
+        self.score.setValue(round(self.defaults["score_thr"] * 100))
+        self.iou.setValue(round(self.defaults["iou_threshold"] * 100))
+        self.max_det.setEnabled("max_per_img" in self.defaults)
+        self.max_det.setValue(int(self.defaults.get("max_per_img", 100)))
+        for widget, value in ((self.score, self.score.value()), (self.iou, self.iou.value())):
+            widget.blockSignals(False)
+            widget.valueChanged.emit(value)
+        self.max_det.blockSignals(False)
+
+    def set_params(self, score_thr: float | None = None, iou_threshold: float | None = None,
+                   max_per_img: int | None = None) -> None:
+        if score_thr is not None:
+            self.score.setValue(round(score_thr * 100))
+        if iou_threshold is not None:
+            self.iou.setValue(round(iou_threshold * 100))
+        if max_per_img is not None:
+            self.max_det.setValue(max_per_img)
+
+    def postprocess_overrides(self) -> dict:
+        """Only the values that differ from the config (so 0.02 stays exactly 0.02)."""
+        current = {"score_thr": self.score.value() / 100, "iou_threshold": self.iou.value() / 100,
+                   "max_per_img": self.max_det.value()}
+        return {k: v for k, v in current.items() if k in self.defaults and abs(v - self.defaults[k]) > 1e-9}
+
+    def test_cfg_snippet(self) -> dict:
+        o = self.postprocess_overrides()
+        out = {}
+        if "score_thr" in o:
+            out["score_thr"] = o["score_thr"]
+        if "iou_threshold" in o:
+            out["nms"] = {"iou_threshold": o["iou_threshold"]}
+        if "max_per_img" in o:
+            out["max_per_img"] = o["max_per_img"]
+        return out
+
+    # ------------------------------------------------------------------ drawing
+
+    def show_result(self, result: dict, overlay) -> None:
+        super().show_result(result, overlay)
+        it = result["main"]
+        record = it.trace.postprocess
+        if record is None:
+            fill_table(self.stages, [["no predictions: choose a model above", ""]])
+            return
+        rows = [[STAGE_NAMES.get(k, k), int(v)] for k, v in record.counts.items()]
+        fill_table(self.stages, rows)
+        draw_gt_tags(result, overlay)
+        self._draw_detections(it, overlay, record)
+        if self.focus is not None and self.focus < len(record.cand_stage):
+            self._draw_focus(it, overlay, record, self.focus)
+
+    def _draw_detections(self, it, overlay, record) -> None:
+        names = self.panel.class_names()
+        cat_ids = sorted(self.panel.editor.project.category_ids())
+        trace = it.trace
+        tp, _, missed = match_detections(record.boxes, record.scores, record.labels, trace.gt_boxes, trace.gt_labels)
+        self.tp, self.missed = tp, missed
+        boxes = it.to_original(record.boxes.numpy())
+        for d in range(len(boxes)):
+            label = int(record.labels[d])
+            if self.mark_tp.isChecked():
+                color = TP_COLOR if tp[d] else FP_COLOR
+            else:
+                color = class_color(cat_ids[label]) if label < len(cat_ids) else QColor("#ffffff")
+            overlay.rects("kept", boxes[d:d + 1], color, width=2.0)
+            name = names[label] if label < len(names) else str(label)
+            overlay.text("kept_labels", boxes[d, 0], boxes[d, 3], f"{name} {float(record.scores[d]):.2f}", color)
+        if self.show_suppressed.isChecked():
+            sup = record.cand_stage == Stage.SUPPRESSED
+            overlay.rects("suppressed", it.to_original(record.cand_box[sup].numpy()), "#b0b8c8", width=1.0,
+                          alpha=160, dash=True)
+        if self.mark_tp.isChecked() and missed:
+            gts = it.to_original(trace.gt_boxes[missed].numpy())
+            overlay.rects("missed", gts, MISSED_COLOR, width=3.0, z=3.6)
+        n_tp = int(tp.sum())
+        self.summary = (f"{len(boxes)} detections: {n_tp} TP, {len(boxes) - n_tp} FP at IoU 0.5; "
+                        f"missed GTs: {', '.join(f'GT{k}' for k in missed) or 'none'}")
+        self.detail.setPlainText(self.summary if self.focus is None else self.detail.toPlainText())
+
+    def on_click(self, x: float, y: float) -> None:
+        record = self.result["main"].trace.postprocess if self.result else None
+        if record is None:
+            return
+        self.focus = self.candidate_at(x, y)
+        self.redraw()
+
+    def candidate_at(self, x: float, y: float) -> int | None:
+        """The kept (or, when shown, suppressed) candidate under the click, smallest first."""
+        it = self.result["main"]
+        record = it.trace.postprocess
+        stages = [Stage.KEPT] + ([Stage.SUPPRESSED] if self.show_suppressed.isChecked() else [])
+        alive = torch.isin(record.cand_stage, torch.tensor(stages, dtype=record.cand_stage.dtype))
+        idx = alive.nonzero().view(-1)
+        if idx.numel() == 0:
+            return None
+        boxes = torch.as_tensor(it.to_original(record.cand_box[idx].numpy()))
+        inside = (boxes[:, 0] <= x) & (x <= boxes[:, 2]) & (boxes[:, 1] <= y) & (y <= boxes[:, 3])
+        if not inside.any():
+            return None
+        area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        area[~inside] = float("inf")
+        kept_first = area + (record.cand_stage[idx] != Stage.KEPT).float() * 1e12
+        return int(idx[int(torch.argmin(kept_first))])
+
+    def _draw_focus(self, it, overlay, record, c: int) -> None:
+        names = self.panel.class_names()
+        stage = int(record.cand_stage[c])
+        label = int(record.cand_label[c])
+        name = names[label] if label < len(names) else str(label)
+        box = it.to_original(record.cand_box[c:c + 1].numpy())
+        overlay.rects("focus", box, "#ffffff", width=3.5, z=3.9)
+        lines = [f"candidate {c}: {name} score {float(record.cand_score[c]):.4f}, prior #{int(record.cand_prior[c])}, "
+                 f"{STAGE_TEXT.get(stage, '?')}"]
+        if stage == Stage.KEPT:
+            victims = (record.suppressed_by == c).nonzero().view(-1)
+            lines.append(f"suppressed {len(victims)} box(es):")
+            for v in victims.tolist():
+                lines.append(f"  candidate {v}: score {float(record.cand_score[v]):.4f}, "
+                             f"IoU {float(record.suppressed_iou[v]):.3f}")
+            if len(victims):
+                overlay.rects("focus", it.to_original(record.cand_box[victims].numpy()), "#ff9f0a", width=1.5, dash=True)
+        elif stage == Stage.SUPPRESSED:
+            by = int(record.suppressed_by[c])
+            lines.append(f"suppressed by candidate {by} (score {float(record.cand_score[by]):.4f}) "
+                         f"at IoU {float(record.suppressed_iou[c]):.3f}")
+            overlay.rects("focus", it.to_original(record.cand_box[by:by + 1].numpy()), "#38c7ff", width=3.0)
+        self.detail.setPlainText("\n".join(lines))

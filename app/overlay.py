@@ -1,0 +1,119 @@
+"""Debug drawings over the image on the canvas, in ORIGINAL image pixels.
+
+Batched: every call adds ONE ``QGraphicsPathItem`` however many rectangles or points it draws
+(``pyqtgraph.arrayToQPath`` builds the path from numpy without a Python loop), so 100,000
+anchors are one item. Items are grouped in named layers that the debug pages clear and refill.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QBrush, QColor, QPainterPath, QPen
+from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsSimpleTextItem
+
+__all__ = ["Overlay", "rects_to_path", "points_to_path", "path_to_rects"]
+
+_VERTS_PER_RECT = 5          # moveTo + 4 lineTo (closed ring)
+_Z = 3.0                     # above the image and the GT boxes' fill, below the labels
+
+
+def rects_to_path(boxes: np.ndarray) -> QPainterPath:
+    """(N, 4) xyxy -> one path of N closed rectangles."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    if len(boxes) == 0:
+        return QPainterPath()
+    x = boxes[:, [0, 2, 2, 0, 0]].ravel()
+    y = boxes[:, [1, 1, 3, 3, 1]].ravel()
+    connect = np.ones(len(x), dtype=np.int32)
+    connect[_VERTS_PER_RECT - 1::_VERTS_PER_RECT] = 0     # a ring's last vertex does not join the next ring
+    return pg.arrayToQPath(x, y, connect)
+
+
+def path_to_rects(path: QPainterPath) -> np.ndarray:
+    """The (N, 4) rectangles stored in a path made by :func:`rects_to_path` (what is drawn)."""
+    n = path.elementCount() // _VERTS_PER_RECT
+    out = np.empty((n, 4), dtype=np.float64)
+    for i in range(n):
+        a, c = path.elementAt(i * _VERTS_PER_RECT), path.elementAt(i * _VERTS_PER_RECT + 2)
+        out[i] = (a.x, a.y, c.x, c.y)
+    return out
+
+
+def points_to_path(points: np.ndarray) -> QPainterPath:
+    """(N, 2) points -> N very short segments; drawn with a wide round-capped cosmetic pen they
+    are dots of a fixed screen size."""
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    if len(points) == 0:
+        return QPainterPath()
+    x = np.repeat(points[:, 0], 2)
+    x[1::2] += 1e-3
+    y = np.repeat(points[:, 1], 2)
+    connect = np.tile(np.array([1, 0], dtype=np.int32), len(points))
+    return pg.arrayToQPath(x, y, connect)
+
+
+class Overlay:
+    """Named layers of batched path items on ``canvas``'s scene."""
+
+    def __init__(self, canvas):
+        self.canvas = canvas
+        self.layers: dict[str, list] = {}
+        self.counts: dict[str, int] = {}           # rectangles / points drawn per layer (tests read it)
+
+    def _add(self, layer: str, item, count: int, z: float) -> None:
+        item.setZValue(z)
+        self.canvas.scene().addItem(item)
+        self.layers.setdefault(layer, []).append(item)
+        self.counts[layer] = self.counts.get(layer, 0) + count
+
+    def clear(self, *layers: str) -> None:
+        """Remove the named layers (all when none is named)."""
+        for name in layers or list(self.layers):
+            for item in self.layers.pop(name, []):
+                self.canvas.scene().removeItem(item)
+            self.counts.pop(name, None)
+
+    def rects(self, layer: str, boxes, color, *, width: float = 1.0, alpha: int = 255, dash: bool = False,
+              brush=None, z: float = _Z) -> QGraphicsPathItem:
+        """Rectangles ``boxes`` (N, 4) xyxy; ``brush`` a QColor or a ``Qt.BrushStyle`` pattern
+        in ``color`` (hatching for ignored anchors)."""
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        item = QGraphicsPathItem(rects_to_path(boxes))
+        c = QColor(color)
+        c.setAlpha(alpha)
+        pen = QPen(c, width)
+        pen.setCosmetic(True)
+        if dash:
+            pen.setStyle(Qt.PenStyle.DashLine)
+        item.setPen(pen)
+        if isinstance(brush, Qt.BrushStyle):
+            item.setBrush(QBrush(c, brush))
+        elif brush is not None:
+            item.setBrush(QBrush(QColor(brush)))
+        self._add(layer, item, len(boxes), z)
+        return item
+
+    def points(self, layer: str, points, color, *, size: float = 3.0, alpha: int = 255,
+               z: float = _Z) -> QGraphicsPathItem:
+        points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+        item = QGraphicsPathItem(points_to_path(points))
+        c = QColor(color)
+        c.setAlpha(alpha)
+        pen = QPen(c, size)
+        pen.setCosmetic(True)
+        pen.setCapStyle(Qt.PenCapStyle.RoundCap)
+        item.setPen(pen)
+        self._add(layer, item, len(points), z)
+        return item
+
+    def text(self, layer: str, x: float, y: float, text: str, color, *, z: float = _Z + 1) -> QGraphicsSimpleTextItem:
+        item = QGraphicsSimpleTextItem(text)
+        item.setBrush(QColor(color))
+        item.setFlag(item.GraphicsItemFlag.ItemIgnoresTransformations, True)
+        item.setPos(x, y)
+        self._add(layer, item, 1, z)
+        return item
+
+    def count(self, layer: str) -> int:
+        return self.counts.get(layer, 0)

@@ -1,0 +1,217 @@
+"""The debug views on the sample project: what is drawn equals the trace; edits retrace; the loss
+chart's total is the detector's loss; the NMS view keeps what torchvision's batched_nms keeps."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PySide6.QtCore import Qt
+from PySide6.QtTest import QTest
+from torchvision.ops import batched_nms
+
+from app.anchors_page import MIN_SCREEN_STRIDE_PX
+from app.main_window import MainWindow
+from detengine.api import Stage
+
+from .projects import FakeDialogs
+
+TIMEOUT = 120_000
+
+
+@pytest.fixture
+def win(qtbot):
+    w = MainWindow(dialogs=FakeDialogs(), restore_layout=False)          # the sample project
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitExposed(w)
+    w.activateWindow()
+    qtbot.waitUntil(w.isActiveWindow, timeout=2000)
+    yield w
+    w.doc._autosave.stop()
+    w.debug_panel.shutdown()
+
+
+def open_view(qtbot, win, view: str, image: int = 7, config: str | None = None):
+    panel = win.debug_panel
+    if config is not None:
+        panel.set_config(config)
+    with qtbot.waitSignal(panel.traced, timeout=TIMEOUT):
+        win.show_image(image)
+        win.show_view(view)
+        panel.schedule()
+    return wait_current(qtbot, win)
+
+
+def wait_current(qtbot, win) -> dict:
+    """Wait until the panel's result is for the shown image (and has the model when needed)."""
+    panel = win.debug_panel
+    page = panel.current_page()
+
+    def ready():
+        r = panel.result
+        return (r is not None and r["image"] == win.editor.index
+                and (not page.needs_model or r["main"].model_name is not None))
+    qtbot.waitUntil(ready, timeout=TIMEOUT)
+    return panel.result
+
+
+def retrace(qtbot, win, action) -> dict:
+    panel = win.debug_panel
+    with qtbot.waitSignal(panel.traced, timeout=TIMEOUT):
+        action()
+    return panel.result
+
+
+# --------------------------------------------------------------------------- anchors
+
+
+def test_anchors_view_draws_the_level_on_the_image(qtbot, win):
+    result = open_view(qtbot, win, "anchors")
+    it = result["main"]
+    trace = it.trace
+    page = win.debug_panel.pages["anchors"]
+    overlay = win.debug_panel.overlay
+    assert page.level_list.count() == trace.priors.num_levels == 6
+    assert page.level_list.item(0).text() == "P0  stride 8  38x38  4/cell  5776 priors"
+    assert overlay.count("priors") == 5776
+    assert overlay.count("gt") == len(trace.gt_boxes) == len(win.doc.project.images[7].boxes)
+    cov = trace.coverage
+    assert page.coverage.rowCount() == len(trace.gt_boxes)
+    for k in range(len(trace.gt_boxes)):
+        assert float(page.coverage.item(k, 3).text()) == pytest.approx(float(cov.best_iou[k]), abs=5e-4)
+        weak = float(cov.best_iou[k]) < 0.5 or int(cov.num_pos[k]) == 0
+        assert (page.coverage.item(k, 0).foreground().color().name() == "#e03131") == weak
+    page.set_mode("centers")
+    assert overlay.count("priors") == 38 * 38
+    page.set_level(2)
+    assert overlay.count("priors") == 10 * 10
+
+
+def test_cell_mode_draws_the_clicked_cells_priors(qtbot, win):
+    open_view(qtbot, win, "anchors")
+    page = win.debug_panel.pages["anchors"]
+    page.set_level(1)
+    page.set_mode("cell")
+    QTest.mouseClick(win.canvas.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                     win.canvas.image_to_viewport(128.0, 128.0))
+    assert win.debug_panel.overlay.count("priors") == 6            # SSD300 P1: 6 priors per cell
+    assert page.cell == win.debug_panel.result["main"].trace.priors.cell_at(1, 150.0, 150.0)
+
+
+def test_zoomed_out_levels_are_thinned_and_say_so(qtbot, win):
+    result = open_view(qtbot, win, "anchors", config="retinanet_r50_fpn_coco")
+    page = win.debug_panel.pages["anchors"]
+    trace = result["main"].trace
+    win.canvas.zoom_by(0.25)
+    page.set_level(0)
+    step = page._thinning(result["main"], 0)
+    assert step > 1 and "zoom in to see all" in page.info.text()
+    assert win.debug_panel.overlay.count("priors") < trace.priors.num_per_level[0]
+    win.canvas.zoom_by(40.0)
+    assert page._thinning(result["main"], 0) == 1
+    assert win.debug_panel.overlay.count("priors") == trace.priors.num_per_level[0]
+    assert MIN_SCREEN_STRIDE_PX > 0
+
+
+# --------------------------------------------------------------------------- assignment
+
+
+def test_positive_items_equal_the_trace_and_follow_edits(qtbot, win):
+    result = open_view(qtbot, win, "assign")
+    overlay = win.debug_panel.overlay
+    trace = result["main"].trace
+    assert overlay.count("positives") == int((trace.assign_result.gt_inds > 0).sum())
+    before = trace.assign_result.gt_inds.clone()
+    box = win.doc.project.images[7].boxes[0]
+    win.canvas.set_selection([box.id])
+    result = retrace(qtbot, win, lambda: win.editor.nudge(-25, 0))              # move a GT box (unsaved)
+    trace = result["main"].trace
+    assert not torch.equal(before, trace.assign_result.gt_inds)
+    assert overlay.count("positives") == int((trace.assign_result.gt_inds > 0).sum())
+
+
+def test_thresholds_and_a_second_assigner_side_by_side(qtbot, win):
+    result = open_view(qtbot, win, "assign")
+    page = win.debug_panel.pages["assign"]
+    n_default = result["main"].trace.assign_result.num_pos
+    result = retrace(qtbot, win, lambda: page.editor_a.set_value("pos_iou_thr", 0.3))
+    assert result["main"].trace.assigner_params["pos_iou_thr"] == pytest.approx(0.3)
+    assert result["main"].trace.assign_result.num_pos > n_default
+    assert "pos_iou_thr=0.3" in win.debug_panel.snippet()
+
+    def compare_atss():
+        page.compare_box.setChecked(True)
+        page.editor_b.type_combo.setCurrentIndex(page.editor_b.type_combo.findData("ATSSAssigner"))
+    result = retrace(qtbot, win, compare_atss)
+    result = wait_current(qtbot, win)
+    assert result["compare"] is not None and result["compare"].trace.assigner_name == "ATSSAssigner"
+    for k in range(page.table.rowCount()):
+        assert int(page.table.item(k, 4).text()) == int(result["compare"].trace.coverage.num_pos[k])
+
+
+def test_gt_heat_map_and_why(qtbot, win):
+    result = open_view(qtbot, win, "assign")
+    page = win.debug_panel.pages["assign"]
+    trace = result["main"].trace
+    page.select_gt(0)
+    assert page.selected_gt == 0
+    assert win.debug_panel.overlay.count("positives") == int((trace.assign_result.gt_inds == 1).sum())
+    images = [item for item in page.heat.ci.items if hasattr(item, "addedItems")]
+    assert len(images) == trace.priors.num_levels
+    x1, y1, x2, y2 = win.doc.project.images[7].boxes[0].xyxy
+    QTest.mouseClick(win.canvas.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.ShiftModifier,
+                     win.canvas.image_to_viewport((x1 + x2) / 2, (y1 + y2) / 2))
+    prior = page.why_prior
+    assert prior is not None
+    text = page.why.toPlainText()
+    assert f"prior #{prior}:" in text and "rule:" in text and "IoU with GT0" in text
+
+
+# --------------------------------------------------------------------------- loss
+
+
+def test_loss_chart_total_equals_the_detectors_loss(qtbot, win):
+    result = open_view(qtbot, win, "loss")
+    it = result["main"]
+    page = win.debug_panel.pages["loss"]
+    model = result["tracer"].model
+    boxes, labels, _, _, _ = win.debug_panel.gt_inputs()
+    batch = dict(images=it.input.batch, gt_boxes=[it.input.to_input(np.asarray(boxes))],
+                 gt_labels=[torch.as_tensor(labels)], gt_boxes_ignore=[torch.zeros(0, 4)], metas=[it.input.meta])
+    with torch.no_grad():
+        losses, _ = model.loss(batch)
+    total = float(sum(losses.values()))
+    assert page.chart_total == pytest.approx(total, abs=1e-5, rel=1e-6)
+    assert page.breakdown["total"] == pytest.approx(total, abs=1e-5, rel=1e-6)
+    for name, value in losses.items():
+        assert page.breakdown["terms"][name] == pytest.approx(float(value), abs=1e-5, rel=1e-6)
+    hard = it.trace.hard_negative_mask
+    assert win.debug_panel.overlay.count("hard_negatives") == int(hard.sum()) > 0
+    assert page.table.rowCount() == int((it.trace.assign_result.gt_inds > 0).sum())
+
+
+# --------------------------------------------------------------------------- NMS
+
+
+def test_nms_view_keeps_what_batched_nms_keeps(qtbot, win):
+    open_view(qtbot, win, "nms")
+    page = win.debug_panel.pages["nms"]
+    result = retrace(qtbot, win, lambda: page.set_params(score_thr=0.3, iou_threshold=0.3, max_per_img=40))
+    record = result["main"].trace.postprocess
+    alive = ~torch.isin(record.cand_stage, torch.tensor([Stage.BELOW_SCORE_THR, Stage.OUTSIDE_NMS_PRE,
+                                                         Stage.TOO_SMALL], dtype=record.cand_stage.dtype))
+    idx = alive.nonzero().view(-1)
+    keep = batched_nms(record.cand_box[idx], record.cand_score[idx], record.cand_label[idx], 0.3)[:40]
+    assert sorted(idx[keep].tolist()) == sorted(record.kept.tolist())
+    assert win.debug_panel.overlay.count("kept") == len(record.kept)
+    assert int(page.stages.item(page.stages.rowCount() - 1, 1).text()) == len(record.kept)
+
+
+def test_d2l_post_processing_has_no_max_per_img(qtbot, win):
+    open_view(qtbot, win, "nms", config="tinyssd_synthetic")
+    page = win.debug_panel.pages["nms"]
+    assert not page.max_det.isEnabled()
+    result = retrace(qtbot, win, lambda: page.set_params(score_thr=0.5))
+    assert page.postprocess_overrides() == {"score_thr": 0.5}
+    record = result["main"].trace.postprocess
+    assert (record.scores > 0.5).all()
