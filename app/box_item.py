@@ -13,9 +13,15 @@ from PySide6.QtWidgets import QGraphicsItem
 __all__ = ["BoxItem", "LabelItem", "HANDLE_PX", "handle_points"]
 
 HANDLE_PX = 8.0          # handle square side, screen pixels
-_LABEL_FONT = QFont()
-_LABEL_FONT.setPointSizeF(8.5)
-_LABEL_METRICS = QFontMetricsF(_LABEL_FONT)
+_FONT: list = []         # (font, metrics), made on first use (a QApplication must exist by then)
+
+
+def _label_font() -> tuple[QFont, QFontMetricsF]:
+    if not _FONT:
+        font = QFont()
+        font.setPointSizeF(8.5)
+        _FONT.append((font, QFontMetricsF(font)))
+    return _FONT[0]
 
 
 def handle_points(rect: QRectF) -> list[QPointF]:
@@ -40,8 +46,9 @@ class LabelItem(QGraphicsItem):
     def set_text(self, text: str, color: QColor) -> None:
         self.prepareGeometryChange()
         self.text, self.color = text, QColor(color)
-        w = _LABEL_METRICS.horizontalAdvance(text) + 6
-        h = _LABEL_METRICS.height() + 2
+        metrics = _label_font()[1]
+        w = metrics.horizontalAdvance(text) + 6
+        h = metrics.height() + 2
         self._rect = QRectF(0, -h, w, h)          # sits on top of the box's top-left corner
         self.update()
 
@@ -54,7 +61,7 @@ class LabelItem(QGraphicsItem):
         painter.fillRect(self._rect, self.color)
         dark = self.color.lightness() > 140
         painter.setPen(QColor("#000000") if dark else QColor("#ffffff"))
-        painter.setFont(_LABEL_FONT)
+        painter.setFont(_label_font()[0])
         painter.drawText(self._rect.adjusted(3, 0, -3, 0), Qt.AlignmentFlag.AlignVCenter, self.text)
 
 

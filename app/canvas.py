@@ -118,6 +118,9 @@ class Canvas(QGraphicsView):
     def set_boxes(self, boxes: list[tuple[int, tuple, QColor, str]]) -> None:
         """Make the drawn boxes exactly ``[(id, (x1, y1, x2, y2), colour, label), ...]``."""
         wanted = {b[0] for b in boxes}
+        if self._drag and ({self._drag.get("id")} | set(self._drag.get("orig", {}) or {})) - wanted - {None}:
+            self._drag = None                    # an undo removed the box being dragged
+            self._draft.hide()
         for box_id in [i for i in self.items if i not in wanted]:
             self.items.pop(box_id).remove_from(self.scene())
         scale = self.scale_factor()
@@ -192,7 +195,8 @@ class Canvas(QGraphicsView):
     def zoom_by(self, factor: float, anchor: QPoint | None = None) -> None:
         """Zoom by ``factor`` keeping the image point under ``anchor`` (viewport px) in place."""
         scale = self.scale_factor()
-        factor = min(max(factor, _MIN_SCALE / scale), _MAX_SCALE / scale)
+        top = max(_MAX_SCALE, scale)             # a tiny image fits above the cap: zooming in must not zoom out
+        factor = min(max(factor, min(_MIN_SCALE, scale) / scale), top / scale)
         anchor = anchor if anchor is not None else self.viewport().rect().center()
         before = self.mapToScene(anchor)
         self.setTransformationAnchor(QGraphicsView.ViewportAnchor.NoAnchor)
@@ -260,9 +264,11 @@ class Canvas(QGraphicsView):
 
     def handle_at(self, p: QPointF) -> tuple[int, int] | None:
         """``(box id, handle 0..7)`` of a selected box's handle under ``p``."""
-        reach = (HANDLE_PX / 2 + 2) / self.scale_factor()
+        full_reach = (HANDLE_PX / 2 + 2) / self.scale_factor()
         for box_id in reversed(self.selected):
-            for k, h in enumerate(handle_points(self.items[box_id].rect)):
+            rect = self.items[box_id].rect
+            reach = min(full_reach, rect.width() / 4, rect.height() / 4)     # small boxes stay movable
+            for k, h in enumerate(handle_points(rect)):
                 if abs(h.x() - p.x()) <= reach and abs(h.y() - p.y()) <= reach:
                     return box_id, k
         return None
@@ -328,12 +334,13 @@ class Canvas(QGraphicsView):
     def _preview_move(self, drag: dict, p: QPointF) -> None:
         dx, dy = p.x() - drag["start"].x(), p.y() - drag["start"].y()
         w, h = self.image_size
-        rects = drag["orig"].values()
-        dx = min(max(dx, -min(r.left() for r in rects)), w - max(r.right() for r in rects))   # stay inside
-        dy = min(max(dy, -min(r.top() for r in rects)), h - max(r.bottom() for r in rects))
+        rects = list(drag["orig"].values())
+        dx = min(max(dx, min(0.0, -min(r.left() for r in rects))), max(0.0, w - max(r.right() for r in rects)))
+        dy = min(max(dy, min(0.0, -min(r.top() for r in rects))), max(0.0, h - max(r.bottom() for r in rects)))
         for box_id, r in drag["orig"].items():
             moved = r.translated(dx, dy)
-            self.items[box_id].set_geometry(moved.left(), moved.top(), moved.right(), moved.bottom())
+            if box_id in self.items:
+                self.items[box_id].set_geometry(moved.left(), moved.top(), moved.right(), moved.bottom())
         drag["moved"] = (dx, dy)
 
     def _preview_resize(self, drag: dict, p: QPointF) -> None:
@@ -349,8 +356,9 @@ class Canvas(QGraphicsView):
         if k in (4, 5, 6):
             r.setBottom(p.y())
         r = r.normalized()
-        self.items[drag["id"]].set_geometry(r.left(), r.top(), r.right(), r.bottom())
-        drag["rect"] = r
+        if drag["id"] in self.items:
+            self.items[drag["id"]].set_geometry(r.left(), r.top(), r.right(), r.bottom())
+            drag["rect"] = r
 
     def mouseReleaseEvent(self, event) -> None:
         drag, self._drag = self._drag, None
@@ -455,6 +463,10 @@ class Canvas(QGraphicsView):
             self._set_selected([], emit=True)
             return
         super().keyPressEvent(event)
+
+    def focusOutEvent(self, event) -> None:
+        self._space = False                      # Space released elsewhere must not leave pan mode on
+        super().focusOutEvent(event)
 
     def keyReleaseEvent(self, event) -> None:
         if event.key() == Qt.Key.Key_Space and not event.isAutoRepeat():

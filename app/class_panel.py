@@ -3,7 +3,7 @@ new box gets) is the selected row. Add / rename / merge / delete are asked of th
 owns the dialogs."""
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QIcon, QPixmap
 from PySide6.QtWidgets import QHBoxLayout, QListWidget, QListWidgetItem, QPushButton, QVBoxLayout, QWidget
 
@@ -29,6 +29,7 @@ class ClassPanel(QWidget):
     ``deleteRequested(id)`` for the window's dialogs."""
 
     classActivated = Signal(int)
+    currentClassPicked = Signal(int)
     addRequested = Signal()
     renameRequested = Signal(int)
     mergeRequested = Signal(int)
@@ -51,6 +52,11 @@ class ClassPanel(QWidget):
         layout.addWidget(self.list)
         layout.addLayout(buttons)
         self.list.itemClicked.connect(lambda item: self.classActivated.emit(item.data(Qt.ItemDataRole.UserRole)))
+        self.list.currentRowChanged.connect(self._on_row)
+        self._refresh_timer = QTimer(self)           # many box edits at once (a merge) refresh once
+        self._refresh_timer.setSingleShot(True)
+        self._refresh_timer.setInterval(0)
+        self._refresh_timer.timeout.connect(self.refresh)
         self.buttons["add"].clicked.connect(self.addRequested)
         self.buttons["rename"].clicked.connect(lambda: self._emit_for_current(self.renameRequested))
         self.buttons["merge"].clicked.connect(lambda: self._emit_for_current(self.mergeRequested))
@@ -65,8 +71,14 @@ class ClassPanel(QWidget):
     def set_document(self, doc) -> None:
         self.doc = doc
         doc.categoriesChanged.connect(self.refresh)
-        doc.boxesChanged.connect(lambda _i: self.refresh())
+        doc.boxesChanged.connect(lambda _i: self._refresh_timer.start())
         self.refresh()
+
+    def _on_row(self, row: int) -> None:
+        """Keyboard moves in the list change the class of the next box (not of the selected ones)."""
+        cat_id = self.id_at(row)
+        if cat_id is not None:
+            self.currentClassPicked.emit(cat_id)
 
     def refresh(self) -> None:
         """Rebuild the rows (names, counts) keeping the current class selected."""

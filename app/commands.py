@@ -42,7 +42,7 @@ class RemoveBoxes(QUndoCommand):
         self.removed = self.doc.remove_boxes(self.image, self.box_ids)
 
     def undo(self) -> None:
-        self.doc.insert_boxes(self.image, sorted(self.removed, key=lambda pb: pb[0]))
+        self.doc.insert_boxes(self.image, list(reversed(self.removed)))     # the inverse order of removal
 
 
 class ReplaceBoxes(QUndoCommand):
@@ -64,6 +64,7 @@ class ReplaceBoxes(QUndoCommand):
         if [b.id for b in other.old] != [b.id for b in self.old]:
             return False
         self.new = other.new
+        self.setObsolete(self.new == self.old)     # nudged back where it was: no undo step left
         return True
 
     def redo(self) -> None:

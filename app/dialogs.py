@@ -122,10 +122,12 @@ class Dialogs:
         return QFileDialog.getExistingDirectory(self.window, title, folder) or None
 
     def ask_save_path(self, folder: str) -> str | None:
-        path, _ = QFileDialog.getSaveFileName(self.window, "Save COCO JSON", folder, "COCO JSON (*.json)")
-        if path and not path.lower().endswith(".json"):
-            path += ".json"
-        return path or None
+        dialog = QFileDialog(self.window, "Save COCO JSON", folder, "COCO JSON (*.json)")
+        dialog.setAcceptMode(QFileDialog.AcceptMode.AcceptSave)
+        dialog.setDefaultSuffix("json")          # the overwrite question then sees the real name
+        if dialog.exec() != QDialog.DialogCode.Accepted or not dialog.selectedFiles():
+            return None
+        return dialog.selectedFiles()[0]
 
     def show_shortcuts(self) -> None:
         rows = "".join(f"<tr><td><b>{k}</b>&nbsp;&nbsp;</td><td>{v}</td></tr>" for k, v in SHORTCUTS)
@@ -160,8 +162,8 @@ class ConsoleDialogs:
     def ask_save_changes(self, what: str) -> str:
         return "cancel"
 
-    def ask_recover(self, what: str, saved_at: float) -> bool:
-        return False
+    def ask_recover(self, what: str, saved_at: float) -> None:
+        return None                              # keep the recovery file for an interactive start
 
     def __getattr__(self, name: str):
         if name.startswith("ask_") or name == "show_shortcuts":

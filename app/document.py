@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -26,6 +27,7 @@ __all__ = ["Document", "RECOVERY_KEY", "AUTOSAVE_DELAY_MS"]
 
 RECOVERY_KEY = "detscope_recovery"
 AUTOSAVE_DELAY_MS = 3000
+AUTOSAVE_MAX_WAIT_S = 30.0      # steady editing still autosaves at least this often
 
 
 class Document(QObject):
@@ -37,6 +39,7 @@ class Document(QObject):
     categoriesChanged = Signal()
     dirtyChanged = Signal(int)
     autosaved = Signal(str)
+    autosaveFailed = Signal(str)
 
     def __init__(self, project: AnnotationProject, parent: QObject | None = None):
         super().__init__(parent)
@@ -48,7 +51,8 @@ class Document(QObject):
         self._autosave = QTimer(self)
         self._autosave.setSingleShot(True)
         self._autosave.setInterval(AUTOSAVE_DELAY_MS)
-        self._autosave.timeout.connect(self.write_recovery)
+        self._autosave.timeout.connect(self._on_autosave_timer)
+        self._pending_since: float | None = None
 
     # ------------------------------------------------------------------ undo stacks
 
@@ -66,7 +70,25 @@ class Document(QObject):
         self._on_change(int(self.sender().objectName()))
 
     def _on_stack_index_changed(self, _index: int) -> None:
-        self._autosave.start()
+        self._schedule_autosave()
+
+    def _schedule_autosave(self) -> None:
+        """Debounce: write a few seconds after the last edit, but never let steady editing
+        postpone the write by more than AUTOSAVE_MAX_WAIT_S."""
+        now = time.monotonic()
+        if not self._autosave.isActive():
+            self._pending_since = now
+            self._autosave.start(AUTOSAVE_DELAY_MS)
+        elif now - (self._pending_since or now) < AUTOSAVE_MAX_WAIT_S:
+            self._autosave.start(AUTOSAVE_DELAY_MS)
+
+    def _on_autosave_timer(self) -> None:
+        self._pending_since = None
+        try:
+            self.write_recovery()
+        except Exception as exc:                 # a full disk, a read-only home: say so, try again later
+            self.autosaveFailed.emit(f"autosave failed: {exc}")
+            self._autosave.start(AUTOSAVE_DELAY_MS * 5)
 
     def activate(self, image: int) -> None:
         self.undo_group.setActiveStack(self.stack(image))
@@ -95,7 +117,7 @@ class Document(QObject):
 
     def _on_change(self, image: int) -> None:
         self.dirtyChanged.emit(image)
-        self._autosave.start()
+        self._schedule_autosave()
 
     # ------------------------------------------------------------------ box primitives (used by commands)
 
@@ -138,12 +160,14 @@ class Document(QObject):
         return changed
 
     def _after_class_edit(self, changed: list[int]) -> None:
-        """A merge or delete rewrites boxes outside the undo stacks, so the undo history of the
-        images it touched no longer applies: it is cleared (the dialog said so)."""
-        for image in changed:
-            if image in self._stacks:
-                self._stacks[image].clear()
-        self.mark_project_dirty(changed)
+        """A merge or delete rewrites boxes outside the undo stacks, and any image's history may
+        hold boxes of the class that is gone: every undo history is cleared (the dialog says
+        so), images whose history held edits stay marked unsaved."""
+        unsaved = [i for i, stack in self._stacks.items() if not stack.isClean()]
+        self._touched.update(unsaved)
+        for stack in self._stacks.values():
+            stack.clear()
+        self.mark_project_dirty(sorted(set(changed) | set(unsaved)))
         self.categoriesChanged.emit()
         for image in changed:
             self.boxesChanged.emit(image)
@@ -151,7 +175,10 @@ class Document(QObject):
     # ------------------------------------------------------------------ saving
 
     def save(self, path=None) -> Path:
+        old_recovery = self.recovery_path()          # keyed by the old path: Save As must remove it too
+        self._backup_before_dropping_records(path)
         target = self.project.save(path)
+        old_recovery.unlink(missing_ok=True)
         for stack in self._stacks.values():
             stack.setClean()
         touched, self._touched = self._touched, set()
@@ -162,6 +189,24 @@ class Document(QObject):
             self.dirtyChanged.emit(image)
         self.dirtyChanged.emit(-1)
         return target
+
+    def _backup_before_dropping_records(self, path) -> None:
+        """The first save over a file that opened with skipped records keeps the original as
+        ``NAME.json.bak`` (the skipped records are not lost with it)."""
+        source = self.project.path
+        if not self.project.problems or source is None or not source.is_file():
+            return
+        if path is not None and Path(path).absolute() != source:
+            return
+        backup = source.with_name(source.name + ".bak")
+        if not backup.exists():
+            shutil.copy2(source, backup)
+        self.project.problems = []
+
+    def discard(self) -> None:
+        """The user threw the unsaved edits away: no more autosaves, no recovery file."""
+        self._autosave.stop()
+        self.discard_recovery()
 
     def recovery_path(self) -> Path:
         return recovery_path_for(self.project)

@@ -145,6 +145,8 @@ class Editor(QObject):
         self.doc.push(self.index, command)
 
     def add_drawn_box(self, x1: float, y1: float, x2: float, y2: float) -> None:
+        if self.index < 0:
+            return
         cat_id = self._class_for_new_box()
         if cat_id is None:
             self.message.emit("box not added: no class chosen")
@@ -160,8 +162,13 @@ class Editor(QObject):
         return (min(max(x1, 0.0), w), min(max(y1, 0.0), h), min(max(x2, 0.0), w), min(max(y2, 0.0), h))
 
     def _on_boxes_edited(self, geometry: dict, kind: str) -> None:
+        if self.index < 0:
+            return
         by_id = {b.id: b for b in self.project.images[self.index].boxes}
         old = [by_id[i] for i in geometry if i in by_id]
+        if not old:
+            self.refresh_boxes()
+            return
         new = [b.replace(**dict(zip(("x1", "y1", "x2", "y2"), self._clip(geometry[b.id])))) for b in old]
         if any(b.width < MIN_BOX_PX or b.height < MIN_BOX_PX for b in new):
             self.message.emit("edit refused: the box would be degenerate")
@@ -175,8 +182,8 @@ class Editor(QObject):
         if not old:
             return
         w, h = self.canvas.image_size
-        dx = min(max(dx, -min(b.x1 for b in old)), w - max(b.x2 for b in old))
-        dy = min(max(dy, -min(b.y1 for b in old)), h - max(b.y2 for b in old))
+        dx = _clamp_shift(dx, min(b.x1 for b in old), max(b.x2 for b in old), w)
+        dy = _clamp_shift(dy, min(b.y1 for b in old), max(b.y2 for b in old), h)
         if dx == 0 and dy == 0:
             return
         new = [b.replace(x1=b.x1 + dx, y1=b.y1 + dy, x2=b.x2 + dx, y2=b.y2 + dy) for b in old]
@@ -203,6 +210,8 @@ class Editor(QObject):
         self._add_copies(self.selected_boxes(), PASTE_OFFSET_PX, "duplicate")
 
     def _add_copies(self, boxes: list[Box], shift: float, verb: str) -> None:
+        if self.index < 0:
+            return
         known = set(self.project.category_ids())
         copies = []
         for b in boxes:
@@ -216,6 +225,14 @@ class Editor(QObject):
             return
         self._push(AddBoxes(self.doc, self.index, copies, f"{verb} {_count(copies)}"))
         self.canvas.set_selection([b.id for b in copies])
+
+
+def _clamp_shift(d: float, lo_edge: float, hi_edge: float, size: float) -> float:
+    """Shift ``d`` limited so the selection does not leave [0, size]; a selection already
+    overhanging an edge may still move inwards (never pushed the other way)."""
+    lo = min(0.0, -lo_edge)
+    hi = max(0.0, size - hi_edge)
+    return min(max(d, lo), hi)
 
 
 def _count(boxes) -> str:

@@ -105,6 +105,7 @@ class ImageListPanel(QWidget):
         super().__init__(parent)
         self.model = ImageTableModel(self)
         self.proxy = _Filter(self)
+        self.proxy.setDynamicSortFilter(False)   # an edit must never hide (and so switch away from) the shown image
         self.proxy.setSourceModel(self.model)
         self._build()
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, Qt
+from PySide6.QtCore import QByteArray, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QMenu
 
@@ -39,6 +39,7 @@ class MainWindow(QMainWindow):
                  config: str = "ssd300_coco", dialogs=None, restore_layout: bool = True):
         super().__init__()
         self.dialogs = dialogs or Dialogs(self)
+        self.persist = restore_layout           # a --screenshot run neither reads nor writes the user's layout
         self.doc: Document | None = None
         self.canvas = Canvas()
         self.setCentralWidget(self.canvas)
@@ -145,6 +146,8 @@ class MainWindow(QMainWindow):
     def _connect(self) -> None:
         self.image_list.imageSelected.connect(self._on_image_selected)
         self.class_panel.classActivated.connect(self.editor.apply_class)
+        self.class_panel.currentClassPicked.connect(
+            lambda cid: self.editor.set_current_class(cid) if cid != self.editor.current_class else None)
         self.class_panel.addRequested.connect(self.add_class)
         self.class_panel.renameRequested.connect(self.rename_class)
         self.class_panel.mergeRequested.connect(self.merge_class)
@@ -227,6 +230,12 @@ class MainWindow(QMainWindow):
             if not quiet:
                 self.dialogs.error("Cannot open", str(exc))
             return False
+        if not project.images:
+            if not quiet:
+                lines = "\n".join(str(p) for p in project.problems[:5])
+                self.dialogs.error("Cannot open", f"{path}: no images in it (is it a COCO detection file?)"
+                                   + (f"\n{lines}" if lines else ""))
+            return False
         if not project.image_root_found:
             self._ask_image_root(project)
         self._remember_folder(path)
@@ -281,6 +290,9 @@ class MainWindow(QMainWindow):
         self.doc.boxesChanged.connect(lambda i: self.debug_panel.schedule() if i == self.editor.index else None)
         self.doc.categoriesChanged.connect(self.debug_panel.schedule)
         self.doc.autosaved.connect(lambda p: self.show_message(f"autosaved unsaved edits to {p}", 4000))
+        self.doc.autosaveFailed.connect(lambda text: self.show_message(text, 15000))
+        if self.persist:                         # a crash must find this project at the next start
+            settings().setValue("project/last", str(project.path or project.image_root))
         self.editor.set_document(self.doc)
         self.image_list.set_document(self.doc)
         self.class_panel.set_document(self.doc)
@@ -376,6 +388,8 @@ class MainWindow(QMainWindow):
             self.show_message(f"deleted class {name!r}: {len(changed)} image(s) changed")
 
     def _box_menu(self, box_id: int, global_pos) -> None:
+        if getattr(self, "box_menu", None) is not None:
+            self.box_menu.deleteLater()
         menu = QMenu(self)
         current = {b.category_id for b in self.editor.selected_boxes()}
         for i, c in enumerate(self.doc.project.categories):
@@ -422,7 +436,7 @@ class MainWindow(QMainWindow):
         if answer == "save":
             return self.save()
         if answer == "discard":
-            self.doc.discard_recovery()
+            self.doc.discard()
             return True
         return False
 
@@ -430,7 +444,8 @@ class MainWindow(QMainWindow):
         if not self.maybe_save("The project"):
             event.ignore()
             return
-        self._save_layout()
+        if self.persist:
+            self._save_layout()
         self.editor.cache.shutdown()
         self.debug_panel.shutdown()
         event.accept()
@@ -445,7 +460,7 @@ class MainWindow(QMainWindow):
         path = _dropped_path(event.mimeData())
         if path is not None:
             event.acceptProposedAction()
-            self.open_project(path)
+            QTimer.singleShot(0, lambda: self.open_project(path))    # no modal dialogs inside the drop
 
     # ------------------------------------------------------------------ misc
 

@@ -31,6 +31,7 @@ __all__ = ["Box", "Category", "ImageRecord", "AnnotationProject", "IMAGE_EXTENSI
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 IMAGE_ROOT_KEY = "detscope_image_root"     # in COCO ``info``: the image folder, relative to the JSON
+NEXT_CATEGORY_KEY = "detscope_next_category_id"
 _BOX_KEYS = {"id", "image_id", "category_id", "bbox", "iscrowd", "area"}
 _IMAGE_KEYS = {"id", "file_name", "width", "height"}
 _CATEGORY_KEYS = {"id", "name", "supercategory"}
@@ -299,9 +300,25 @@ class AnnotationProject:
             raise ValueError("a class name cannot be empty")
         if any(c.name == name for c in self.categories):
             raise ValueError(f"a class named {name!r} already exists")
-        category = Category(1 + max(self.category_ids(), default=0), name)
+        category = Category(self.next_category_id(), name)
         self.categories.append(category)
         return category
+
+    def next_category_id(self) -> int:
+        """max id ever used + 1: a deleted class's id is never given to a new one (a model's label
+        map that knew it must not silently get another class), also across sessions (kept in
+        ``info.detscope_next_category_id``)."""
+        next_id = max(self._category_floor(), 1 + max(self.category_ids(), default=0))
+        self.info[NEXT_CATEGORY_KEY] = next_id + 1
+        return next_id
+
+    def _category_floor(self) -> int:
+        stored = self.info.get(NEXT_CATEGORY_KEY)
+        return stored if isinstance(stored, int) and not isinstance(stored, bool) else 0
+
+    def _retire_category_id(self, cat_id: int) -> None:
+        self.info[NEXT_CATEGORY_KEY] = max(self._category_floor(), 1 + max(self.category_ids(), default=0),
+                                           cat_id + 1)
 
     def rename_category(self, cat_id: int, name: str) -> None:
         name = name.strip()
@@ -318,6 +335,7 @@ class AnnotationProject:
         if source_id == target_id:
             raise ValueError("cannot merge a class into itself")
         self.category(target_id)
+        self._retire_category_id(source_id)
         changed = self._recolour(source_id, target_id)
         self.categories = [c for c in self.categories if c.id != source_id]
         return changed
@@ -326,6 +344,7 @@ class AnnotationProject:
         """Delete a class; its boxes go to ``reassign_to`` or, if ``None``, are deleted.
         Returns the indices of the images that changed."""
         self.category(cat_id)
+        self._retire_category_id(cat_id)
         if reassign_to is not None:
             return self.merge_categories(cat_id, reassign_to)
         changed = []
@@ -353,7 +372,10 @@ class AnnotationProject:
 def _portable_path(target: Path, start: Path) -> str:
     """``target`` relative to ``start`` when they are near (moves together with the project),
     else absolute."""
-    rel = os.path.relpath(target, start)
+    try:
+        rel = os.path.relpath(target, start)
+    except ValueError:                         # Windows: another drive
+        return str(Path(target).absolute())
     return rel if not rel.startswith(os.path.join("..", "..", "..")) else str(Path(target).absolute())
 
 
@@ -392,10 +414,13 @@ def find_image_root(json_path: Path, data: dict, probe: int = 20) -> Path | None
     if not names:
         return json_path.parent
     info = data.get("info") if isinstance(data.get("info"), dict) else {}
+    best, best_found = None, 0
     for candidate in _root_candidates(json_path, info):
-        if candidate.is_dir() and all((candidate / n).is_file() for n in names):
-            return candidate.resolve()
-    return None
+        if candidate.is_dir():
+            found = sum((candidate / n).is_file() for n in names)
+            if found > best_found:                    # a few missing files must not hide the folder
+                best, best_found = candidate, found
+    return best.resolve() if best is not None and best_found * 2 >= len(names) else None
 
 
 # --------------------------------------------------------------------------- VOC

@@ -474,7 +474,8 @@ def test_image_folder_starts_an_empty_project_and_asks_for_a_class(qtbot, tmp_pa
 
 
 def test_last_project_and_layout_are_remembered(qtbot, coco_path):
-    first = open_window(qtbot, coco_path)
+    first = MainWindow(open_path=str(coco_path), dialogs=FakeDialogs())
+    qtbot.addWidget(first)
     first.close()
     win = MainWindow(dialogs=FakeDialogs())                      # no --open: the last project
     qtbot.addWidget(win)
@@ -502,7 +503,7 @@ def test_drop_a_json_file_opens_it(qtbot, win, tmp_path):
     assert enter.isAccepted()
     drop = QDropEvent(pos, Qt.DropAction.CopyAction, mime, L, Qt.KeyboardModifier.NoModifier)
     QApplication.sendEvent(win, drop)
-    assert win.doc.project.path == other
+    qtbot.waitUntil(lambda: win.doc.project.path == other, timeout=5000)     # opened after the drop returns
 
 
 def test_shortcut_sheet_lists_every_key_the_issue_names():
@@ -558,3 +559,153 @@ def test_predictions_are_drawn_dashed_with_scores_and_take_no_clicks(win):
     assert len(boxes(win)) == 3
     win.canvas.set_predictions([])
     assert win.canvas.prediction_items == []
+
+
+# --------------------------------------------------------------------------- review findings (regressions)
+
+
+def test_offscreen_run_keeps_the_recovery_file_and_the_layout(qtbot, coco_path, monkeypatch, detscope_home):
+    from app.dialogs import ConsoleDialogs
+    monkeypatch.setattr(document, "AUTOSAVE_DELAY_MS", 50)
+    first = open_window(qtbot, coco_path)
+    drag(first, (70, 90), (110, 130))
+    recovery = first.doc.recovery_path()
+    qtbot.waitUntil(recovery.exists, timeout=3000)
+    first.doc._autosave.stop()
+    first.doc = None
+    shot = MainWindow(open_path=str(coco_path), dialogs=ConsoleDialogs(), restore_layout=False)
+    qtbot.addWidget(shot)
+    shot.close()
+    assert recovery.exists()
+    assert settings().value("window/geometry") is None
+
+
+def test_the_next_start_reopens_the_crashed_project_and_offers_recovery(qtbot, coco_path, monkeypatch):
+    monkeypatch.setattr(document, "AUTOSAVE_DELAY_MS", 50)
+    first = MainWindow(open_path=str(coco_path), dialogs=FakeDialogs())
+    qtbot.addWidget(first)
+    first.show()
+    drag(first, (70, 90), (110, 130))
+    qtbot.waitUntil(first.doc.recovery_path().exists, timeout=3000)
+    first.doc._autosave.stop()
+    first.doc = None                                          # died: no closeEvent
+    dialogs = FakeDialogs()
+    second = MainWindow(dialogs=dialogs)                      # no --open
+    qtbot.addWidget(second)
+    assert second.doc.project.path == coco_path and "ask_recover" in dialogs.names()
+    assert len(boxes(second, 0)) == 3
+
+
+def test_save_as_leaves_no_stale_recovery_for_the_original(qtbot, coco_path, tmp_path, monkeypatch):
+    monkeypatch.setattr(document, "AUTOSAVE_DELAY_MS", 50)
+    win = open_window(qtbot, coco_path)
+    old_recovery = win.doc.recovery_path()
+    drag(win, (70, 90), (110, 130))
+    qtbot.waitUntil(old_recovery.exists, timeout=3000)
+    win.dialogs.save_path = str(tmp_path / "copy.json")
+    assert win.save_as()
+    assert not old_recovery.exists() and not win.doc.recovery_path().exists()
+
+
+def test_an_empty_json_is_refused_and_the_project_stays(qtbot, win, tmp_path):
+    labelme = tmp_path / "labelme.json"
+    labelme.write_text(json.dumps({"version": "5.0", "shapes": []}))
+    assert not win.open_project(str(labelme))
+    (_, _, text), = [c for c in win.dialogs.calls if c[0] == "error"]
+    assert "no images" in text
+    assert len(win.doc.project.images) == 3
+    drag(win, (70, 90), (110, 130))
+    assert len(boxes(win)) == 3
+
+
+def test_undo_after_a_class_delete_never_brings_back_the_class(win, coco_path):
+    click(win, 140, 40)                                       # box 11, the only dog on image 1
+    key(win, Qt.Key.Key_Delete)
+    win.dialogs.delete_answer = (True, None)
+    win.delete_class(7)
+    key(win, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)   # history was cleared: nothing comes back
+    assert {b.category_id for im in win.doc.project.images for b in im.boxes} <= {3}
+    win.dialogs.class_names = ["bird"]
+    win.add_class()
+    assert win.doc.project.categories[-1].id == 8             # 7 is retired, never reused
+    win.save()
+    assert COCO(str(coco_path)).dataset["info"]["detscope_next_category_id"] == 9
+
+
+def test_undo_of_a_multi_delete_restores_the_order(win):
+    drag(win, (70, 90), (110, 130))
+    drag(win, (120, 90), (150, 130))
+    ids = [b[0] for b in boxes(win)]
+    click(win, 40, 50)
+    click(win, 90, 110, Qt.KeyboardModifier.ControlModifier)
+    key(win, Qt.Key.Key_Delete)
+    key(win, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert [b[0] for b in boxes(win)] == ids
+
+
+def test_an_edit_under_a_class_filter_stays_on_the_image(win):
+    panel = win.image_list
+    panel.class_combo.setCurrentIndex(panel.class_combo.findData(7))
+    win.show_image(0)
+    click(win, 140, 40)                                       # the dog
+    key(win, Qt.Key.Key_1)                                    # -> cat: image 1 no longer matches the filter
+    assert win.editor.index == 0
+    key(win, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert boxes(win)[1][1] == 7
+
+
+def test_nudging_an_overhanging_box_moves_it_the_right_way(qtbot, tmp_path):
+    path = make_coco_project(tmp_path / "p")
+    data = json.loads(path.read_text())
+    data["annotations"][1]["bbox"] = [150, 100, 52, 40]       # 2 px past the right edge (image is 200 wide)
+    path.write_text(json.dumps(data))
+    win = open_window(qtbot, path)
+    click(win, 170, 120)
+    key(win, Qt.Key.Key_Left)
+    assert boxes(win)[1][2:] == (149.0, 100.0, 201.0, 140.0)
+    key(win, Qt.Key.Key_Right)
+    key(win, Qt.Key.Key_Right)
+    assert boxes(win)[1][2:] == (149.0, 100.0, 201.0, 140.0)   # cannot go further right, never pushed left
+
+
+def test_a_small_selected_box_can_be_moved(win):
+    win.canvas.zoom_by(0.3)                                   # zoomed out: handles are large in image pixels
+    drag(win, (95, 20), (101, 26))
+    small = boxes(win)[-1]
+    w = small[4] - small[2]
+    click(win, small[2] + w / 2, small[3] + w / 2)
+    before = boxes(win)[-1]
+    drag(win, (small[2] + w / 2, small[3] + w / 2), (small[2] + w / 2 + 30, small[3] + w / 2))
+    after = boxes(win)[-1]
+    assert after[4] - after[2] == pytest.approx(before[4] - before[2])     # same size: moved, not resized
+    assert after[2] > before[2] + 10
+
+
+def test_steady_editing_still_autosaves(qtbot, win, monkeypatch):
+    monkeypatch.setattr(document, "AUTOSAVE_DELAY_MS", 300)
+    monkeypatch.setattr(document, "AUTOSAVE_MAX_WAIT_S", 0.5)
+    click(win, 40, 50)
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline and not win.doc.recovery_path().exists():
+        key(win, Qt.Key.Key_Right)                            # an edit every 100 ms never lets 300 ms pass
+        qtbot.wait(100)
+    assert win.doc.recovery_path().exists()
+
+
+def test_first_save_after_skipped_records_keeps_a_backup(qtbot, coco_path):
+    data = json.loads(coco_path.read_text())
+    data["annotations"].append({"id": 21, "image_id": 1, "category_id": 3, "bbox": [0, 0, 0, 5]})
+    coco_path.write_text(json.dumps(data))
+    original = coco_path.read_bytes()
+    win = open_window(qtbot, coco_path)
+    drag(win, (70, 90), (110, 130))
+    win.save()
+    backup = coco_path.with_name(coco_path.name + ".bak")
+    assert backup.read_bytes() == original
+
+
+def test_image_folder_is_found_with_a_few_files_missing(qtbot, coco_path):
+    (coco_path.parent.parent / "images" / "img2.png").unlink()
+    win = open_window(qtbot, coco_path)
+    assert win.doc.project.image_root_found
+    assert "ask_open_folder" not in win.dialogs.names()
