@@ -26,6 +26,7 @@ from .debug_common import config_snippet, qimage_to_rgb
 from .loss_page import LossPage
 from .nms_page import NmsPage
 from .overlay import Overlay
+from .scan_page import ScanPage
 from .trace_worker import TraceRunner
 
 __all__ = ["DebugPanel", "RANDOM_INIT", "NO_MODEL"]
@@ -88,9 +89,10 @@ class DebugPanel(QWidget):
         self.status = QLabel()
         self.status.setWordWrap(True)
         self.pages = {"anchors": AnchorsPage(self), "assign": AssignPage(self), "loss": LossPage(self),
-                      "nms": NmsPage(self)}
+                      "nms": NmsPage(self), "scan": ScanPage(self)}
         self.tabs = QTabWidget()
-        for key, title in (("anchors", "Anchors"), ("assign", "Assignment"), ("loss", "Loss"), ("nms", "NMS")):
+        for key, title in (("anchors", "Anchors"), ("assign", "Assignment"), ("loss", "Loss"), ("nms", "NMS"),
+                           ("scan", "Dataset scan")):
             self.tabs.addTab(self.pages[key], title)
         top = QHBoxLayout()
         top.addWidget(QLabel("Config"))
@@ -299,6 +301,7 @@ class DebugPanel(QWidget):
         self.message.emit("config snippet copied to the clipboard")
 
     def shutdown(self) -> None:
+        self.pages["scan"].shutdown()
         self.runner.stop()
 
 

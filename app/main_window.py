@@ -27,7 +27,7 @@ from .paths import home_dir, settings
 
 __all__ = ["MainWindow", "VIEWS"]
 
-VIEWS = ("annotate", "anchors", "assign", "loss", "nms")
+VIEWS = ("annotate", "anchors", "assign", "loss", "nms", "scan")
 TRAINING_NOTE = ("Training from the window is not available yet.\n\nFrom a terminal:\n"
                  "  python -m detengine train resources/configs/tinyssd_synthetic.py\n"
                  "  python -m detengine eval CONFIG CHECKPOINT\n"
@@ -162,6 +162,7 @@ class MainWindow(QMainWindow):
         self.canvas.boxMenuRequested.connect(self._box_menu)
         self.docks["debug"].visibilityChanged.connect(self.debug_panel.set_active)
         self.debug_panel.message.connect(self.show_message)
+        self.debug_panel.pages["scan"].jumpRequested.connect(self.jump_to_box)
 
     # ------------------------------------------------------------------ layout memory
 
@@ -308,6 +309,11 @@ class MainWindow(QMainWindow):
 
     def show_image(self, index: int) -> None:
         self.image_list.select_image(min(max(index, 0), len(self.doc.project.images) - 1))
+
+    def jump_to_box(self, image: int, box_id: int) -> None:
+        """Show ``image`` with box ``box_id`` selected (from the dataset scan)."""
+        self.show_image(image)
+        self.canvas.set_selection([box_id])
 
     def _on_image_selected(self, index: int) -> None:
         if index != self.editor.index:
@@ -466,7 +472,7 @@ class MainWindow(QMainWindow):
 
     def show_view(self, view: str) -> None:
         """``annotate``: the class list beside the canvas; a debug view: the debug dock, wider."""
-        if view in ("anchors", "assign", "loss", "nms"):
+        if view in VIEWS[1:]:
             self.debug_panel.show_page(view)
             self.docks["debug"].show()
             self.docks["debug"].raise_()

@@ -142,6 +142,7 @@ class ImageTracer:
         self._lock = threading.Lock()
         self._inputs: dict = {}
         self._outputs: dict = {}
+        self._sizes: dict = {}
 
     @property
     def num_classes(self) -> int:
@@ -155,6 +156,39 @@ class ImageTracer:
             with self._lock:
                 self._inputs = {key: found}            # one image at a time: the one on screen
         return found
+
+    def input_for_size(self, height: int, width: int) -> ImageInput:
+        """The network-input geometry of an image of this size (the test pipeline run on a blank
+        image; cached per size, since a dataset has few distinct sizes)."""
+        key = ("size", int(height), int(width))
+        with self._lock:
+            found = self._sizes.get(key)
+        if found is None:
+            found = prepare_image(self.test_pipeline, np.zeros((int(height), int(width), 3), np.uint8),
+                                  self.size_divisor)
+            with self._lock:
+                if len(self._sizes) > 64:
+                    self._sizes = {}
+                self._sizes[key] = found
+        return found
+
+    def coverage_of(self, height: int, width: int, boxes, labels, iscrowd=None, *, model_overrides=None):
+        """Targets-only trace of an image known by its size and boxes (the dataset scan): per GT
+        ``(best IoU, positives, w, h in input px)`` as an (G, 4) array, plus the input scale."""
+        image_input = self.input_for_size(height, width)
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        labels = np.asarray(labels, np.int64).reshape(-1)
+        crowd = np.zeros(len(boxes), bool) if iscrowd is None else np.asarray(iscrowd, bool).reshape(-1)
+        model_cfg = merge_dicts(self.model_cfg, model_overrides) if model_overrides else self.model_cfg
+        gt_in = image_input.to_input(boxes[~crowd])
+        trace = inspect(image_input.batch_shape, gt_in, torch.as_tensor(labels[~crowd]), {"model": model_cfg}, None,
+                        gt_boxes_ignore=image_input.to_input(boxes[crowd]), pad_shape=image_input.img_shape,
+                        postprocess=False)
+        cov = trace.coverage
+        wh = (gt_in[:, 2:] - gt_in[:, :2]).numpy()
+        out = np.stack([cov.best_iou.numpy(), cov.num_pos.numpy(), wh[:, 0], wh[:, 1]], axis=1) if len(gt_in) \
+            else np.zeros((0, 4))
+        return out, np.flatnonzero(~crowd), trace.priors
 
     def head_outputs(self, key, image_input: ImageInput):
         """(cls (A, K), reg (A, 4), feature sizes) of the model on this image (cached)."""

@@ -215,3 +215,28 @@ def test_d2l_post_processing_has_no_max_per_img(qtbot, win):
     assert page.postprocess_overrides() == {"score_thr": 0.5}
     record = result["main"].trace.postprocess
     assert (record.scores > 0.5).all()
+
+
+# --------------------------------------------------------------------------- dataset scan
+
+
+def test_dataset_scan_lists_weak_gts_and_jumps_to_them(qtbot, win):
+    open_view(qtbot, win, "scan")
+    page = win.debug_panel.pages["scan"]
+    with qtbot.waitSignal(page.runner.done, timeout=TIMEOUT):
+        page.run_scan()
+    scan = page.scan
+    project = win.doc.project
+    assert scan.images == len(project.images) and len(scan.rows) == project.num_boxes
+    assert page.table.rowCount() == int((scan.rows[:, 1] < 1).sum())    # MaxIoU forces >= 1 positive: none
+    assert len(scan.shapes) == 6 and len(page.scatter.data) == len(scan.rows)
+    page.k.setValue(3)
+    weak = page.weak_rows()
+    assert page.table.rowCount() == len(weak) == int((scan.rows[:, 1] < 3).sum()) > 0
+    assert list(scan.rows[weak, 1]) == sorted(scan.rows[weak, 1])             # fewest positives first
+    image, box_id = (int(v) for v in scan.where[weak[0]])
+    page._jump_row(0)
+    assert win.editor.index == image and win.canvas.selected == [box_id]
+    result = wait_current(qtbot, win)                                          # the scan agrees with the trace
+    k = result["box_ids"].index(box_id)
+    assert int(result["main"].trace.coverage.num_pos[k]) == int(scan.rows[weak[0], 1])

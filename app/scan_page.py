@@ -1,0 +1,203 @@
+"""Dataset scan: under the current config and assigner, every GT of the project with fewer than
+k positive priors, and a scatter of GT width x height (network-input pixels) coloured by its best
+IoU with any prior, with each level's prior shapes overlaid. Runs on its own worker thread with
+a progress bar and a cancel button; a click on a row or a point jumps to that box.
+"""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QSpinBox, QSplitter, QVBoxLayout
+
+from .debug_common import fill_table, level_color, make_table
+from .debug_page import DebugPage
+from .image_loader import image_size
+from .trace_worker import TraceRunner
+
+__all__ = ["ScanPage", "ScanResult"]
+
+
+class ScanResult:
+    """Per GT of the project: ``rows`` (N, 4) = best IoU, positives, w, h (input px), ``where``
+    (N, 2) = image index, box id; and the prior shapes (w, h) per level of the first image."""
+
+    def __init__(self, rows: np.ndarray, where: np.ndarray, shapes: list[np.ndarray], images: int):
+        self.rows, self.where, self.shapes, self.images = rows, where, shapes, images
+
+
+class ScanPage(DebugPage):
+    progress = Signal(int, int)
+    jumpRequested = Signal(int, int)          # image index, box id
+
+    def __init__(self, panel):
+        super().__init__(panel)
+        self.runner = TraceRunner(self)
+        self.runner.done.connect(self._on_done)
+        self.runner.failed.connect(lambda _s, _i, text: self.summary.setText(f"scan failed: {text.splitlines()[0]}"))
+        self.cancel_event = threading.Event()
+        self.scan: ScanResult | None = None
+        self._build()
+        self.progress.connect(self._on_progress)
+
+    def _build(self) -> None:
+        self.start = QPushButton("Scan the dataset")
+        self.cancel = QPushButton("Cancel")
+        self.cancel.setEnabled(False)
+        self.k = QSpinBox()
+        self.k.setRange(1, 100)
+        self.k.setValue(1)
+        self.k.setPrefix("fewer than ")
+        self.k.setSuffix(" positives")
+        self.bar = QProgressBar()
+        self.summary = QLabel("Scans every GT of the project with the current config and assigner parameters.")
+        self.summary.setWordWrap(True)
+        self.table = make_table(["image", "file", "box id", "w x h (input px)", "best IoU", "positives"])
+        self.plot = pg.PlotWidget()
+        self.plot.setLogMode(True, True)
+        self.plot.setLabel("bottom", "GT width (input px)")
+        self.plot.setLabel("left", "GT height (input px)")
+        self.plot.addLegend(offset=(5, 5))
+        top = QHBoxLayout()
+        for w in (self.start, self.cancel, self.k):
+            top.addWidget(w)
+        top.addWidget(self.bar, 1)
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(self.plot)
+        split.addWidget(self.table)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        layout.addLayout(top)
+        layout.addWidget(self.summary)
+        layout.addWidget(split, 1)
+        self.start.clicked.connect(self.run_scan)
+        self.cancel.clicked.connect(self.cancel_event.set)
+        self.k.valueChanged.connect(lambda _v: self._show_scan())
+        self.table.cellDoubleClicked.connect(lambda r, _c: self._jump_row(r))
+        self.table.cellClicked.connect(lambda r, _c: self._jump_row(r))
+
+    # ------------------------------------------------------------------ running
+
+    def snapshot(self) -> list[tuple]:
+        """(index, h, w, boxes, labels, crowd, box ids) of every image, taken on the GUI thread."""
+        project = self.panel.editor.project
+        cat_ids = sorted(project.category_ids())
+        label_of = {cid: i for i, cid in enumerate(cat_ids)}
+        out = []
+        for i, record in enumerate(project.images):
+            if record.width is None or record.height is None:
+                size = image_size(project.image_path(i))
+                if size is None:
+                    continue
+                record.width, record.height = size
+            boxes = [b for b in record.boxes if b.category_id in label_of]
+            out.append((i, record.height, record.width, [b.xyxy for b in boxes], [label_of[b.category_id] for b in boxes],
+                        [b.iscrowd for b in boxes], [b.id for b in boxes]))
+        return out
+
+    def run_scan(self) -> None:
+        items = self.snapshot()
+        spec_cfg, num_classes = self.panel.cfg, max(1, len(self.panel.editor.project.categories))
+        overrides = self.panel.pages["assign"].model_overrides()
+        self.cancel_event.clear()
+        cancel, progress = self.cancel_event, self.progress
+        self.start.setEnabled(False)
+        self.cancel.setEnabled(True)
+        self.bar.setRange(0, len(items))
+        self.bar.setValue(0)
+
+        def job():
+            from detengine.image_trace import ImageTracer
+            tracer = ImageTracer(spec_cfg, num_classes=num_classes)
+            rows, where, shapes = [], [], None
+            for n, (i, h, w, boxes, labels, crowd, ids) in enumerate(items):
+                if cancel.is_set():
+                    break
+                cov, kept, priors = tracer.coverage_of(h, w, boxes, labels, crowd, model_overrides=overrides)
+                rows.append(cov)
+                where += [(i, ids[k]) for k in kept]
+                if shapes is None:
+                    shapes = _prior_shapes(priors)
+                if n % 10 == 0 or n == len(items) - 1:
+                    progress.emit(n + 1, len(items))
+            rows = np.concatenate(rows) if rows else np.zeros((0, 4))
+            return ScanResult(rows, np.asarray(where, np.int64).reshape(-1, 2), shapes or [], len(items))
+
+        self.runner.request(job, "scan")
+
+    def _on_progress(self, done: int, total: int) -> None:
+        self.bar.setValue(done)
+        self.summary.setText(f"scanning: {done} of {total} images")
+
+    def _on_done(self, _slot: str, _id: int, result, seconds: float) -> None:
+        self.start.setEnabled(True)
+        self.cancel.setEnabled(False)
+        self.scan = result
+        cancelled = " (cancelled)" if self.cancel_event.is_set() else ""
+        self.scan_seconds = seconds
+        self._show_scan(cancelled)
+
+    # ------------------------------------------------------------------ showing
+
+    def weak_rows(self) -> np.ndarray:
+        """Indices of the scanned GTs with fewer than k positives, fewest / worst IoU first."""
+        rows = self.scan.rows
+        weak = np.flatnonzero(rows[:, 1] < self.k.value())
+        return weak[np.lexsort((rows[weak, 0], rows[weak, 1]))]
+
+    def _show_scan(self, note: str = "") -> None:
+        if self.scan is None:
+            return
+        rows, where = self.scan.rows, self.scan.where
+        weak = self.weak_rows()
+        project = self.panel.editor.project
+        self.summary.setText(f"{len(rows)} GTs in {self.scan.images} images{note}: {len(weak)} with fewer than "
+                             f"{self.k.value()} positives; median best IoU {np.median(rows[:, 0]) if len(rows) else 0:.3f}")
+        table = [[int(where[r, 0]) + 1, project.images[int(where[r, 0])].file_name, int(where[r, 1]),
+                  f"{rows[r, 2]:.0f}x{rows[r, 3]:.0f}", round(float(rows[r, 0]), 3), int(rows[r, 1])] for r in weak]
+        fill_table(self.table, table)
+        self._draw_plot()
+
+    def _draw_plot(self) -> None:
+        self.plot.clear()
+        rows = self.scan.rows
+        if len(rows):
+            cmap = pg.colormap.get("viridis")
+            brushes = [pg.mkBrush(c) for c in cmap.map(np.clip(rows[:, 0], 0, 1), mode="qcolor")]
+            self.scatter = pg.ScatterPlotItem(x=np.maximum(rows[:, 2], 1), y=np.maximum(rows[:, 3], 1), size=6,
+                                              brush=brushes, pen=None, name="GT (colour: best IoU)")
+            self.scatter.sigClicked.connect(self._on_point)
+            self.plot.addItem(self.scatter)
+        for level, wh in enumerate(self.scan.shapes):
+            self.plot.addItem(pg.ScatterPlotItem(x=wh[:, 0], y=wh[:, 1], symbol="+", size=16,
+                                                 pen=pg.mkPen(level_color(level), width=2), brush=None,
+                                                 name=f"P{level} prior shapes"))
+
+    def _on_point(self, _item, points, _event=None) -> None:
+        if not points:
+            return
+        index = points[0].index()
+        image, box_id = self.scan.where[index]
+        self.jumpRequested.emit(int(image), int(box_id))
+
+    def _jump_row(self, row: int) -> None:
+        weak = self.weak_rows()
+        if 0 <= row < len(weak):
+            image, box_id = self.scan.where[weak[row]]
+            self.jumpRequested.emit(int(image), int(box_id))
+
+    def shutdown(self) -> None:
+        self.cancel_event.set()
+        self.runner.stop()
+
+
+def _prior_shapes(priors) -> list[np.ndarray]:
+    """Per level, the (w, h) of each base prior (those of the first cell)."""
+    out = []
+    for level in range(priors.num_levels):
+        idx = priors.cell_indices(level, 0, 0)
+        boxes = priors.boxes[idx].numpy()
+        out.append(np.stack([boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]], axis=1))
+    return out
