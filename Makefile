@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_postprocess.py
 	$(PY) bench/bench_train.py
 	QT_QPA_PLATFORM=offscreen $(PY) bench/bench_gui.py
+	QT_QPA_PLATFORM=offscreen $(PY) bench/bench_debug_views.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

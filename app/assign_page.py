@@ -277,7 +277,7 @@ class AssignPage(DebugPage):
         if self.show_neg.isChecked() and self.selected_gt is None:
             mask = gt_inds == 0
             centers = trace.priors.centers[mask].numpy()
-            overlay.points("negatives", it.input.points_to_original(centers), _NEG_FAINT, size=2.0, alpha=90)
+            overlay.points("negatives", it.input.points_to_original(centers), _NEG_FAINT, size=2.0)
 
     def _draw_heat(self, it) -> None:
         """The selected GT's IoU with each level's priors (max over a cell's base priors), with

@@ -13,6 +13,7 @@ class DebugPage(QWidget):
 
     changed = Signal()
     needs_model = False
+    persistent_layers: tuple[str, ...] = ()     # overlay layers the page keeps across traces when unchanged
 
     def __init__(self, panel):
         super().__init__()
@@ -34,5 +35,5 @@ class DebugPage(QWidget):
 
     def redraw(self) -> None:
         if self.result is not None and self.panel.active and self.panel.current_page() is self:
-            self.panel.overlay.clear()
+            self.panel.clear_overlay(keep=self.persistent_layers)
             self.show_result(self.result, self.panel.overlay)

@@ -52,6 +52,7 @@ class DebugPanel(QWidget):
         super().__init__(parent)
         self.canvas, self.editor = canvas, editor
         self.overlay = Overlay(canvas)
+        self.overlay_key = None                 # what the kept layers show (set by the page that drew them)
         self.runner = TraceRunner(self)
         self.active = False                     # drawn only while the dock is visible
         self.result: dict | None = None         # {"main": ImageTrace, "compare": ImageTrace | None, ...}
@@ -123,7 +124,7 @@ class DebugPanel(QWidget):
         if active:
             self.schedule()
         else:
-            self.overlay.clear()
+            self.clear_overlay()
 
     def show_page(self, key: str) -> None:
         self.tabs.setCurrentWidget(self.pages[key])
@@ -249,11 +250,19 @@ class DebugPanel(QWidget):
             self.message.emit(f"trace failed: {first}")
 
     def _redraw(self) -> None:
-        self.overlay.clear()
+        page = self.current_page()
+        self.clear_overlay(keep=page.persistent_layers)
         if self.result is not None and self.active:
-            self.current_page().show_result(self.result, self.overlay)
+            page.show_result(self.result, self.overlay)
+
+    def clear_overlay(self, keep=()) -> None:
+        """Clear the overlay except the ``keep`` layers (a page redraws those only when they change)."""
+        self.overlay.clear(*[name for name in list(self.overlay.layers) if name not in keep])
+        if not keep:
+            self.overlay_key = None
 
     def _on_page_changed(self) -> None:
+        self.clear_overlay()
         if self.result is not None and self.current_page().needs_model and self.result["main"].model_name is None \
                 and self.model_choice() != NO_MODEL:
             self.overlay.clear()

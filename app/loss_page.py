@@ -84,7 +84,7 @@ class LossPage(DebugPage):
         hard = trace.hard_negative_mask
         if self.show_negatives.isChecked():
             centers = trace.priors.centers[gt_inds == 0].numpy()
-            overlay.points("negatives", it.input.points_to_original(centers), _NEG_COLOR, size=2.0, alpha=90)
+            overlay.points("negatives", it.input.points_to_original(centers), _NEG_COLOR, size=2.0)
         if hard is not None and hard.any():
             overlay.rects("hard_negatives", it.to_original(trace.priors.boxes[hard].numpy(), clip=False),
                           HARD_NEG_COLOR, width=1.2, alpha=220)
