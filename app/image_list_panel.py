@@ -11,7 +11,7 @@ __all__ = ["ImageListPanel", "ImageTableModel", "UNSAVED_MARK", "PROBLEM_MARK"]
 
 UNSAVED_MARK = "●"
 PROBLEM_MARK = "⚠"
-COLUMNS = ("", "#", "File", "Boxes")
+COLUMNS = ("", "#", "File", "Boxes", "TP", "FP", "Missed")
 
 
 class ImageTableModel(QAbstractTableModel):
@@ -19,11 +19,13 @@ class ImageTableModel(QAbstractTableModel):
         super().__init__(parent)
         self.doc = None
         self.problems: dict[int, str] = {}
+        self.eval_counts: dict[int, tuple[int, int, int]] = {}   # row -> (TP, FP, missed) of the last evaluation
 
     def set_document(self, doc) -> None:
         self.beginResetModel()
         self.doc = doc
         self.problems = {}
+        self.eval_counts = {}
         self.endResetModel()
 
     def rowCount(self, parent=QModelIndex()) -> int:
@@ -43,12 +45,15 @@ class ImageTableModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.DisplayRole:
             if col == 0:
                 return self.mark(row)
+            if col >= 4:
+                counts = self.eval_counts.get(row)
+                return None if counts is None else counts[col - 4]
             return (row + 1, record.file_name, len(record.boxes))[col - 1]
         if role == Qt.ItemDataRole.ToolTipRole:
             return self.problems.get(row) or (f"{record.file_name}: unsaved edits" if self.mark(row) else record.file_name)
         if role == Qt.ItemDataRole.ForegroundRole and row in self.problems:
             return QColor("#d03030")
-        if role == Qt.ItemDataRole.TextAlignmentRole and col in (1, 3):
+        if role == Qt.ItemDataRole.TextAlignmentRole and col in (1, 3, 4, 5, 6):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         if role == Qt.ItemDataRole.UserRole:
             return row
@@ -91,6 +96,8 @@ class _Filter(QSortFilterProxyModel):
 
     def lessThan(self, left, right) -> bool:
         a, b = self.sourceModel().data(left), self.sourceModel().data(right)
+        if a is None or b is None:                  # images not evaluated sort after the others
+            return a is not None
         if isinstance(a, int) and isinstance(b, int):
             return a < b
         return str(a).lower() < str(b).lower()
@@ -127,9 +134,11 @@ class ImageListPanel(QWidget):
         self.table.setWordWrap(False)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
-        for col, width in ((0, 22), (1, 44), (3, 46)):
+        for col, width in ((0, 22), (1, 44), (3, 46), (4, 34), (5, 34), (6, 50)):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.Fixed)
             header.resizeSection(col, width)
+        for col in (4, 5, 6):                      # TP / FP / missed: shown once an evaluation ran
+            self.table.setColumnHidden(col, True)
         top = QHBoxLayout()
         top.addWidget(self.filter_edit, 2)
         top.addWidget(self.class_combo, 1)
@@ -184,6 +193,16 @@ class ImageListPanel(QWidget):
             proxy_index = self.proxy.mapFromSource(self.model.index(index, 0))
         self.table.setCurrentIndex(proxy_index)
         self.table.scrollTo(proxy_index)
+
+    def set_eval_counts(self, counts: dict[int, tuple[int, int, int]]) -> None:
+        """Per image (row) TP / FP / missed of an evaluation; sortable columns to find the worst images."""
+        self.model.eval_counts = dict(counts)
+        for col in (4, 5, 6):
+            self.table.setColumnHidden(col, not counts)
+        n = self.model.rowCount()
+        if n:
+            self.model.dataChanged.emit(self.model.index(0, 4), self.model.index(n - 1, 6))
+        self.proxy.invalidate()
 
     def neighbour(self, index: int, step: int) -> int | None:
         """The image ``step`` rows away from ``index`` in the list as shown (filtered, sorted)."""

@@ -12,7 +12,7 @@ from pathlib import Path
 
 __all__ = ["main", "parse_args", "has_display", "NO_DISPLAY_MESSAGE", "VIEWS", "SCREENSHOT_SIZE"]
 
-VIEWS = ("annotate", "anchors", "assign", "loss", "nms", "scan")
+VIEWS = ("annotate", "anchors", "assign", "loss", "nms", "scan", "train", "evaluate")
 SCREENSHOT_SIZE = (1280, 800)
 
 NO_DISPLAY_MESSAGE = """\

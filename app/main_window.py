@@ -10,7 +10,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QByteArray, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QMenu
+from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QMenu, QTabWidget
 
 from detengine.data.errors import DatasetError
 from detengine.data.project import AnnotationProject, sample_project
@@ -22,16 +22,14 @@ from .editor import Editor
 from .image_list_panel import ImageListPanel
 from .class_panel import ClassPanel
 from .debug_panel import DebugPanel
+from .eval_panel import EvalPanel
+from .training_panel import TrainingPanel
 from .image_loader import image_size
 from .paths import home_dir, settings
 
 __all__ = ["MainWindow", "VIEWS"]
 
-VIEWS = ("annotate", "anchors", "assign", "loss", "nms", "scan")
-TRAINING_NOTE = ("Training from the window is not available yet.\n\nFrom a terminal:\n"
-                 "  python -m detengine train resources/configs/tinyssd_synthetic.py\n"
-                 "  python -m detengine eval CONFIG CHECKPOINT\n"
-                 "  python -m detengine export CONFIG CHECKPOINT --out preds.json")
+VIEWS = ("annotate", "anchors", "assign", "loss", "nms", "scan", "train", "evaluate")
 
 
 class MainWindow(QMainWindow):
@@ -65,15 +63,17 @@ class MainWindow(QMainWindow):
         self.image_list = ImageListPanel()
         self.class_panel = ClassPanel()
         self.debug_panel = DebugPanel(self.canvas, self.editor, config)
-        self.training_note = QLabel(TRAINING_NOTE)
-        self.training_note.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
-        self.training_note.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.training_panel = TrainingPanel(self)
+        self.eval_panel = EvalPanel(self)
+        self.training_tabs = QTabWidget()
+        self.training_tabs.addTab(self.training_panel, "Train")
+        self.training_tabs.addTab(self.eval_panel, "Evaluate")
         self.docks = {}
         for key, title, widget, area in (
                 ("images", "Images", self.image_list, Qt.DockWidgetArea.LeftDockWidgetArea),
                 ("classes", "Classes", self.class_panel, Qt.DockWidgetArea.RightDockWidgetArea),
                 ("debug", "Debug", self.debug_panel, Qt.DockWidgetArea.RightDockWidgetArea),
-                ("training", "Training", self.training_note, Qt.DockWidgetArea.RightDockWidgetArea)):
+                ("training", "Training", self.training_tabs, Qt.DockWidgetArea.RightDockWidgetArea)):
             dock = QDockWidget(title, self)
             dock.setObjectName(f"dock_{key}")
             dock.setWidget(widget)
@@ -101,6 +101,7 @@ class MainWindow(QMainWindow):
         a["open_sample"] = self._action("Open Sample Project", self.open_sample)
         a["save"] = self._action("Save", self.save, ["Ctrl+S"])
         a["save_as"] = self._action("Save As…", self.save_as, ["Ctrl+Shift+S"])
+        a["export"] = self._action("Export Predictions (COCO results)…", lambda: self.eval_panel.ask_export())
         a["quit"] = self._action("Quit", self.close, ["Ctrl+Q"])
         a["undo"] = self._action("Undo", lambda: self.doc and self.doc.undo_group.undo(), ["Ctrl+Z"])
         a["redo"] = self._action("Redo", lambda: self.doc and self.doc.undo_group.redo(), ["Ctrl+Y", "Ctrl+Shift+Z"])
@@ -123,7 +124,7 @@ class MainWindow(QMainWindow):
 
     def _build_menus(self) -> None:
         a, bar = self.actions_by_name, self.menuBar()
-        menus = {"&File": ["open_json", "open_folder", "open_sample", None, "save", "save_as", None, "quit"],
+        menus = {"&File": ["open_json", "open_folder", "open_sample", None, "save", "save_as", "export", None, "quit"],
                  "&Edit": ["undo", "redo", None, "draw", "delete", "copy", "paste", "duplicate"],
                  "&View": ["next", "prev", None, "fit", "actual", "zoom_in", "zoom_out"],
                  "&Help": ["shortcuts"]}
@@ -163,6 +164,10 @@ class MainWindow(QMainWindow):
         self.docks["debug"].visibilityChanged.connect(self.debug_panel.set_active)
         self.debug_panel.message.connect(self.show_message)
         self.debug_panel.pages["scan"].jumpRequested.connect(self.jump_to_box)
+        self.training_panel.checkpointChosen.connect(self.use_checkpoint)
+        self.training_panel.message.connect(self.show_message)
+        self.eval_panel.message.connect(self.show_message)
+        self.editor.imageShown.connect(lambda _i: self.eval_panel.show_predictions())
 
     # ------------------------------------------------------------------ layout memory
 
@@ -297,6 +302,8 @@ class MainWindow(QMainWindow):
         self.editor.set_document(self.doc)
         self.image_list.set_document(self.doc)
         self.class_panel.set_document(self.doc)
+        self.training_panel.set_document(self.doc)
+        self.eval_panel.result = None
         if recovered_images is not None:
             self.doc.mark_project_dirty(recovered_images)
         self._update_title()
@@ -309,6 +316,15 @@ class MainWindow(QMainWindow):
 
     def show_image(self, index: int) -> None:
         self.image_list.select_image(min(max(index, 0), len(self.doc.project.images) - 1))
+
+    def use_checkpoint(self, config: str, checkpoint: str) -> None:
+        """A run's checkpoint becomes the debug views' (and the evaluation's) current model."""
+        try:
+            self.debug_panel.set_config(config)
+        except Exception as exc:
+            self.dialogs.error("Cannot load the run's config", f"{config}: {exc}")
+            return
+        self.debug_panel.add_checkpoint(checkpoint)
 
     def jump_to_box(self, image: int, box_id: int) -> None:
         """Show ``image`` with box ``box_id`` selected (from the dataset scan)."""
@@ -454,6 +470,8 @@ class MainWindow(QMainWindow):
             self._save_layout()
         self.editor.cache.shutdown()
         self.debug_panel.shutdown()
+        self.training_panel.shutdown()
+        self.eval_panel.shutdown()
         event.accept()
 
     # ------------------------------------------------------------------ drag and drop
@@ -472,7 +490,12 @@ class MainWindow(QMainWindow):
 
     def show_view(self, view: str) -> None:
         """``annotate``: the class list beside the canvas; a debug view: the debug dock, wider."""
-        if view in VIEWS[1:]:
+        if view in ("train", "evaluate"):
+            self.training_tabs.setCurrentIndex(0 if view == "train" else 1)
+            self.docks["training"].show()
+            self.docks["training"].raise_()
+            self.resizeDocks([self.docks["images"], self.docks["training"]], [200, 560], Qt.Orientation.Horizontal)
+        elif view in VIEWS[1:]:
             self.debug_panel.show_page(view)
             self.docks["debug"].show()
             self.docks["debug"].raise_()

@@ -12,7 +12,7 @@ from PySide6.QtWidgets import (QCheckBox, QFormLayout, QHBoxLayout, QLabel, QPla
                                QSplitter, QVBoxLayout, QWidget)
 
 from detengine.api import STAGE_TEXT, Stage
-from detengine.boxes import bbox_overlaps
+from detengine.project_eval import match_detections
 
 from .anchors_page import draw_gt_tags
 from .colors import class_color
@@ -24,24 +24,6 @@ __all__ = ["NmsPage", "match_detections", "TP_COLOR", "FP_COLOR"]
 TP_COLOR, FP_COLOR, MISSED_COLOR = "#2fbf4a", "#ff3b3b", "#ffd21f"
 STAGE_NAMES = {"raw": "raw (prior, class) pairs", "score_thr": "after score_thr", "nms_pre": "after per-level top-k",
                "min_bbox_size": "after min_bbox_size", "nms": "after NMS", "max_per_img": "after max_per_img"}
-
-
-def match_detections(boxes, scores, labels, gt_boxes, gt_labels, iou_thr: float = 0.5):
-    """COCO-style greedy matching: detections by descending score take the unmatched GT of
-    their class with the highest IoU >= ``iou_thr``. Returns (tp (K,) bool, matched gt (K,),
-    missed GT indices)."""
-    k, g = len(boxes), len(gt_boxes)
-    tp = torch.zeros(k, dtype=torch.bool)
-    matched = torch.full((k,), -1, dtype=torch.long)
-    taken = torch.zeros(g, dtype=torch.bool)
-    if k and g:
-        iou = bbox_overlaps(boxes, gt_boxes)
-        for d in torch.argsort(scores, descending=True).tolist():
-            ok = (gt_labels == labels[d]) & ~taken & (iou[d] >= iou_thr)
-            if ok.any():
-                j = int(torch.where(ok, iou[d], torch.tensor(-1.0)).argmax())
-                tp[d], matched[d], taken[j] = True, j, True
-    return tp, matched, (~taken).nonzero().view(-1).tolist()
 
 
 class NmsPage(DebugPage):

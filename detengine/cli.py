@@ -112,6 +112,8 @@ def _add_train(sub) -> None:
     p.add_argument("--workers", type=int, help="data-loading worker processes")
     p.add_argument("--resume", metavar="CKPT", help="continue a run exactly from its checkpoint")
     p.add_argument("--work-dir", help="run folder (default: runs/<config>-<time>)")
+    p.add_argument("--control", metavar="FILE",
+                   help="a file holding run / pause / stop, read after every iteration (the window uses it)")
     p.add_argument("--backend", default="faster-coco-eval", choices=["faster-coco-eval", "pycocotools"])
 
 
@@ -130,14 +132,20 @@ def _add_eval_export(sub) -> None:
 
 
 def _run_train(args) -> int:
+    from .train.control import ControlFile, install_stop_signals
     from .train.runner import train_from_config
     from .train.trainer import TrainingDiverged
+
+    def hook(trainer):
+        install_stop_signals(trainer)
+        if args.control:
+            trainer.events.subscribe(ControlFile(args.control, trainer))
     try:
         summary = train_from_config(str(resolve_config(args.config)), args.data, epochs=args.epochs,
                                     device=args.device, resume=args.resume, work_dir=args.work_dir,
                                     batch_size=args.batch_size, lr=args.lr, max_iters=args.max_iters,
                                     val_data=args.val_data, images=args.images, eval_backend=args.backend,
-                                    num_workers=args.workers)
+                                    num_workers=args.workers, trainer_hook=hook)
     except TrainingDiverged as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3

@@ -22,12 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+import numpy as np
+
 from ..io import atomic_write_text
 from .coco import load_coco_checked
 from .errors import DatasetError, DatasetProblem, shorten_json
 
 __all__ = ["Box", "Category", "ImageRecord", "AnnotationProject", "IMAGE_EXTENSIONS", "natural_key",
-           "find_image_root", "sample_project"]
+           "find_image_root", "sample_project", "split_indices", "write_split", "SPLIT_KEY"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 IMAGE_ROOT_KEY = "detscope_image_root"     # in COCO ``info``: the image folder, relative to the JSON
@@ -489,4 +491,37 @@ def sample_project(home) -> Path:
             IMAGE_ROOT_KEY: _portable_path(paths.root, path.parent)}
     atomic_write_text(path, json.dumps({"info": info, "images": images, "annotations": annotations,
                                         "categories": categories}, separators=(",", ":")))
+    return path
+
+
+# --------------------------------------------------------------------------- train / val splits
+
+
+SPLIT_KEY = "detscope_split"
+
+
+def split_indices(project: AnnotationProject, val_fraction: float = 0.2, seed: int = 0) -> tuple[list[int], list[int]]:
+    """(train, val) image indices: the images' ``detscope_split`` tags when every image has one,
+    else a seeded random split with ``val_fraction`` of the images (at least one each)."""
+    tags = [im.extra.get(SPLIT_KEY) for im in project.images]
+    if tags and all(t in ("train", "val") for t in tags) and "train" in tags and "val" in tags:
+        return ([i for i, t in enumerate(tags) if t == "train"], [i for i, t in enumerate(tags) if t == "val"])
+    n = len(project.images)
+    if n < 2:
+        raise ValueError(f"a train/val split needs at least 2 images, the project has {n}")
+    order = np.random.default_rng(seed).permutation(n).tolist()
+    n_val = min(n - 1, max(1, round(n * val_fraction)))
+    return sorted(order[n_val:]), sorted(order[:n_val])
+
+
+def write_split(project: AnnotationProject, indices: list[int], path) -> Path:
+    """A COCO file of the images ``indices`` (with their boxes as they are now, unsaved edits
+    included) for training or evaluation; ``file_name`` stays relative to ``project.image_root``."""
+    data = project.to_coco()
+    keep = {project.images[i].id for i in indices}
+    data["images"] = [im for im in data["images"] if im["id"] in keep]
+    data["annotations"] = [a for a in data["annotations"] if a["image_id"] in keep]
+    data["info"] = {k: v for k, v in data["info"].items() if k != IMAGE_ROOT_KEY}
+    path = Path(path)
+    atomic_write_text(path, json.dumps(data, separators=(",", ":")))
     return path

@@ -1,0 +1,220 @@
+"""Evaluation of the current model (the debug views' model: a checkpoint, or random init) on
+the project's val split: COCO's 12 numbers, per-class AP, a precision-recall curve per class,
+per-image TP / FP / missed counts in the image list; predictions on the canvas with a score
+slider; export as COCO results JSON; accept predictions as ground truth (undoable).
+"""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QProgressBar, QPushButton, QSlider, QSplitter,
+                               QVBoxLayout, QWidget)
+
+from detengine.data.project import Box, split_indices
+from detengine.evaluation import COCO_METRIC_NAMES, write_results
+
+from .colors import class_color
+from .commands import AddBoxes
+from .debug_common import fill_table, make_table
+from .trace_worker import TraceRunner
+
+__all__ = ["EvalPanel"]
+
+
+class EvalPanel(QWidget):
+    """Signals ``progress(done, total)`` (from the worker), ``evaluated(result)``, ``message(text)``."""
+
+    progress = Signal(int, int)
+    evaluated = Signal(object)
+    message = Signal(str)
+
+    def __init__(self, window, parent=None):
+        super().__init__(parent)
+        self.window = window
+        self.runner = TraceRunner(self)
+        self.runner.done.connect(self._on_done)
+        self.runner.failed.connect(lambda _s, _i, t: self._fail(f"evaluation failed: {t.splitlines()[0]}"))
+        self.cancel = threading.Event()
+        self.result: dict | None = None
+        self._build()
+        self.progress.connect(lambda d, t: (self.bar.setMaximum(t), self.bar.setValue(d)))
+
+    def _build(self) -> None:
+        self.evaluate_button = QPushButton("Evaluate current model on val")
+        self.export_button = QPushButton("Export predictions…")
+        self.accept_button = QPushButton("Accept shown predictions as GT")
+        self.bar = QProgressBar()
+        self.info = QLabel("The current model is the Debug dock's model (a checkpoint from a run, or random init).")
+        self.info.setWordWrap(True)
+        self.score = QSlider(Qt.Orientation.Horizontal)
+        self.score.setRange(0, 100)
+        self.score.setValue(30)
+        self.score_label = QLabel()
+        self.metrics = make_table(["metric", "value"])
+        self.per_class = make_table(["class", "AP"])
+        self.pr = pg.PlotWidget(title="precision-recall at IoU 0.5")
+        self.pr.setLabel("bottom", "recall")
+        self.pr.setLabel("left", "precision")
+        self.pr.addLegend(offset=(-5, -5))
+        top = QHBoxLayout()
+        for w in (self.evaluate_button, self.export_button, self.accept_button):
+            top.addWidget(w)
+        top.addWidget(self.bar, 1)
+        score_row = QHBoxLayout()
+        score_row.addWidget(QLabel("show predictions with score >="))
+        score_row.addWidget(self.score, 1)
+        score_row.addWidget(self.score_label)
+        tables = QSplitter(Qt.Orientation.Horizontal)
+        tables.addWidget(self.metrics)
+        tables.addWidget(self.per_class)
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(tables)
+        split.addWidget(self.pr)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        layout.addLayout(top)
+        layout.addWidget(self.info)
+        layout.addLayout(score_row)
+        layout.addWidget(split, 1)
+        self.evaluate_button.clicked.connect(self.evaluate)
+        self.export_button.clicked.connect(self.ask_export)
+        self.accept_button.clicked.connect(self.accept_predictions)
+        self.score.valueChanged.connect(lambda _v: self.show_predictions())
+        self.export_button.setEnabled(False)
+        self.accept_button.setEnabled(False)
+        self._score_text()
+
+    def _score_text(self) -> None:
+        self.score_label.setText(f"{self.score.value() / 100:.2f}")
+
+    # ------------------------------------------------------------------ running
+
+    def evaluate(self) -> None:
+        """Predict the val images with the current model (worker thread), then COCO-evaluate."""
+        doc = self.window.doc
+        project = doc.project
+        try:
+            _, val = split_indices(project)
+        except ValueError as exc:
+            self._fail(str(exc))
+            return
+        panel = self.window.debug_panel
+        cfg, choice = panel.cfg, panel.model_choice()
+        checkpoint = panel.checkpoints.get(choice)
+        cat_ids = sorted(project.category_ids())
+        items = [(project.images[i].id, str(project.image_path(i))) for i in val]
+        gt = project.to_coco()
+        keep = {project.images[i].id for i in val}
+        gt["images"] = [im for im in gt["images"] if im["id"] in keep]
+        gt["annotations"] = [a for a in gt["annotations"] if a["image_id"] in keep]
+        self.cancel.clear()
+        progress = self.progress
+        self.evaluate_button.setEnabled(False)
+        self.info.setText(f"evaluating {len(items)} val images…")
+
+        def job():
+            from detengine.image_trace import ImageTracer
+            from detengine.project_eval import evaluate_predictions, predict_images
+            from .debug_panel import _build_model
+            model, name, _ = _build_model(cfg, max(1, len(cat_ids)), checkpoint)
+            tracer = ImageTracer({**cfg, "model": model.model_cfg})
+            preds, problems = predict_images(model, tracer.test_pipeline, items, size_divisor=tracer.size_divisor,
+                                             progress=lambda d, t: progress.emit(d, t), cancel=self.cancel)
+            label_to_cat = dict(enumerate(cat_ids))
+            metrics, per_image, results = evaluate_predictions(gt, preds, label_to_cat)
+            return {"metrics": metrics, "per_image": per_image, "results": results, "predictions": preds,
+                    "problems": problems, "model": name, "label_to_cat": label_to_cat}
+
+        self.runner.request(job, "eval")
+
+    def _on_done(self, _slot, _id, result, seconds: float) -> None:
+        self.evaluate_button.setEnabled(True)
+        self.result = result
+        m = result["metrics"]
+        fill_table(self.metrics, [[n, round(m.stats[n], 4)] for n in COCO_METRIC_NAMES])
+        fill_table(self.per_class, [[m.class_names.get(c, str(c)), round(ap, 4)] for c, ap in m.per_class_ap.items()])
+        self.pr.clear()
+        recall = np.linspace(0, 1, 101)
+        for k, (cat, curve) in enumerate(m.pr_curves.items()):
+            curve = np.array(curve)
+            valid = curve > -1
+            self.pr.plot(recall[valid], curve[valid], pen=pg.mkPen(class_color(cat), width=2),
+                         name=m.class_names.get(cat, str(cat)))
+        project = self.window.doc.project
+        row_of = {im.id: i for i, im in enumerate(project.images)}
+        counts = {row_of[i]: c for i, c in result["per_image"].items() if i in row_of}
+        self.window.image_list.set_eval_counts(counts)
+        problems = f"; {len(result['problems'])} unreadable image(s)" if result["problems"] else ""
+        self.info.setText(f"{result['model']}: AP {m.stats['AP']:.4f}, AP50 {m.stats['AP50']:.4f} on "
+                          f"{m.num_images} val images, {m.num_detections} detections ({seconds:.1f} s){problems}. "
+                          "Sort the image list by FP or Missed to find the worst images.")
+        self.export_button.setEnabled(True)
+        self.accept_button.setEnabled(True)
+        self.show_predictions()
+        self.evaluated.emit(result)
+
+    def _fail(self, text: str) -> None:
+        self.evaluate_button.setEnabled(True)
+        self.info.setText(text)
+        self.message.emit(text)
+
+    # ------------------------------------------------------------------ predictions on the canvas
+
+    def shown_predictions(self) -> list[tuple]:
+        """The current image's predictions above the score slider: [(xyxy, cat_id, score)]."""
+        if self.result is None or self.window.editor.index < 0:
+            return []
+        image_id = self.window.doc.project.images[self.window.editor.index].id
+        p = self.result["predictions"].get(image_id)
+        if p is None:
+            return []
+        thr = self.score.value() / 100
+        l2c = self.result["label_to_cat"]
+        return [(tuple(p.boxes[k]), l2c[int(p.labels[k])], float(p.scores[k])) for k in range(len(p.scores))
+                if p.scores[k] >= thr]
+
+    def show_predictions(self) -> None:
+        self._score_text()
+        names = {c.id: c.name for c in self.window.doc.project.categories}
+        self.window.canvas.set_predictions([(xyxy, class_color(c), names.get(c, str(c)), s)
+                                            for xyxy, c, s in self.shown_predictions()])
+
+    def accept_predictions(self) -> int:
+        """Add the shown predictions of this image as GT boxes (one undo step)."""
+        editor = self.window.editor
+        project = self.window.doc.project
+        w, h = self.window.canvas.image_size
+        boxes = []
+        for (x1, y1, x2, y2), cat, _score in self.shown_predictions():
+            x1, y1, x2, y2 = (round(float(v), 2) for v in (max(x1, 0), max(y1, 0), min(x2, w), min(y2, h)))
+            if x2 - x1 >= 1 and y2 - y1 >= 1:
+                boxes.append(Box(project.new_box_id(), cat, x1, y1, x2, y2))
+        if boxes:
+            self.window.doc.push(editor.index, AddBoxes(self.window.doc, editor.index, boxes,
+                                                        f"accept {len(boxes)} prediction(s)"))
+        self.message.emit(f"accepted {len(boxes)} prediction(s) as ground truth (Ctrl+Z undoes)")
+        return len(boxes)
+
+    # ------------------------------------------------------------------ export
+
+    def ask_export(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export predictions (COCO results JSON)", "predictions.json",
+                                              "JSON (*.json)")
+        if path:
+            self.export_to(path)
+
+    def export_to(self, path) -> int:
+        if self.result is None:
+            self._fail("evaluate first: there are no predictions to export")
+            return 0
+        write_results(Path(path), self.result["results"])
+        self.message.emit(f"exported {len(self.result['results'])} detections to {path}")
+        return len(self.result["results"])
+
+    def shutdown(self) -> None:
+        self.cancel.set()
+        self.runner.stop()

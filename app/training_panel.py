@@ -1,0 +1,437 @@
+"""The training panel: config, the project's train / val split, device, epochs, batch size and
+learning rate; start / pause / resume / stop; live curves (losses with smoothing, learning rate,
+AP / AP50), progress with images/s and ETA, a log; the run list (reopen a run's curves, overlay
+earlier runs, load a checkpoint as the debug views' current model).
+
+Training runs in a child process (:class:`TrainingProcess`): the window stays responsive and
+survives a crash of the trainer.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyqtgraph as pg
+import torch
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QPlainTextEdit,
+                               QProgressBar, QPushButton, QSlider, QSpinBox, QSplitter, QTabWidget, QVBoxLayout,
+                               QWidget)
+
+from detengine.api import shipped_configs
+from detengine.cli import resolve_config
+from detengine.data.project import split_indices, write_split
+from detengine.train.events import read_jsonl
+
+from .debug_common import fill_table, make_table
+from .paths import home_dir
+from .training_process import TrainingProcess, new_run_dir
+
+__all__ = ["TrainingPanel", "runs_root", "smooth", "device_choices"]
+
+_CURVE_COLORS = ["#ffffff", "#4ea1ff", "#ff9f0a", "#3ddbb0", "#ff7eb6", "#b48cff"]
+
+
+def runs_root() -> Path:
+    path = home_dir() / "runs"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def smooth(values: np.ndarray, weight: float) -> np.ndarray:
+    """TensorBoard-style exponential moving average (debiased)."""
+    if weight <= 0 or len(values) == 0:
+        return values
+    out = np.empty_like(values, dtype=np.float64)
+    acc, norm = 0.0, 0.0
+    for i, v in enumerate(values):
+        acc = weight * acc + (1 - weight) * v
+        norm = weight * norm + (1 - weight)
+        out[i] = acc / norm
+    return out
+
+
+def device_choices() -> list[tuple[str, str]]:
+    """(label, value): CUDA devices with their names when available, then the CPU."""
+    out = []
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            out.append((f"cuda:{i} ({torch.cuda.get_device_name(i)})", f"cuda:{i}"))
+    out.append(("cpu" + (" (no CUDA GPU found)" if not out else ""), "cpu"))
+    return out
+
+
+class RunCurves:
+    """The curve data of one run, from its events."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.steps: list[int] = []
+        self.losses: dict[str, list[float]] = {}
+        self.lr: list[float] = []
+        self.evals: list[tuple[int, float, float]] = []        # (step, AP, AP50)
+
+    def add(self, e: dict) -> None:
+        if e.get("type") == "iter":
+            self.steps.append(int(e["global_step"]))
+            self.losses.setdefault("loss", []).append(float(e["loss"]))
+            for k, v in e.get("losses", {}).items():
+                self.losses.setdefault(k, []).append(float(v))
+            self.lr.append(float(e.get("lr", 0.0)))
+        elif e.get("type") == "eval":
+            m = e.get("metrics", {})
+            step = self.steps[-1] if self.steps else 0
+            self.evals.append((step, float(m.get("AP", 0.0)), float(m.get("AP50", 0.0))))
+
+
+class TrainingPanel(QWidget):
+    """Signals ``checkpointChosen(config path, checkpoint path)`` (load as the current model),
+    ``message(text)``, ``runFinished(code, message)``."""
+
+    checkpointChosen = Signal(str, str)
+    message = Signal(str)
+    runFinished = Signal(int, str)
+
+    def __init__(self, window, parent=None):
+        super().__init__(parent)
+        self.window = window
+        self.process: TrainingProcess | None = None
+        self.curves: RunCurves | None = None
+        self.overlays: dict[str, RunCurves] = {}
+        self.split: tuple[list[int], list[int]] | None = None
+        self.split_seed = 0
+        self._build()
+
+    # ------------------------------------------------------------------ construction
+
+    def _build(self) -> None:
+        self.config_combo = QComboBox()
+        for name in shipped_configs():
+            if not name.startswith("_"):
+                self.config_combo.addItem(name, name)
+        self.config_combo.setCurrentIndex(max(0, self.config_combo.findData("tinyssd_synthetic")))
+        self.split_label = QLabel()
+        self.resplit = QPushButton("New random split")
+        self.device = QComboBox()
+        for label, value in device_choices():
+            self.device.addItem(label, value)
+        self.epochs = QSpinBox()
+        self.epochs.setRange(1, 10_000)
+        self.epochs.setValue(10)
+        self.batch = QSpinBox()
+        self.batch.setRange(1, 1024)
+        self.batch.setValue(16)
+        self.lr = QDoubleSpinBox()
+        self.lr.setDecimals(6)
+        self.lr.setRange(0.0, 1e6)
+        self.lr.setSpecialValueText("config's")
+        self.lr.setValue(0.0)
+        self.max_iters = QSpinBox()
+        self.max_iters.setRange(0, 10_000_000)
+        self.max_iters.setSpecialValueText("no limit")
+        self.buttons = {k: QPushButton(t) for k, t in (("start", "Start"), ("pause", "Pause"), ("resume", "Resume"),
+                                                         ("stop", "Stop"))}
+        self.progress = QProgressBar()
+        self.status = QLabel("idle")
+        self.status.setWordWrap(True)
+        self.error = QLabel()
+        self.error.setWordWrap(True)
+        self.error.setStyleSheet("color: #e03131")
+        self.smoothing = QSlider(Qt.Orientation.Horizontal)
+        self.smoothing.setRange(0, 99)
+        self.smoothing.setValue(60)
+        self.plots = pg.GraphicsLayoutWidget()
+        self.loss_plot = self.plots.addPlot(row=0, col=0, title="loss")
+        self.loss_plot.addLegend(offset=(-5, 5))
+        self.lr_plot = self.plots.addPlot(row=1, col=0, title="learning rate")
+        self.ap_plot = self.plots.addPlot(row=2, col=0, title="AP / AP50 (val)")
+        self.ap_plot.addLegend(offset=(-5, 5))
+        self.ap_plot.setYRange(0, 1)
+        self.log = QPlainTextEdit()
+        self.log.setReadOnly(True)
+        self.log.setMaximumBlockCount(3000)
+        self.runs = make_table(["run", "config", "status", "best AP", "checkpoints"])
+        self.run_buttons = {k: QPushButton(t) for k, t in (("refresh", "Refresh"), ("show", "Show curves"),
+                                                             ("overlay", "Overlay"), ("load", "Load best as model"))}
+        self._layout()
+        self._connect()
+        self._set_running(False)
+
+    def _layout(self) -> None:
+        form = QFormLayout()
+        form.addRow("Config", self.config_combo)
+        split_row = QHBoxLayout()
+        split_row.addWidget(self.split_label, 1)
+        split_row.addWidget(self.resplit)
+        form.addRow("Data", split_row)
+        form.addRow("Device", self.device)
+        numbers = QHBoxLayout()
+        for label, w in (("epochs", self.epochs), ("batch", self.batch), ("lr", self.lr), ("max iters", self.max_iters)):
+            numbers.addWidget(QLabel(label))
+            numbers.addWidget(w)
+        form.addRow(numbers)
+        controls = QHBoxLayout()
+        for b in self.buttons.values():
+            controls.addWidget(b)
+        controls.addWidget(self.progress, 1)
+        smooth_row = QHBoxLayout()
+        smooth_row.addWidget(QLabel("smoothing"))
+        smooth_row.addWidget(self.smoothing, 1)
+        live = QWidget()
+        lv = QVBoxLayout(live)
+        lv.setContentsMargins(0, 0, 0, 0)
+        lv.addLayout(smooth_row)
+        lv.addWidget(self.plots, 1)
+        runs = QWidget()
+        rv = QVBoxLayout(runs)
+        rv.setContentsMargins(0, 0, 0, 0)
+        rv.addWidget(self.runs, 1)
+        rb = QHBoxLayout()
+        for b in self.run_buttons.values():
+            rb.addWidget(b)
+        rv.addLayout(rb)
+        tabs = QTabWidget()
+        tabs.addTab(live, "Curves")
+        tabs.addTab(self.log, "Log")
+        tabs.addTab(runs, "Runs")
+        self.tabs = tabs
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        layout.addLayout(form)
+        layout.addLayout(controls)
+        layout.addWidget(self.status)
+        layout.addWidget(self.error)
+        layout.addWidget(tabs, 1)
+
+    def _connect(self) -> None:
+        self.buttons["start"].clicked.connect(self.start)
+        self.buttons["pause"].clicked.connect(self.pause)
+        self.buttons["resume"].clicked.connect(self.resume)
+        self.buttons["stop"].clicked.connect(self.stop)
+        self.resplit.clicked.connect(self.new_split)
+        self.smoothing.valueChanged.connect(lambda _v: self.redraw_curves())
+        self.run_buttons["refresh"].clicked.connect(self.refresh_runs)
+        self.run_buttons["show"].clicked.connect(lambda: self.show_run(self.selected_run()))
+        self.run_buttons["overlay"].clicked.connect(lambda: self.overlay_run(self.selected_run()))
+        self.run_buttons["load"].clicked.connect(lambda: self.load_checkpoint(self.selected_run()))
+
+    # ------------------------------------------------------------------ data
+
+    def set_document(self, doc) -> None:
+        self.doc = doc
+        self.split = None
+        self._update_split()
+        self.refresh_runs()
+
+    def _update_split(self) -> None:
+        project = self.doc.project
+        try:
+            self.split = split_indices(project, seed=self.split_seed)
+        except ValueError as exc:
+            self.split = None
+            self.split_label.setText(str(exc))
+            return
+        train, val = self.split
+        tagged = all(im.extra.get("detscope_split") in ("train", "val") for im in project.images)
+        how = "the images' detscope_split tags" if tagged and self.split_seed == 0 else \
+            f"random 80/20, seed {self.split_seed}"
+        self.split_label.setText(f"open project: {len(train)} train / {len(val)} val images ({how})")
+
+    def new_split(self) -> None:
+        """A seeded random 80/20 split (tags ignored), written into the images' detscope_split."""
+        self.split_seed += 1
+        project = self.doc.project
+        for im in project.images:
+            im.extra.pop("detscope_split", None)
+        train, val = split_indices(project, seed=self.split_seed)
+        for i in train:
+            project.images[i].extra["detscope_split"] = "train"
+        for i in val:
+            project.images[i].extra["detscope_split"] = "val"
+        self.doc.mark_project_dirty()
+        self._update_split()
+
+    # ------------------------------------------------------------------ run control
+
+    def config(self) -> str:
+        return str(resolve_config(self.config_combo.currentData()))
+
+    def start(self) -> bool:
+        if self.process is not None and self.process.running():
+            return False
+        if self.split is None or not self.doc.project.categories:
+            self._fail("the project needs classes and at least 2 images (train and val) to train")
+            return False
+        run_dir = new_run_dir(runs_root(), self.config_combo.currentData())
+        project = self.doc.project
+        train, val = self.split
+        write_split(project, train, run_dir / "train.json")
+        write_split(project, val, run_dir / "val.json")
+        args = [self.config(), "--data", str(run_dir / "train.json"), "--val-data", str(run_dir / "val.json"),
+                "--images", str(project.image_root), "--device", self.device.currentData(),
+                "--epochs", str(self.epochs.value()), "--batch-size", str(self.batch.value()), "--workers", "0"]
+        if self.lr.value() > 0:
+            args += ["--lr", repr(self.lr.value())]
+        if self.max_iters.value() > 0:
+            args += ["--max-iters", str(self.max_iters.value())]
+        self.process = TrainingProcess(run_dir, args, self)
+        self.process.event.connect(self._on_event)
+        self.process.log.connect(self._append_log)
+        self.process.state.connect(self._on_state)
+        self.process.finished.connect(self._on_finished)
+        self.curves = RunCurves(run_dir.name)
+        self.error.setText("")
+        self.progress.setValue(0)
+        self._append_log(f"run folder: {run_dir}")
+        self.process.start()
+        self._set_running(True)
+        return True
+
+    def pause(self) -> None:
+        if self.process:
+            self.process.pause()
+
+    def resume(self) -> None:
+        if self.process:
+            self.process.resume()
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.stop()
+
+    def _set_running(self, running: bool, paused: bool = False) -> None:
+        self.buttons["start"].setEnabled(not running)
+        self.buttons["pause"].setEnabled(running and not paused)
+        self.buttons["resume"].setEnabled(running and paused)
+        self.buttons["stop"].setEnabled(running)
+        for w in (self.config_combo, self.device, self.epochs, self.batch, self.lr, self.max_iters, self.resplit):
+            w.setEnabled(not running)
+
+    def _on_state(self, state: str) -> None:
+        self._set_running(True, paused=state == "paused")
+        self.status.setText(state)
+
+    def _on_event(self, e: dict) -> None:
+        kind = e.get("type")
+        if self.curves is not None:
+            self.curves.add(e)
+        if kind == "iter":
+            total = e["iters_per_epoch"] * e["max_epochs"]
+            self.progress.setMaximum(total)
+            self.progress.setValue(e["global_step"] + 1)
+            eta = int(e.get("eta_s", 0))
+            self.status.setText(f"epoch {e['epoch'] + 1}/{e['max_epochs']}, iteration {e['iter'] + 1}/"
+                                f"{e['iters_per_epoch']}, {e['images_per_s']:.1f} images/s, ETA {eta // 60}:{eta % 60:02d}, "
+                                f"loss {e['loss']:.4f}")
+            self._curves_dirty = True
+        elif kind in ("eval",):
+            m = e["metrics"]
+            self._append_log(f"epoch {e['epoch'] + 1}: AP {m['AP']:.4f}, AP50 {m['AP50']:.4f}")
+        elif kind in ("start", "data", "stop", "end", "paused", "resumed", "error"):
+            self._append_log(e.get("message", kind))
+        if kind in ("iter", "eval"):
+            self.redraw_curves()
+
+    def _on_finished(self, code: int, message: str) -> None:
+        self._set_running(False)
+        self.status.setText(message)
+        if code != 0:
+            self._fail(message)
+        self._append_log(message)
+        self.refresh_runs()
+        self.runFinished.emit(code, message)
+
+    def _fail(self, message: str) -> None:
+        self.error.setText(message)
+        self.message.emit(message)
+
+    def _append_log(self, line: str) -> None:
+        self.log.appendPlainText(line)
+
+    # ------------------------------------------------------------------ curves
+
+    def redraw_curves(self) -> None:
+        self.loss_plot.clear()
+        self.lr_plot.clear()
+        self.ap_plot.clear()
+        weight = self.smoothing.value() / 100
+        for n, (name, run) in enumerate(self.overlays.items()):
+            if run.steps:
+                self.loss_plot.plot(run.steps, smooth(np.array(run.losses["loss"]), weight),
+                                    pen=pg.mkPen("#808080", width=1, style=Qt.PenStyle.DashLine), name=f"{name} loss")
+        run = self.curves
+        if run is None or not run.steps:
+            return
+        for n, (name, values) in enumerate(run.losses.items()):
+            self.loss_plot.plot(run.steps, smooth(np.array(values), weight),
+                                pen=pg.mkPen(_CURVE_COLORS[n % len(_CURVE_COLORS)], width=1.5), name=name)
+        self.lr_plot.plot(run.steps, run.lr, pen=pg.mkPen("#3ddbb0"))
+        if run.evals:
+            steps, ap, ap50 = zip(*run.evals)
+            self.ap_plot.plot(steps, ap, pen="#4ea1ff", symbol="o", symbolSize=6, name="AP")
+            self.ap_plot.plot(steps, ap50, pen="#ff9f0a", symbol="t", symbolSize=6, name="AP50")
+
+    def curve_points(self) -> int:
+        return 0 if self.curves is None else len(self.curves.steps)
+
+    # ------------------------------------------------------------------ runs
+
+    def run_dirs(self) -> list[Path]:
+        return sorted((p for p in runs_root().iterdir() if (p / "log.jsonl").exists() or (p / "command.txt").exists()),
+                      reverse=True)
+
+    def refresh_runs(self) -> None:
+        rows = []
+        self._runs = self.run_dirs()
+        for run in self._runs:
+            events = read_jsonl(run / "log.jsonl") if (run / "log.jsonl").exists() else []
+            status = "running" if self.process and self.process.run_dir == run and self.process.running() else \
+                next((e["type"] for e in reversed(events) if e.get("type") in ("end", "stop", "error")), "?")
+            aps = [e["metrics"]["AP"] for e in events if e.get("type") == "eval"]
+            ckpts = ", ".join(sorted(p.name for p in run.glob("*.pth")))
+            config = (run / "command.txt").read_text().split(" train ")[-1].split()[0] if (run / "command.txt").exists() \
+                else "?"
+            rows.append([run.name, Path(config).stem, status, f"{max(aps):.4f}" if aps else "-", ckpts or "none"])
+        fill_table(self.runs, rows)
+
+    def selected_run(self) -> Path | None:
+        row = self.runs.currentRow()
+        return self._runs[row] if 0 <= row < len(getattr(self, "_runs", [])) else None
+
+    def _curves_of(self, run: Path) -> RunCurves:
+        curves = RunCurves(run.name)
+        for e in read_jsonl(run / "log.jsonl") if (run / "log.jsonl").exists() else []:
+            curves.add(e)
+        return curves
+
+    def show_run(self, run: Path | None) -> None:
+        if run is not None:
+            self.curves = self._curves_of(run)
+            self.redraw_curves()
+            self.tabs.setCurrentIndex(0)
+
+    def overlay_run(self, run: Path | None) -> None:
+        if run is not None:
+            self.overlays[run.name] = self._curves_of(run)
+            self.redraw_curves()
+
+    def load_checkpoint(self, run: Path | None, name: str | None = None) -> str | None:
+        """Make a run's checkpoint (best, else last) the current model of the debug views."""
+        if run is None:
+            return None
+        names = [name] if name else ["best.pth", "last.pth"]
+        ckpt = next((run / n for n in names if (run / n).exists()), None)
+        if ckpt is None:
+            self._fail(f"{run.name} has no checkpoint yet")
+            return None
+        self.checkpointChosen.emit(str(run / "config.py"), str(ckpt))
+        self.message.emit(f"current model: {ckpt}")
+        return str(ckpt)
+
+    def shutdown(self) -> None:
+        if self.process is not None and self.process.running():
+            self.process.stop()
+            self.process.proc.waitForFinished(15_000)
+            if self.process.running():
+                self.process.proc.kill()

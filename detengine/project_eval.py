@@ -1,0 +1,108 @@
+"""Predict and evaluate on the images of an annotation project (the window's evaluation),
+with the same pipeline and COCO evaluation as ``python -m detengine eval``."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .boxes import bbox_overlaps
+from .data.collate import collate
+from .data.folder import ImageReadError, read_image
+from .evaluation import CocoMetrics, detections_to_coco_results, evaluate_coco
+
+__all__ = ["predict_images", "evaluate_predictions", "match_detections", "ImagePredictions"]
+
+
+class ImagePredictions:
+    """Detections of one image in ORIGINAL pixels: ``boxes`` (K, 4) xyxy, ``scores``, ``labels``
+    (contiguous), sorted by score."""
+
+    def __init__(self, boxes, scores, labels):
+        self.boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        self.scores = np.asarray(scores, np.float64).reshape(-1)
+        self.labels = np.asarray(labels, np.int64).reshape(-1)
+
+
+def match_detections(boxes, scores, labels, gt_boxes, gt_labels, iou_thr: float = 0.5):
+    """COCO-style greedy matching: detections by descending score take the unmatched GT of their
+    class with the highest IoU >= ``iou_thr``. Returns (tp (K,) bool, matched GT (K,) or -1,
+    missed GT indices)."""
+    boxes, gt_boxes = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4), \
+        torch.as_tensor(gt_boxes, dtype=torch.float32).reshape(-1, 4)
+    scores, labels = torch.as_tensor(scores).reshape(-1), torch.as_tensor(labels).reshape(-1)
+    gt_labels = torch.as_tensor(gt_labels).reshape(-1)
+    k, g = len(boxes), len(gt_boxes)
+    tp = torch.zeros(k, dtype=torch.bool)
+    matched = torch.full((k,), -1, dtype=torch.long)
+    taken = torch.zeros(g, dtype=torch.bool)
+    if k and g:
+        iou = bbox_overlaps(boxes, gt_boxes)
+        for d in torch.argsort(scores, descending=True, stable=True).tolist():
+            ok = (gt_labels == labels[d]) & ~taken & (iou[d] >= iou_thr)
+            if ok.any():
+                j = int(torch.where(ok, iou[d], torch.tensor(-1.0)).argmax())
+                tp[d], matched[d], taken[j] = True, j, True
+    return tp, matched, (~taken).nonzero().view(-1).tolist()
+
+
+@torch.no_grad()
+def predict_images(model, test_pipeline, items, *, size_divisor=None, batch_size: int = 4, progress=None,
+                   cancel=None, **overrides) -> tuple[dict, list[str]]:
+    """``items``: [(key, image path)]. Returns ({key: ImagePredictions}, problems) — an unreadable
+    image is listed in problems, not fatal."""
+    device = next(model.parameters()).device
+    model.eval()
+    out, problems = {}, []
+    for start in range(0, len(items), batch_size):
+        if cancel is not None and cancel.is_set():
+            break
+        samples, keys = [], []
+        for key, path in items[start:start + batch_size]:
+            try:
+                image = read_image(path)
+            except ImageReadError as exc:
+                problems.append(str(exc))
+                continue
+            h, w = image.shape[:2]
+            samples.append(test_pipeline({"image": image, "boxes": np.zeros((0, 4), np.float32),
+                                          "labels": np.zeros(0, np.int64), "ignore_boxes": np.zeros((0, 4), np.float32),
+                                          "meta": {"ori_shape": (h, w), "img_shape": (h, w), "homography": np.eye(3)}}))
+            keys.append(key)
+        if samples:
+            batch = collate(samples, size_divisor=size_divisor)
+            batch["images"] = batch["images"].to(device)
+            for key, det in zip(keys, model.predict(batch, **overrides)):
+                out[key] = ImagePredictions(det.boxes.cpu().numpy(), det.scores.cpu().numpy(), det.labels.cpu().numpy())
+        if progress is not None:
+            progress(min(start + batch_size, len(items)), len(items))
+    return out, problems
+
+
+def evaluate_predictions(gt: dict, predictions: dict, label_to_cat_id: dict[int, int], *,
+                         backend: str = "faster-coco-eval") -> tuple[CocoMetrics, dict, list[dict]]:
+    """COCO metrics of ``predictions`` ({image id: ImagePredictions}) against the COCO dict ``gt``,
+    per-image ``(tp, fp, missed)`` at IoU 0.5, and the COCO results list (for export)."""
+
+    class _Det:                                   # what detections_to_coco_results reads
+        def __init__(self, image_id, p):
+            self.boxes, self.scores, self.labels = torch.as_tensor(p.boxes), torch.as_tensor(p.scores), \
+                torch.as_tensor(p.labels)
+            self.meta = {"image_id": image_id}
+
+    dets = [_Det(i, p) for i, p in predictions.items()]
+    results = detections_to_coco_results(dets, label_to_cat_id)
+    metrics = evaluate_coco(gt, results, backend=backend, image_ids=list(predictions))
+    cat_to_label = {c: lab for lab, c in label_to_cat_id.items()}
+    per_image = {}
+    by_image: dict[int, list] = {}
+    for ann in gt["annotations"]:
+        if not ann.get("iscrowd", 0) and ann["category_id"] in cat_to_label:
+            by_image.setdefault(ann["image_id"], []).append(ann)
+    for image_id, p in predictions.items():
+        anns = by_image.get(image_id, [])
+        gt_boxes = np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
+                             for a in anns], np.float64).reshape(-1, 4)
+        gt_labels = np.array([cat_to_label[a["category_id"]] for a in anns], np.int64)
+        tp, _, missed = match_detections(p.boxes, p.scores, p.labels, gt_boxes, gt_labels)
+        per_image[image_id] = (int(tp.sum()), int((~tp).sum()), len(missed))
+    return metrics, per_image, results

@@ -1,0 +1,114 @@
+"""Training, evaluation and export from the window: a TinySSD run in a child process, live
+curve points, stop within one iteration, the run list, load its checkpoint, evaluate, export,
+read the export back with COCO.loadRes; a diverging run reports NaN and the window stays up."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from pycocotools.coco import COCO
+
+from app.main_window import MainWindow
+from detengine.data.project import split_indices
+from detengine.train.events import read_jsonl
+
+from .projects import FakeDialogs
+
+RUN_TIMEOUT = 240_000
+
+
+@pytest.fixture
+def win(qtbot):
+    w = MainWindow(dialogs=FakeDialogs(), restore_layout=False)          # the sample project
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitExposed(w)
+    w.show_view("train")
+    yield w
+    w.doc._autosave.stop()
+    w.training_panel.shutdown()
+    w.eval_panel.shutdown()
+    w.debug_panel.shutdown()
+
+
+def test_run_stop_list_load_evaluate_export(qtbot, win, tmp_path):
+    panel = win.training_panel
+    panel.config_combo.setCurrentIndex(panel.config_combo.findData("tinyssd_synthetic"))
+    panel.epochs.setValue(1)
+    panel.batch.setValue(4)
+    assert panel.start()
+    qtbot.waitUntil(lambda: panel.curve_points() >= 2, timeout=RUN_TIMEOUT)     # live curve points
+    assert len(panel.loss_plot.listDataItems()) >= 3                             # loss, loss_cls, loss_bbox
+    control = panel.process.control
+    panel.stop()
+    with qtbot.waitSignal(panel.runFinished, timeout=RUN_TIMEOUT) as done:
+        pass
+    code, message = done.args
+    assert code == 0, message
+    run_dir = panel.process.run_dir
+    events = read_jsonl(run_dir / "log.jsonl")
+    iters = [e for e in events if e["type"] == "iter"]
+    stop_time = control.stat().st_mtime
+    assert sum(e["time"] > stop_time for e in iters) <= 1                        # within one iteration
+    assert iters[-1]["global_step"] < 59 and any(e["type"] == "stop" for e in events)
+
+    panel.refresh_runs()
+    row = [panel.runs.item(r, 0).text() for r in range(panel.runs.rowCount())].index(run_dir.name)
+    assert "last.pth" in panel.runs.item(row, 4).text()
+    panel.runs.selectRow(row)
+    assert panel.load_checkpoint(panel.selected_run()) == str(run_dir / "last.pth")
+    assert win.debug_panel.model_choice() == f"ckpt:{run_dir / 'last.pth'}"
+
+    evaluator = win.eval_panel
+    with qtbot.waitSignal(evaluator.evaluated, timeout=RUN_TIMEOUT):
+        evaluator.evaluate()
+    result = evaluator.result
+    _, val = split_indices(win.doc.project)
+    assert result["metrics"].num_images == len(val) == 60
+    assert evaluator.metrics.rowCount() == 12 and evaluator.per_class.rowCount() == 5
+    counts = win.image_list.model.eval_counts
+    assert set(counts) == set(val)
+    assert not win.image_list.table.isColumnHidden(5)
+
+    out = tmp_path / "preds.json"
+    n = evaluator.export_to(out)
+    exported = json.loads(out.read_text())
+    assert len(exported) == n == len(result["results"])
+    gt = win.doc.project.to_coco()
+    coco = COCO()
+    coco.dataset = gt
+    coco.createIndex()
+    if n:
+        dt = coco.loadRes(str(out))
+        assert len(dt.getAnnIds()) == n
+        assert {a["image_id"] for a in exported} <= {win.doc.project.images[i].id for i in val}
+
+
+def test_accept_predictions_as_gt_is_undoable(qtbot, win):
+    win.show_image(250)                                                          # a val image
+    evaluator = win.eval_panel
+    with qtbot.waitSignal(evaluator.evaluated, timeout=RUN_TIMEOUT):
+        evaluator.evaluate()                                                     # random init model
+    evaluator.score.setValue(0)
+    shown = evaluator.shown_predictions()
+    assert len(win.canvas.prediction_items) == len(shown) > 0
+    before = len(win.doc.project.images[250].boxes)
+    added = evaluator.accept_predictions()
+    assert len(win.doc.project.images[250].boxes) == before + added > before
+    win.doc.undo_group.undo()
+    assert len(win.doc.project.images[250].boxes) == before
+
+
+def test_a_diverging_run_shows_the_message_and_the_window_stays(qtbot, win):
+    panel = win.training_panel
+    panel.config_combo.setCurrentIndex(panel.config_combo.findData("tinyssd_synthetic"))
+    panel.epochs.setValue(1)
+    panel.batch.setValue(4)
+    panel.lr.setValue(1e5)                                                       # absurd: the loss blows up
+    assert panel.start()
+    with qtbot.waitSignal(panel.runFinished, timeout=RUN_TIMEOUT) as done:
+        pass
+    code, message = done.args
+    assert code == 3
+    assert "NaN or infinite" in message and "NaN" in panel.error.text()
+    assert win.isVisible() and panel.buttons["start"].isEnabled()
