@@ -45,6 +45,8 @@ class EvalPanel(QWidget):
 
     def _build(self) -> None:
         self.evaluate_button = QPushButton("Evaluate current model on val")
+        self.image_button = QPushButton("This image")
+        self.image_button.setToolTip("Predict and score only the image on the canvas")
         self.export_button = QPushButton("Export predictions…")
         self.accept_button = QPushButton("Accept shown predictions as GT")
         self.bar = QProgressBar()
@@ -61,7 +63,7 @@ class EvalPanel(QWidget):
         self.pr.setLabel("left", "precision")
         self.pr.addLegend(offset=(-5, -5))
         top = QHBoxLayout()
-        for w in (self.evaluate_button, self.export_button, self.accept_button):
+        for w in (self.evaluate_button, self.image_button, self.export_button, self.accept_button):
             top.addWidget(w)
         top.addWidget(self.bar, 1)
         score_row = QHBoxLayout()
@@ -80,7 +82,8 @@ class EvalPanel(QWidget):
         layout.addWidget(self.info)
         layout.addLayout(score_row)
         layout.addWidget(split, 1)
-        self.evaluate_button.clicked.connect(self.evaluate)
+        self.evaluate_button.clicked.connect(lambda: self.evaluate())
+        self.image_button.clicked.connect(lambda: self.evaluate([self.window.editor.index]))
         self.export_button.clicked.connect(self.ask_export)
         self.accept_button.clicked.connect(self.accept_predictions)
         self.score.valueChanged.connect(lambda _v: self.show_predictions())
@@ -93,15 +96,19 @@ class EvalPanel(QWidget):
 
     # ------------------------------------------------------------------ running
 
-    def evaluate(self) -> None:
-        """Predict the val images with the current model (worker thread), then COCO-evaluate."""
+    def evaluate(self, indices: list[int] | None = None) -> None:
+        """Predict the val images (or the images ``indices``) with the current model on a worker
+        thread, then COCO-evaluate."""
         doc = self.window.doc
         project = doc.project
-        try:
-            _, val = split_indices(project)
-        except ValueError as exc:
-            self._fail(str(exc))
-            return
+        if indices is not None:
+            val = [i for i in indices if 0 <= i < len(project.images)]
+        else:
+            try:
+                _, val = split_indices(project)
+            except ValueError as exc:
+                self._fail(str(exc))
+                return
         panel = self.window.debug_panel
         cfg, choice = panel.cfg, panel.model_choice()
         checkpoint = panel.checkpoints.get(choice)

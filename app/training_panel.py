@@ -124,7 +124,7 @@ class TrainingPanel(QWidget):
         self.batch.setValue(16)
         self.lr = QDoubleSpinBox()
         self.lr.setDecimals(6)
-        self.lr.setRange(0.0, 1e6)
+        self.lr.setRange(0.0, 1e9)
         self.lr.setSpecialValueText("config's")
         self.lr.setValue(0.0)
         self.max_iters = QSpinBox()

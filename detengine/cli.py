@@ -131,6 +131,23 @@ def _add_eval_export(sub) -> None:
     _add_data_args(p)
 
 
+def inject_nan_fault(trainer) -> None:
+    """Fault injection for testing error paths (the window's NaN message): with
+    ``DETSCOPE_FAULT_NAN_AT_STEP=N`` in the environment, the loss of global step N is NaN."""
+    import os
+    step = os.environ.get("DETSCOPE_FAULT_NAN_AT_STEP")
+    if not step:
+        return
+    model, original = trainer.model, trainer.model.loss_from_outputs
+
+    def poisoned(batch, outputs, trace_index=None):
+        losses, trace = original(batch, outputs, trace_index)
+        if trainer.global_step == int(step):
+            losses = {k: v * float("nan") for k, v in losses.items()}
+        return losses, trace
+    model.loss_from_outputs = poisoned
+
+
 def _run_train(args) -> int:
     from .train.control import ControlFile, install_stop_signals
     from .train.runner import train_from_config
@@ -140,6 +157,7 @@ def _run_train(args) -> int:
         install_stop_signals(trainer)
         if args.control:
             trainer.events.subscribe(ControlFile(args.control, trainer))
+        inject_nan_fault(trainer)
     try:
         summary = train_from_config(str(resolve_config(args.config)), args.data, epochs=args.epochs,
                                     device=args.device, resume=args.resume, work_dir=args.work_dir,

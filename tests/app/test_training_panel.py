@@ -88,7 +88,8 @@ def test_accept_predictions_as_gt_is_undoable(qtbot, win):
     win.show_image(250)                                                          # a val image
     evaluator = win.eval_panel
     with qtbot.waitSignal(evaluator.evaluated, timeout=RUN_TIMEOUT):
-        evaluator.evaluate()                                                     # random init model
+        evaluator.evaluate([250])                                                # "This image", random init model
+    assert evaluator.result["metrics"].num_images == 1
     evaluator.score.setValue(0)
     shown = evaluator.shown_predictions()
     assert len(win.canvas.prediction_items) == len(shown) > 0
@@ -99,16 +100,16 @@ def test_accept_predictions_as_gt_is_undoable(qtbot, win):
     assert len(win.doc.project.images[250].boxes) == before
 
 
-def test_a_diverging_run_shows_the_message_and_the_window_stays(qtbot, win):
+def test_a_diverging_run_shows_the_message_and_the_window_stays(qtbot, win, monkeypatch):
+    monkeypatch.setenv("DETSCOPE_FAULT_NAN_AT_STEP", "1")                       # injected: step 1's loss is NaN
     panel = win.training_panel
     panel.config_combo.setCurrentIndex(panel.config_combo.findData("tinyssd_synthetic"))
     panel.epochs.setValue(1)
     panel.batch.setValue(4)
-    panel.lr.setValue(1e5)                                                       # absurd: the loss blows up
     assert panel.start()
     with qtbot.waitSignal(panel.runFinished, timeout=RUN_TIMEOUT) as done:
         pass
     code, message = done.args
     assert code == 3
-    assert "NaN or infinite" in message and "NaN" in panel.error.text()
+    assert "NaN or infinite" in message and "iteration 2" in message and "NaN" in panel.error.text()
     assert win.isVisible() and panel.buttons["start"].isEnabled()
