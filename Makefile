@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_train.py
 	QT_QPA_PLATFORM=offscreen $(PY) bench/bench_gui.py
 	QT_QPA_PLATFORM=offscreen $(PY) bench/bench_debug_views.py
+	QT_QPA_PLATFORM=offscreen $(PY) bench/bench_training_latency.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

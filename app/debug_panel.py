@@ -135,7 +135,9 @@ class DebugPanel(QWidget):
         self.config = config
         index = self.config_combo.findData(config)
         if index < 0:
-            self.config_combo.insertItem(self.config_combo.count() - 1, Path(config).stem, config)
+            path = Path(config)
+            label = f"{path.parent.name} (run)" if path.name == "config.py" else path.stem
+            self.config_combo.insertItem(self.config_combo.count() - 1, label, config)
             index = self.config_combo.findData(config)
         self.config_combo.setCurrentIndex(index)
         for page in self.pages.values():

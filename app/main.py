@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a COCO JSON file, a Pascal VOC folder or a folder of images (default: the last "
                         "project, else the built-in sample project)")
     p.add_argument("--image", type=int, metavar="N", help="show image N (0-based, in the project's order)")
+    p.add_argument("--checkpoint", metavar="CKPT",
+                   help="a training checkpoint as the current model of the debug and evaluation views (its run "
+                        "folder's config.py is used when present, else --config)")
     return p
 
 
@@ -78,14 +81,19 @@ def main(argv=None) -> int:
 
 def _create_window(args):
     from .main_window import MainWindow
-    if args.open_path is not None and not Path(args.open_path).exists():
-        print(f"detscope: --open {args.open_path}: no such file or folder", file=sys.stderr)
-        return None
+    for flag, value in (("--open", args.open_path), ("--checkpoint", args.checkpoint)):
+        if value is not None and not Path(value).exists():
+            print(f"detscope: {flag} {value}: no such file or folder", file=sys.stderr)
+            return None
     from .dialogs import ConsoleDialogs
     offscreen = args.screenshot is not None
     try:
-        return MainWindow(open_path=args.open_path, image_index=args.image, view=args.view, config=args.config,
-                          restore_layout=not offscreen, dialogs=ConsoleDialogs() if offscreen else None)
+        window = MainWindow(open_path=args.open_path, image_index=args.image, view=args.view, config=args.config,
+                            restore_layout=not offscreen, dialogs=ConsoleDialogs() if offscreen else None)
+        if args.checkpoint:
+            run_config = Path(args.checkpoint).with_name("config.py")
+            window.use_checkpoint(str(run_config) if run_config.exists() else args.config, args.checkpoint)
+        return window
     except Exception as exc:             # e.g. a broken config file: a message, not a stack trace
         print(f"detscope: cannot start with config {args.config!r}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return None

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pyqtgraph as pg
 import torch
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QPlainTextEdit,
                                QProgressBar, QPushButton, QSlider, QSpinBox, QSplitter, QTabWidget, QVBoxLayout,
                                QWidget)
@@ -40,12 +40,14 @@ def runs_root() -> Path:
 
 
 def smooth(values: np.ndarray, weight: float) -> np.ndarray:
-    """TensorBoard-style exponential moving average (debiased)."""
+    """TensorBoard-style exponential moving average, debiased (the first points are not pulled
+    towards 0). Called at most every 200 ms (the redraw is coalesced)."""
+    values = np.asarray(values, dtype=np.float64)
     if weight <= 0 or len(values) == 0:
         return values
-    out = np.empty_like(values, dtype=np.float64)
+    out = np.empty_like(values)
     acc, norm = 0.0, 0.0
-    for i, v in enumerate(values):
+    for i, v in enumerate(values.tolist()):
         acc = weight * acc + (1 - weight) * v
         norm = weight * norm + (1 - weight)
         out[i] = acc / norm
@@ -101,6 +103,10 @@ class TrainingPanel(QWidget):
         self.overlays: dict[str, RunCurves] = {}
         self.split: tuple[list[int], list[int]] | None = None
         self.split_seed = 0
+        self._redraw_timer = QTimer(self)               # coalesce: curves redraw at most every 200 ms
+        self._redraw_timer.setSingleShot(True)
+        self._redraw_timer.setInterval(200)
+        self._redraw_timer.timeout.connect(self.redraw_curves)
         self._build()
 
     # ------------------------------------------------------------------ construction
@@ -143,6 +149,8 @@ class TrainingPanel(QWidget):
         self.smoothing.setValue(60)
         self.plots = pg.GraphicsLayoutWidget()
         self.loss_plot = self.plots.addPlot(row=0, col=0, title="loss")
+        self.loss_plot.setDownsampling(auto=True, mode="peak")
+        self.loss_plot.setClipToView(True)
         self.loss_plot.addLegend(offset=(-5, 5))
         self.lr_plot = self.plots.addPlot(row=1, col=0, title="learning rate")
         self.ap_plot = self.plots.addPlot(row=2, col=0, title="AP / AP50 (val)")
@@ -330,11 +338,12 @@ class TrainingPanel(QWidget):
             self._append_log(f"epoch {e['epoch'] + 1}: AP {m['AP']:.4f}, AP50 {m['AP50']:.4f}")
         elif kind in ("start", "data", "stop", "end", "paused", "resumed", "error"):
             self._append_log(e.get("message", kind))
-        if kind in ("iter", "eval"):
-            self.redraw_curves()
+        if kind in ("iter", "eval") and not self._redraw_timer.isActive():
+            self._redraw_timer.start()
 
     def _on_finished(self, code: int, message: str) -> None:
         self._set_running(False)
+        self.redraw_curves()
         self.status.setText(message)
         if code != 0:
             self._fail(message)

@@ -1,0 +1,98 @@
+"""Regenerate the README screenshots (offscreen, 1280x800) from the sample project.
+
+    QT_QPA_PLATFORM=offscreen .venv/bin/python resources/screenshots/make_screenshots.py [--checkpoint CKPT]
+
+``--checkpoint``: a TinySSD checkpoint (with its run folder's config.py) for the NMS and
+evaluation shots; without it those use a short run made here. Uses a fresh DetScope home.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+ROOT = Path(__file__).resolve().parents[2]
+OUT = ROOT / "resources" / "screenshots"
+sys.path.insert(0, str(ROOT))
+
+
+def settle(app, seconds: float = 0.3) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        app.processEvents()
+        time.sleep(0.01)
+
+
+def grab(app, win, name: str) -> None:
+    win.wait_until_drawn()
+    settle(app)
+    path = OUT / name
+    win.grab().save(str(path), "PNG")
+    print(f"wrote {path}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--checkpoint")
+    args = parser.parse_args()
+    os.environ["DETSCOPE_HOME"] = tempfile.mkdtemp(prefix="detscope-shots-")
+    from PySide6.QtWidgets import QApplication
+    from app.dialogs import ConsoleDialogs
+    from app.main_window import MainWindow
+    app = QApplication.instance() or QApplication([])
+    win = MainWindow(dialogs=ConsoleDialogs(), restore_layout=False)
+    win.resize(1280, 800)
+    win.show()
+    win.show_image(7)
+    settle(app)
+    grab(app, win, "window_annotate.png")
+    for view in ("anchors", "assign", "loss"):
+        win.show_view(view)
+        if view == "assign":
+            win.debug_panel.pages["assign"].select_gt(4)
+        grab(app, win, f"view_{view}.png")
+    win.show_view("scan")
+    page = win.debug_panel.pages["scan"]
+    page.k.setValue(3)
+    page.run_scan()
+    while page.scan is None:
+        settle(app, 0.1)
+    grab(app, win, "view_scan.png")
+
+    panel = win.training_panel
+    win.show_view("train")
+    panel.config_combo.setCurrentIndex(panel.config_combo.findData("tinyssd_synthetic"))
+    panel.epochs.setValue(3)
+    panel.batch.setValue(16)
+    panel.start()
+    while not (panel.curves and panel.curves.evals) and panel.process.running():
+        settle(app, 0.2)
+    settle(app, 1.0)
+    grab(app, win, "panel_training.png")
+    panel.stop()
+    while panel.process.running():
+        settle(app, 0.2)
+    checkpoint = args.checkpoint or str(panel.process.run_dir / "last.pth")
+    config = Path(checkpoint).with_name("config.py")
+    win.use_checkpoint(str(config), checkpoint)
+    win.show_image(245)
+    win.show_view("nms")
+    grab(app, win, "view_nms.png")
+    win.show_view("evaluate")
+    with_eval = win.eval_panel
+    with_eval.evaluate()
+    while with_eval.result is None:
+        settle(app, 0.2)
+    with_eval.score.setValue(30)
+    grab(app, win, "panel_evaluate.png")
+    win.debug_panel.shutdown()
+    win.training_panel.shutdown()
+    win.eval_panel.shutdown()
+
+
+if __name__ == "__main__":
+    main()
