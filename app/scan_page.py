@@ -166,14 +166,15 @@ class ScanPage(DebugPage):
         if len(rows):
             cmap = pg.colormap.get("viridis")
             brushes = [pg.mkBrush(c) for c in cmap.map(np.clip(rows[:, 0], 0, 1), mode="qcolor")]
-            self.scatter = pg.ScatterPlotItem(x=np.maximum(rows[:, 2], 1), y=np.maximum(rows[:, 3], 1), size=6,
-                                              brush=brushes, pen=None, name="GT (colour: best IoU)")
-            self.scatter.sigClicked.connect(self._on_point)
-            self.plot.addItem(self.scatter)
+            # PlotDataItem (not a bare ScatterPlotItem): it follows the plot's log axes
+            self.scatter = self.plot.plot(np.maximum(rows[:, 2], 1), np.maximum(rows[:, 3], 1), pen=None, symbol="o",
+                                          symbolSize=6, symbolBrush=brushes, symbolPen=None,
+                                          name="GT (colour: best IoU)")
+            self.scatter.sigPointsClicked.connect(self._on_point)
         for level, wh in enumerate(self.scan.shapes):
-            self.plot.addItem(pg.ScatterPlotItem(x=wh[:, 0], y=wh[:, 1], symbol="+", size=16,
-                                                 pen=pg.mkPen(level_color(level), width=2), brush=None,
-                                                 name=f"P{level} prior shapes"))
+            self.plot.plot(wh[:, 0], wh[:, 1], pen=None, symbol="+", symbolSize=16,
+                           symbolPen=pg.mkPen(level_color(level), width=2), symbolBrush=None,
+                           name=f"P{level} prior shapes")
 
     def _on_point(self, _item, points, _event=None) -> None:
         if not points:

@@ -66,12 +66,12 @@ def main() -> None:
     panel = win.training_panel
     win.show_view("train")
     panel.config_combo.setCurrentIndex(panel.config_combo.findData("tinyssd_synthetic"))
-    panel.epochs.setValue(3)
+    panel.epochs.setValue(12)
     panel.batch.setValue(16)
     panel.start()
-    while not (panel.curves and panel.curves.evals) and panel.process.running():
+    while panel.curve_points() < 40 and panel.process.running():      # mid-training
         settle(app, 0.2)
-    settle(app, 1.0)
+    settle(app, 0.5)
     grab(app, win, "panel_training.png")
     panel.stop()
     while panel.process.running():

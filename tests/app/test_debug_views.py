@@ -229,7 +229,7 @@ def test_dataset_scan_lists_weak_gts_and_jumps_to_them(qtbot, win):
     project = win.doc.project
     assert scan.images == len(project.images) and len(scan.rows) == project.num_boxes
     assert page.table.rowCount() == int((scan.rows[:, 1] < 1).sum())    # MaxIoU forces >= 1 positive: none
-    assert len(scan.shapes) == 6 and len(page.scatter.data) == len(scan.rows)
+    assert len(scan.shapes) == 6 and len(page.scatter.xData) == len(scan.rows)
     page.k.setValue(3)
     weak = page.weak_rows()
     assert page.table.rowCount() == len(weak) == int((scan.rows[:, 1] < 3).sum()) > 0
