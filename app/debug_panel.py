@@ -69,6 +69,7 @@ class DebugPanel(QWidget):
         self.runner.done.connect(self._on_done)
         self.runner.failed.connect(self._on_failed)
         canvas.clicked.connect(self._on_canvas_click)
+        canvas.selectionChanged.connect(self._on_box_selection)
         canvas.zoomChanged.connect(lambda _s: self.current_page().on_zoom() if self.active and self.result else None)
         editor.imageShown.connect(lambda _i: self.schedule())
 
@@ -271,6 +272,16 @@ class DebugPanel(QWidget):
             self.schedule()                      # the loss / NMS views need the model's outputs
             return
         self._redraw()
+
+    def _on_box_selection(self, ids) -> None:
+        """Selecting one GT box on the canvas selects it in the Assignment view (its positives
+        and heat map)."""
+        if self.active and self.result is not None and self.current_page() is self.pages["assign"] and len(ids) == 1:
+            box_ids = self.result["box_ids"]
+            crowd = set(self.result["main"].ignore_index)
+            traced = [b for i, b in enumerate(box_ids) if i not in crowd]
+            if ids[0] in traced:
+                self.pages["assign"].select_gt(traced.index(ids[0]))
 
     def _on_canvas_click(self, x: float, y: float) -> None:
         if self.active and self.result is not None:

@@ -240,3 +240,13 @@ def test_dataset_scan_lists_weak_gts_and_jumps_to_them(qtbot, win):
     result = wait_current(qtbot, win)                                          # the scan agrees with the trace
     k = result["box_ids"].index(box_id)
     assert int(result["main"].trace.coverage.num_pos[k]) == int(scan.rows[weak[0], 1])
+
+
+def test_selecting_a_box_on_the_canvas_selects_its_gt(qtbot, win):
+    result = open_view(qtbot, win, "assign")
+    page = win.debug_panel.pages["assign"]
+    box = win.doc.project.images[7].boxes[2]
+    win.canvas.set_selection([box.id])
+    k = result["box_ids"].index(box.id)
+    assert page.selected_gt == k
+    assert win.debug_panel.overlay.count("positives") == int((result["main"].trace.assign_result.gt_inds == k + 1).sum())
