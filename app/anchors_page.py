@@ -47,11 +47,12 @@ def coverage_rows(it, class_names: list[str]) -> tuple[list[list], list]:
     for k, row in enumerate(cov.rows()):
         x1, y1, x2, y2 = trace.gt_boxes[k].tolist()
         label = int(trace.gt_labels[k])
-        weak = row["best_iou"] < 0.5 or row["num_pos"] == 0
+        points = trace.priors.is_point                     # point priors (RTMDet): no IoU to speak of
+        weak = row["num_pos"] == 0 or (not points and row["best_iou"] < 0.5)
         n05 = "-" if row["num_iou_ge_05"] < 0 else row["num_iou_ge_05"]
         n04 = "-" if row["num_iou_ge_04"] < 0 else row["num_iou_ge_04"]
         rows.append([f"GT{k}", class_names[label] if label < len(class_names) else str(label),
-                     f"{x2 - x1:.0f}x{y2 - y1:.0f}", round(row["best_iou"], 3), f"P{row['best_level']}",
+                     f"{x2 - x1:.0f}x{y2 - y1:.0f}", "-" if points else round(row["best_iou"], 3), f"P{row['best_level']}",
                      f"#{row['best_base_index']}", n05, n04, row["num_pos"]])
         colors.append(_RED if weak else None)
     return rows, colors
@@ -114,7 +115,8 @@ class AnchorsPage(DebugPage):
 
     def on_click(self, x: float, y: float) -> None:
         it = self.result["main"]
-        self.cell = it.trace.priors.cell_at(self.level, *input_point(it, x, y))
+        self.click_input = input_point(it, x, y)           # kept in input pixels: valid on every level
+        self.cell = it.trace.priors.cell_at(self.level, *self.click_input)
         if self.mode == "cell":
             self.redraw()
 
@@ -160,7 +162,9 @@ class AnchorsPage(DebugPage):
         sl = priors.level_slice(level)
         per_cell = priors.num_base_priors[level]
         if self.mode == "cell":
-            row, col = self.cell if self.cell is not None else (0, 0)
+            point = getattr(self, "click_input", None)
+            row, col = priors.cell_at(level, *point) if point is not None else (0, 0)
+            self.cell = (row, col)
             idx = priors.cell_indices(level, row, col)
             if self._unchanged(it, ("cell", level, row, col)):
                 return

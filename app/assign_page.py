@@ -17,7 +17,7 @@ from detengine.api import REASON_TEXT
 from detengine.boxes import bbox_overlaps
 
 from .anchors_page import coverage_rows, draw_gt_tags, input_point
-from .debug_common import ASSIGNER_PARAMS, fill_table, gt_color, make_table
+from .debug_common import ASSIGNER_PARAMS, fill_table, gt_color, make_table, threshold_slider
 from .debug_page import DebugPage
 
 __all__ = ["AssignPage", "ParamEditor", "iou_matrix", "why_text"]
@@ -59,6 +59,18 @@ def why_text(trace, prior: int, class_names: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _class_defaults(kind: str) -> dict:
+    """The constructor defaults of an assigner class (what mmdetection gives when a config
+    names the type and nothing else)."""
+    import inspect as _inspect
+    from detengine.builder import REGISTRY
+    cls = REGISTRY["assigner"].get(kind)
+    if cls is None:
+        return {}
+    return {n: p.default for n, p in _inspect.signature(cls.__init__).parameters.items()
+            if p.default is not _inspect.Parameter.empty and isinstance(p.default, (int, float))}
+
+
 class ParamEditor(QWidget):
     """An assigner type and its parameters; ``changed`` on any edit."""
 
@@ -78,51 +90,47 @@ class ParamEditor(QWidget):
         layout.addLayout(self.form)
         self.type_combo.currentIndexChanged.connect(self._on_type)
 
-    def set_base(self, assigner: dict) -> None:
-        """The config's assigner: its type and values become the starting point."""
+    def set_base(self, assigner: dict, built: dict | None = None) -> None:
+        """The config's assigner: its type is the starting point; the widgets show the values
+        the built assigner really uses (``built``: its parameters, defaults included)."""
         self.base = dict(assigner)
+        self.built = dict(built or {})
         self.type_combo.blockSignals(True)
         self.type_combo.setCurrentIndex(max(0, self.type_combo.findData(assigner.get("type"))))
         self.type_combo.blockSignals(False)
-        self._rebuild(assigner)
+        self._rebuild({**self.built, **assigner})
 
     def _on_type(self, _index: int) -> None:
-        self._rebuild(self.base if self.type_combo.currentData() == self.base.get("type") else {})
+        kind = self.type_combo.currentData()
+        self._rebuild({**self.built, **self.base} if kind == self.base.get("type") else _class_defaults(kind))
         self.changed.emit()
 
     def _rebuild(self, values: dict) -> None:
         while self.form.rowCount():
             self.form.removeRow(0)
         self.widgets = {}
+        self.touched: set[str] = set()             # only what the user changed is sent as an override
         for name, kind, lo, hi, step in ASSIGNER_PARAMS[self.type_combo.currentData()]:
             value = values.get(name)
             if isinstance(value, (list, tuple)):          # a (lo, hi) negative range: not editable here
                 continue
-            widget = self._make(kind, lo, hi, step, value)
+            widget = self._make(kind, lo, hi, step, value, name)
             self.widgets[name] = widget
             self.form.addRow(name, widget)
 
-    def _make(self, kind, lo, hi, step, value) -> QWidget:
+    def _make(self, kind, lo, hi, step, value, name) -> QWidget:
+        def on_change():
+            self.touched.add(name)
+            self.changed.emit()
         if kind == "thr":
-            row = QWidget()
-            slider = QSlider(Qt.Orientation.Horizontal)
-            slider.setRange(int(lo * 100), int(hi * 100))
-            slider.setValue(int(round((value if value is not None else 0.5) * 100)))
-            text = QLabel(f"{slider.value() / 100:.2f}")
-            slider.valueChanged.connect(lambda v, t=text: t.setText(f"{v / 100:.2f}"))
-            slider.valueChanged.connect(lambda _v: self.changed.emit())
-            box = QHBoxLayout(row)
-            box.setContentsMargins(0, 0, 0, 0)
-            box.addWidget(slider, 1)
-            box.addWidget(text)
-            row.slider = slider
-            return row
+            slider = threshold_slider(on_change, value if value is not None else 0.5)
+            return slider.row
         spin = QSpinBox() if kind == "int" else QDoubleSpinBox()
         spin.setRange(lo, hi)
         spin.setSingleStep(step)
         if value is not None:
             spin.setValue(value)
-        spin.valueChanged.connect(lambda _v: self.changed.emit())
+        spin.valueChanged.connect(lambda _v: on_change())
         return spin
 
     def set_value(self, name: str, value: float) -> None:
@@ -133,9 +141,11 @@ class ParamEditor(QWidget):
             widget.setValue(value)
 
     def values(self) -> dict:
+        """The parameters the user changed (the others stay what the config / the class says)."""
         out = {}
         for name, widget in self.widgets.items():
-            out[name] = widget.slider.value() / 100 if hasattr(widget, "slider") else widget.value()
+            if name in self.touched:
+                out[name] = widget.slider.value() / 100 if hasattr(widget, "slider") else widget.value()
         return out
 
     def assigner(self) -> dict:
@@ -201,9 +211,16 @@ class AssignPage(DebugPage):
     # ------------------------------------------------------------------ parameters
 
     def config_changed(self, cfg: dict) -> None:
+        from detengine.trace import head_core_for
         assigner = (cfg["model"].get("train_cfg") or {}).get("assigner") or {}
+        try:
+            core = head_core_for(cfg["model"])
+            built = {k: v for k, v in vars(core.assigner).items() if isinstance(v, (int, float))}
+            assigner = {"type": type(core.assigner).__name__, **assigner}
+        except Exception:
+            built = {}
         for editor in (self.editor_a, self.editor_b):
-            editor.set_base(assigner)
+            editor.set_base(assigner, built)
 
     def _on_compare(self, on: bool) -> None:
         self.editor_b.setEnabled(on)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QImage
-from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
+from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QSlider, QTableWidget,
+                               QTableWidgetItem, QWidget)
 
 __all__ = ["LEVEL_COLORS", "GT_COLORS", "level_color", "gt_color", "qimage_to_rgb", "ASSIGNER_PARAMS",
-           "config_snippet", "make_table", "fill_table", "level_row_text", "fmt"]
+           "config_snippet", "make_table", "fill_table", "level_row_text", "fmt", "threshold_slider"]
 
 LEVEL_COLORS = ["#4ea1ff", "#3ddbb0", "#b48cff", "#8fd14f", "#ff7eb6", "#5ce1e6", "#c9c9c9", "#9fa8ff"]
 GT_COLORS = ["#ff4d4d", "#ffd21f", "#3dff8a", "#38c7ff", "#ff8cf0", "#ff9f0a", "#b4ff38", "#c69cff",
@@ -75,6 +76,27 @@ def config_snippet(model_overrides: dict, test_cfg: dict) -> str:
     if test_cfg:
         parts.append(f"    test_cfg={_py(test_cfg)}")
     return "model = dict(\n" + ",\n".join(parts) + ")\n" if parts else "# the config's own parameters\n"
+
+
+def threshold_slider(on_change, value: float = 0.5, scale: int = 100) -> QSlider:
+    """A 0-1 slider in steps of ``1 / scale`` with its value shown beside it; ``slider.row`` is
+    the widget to put in a layout; ``on_change()`` runs on every move; ``slider.scale``."""
+    slider = QSlider(Qt.Orientation.Horizontal)
+    slider.setRange(0, scale)
+    slider.setValue(int(round(value * scale)))
+    slider.scale = scale
+    digits = len(str(scale)) - 1
+    label = QLabel(f"{slider.value() / scale:.{digits}f}")
+    slider.valueChanged.connect(lambda v: label.setText(f"{v / scale:.{digits}f}"))
+    slider.valueChanged.connect(lambda _v: on_change())
+    row = QWidget()
+    box = QHBoxLayout(row)
+    box.setContentsMargins(0, 0, 0, 0)
+    box.addWidget(slider, 1)
+    box.addWidget(label)
+    slider.row = row
+    row.slider = slider
+    return slider
 
 
 def make_table(headers: list[str], stretch_last: bool = True) -> QTableWidget:

@@ -71,7 +71,7 @@ class DebugPanel(QWidget):
         canvas.clicked.connect(self._on_canvas_click)
         canvas.selectionChanged.connect(self._on_box_selection)
         canvas.zoomChanged.connect(lambda _s: self.current_page().on_zoom() if self.active and self.result else None)
-        editor.imageShown.connect(lambda _i: self.schedule())
+        editor.imageShown.connect(self._on_image_shown)
 
     # ------------------------------------------------------------------ construction
 
@@ -153,6 +153,11 @@ class DebugPanel(QWidget):
         self.schedule()
 
     def add_checkpoint(self, path: str) -> None:
+        """Make a checkpoint the current model; its run folder's config.py (when present) becomes
+        the config, so the network input and normalisation are the ones it was trained with."""
+        run_config = Path(path).with_name("config.py")
+        if run_config.is_file() and str(run_config) != self.config:
+            self.set_config(str(run_config))
         key = f"ckpt:{path}"
         self.checkpoints[key] = path
         if self.model_combo.findData(key) < 0:
@@ -160,6 +165,15 @@ class DebugPanel(QWidget):
         self.set_model_choice(key)
 
     # ------------------------------------------------------------------ tracing
+
+    def _on_image_shown(self, _index: int) -> None:
+        """A new image: the old trace must never be drawn (or clicked) over it."""
+        self.result = None
+        for page in self.pages.values():
+            if page is not self.pages["scan"]:
+                page.result = None
+        self.clear_overlay()
+        self.schedule()
 
     def schedule(self) -> None:
         if self.active:
@@ -171,17 +185,27 @@ class DebugPanel(QWidget):
         return self._pixels[1]
 
     def class_names(self) -> list[str]:
-        """Class names in label order (categories sorted by COCO id)."""
+        """Class names in label order: the model's (a checkpoint's classes.txt) when the last
+        trace used one, else the project's categories sorted by COCO id."""
+        if self.result is not None and self.result.get("class_names"):
+            return list(self.result["class_names"])
         return [c.name for c in sorted(self.editor.project.categories, key=lambda c: c.id)]
 
-    def gt_inputs(self):
-        """The shown image's boxes: (N, 4) xyxy, labels 0..C-1 (categories by id), crowd flags, ids."""
+    def label_to_cat(self) -> dict[int, int]:
+        if self.result is not None and self.result.get("label_to_cat") is not None:
+            return self.result["label_to_cat"]
+        return {i: c for i, c in enumerate(sorted(self.editor.project.category_ids()))}
+
+    def gt_inputs(self, cat_to_label: dict[int, int] | None = None):
+        """The shown image's boxes: (N, 4) xyxy, labels, crowd flags, box ids, number of classes.
+        Labels follow ``cat_to_label`` (a checkpoint's class map); by default categories sorted
+        by id; boxes of a class the map does not know are left out."""
         project = self.editor.project
-        cat_ids = sorted(project.category_ids())
-        label_of = {cid: i for i, cid in enumerate(cat_ids)}
-        boxes = [b for b in project.images[self.editor.index].boxes if b.category_id in label_of]
-        return ([b.xyxy for b in boxes], [label_of[b.category_id] for b in boxes], [b.iscrowd for b in boxes],
-                [b.id for b in boxes], max(1, len(cat_ids)))
+        if cat_to_label is None:
+            cat_to_label = {cid: i for i, cid in enumerate(sorted(project.category_ids()))}
+        boxes = [b for b in project.images[self.editor.index].boxes if b.category_id in cat_to_label]
+        return ([b.xyxy for b in boxes], [cat_to_label[b.category_id] for b in boxes], [b.iscrowd for b in boxes],
+                [b.id for b in boxes], max(1, len(cat_to_label)))
 
     def retrace(self) -> None:
         if not self.active or self.editor.doc is None or self.editor.index < 0:
@@ -191,44 +215,74 @@ class DebugPanel(QWidget):
             self.status.setText("this image cannot be read: nothing to trace")
             return
         index = self.editor.index
-        key = (index, str(self.editor.project.image_path(index)))
+        project = self.editor.project
+        key = (index, str(project.image_path(index)))
         image = self._image_pixels(key)
-        boxes, labels, crowd, box_ids, num_classes = self.gt_inputs()
-        use_model = self.current_page().needs_model and self.model_choice() != NO_MODEL
-        spec = (self.config, num_classes, self.model_choice() if use_model else NO_MODEL)
+        record = project.images[index]
+        all_boxes = [(b.xyxy, b.category_id, b.iscrowd, b.id) for b in record.boxes]
+        categories = list(project.categories)
+        use_model = self.needs_model() and self.model_choice() != NO_MODEL
+        checkpoint = self.checkpoints.get(self.model_choice()) if use_model else None
+        spec = (self.config, _mtime(self.config), len(categories), self.model_choice() if use_model else NO_MODEL,
+                _mtime(checkpoint))
         cfg = self.cfg
-        checkpoint = self.checkpoints.get(self.model_choice())
         overrides = self.pages["assign"].model_overrides()
         compare = self.pages["assign"].compare_overrides()
         post = self.pages["nms"].postprocess_overrides()
 
         def job():
+            from detengine.project_eval import checkpoint_class_names, class_map
             tracer = self._tracer(spec, cfg, checkpoint)
+            names = checkpoint_class_names(checkpoint) if checkpoint else None
+            label_to_cat, cat_to_label, problems = class_map(names, categories)
+            kept = [b for b in all_boxes if b[1] in cat_to_label]
+            boxes = [b[0] for b in kept]
+            labels = [cat_to_label[b[1]] for b in kept]
+            crowd = [b[2] for b in kept]
             main = tracer.trace(key, image, boxes, labels, crowd, model_overrides=overrides, postprocess_overrides=post)
             other = None
             if compare is not None:
                 other = tracer.trace(key, image, boxes, labels, crowd, model_overrides=compare,
                                      postprocess_overrides=post)
-            return {"main": main, "compare": other, "box_ids": box_ids, "image": index, "tracer": tracer}
+            cat_name = {c.id: c.name for c in categories}
+            class_names = [cat_name.get(label_to_cat.get(i), f"model class {i}") for i in range(tracer.num_classes)]
+            return {"main": main, "compare": other, "box_ids": [b[3] for b in kept], "image": index, "tracer": tracer,
+                    "label_to_cat": label_to_cat, "class_names": class_names, "class_problems": problems}
 
         self.runner.request(job)
+
+    def needs_model(self) -> bool:
+        """The current view uses head outputs: the loss and NMS views, and the assignment views
+        when the assigner itself uses the predictions (RTMDet's dynamic soft label)."""
+        page = self.current_page()
+        if page.needs_model:
+            return True
+        if page in (self.pages["assign"], self.pages["anchors"]):
+            from detengine.trace import head_core_for
+            try:
+                return head_core_for(self.cfg["model"]).needs_predictions()
+            except Exception:
+                return False
+        return False
 
     def _tracer(self, spec, cfg, checkpoint) -> ImageTracer:
         """Worker thread: the tracer for (config, classes, model), building the model once."""
         tracer = self._tracers.get(spec)
         if tracer is None:
-            config, num_classes, choice = spec
+            config, _config_mtime, num_classes, choice, _ckpt_mtime = spec
             model, name = None, None
             if choice == RANDOM_INIT or choice.startswith("ckpt:"):
                 model, name, num_classes = _build_model(cfg, num_classes, checkpoint)
                 cfg = {**cfg, "model": model.model_cfg}
             tracer = ImageTracer(cfg, num_classes=num_classes, model=model, model_name=name)
-            if len(self._tracers) > 6:
+            if len(self._tracers) > 2:                 # models are big: keep the last few only
                 self._tracers.clear()
             self._tracers[spec] = tracer
         return tracer
 
     def _on_done(self, slot: str, request_id: int, result, seconds: float) -> None:
+        if slot != "main" or not isinstance(result, dict):
+            return
         if not self.runner.is_latest(slot, request_id) or not self.active:
             return
         if result["image"] != self.editor.index:
@@ -237,8 +291,10 @@ class DebugPanel(QWidget):
         trace = result["main"].trace
         meta = result["main"].input.meta
         sx, sy = meta.get("scale_factor", (1.0, 1.0))
-        model = result["main"].model_name or ("not used by this view" if not self.current_page().needs_model
+        model = result["main"].model_name or ("not used by this view" if not self.needs_model()
                                               else "none (untrained head outputs)")
+        if result.get("class_problems"):
+            model += "; " + "; ".join(result["class_problems"][:3])
         self.status.setText(f"{Path(self.config).stem}: network input {trace.input_shape[1]}x{trace.input_shape[0]} "
                             f"(image x{sx:.3g}), {len(trace.priors)} priors, {len(trace.gt_boxes)} GT, "
                             f"{trace.num_classes} classes; model: {model}; traced in {seconds * 1000:.0f} ms")
@@ -266,7 +322,7 @@ class DebugPanel(QWidget):
 
     def _on_page_changed(self) -> None:
         self.clear_overlay()
-        if self.result is not None and self.current_page().needs_model and self.result["main"].model_name is None \
+        if self.result is not None and self.needs_model() and self.result["main"].model_name is None \
                 and self.model_choice() != NO_MODEL:
             self.overlay.clear()
             self.schedule()                      # the loss / NMS views need the model's outputs
@@ -325,6 +381,13 @@ class DebugPanel(QWidget):
     def shutdown(self) -> None:
         self.pages["scan"].shutdown()
         self.runner.stop()
+
+
+def _mtime(path) -> float:
+    try:
+        return Path(path).stat().st_mtime if path else 0.0
+    except OSError:
+        return 0.0
 
 
 def _build_model(cfg: dict, num_classes: int, checkpoint: str | None):

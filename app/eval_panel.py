@@ -112,7 +112,13 @@ class EvalPanel(QWidget):
         panel = self.window.debug_panel
         cfg, choice = panel.cfg, panel.model_choice()
         checkpoint = panel.checkpoints.get(choice)
+        categories = list(project.categories)
         cat_ids = sorted(project.category_ids())
+        if not cat_ids:
+            self._fail("the project has no classes: nothing to evaluate")
+            return
+        unreadable = set(self.window.image_list.model.problems)
+        val = [i for i in val if i not in unreadable]
         items = [(project.images[i].id, str(project.image_path(i))) for i in val]
         gt = project.to_coco()
         keep = {project.images[i].id for i in val}
@@ -123,23 +129,32 @@ class EvalPanel(QWidget):
         self.evaluate_button.setEnabled(False)
         self.info.setText(f"evaluating {len(items)} val images…")
 
+        doc_id = id(doc)
+
         def job():
             from detengine.image_trace import ImageTracer
-            from detengine.project_eval import evaluate_predictions, predict_images
+            from detengine.project_eval import checkpoint_class_names, class_map, evaluate_predictions, predict_images
             from .debug_panel import _build_model
             model, name, _ = _build_model(cfg, max(1, len(cat_ids)), checkpoint)
             tracer = ImageTracer({**cfg, "model": model.model_cfg})
+            label_to_cat, _, class_problems = class_map(checkpoint_class_names(checkpoint) if checkpoint else None,
+                                                        categories)
             preds, problems = predict_images(model, tracer.test_pipeline, items, size_divisor=tracer.size_divisor,
                                              progress=lambda d, t: progress.emit(d, t), cancel=self.cancel)
-            label_to_cat = dict(enumerate(cat_ids))
+            for p in preds.values():                  # detections of classes the project does not have: out
+                keep = np.isin(p.labels, list(label_to_cat))
+                p.boxes, p.scores, p.labels = p.boxes[keep], p.scores[keep], p.labels[keep]
             metrics, per_image, results = evaluate_predictions(gt, preds, label_to_cat)
             return {"metrics": metrics, "per_image": per_image, "results": results, "predictions": preds,
-                    "problems": problems, "model": name, "label_to_cat": label_to_cat}
+                    "problems": problems + class_problems, "model": name, "label_to_cat": label_to_cat,
+                    "doc": doc_id}
 
         self.runner.request(job, "eval")
 
     def _on_done(self, _slot, _id, result, seconds: float) -> None:
         self.evaluate_button.setEnabled(True)
+        if result.get("doc") != id(self.window.doc):
+            return                                     # another project was opened meanwhile
         self.result = result
         m = result["metrics"]
         fill_table(self.metrics, [[n, round(m.stats[n], 4)] for n in COCO_METRIC_NAMES])
@@ -155,7 +170,7 @@ class EvalPanel(QWidget):
         row_of = {im.id: i for i, im in enumerate(project.images)}
         counts = {row_of[i]: c for i, c in result["per_image"].items() if i in row_of}
         self.window.image_list.set_eval_counts(counts)
-        problems = f"; {len(result['problems'])} unreadable image(s)" if result["problems"] else ""
+        problems = ("; " + "; ".join(result["problems"][:3])) if result["problems"] else ""
         self.info.setText(f"{result['model']}: AP {m.stats['AP']:.4f}, AP50 {m.stats['AP50']:.4f} on "
                           f"{m.num_images} val images, {m.num_detections} detections ({seconds:.1f} s){problems}. "
                           "Sort the image list by FP or Missed to find the worst images.")
@@ -173,7 +188,7 @@ class EvalPanel(QWidget):
 
     def shown_predictions(self) -> list[tuple]:
         """The current image's predictions above the score slider: [(xyxy, cat_id, score)]."""
-        if self.result is None or self.window.editor.index < 0:
+        if self.result is None or self.window.editor.index < 0 or self.result.get("doc") != id(self.window.doc):
             return []
         image_id = self.window.doc.project.images[self.window.editor.index].id
         p = self.result["predictions"].get(image_id)
@@ -181,8 +196,9 @@ class EvalPanel(QWidget):
             return []
         thr = self.score.value() / 100
         l2c = self.result["label_to_cat"]
+        known = set(self.window.doc.project.category_ids())       # a class deleted since: not shown, not accepted
         return [(tuple(p.boxes[k]), l2c[int(p.labels[k])], float(p.scores[k])) for k in range(len(p.scores))
-                if p.scores[k] >= thr]
+                if p.scores[k] >= thr and l2c.get(int(p.labels[k])) in known]
 
     def show_predictions(self) -> None:
         self._score_text()

@@ -304,6 +304,9 @@ class MainWindow(QMainWindow):
         self.class_panel.set_document(self.doc)
         self.training_panel.set_document(self.doc)
         self.eval_panel.result = None
+        self.canvas.set_predictions([])
+        self.image_list.set_eval_counts({})
+        self.doc.categoriesChanged.connect(self.eval_panel.show_predictions)
         if recovered_images is not None:
             self.doc.mark_project_dirty(recovered_images)
         self._update_title()

@@ -16,7 +16,7 @@ from detengine.project_eval import match_detections
 
 from .anchors_page import draw_gt_tags
 from .colors import class_color
-from .debug_common import fill_table, make_table
+from .debug_common import fill_table, make_table, threshold_slider
 from .debug_page import DebugPage
 
 __all__ = ["NmsPage", "match_detections", "TP_COLOR", "FP_COLOR"]
@@ -37,8 +37,8 @@ class NmsPage(DebugPage):
         self.config_changed(panel.cfg)
 
     def _build(self) -> None:
-        self.score = self._slider(0, 100)
-        self.iou = self._slider(0, 100)
+        self.score = threshold_slider(self.changed.emit, scale=1000)      # RTMDet's 0.001 must be exact
+        self.iou = threshold_slider(self.changed.emit)
         self.max_det = QSpinBox()
         self.max_det.setRange(1, 10000)
         self.show_suppressed = QCheckBox("suppressed boxes (dashed)")
@@ -69,20 +69,6 @@ class NmsPage(DebugPage):
         self.show_suppressed.toggled.connect(lambda _c: self.redraw())
         self.mark_tp.toggled.connect(lambda _c: self.redraw())
 
-    def _slider(self, lo: int, hi: int) -> QSlider:
-        slider = QSlider(Qt.Orientation.Horizontal)
-        slider.setRange(lo, hi)
-        label = QLabel()
-        slider.valueChanged.connect(lambda v: label.setText(f"{v / 100:.2f}"))
-        slider.valueChanged.connect(lambda _v: self.changed.emit())
-        row = QWidget()
-        box = QHBoxLayout(row)
-        box.setContentsMargins(0, 0, 0, 0)
-        box.addWidget(slider, 1)
-        box.addWidget(label)
-        slider.row = row
-        return slider
-
     # ------------------------------------------------------------------ parameters
 
     def config_changed(self, cfg: dict) -> None:
@@ -92,10 +78,12 @@ class NmsPage(DebugPage):
                          if k in ("score_thr", "iou_threshold", "max_per_img")}
         for widget in (self.score, self.iou, self.max_det):
             widget.blockSignals(True)
-        self.score.setValue(round(self.defaults["score_thr"] * 100))
+        self.score.setValue(round(self.defaults["score_thr"] * 1000))
         self.iou.setValue(round(self.defaults["iou_threshold"] * 100))
         self.max_det.setEnabled("max_per_img" in self.defaults)
         self.max_det.setValue(int(self.defaults.get("max_per_img", 100)))
+        self.initial = {"score_thr": self.score.value(), "iou_threshold": self.iou.value(),
+                        "max_per_img": self.max_det.value()}
         for widget, value in ((self.score, self.score.value()), (self.iou, self.iou.value())):
             widget.blockSignals(False)
             widget.valueChanged.emit(value)
@@ -104,17 +92,20 @@ class NmsPage(DebugPage):
     def set_params(self, score_thr: float | None = None, iou_threshold: float | None = None,
                    max_per_img: int | None = None) -> None:
         if score_thr is not None:
-            self.score.setValue(round(score_thr * 100))
+            self.score.setValue(round(score_thr * 1000))
         if iou_threshold is not None:
             self.iou.setValue(round(iou_threshold * 100))
         if max_per_img is not None:
             self.max_det.setValue(max_per_img)
 
     def postprocess_overrides(self) -> dict:
-        """Only the values that differ from the config (so 0.02 stays exactly 0.02)."""
-        current = {"score_thr": self.score.value() / 100, "iou_threshold": self.iou.value() / 100,
-                   "max_per_img": self.max_det.value()}
-        return {k: v for k, v in current.items() if k in self.defaults and abs(v - self.defaults[k]) > 1e-9}
+        """Only what the user moved away from the config's values (an untouched slider sends
+        nothing, so 0.009999999 stays exactly that and the view equals ``predict()``)."""
+        positions = {"score_thr": self.score.value(), "iou_threshold": self.iou.value(),
+                     "max_per_img": self.max_det.value()}
+        values = {"score_thr": self.score.value() / 1000, "iou_threshold": self.iou.value() / 100,
+                  "max_per_img": self.max_det.value()}
+        return {k: values[k] for k, pos in positions.items() if k in self.defaults and pos != self.initial.get(k)}
 
     def test_cfg_snippet(self) -> dict:
         o = self.postprocess_overrides()
@@ -145,7 +136,7 @@ class NmsPage(DebugPage):
 
     def _draw_detections(self, it, overlay, record) -> None:
         names = self.panel.class_names()
-        cat_ids = sorted(self.panel.editor.project.category_ids())
+        label_to_cat = self.panel.label_to_cat()
         trace = it.trace
         tp, _, missed = match_detections(record.boxes, record.scores, record.labels, trace.gt_boxes, trace.gt_labels)
         self.tp, self.missed = tp, missed
@@ -155,7 +146,7 @@ class NmsPage(DebugPage):
             if self.mark_tp.isChecked():
                 color = TP_COLOR if tp[d] else FP_COLOR
             else:
-                color = class_color(cat_ids[label]) if label < len(cat_ids) else QColor("#ffffff")
+                color = class_color(label_to_cat[label]) if label in label_to_cat else QColor("#ffffff")
             overlay.rects("kept", boxes[d:d + 1], color, width=2.0)
             name = names[label] if label < len(names) else str(label)
             overlay.text("kept_labels", boxes[d, 0], boxes[d, 3], f"{name} {float(record.scores[d]):.2f}", color)

@@ -92,5 +92,10 @@ class TraceRunner(QObject):
         return self.latest.get(slot) == request_id
 
     def stop(self) -> None:
+        """Quit the thread; waits for a job in progress (callers cancel long jobs first)."""
+        with self._worker._lock:
+            self._worker._pending.clear()
         self._thread.quit()
-        self._thread.wait(10_000)
+        if not self._thread.wait(120_000):
+            self._thread.terminate()
+            self._thread.wait(5_000)

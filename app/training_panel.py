@@ -273,7 +273,10 @@ class TrainingPanel(QWidget):
             return False
         run_dir = new_run_dir(runs_root(), self.config_combo.currentData())
         project = self.doc.project
-        train, val = self.split
+        train, val = self._readable(*self.split)
+        if not train or not val:
+            self._fail("no readable images left in the train or the val split")
+            return False
         write_split(project, train, run_dir / "train.json")
         write_split(project, val, run_dir / "val.json")
         args = [self.config(), "--data", str(run_dir / "train.json"), "--val-data", str(run_dir / "val.json"),
@@ -288,13 +291,24 @@ class TrainingPanel(QWidget):
         self.process.log.connect(self._append_log)
         self.process.state.connect(self._on_state)
         self.process.finished.connect(self._on_finished)
-        self.curves = RunCurves(run_dir.name)
+        self.curves = self.live = RunCurves(run_dir.name)
         self.error.setText("")
         self.progress.setValue(0)
         self._append_log(f"run folder: {run_dir}")
         self.process.start()
         self._set_running(True)
         return True
+
+    def _readable(self, train: list[int], val: list[int]) -> tuple[list[int], list[int]]:
+        """Leave out images that cannot be read (one bad file would stop the trainer)."""
+        from .image_loader import image_size
+        project = self.doc.project
+        known_bad = set(self.window.image_list.model.problems)
+        bad = {i for i in train + val if i in known_bad or image_size(project.image_path(i)) is None}
+        if bad:
+            names = ", ".join(project.images[i].file_name for i in sorted(bad)[:5])
+            self._append_log(f"left out {len(bad)} unreadable image(s): {names}")
+        return [i for i in train if i not in bad], [i for i in val if i not in bad]
 
     def pause(self) -> None:
         if self.process:
@@ -318,12 +332,14 @@ class TrainingPanel(QWidget):
 
     def _on_state(self, state: str) -> None:
         self._set_running(True, paused=state == "paused")
+        if state == "stopping":                           # a stop is final: no pause after it
+            self.buttons["pause"].setEnabled(False)
+            self.buttons["resume"].setEnabled(False)
         self.status.setText(state)
 
     def _on_event(self, e: dict) -> None:
         kind = e.get("type")
-        if self.curves is not None:
-            self.curves.add(e)
+        self.live.add(e)                                  # the live run's curves, whatever is shown
         if kind == "iter":
             total = e["iters_per_epoch"] * e["max_epochs"]
             self.progress.setMaximum(total)
@@ -382,7 +398,8 @@ class TrainingPanel(QWidget):
             self.ap_plot.plot(steps, ap50, pen="#ff9f0a", symbol="t", symbolSize=6, name="AP50")
 
     def curve_points(self) -> int:
-        return 0 if self.curves is None else len(self.curves.steps)
+        live = getattr(self, "live", None)
+        return 0 if live is None else len(live.steps)
 
     # ------------------------------------------------------------------ runs
 

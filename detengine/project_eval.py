@@ -10,7 +10,8 @@ from .data.collate import collate
 from .data.folder import ImageReadError, read_image
 from .evaluation import CocoMetrics, detections_to_coco_results, evaluate_coco
 
-__all__ = ["predict_images", "evaluate_predictions", "match_detections", "ImagePredictions"]
+__all__ = ["predict_images", "evaluate_predictions", "match_detections", "ImagePredictions", "class_map",
+           "checkpoint_class_names"]
 
 
 class ImagePredictions:
@@ -106,3 +107,32 @@ def evaluate_predictions(gt: dict, predictions: dict, label_to_cat_id: dict[int,
         tp, _, missed = match_detections(p.boxes, p.scores, p.labels, gt_boxes, gt_labels)
         per_image[image_id] = (int(tp.sum()), int((~tp).sum()), len(missed))
     return metrics, per_image, results
+
+
+def class_map(model_class_names: list[str] | None, categories) -> tuple[dict[int, int], dict[int, int], list[str]]:
+    """How a model's labels meet a project's categories.
+
+    ``model_class_names``: the class names the model was trained with, in label order (a run's
+    ``classes.txt``), or None for a model made for this project (labels = categories sorted by
+    id, as the trainer makes them). Returns ``(label_to_cat_id, cat_id_to_label, problems)``;
+    names only one side has are listed in problems (their boxes / detections are left out)."""
+    cats = sorted(categories, key=lambda c: c.id)
+    if model_class_names is None:
+        label_to_cat = {i: c.id for i, c in enumerate(cats)}
+        return label_to_cat, {c: i for i, c in label_to_cat.items()}, []
+    by_name = {c.name: c.id for c in cats}
+    label_to_cat = {i: by_name[n] for i, n in enumerate(model_class_names) if n in by_name}
+    problems = [f"the model's class {n!r} is not a class of the project" for n in model_class_names if n not in by_name]
+    known = set(model_class_names)
+    problems += [f"class {c.name!r} is unknown to the model (its boxes are left out)" for c in cats
+                 if c.name not in known]
+    return label_to_cat, {c: i for i, c in label_to_cat.items()}, problems
+
+
+def checkpoint_class_names(checkpoint) -> list[str] | None:
+    """The class names of a run's checkpoint (``classes.txt`` beside it), or None."""
+    from pathlib import Path
+    path = Path(checkpoint).with_name("classes.txt")
+    if not path.is_file():
+        return None
+    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

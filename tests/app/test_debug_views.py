@@ -2,6 +2,8 @@
 chart's total is the detector's loss; the NMS view keeps what torchvision's batched_nms keeps."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -127,6 +129,9 @@ def test_positive_items_equal_the_trace_and_follow_edits(qtbot, win):
     result = retrace(qtbot, win, lambda: win.editor.nudge(-25, 0))              # move a GT box (unsaved)
     trace = result["main"].trace
     assert not torch.equal(before, trace.assign_result.gt_inds)
+    k = result["box_ids"].index(box.id)                    # the selected box is the selected GT: its positives
+    assert overlay.count("positives") == int((trace.assign_result.gt_inds == k + 1).sum())
+    win.debug_panel.pages["assign"].select_gt(None)
     assert overlay.count("positives") == int((trace.assign_result.gt_inds > 0).sum())
 
 
@@ -250,3 +255,71 @@ def test_selecting_a_box_on_the_canvas_selects_its_gt(qtbot, win):
     k = result["box_ids"].index(box.id)
     assert page.selected_gt == k
     assert win.debug_panel.overlay.count("positives") == int((result["main"].trace.assign_result.gt_inds == k + 1).sum())
+
+
+# --------------------------------------------------------------------------- review findings (regressions)
+
+
+@pytest.mark.parametrize("config", ["ssd300_coco", "retinanet_r50_fpn_coco", "rtmdet_tiny_coco", "tinyssd_synthetic"])
+def test_untouched_views_send_no_overrides(win, config):
+    """An untouched assigner editor or NMS slider must trace exactly the config's own parameters."""
+    panel = win.debug_panel
+    panel.set_config(config)
+    assert panel.pages["assign"].model_overrides() is None
+    assert panel.pages["nms"].postprocess_overrides() == {}
+    panel.pages["assign"].compare_box.setChecked(True)
+    editor_b = panel.pages["assign"].editor_b
+    editor_b.type_combo.setCurrentIndex(editor_b.type_combo.findData("ATSSAssigner"))
+    assert panel.pages["assign"].compare_overrides()["train_cfg"]["assigner"] == {"_delete_": True,
+                                                                                 "type": "ATSSAssigner"}
+
+
+def test_rtmdet_loss_view_equals_the_detector(qtbot, win):
+    result = open_view(qtbot, win, "loss", config="rtmdet_tiny_coco")
+    it = result["main"]
+    model = result["tracer"].model
+    boxes, labels, _, _, _ = win.debug_panel.gt_inputs()
+    batch = dict(images=it.input.batch, gt_boxes=[it.input.to_input(np.asarray(boxes))],
+                 gt_labels=[torch.as_tensor(labels)], gt_boxes_ignore=[torch.zeros(0, 4)], metas=[it.input.meta])
+    with torch.no_grad():
+        losses, _ = model.loss(batch)
+    for name, value in losses.items():
+        assert it.trace.loss_breakdown["terms"][name] == pytest.approx(float(value), abs=1e-5, rel=1e-5)
+
+
+def test_a_checkpoints_classes_are_matched_by_name(qtbot, win, tmp_path):
+    """A model trained on classes [circle, square, triangle, ring, bar]; the project then loses
+    'square' and gains 'star': labels must follow the names, not the positions."""
+    from detengine.models.builder import build_detector
+    from detengine.train.checkpoint import save_checkpoint
+    from detengine.train.runner import load_cfg
+    from detengine.cli import resolve_config
+    cfg = load_cfg(str(resolve_config("tinyssd_synthetic")))
+    model_cfg = dict(cfg["model"], bbox_head=dict(cfg["model"]["bbox_head"], num_classes=5))
+    torch.manual_seed(1)
+    run = tmp_path / "run"
+    run.mkdir()
+    save_checkpoint(run / "best.pth", {"model": build_detector(model_cfg).state_dict(), "model_cfg": model_cfg})
+    (run / "classes.txt").write_text("circle\nsquare\ntriangle\nring\nbar\n")
+    (run / "config.py").write_text((resolve_config("tinyssd_synthetic")).read_text().replace(
+        "'./tinyssd_banana.py'", repr(str(resolve_config("tinyssd_banana")))))
+    win.dialogs.delete_answer = (True, None)
+    win.delete_class(2)                                               # square
+    win.dialogs.class_names = ["star"]
+    win.add_class()                                                   # id 6
+    win.use_checkpoint(str(run / "config.py"), str(run / "best.pth"))
+    result = open_view(qtbot, win, "nms")
+    assert result["label_to_cat"] == {0: 1, 2: 3, 3: 4, 4: 5}           # square's label 1 has no category now
+    assert any("star" in p for p in result["class_problems"])
+    names = win.debug_panel.class_names()
+    assert names[:5] == ["circle", "model class 1", "triangle", "ring", "bar"]
+    record = result["main"].trace.postprocess
+    assert set(record.labels.tolist()) <= set(range(5))
+
+
+def test_switching_images_drops_the_old_trace(qtbot, win):
+    open_view(qtbot, win, "anchors")
+    win.debug_panel.runner.request(lambda: time.sleep(0.5) or None, "block")     # keep the worker busy a moment
+    win.show_image(8)
+    assert win.debug_panel.result is None and win.debug_panel.overlay.count("priors") == 0
+    wait_current(qtbot, win)

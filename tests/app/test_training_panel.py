@@ -38,7 +38,7 @@ def test_run_stop_list_load_evaluate_export(qtbot, win, tmp_path):
     panel.batch.setValue(4)
     assert panel.start()
     qtbot.waitUntil(lambda: panel.curve_points() >= 2, timeout=RUN_TIMEOUT)     # live curve points
-    assert len(panel.loss_plot.listDataItems()) >= 3                             # loss, loss_cls, loss_bbox
+    qtbot.waitUntil(lambda: len(panel.loss_plot.listDataItems()) >= 3, timeout=5000)   # loss, loss_cls, loss_bbox
     control = panel.process.control
     panel.stop()
     with qtbot.waitSignal(panel.runFinished, timeout=RUN_TIMEOUT) as done:
