@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QProgressBar, QPushButton, QSlider, QSplitter,
                                QVBoxLayout, QWidget)
 
@@ -87,6 +87,11 @@ class EvalPanel(QWidget):
         self.export_button.clicked.connect(self.ask_export)
         self.accept_button.clicked.connect(self.accept_predictions)
         self.score.valueChanged.connect(lambda _v: self.show_predictions())
+        self._counts_timer = QTimer(self)                  # TP / FP / missed follow the score slider
+        self._counts_timer.setSingleShot(True)
+        self._counts_timer.setInterval(300)
+        self._counts_timer.timeout.connect(self.recount)
+        self.score.valueChanged.connect(lambda _v: self._counts_timer.start())
         self.export_button.setEnabled(False)
         self.accept_button.setEnabled(False)
         self._score_text()
@@ -130,6 +135,7 @@ class EvalPanel(QWidget):
         self.info.setText(f"evaluating {len(items)} val images…")
 
         doc_id = id(doc)
+        score_thr = self.score.value() / 100
 
         def job():
             from detengine.image_trace import ImageTracer
@@ -144,10 +150,10 @@ class EvalPanel(QWidget):
             for p in preds.values():                  # detections of classes the project does not have: out
                 keep = np.isin(p.labels, list(label_to_cat))
                 p.boxes, p.scores, p.labels = p.boxes[keep], p.scores[keep], p.labels[keep]
-            metrics, per_image, results = evaluate_predictions(gt, preds, label_to_cat)
+            metrics, per_image, results = evaluate_predictions(gt, preds, label_to_cat, score_thr=score_thr)
             return {"metrics": metrics, "per_image": per_image, "results": results, "predictions": preds,
                     "problems": problems + class_problems, "model": name, "label_to_cat": label_to_cat,
-                    "doc": doc_id}
+                    "doc": doc_id, "gt": gt}
 
         self.runner.request(job, "eval")
 
@@ -166,10 +172,7 @@ class EvalPanel(QWidget):
             valid = curve > -1
             self.pr.plot(recall[valid], curve[valid], pen=pg.mkPen(class_color(cat), width=2),
                          name=m.class_names.get(cat, str(cat)))
-        project = self.window.doc.project
-        row_of = {im.id: i for i, im in enumerate(project.images)}
-        counts = {row_of[i]: c for i, c in result["per_image"].items() if i in row_of}
-        self.window.image_list.set_eval_counts(counts)
+        self._show_counts(result["per_image"])
         problems = ("; " + "; ".join(result["problems"][:3])) if result["problems"] else ""
         self.info.setText(f"{result['model']}: AP {m.stats['AP']:.4f}, AP50 {m.stats['AP50']:.4f} on "
                           f"{m.num_images} val images, {m.num_detections} detections ({seconds:.1f} s){problems}. "
@@ -183,6 +186,19 @@ class EvalPanel(QWidget):
         self.evaluate_button.setEnabled(True)
         self.info.setText(text)
         self.message.emit(text)
+
+    def _show_counts(self, per_image: dict) -> None:
+        project = self.window.doc.project
+        row_of = {im.id: i for i, im in enumerate(project.images)}
+        self.window.image_list.set_eval_counts({row_of[i]: c for i, c in per_image.items() if i in row_of})
+
+    def recount(self) -> None:
+        """Per-image TP / FP / missed of the detections above the score slider."""
+        from detengine.project_eval import per_image_counts
+        r = self.result
+        if r is None or r.get("doc") != id(self.window.doc):
+            return
+        self._show_counts(per_image_counts(r["gt"], r["predictions"], r["label_to_cat"], self.score.value() / 100))
 
     # ------------------------------------------------------------------ predictions on the canvas
 

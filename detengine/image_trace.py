@@ -166,6 +166,8 @@ class ImageTracer:
         if found is None:
             found = prepare_image(self.test_pipeline, np.zeros((int(height), int(width), 3), np.uint8),
                                   self.size_divisor)
+            # only the geometry is needed: keep the shape, not the (possibly 13 MB) pixels
+            found = ImageInput(torch.zeros(1, 1, 1, 1).expand(found.batch.shape), found.meta)
             with self._lock:
                 if len(self._sizes) > 64:
                     self._sizes = {}

@@ -11,7 +11,7 @@ from .data.folder import ImageReadError, read_image
 from .evaluation import CocoMetrics, detections_to_coco_results, evaluate_coco
 
 __all__ = ["predict_images", "evaluate_predictions", "match_detections", "ImagePredictions", "class_map",
-           "checkpoint_class_names"]
+           "checkpoint_class_names", "per_image_counts"]
 
 
 class ImagePredictions:
@@ -79,8 +79,28 @@ def predict_images(model, test_pipeline, items, *, size_divisor=None, batch_size
     return out, problems
 
 
+def per_image_counts(gt: dict, predictions: dict, label_to_cat_id: dict[int, int],
+                     score_thr: float = 0.0) -> dict[int, tuple[int, int, int]]:
+    """Per image id: (TP, FP, missed GT) at IoU 0.5 of the detections scoring >= ``score_thr``."""
+    cat_to_label = {c: lab for lab, c in label_to_cat_id.items()}
+    by_image: dict[int, list] = {}
+    for ann in gt["annotations"]:
+        if not ann.get("iscrowd", 0) and ann["category_id"] in cat_to_label:
+            by_image.setdefault(ann["image_id"], []).append(ann)
+    out = {}
+    for image_id, p in predictions.items():
+        anns = by_image.get(image_id, [])
+        gt_boxes = np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
+                             for a in anns], np.float64).reshape(-1, 4)
+        gt_labels = np.array([cat_to_label[a["category_id"]] for a in anns], np.int64)
+        keep = p.scores >= score_thr
+        tp, _, missed = match_detections(p.boxes[keep], p.scores[keep], p.labels[keep], gt_boxes, gt_labels)
+        out[image_id] = (int(tp.sum()), int((~tp).sum()), len(missed))
+    return out
+
+
 def evaluate_predictions(gt: dict, predictions: dict, label_to_cat_id: dict[int, int], *,
-                         backend: str = "faster-coco-eval") -> tuple[CocoMetrics, dict, list[dict]]:
+                         backend: str = "faster-coco-eval", score_thr: float = 0.0) -> tuple[CocoMetrics, dict, list[dict]]:
     """COCO metrics of ``predictions`` ({image id: ImagePredictions}) against the COCO dict ``gt``,
     per-image ``(tp, fp, missed)`` at IoU 0.5, and the COCO results list (for export)."""
 
@@ -93,20 +113,7 @@ def evaluate_predictions(gt: dict, predictions: dict, label_to_cat_id: dict[int,
     dets = [_Det(i, p) for i, p in predictions.items()]
     results = detections_to_coco_results(dets, label_to_cat_id)
     metrics = evaluate_coco(gt, results, backend=backend, image_ids=list(predictions))
-    cat_to_label = {c: lab for lab, c in label_to_cat_id.items()}
-    per_image = {}
-    by_image: dict[int, list] = {}
-    for ann in gt["annotations"]:
-        if not ann.get("iscrowd", 0) and ann["category_id"] in cat_to_label:
-            by_image.setdefault(ann["image_id"], []).append(ann)
-    for image_id, p in predictions.items():
-        anns = by_image.get(image_id, [])
-        gt_boxes = np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
-                             for a in anns], np.float64).reshape(-1, 4)
-        gt_labels = np.array([cat_to_label[a["category_id"]] for a in anns], np.int64)
-        tp, _, missed = match_detections(p.boxes, p.scores, p.labels, gt_boxes, gt_labels)
-        per_image[image_id] = (int(tp.sum()), int((~tp).sum()), len(missed))
-    return metrics, per_image, results
+    return metrics, per_image_counts(gt, predictions, label_to_cat_id, score_thr), results
 
 
 def class_map(model_class_names: list[str] | None, categories) -> tuple[dict[int, int], dict[int, int], list[str]]:

@@ -69,6 +69,9 @@ def test_run_stop_list_load_evaluate_export(qtbot, win, tmp_path):
     counts = win.image_list.model.eval_counts
     assert set(counts) == set(val)
     assert not win.image_list.table.isColumnHidden(5)
+    evaluator.score.setValue(100)                                                # counts follow the score slider
+    evaluator.recount()
+    assert all(fp == 0 for _, fp, _ in win.image_list.model.eval_counts.values())
 
     out = tmp_path / "preds.json"
     n = evaluator.export_to(out)
