@@ -1,5 +1,6 @@
-"""Training throughput: our TinySSD and SSD300 steps next to torchvision's ``ssd300_vgg16`` training
-step on the same batch, interleaved in one loop. Prints images/s medians and the ratio.
+"""Training throughput: our TinySSD (d2l's 256 px input and the 128 px of ``tinyssd_synthetic``)
+and SSD300 steps next to torchvision's ``ssd300_vgg16`` training step on the same batch,
+interleaved in one loop. Prints images/s medians and the ratio.
 
     .venv/bin/python bench/bench_train.py [--reps 5] [--batch 4] [--threads 2]
 
@@ -77,6 +78,7 @@ def main() -> None:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout
     print(f"commit {commit.strip()}; torch {torch.__version__}; {args.threads} threads; batch {args.batch}")
     sides = {"ours TinySSD 256": ours_step("tinyssd_banana", args.batch, 256),
+             "ours TinySSD 128 (synthetic)": ours_step("tinyssd_synthetic", args.batch, 128),
              "ours SSD300 (VGG16)": ours_step("ssd300_coco", args.batch, 300),
              "torchvision ssd300_vgg16": torchvision_step(args.batch)}
     for step in sides.values():  # warm-up

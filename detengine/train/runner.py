@@ -57,6 +57,10 @@ def settings_from_config(cfg: dict, **overrides) -> TrainSettings:
     for key in ("lr", "momentum", "weight_decay"):
         if key in opt:
             s[key] = opt[key]
+    if opt.get("fused"):
+        if s["optimizer"] != "AdamW":
+            raise ValueError(f"fused=True is supported for AdamW only, not {s['optimizer']!r}")
+        s["fused"] = True
     s["grad_clip"] = (optim.get("clip_grad") or {}).get("max_norm")
     _schedule_from(cfg.get("param_scheduler", []), s, opt.get("lr"))
     loop = cfg.get("train_cfg", {})

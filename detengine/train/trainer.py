@@ -56,6 +56,7 @@ class TrainSettings:
     warmup_iters: int = 100
     warmup_ratio: float = 0.001
     grad_clip: float | None = None
+    fused: bool = False  # torch's fused AdamW kernel (optimizer config ``fused=True``)
     amp: bool = True  # used only on CUDA
     checkpoint_interval: int = 1
     eval_interval: int = 1
@@ -76,7 +77,10 @@ def build_optimizer(model: nn.Module, s: TrainSettings) -> torch.optim.Optimizer
     if s.optimizer == "SGD":
         return torch.optim.SGD(params, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
     if s.optimizer == "AdamW":
-        return torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay)
+        # fused: one kernel for all parameters; the same update to float rounding, and on a
+        # 2-core CPU 5-20x faster than the per-parameter loop (TinySSD: ~1 ms instead of 4-24 ms)
+        extra = {"fused": True} if s.fused else {}
+        return torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay, **extra)
     raise ValueError(f"optimizer must be 'SGD' or 'AdamW', got {s.optimizer!r}")
 
 

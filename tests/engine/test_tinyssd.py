@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from detengine.models import build_detector
@@ -54,26 +55,82 @@ def test_channels_last_gives_the_same_outputs_losses_and_gradients():
         assert float((a - b).norm()) <= 3e-2 * float(b.norm()) + 1e-6
 
 
-def test_channels_last_trains_like_nchw():
-    """Ten AdamW steps from the same weights follow the same loss curve in either layout."""
-    cfg = load_cfg(CONFIGS / "tinyssd_synthetic.py")["model"]
+def test_channels_last_trains_as_close_to_exact_as_nchw():
+    """Eight SGD steps (d2l's lr 0.2 and loss) from the same weights: the NHWC loss curve is as
+    close to a float64 run as the NCHW float32 curve is (measured: 0.43 % and 0.37 %)."""
+    cfg = load_cfg(CONFIGS / "tinyssd_banana.py")["model"]
+    cfg["bbox_head"]["num_classes"] = 3
     torch.manual_seed(0)
-    models = [build_detector(cfg), build_detector(cfg)]
-    models[1].load_state_dict(models[0].state_dict())
-    models[1].backbone.channels_last = False
-    batch = _batch(cfg["bbox_head"]["anchor_generator"]["image_size"][0], n=4)
-    curves = []
-    for model in models:
-        opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.05)
-        model.train()
-        curve = []
-        for _ in range(10):
-            losses, _ = model.loss(batch)
+    state = build_detector(cfg).state_dict()
+    batch = _batch(256, n=2)
+
+    def curve(channels_last, dtype):
+        model = build_detector(cfg)
+        model.load_state_dict(state)
+        model.backbone.channels_last = channels_last
+        model.to(dtype).train()
+        opt = torch.optim.SGD(model.parameters(), lr=0.2, weight_decay=5e-4)
+        out = []
+        for _ in range(8):
+            cls, reg, sizes = model(batch["images"].to(dtype))
+            losses, _ = model.loss_from_outputs(batch, (cls.float(), reg.float(), sizes))
             total = sum(losses.values())
             opt.zero_grad()
             total.backward()
             opt.step()
-            curve.append(float(total.detach()))
-        curves.append(curve)
-    assert curves[0][-1] < curves[0][0] / 2
-    torch.testing.assert_close(torch.tensor(curves[0]), torch.tensor(curves[1]), rtol=2e-3, atol=1e-4)
+            out.append(float(total.detach()))
+        return torch.tensor(out, dtype=torch.float64)
+
+    exact = curve(False, torch.float64)
+    assert exact[-1] < exact[0] / 4
+    for channels_last in (True, False):
+        err = float(((curve(channels_last, torch.float32) - exact).abs() / exact).max())
+        assert err < 1e-2, (channels_last, err)
+
+
+def test_fused_adamw_gives_the_same_updates():
+    """``optimizer=dict(type='AdamW', fused=True)``: torch's fused kernel, the same steps."""
+    from detengine.train.runner import settings_from_config
+    from detengine.train.trainer import build_optimizer
+    cfg = load_cfg(CONFIGS / "tinyssd_synthetic.py")
+    fused = settings_from_config(cfg)
+    assert fused.optimizer == "AdamW" and fused.fused
+    plain = settings_from_config(dict(cfg, optim_wrapper={"optimizer": {"type": "AdamW", "lr": 2e-3,
+                                                                          "weight_decay": 0.05}}))
+    assert not plain.fused
+    torch.manual_seed(0)
+    models = [torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8), torch.nn.Conv2d(8, 4, 1))
+              for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    opts = [build_optimizer(m, s) for m, s in zip(models, (fused, plain))]
+    assert opts[0].defaults["fused"] and not opts[1].defaults["fused"]
+    g = torch.Generator().manual_seed(1)
+    for _ in range(5):
+        x = torch.randn(2, 3, 9, 9, generator=g)
+        for m, opt in zip(models, opts):
+            opt.zero_grad()
+            m(x).square().mean().backward()
+            opt.step()
+    for a, b in zip(models[0].parameters(), models[1].parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    sgd = dict(cfg, optim_wrapper={"optimizer": {"type": "SGD", "lr": 0.1, "fused": True}})
+    with pytest.raises(ValueError, match="AdamW only"):
+        settings_from_config(sgd)
+
+
+def test_synthetic_recipe_keeps_d2l_network_and_consistent_input_size():
+    """tinyssd_synthetic changes the recipe only: d2l's network, anchors, assigner, coder and
+    losses as tinyssd_banana; its anchors are laid out for the size its pipelines resize to."""
+    d2l = load_cfg(CONFIGS / "tinyssd_banana.py")["model"]
+    cfg = load_cfg(CONFIGS / "tinyssd_synthetic.py")
+    ours = cfg["model"]
+    assert ours["backbone"] == d2l["backbone"] and ours["type"] == d2l["type"] == "TinySSD"
+    for key in ("in_channels", "bbox_coder", "loss_cls", "loss_bbox"):
+        assert ours["bbox_head"][key] == d2l["bbox_head"][key]
+    gen, d2l_gen = ours["bbox_head"]["anchor_generator"], d2l["bbox_head"]["anchor_generator"]
+    assert (gen["sizes"], gen["ratios"]) == (d2l_gen["sizes"], d2l_gen["ratios"])
+    assert ours["train_cfg"]["assigner"] == d2l["train_cfg"]["assigner"]
+    for key in ("train_pipeline", "test_pipeline"):
+        resize = next(t for t in cfg[key] if t["type"] == "Resize")
+        assert tuple(resize["scale"]) == tuple(gen["image_size"])
+    assert cfg["data"]["synthetic"]["num_val"] == 60 and cfg["data"]["synthetic"]["seed"] == 0
