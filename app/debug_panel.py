@@ -295,7 +295,7 @@ class DebugPanel(QWidget):
                                               else "none (untrained head outputs)")
         if result.get("class_problems"):
             model += "; " + "; ".join(result["class_problems"][:3])
-        self.status.setText(f"{Path(self.config).stem}: network input {trace.input_shape[1]}x{trace.input_shape[0]} "
+        self.status.setText(f"{self.config_combo.currentText()}: network input {trace.input_shape[1]}x{trace.input_shape[0]} "
                             f"(image x{sx:.3g}), {len(trace.priors)} priors, {len(trace.gt_boxes)} GT, "
                             f"{trace.num_classes} classes; model: {model}; traced in {seconds * 1000:.0f} ms")
         self._redraw()
