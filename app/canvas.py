@@ -15,7 +15,7 @@ from PySide6.QtWidgets import QGraphicsPixmapItem, QGraphicsRectItem, QGraphicsS
 
 from .box_item import HANDLE_PX, BoxItem, handle_points
 
-__all__ = ["Canvas", "MIN_BOX_PX"]
+__all__ = ["Canvas", "MIN_BOX_PX", "clamp_shift"]
 
 MIN_BOX_PX = 1.0             # a drawn or resized box narrower or lower than this (image px) is refused
 _CLICK_SLOP_PX = 3           # a press-release closer than this (screen px) is a click, not a drag
@@ -25,6 +25,15 @@ _BACKGROUND = QColor("#1b1e24")
 _HANDLE_CURSORS = [Qt.CursorShape.SizeFDiagCursor, Qt.CursorShape.SizeVerCursor, Qt.CursorShape.SizeBDiagCursor,
                    Qt.CursorShape.SizeHorCursor, Qt.CursorShape.SizeFDiagCursor, Qt.CursorShape.SizeVerCursor,
                    Qt.CursorShape.SizeBDiagCursor, Qt.CursorShape.SizeHorCursor]
+
+
+def clamp_shift(d: float, lo_edge: float, hi_edge: float, size: float) -> float:
+    """Shift ``d`` limited so the selection does not leave [0, size]; a selection already
+    overhanging an edge may still move inwards (never pushed the other way)."""
+    lo = min(0.0, -lo_edge)
+    hi = max(0.0, size - hi_edge)
+    return min(max(d, lo), hi)
+
 
 
 class Canvas(QGraphicsView):
@@ -335,8 +344,8 @@ class Canvas(QGraphicsView):
         dx, dy = p.x() - drag["start"].x(), p.y() - drag["start"].y()
         w, h = self.image_size
         rects = list(drag["orig"].values())
-        dx = min(max(dx, min(0.0, -min(r.left() for r in rects))), max(0.0, w - max(r.right() for r in rects)))
-        dy = min(max(dy, min(0.0, -min(r.top() for r in rects))), max(0.0, h - max(r.bottom() for r in rects)))
+        dx = clamp_shift(dx, min(r.left() for r in rects), max(r.right() for r in rects), w)
+        dy = clamp_shift(dy, min(r.top() for r in rects), max(r.bottom() for r in rects), h)
         for box_id, r in drag["orig"].items():
             moved = r.translated(dx, dy)
             if box_id in self.items:

@@ -7,7 +7,7 @@ from PySide6.QtCore import QObject, Signal
 
 from detengine.data.project import Box
 
-from .canvas import MIN_BOX_PX, Canvas
+from .canvas import MIN_BOX_PX, Canvas, clamp_shift
 from .colors import class_color
 from .commands import NUDGE_MERGE_ID, AddBoxes, RemoveBoxes, ReplaceBoxes
 from .document import Document
@@ -182,8 +182,8 @@ class Editor(QObject):
         if not old:
             return
         w, h = self.canvas.image_size
-        dx = _clamp_shift(dx, min(b.x1 for b in old), max(b.x2 for b in old), w)
-        dy = _clamp_shift(dy, min(b.y1 for b in old), max(b.y2 for b in old), h)
+        dx = clamp_shift(dx, min(b.x1 for b in old), max(b.x2 for b in old), w)
+        dy = clamp_shift(dy, min(b.y1 for b in old), max(b.y2 for b in old), h)
         if dx == 0 and dy == 0:
             return
         new = [b.replace(x1=b.x1 + dx, y1=b.y1 + dy, x2=b.x2 + dx, y2=b.y2 + dy) for b in old]
@@ -225,14 +225,6 @@ class Editor(QObject):
             return
         self._push(AddBoxes(self.doc, self.index, copies, f"{verb} {_count(copies)}"))
         self.canvas.set_selection([b.id for b in copies])
-
-
-def _clamp_shift(d: float, lo_edge: float, hi_edge: float, size: float) -> float:
-    """Shift ``d`` limited so the selection does not leave [0, size]; a selection already
-    overhanging an edge may still move inwards (never pushed the other way)."""
-    lo = min(0.0, -lo_edge)
-    hi = max(0.0, size - hi_edge)
-    return min(max(d, lo), hi)
 
 
 def _count(boxes) -> str:

@@ -55,6 +55,15 @@ def points_to_path(points: np.ndarray) -> QPainterPath:
     return pg.arrayToQPath(x, y, connect)
 
 
+def _pen(color, width: float, alpha: int) -> QPen:
+    """A cosmetic pen (``width`` in screen pixels) in ``color`` with ``alpha``."""
+    c = QColor(color)
+    c.setAlpha(alpha)
+    pen = QPen(c, width)
+    pen.setCosmetic(True)
+    return pen
+
+
 class FastPathItem(QGraphicsPathItem):
     """A path item whose bounding rect is the path's control-point rect plus a margin.
 
@@ -103,15 +112,12 @@ class Overlay:
         in ``color`` (hatching for ignored anchors)."""
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         item = FastPathItem(rects_to_path(boxes), margin=self._margin(width))
-        c = QColor(color)
-        c.setAlpha(alpha)
-        pen = QPen(c, width)
-        pen.setCosmetic(True)
+        pen = _pen(color, width, alpha)
         if dash:
             pen.setStyle(Qt.PenStyle.DashLine)
         item.setPen(pen)
         if isinstance(brush, Qt.BrushStyle):
-            item.setBrush(QBrush(c, brush))
+            item.setBrush(QBrush(pen.color(), brush))
         elif brush is not None:
             item.setBrush(QBrush(QColor(brush)))
         self._add(layer, item, len(boxes), z)
@@ -121,10 +127,7 @@ class Overlay:
                z: float = _Z) -> QGraphicsPathItem:
         points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
         item = FastPathItem(points_to_path(points), margin=self._margin(size))
-        c = QColor(color)
-        c.setAlpha(alpha)
-        pen = QPen(c, size)
-        pen.setCosmetic(True)
+        pen = _pen(color, size, alpha)
         pen.setCapStyle(Qt.PenCapStyle.RoundCap)
         item.setPen(pen)
         self._add(layer, item, len(points), z)

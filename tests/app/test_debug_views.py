@@ -12,25 +12,15 @@ from PySide6.QtTest import QTest
 from torchvision.ops import batched_nms
 
 from app.anchors_page import MIN_SCREEN_STRIDE_PX
-from app.main_window import MainWindow
 from detengine.api import Stage
 
-from .projects import FakeDialogs
 
 TIMEOUT = 120_000
 
 
 @pytest.fixture
-def win(qtbot):
-    w = MainWindow(dialogs=FakeDialogs(), restore_layout=False)          # the sample project
-    qtbot.addWidget(w)
-    w.show()
-    qtbot.waitExposed(w)
-    w.activateWindow()
-    qtbot.waitUntil(w.isActiveWindow, timeout=2000)
-    yield w
-    w.doc._autosave.stop()
-    w.debug_panel.shutdown()
+def win(sample_window):
+    return sample_window
 
 
 def open_view(qtbot, win, view: str, image: int = 7, config: str | None = None):

@@ -8,27 +8,17 @@ import json
 import pytest
 from pycocotools.coco import COCO
 
-from app.main_window import MainWindow
 from detengine.data.project import split_indices
 from detengine.train.events import read_jsonl
 
-from .projects import FakeDialogs
 
 RUN_TIMEOUT = 240_000
 
 
 @pytest.fixture
-def win(qtbot):
-    w = MainWindow(dialogs=FakeDialogs(), restore_layout=False)          # the sample project
-    qtbot.addWidget(w)
-    w.show()
-    qtbot.waitExposed(w)
-    w.show_view("train")
-    yield w
-    w.doc._autosave.stop()
-    w.training_panel.shutdown()
-    w.eval_panel.shutdown()
-    w.debug_panel.shutdown()
+def win(sample_window):
+    sample_window.show_view("train")
+    return sample_window
 
 
 def test_run_stop_list_load_evaluate_export(qtbot, win, tmp_path):
