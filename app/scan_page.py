@@ -1,7 +1,9 @@
 """Dataset scan: under the current config and assigner, every GT of the project with fewer than
 k positive priors, and a scatter of GT width x height (network-input pixels) coloured by its best
-IoU with any prior, with each level's prior shapes overlaid. Runs on its own worker thread with
-a progress bar and a cancel button; a click on a row or a point jumps to that box.
+IoU with any prior, with each level's prior shapes overlaid. Point priors (RTMDet) have no box,
+so no IoU: there the colour is the number of positives and the marks are the level strides. Runs
+on its own worker thread with a progress bar and a cancel button; a click on a row or a point
+jumps to that box.
 """
 from __future__ import annotations
 
@@ -22,10 +24,14 @@ __all__ = ["ScanPage", "ScanResult"]
 
 class ScanResult:
     """Per GT of the project: ``rows`` (N, 4) = best IoU, positives, w, h (input px), ``where``
-    (N, 2) = image index, box id; and the prior shapes (w, h) per level of the first image."""
+    (N, 2) = image index, box id; the prior shapes (w, h) per level of the first image; whether
+    the priors are points; whether the assigner depends on the predictions (scanned here with a
+    freshly initialised head)."""
 
-    def __init__(self, rows: np.ndarray, where: np.ndarray, shapes: list[np.ndarray], images: int):
+    def __init__(self, rows: np.ndarray, where: np.ndarray, shapes: list[np.ndarray], images: int,
+                 is_point: bool = False, uses_predictions: bool = False):
         self.rows, self.where, self.shapes, self.images = rows, where, shapes, images
+        self.is_point, self.uses_predictions = is_point, uses_predictions
 
 
 class ScanPage(DebugPage):
@@ -111,7 +117,7 @@ class ScanPage(DebugPage):
         def job():
             from detengine.image_trace import ImageTracer
             tracer = ImageTracer(spec_cfg, num_classes=num_classes)
-            rows, where, shapes = [], [], None
+            rows, where, shapes, is_point = [], [], None, False
             for n, (i, h, w, boxes, labels, crowd, ids) in enumerate(items):
                 if cancel.is_set():
                     break
@@ -119,11 +125,12 @@ class ScanPage(DebugPage):
                 rows.append(cov)
                 where += [(i, ids[k]) for k in kept]
                 if shapes is None:
-                    shapes = _prior_shapes(priors)
+                    shapes, is_point = _prior_shapes(priors), priors.is_point
                 if n % 10 == 0 or n == len(items) - 1:
                     progress.emit(n + 1, len(items))
             rows = np.concatenate(rows) if rows else np.zeros((0, 4))
-            return ScanResult(rows, np.asarray(where, np.int64).reshape(-1, 2), shapes or [], len(items))
+            return ScanResult(rows, np.asarray(where, np.int64).reshape(-1, 2), shapes or [], len(items), is_point,
+                              tracer.assigner_uses_predictions(overrides))
 
         self.runner.request(job, "scan")
 
@@ -153,10 +160,19 @@ class ScanPage(DebugPage):
         rows, where = self.scan.rows, self.scan.where
         weak = self.weak_rows()
         project = self.panel.editor.project
-        self.summary.setText(f"{len(rows)} GTs in {self.scan.images} images{note}: {len(weak)} with fewer than "
-                             f"{self.k.value()} positives; median best IoU {np.median(rows[:, 0]) if len(rows) else 0:.3f}")
+        text = f"{len(rows)} GTs in {self.scan.images} images{note}: {len(weak)} with fewer than {self.k.value()} positives"
+        if self.scan.is_point:
+            text += (f"; median positives {np.median(rows[:, 1]) if len(rows) else 0:.0f}. Point priors have no box, "
+                     f"so no IoU: colour = positives")
+        else:
+            text += f"; median best IoU {np.median(rows[:, 0]) if len(rows) else 0:.3f}"
+        if self.scan.uses_predictions:
+            text += (". This assigner weighs the model's predictions: scanned with a freshly initialised head, "
+                     "as at the first training step")
+        self.summary.setText(text)
         table = [[int(where[r, 0]) + 1, project.images[int(where[r, 0])].file_name, int(where[r, 1]),
-                  f"{rows[r, 2]:.0f}x{rows[r, 3]:.0f}", round(float(rows[r, 0]), 3), int(rows[r, 1])] for r in weak]
+                  f"{rows[r, 2]:.0f}x{rows[r, 3]:.0f}", "-" if self.scan.is_point else round(float(rows[r, 0]), 3),
+                  int(rows[r, 1])] for r in weak]
         fill_table(self.table, table)
         self._draw_plot()
 
@@ -165,16 +181,19 @@ class ScanPage(DebugPage):
         rows = self.scan.rows
         if len(rows):
             cmap = pg.colormap.get("viridis")
-            brushes = [pg.mkBrush(c) for c in cmap.map(np.clip(rows[:, 0], 0, 1), mode="qcolor")]
+            if self.scan.is_point:  # 0 positives dark, 2k or more bright
+                value, legend = rows[:, 1] / (2.0 * self.k.value()), "GT (colour: positives)"
+            else:
+                value, legend = rows[:, 0], "GT (colour: best IoU)"
+            brushes = [pg.mkBrush(c) for c in cmap.map(np.clip(value, 0, 1), mode="qcolor")]
             # PlotDataItem (not a bare ScatterPlotItem): it follows the plot's log axes
             self.scatter = self.plot.plot(np.maximum(rows[:, 2], 1), np.maximum(rows[:, 3], 1), pen=None, symbol="o",
-                                          symbolSize=6, symbolBrush=brushes, symbolPen=None,
-                                          name="GT (colour: best IoU)")
+                                          symbolSize=6, symbolBrush=brushes, symbolPen=None, name=legend)
             self.scatter.sigPointsClicked.connect(self._on_point)
         for level, wh in enumerate(self.scan.shapes):
             self.plot.plot(wh[:, 0], wh[:, 1], pen=None, symbol="+", symbolSize=16,
                            symbolPen=pg.mkPen(level_color(level), width=2), symbolBrush=None,
-                           name=f"P{level} prior shapes")
+                           name=f"P{level} stride" if self.scan.is_point else f"P{level} prior shapes")
 
     def _on_point(self, _item, points, _event=None) -> None:
         if not points:

@@ -192,6 +192,11 @@ class ImageTracer:
             else np.zeros((0, 4))
         return out, np.flatnonzero(~crowd), trace.priors
 
+    def assigner_uses_predictions(self, model_overrides: dict | None = None) -> bool:
+        """Whether the configured assigner weighs the head's predictions (DynamicSoftLabel)."""
+        model_cfg = merge_dicts(self.model_cfg, model_overrides) if model_overrides else self.model_cfg
+        return bool(head_core_for(model_cfg).needs_predictions())
+
     def head_outputs(self, key, image_input: ImageInput):
         """(cls (A, K), reg (A, 4), feature sizes) of the model on this image (cached)."""
         with self._lock:

@@ -237,6 +237,20 @@ def test_dataset_scan_lists_weak_gts_and_jumps_to_them(qtbot, win):
     assert int(result["main"].trace.coverage.num_pos[k]) == int(scan.rows[weak[0], 1])
 
 
+def test_dataset_scan_of_point_priors_counts_positives_not_iou(qtbot, win):
+    open_view(qtbot, win, "scan", config="rtmdet_tiny_coco")
+    page = win.debug_panel.pages["scan"]
+    page.k.setValue(3)
+    with qtbot.waitSignal(page.runner.done, timeout=TIMEOUT):
+        page.run_scan()
+    scan = page.scan
+    assert scan.is_point and scan.uses_predictions and len(scan.shapes) == 3
+    assert page.scatter.name() == "GT (colour: positives)"
+    assert "no IoU" in page.summary.text() and "freshly initialised head" in page.summary.text()
+    assert page.table.rowCount() == int((scan.rows[:, 1] < 3).sum()) > 0
+    assert all(page.table.item(r, 4).text() == "-" for r in range(page.table.rowCount()))
+
+
 def test_selecting_a_box_on_the_canvas_selects_its_gt(qtbot, win):
     result = open_view(qtbot, win, "assign")
     page = win.debug_panel.pages["assign"]
