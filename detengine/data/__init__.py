@@ -10,9 +10,9 @@ from .folder import (IMAGE_EXTENSIONS, DetectionDataset, DetectionSample, ImageF
                      sample_to_results)
 from .synthetic import (SYNTHETIC_CLASSES, SyntheticPaths, default_synthetic_root, ensure_synthetic_dataset,
                         generate_synthetic_image)
-from .transforms import (IGNORED_TRANSFORMS, TRANSFORMS, Compose, Expand, KeepRatioResize, MinIoURandomCrop,
-                         Normalize, Pad, PhotoMetricDistortion, RandomFlip, RandomResize, Resize, ToTensor,
-                         boxes_to_original, build_pipeline, flip, rescale_size)
+from .transforms import (IGNORED_TRANSFORMS, TRANSFORMS, CachedMixUp, CachedMosaic, Compose, Expand, KeepRatioResize,
+                         MinIoURandomCrop, Normalize, Pad, PhotoMetricDistortion, RandomCrop, RandomFlip, RandomResize,
+                         Resize, ToTensor, YOLOXHSVRandomAug, boxes_to_original, build_pipeline, flip, rescale_size)
 from .voc import VOC_CLASSES, VocDataset
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "generate_synthetic_image",
     "Compose", "build_pipeline", "boxes_to_original", "PhotoMetricDistortion", "Expand", "MinIoURandomCrop",
     "Resize", "KeepRatioResize", "RandomResize", "RandomFlip", "flip", "Pad", "Normalize", "ToTensor",
+    "RandomCrop", "YOLOXHSVRandomAug", "CachedMosaic", "CachedMixUp",
     "TRANSFORMS", "IGNORED_TRANSFORMS", "rescale_size",
     "collate", "Collate", "worker_init_fn",
 ]

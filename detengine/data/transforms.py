@@ -13,7 +13,12 @@ pixels, composed by every geometric transform (as mmdetection's ``homography_mat
 :func:`boxes_to_original` inverts. ``box_ids`` / ``ignore_ids`` give each remaining box's row in
 the original sample, and ``dropped`` lists ``{"transform", "boxes", "ignore_boxes"}`` (original
 rows) for every transform that removed boxes (left the image, became empty, or had their centre
-cropped away).
+cropped away). Boxes mixed in from other samples (:mod:`detengine.data.mixing`) have id -1, and
+``meta["mixed"]`` lists ``{"transform", "image_ids"}`` of those samples; ``homography`` and
+``scale_factor`` stay those of the sample's own pixels.
+
+A transform may return None (:class:`RandomCrop` with no box left): :class:`Compose` then stops
+and returns None, and the training set fetches another sample, as mmdetection's dataset does.
 
 The image stays RGB throughout (mmdetection works in BGR); where mmdetection's meaning depends
 on channel order the RGB equivalent is used and said so in the class docstring. Randomness
@@ -32,9 +37,9 @@ import torch
 from ..boxes import bbox_overlaps
 
 __all__ = [
-    "Compose", "build_pipeline", "boxes_to_original", "PhotoMetricDistortion", "Expand",
-    "MinIoURandomCrop", "Resize", "KeepRatioResize", "RandomResize", "RandomFlip", "Pad",
-    "Normalize", "ToTensor", "TRANSFORMS", "IGNORED_TRANSFORMS", "rescale_size",
+    "Compose", "build_pipeline", "boxes_to_original", "PhotoMetricDistortion", "YOLOXHSVRandomAug", "Expand",
+    "MinIoURandomCrop", "RandomCrop", "CachedMosaic", "CachedMixUp", "Resize", "KeepRatioResize", "RandomResize",
+    "RandomFlip", "Pad", "Normalize", "ToTensor", "TRANSFORMS", "IGNORED_TRANSFORMS", "rescale_size",
 ]
 
 _INTERP = {"nearest": cv2.INTER_NEAREST, "bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC,
@@ -68,8 +73,9 @@ def _select(results: dict, keep: np.ndarray, keep_ignore: np.ndarray, name: str)
     ignore_ids = meta.setdefault("ignore_ids", np.arange(len(results["ignore_boxes"])))
     if keep.all() and keep_ignore.all():
         return
+    gone, gone_ignore = box_ids[~keep], ignore_ids[~keep_ignore]  # rows mixed in from other samples are -1
     meta.setdefault("dropped", []).append(
-        {"transform": name, "boxes": box_ids[~keep].tolist(), "ignore_boxes": ignore_ids[~keep_ignore].tolist()})
+        {"transform": name, "boxes": gone[gone >= 0].tolist(), "ignore_boxes": gone_ignore[gone_ignore >= 0].tolist()})
     results["boxes"] = results["boxes"][keep]
     results["labels"] = results["labels"][keep]
     results["ignore_boxes"] = results["ignore_boxes"][keep_ignore]
@@ -83,6 +89,14 @@ def _clip(boxes: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     out[:, 0::2] = out[:, 0::2].clip(0, w)
     out[:, 1::2] = out[:, 1::2].clip(0, h)
     return out
+
+
+def _inside(boxes: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """(N,) bool: the box overlaps the ``hw = (h, w)`` image (mmdetection's
+    ``HorizontalBoxes.is_inside``: ``x1 < w & y1 < h & x2 > 0 & y2 > 0``; a clipped box squashed
+    onto the border fails it, a zero-area box inside passes)."""
+    h, w = hw
+    return (boxes[:, 0] < w) & (boxes[:, 1] < h) & (boxes[:, 2] > 0) & (boxes[:, 3] > 0)
 
 
 def _nonempty(boxes: np.ndarray) -> np.ndarray:
@@ -189,7 +203,108 @@ class PhotoMetricDistortion(RandomTransform):
         return results
 
 
+class YOLOXHSVRandomAug(RandomTransform):
+    """mmdetection's ``YOLOXHSVRandomAug``: gains ``uniform(-1, 1, 3) * (hue_delta,
+    saturation_delta, value_delta)``, each kept with probability 1/2 (``integers(0, 2, 3)``), cast
+    to int16; then hue ``(h + gain) % 180``, saturation and value clipped to [0, 255]. HSV via
+    ``cv2.COLOR_RGB2HSV`` / ``HSV2RGB`` on the RGB image, the same numbers as mmdetection's
+    BGR2HSV / HSV2BGR on the BGR image. A new image; the input array is not written."""
+
+    def __init__(self, *, hue_delta: int = 5, saturation_delta: int = 30, value_delta: int = 30, rng=None):
+        super().__init__(rng)
+        self.hue_delta = hue_delta
+        self.saturation_delta = saturation_delta
+        self.value_delta = value_delta
+
+    def _gains(self) -> np.ndarray:
+        """(3,) int16 hue, saturation and value gains."""
+        gains = self.rng.uniform(-1, 1, 3) * [self.hue_delta, self.saturation_delta, self.value_delta]
+        gains *= self.rng.integers(0, 2, 3)
+        return gains.astype(np.int16)
+
+    def __call__(self, results: dict) -> dict:
+        gains = self._gains()
+        img = results["image"]
+        hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV).astype(np.int16)
+        hsv[..., 0] = (hsv[..., 0] + gains[0]) % 180
+        hsv[..., 1] = np.clip(hsv[..., 1] + gains[1], 0, 255)
+        hsv[..., 2] = np.clip(hsv[..., 2] + gains[2], 0, 255)
+        results["image"] = cv2.cvtColor(hsv.astype(img.dtype), cv2.COLOR_HSV2RGB)
+        return results
+
+
 # --------------------------------------------------------------------------- SSD geometric
+
+
+class RandomCrop(RandomTransform):
+    """mmdetection's ``RandomCrop`` (not SSD's :class:`MinIoURandomCrop`).
+
+    ``crop_size = (w, h)`` and ``crop_type``: ``absolute`` crops ``min(h, crop_h) x min(w,
+    crop_w)``; ``absolute_range`` draws ``crop_h`` in ``[min(h, size[0]), min(h, size[1])]`` and
+    ``crop_w`` likewise (both from the same two numbers); ``relative`` crops ``(h * size[1], w *
+    size[0])``; ``relative_range`` crops ``h * uniform(size[0], 1)``, ``w * uniform(size[1], 1)``
+    (mmdetection pairs ``size[0]`` with the height there). Offsets ``integers(0, margin + 1)``,
+    y first. Boxes (and ignore boxes) shift, are clipped (``bbox_clip_border``) and kept when
+    still overlapping the crop (:func:`_inside`). When no box of either kind is left and
+    ``allow_negative_crop`` is False the transform returns None, like mmdetection, whose dataset
+    then fetches another sample (:class:`detengine.train.data.SeededTrainSet` does the same).
+    ``recompute_bbox`` re-derives boxes from masks in mmdetection; there are no masks here, so,
+    as in mmdetection without masks, it changes nothing."""
+
+    _TYPES = ("absolute", "absolute_range", "relative", "relative_range")
+
+    def __init__(self, *, crop_size, crop_type: str = "absolute", allow_negative_crop: bool = False,
+                 recompute_bbox: bool = False, bbox_clip_border: bool = True, rng=None):
+        super().__init__(rng)
+        if crop_type not in self._TYPES:
+            raise ValueError(f"RandomCrop crop_type must be one of {list(self._TYPES)}, got {crop_type!r}")
+        a, b = crop_size
+        if crop_type.startswith("absolute") and not (isinstance(a, int) and isinstance(b, int) and a > 0 and b > 0):
+            raise ValueError(f"RandomCrop {crop_type} crop_size must be two positive ints, got {crop_size!r}")
+        if crop_type == "absolute_range" and a > b:
+            raise ValueError(f"RandomCrop absolute_range crop_size must be (min, max), got {crop_size!r}")
+        if crop_type.startswith("relative") and not (0 < a <= 1 and 0 < b <= 1):
+            raise ValueError(f"RandomCrop {crop_type} crop_size must be in (0, 1], got {crop_size!r}")
+        self.crop_size, self.crop_type = tuple(crop_size), crop_type
+        self.allow_negative_crop = allow_negative_crop
+        self.recompute_bbox = recompute_bbox
+        self.bbox_clip_border = bbox_clip_border
+
+    def _crop_hw(self, h: int, w: int) -> tuple[int, int]:
+        """(crop_h, crop_w) for an (h, w) image (mmdetection's ``_get_crop_size``)."""
+        a, b = self.crop_size
+        if self.crop_type == "absolute":
+            return min(b, h), min(a, w)
+        if self.crop_type == "absolute_range":
+            crop_h = int(self.rng.integers(min(h, a), min(h, b) + 1))
+            return crop_h, int(self.rng.integers(min(w, a), min(w, b) + 1))
+        if self.crop_type == "relative":
+            return int(h * b + 0.5), int(w * a + 0.5)
+        size = np.asarray(self.crop_size, dtype=np.float32)
+        crop_h, crop_w = size + self.rng.random(2) * (1 - size)
+        return int(h * crop_h + 0.5), int(w * crop_w + 0.5)
+
+    def __call__(self, results: dict) -> dict | None:
+        h, w = _hw(results)
+        crop_h, crop_w = self._crop_hw(h, w)
+        top = int(self.rng.integers(0, max(h - crop_h, 0) + 1))
+        left = int(self.rng.integers(0, max(w - crop_w, 0) + 1))
+        image = np.ascontiguousarray(results["image"][top:top + crop_h, left:left + crop_w])
+        hw = image.shape[:2]
+        shift = np.array([left, top, left, top], np.float32)
+        boxes, ignore = results["boxes"] - shift, results["ignore_boxes"] - shift
+        if self.bbox_clip_border:
+            boxes, ignore = _clip(boxes, hw), _clip(ignore, hw)
+        keep, keep_ignore = _inside(boxes, hw), _inside(ignore, hw)
+        if not (keep.any() or keep_ignore.any() or self.allow_negative_crop):
+            return None
+        results.update(image=image, boxes=boxes, ignore_boxes=ignore)
+        meta = results["meta"]
+        _compose_homography(meta, np.array([[1, 0, -left], [0, 1, -top], [0, 0, 1]], np.float64))
+        _set_shapes(meta, hw)
+        meta["crop_patch"] = (left, top, left + hw[1], top + hw[0])
+        _select(results, keep, keep_ignore, "RandomCrop")
+        return results
 
 
 class Expand(RandomTransform):
@@ -457,8 +572,9 @@ class Pad(Transform):
     """mmdetection's ``Pad``: pad bottom/right to ``size = (w, h)``, to a multiple of
     ``size_divisor``, or to a square (``pad_to_square``, then rounded up to the divisor).
 
-    ``pad_val`` is a number, an RGB triple, or mmdetection's ``dict(img=..., seg=...)``.
-    ``meta["pad_shape"]`` becomes the padded (h, w); unlike mmcv's ``Pad``, ``img_shape``
+    ``pad_val`` is a number, a colour triple, or mmdetection's ``dict(img=..., seg=...)``. A
+    triple is in mmdetection's channel order, BGR (its images are BGR), and is reversed for our
+    RGB image, so a config pads with the same colour in both. ``meta["pad_shape"]`` becomes the padded (h, w); unlike mmcv's ``Pad``, ``img_shape``
     stays the un-padded content so boxes clip to real pixels. Boxes do not move."""
 
     def __init__(self, *, size=None, size_divisor: int | None = None, pad_to_square: bool = False,
@@ -492,7 +608,7 @@ class Pad(Transform):
         th, tw = self.target_shape(h, w)
         if (th, tw) != (h, w):
             val = self.pad_val
-            val = [float(v) for v in val] if isinstance(val, (list, tuple)) else [float(val)] * img.shape[2]
+            val = [float(v) for v in val][::-1] if isinstance(val, (list, tuple)) else [float(val)] * img.shape[2]
             img = cv2.copyMakeBorder(np.ascontiguousarray(img), 0, th - h, 0, tw - w, cv2.BORDER_CONSTANT, value=val)
         results["image"] = img
         meta = results["meta"]
@@ -560,17 +676,22 @@ class Compose(Transform):
             if hasattr(t, "set_rng"):
                 t.set_rng(self.rng)
 
-    def __call__(self, results: dict) -> dict:
+    def __call__(self, results: dict) -> dict | None:
+        """The transformed ``results``, or None as soon as a step returns None (as mmcv's Compose:
+        e.g. :class:`RandomCrop` left no box; the dataset then fetches another sample)."""
         for t in self.transforms:
             results = t(results)
+            if results is None:
+                return None
         return results
 
     def __repr__(self) -> str:
         return "Compose([" + ", ".join(repr(t) for t in self.transforms) + "])"
 
 
-TRANSFORMS = {cls.__name__: cls for cls in (PhotoMetricDistortion, Expand, MinIoURandomCrop, Resize,
-                                             KeepRatioResize, RandomResize, RandomFlip, Pad, Normalize, ToTensor)}
+TRANSFORMS = {cls.__name__: cls for cls in (PhotoMetricDistortion, YOLOXHSVRandomAug, Expand, MinIoURandomCrop,
+                                             RandomCrop, Resize, KeepRatioResize, RandomResize, RandomFlip, Pad,
+                                             Normalize, ToTensor)}
 IGNORED_TRANSFORMS = ("LoadImageFromFile", "LoadAnnotations", "PackDetInputs")
 
 
@@ -631,3 +752,10 @@ def _legacy_inverse(arr: np.ndarray, meta: dict) -> np.ndarray:
         arr = _map_boxes(arr, step)
     sx, sy = meta.get("scale_factor", (1.0, 1.0))
     return arr / np.array([sx, sy, sx, sy])
+
+
+# The cached (multi-image) transforms build on the helpers above; registered here so that the
+# name -> class table stays in this one place.
+from .mixing import CachedMixUp, CachedMosaic  # noqa: E402
+
+TRANSFORMS.update(CachedMosaic=CachedMosaic, CachedMixUp=CachedMixUp)

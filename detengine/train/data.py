@@ -1,6 +1,8 @@
 """Datasets and pipelines for training and evaluation, from a config and a ``--data`` choice."""
 from __future__ import annotations
 
+import copy
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,20 +11,125 @@ import torch
 
 from ..data import (CocoDataset, Collate, DatasetError, Normalize, ToTensor, VocDataset, build_pipeline,
                     ensure_synthetic_dataset, sample_to_results)
+from ..data.mixing import copy_results
+from .distributed import shard
 
-__all__ = ["SeededTrainSet", "EvalSet", "DataBundle", "build_data", "resolve_data", "pipelines_for"]
+__all__ = ["SeededTrainSet", "EvalSet", "DataBundle", "EpochOrder", "HANDLED_HOOKS", "MAX_REFETCH", "build_data",
+           "resolve_data", "pipelines_for", "train_stages_for"]
+
+#: ``custom_hooks`` types that :func:`build_data` carries out (the trainer handles ``EMAHook``).
+HANDLED_HOOKS = ("PipelineSwitchHook",)
+
+
+@dataclass(frozen=True)
+class EpochOrder:
+    """This rank's sample order of each epoch: ``order(epoch) -> list[int]`` dataset indices.
+
+    A shuffle seeded by ``seed * 100_003 + epoch`` (torch.randperm), then this rank's share as
+    :func:`detengine.train.distributed.shard` gives it (padded by repetition to equal length, so
+    an index may appear twice), computed from ``world`` / ``rank`` so it is picklable and pure."""
+
+    seed: int
+    n: int
+    world: int = 1
+    rank: int = 0
+
+    def __call__(self, epoch: int) -> list[int]:
+        g = torch.Generator().manual_seed(self.seed * 100_003 + int(epoch))
+        return shard(torch.randperm(self.n, generator=g).tolist(), self.world, self.rank)
+
+
+MAX_REFETCH = 100  # mmdetection's dataset tries 1000 other samples; a pipeline that needs more is broken
+
+
+class _LRU:
+    """A small least-recently-used memo (``capacity`` 0: keeps nothing)."""
+
+    def __init__(self, capacity: int):
+        self.capacity, self.items = int(capacity), OrderedDict()
+
+    def get(self, key):
+        value = self.items.get(key)
+        if value is not None:
+            self.items.move_to_end(key)
+        return value
+
+    def put(self, key, value) -> None:
+        if self.capacity <= 0:
+            return
+        self.items[key] = value
+        self.items.move_to_end(key)
+        while len(self.items) > self.capacity:
+            self.items.popitem(last=False)
+
+
+def _cache_sizes(pipelines) -> tuple[int, int]:
+    """LRU capacities (raw samples, prefix results) for the cached transforms of ``pipelines``."""
+    raw = prefix = 0
+    for pipeline in pipelines:
+        for k, t in enumerate(pipeline.transforms):
+            if getattr(t, "needs_mix_source", False):
+                raw = max(raw, t.max_cached_images + 4)
+                prefix += t.max_cached_images + 4 if k > 0 else 0
+    return raw, prefix
 
 
 class SeededTrainSet(torch.utils.data.Dataset):
     """Training samples whose augmentation is seeded by (seed, epoch, index): the same sample of
-    the same epoch always gets the same crop, flip and colour jitter, in any worker."""
+    the same epoch always gets the same crop, flip and colour jitter, in any worker.
 
-    def __init__(self, dataset, pipeline, seed: int = 0):
-        self.dataset, self.pipeline, self.seed = dataset, pipeline, int(seed)
+    ``stages``: ``[(switch_epoch, switch_pipeline), ...]`` (mmdetection's ``PipelineSwitchHook``,
+    :func:`train_stages_for`): from 0-based epoch ``switch_epoch`` on, ``switch_pipeline``
+    replaces ``pipeline``; :meth:`set_epoch` picks the one in force (``self.pipeline``).
+
+    Sample ``index`` of epoch ``e`` runs the pipeline with ``default_rng([seed, e, index])``. A
+    step returning None (:class:`~detengine.data.transforms.RandomCrop` left no box) makes it
+    fetch another sample, as mmdetection's dataset does: attempt ``a`` draws the sample and then
+    the pipeline from ``default_rng([seed, e, index, a])``, up to :data:`MAX_REFETCH` attempts.
+
+    Cached transforms (``CachedMosaic``, ``CachedMixUp``, :mod:`detengine.data.mixing`) get their
+    cache from this set, as a pure function of (seed, epoch, position): at the position ``p`` of
+    ``index`` in this rank's order of the epoch (:meth:`set_order`, an :class:`EpochOrder`;
+    identity without one; the first occurrence of an index the shard repeats), the cache of a
+    transform at step ``k`` is what reached step ``k`` at the last ``max_cached_images``
+    positions of this rank's timeline (the epochs' orders one after another, back to the epoch
+    the current pipeline stage started; fewer at the start, as mmdetection's cache fills up).
+    The entry of an earlier position is its sample's own first attempt that reached step ``k``
+    (step 0: the loaded sample), recomputed with that sample's own seed when it is not in the
+    small memo that sequential access fills (after a resume, or in another DataLoader worker).
+    """
+
+    def __init__(self, dataset, pipeline, seed: int = 0, *, stages=()):
+        self.dataset, self.seed = dataset, int(seed)
+        self.stages = sorted([(0, pipeline), *((int(e), p) for e, p in stages)], key=lambda s: s[0])
+        self.pipeline = pipeline
+        self.order = None
         self.epoch = 0
+        self._capacities = _cache_sizes(p for _, p in self.stages)
+        self._reset_memos()
+        self.set_epoch(0)
+
+    def _reset_memos(self) -> None:
+        self._raw_memo, self._prefix_memo = _LRU(self._capacities[0]), _LRU(self._capacities[1])
+        self._orders = _LRU(4)
+
+    def __getstate__(self) -> dict:  # DataLoader workers start with empty memos
+        state = dict(self.__dict__)
+        state.update(_raw_memo=_LRU(0), _prefix_memo=_LRU(0), _orders=_LRU(0))
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._reset_memos()
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
+        self.pipeline = self._stage(self.epoch)[1]
+
+    def set_order(self, order) -> None:
+        """Use ``order(epoch) -> list[int]`` (this rank's :class:`EpochOrder`) as the timeline."""
+        self.order = order
+        self._orders = _LRU(4)
 
     @property
     def class_names(self) -> list[str]:
@@ -36,8 +143,129 @@ class SeededTrainSet(torch.utils.data.Dataset):
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> dict:
-        self.pipeline.set_rng(np.random.default_rng([self.seed, self.epoch, int(index)]))
-        return self.pipeline(sample_to_results(self.dataset.load_sample(index)))
+        return self._produce(self.epoch, int(index))
+
+    # ------------------------------------------------------------------ producing samples
+    def _stage(self, epoch: int) -> tuple[int, object]:
+        """(first epoch, pipeline) of the stage that ``epoch`` trains with."""
+        return [s for s in self.stages if s[0] <= epoch][-1]
+
+    def _produce(self, epoch: int, index: int, stop: int | None = None) -> dict:
+        """Sample ``index`` of ``epoch`` through the pipeline (its first ``stop`` steps), with refetches."""
+        pipeline = self._stage(epoch)[1]
+        steps = pipeline.transforms[:stop]
+        mixing = any(getattr(t, "needs_mix_source", False) for t in steps)
+        reached: set[int] = set()  # cached steps an earlier attempt reached (their entry is taken)
+        for attempt in range(MAX_REFETCH):
+            rng = np.random.default_rng([self.seed, epoch, index, attempt] if attempt else [self.seed, epoch, index])
+            results = self._raw(index if attempt == 0 else int(rng.integers(len(self.dataset))))
+            if mixing:
+                results["mix_source"] = _WindowSource(self, epoch, index, reached)
+            results, failed = _run(pipeline, steps, results, rng)
+            if results is not None:
+                results.pop("mix_source", None)
+                return results
+        raise DatasetError(f"training sample {index} (epoch {epoch}): the train pipeline's step {failed!r} "
+                           f"returned None for {MAX_REFETCH} samples in a row (e.g. RandomCrop with "
+                           f"allow_negative_crop=False and no box left); do the images have boxes?")
+
+    def _raw(self, index: int) -> dict:
+        """The loaded sample as a results dict that the caller owns."""
+        if self._raw_memo.capacity <= 0:
+            return sample_to_results(self.dataset.load_sample(index))
+        sample = self._raw_memo.get(index)
+        if sample is None:
+            sample = self.dataset.load_sample(index)
+            self._raw_memo.put(index, sample)
+        return copy_results(sample_to_results(sample))
+
+    # ------------------------------------------------------------------ the caches' windows
+    def _order(self, epoch: int) -> tuple[list[int], dict[int, int]]:
+        """(this rank's order of ``epoch``, index -> first position)."""
+        hit = self._orders.get(epoch)
+        if hit is None:
+            order = list(range(len(self.dataset))) if self.order is None else list(self.order(epoch))
+            hit = (order, {i: p for p, i in reversed(list(enumerate(order)))})
+            self._orders.put(epoch, hit)
+        return hit
+
+    def _window_keys(self, epoch: int, index: int, size: int) -> list[tuple[int, int]]:
+        """(epoch, index) of up to ``size - 1`` positions before ``index``'s, oldest first."""
+        first_epoch = self._stage(epoch)[0]
+        position = self._order(epoch)[1].get(index)
+        if position is None:  # not in this rank's order (a direct ``ds[i]``): no history
+            return []
+        keys, e = [], epoch
+        while len(keys) < size - 1:
+            position -= 1
+            while position < 0:
+                e -= 1
+                if e < first_epoch:
+                    return keys[::-1]
+                position = len(self._order(e)[0]) - 1
+            keys.append((e, self._order(e)[0][position]))
+        return keys[::-1]
+
+    def _entry(self, key: tuple[int, int], step: int) -> dict:
+        """What reached pipeline step ``step`` for sample ``key = (epoch, index)``: a copy."""
+        epoch, index = key
+        if step == 0:
+            return self._raw(index)
+        hit = self._prefix_memo.get((epoch, index, step))
+        if hit is None:
+            hit = self._produce(epoch, index, stop=step)
+            self._prefix_memo.put((epoch, index, step), hit)
+        return copy.deepcopy(hit)
+
+    def _remember(self, key: tuple[int, int], step: int, results: dict) -> None:
+        if step > 0:
+            self._prefix_memo.put((*key, step), copy_results(results))
+
+
+def _run(pipeline, steps: list, results: dict, rng: np.random.Generator) -> tuple[dict | None, object]:
+    """``steps`` of ``pipeline`` on ``results`` with ``rng`` (the pipeline's own generator is
+    restored after: a cached transform may compute another sample in the middle of a run).
+    Returns (results, None), or (None, the step that returned None)."""
+    saved = pipeline.rng
+    pipeline.set_rng(rng)
+    try:
+        for t in steps:
+            results = t(results)
+            if results is None:
+                return None, t
+        return results, None
+    finally:
+        if saved is not None:
+            pipeline.set_rng(saved)
+
+
+class _WindowSource:
+    """``results["mix_source"]`` of one sample: its cached transforms' windows (see SeededTrainSet)."""
+
+    def __init__(self, owner: SeededTrainSet, epoch: int, index: int, reached: set[int]):
+        self.owner, self.epoch, self.index, self.reached = owner, epoch, index, reached
+
+    def window(self, transform, results: dict, size: int) -> _Window:
+        step = next(k for k, t in enumerate(self.owner._stage(self.epoch)[1].transforms) if t is transform)
+        if step not in self.reached:  # the first attempt to reach a step is this position's entry
+            self.reached.add(step)
+            self.owner._remember((self.epoch, self.index), step, results)
+        return _Window(self.owner, self.owner._window_keys(self.epoch, self.index, size), step, results)
+
+
+class _Window:
+    """The entries of a window, computed (or taken from the memos) only when asked for."""
+
+    def __init__(self, owner: SeededTrainSet, keys: list, step: int, current: dict):
+        self.owner, self.keys, self.step, self.current = owner, keys, step, current
+
+    def __len__(self) -> int:
+        return len(self.keys) + 1
+
+    def get(self, i: int) -> dict:
+        if i == len(self.keys):
+            return copy_results(self.current)
+        return self.owner._entry(self.keys[i], self.step)
 
 
 class EvalSet(torch.utils.data.Dataset):
@@ -87,6 +315,27 @@ def pipelines_for(cfg: dict, seed: int = 0):
     return train, test
 
 
+def train_stages_for(cfg: dict, seed: int = 0) -> list[tuple[int, object]]:
+    """``custom_hooks``' ``PipelineSwitchHook`` entries as ``(switch_epoch, pipeline)``, each
+    pipeline completed as in :func:`pipelines_for`. Other hook types are left to their owners
+    (:data:`HANDLED_HOOKS`)."""
+    stages = []
+    for i, hook in enumerate(cfg.get("custom_hooks") or []):
+        if not isinstance(hook, dict) or hook.get("type") != "PipelineSwitchHook":
+            continue
+        args = {k: v for k, v in hook.items() if k not in ("type", "priority")}
+        if set(args) != {"switch_epoch", "switch_pipeline"}:
+            raise ValueError(f"custom_hooks[{i}] PipelineSwitchHook needs exactly switch_epoch and "
+                             f"switch_pipeline (and optionally priority), got {sorted(args)}")
+        try:
+            pipeline = build_pipeline(args["switch_pipeline"], rng=seed)
+        except ValueError as exc:
+            raise ValueError(f"custom_hooks[{i}] PipelineSwitchHook switch_pipeline: {exc}") from exc
+        pipeline.transforms += [_normalize_step(cfg["model"]), ToTensor()]
+        stages.append((int(args["switch_epoch"]), pipeline))
+    return stages
+
+
 def resolve_data(data: str | None, cfg: dict) -> tuple[str, dict]:
     """Which data set to use: ``"synthetic"`` (default), a COCO JSON file, or a VOC root."""
     data = data or cfg.get("data", {}).get("default", "synthetic")
@@ -131,5 +380,6 @@ def build_data(cfg: dict, data: str | None = None, *, val_data: str | None = Non
         val = VocDataset(opts["root"], split="test") if (Path(opts["root"]) / "ImageSets/Main/test.txt").exists() \
             else None
         desc = f"Pascal VOC {opts['root']}"
-    return DataBundle(SeededTrainSet(train, train_pipe, seed), val, train_pipe, test_pipe,
+    train_set = SeededTrainSet(train, train_pipe, seed, stages=train_stages_for(cfg, seed))
+    return DataBundle(train_set, val, train_pipe, test_pipe,
                       Collate(size_divisor=divisor if divisor and divisor > 1 else None), desc)

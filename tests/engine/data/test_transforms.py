@@ -215,6 +215,9 @@ def test_pad_variants():
     assert out["image"].shape == (50, 40, 3) and out["image"][-1, -1].tolist() == [114, 114, 114]
     assert out["image"][0, 0].tolist() == [7, 7, 7] and out["meta"]["img_shape"] == (20, 30)
     assert out["boxes"].tolist() == [[1, 1, 5, 5]]
+    bgr = Pad(size=(40, 50), pad_val=dict(img=(10, 20, 30)))(_results(20, 30, np.zeros((0, 4), np.float32),
+                                                                     np.zeros(0, np.int64), np.zeros((0, 4), np.float32)))
+    assert bgr["image"][-1, -1].tolist() == [30, 20, 10]  # mmdetection's BGR triple on our RGB image
     assert Pad(pad_to_square=True)(_results(*_small()))["image"].shape == (8, 8, 3)
     sq = Pad(pad_to_square=True, size_divisor=32)(
         _results(20, 30, np.zeros((0, 4), np.float32), np.zeros(0, np.int64), np.zeros((0, 4), np.float32)))
