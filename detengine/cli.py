@@ -133,10 +133,14 @@ def _add_eval_export(sub) -> None:
 
 def inject_nan_fault(trainer) -> None:
     """Fault injection for testing error paths (the window's NaN message): with
-    ``DETSCOPE_FAULT_NAN_AT_STEP=N`` in the environment, the loss of global step N is NaN."""
+    ``DETSCOPE_FAULT_NAN_AT_STEP=N`` in the environment, the loss of global step N is NaN (under
+    torchrun only on rank ``DETSCOPE_FAULT_NAN_RANK`` when that is set)."""
     import os
+
+    from .train import distributed as dist
     step = os.environ.get("DETSCOPE_FAULT_NAN_AT_STEP")
-    if not step:
+    only_rank = os.environ.get("DETSCOPE_FAULT_NAN_RANK")
+    if not step or (only_rank and int(only_rank) != dist.rank()):
         return
     model, original = trainer.model, trainer.model.loss_from_outputs
 

@@ -137,9 +137,20 @@ def class_map(model_class_names: list[str] | None, categories) -> tuple[dict[int
 
 
 def checkpoint_class_names(checkpoint) -> list[str] | None:
-    """The class names of a run's checkpoint (``classes.txt`` beside it), or None."""
+    """The class names a checkpoint was trained with, in label order: its ``meta["classes"]``
+    (saved by the trainer), else ``classes.txt`` beside it (older runs), else None."""
     from pathlib import Path
-    path = Path(checkpoint).with_name("classes.txt")
-    if not path.is_file():
+
+    import torch
+    path = Path(checkpoint)
+    try:  # memory-mapped: only the small meta entry is read, not the weights
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        names = (ckpt.get("meta") or {}).get("classes") if isinstance(ckpt, dict) else None
+        if names:
+            return [str(n) for n in names]
+    except Exception:  # unreadable here: the model loader reports it with its own message
+        pass
+    txt = path.with_name("classes.txt")
+    if not txt.is_file():
         return None
-    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [line.strip() for line in txt.read_text(encoding="utf-8").splitlines() if line.strip()]

@@ -63,8 +63,14 @@ class RTMDetHeadCore(AnchorHeadCore):
 
     @staticmethod
     def reduce_avg_factor(values) -> float:
-        """Batch normaliser: ``clamp(sum of matched IoUs, min=1)``."""
-        return max(float(sum(values)), 1.0)
+        """Batch normaliser: ``clamp(sum of matched IoUs, min=1)``; under torchrun the sum is
+        averaged over the ranks first (mmdetection's ``reduce_mean``), so every rank divides by
+        the same number."""
+        from ..train.distributed import is_distributed, reduce_mean
+        total = float(sum(values))
+        if is_distributed():
+            total = float(reduce_mean(torch.tensor(total, dtype=torch.float64)))
+        return max(total, 1.0)
 
     def loss_image(self, cls_scores, bbox_preds, priors, targets, avg_factor) -> ImageLoss:
         metrics = targets.extras["assign_metrics"]

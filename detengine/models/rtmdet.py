@@ -47,10 +47,11 @@ class CSPNeXtBlock(nn.Module):
 
 
 class CSPLayer(nn.Module):
-    """Cross-stage partial layer: two 1x1 branches, blocks on one, concat, attention, 1x1."""
+    """Cross-stage partial layer: two 1x1 branches, blocks on one, concat, [attention], 1x1.
+    Attention is off by default, as in mmdetection: CSPNeXt turns it on, the PAFPN does not."""
 
     def __init__(self, in_channels: int, out_channels: int, num_blocks: int, add_identity: bool = True,
-                 expand_ratio: float = 0.5, channel_attention: bool = True):
+                 expand_ratio: float = 0.5, channel_attention: bool = False):
         super().__init__()
         mid = int(out_channels * expand_ratio)
         self.main_conv = _conv(in_channels, mid, 1)

@@ -9,7 +9,7 @@ import torch.distributed as tdist
 from torch import nn
 
 __all__ = ["init_from_env", "is_distributed", "rank", "world_size", "is_main", "shard", "wrap_model",
-           "all_gather_objects", "broadcast_object", "barrier", "cleanup"]
+           "all_gather_objects", "broadcast_object", "reduce_mean", "broadcast_buffers", "barrier", "cleanup"]
 
 
 def init_from_env(device: torch.device) -> bool:
@@ -39,14 +39,15 @@ def is_main() -> bool:
     return rank() == 0
 
 
-def shard(indices: list[int]) -> list[int]:
-    """This rank's share of ``indices``, padded by repetition to equal length (DistributedSampler)."""
-    n = world_size()
+def shard(indices: list[int], world: int | None = None, this_rank: int | None = None) -> list[int]:
+    """Rank ``this_rank``'s share (default: this process's) of ``indices`` among ``world`` ranks
+    (default: the process group's), padded by repetition to equal length (DistributedSampler)."""
+    n = world_size() if world is None else int(world)
     if n == 1:
         return list(indices)
     total = -(-len(indices) // n) * n
     padded = (list(indices) * (total // max(len(indices), 1) + 1))[:total]
-    return padded[rank()::n]
+    return padded[(rank() if this_rank is None else int(this_rank))::n]
 
 
 def wrap_model(model: nn.Module, device: torch.device) -> nn.Module:
@@ -71,6 +72,27 @@ def broadcast_object(obj):
     box = [obj]
     tdist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
+    """The mean of ``tensor`` over all ranks (mmdetection's ``reduce_mean``); itself when alone.
+    A NaN on any rank makes the result NaN on every rank."""
+    if not is_distributed():
+        return tensor
+    out = tensor.detach().clone()
+    tdist.all_reduce(out.div_(world_size()), op=tdist.ReduceOp.SUM)
+    return out
+
+
+@torch.no_grad()
+def broadcast_buffers(module: nn.Module) -> None:
+    """Give every rank rank 0's buffers (BatchNorm running statistics). DDP broadcasts them at
+    the start of each training forward, so after the last step each rank's differ by its own
+    batch; before evaluating, all ranks take rank 0's, the ones its checkpoint saves."""
+    if not is_distributed():
+        return
+    for buf in module.buffers():
+        tdist.broadcast(buf, src=0)
 
 
 def barrier() -> None:

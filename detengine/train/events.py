@@ -109,6 +109,6 @@ class ConsolePrinter:
             m = e["metrics"]
             print(f"epoch {e['epoch'] + 1} eval: AP {m.get('AP', 0):.4f}  AP50 {m.get('AP50', 0):.4f}  "
                   f"AP75 {m.get('AP75', 0):.4f}", file=self.stream, flush=True)
-        elif kind in ("error", "stop", "end", "checkpoint", "start", "data"):
+        elif kind in ("error", "warning", "stop", "end", "checkpoint", "start", "data"):
             text = e.get("message") or e.get("path") or ""
             print(f"[{kind}] {text}", file=self.stream, flush=True)

@@ -10,11 +10,13 @@ from ..config import Config, load_config
 from ..evaluation import detections_to_coco_results, evaluate_coco, write_results
 from ..models import build_detector
 from . import distributed as dist
-from .data import EvalSet, build_data
+from .data import HANDLED_HOOKS, EvalSet, build_data
+from .ema import EMA_TYPES
 from .events import ConsolePrinter, EventBus, JsonlWriter
+from .optim import PARAMWISE_KEYS
 from .trainer import Trainer, TrainSettings, pick_device
 
-__all__ = ["settings_from_config", "predict_dataset", "evaluate_model", "train_from_config", "evaluate_checkpoint",
+__all__ = ["settings_from_config", "config_warnings", "predict_dataset", "evaluate_model", "train_from_config", "evaluate_checkpoint",
            "export_checkpoint", "load_cfg", "make_run_dir"]
 
 
@@ -35,6 +37,9 @@ def _schedule_from(schedulers: list[dict], s: dict, cfg_lr: float | None) -> Non
             s["schedule"], s["milestones"], s["gamma"] = "step", tuple(sch.get("milestones", ())), sch.get("gamma", 0.1)
         elif kind == "CosineAnnealingLR":
             s["schedule"] = "cosine"
+            s["cosine_by_epoch"] = bool(sch.get("by_epoch", True))
+            s["cosine_begin"] = int(sch.get("begin", 0))
+            s["cosine_end"] = None if sch.get("end") is None else int(sch["end"])
             base_lr = (cfg_lr or 0.01)
             s["min_lr_ratio"] = sch["eta_min_ratio"] if "eta_min_ratio" in sch else sch.get("eta_min", 0.0) / base_lr
         elif kind in ("ConstantLR", None):
@@ -62,6 +67,15 @@ def settings_from_config(cfg: dict, **overrides) -> TrainSettings:
             raise ValueError(f"fused=True is supported for AdamW only, not {s['optimizer']!r}")
         s["fused"] = True
     s["grad_clip"] = (optim.get("clip_grad") or {}).get("max_norm")
+    paramwise = optim.get("paramwise_cfg")
+    if paramwise:
+        unknown = sorted(set(paramwise) - set(PARAMWISE_KEYS))
+        if unknown:
+            raise ValueError(f"optim_wrapper.paramwise_cfg has unknown keys {unknown}; known: {list(PARAMWISE_KEYS)}")
+        s["paramwise"] = dict(paramwise)
+    ema = _ema_hook(cfg)
+    if ema is not None:
+        s["ema"] = ema
     _schedule_from(cfg.get("param_scheduler", []), s, opt.get("lr"))
     loop = cfg.get("train_cfg", {})
     s["max_epochs"] = loop.get("max_epochs", 12)
@@ -70,6 +84,44 @@ def settings_from_config(cfg: dict, **overrides) -> TrainSettings:
     s["seed"] = (cfg.get("randomness") or {}).get("seed", 0) or 0
     s.update({k: v for k, v in overrides.items() if v is not None})
     return TrainSettings(**s)
+
+
+_EMA_ARGS = ("ema_type", "momentum", "gamma", "interval", "update_buffers", "begin_iter", "begin_epoch",
+             "strict_load", "priority")
+_OPTIM_WRAPPER_KEYS = ("type", "optimizer", "paramwise_cfg", "clip_grad", "loss_scale", "dtype")
+
+
+def _ema_hook(cfg: dict) -> dict | None:
+    """The ``EMAHook`` of ``custom_hooks`` as :class:`~detengine.train.ema.ModelEMA` arguments."""
+    hooks = [h for h in cfg.get("custom_hooks") or [] if isinstance(h, dict) and h.get("type") == "EMAHook"]
+    if not hooks:
+        return None
+    args = {k: v for k, v in hooks[-1].items() if k != "type"}
+    unknown = sorted(set(args) - set(_EMA_ARGS))
+    if unknown:
+        raise ValueError(f"custom_hooks EMAHook: unknown arguments {unknown}; known: {list(_EMA_ARGS)}")
+    if args.get("ema_type", "ExponentialMovingAverage") not in EMA_TYPES:
+        raise ValueError(f"custom_hooks EMAHook: ema_type must be one of {list(EMA_TYPES)}, "
+                         f"got {args['ema_type']!r}")
+    args.pop("priority", None)
+    return args
+
+
+def config_warnings(cfg: dict) -> list[str]:
+    """Parts of an mmdetection config that training here does not act on, one sentence each
+    (shown at the start of a run; nothing is ignored silently)."""
+    out = []
+    for hook in cfg.get("custom_hooks") or []:
+        kind = hook.get("type") if isinstance(hook, dict) else hook
+        if kind != "EMAHook" and kind not in HANDLED_HOOKS:
+            out.append(f"custom_hooks: {kind!r} is not supported here and is ignored")
+    optim = cfg.get("optim_wrapper") or {}
+    for key in sorted(set(optim) - set(_OPTIM_WRAPPER_KEYS)):
+        out.append(f"optim_wrapper.{key} is not supported here and is ignored")
+    if optim.get("type") == "AmpOptimWrapper":
+        out.append("optim_wrapper AmpOptimWrapper: mixed precision is used on CUDA whatever the wrapper; "
+                   "CPU runs use float32")
+    return out
 
 
 def make_run_dir(root, name: str) -> Path:
@@ -143,6 +195,9 @@ def train_from_config(config, data=None, *, epochs=None, device=None, resume=Non
         if console:
             events.subscribe(ConsolePrinter(settings.log_interval))
     run_dir = Path(dist.broadcast_object(str(run_dir)))
+    if dist.is_main():
+        for message in config_warnings(cfg):
+            events.emit({"type": "warning", "message": message})
 
     def evaluate(m, epoch):
         if bundle.val is None:
@@ -150,8 +205,11 @@ def train_from_config(config, data=None, *, epochs=None, device=None, resume=Non
         return evaluate_model(m, bundle.val, bundle.test_pipeline, bundle.collate, backend=eval_backend,
                               batch_size=settings.batch_size)
 
+    label_to_cat = _label_map(bundle.train.dataset if bundle.train is not None else bundle.val)
+    meta = {"classes": list(bundle.class_names),
+            "category_ids": [int(label_to_cat[i]) for i in range(len(bundle.class_names))]}
     trainer = Trainer(model, bundle.train, bundle.collate, settings=settings, work_dir=run_dir, device=dev,
-                      events=events, evaluate=evaluate)
+                      events=events, evaluate=evaluate, meta=meta)
     if resume:
         trainer.resume(resume)
     if dist.is_main():

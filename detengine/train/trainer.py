@@ -19,7 +19,10 @@ from torch import nn
 
 from . import distributed as dist
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .data import EpochOrder
+from .ema import ModelEMA
 from .events import EventBus
+from .optim import build_optimizer
 from .schedule import LrSchedule
 
 __all__ = ["TrainSettings", "Trainer", "TrainingDiverged", "pick_device"]
@@ -53,9 +56,14 @@ class TrainSettings:
     milestones: tuple[int, ...] = ()
     gamma: float = 0.1
     min_lr_ratio: float = 0.01
+    cosine_begin: int = 0  # CosineAnnealingLR begin / end (epochs, or iterations if not cosine_by_epoch)
+    cosine_end: int | None = None
+    cosine_by_epoch: bool = True
     warmup_iters: int = 100
     warmup_ratio: float = 0.001
     grad_clip: float | None = None
+    paramwise: dict | None = None  # optim_wrapper.paramwise_cfg (see detengine.train.optim)
+    ema: dict | None = None  # the EMAHook's arguments (see detengine.train.ema)
     fused: bool = False  # torch's fused AdamW kernel (optimizer config ``fused=True``)
     amp: bool = True  # used only on CUDA
     checkpoint_interval: int = 1
@@ -72,28 +80,17 @@ class TrainSettings:
         return d
 
 
-def build_optimizer(model: nn.Module, s: TrainSettings) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
-    if s.optimizer == "SGD":
-        return torch.optim.SGD(params, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
-    if s.optimizer == "AdamW":
-        # fused: one kernel for all parameters; the same update to float rounding, and on a
-        # 2-core CPU 5-20x faster than the per-parameter loop (TinySSD: ~1 ms instead of 4-24 ms)
-        extra = {"fused": True} if s.fused else {}
-        return torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay, **extra)
-    raise ValueError(f"optimizer must be 'SGD' or 'AdamW', got {s.optimizer!r}")
-
-
 class Trainer:
     """Trains ``model`` (a :class:`~detengine.models.DenseDetector`) on ``train_set``.
 
     ``train_set``: a map-style dataset of transformed samples with ``set_epoch(epoch)`` (seeded
     augmentation); ``collate``: samples -> batch; ``evaluate``: optional callable
-    ``(model, epoch) -> CocoMetrics``; ``work_dir``: the run folder (checkpoints, log).
+    ``(model, epoch) -> CocoMetrics``; ``work_dir``: the run folder (checkpoints, log);
+    ``meta``: saved in every checkpoint (the class names and category ids of the data).
     """
 
     def __init__(self, model: nn.Module, train_set, collate, *, settings: TrainSettings, work_dir, device=None,
-                 events: EventBus | None = None, evaluate=None):
+                 events: EventBus | None = None, evaluate=None, meta: dict | None = None):
         self.model = model
         self.train_set, self.collate = train_set, collate
         self.s = settings
@@ -105,12 +102,18 @@ class Trainer:
         self.model.to(self.device)
         self.forward_module = dist.wrap_model(self.model, self.device)
         self.optimizer = build_optimizer(self.model, settings)
+        self.ema = ModelEMA(self.model, **settings.ema) if settings.ema else None
+        self.meta = dict(meta or {})
         self.world = dist.world_size()
+        self.order = EpochOrder(settings.seed, len(train_set), self.world, dist.rank())
+        if hasattr(train_set, "set_order"):  # cached mosaic / mix-up look back along this order
+            train_set.set_order(self.order)
         per_rank = math.ceil(len(train_set) / self.world)
         self.iters_per_epoch = max(1, math.ceil(per_rank / settings.batch_size))
         self.schedule = LrSchedule(settings.schedule, self.iters_per_epoch, settings.max_epochs,
                                    settings.warmup_iters, settings.warmup_ratio, tuple(settings.milestones),
-                                   settings.gamma, settings.min_lr_ratio)
+                                   settings.gamma, settings.min_lr_ratio, settings.cosine_begin,
+                                   settings.cosine_end, settings.cosine_by_epoch)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.schedule.factor)
         self.use_amp = bool(settings.amp and self.device.type == "cuda")
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
@@ -132,12 +135,20 @@ class Trainer:
         """Ask the loop to stop; honoured before the next iteration starts."""
         self.stop_event.set()
 
+    @property
+    def eval_model(self) -> nn.Module:
+        """What evaluation, export and ``model`` in checkpoints use: the averaged copy with EMA."""
+        return self.ema.module if self.ema is not None else self.model
+
     def state_dict(self) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-                "epoch": self.epoch, "iter_in_epoch": self.iter_in_epoch, "global_step": self.global_step,
-                "best_ap": self.best_ap, "rng": rng_state(), "settings": self.s.to_dict(),
-                "model_cfg": getattr(self.model, "model_cfg", {}), "detscope_checkpoint": 1}
+        state = {"model": self.eval_model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                 "epoch": self.epoch, "iter_in_epoch": self.iter_in_epoch, "global_step": self.global_step,
+                 "best_ap": self.best_ap, "rng": rng_state(), "settings": self.s.to_dict(),
+                 "model_cfg": getattr(self.model, "model_cfg", {}), "meta": self.meta, "detscope_checkpoint": 1}
+        if self.ema is not None:  # as mmengine's EMAHook: ``model`` holds the averaged weights
+            state["ema"] = {"steps": self.ema.steps, "source_model": self.model.state_dict()}
+        return state
 
     def save(self, name: str) -> Path | None:
         """Atomically write ``work_dir/name`` (rank 0 only)."""
@@ -151,7 +162,16 @@ class Trainer:
     def resume(self, path) -> None:
         """Continue exactly where the checkpoint at ``path`` left off."""
         ckpt = load_checkpoint(path, map_location="cpu")  # RNG states must stay CPU tensors
-        self.model.load_state_dict(ckpt["model"])
+        ema_state = ckpt.get("ema")
+        self.model.load_state_dict(ema_state["source_model"] if ema_state else ckpt["model"])
+        if self.ema is not None:
+            if ema_state:
+                self.ema.module.load_state_dict(ckpt["model"])
+                self.ema.steps = int(ema_state["steps"])
+            else:  # a checkpoint from a run without EMA: start averaging from its weights
+                self.ema.reset_from(self.model)
+                self.events.emit({"type": "warning", "message": f"{path} has no EMA weights; the EMA starts "
+                                                                f"from its model weights"})
         self.optimizer.load_state_dict(ckpt["optimizer"])  # moves its state to the parameters' device
         self.scheduler.load_state_dict(ckpt["scheduler"])
         if ckpt.get("scaler"):  # empty for CPU / non-AMP runs
@@ -163,9 +183,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ data
     def _epoch_indices(self, epoch: int) -> list[int]:
-        g = torch.Generator().manual_seed(self.s.seed * 100_003 + epoch)
-        order = torch.randperm(len(self.train_set), generator=g).tolist()
-        return dist.shard(order)
+        return self.order(epoch)
 
     def _start_epoch_iterator(self):
         if hasattr(self.train_set, "set_epoch"):
@@ -201,7 +219,8 @@ class Trainer:
         with torch.autocast(self.device.type, enabled=self.use_amp):
             outputs = self.forward_module(batch["images"])
             losses, _ = self.model.loss_from_outputs(batch, outputs)
-        self._check_finite(losses)
+        logged = self._logged_losses(losses)
+        self._check_finite(logged)
         total = sum(losses.values())
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
@@ -209,14 +228,25 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
-        event = self._iter_event(losses, total, grad_norm, len(batch["images"]), time.perf_counter() - t0)
+        if self.ema is not None:
+            self.ema.update(self.model, self.global_step, self.epoch)
+        event = self._iter_event(logged, grad_norm, len(batch["images"]), time.perf_counter() - t0)
         self._advance()
         return event
 
-    def _check_finite(self, losses: dict) -> None:
-        bad = [k for k, v in losses.items() if not torch.isfinite(v.detach()).all()]
+    def _logged_losses(self, losses: dict) -> dict[str, float]:
+        """The loss terms as floats, averaged over the ranks under torchrun: one small all-reduce
+        per step, so a NaN on any rank stops every rank at the same step (instead of the others
+        waiting for it in the gradient all-reduce until the process group times out)."""
+        values = torch.stack([v.detach().float().reshape(()) for v in losses.values()])
+        values = dist.reduce_mean(values).cpu().tolist()
+        return dict(zip(losses, values))
+
+    def _check_finite(self, losses: dict[str, float]) -> None:
+        bad = [k for k, v in losses.items() if not math.isfinite(v)]
         if bad:
-            values = ", ".join(f"{k}={float(losses[k].detach())}" for k in bad)
+            where = " (averaged over the ranks)" if self.world > 1 else ""
+            values = ", ".join(f"{k}={losses[k]}" for k in bad) + where
             last = self.work_dir / "last.pth"
             hint = f"; the last good checkpoint is {last}" if last.exists() else ""
             message = (f"loss became NaN or infinite at epoch {self.epoch + 1}, iteration {self.iter_in_epoch + 1} "
@@ -236,10 +266,10 @@ class Trainer:
         params = [p for p in self.model.parameters() if p.grad is not None]
         norm = float(torch.nn.utils.clip_grad_norm_(params, self.s.grad_clip or float("inf")))
         if not self.use_amp and not math.isfinite(norm):
-            self._check_finite({"gradient_norm": torch.tensor(norm)})
+            self._check_finite({"gradient_norm": norm})
         return norm
 
-    def _iter_event(self, losses, total, grad_norm, batch_images, seconds) -> dict:
+    def _iter_event(self, losses: dict[str, float], grad_norm, batch_images, seconds) -> dict:
         self._step_times = (self._step_times + [seconds])[-20:]
         mean_t = sum(self._step_times) / len(self._step_times)
         remaining = (self.s.max_epochs - self.epoch) * self.iters_per_epoch - self.iter_in_epoch - 1
@@ -248,7 +278,7 @@ class Trainer:
         return self.events.emit({
             "type": "iter", "epoch": self.epoch, "iter": self.iter_in_epoch, "global_step": self.global_step,
             "iters_per_epoch": self.iters_per_epoch, "max_epochs": self.s.max_epochs,
-            "losses": {k: float(v.detach()) for k, v in losses.items()}, "loss": float(total.detach()),
+            "losses": losses, "loss": sum(losses.values()),
             "lr": float(self.optimizer.param_groups[0]["lr"]), "grad_norm": grad_norm,
             "images_per_s": batch_images * self.world / max(seconds, 1e-9), "eta_s": max(remaining, 0) * mean_t,
             "last_in_epoch": self.iter_in_epoch + 1 == self.iters_per_epoch})
@@ -271,8 +301,10 @@ class Trainer:
 
     def run_evaluation(self):
         """Evaluate (all ranks take part), emit the metrics, keep the best checkpoint."""
-        self.model.eval()
-        metrics = self.evaluate_fn(self.model, self.epoch)
+        model = self.eval_model
+        dist.broadcast_buffers(model)  # every rank evaluates the weights rank 0 saves
+        model.eval()
+        metrics = self.evaluate_fn(model, self.epoch)
         self.last_metrics = metrics
         if metrics is not None and dist.is_main():
             self.events.emit({"type": "eval", "epoch": self.epoch - 1, "metrics": metrics.stats,

@@ -16,6 +16,7 @@ from detengine.models import build_detector
 from detengine.train.events import EventBus, read_jsonl
 from detengine.train.runner import (evaluate_checkpoint, export_checkpoint, load_cfg, settings_from_config,
                                     train_from_config)
+from detengine.train.schedule import LrSchedule
 from detengine.train.trainer import TrainingDiverged
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -99,6 +100,12 @@ def test_settings_follow_mmdetection_keys():
                                                                                              (8, 11), 35, 3)
     s = settings_from_config(load_cfg(CONFIGS / "rtmdet_tiny_coco.py"))
     assert (s.optimizer, s.schedule, s.warmup_iters) == ("AdamW", "cosine", 1000)
+    assert (s.cosine_begin, s.cosine_end, s.min_lr_ratio) == (150, 300, 0.05)
+    assert s.paramwise["norm_decay_mult"] == 0 and s.ema["ema_type"] == "ExpMomentumEMA"
+    # mmdetection's RTMDet: flat after warm-up for 150 epochs, then cosine to 5% at epoch 300
+    sched = LrSchedule("cosine", 100, 300, 1000, 1e-5, min_lr_ratio=0.05, cosine_begin=150, cosine_end=300)
+    assert sched.factor(0) == pytest.approx(1e-5) and sched.factor(149 * 100) == 1.0
+    assert sched.factor(225 * 100) == pytest.approx(0.525) and sched.factor(300 * 100) == pytest.approx(0.05)
 
 
 def test_train_resume_gives_the_same_next_losses(tiny_cfg, tmp_path):
