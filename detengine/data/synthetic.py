@@ -197,6 +197,9 @@ class _Scene:
     def try_add(self, rng, label: int, tiny: bool) -> dict | None:
         """Place one object of ``label`` at a random spot if the overlap rules allow it."""
         w, h = _draw_size(rng, label, tiny)
+        fit = (self.size - 3) / max(w, h)  # sizes are absolute (up to 120 px): shrink to fit small images
+        if fit < 1:                          # (never for 128 px and up, so those data sets are unchanged)
+            w, h = w * fit, h * fit
         x0 = rng.uniform(1, self.size - 1 - w)
         y0 = rng.uniform(1, self.size - 1 - h)
         geo = (x0, y0, x0 + w, y0 + h)

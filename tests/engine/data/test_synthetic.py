@@ -129,3 +129,11 @@ def test_content_statistics():
     assert set(labels) == set(range(5))
     assert 0.0 < np.mean(longs < 16) < 0.2 and np.mean(longs >= 22) > 0.8
     assert longs.max() <= 125
+
+
+@pytest.mark.parametrize("size", [64, 96])
+def test_small_images_shrink_objects_to_fit(size):
+    for index in range(30):
+        image, boxes, labels = generate_synthetic_image(5, "train", index, size)
+        assert image.shape == (size, size, 3) and len(boxes) == len(labels) >= 1
+        assert np.all(boxes[:, :2] >= 0) and np.all(boxes[:, 2:] <= size)
