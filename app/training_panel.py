@@ -103,6 +103,7 @@ class TrainingPanel(QWidget):
         self.overlays: dict[str, RunCurves] = {}
         self.split: tuple[list[int], list[int]] | None = None
         self.split_seed = 0
+        self._log_cache: dict[Path, tuple[tuple[int, int], tuple[str, list[float]]]] = {}  # run -> (stat, summary)
         self._redraw_timer = QTimer(self)               # coalesce: curves redraw at most every 200 ms
         self._redraw_timer.setSingleShot(True)
         self._redraw_timer.setInterval(200)
@@ -352,6 +353,8 @@ class TrainingPanel(QWidget):
         elif kind in ("eval",):
             m = e["metrics"]
             self._append_log(f"epoch {e['epoch'] + 1}: AP {m['AP']:.4f}, AP50 {m['AP50']:.4f}")
+        elif kind == "warning":
+            self._append_log("warning: " + e.get("message", ""))
         elif kind in ("start", "data", "stop", "end", "paused", "resumed", "error"):
             self._append_log(e.get("message", kind))
         if kind in ("iter", "eval") and not self._redraw_timer.isActive():
@@ -411,15 +414,29 @@ class TrainingPanel(QWidget):
         rows = []
         self._runs = self.run_dirs()
         for run in self._runs:
-            events = read_jsonl(run / "log.jsonl") if (run / "log.jsonl").exists() else []
-            status = "running" if self.process and self.process.run_dir == run and self.process.running() else \
-                next((e["type"] for e in reversed(events) if e.get("type") in ("end", "stop", "error")), "?")
-            aps = [e["metrics"]["AP"] for e in events if e.get("type") == "eval"]
+            final, aps = self._log_summary(run)
+            status = "running" if self.process and self.process.run_dir == run and self.process.running() else final
             ckpts = ", ".join(sorted(p.name for p in run.glob("*.pth")))
             config = (run / "command.txt").read_text().split(" train ")[-1].split()[0] if (run / "command.txt").exists() \
                 else "?"
             rows.append([run.name, Path(config).stem, status, f"{max(aps):.4f}" if aps else "-", ckpts or "none"])
         fill_table(self.runs, rows)
+
+    def _log_summary(self, run: Path) -> tuple[str, list[float]]:
+        """(how the run ended, AP of each evaluation) from its log, re-read only when the file
+        changed (runs of many epochs have logs of many megabytes)."""
+        path = run / "log.jsonl"
+        if not path.exists():
+            return "?", []
+        stat = path.stat()
+        key = (stat.st_mtime_ns, stat.st_size)
+        if run in self._log_cache and self._log_cache[run][0] == key:
+            return self._log_cache[run][1]
+        events = read_jsonl(path)
+        final = next((e["type"] for e in reversed(events) if e.get("type") in ("end", "stop", "error")), "?")
+        summary = (final, [e["metrics"]["AP"] for e in events if e.get("type") == "eval"])
+        self._log_cache[run] = (key, summary)
+        return summary
 
     def selected_run(self) -> Path | None:
         row = self.runs.currentRow()
