@@ -106,3 +106,23 @@ def test_a_diverging_run_shows_the_message_and_the_window_stays(qtbot, win, monk
     assert code == 3
     assert "NaN or infinite" in message and "iteration 2" in message and "NaN" in panel.error.text()
     assert win.isVisible() and panel.buttons["start"].isEnabled()
+
+
+def test_run_list_follows_a_growing_log_and_warnings_reach_the_log(win):
+    from app.training_panel import RunCurves, runs_root
+    panel = win.training_panel
+    run = runs_root() / "tinyssd_synthetic-20261122-000000"
+    run.mkdir(parents=True)
+    log = run / "log.jsonl"
+    log.write_text(json.dumps({"type": "eval", "epoch": 0, "metrics": {"AP": 0.25}}) + "\n")
+    panel.refresh_runs()
+    row = next(r for r in range(panel.runs.rowCount()) if panel.runs.item(r, 0).text() == run.name)
+    assert (panel.runs.item(row, 2).text(), panel.runs.item(row, 3).text()) == ("?", "0.2500")
+    with log.open("a") as f:                                                    # the run goes on: read again
+        f.write(json.dumps({"type": "eval", "epoch": 1, "metrics": {"AP": 0.5}}) + "\n")
+        f.write(json.dumps({"type": "end", "message": "done"}) + "\n")
+    panel.refresh_runs()
+    assert (panel.runs.item(row, 2).text(), panel.runs.item(row, 3).text()) == ("end", "0.5000")
+    panel.live = RunCurves("live")                                              # as during a run
+    panel._on_event({"type": "warning", "message": "custom_hooks: 'SyncNormHook' is not supported here"})
+    assert panel.log.toPlainText().splitlines()[-1] == "warning: custom_hooks: 'SyncNormHook' is not supported here"
