@@ -9,7 +9,8 @@ import torch.distributed as tdist
 from torch import nn
 
 __all__ = ["init_from_env", "is_distributed", "rank", "world_size", "is_main", "shard", "wrap_model",
-           "all_gather_objects", "broadcast_object", "reduce_mean", "broadcast_buffers", "barrier", "cleanup"]
+           "all_gather_objects", "broadcast_object", "reduce_mean", "any_rank", "broadcast_buffers", "barrier",
+           "cleanup"]
 
 
 def init_from_env(device: torch.device) -> bool:
@@ -74,14 +75,30 @@ def broadcast_object(obj):
     return box[0]
 
 
+def _comm_device() -> torch.device:
+    """Where collective tensors must live: this rank's GPU under nccl, else the CPU."""
+    if tdist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
-    """The mean of ``tensor`` over all ranks (mmdetection's ``reduce_mean``); itself when alone.
-    A NaN on any rank makes the result NaN on every rank."""
+    """The mean of ``tensor`` over all ranks (mmdetection's ``reduce_mean``), on ``tensor``'s
+    device; itself when alone. A NaN on any rank makes the result NaN on every rank."""
     if not is_distributed():
         return tensor
-    out = tensor.detach().clone()
+    out = tensor.detach().to(_comm_device(), copy=True)
     tdist.all_reduce(out.div_(world_size()), op=tdist.ReduceOp.SUM)
-    return out
+    return out.to(tensor.device)
+
+
+def any_rank(flag: bool) -> bool:
+    """True on every rank when ``flag`` is true on any rank (alone: ``flag``)."""
+    if not is_distributed():
+        return bool(flag)
+    t = torch.tensor([1 if flag else 0], dtype=torch.int32, device=_comm_device())
+    tdist.all_reduce(t, op=tdist.ReduceOp.MAX)
+    return bool(t.item())
 
 
 @torch.no_grad()

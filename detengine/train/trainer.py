@@ -209,7 +209,11 @@ class Trainer:
     def step(self) -> dict | None:
         """One training iteration. Returns its ``iter`` event, or None when the run is over or
         a stop was requested (the caller then saves); raises :class:`TrainingDiverged`."""
-        if self.finished or self.stop_event.is_set():
+        if self.finished:
+            return None
+        if self.world > 1 and dist.any_rank(self.stop_event.is_set()):
+            self.stop_event.set()  # a stop seen by one rank stops all at the same iteration
+        if self.stop_event.is_set():
             return None
         if self._iterator is None:
             self._start_epoch_iterator()

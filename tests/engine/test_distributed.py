@@ -1,5 +1,6 @@
 """The collective helpers under a real 2-process gloo group (torch.multiprocessing, no torchrun):
-the ranks agree on RTMDet's loss normaliser and on the buffers they evaluate with."""
+the ranks agree on RTMDet's loss normaliser, on the buffers they evaluate with, on NaN losses
+and on a stop request that reached one of them."""
 from __future__ import annotations
 
 import torch
@@ -22,7 +23,8 @@ def _worker(rank: int, init_file: str, results) -> None:
         bn.num_batches_tracked.fill_(10 + rank)
         dist.broadcast_buffers(bn)
         losses = dist.reduce_mean(torch.tensor([1.0, float("nan") if rank == 1 else 2.0]))
-        results[rank] = (factor, bn.running_mean.tolist(), int(bn.num_batches_tracked), losses.tolist())
+        stop = (dist.any_rank(rank == 1), dist.any_rank(False))  # a stop seen by rank 1 only
+        results[rank] = (factor, bn.running_mean.tolist(), int(bn.num_batches_tracked), losses.tolist(), stop)
     finally:
         tdist.destroy_process_group()
 
@@ -30,7 +32,8 @@ def _worker(rank: int, init_file: str, results) -> None:
 def test_two_ranks_agree(tmp_path):
     results = mp.Manager().dict()
     mp.spawn(_worker, args=(str(tmp_path / "init"), results), nprocs=2, join=True)
-    (f0, mean0, n0, l0), (f1, mean1, n1, l1) = results[0], results[1]
+    (f0, mean0, n0, l0, s0), (f1, mean1, n1, l1, s1) = results[0], results[1]
+    assert s0 == s1 == (True, False)
     assert f0 == f1 == (1.75 + 3.75) / 2  # mean over ranks of each rank's sum
     assert mean0 == mean1 == [1.0, 1.0, 1.0] and n0 == n1 == 10
     assert l0[0] == l1[0] == 1.0 and all(v != v for v in (l0[1], l1[1]))  # NaN anywhere: NaN everywhere
