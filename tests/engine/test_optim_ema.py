@@ -22,6 +22,7 @@ from detengine.train.runner import config_warnings, load_cfg, settings_from_conf
 
 from .fixtures.det_random import det_fill_state, det_randn
 from .fixtures.tiny_models import tiny_model
+from .runs import tiny_tinyssd_cfg
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "resources" / "configs"
@@ -115,11 +116,7 @@ def test_ema_follows_the_model_until_begin_iter():
 
 @pytest.fixture(scope="module")
 def ema_cfg(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synthetic")
-    cfg = load_cfg(CONFIGS / "tinyssd_banana.py")
-    cfg["data"] = {"default": "synthetic", "synthetic": {"root": str(root), "num_train": 12, "num_val": 4,
-                                                          "image_size": 128, "seed": 3}}
-    cfg["train_dataloader"] = {"batch_size": 6, "num_workers": 0}
+    cfg = tiny_tinyssd_cfg(tmp_path_factory.mktemp("synthetic"))
     cfg["optim_wrapper"] = {"optimizer": {"type": "AdamW", "lr": 0.004, "weight_decay": 0.05},
                             "paramwise_cfg": {"norm_decay_mult": 0, "bias_decay_mult": 0, "bypass_duplicate": True}}
     cfg["custom_hooks"] = [dict(type="EMAHook", ema_type="ExpMomentumEMA", momentum=0.0002, update_buffers=True,

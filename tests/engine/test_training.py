@@ -19,6 +19,8 @@ from detengine.train.runner import (evaluate_checkpoint, export_checkpoint, load
 from detengine.train.schedule import LrSchedule
 from detengine.train.trainer import TrainingDiverged
 
+from .runs import tiny_tinyssd_cfg
+
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "resources" / "configs"
 
@@ -26,11 +28,7 @@ CONFIGS = ROOT / "resources" / "configs"
 @pytest.fixture(scope="module")
 def tiny_cfg(tmp_path_factory):
     """TinySSD on a 12 + 4 image synthetic set, 2 iterations per epoch."""
-    root = tmp_path_factory.mktemp("synthetic")
-    cfg = load_cfg(CONFIGS / "tinyssd_banana.py")
-    cfg["data"] = {"default": "synthetic", "synthetic": {"root": str(root), "num_train": 12, "num_val": 4,
-                                                          "image_size": 128, "seed": 3}}
-    cfg["train_dataloader"] = {"batch_size": 6, "num_workers": 0}
+    cfg = tiny_tinyssd_cfg(tmp_path_factory.mktemp("synthetic"))
     cfg["optim_wrapper"] = {"optimizer": {"type": "SGD", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4}}
     return cfg
 
