@@ -144,8 +144,8 @@ def inject_nan_fault(trainer) -> None:
         return
     model, original = trainer.model, trainer.model.loss_from_outputs
 
-    def poisoned(batch, outputs, trace_index=None):
-        losses, trace = original(batch, outputs, trace_index)
+    def poisoned(batch, outputs, trace_index=None, **kwargs):
+        losses, trace = original(batch, outputs, trace_index, **kwargs)
         if trainer.global_step == int(step):
             losses = {k: v * float("nan") for k, v in losses.items()}
         return losses, trace
@@ -160,7 +160,7 @@ def _run_train(args) -> int:
     def hook(trainer):
         install_stop_signals(trainer)
         if args.control:
-            trainer.events.subscribe(ControlFile(args.control, trainer))
+            trainer.control = ControlFile(args.control)
         inject_nan_fault(trainer)
     try:
         summary = train_from_config(str(resolve_config(args.config)), args.data, epochs=args.epochs,

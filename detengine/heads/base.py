@@ -127,8 +127,10 @@ class HeadCore:
         raise NotImplementedError
 
     @staticmethod
-    def reduce_avg_factor(values) -> float:
-        """The batch normaliser from the images' contributions (default: their sum)."""
+    def reduce_avg_factor(values, across_ranks: bool = False) -> float:
+        """The batch normaliser from the images' contributions (default: their sum).
+        ``across_ranks``: the trainer's step under torchrun (heads that average over the ranks
+        do so only then, so a loss computed on one rank alone never waits for the others)."""
         return float(sum(values))
 
     def loss_image(self, cls_scores: Tensor, bbox_preds: Tensor, priors: Priors, targets: Targets,

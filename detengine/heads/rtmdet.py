@@ -62,14 +62,14 @@ class RTMDetHeadCore(AnchorHeadCore):
         return float(targets.extras["assign_metrics"].sum())
 
     @staticmethod
-    def reduce_avg_factor(values) -> float:
-        """Batch normaliser: ``clamp(sum of matched IoUs, min=1)``; under torchrun the sum is
-        averaged over the ranks first (mmdetection's ``reduce_mean``), so every rank divides by
-        the same number."""
+    def reduce_avg_factor(values, across_ranks: bool = False) -> float:
+        """Batch normaliser: ``clamp(sum of matched IoUs, min=1)``; with ``across_ranks`` (the
+        trainer's step under torchrun) the sum is averaged over the ranks first (mmdetection's
+        ``reduce_mean``, in float32 as there), so every rank divides by the same number."""
         from ..train.distributed import is_distributed, reduce_mean
         total = float(sum(values))
-        if is_distributed():
-            total = float(reduce_mean(torch.tensor(total, dtype=torch.float64)))
+        if across_ranks and is_distributed():
+            total = float(reduce_mean(torch.tensor(total, dtype=torch.float32)))
         return max(total, 1.0)
 
     def loss_image(self, cls_scores, bbox_preds, priors, targets, avg_factor) -> ImageLoss:

@@ -47,7 +47,7 @@ class TinySSDHeadCore(AnchorHeadCore):
         return 1.0
 
     @staticmethod
-    def reduce_avg_factor(values) -> float:
+    def reduce_avg_factor(values, across_ranks: bool = False) -> float:
         return float(len(values))
 
     def d2l_class_targets(self, labels):

@@ -65,8 +65,10 @@ class DenseDetector(nn.Module):
         :class:`~detengine.trace.DebugTrace` of image ``trace_index`` when asked for."""
         return self.loss_from_outputs(batch, self(batch["images"]), trace_index)
 
-    def loss_from_outputs(self, batch: dict, outputs, trace_index: int | None = None):
-        """:meth:`loss` on head outputs already computed (a DistributedDataParallel forward)."""
+    def loss_from_outputs(self, batch: dict, outputs, trace_index: int | None = None, across_ranks: bool = False):
+        """:meth:`loss` on head outputs already computed (a DistributedDataParallel forward);
+        ``across_ranks``: normalise as mmdetection does under torchrun (a collective: every rank
+        must make the same call)."""
         images = batch["images"]
         cls, reg, sizes = outputs
         priors = self.priors_for(images, sizes, batch.get("metas"))
@@ -74,7 +76,7 @@ class DenseDetector(nn.Module):
         ignores = batch.get("gt_boxes_ignore") or [None] * images.shape[0]
         targets = [self.core.targets(p, b, l, shape, gt_boxes_ignore=ig, cls_scores=c, bbox_preds=r)
                    for p, b, l, ig, c, r in zip(priors, batch["gt_boxes"], batch["gt_labels"], ignores, cls, reg)]
-        avg = self.core.reduce_avg_factor([self.core.avg_factor_of(t) for t in targets])
+        avg = self.core.reduce_avg_factor([self.core.avg_factor_of(t) for t in targets], across_ranks=across_ranks)
         per_image = [self.core.loss_image(c, r, p, t, avg) for c, r, p, t in zip(cls, reg, priors, targets)]
         losses = {k: sum(loss.terms[k] for loss in per_image) for k in per_image[0].terms}
         trace = None

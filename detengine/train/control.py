@@ -1,19 +1,19 @@
 """Pause / resume / stop a training process from outside (the window runs training as a child
 process and writes one word into a control file).
 
-The file holds ``run``, ``pause`` or ``stop``. :class:`ControlFile` is an event subscriber: after
-every iteration it reads the file (a stat, and a read only when it changed); on ``pause`` it
-blocks between two iterations until the word changes; on ``stop`` it asks the trainer to stop,
-which happens before the next iteration (``last.pth`` is saved). SIGTERM / SIGINT stop the same
-way.
+The file holds ``run``, ``pause`` or ``stop``. A :class:`ControlFile` given to the trainer
+(``trainer.control``) is read before every iteration (a stat, and a read only when it changed):
+``pause`` waits between two iterations until the word changes, ``stop`` ends the run before the
+next iteration (``last.pth`` is saved). SIGTERM / SIGINT stop the same way. Under torchrun the
+ranks agree on the word before each iteration (see ``Trainer.step``), so they pause and stop
+together.
 """
 from __future__ import annotations
 
 import signal
-import time
 from pathlib import Path
 
-__all__ = ["ControlFile", "write_control", "install_stop_signals"]
+__all__ = ["ControlFile", "POLL_S", "write_control", "install_stop_signals"]
 
 POLL_S = 0.1
 
@@ -28,9 +28,10 @@ def write_control(path, word: str) -> None:
 
 
 class ControlFile:
-    def __init__(self, path, trainer):
+    """The word in ``path`` (``run`` while the file is missing or holds something else)."""
+
+    def __init__(self, path):
         self.path = Path(path)
-        self.trainer = trainer
         self._mtime = None
         self._word = "run"
 
@@ -44,20 +45,6 @@ class ControlFile:
             word = self.path.read_text(encoding="utf-8").strip()
             self._word = word if word in ("run", "pause", "stop") else self._word
         return self._word
-
-    def __call__(self, event: dict) -> None:
-        if event.get("type") != "iter":
-            return
-        word = self.read()
-        if word == "pause":
-            self.trainer.events.emit({"type": "paused", "message": "paused", "global_step": event.get("global_step")})
-            while word == "pause":
-                time.sleep(POLL_S)
-                word = self.read()
-            if word == "run":
-                self.trainer.events.emit({"type": "resumed", "message": "resumed"})
-        if word == "stop":
-            self.trainer.request_stop()
 
 
 def install_stop_signals(trainer) -> None:

@@ -92,13 +92,13 @@ def reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
     return out.to(tensor.device)
 
 
-def any_rank(flag: bool) -> bool:
-    """True on every rank when ``flag`` is true on any rank (alone: ``flag``)."""
+def any_rank(*flags: bool) -> tuple[bool, ...]:
+    """For each flag: True on every rank when it is true on any rank (alone: the flags)."""
     if not is_distributed():
-        return bool(flag)
-    t = torch.tensor([1 if flag else 0], dtype=torch.int32, device=_comm_device())
+        return tuple(bool(f) for f in flags)
+    t = torch.tensor([1 if f else 0 for f in flags], dtype=torch.int32, device=_comm_device())
     tdist.all_reduce(t, op=tdist.ReduceOp.MAX)
-    return bool(t.item())
+    return tuple(bool(v) for v in t.tolist())
 
 
 @torch.no_grad()

@@ -19,6 +19,7 @@ from torch import nn
 
 from . import distributed as dist
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .control import POLL_S
 from .data import EpochOrder
 from .ema import ModelEMA
 from .events import EventBus
@@ -99,6 +100,7 @@ class Trainer:
         self.events = events or EventBus()
         self.evaluate_fn = evaluate
         self.stop_event = threading.Event()
+        self.control = None  # e.g. a ControlFile: ``read() -> "run" | "pause" | "stop"``, before each iteration
         self.model.to(self.device)
         self.forward_module = dist.wrap_model(self.model, self.device)
         self.optimizer = build_optimizer(self.model, settings)
@@ -211,9 +213,16 @@ class Trainer:
         a stop was requested (the caller then saves); raises :class:`TrainingDiverged`."""
         if self.finished:
             return None
-        if self.world > 1 and dist.any_rank(self.stop_event.is_set()):
-            self.stop_event.set()  # a stop seen by one rank stops all at the same iteration
-        if self.stop_event.is_set():
+        stop, pause = self._control_flags()
+        if pause and not stop:
+            self.events.emit({"type": "paused", "message": "paused", "global_step": self.global_step})
+            while pause and not stop:
+                time.sleep(POLL_S)
+                stop, pause = self._control_flags()
+            if not stop:
+                self.events.emit({"type": "resumed", "message": "resumed"})
+        if stop:
+            self.stop_event.set()
             return None
         if self._iterator is None:
             self._start_epoch_iterator()
@@ -222,7 +231,7 @@ class Trainer:
         self.model.train()
         with torch.autocast(self.device.type, enabled=self.use_amp):
             outputs = self.forward_module(batch["images"])
-            losses, _ = self.model.loss_from_outputs(batch, outputs)
+            losses, _ = self.model.loss_from_outputs(batch, outputs, across_ranks=self.world > 1)
         logged = self._logged_losses(losses)
         self._check_finite(logged)
         total = sum(losses.values())
@@ -237,6 +246,17 @@ class Trainer:
         event = self._iter_event(logged, grad_norm, len(batch["images"]), time.perf_counter() - t0)
         self._advance()
         return event
+
+    def _control_flags(self) -> tuple[bool, bool]:
+        """(stop, pause) now: a stop request or signal, the control word. Under torchrun the
+        ranks agree (any rank's request counts for all) and act only on what they agreed, so
+        they stop or pause at the same iteration and none waits alone in a collective; while
+        paused they keep agreeing every ``POLL_S`` seconds, far inside any collective timeout."""
+        word = self.control.read() if self.control is not None else "run"
+        stop, pause = self.stop_event.is_set() or word == "stop", word == "pause"
+        if self.world > 1:
+            stop, pause = dist.any_rank(stop, pause)
+        return stop, pause
 
     def _logged_losses(self, losses: dict) -> dict[str, float]:
         """The loss terms as floats, averaged over the ranks under torchrun: one small all-reduce

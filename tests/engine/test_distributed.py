@@ -16,15 +16,16 @@ def _worker(rank: int, init_file: str, results) -> None:
     tdist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     try:
         # each rank matched a different total IoU; mmdetection divides both by the mean
-        factor = RTMDetHeadCore.reduce_avg_factor([1.5 + 2.0 * rank, 0.25])
+        factor = RTMDetHeadCore.reduce_avg_factor([1.5 + 2.0 * rank, 0.25], across_ranks=True)
+        alone = RTMDetHeadCore.reduce_avg_factor([1.5 + 2.0 * rank, 0.25])  # a loss on one rank: no collective
         # each rank's BatchNorm saw its own batch last; evaluation must use rank 0's statistics
         bn = nn.BatchNorm2d(3)
         bn.running_mean.fill_(float(rank + 1))
         bn.num_batches_tracked.fill_(10 + rank)
         dist.broadcast_buffers(bn)
         losses = dist.reduce_mean(torch.tensor([1.0, float("nan") if rank == 1 else 2.0]))
-        stop = (dist.any_rank(rank == 1), dist.any_rank(False))  # a stop seen by rank 1 only
-        results[rank] = (factor, bn.running_mean.tolist(), int(bn.num_batches_tracked), losses.tolist(), stop)
+        stop = dist.any_rank(rank == 1, False)  # a stop seen by rank 1 only; a pause seen by none
+        results[rank] = (factor + 100 * (alone != 1.75 + 2.0 * rank), bn.running_mean.tolist(), int(bn.num_batches_tracked), losses.tolist(), stop)
     finally:
         tdist.destroy_process_group()
 

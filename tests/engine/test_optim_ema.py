@@ -190,3 +190,44 @@ def test_nan_on_one_rank_stops_every_rank_at_once(ema_cfg, tmp_path):
     error = next(e for e in log if e["type"] == "error")
     assert error["global_step"] == 1 and "averaged over the ranks" in error["message"]
     assert proc.stderr.count("loss became NaN or infinite at epoch 2, iteration 1") == 2  # both ranks say so
+
+
+def test_torchrun_ranks_pause_resume_and_stop_together(ema_cfg, tmp_path):
+    """The window's control file under torchrun: both ranks wait at the same iteration while it
+    says pause (longer than a step), then run on, then stop together."""
+    from detengine.train.control import write_control
+    cfg = dict(ema_cfg)
+    cfg.pop("custom_hooks")
+    cfg_file = tmp_path / "tiny.py"
+    cfg_file.write_text(Config.from_dict(cfg).pretty_text())
+    control = tmp_path / "control"
+    write_control(control, "pause")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29524", "-m",
+           "detengine", "train", str(cfg_file), "--epochs", "50", "--work-dir", str(tmp_path / "run"),
+           "--device", "cpu", "--control", str(control)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log_path = tmp_path / "run" / "log.jsonl"
+
+    def events():
+        return read_jsonl(log_path) if log_path.exists() else []
+
+    try:
+        deadline = time.monotonic() + 120
+        while not any(e["type"] == "paused" for e in events()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(2.0)
+        assert not any(e["type"] == "iter" for e in events())  # paused before the first iteration
+        write_control(control, "run")
+        while sum(e["type"] == "iter" for e in events()) < 3 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        write_control(control, "stop")
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err[-3000:]
+    log = events()
+    kinds = [e["type"] for e in log]
+    assert "resumed" in kinds and "stop" in kinds and kinds.index("paused") < kinds.index("resumed")
+    ckpt = torch.load(tmp_path / "run" / "last.pth", weights_only=True)
+    assert ckpt["global_step"] == sum(k == "iter" for k in kinds) < 50  # stopped early, both ranks alike

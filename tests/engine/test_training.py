@@ -130,8 +130,8 @@ def test_nan_loss_stops_with_a_message_naming_step_and_term(tiny_cfg, tmp_path):
     def poison(trainer):
         original = trainer.model.loss_from_outputs
 
-        def loss_from_outputs(batch, outputs, trace_index=None):
-            losses, trace = original(batch, outputs, trace_index)
+        def loss_from_outputs(batch, outputs, trace_index=None, **kwargs):
+            losses, trace = original(batch, outputs, trace_index, **kwargs)
             if trainer.global_step == 2:
                 losses["loss_bbox"] = losses["loss_bbox"] * float("nan")
             return losses, trace
