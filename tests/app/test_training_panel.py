@@ -30,6 +30,13 @@ def test_run_stop_list_load_evaluate_export(qtbot, win, tmp_path):
     qtbot.waitUntil(lambda: panel.curve_points() >= 2, timeout=RUN_TIMEOUT)     # live curve points
     qtbot.waitUntil(lambda: len(panel.loss_plot.listDataItems()) >= 3, timeout=5000)   # loss, loss_cls, loss_bbox
     control = panel.process.control
+    panel.buttons["pause"].click()                                               # pause: no iteration runs
+    qtbot.waitUntil(lambda: "paused" in panel.log.toPlainText().splitlines(), timeout=RUN_TIMEOUT)
+    paused_at = panel.curve_points()
+    qtbot.wait(1500)
+    assert panel.curve_points() == paused_at and not panel.buttons["pause"].isEnabled()
+    panel.buttons["resume"].click()                                              # resume: it goes on
+    qtbot.waitUntil(lambda: panel.curve_points() > paused_at, timeout=RUN_TIMEOUT)
     panel.stop()
     with qtbot.waitSignal(panel.runFinished, timeout=RUN_TIMEOUT) as done:
         pass
