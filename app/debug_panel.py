@@ -397,11 +397,11 @@ def _build_model(cfg: dict, num_classes: int, checkpoint: str | None):
     from detengine.models.builder import build_detector
 
     if checkpoint:
-        from detengine.train.checkpoint import load_checkpoint
+        from detengine.train.checkpoint import load_checkpoint, load_state_checked
         ckpt = load_checkpoint(checkpoint)
         model_cfg = ckpt.get("model_cfg") or merge_dicts(cfg["model"], num_classes_override(num_classes))
         model = build_detector(model_cfg)
-        model.load_state_dict(ckpt.get("model", ckpt.get("state_dict", ckpt)))
+        load_state_checked(model, ckpt.get("model", ckpt.get("state_dict", ckpt)), checkpoint)
         return model, f"checkpoint {Path(checkpoint).name}", int(model_cfg["bbox_head"]["num_classes"])
     torch.manual_seed(0)
     model = build_detector(merge_dicts(cfg["model"], num_classes_override(num_classes)))

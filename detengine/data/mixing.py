@@ -18,7 +18,11 @@ epoch, position), so a resumed run or another worker sees the same samples. With
 the same way at the start of training, so the first 4 samples skip the mosaic and the first one
 the mix-up). With ``random_pop=True`` mmdetection evicts a random entry, which no pure function
 of the position reproduces; the sliding window is the deterministic reading of it (the window
-holds the newest entries, mmdetection's cache some older survivors). Without a ``mix_source`` (a
+holds the newest entries, mmdetection's cache some older survivors). When a later step refuses
+a sample (``RandomCrop`` left no box) and another one is fetched, mmdetection's caches have
+received the refused attempt as well; here every position contributes one entry (its first
+attempt that reached the transform), so after a refetch the samples can differ from a
+single-process mmdetection run. Without a ``mix_source`` (a
 pipeline applied image by image) each transform keeps mmdetection's own list cache, pops
 included, drawing from its generator.
 

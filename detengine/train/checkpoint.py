@@ -9,7 +9,8 @@ import torch
 
 from ..io import atomic_write_bytes
 
-__all__ = ["save_checkpoint", "load_checkpoint", "load_model_weights", "rng_state", "set_rng_state"]
+__all__ = ["save_checkpoint", "load_checkpoint", "load_model_weights", "load_state_checked", "rng_state",
+           "set_rng_state"]
 
 
 def rng_state() -> dict:
@@ -47,10 +48,33 @@ def load_checkpoint(path, map_location="cpu") -> dict:
         raise ValueError(f"{path} is not a readable checkpoint ({type(exc).__name__}: {exc})") from None
 
 
+def load_state_checked(model: torch.nn.Module, state: dict, source) -> None:
+    """``model.load_state_dict(state)`` (strict), with a message naming ``source`` and saying
+    what does not fit instead of torch's list of keys."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if not (missing or unexpected or shapes):
+        model.load_state_dict(state)
+        return
+    if unexpected and not missing and not shapes and all(k.startswith("neck.") and ".attention." in k
+                                                         for k in unexpected):
+        raise ValueError(f"{source} is an RTMDet checkpoint from an older DetScope whose neck had channel "
+                         f"attention (mmdetection's has none, and DetScope now matches it): train it again")
+    parts = [f"{len(missing)} weights missing (e.g. {missing[0]})" if missing else "",
+             f"{len(unexpected)} unexpected (e.g. {unexpected[0]})" if unexpected else "",
+             f"{len(shapes)} of another shape (e.g. {shapes[0]})" if shapes else ""]
+    raise ValueError(f"{source} does not fit this model: {'; '.join(p for p in parts if p)}. Was it trained "
+                     f"with another config or number of classes?")
+
+
 def load_model_weights(model: torch.nn.Module, path, strict: bool = True) -> dict:
     """Load a DetScope checkpoint's ``model`` entry, or a plain ``state_dict``, into ``model``."""
     ckpt = load_checkpoint(path)
     state = ckpt.get("model", ckpt.get("state_dict", ckpt))
+    if strict:
+        load_state_checked(model, state, path)
     result = model.load_state_dict(state, strict=strict)
     return {"missing": list(result.missing_keys), "unexpected": list(result.unexpected_keys),
             "meta": {k: v for k, v in ckpt.items() if k not in ("model", "optimizer", "scheduler", "scaler")}}

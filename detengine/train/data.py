@@ -76,7 +76,8 @@ def _cache_sizes(pipelines) -> tuple[int, int]:
 
 class SeededTrainSet(torch.utils.data.Dataset):
     """Training samples whose augmentation is seeded by (seed, epoch, index): the same sample of
-    the same epoch always gets the same crop, flip and colour jitter, in any worker.
+    the same epoch always gets the same crop, flip and colour jitter, in any worker. One thread
+    per instance (DataLoader workers are processes, each with its own copy).
 
     ``stages``: ``[(switch_epoch, switch_pipeline), ...]`` (mmdetection's ``PipelineSwitchHook``,
     :func:`train_stages_for`): from 0-based epoch ``switch_epoch`` on, ``switch_pipeline``

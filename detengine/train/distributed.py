@@ -103,9 +103,11 @@ def any_rank(*flags: bool) -> tuple[bool, ...]:
 
 @torch.no_grad()
 def broadcast_buffers(module: nn.Module) -> None:
-    """Give every rank rank 0's buffers (BatchNorm running statistics). DDP broadcasts them at
-    the start of each training forward, so after the last step each rank's differ by its own
-    batch; before evaluating, all ranks take rank 0's, the ones its checkpoint saves."""
+    """Give every rank rank 0's buffers (BatchNorm running statistics). torch's DDP broadcasts
+    them at the start of each training forward, so after the last step each rank's differ by its
+    own batch; before evaluating, all ranks take rank 0's, the ones its checkpoint saves. (A
+    deliberate difference: mmengine wraps with ``broadcast_buffers=False`` and evaluates each
+    shard with that rank's own statistics, which no checkpoint holds.)"""
     if not is_distributed():
         return
     for buf in module.buffers():

@@ -10,14 +10,13 @@ from ..config import Config, load_config
 from ..evaluation import detections_to_coco_results, evaluate_coco, write_results
 from ..models import build_detector
 from . import distributed as dist
-from .data import HANDLED_HOOKS, EvalSet, build_data
-from .ema import EMA_TYPES
+from .data import EvalSet, build_data
 from .events import ConsolePrinter, EventBus, JsonlWriter
-from .optim import PARAMWISE_KEYS
-from .trainer import Trainer, TrainSettings, pick_device
+from .settings import uses_syncbn, config_warnings, settings_from_config
+from .trainer import Trainer, pick_device
 
-__all__ = ["settings_from_config", "config_warnings", "predict_dataset", "evaluate_model", "train_from_config", "evaluate_checkpoint",
-           "export_checkpoint", "load_cfg", "make_run_dir"]
+__all__ = ["settings_from_config", "config_warnings", "predict_dataset", "evaluate_model", "train_from_config",
+           "evaluate_checkpoint", "export_checkpoint", "load_cfg", "make_run_dir"]
 
 
 def load_cfg(config) -> dict:
@@ -25,103 +24,6 @@ def load_cfg(config) -> dict:
         from ..cli import resolve_config
         return load_config(resolve_config(str(config))).to_dict()
     return config.to_dict() if isinstance(config, Config) else dict(config)
-
-
-def _schedule_from(schedulers: list[dict], s: dict, cfg_lr: float | None) -> None:
-    for sch in schedulers or []:
-        kind = sch.get("type")
-        if kind == "LinearLR":
-            s["warmup_ratio"] = sch.get("start_factor", 0.001)
-            s["warmup_iters"] = int(sch.get("end", 500)) if not sch.get("by_epoch", False) else 0
-        elif kind == "MultiStepLR":
-            s["schedule"], s["milestones"], s["gamma"] = "step", tuple(sch.get("milestones", ())), sch.get("gamma", 0.1)
-        elif kind == "CosineAnnealingLR":
-            s["schedule"] = "cosine"
-            s["cosine_by_epoch"] = bool(sch.get("by_epoch", True))
-            s["cosine_begin"] = int(sch.get("begin", 0))
-            s["cosine_end"] = None if sch.get("end") is None else int(sch["end"])
-            base_lr = (cfg_lr or 0.01)
-            s["min_lr_ratio"] = sch["eta_min_ratio"] if "eta_min_ratio" in sch else sch.get("eta_min", 0.0) / base_lr
-        elif kind in ("ConstantLR", None):
-            s["schedule"] = "constant"
-        else:
-            raise ValueError(f"param_scheduler type {kind!r} is not supported; use LinearLR, MultiStepLR or "
-                             f"CosineAnnealingLR")
-
-
-def settings_from_config(cfg: dict, **overrides) -> TrainSettings:
-    """mmdetection's ``train_dataloader``, ``optim_wrapper``, ``param_scheduler``, ``train_cfg``,
-    ``default_hooks`` and ``randomness`` as :class:`TrainSettings`; non-None ``overrides`` win."""
-    s: dict = {"warmup_iters": 0}  # no LinearLR in the config: no warm-up, as mmdetection
-    loader = cfg.get("train_dataloader", {})
-    s["batch_size"] = loader.get("batch_size", 8)
-    s["num_workers"] = loader.get("num_workers", 0)
-    optim = cfg.get("optim_wrapper", {})
-    opt = optim.get("optimizer", {})
-    s["optimizer"] = opt.get("type", "SGD")
-    for key in ("lr", "momentum", "weight_decay"):
-        if key in opt:
-            s[key] = opt[key]
-    if opt.get("fused"):
-        if s["optimizer"] != "AdamW":
-            raise ValueError(f"fused=True is supported for AdamW only, not {s['optimizer']!r}")
-        s["fused"] = True
-    s["grad_clip"] = (optim.get("clip_grad") or {}).get("max_norm")
-    paramwise = optim.get("paramwise_cfg")
-    if paramwise:
-        unknown = sorted(set(paramwise) - set(PARAMWISE_KEYS))
-        if unknown:
-            raise ValueError(f"optim_wrapper.paramwise_cfg has unknown keys {unknown}; known: {list(PARAMWISE_KEYS)}")
-        s["paramwise"] = dict(paramwise)
-    ema = _ema_hook(cfg)
-    if ema is not None:
-        s["ema"] = ema
-    _schedule_from(cfg.get("param_scheduler", []), s, opt.get("lr"))
-    loop = cfg.get("train_cfg", {})
-    s["max_epochs"] = loop.get("max_epochs", 12)
-    s["eval_interval"] = loop.get("val_interval", 1)
-    s["checkpoint_interval"] = cfg.get("default_hooks", {}).get("checkpoint", {}).get("interval", 1)
-    s["seed"] = (cfg.get("randomness") or {}).get("seed", 0) or 0
-    s.update({k: v for k, v in overrides.items() if v is not None})
-    return TrainSettings(**s)
-
-
-_EMA_ARGS = ("ema_type", "momentum", "gamma", "interval", "update_buffers", "begin_iter", "begin_epoch",
-             "strict_load", "priority")
-_OPTIM_WRAPPER_KEYS = ("type", "optimizer", "paramwise_cfg", "clip_grad", "loss_scale", "dtype")
-
-
-def _ema_hook(cfg: dict) -> dict | None:
-    """The ``EMAHook`` of ``custom_hooks`` as :class:`~detengine.train.ema.ModelEMA` arguments."""
-    hooks = [h for h in cfg.get("custom_hooks") or [] if isinstance(h, dict) and h.get("type") == "EMAHook"]
-    if not hooks:
-        return None
-    args = {k: v for k, v in hooks[-1].items() if k != "type"}
-    unknown = sorted(set(args) - set(_EMA_ARGS))
-    if unknown:
-        raise ValueError(f"custom_hooks EMAHook: unknown arguments {unknown}; known: {list(_EMA_ARGS)}")
-    if args.get("ema_type", "ExponentialMovingAverage") not in EMA_TYPES:
-        raise ValueError(f"custom_hooks EMAHook: ema_type must be one of {list(EMA_TYPES)}, "
-                         f"got {args['ema_type']!r}")
-    args.pop("priority", None)
-    return args
-
-
-def config_warnings(cfg: dict) -> list[str]:
-    """Parts of an mmdetection config that training here does not act on, one sentence each
-    (shown at the start of a run; nothing is ignored silently)."""
-    out = []
-    for hook in cfg.get("custom_hooks") or []:
-        kind = hook.get("type") if isinstance(hook, dict) else hook
-        if kind != "EMAHook" and kind not in HANDLED_HOOKS:
-            out.append(f"custom_hooks: {kind!r} is not supported here and is ignored")
-    optim = cfg.get("optim_wrapper") or {}
-    for key in sorted(set(optim) - set(_OPTIM_WRAPPER_KEYS)):
-        out.append(f"optim_wrapper.{key} is not supported here and is ignored")
-    if optim.get("type") == "AmpOptimWrapper":
-        out.append("optim_wrapper AmpOptimWrapper: mixed precision is used on CUDA whatever the wrapper; "
-                   "CPU runs use float32")
-    return out
 
 
 def make_run_dir(root, name: str) -> Path:
@@ -183,6 +85,14 @@ def train_from_config(config, data=None, *, epochs=None, device=None, resume=Non
     model_cfg = dict(cfg["model"])
     model_cfg["bbox_head"] = dict(model_cfg["bbox_head"], num_classes=len(bundle.class_names))
     model = build_detector(model_cfg)
+    notes = config_warnings(cfg, distributed=dist.is_distributed(), cuda=dev.type == "cuda")
+    if dist.is_distributed() and dev.type == "cuda" and uses_syncbn(model_cfg):
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # mmengine does the same under DDP
+    if settings.auto_scale_base_batch:  # mmengine's auto_scale_lr: the rate follows the total batch
+        ratio = dist.world_size() * settings.batch_size / settings.auto_scale_base_batch
+        notes.append(f"auto_scale_lr: lr {settings.lr:g} x {ratio:g} = {settings.lr * ratio:g} "
+                     f"({dist.world_size()} x {settings.batch_size} images per step, base {settings.auto_scale_base_batch})")
+        settings.lr *= ratio
     events = events or EventBus()
     run_dir = Path(work_dir) if work_dir else None
     if dist.is_main():
@@ -196,7 +106,7 @@ def train_from_config(config, data=None, *, epochs=None, device=None, resume=Non
             events.subscribe(ConsolePrinter(settings.log_interval))
     run_dir = Path(dist.broadcast_object(str(run_dir)))
     if dist.is_main():
-        for message in config_warnings(cfg):
+        for message in notes:
             events.emit({"type": "warning", "message": message})
 
     def evaluate(m, epoch):
@@ -230,11 +140,11 @@ def train_from_config(config, data=None, *, epochs=None, device=None, resume=Non
 
 def _model_from_checkpoint(config, checkpoint, device):
     cfg = load_cfg(config)
-    from .checkpoint import load_checkpoint
+    from .checkpoint import load_checkpoint, load_state_checked
     ckpt = load_checkpoint(checkpoint)
     model_cfg = ckpt.get("model_cfg") or cfg["model"]
     model = build_detector(model_cfg)
-    model.load_state_dict(ckpt.get("model", ckpt.get("state_dict", ckpt)))
+    load_state_checked(model, ckpt.get("model", ckpt.get("state_dict", ckpt)), checkpoint)
     return cfg, model.to(device)
 
 

@@ -1,56 +1,120 @@
-"""Learning-rate schedules as one multiplier per iteration: linear warm-up, then step or cosine."""
+"""Learning rates as mmengine's parameter schedulers give them, one value per iteration.
+
+mmengine chains its schedulers: each one, when stepped inside its ``[begin, end)``, rewrites the
+current rate of every parameter group from the rate it finds there (``LinearLR`` multiplies by
+the ratio of consecutive warm-up factors, ``CosineAnnealingLR`` rescales the distance to
+``eta_min``, ``MultiStepLR`` multiplies by ``gamma`` at a milestone). Overlapping schedulers
+(a warm-up inside a cosine) therefore do not simply multiply. :class:`LrSchedule` replays that
+chain in plain Python floats, with mmengine's formulas, for the whole run (``ParamSchedulerHook``
+order: iteration-based schedulers after every iteration, epoch-based ones after every epoch;
+``convert_to_iter_based`` turns epoch counts into iterations; a missing ``end`` is the end of
+training, as mmengine's runner sets it), and the trainer's ``LambdaLR`` reads the table.
+"""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-__all__ = ["LrSchedule"]
+__all__ = ["LrSchedule", "SCHEDULERS"]
+
+SCHEDULERS = ("LinearLR", "MultiStepLR", "CosineAnnealingLR", "ConstantLR")
+
+
+class _Chained:
+    """One mmengine scheduler, stepped as ``_ParamScheduler.step`` steps it."""
+
+    def __init__(self, cfg: dict, ipe: int, max_epochs: int, base: float):
+        cfg = dict(cfg)
+        self.kind = cfg.pop("type")
+        by_epoch = bool(cfg.get("by_epoch", True))
+        convert = by_epoch and bool(cfg.get("convert_to_iter_based", False))
+        scale = ipe if convert else 1
+        self.by_epoch = by_epoch and not convert
+        default_end = max_epochs if by_epoch else max_epochs * ipe
+        self.begin = int(cfg.get("begin", 0) * scale)
+        self.end = int((cfg["end"] if cfg.get("end") is not None else default_end) * scale)
+        self.base = base
+        if self.kind == "LinearLR":
+            self.start, self.stop = cfg.get("start_factor", 1.0 / 3), cfg.get("end_factor", 1.0)
+            self.total = self.end - self.begin - 1
+        elif self.kind == "ConstantLR":
+            self.factor, self.total = cfg.get("factor", 1.0 / 3), self.end - self.begin - 1
+        elif self.kind == "MultiStepLR":
+            self.milestones = [m * scale for m in cfg.get("milestones", ())]
+            self.gamma = cfg.get("gamma", 0.1)
+        elif self.kind == "CosineAnnealingLR":
+            t_max = cfg.get("T_max")
+            self.t_max = t_max * scale if t_max is not None else self.end - self.begin
+            ratio = cfg.get("eta_min_ratio")
+            self.eta_min = base * ratio if ratio is not None else cfg.get("eta_min", 0.0)
+        else:
+            raise ValueError(f"param_scheduler type {self.kind!r} is not supported; use one of {list(SCHEDULERS)}")
+        self.global_step, self.last_step = -1, -1
+
+    def step(self, lr: float) -> float:
+        self.global_step += 1
+        if self.begin <= self.global_step < self.end:
+            self.last_step += 1
+            lr = self._value(lr)
+        return lr
+
+    def _value(self, lr: float) -> float:
+        k = self.last_step
+        if self.kind == "LinearLR":
+            if k == 0:
+                return lr * self.start
+            return lr * (1.0 + (self.stop - self.start) / (self.total * self.start + (k - 1) * (self.stop - self.start)))
+        if self.kind == "ConstantLR":
+            if k == 0:
+                return lr * self.factor
+            return lr * (1.0 / self.factor) if k == self.total else lr
+        if self.kind == "MultiStepLR":
+            return lr * self.gamma ** self.milestones.count(k)
+        t, eta = self.t_max, self.eta_min
+        if k == 0:
+            return lr
+        if (k - 1 - t) % (2 * t) == 0:
+            return lr + (self.base - eta) * (1 - math.cos(math.pi / t)) / 2
+        return (1 + math.cos(math.pi * k / t)) / (1 + math.cos(math.pi * (k - 1) / t)) * (lr - eta) + eta
 
 
 @dataclass(frozen=True)
 class LrSchedule:
-    """``factor(step)`` multiplies the base learning rate.
+    """mmengine's ``param_scheduler`` list (validated config dicts) over ``max_epochs`` epochs of
+    ``iters_per_epoch`` iterations. ``factor(step, base_lr)``: the rate of iteration ``step`` of
+    a group whose own rate is ``base_lr``, divided by that rate (what ``LambdaLR`` multiplies)."""
 
-    Warm-up: linear from ``warmup_ratio`` to 1 over ``warmup_iters`` (mmdetection's ``LinearLR``
-    with ``start_factor``). Then ``"step"``: times ``gamma`` at each epoch in ``milestones``;
-    ``"cosine"``: 1 until ``cosine_begin``, then from 1 down to ``min_lr_ratio`` until
-    ``cosine_end`` (default: the end of training), then ``min_lr_ratio`` (mmengine's
-    ``CosineAnnealingLR`` with ``begin`` / ``end``, epochs when ``cosine_by_epoch`` else
-    iterations, ``T_max = end - begin``); ``"constant"``.
-    """
+    schedulers: tuple = ()
+    iters_per_epoch: int = 1
+    max_epochs: int = 1
+    _tables: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
 
-    kind: str
-    iters_per_epoch: int
-    max_epochs: int
-    warmup_iters: int = 0
-    warmup_ratio: float = 0.001
-    milestones: tuple[int, ...] = ()
-    gamma: float = 0.1
-    min_lr_ratio: float = 0.0
-    cosine_begin: int = 0
-    cosine_end: int | None = None
-    cosine_by_epoch: bool = True
+    def rates(self, base_lr: float) -> list[float]:
+        """The rate at every iteration ``0 .. iters_per_epoch * max_epochs`` (one past the last)."""
+        table = self._tables.get(base_lr)
+        if table is None:
+            ipe = max(int(self.iters_per_epoch), 1)
+            chain = [_Chained(cfg, ipe, self.max_epochs, base_lr) for cfg in self.schedulers]
+            lr = base_lr
+            for sch in chain:  # mmengine steps each scheduler once when it is built
+                lr = sch.step(lr)
+            table = []
+            for step in range(ipe * self.max_epochs):
+                table.append(lr)
+                lr = _step_all(chain, lr, by_epoch=False)
+                if (step + 1) % ipe == 0:
+                    lr = _step_all(chain, lr, by_epoch=True)
+            table.append(lr)
+            self._tables[base_lr] = table
+        return table
 
-    def __post_init__(self):
-        if self.kind not in ("step", "cosine", "constant"):
-            raise ValueError(f"schedule must be 'step', 'cosine' or 'constant', got {self.kind!r}")
+    def factor(self, step: int, base_lr: float = 1.0) -> float:
+        table = self.rates(base_lr)
+        return table[min(int(step), len(table) - 1)] / base_lr
 
-    def factor(self, step: int) -> float:
-        main = self._main(step)
-        if step < self.warmup_iters:
-            return main * (self.warmup_ratio + (1 - self.warmup_ratio) * step / self.warmup_iters)
-        return main
 
-    def _main(self, step: int) -> float:
-        if self.kind == "step":
-            epoch = step // max(self.iters_per_epoch, 1)
-            return self.gamma ** sum(epoch >= m for m in self.milestones)
-        if self.kind == "cosine":
-            unit = self.iters_per_epoch if self.cosine_by_epoch else 1
-            end = self.cosine_end if self.cosine_end is not None else self.max_epochs * self.iters_per_epoch // unit
-            begin = self.cosine_begin * unit
-            if step < begin:
-                return 1.0
-            t = min((step - begin) / max(end * unit - begin, 1), 1.0)
-            return self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
-        return 1.0
+def _step_all(chain: list[_Chained], lr: float, by_epoch: bool) -> float:
+    for sch in chain:
+        if sch.by_epoch == by_epoch:
+            lr = sch.step(lr)
+    return lr

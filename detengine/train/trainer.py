@@ -8,6 +8,8 @@ so a run resumed from a checkpoint produces the same next losses as an uninterru
 """
 from __future__ import annotations
 
+import bisect
+import functools
 import math
 import threading
 import time
@@ -18,7 +20,7 @@ import torch
 from torch import nn
 
 from . import distributed as dist
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import load_checkpoint, load_state_checked, rng_state, save_checkpoint, set_rng_state
 from .control import POLL_S
 from .data import EpochOrder
 from .ema import ModelEMA
@@ -26,7 +28,7 @@ from .events import EventBus
 from .optim import build_optimizer
 from .schedule import LrSchedule
 
-__all__ = ["TrainSettings", "Trainer", "TrainingDiverged", "pick_device"]
+__all__ = ["TrainSettings", "Trainer", "TrainingDiverged", "pick_device", "make_lr_scheduler"]
 
 
 class TrainingDiverged(RuntimeError):
@@ -53,22 +55,20 @@ class TrainSettings:
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    schedule: str = "step"
-    milestones: tuple[int, ...] = ()
-    gamma: float = 0.1
-    min_lr_ratio: float = 0.01
-    cosine_begin: int = 0  # CosineAnnealingLR begin / end (epochs, or iterations if not cosine_by_epoch)
-    cosine_end: int | None = None
-    cosine_by_epoch: bool = True
-    warmup_iters: int = 100
-    warmup_ratio: float = 0.001
+    schedulers: tuple = ()  # mmengine's param_scheduler dicts (see detengine.train.schedule); () = constant
     grad_clip: float | None = None
+    grad_clip_norm_type: float = 2.0
+    optimizer_args: dict = field(default_factory=dict)  # other optimizer arguments (betas, eps, nesterov, ...)
     paramwise: dict | None = None  # optim_wrapper.paramwise_cfg (see detengine.train.optim)
     ema: dict | None = None  # the EMAHook's arguments (see detengine.train.ema)
     fused: bool = False  # torch's fused AdamW kernel (optimizer config ``fused=True``)
     amp: bool = True  # used only on CUDA
+    amp_dtype: str = "float16"  # optim_wrapper.dtype
+    auto_scale_base_batch: int | None = None  # auto_scale_lr enabled: lr * (ranks * batch) / this
     checkpoint_interval: int = 1
     eval_interval: int = 1
+    eval_begin: int = 1  # train_cfg.val_begin
+    dynamic_intervals: tuple = ()  # train_cfg.dynamic_intervals: ((from epoch, interval), ...)
     seed: int = 0
     num_workers: int = 0
     log_interval: int = 10
@@ -77,8 +77,17 @@ class TrainSettings:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["milestones"] = list(self.milestones)
+        d["schedulers"] = [dict(x) for x in self.schedulers]
         return d
+
+
+def make_lr_scheduler(optimizer, s: TrainSettings, iters_per_epoch: int):
+    """(:class:`LrSchedule`, a ``LambdaLR`` on ``optimizer``) for the settings, stepped once per
+    iteration. One table per group rate: mmengine's chain is not scale-free (an absolute
+    ``eta_min`` is the same for a group with ``lr_mult``)."""
+    schedule = LrSchedule(tuple(s.schedulers), iters_per_epoch, s.max_epochs)
+    factors = [functools.partial(schedule.factor, base_lr=g["lr"]) for g in optimizer.param_groups]
+    return schedule, torch.optim.lr_scheduler.LambdaLR(optimizer, factors)
 
 
 class Trainer:
@@ -103,7 +112,10 @@ class Trainer:
         self.control = None  # e.g. a ControlFile: ``read() -> "run" | "pause" | "stop"``, before each iteration
         self.model.to(self.device)
         self.forward_module = dist.wrap_model(self.model, self.device)
-        self.optimizer = build_optimizer(self.model, settings)
+        notes: list[str] = []
+        self.optimizer = build_optimizer(self.model, settings, notes)
+        for note in notes:
+            self.events.emit({"type": "warning", "message": note})
         self.ema = ModelEMA(self.model, **settings.ema) if settings.ema else None
         self.meta = dict(meta or {})
         self.world = dist.world_size()
@@ -112,13 +124,10 @@ class Trainer:
             train_set.set_order(self.order)
         per_rank = math.ceil(len(train_set) / self.world)
         self.iters_per_epoch = max(1, math.ceil(per_rank / settings.batch_size))
-        self.schedule = LrSchedule(settings.schedule, self.iters_per_epoch, settings.max_epochs,
-                                   settings.warmup_iters, settings.warmup_ratio, tuple(settings.milestones),
-                                   settings.gamma, settings.min_lr_ratio, settings.cosine_begin,
-                                   settings.cosine_end, settings.cosine_by_epoch)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.schedule.factor)
+        self.schedule, self.scheduler = make_lr_scheduler(self.optimizer, settings, self.iters_per_epoch)
         self.use_amp = bool(settings.amp and self.device.type == "cuda")
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.amp_dtype = torch.bfloat16 if settings.amp_dtype == "bfloat16" else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
         self.epoch, self.iter_in_epoch, self.global_step = 0, 0, 0
         self.best_ap = -1.0
         self.last_metrics = None
@@ -165,10 +174,10 @@ class Trainer:
         """Continue exactly where the checkpoint at ``path`` left off."""
         ckpt = load_checkpoint(path, map_location="cpu")  # RNG states must stay CPU tensors
         ema_state = ckpt.get("ema")
-        self.model.load_state_dict(ema_state["source_model"] if ema_state else ckpt["model"])
+        load_state_checked(self.model, ema_state["source_model"] if ema_state else ckpt["model"], path)
         if self.ema is not None:
             if ema_state:
-                self.ema.module.load_state_dict(ckpt["model"])
+                load_state_checked(self.ema.module, ckpt["model"], path)
                 self.ema.steps = int(ema_state["steps"])
             else:  # a checkpoint from a run without EMA: start averaging from its weights
                 self.ema.reset_from(self.model)
@@ -229,7 +238,7 @@ class Trainer:
         t0 = time.perf_counter()
         batch = self._to_device(next(self._iterator))
         self.model.train()
-        with torch.autocast(self.device.type, enabled=self.use_amp):
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
             outputs = self.forward_module(batch["images"])
             losses, _ = self.model.loss_from_outputs(batch, outputs, across_ranks=self.world > 1)
         logged = self._logged_losses(losses)
@@ -288,7 +297,8 @@ class Trainer:
             return None
         self.scaler.unscale_(self.optimizer)
         params = [p for p in self.model.parameters() if p.grad is not None]
-        norm = float(torch.nn.utils.clip_grad_norm_(params, self.s.grad_clip or float("inf")))
+        norm = float(torch.nn.utils.clip_grad_norm_(params, self.s.grad_clip or float("inf"),
+                                                    norm_type=self.s.grad_clip_norm_type))
         if not self.use_amp and not math.isfinite(norm):
             self._check_finite({"gradient_norm": norm})
         return norm
@@ -317,11 +327,18 @@ class Trainer:
         self.epoch += 1
         self.iter_in_epoch = 0
         self._iterator = None
-        if self.evaluate_fn is not None and (self.epoch % max(self.s.eval_interval, 1) == 0
-                                             or self.epoch >= self.s.max_epochs):
+        if self.evaluate_fn is not None and self._evaluate_now():
             self.run_evaluation()  # first, so last.pth records the updated best AP
         if self.epoch % max(self.s.checkpoint_interval, 1) == 0 or self.epoch >= self.s.max_epochs:
             self.save("last.pth")
+
+    def _evaluate_now(self) -> bool:
+        """mmengine's ``EpochBasedTrainLoop`` rule after ``self.epoch`` finished epochs: from
+        ``val_begin`` on, every ``val_interval`` (switched by ``dynamic_intervals``), and the last."""
+        milestones = [0] + [e for e, _ in self.s.dynamic_intervals]
+        intervals = [self.s.eval_interval] + [i for _, i in self.s.dynamic_intervals]
+        interval = max(intervals[bisect.bisect(milestones, self.epoch) - 1], 1)
+        return self.epoch >= self.s.eval_begin and (self.epoch % interval == 0 or self.epoch >= self.s.max_epochs)
 
     def run_evaluation(self):
         """Evaluate (all ranks take part), emit the metrics, keep the best checkpoint."""

@@ -111,9 +111,16 @@ optim_wrapper = dict(
     paramwise_cfg=dict(norm_decay_mult=0, bias_decay_mult=0, bypass_duplicate=True))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1.0e-5, by_epoch=False, begin=0, end=1000),
-    dict(type='CosineAnnealingLR', eta_min_ratio=0.05, begin=150, end=300, by_epoch=True)
+    dict(
+        type='CosineAnnealingLR',
+        eta_min=0.0002,
+        begin=150,
+        end=300,
+        T_max=150,
+        by_epoch=True,
+        convert_to_iter_based=True)
 ]
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=300, val_interval=10)
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=300, val_interval=10, dynamic_intervals=[(280, 1)])
 train_dataloader = dict(batch_size=32, num_workers=0)
 data = dict(default='synthetic', synthetic=dict(seed=0, num_train=240, num_val=60, image_size=256))
 default_hooks = dict(checkpoint=dict(interval=10))

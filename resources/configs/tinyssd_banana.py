@@ -27,7 +27,7 @@ train_pipeline = [
 ]
 test_pipeline = train_pipeline
 optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.2, momentum=0.0, weight_decay=5e-4))
-param_scheduler = [dict(type='ConstantLR')]
+param_scheduler = [dict(type='ConstantLR', factor=1.0)]  # d2l: a constant rate (mmengine's default factor is 1/3)
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=20, val_interval=1)
 train_dataloader = dict(batch_size=32, num_workers=0)
 data = dict(default='synthetic', synthetic=dict(seed=0, num_train=240, num_val=60, image_size=256))

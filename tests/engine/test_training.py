@@ -94,16 +94,21 @@ def test_detector_trace_equals_inspect():
 # ---------------------------------------------------------------- the loop
 def test_settings_follow_mmdetection_keys():
     s = settings_from_config(load_cfg(CONFIGS / "ssd300_coco.py"), max_epochs=3)
-    assert (s.optimizer, s.lr, s.warmup_iters, s.milestones, s.grad_clip, s.max_epochs) == ("SGD", 0.01, 200,
-                                                                                             (8, 11), 35, 3)
+    assert (s.optimizer, s.lr, s.grad_clip, s.max_epochs) == ("SGD", 0.01, 35, 3)
+    assert [x["type"] for x in s.schedulers] == ["LinearLR", "MultiStepLR"]
     s = settings_from_config(load_cfg(CONFIGS / "rtmdet_tiny_coco.py"))
-    assert (s.optimizer, s.schedule, s.warmup_iters) == ("AdamW", "cosine", 1000)
-    assert (s.cosine_begin, s.cosine_end, s.min_lr_ratio) == (150, 300, 0.05)
+    assert (s.optimizer, s.dynamic_intervals, s.eval_interval) == ("AdamW", ((280, 1),), 10)
     assert s.paramwise["norm_decay_mult"] == 0 and s.ema["ema_type"] == "ExpMomentumEMA"
-    # mmdetection's RTMDet: flat after warm-up for 150 epochs, then cosine to 5% at epoch 300
-    sched = LrSchedule("cosine", 100, 300, 1000, 1e-5, min_lr_ratio=0.05, cosine_begin=150, cosine_end=300)
-    assert sched.factor(0) == pytest.approx(1e-5) and sched.factor(149 * 100) == 1.0
-    assert sched.factor(225 * 100) == pytest.approx(0.525) and sched.factor(300 * 100) == pytest.approx(0.05)
+    # mmdetection's RTMDet: warm-up over 1000 iterations, flat until epoch 150, cosine to eta_min at 300
+    sched = LrSchedule(s.schedulers, 100, 300)
+    assert sched.factor(0, 0.004) == pytest.approx(1e-5) and sched.factor(999, 0.004) == pytest.approx(1.0)
+    assert sched.factor(149 * 100, 0.004) == pytest.approx(1.0)
+    assert sched.factor(225 * 100, 0.004) == pytest.approx(0.525)  # eta_min 0.0002 = 5 % of 0.004
+    assert sched.rates(0.004)[-1] == pytest.approx(0.0002, rel=1e-6)
+    with pytest.raises(ValueError, match="StepLR"):
+        settings_from_config({"param_scheduler": [dict(type="StepLR", step_size=3)]})
+    with pytest.raises(ValueError, match="IterBasedTrainLoop"):
+        settings_from_config({"train_cfg": dict(type="IterBasedTrainLoop", max_iters=100)})
 
 
 def test_train_resume_gives_the_same_next_losses(tiny_cfg, tmp_path):

@@ -1,0 +1,112 @@
+"""What a config's training parts turn into, and what is refused or reported instead of ignored."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from detengine.train.events import EventBus
+from detengine.train.optim import build_optimizer, param_groups
+from detengine.train.settings import config_warnings, settings_from_config
+from detengine.train.trainer import Trainer
+
+from .fixtures.tiny_models import tiny_model
+
+
+def _cfg(**parts) -> dict:
+    return {"optim_wrapper": {"optimizer": {"type": "AdamW", "lr": 0.01}}, **parts}
+
+
+def test_optimizer_arguments_reach_the_optimizer():
+    s = settings_from_config(_cfg(optim_wrapper={"optimizer": {"type": "AdamW", "lr": 0.01, "betas": [0.8, 0.9],
+                                                               "eps": 1e-6, "amsgrad": True},
+                                                 "clip_grad": {"max_norm": 5, "norm_type": 1}}))
+    group = build_optimizer(tiny_model(), s).param_groups[0]
+    assert (group["betas"], group["eps"], group["amsgrad"], group["weight_decay"]) == ((0.8, 0.9), 1e-6, True, 0.01)
+    assert (s.grad_clip, s.grad_clip_norm_type) == (5, 1.0)
+    sgd = settings_from_config({"optim_wrapper": {"optimizer": {"type": "SGD", "lr": 0.1, "nesterov": True,
+                                                                "momentum": 0.9}}})
+    group = build_optimizer(tiny_model(), sgd).param_groups[0]
+    assert group["nesterov"] and group["weight_decay"] == 0  # SGD's own default when the config has none
+    with pytest.raises(ValueError, match="no argument 'betas'"):
+        settings_from_config({"optim_wrapper": {"optimizer": {"type": "SGD", "lr": 0.1, "betas": (0.9, 0.99)}}})
+
+
+def test_custom_keys_with_list_values_and_keys_that_match_nothing():
+    notes = []
+    groups = param_groups(tiny_model(), {"custom_keys": {"3.": {"lr_mult": 0.5, "betas": [0.8, 0.9]},
+                                                         "bbox_head.cls": {"lr_mult": 2.0}}}, 0.1, 0.01, notes)
+    assert any(g.get("betas") == [0.8, 0.9] and g["lr"] == 0.05 for g in groups)
+    assert len(notes) == 1 and "'bbox_head.cls' matches no parameter" in notes[0]
+
+
+def test_bbox_head_keys_reach_our_head():
+    from detengine.models import build_detector
+    from detengine.train.runner import load_cfg
+    from .runs import CONFIGS
+    model = build_detector(load_cfg(CONFIGS / "rtmdet_tiny_coco.py")["model"])
+    notes = []
+    groups = param_groups(model, {"custom_keys": {"bbox_head": {"lr_mult": 0.1}}}, 0.004, 0.05, notes)
+    head = {id(p) for p in model.head.parameters()}
+    slow = [g for g in groups if g.get("lr") == pytest.approx(0.0004)]
+    assert not notes and {id(p) for g in slow for p in g["params"]} == head
+
+
+def test_evaluation_follows_val_begin_and_dynamic_intervals():
+    s = settings_from_config(_cfg(train_cfg=dict(max_epochs=12, val_interval=5, val_begin=3,
+                                                 dynamic_intervals=[(8, 2), (11, 1)])))
+    trainer = Trainer.__new__(Trainer)  # only the interval rule
+    trainer.s = s
+    done = []
+    for epoch in range(1, 13):
+        trainer.epoch = epoch
+        if trainer._evaluate_now():
+            done.append(epoch)
+    assert done == [5, 8, 10, 11, 12]  # every 5 from 3 on; every 2 from 8; every 1 from 11; and the last
+
+
+def test_refused_and_reported():
+    with pytest.raises(ValueError, match="more than one EMAHook"):
+        settings_from_config(_cfg(custom_hooks=[dict(type="EMAHook"), dict(type="EMAHook")]))
+    with pytest.raises(ValueError, match="takes no gamma"):
+        settings_from_config(_cfg(custom_hooks=[dict(type="EMAHook", gamma=10)]))
+    with pytest.raises(ValueError, match="clip_grad"):
+        settings_from_config(_cfg(optim_wrapper={"optimizer": {"type": "SGD"}, "clip_grad": {"clip_value": 1}}))
+    s = settings_from_config(_cfg(optim_wrapper={"type": "AmpOptimWrapper", "dtype": "bfloat16",
+                                                 "optimizer": {"type": "SGD", "lr": 0.1}},
+                                  auto_scale_lr=dict(enable=True, base_batch_size=16)))
+    assert (s.amp_dtype, s.auto_scale_base_batch) == ("bfloat16", 16)
+    cfg = _cfg(model=dict(backbone=dict(norm_cfg=dict(type="SyncBN"))),
+               default_hooks=dict(checkpoint=dict(interval=1, max_keep_ckpts=3)))
+    notes = config_warnings(cfg, distributed=True, cuda=False)
+    assert any("SyncBN" in n for n in notes) and any("only last.pth" in n for n in notes)
+    assert not any("SyncBN" in n for n in config_warnings(cfg, distributed=False))
+
+
+def test_auto_scale_lr_scales_with_the_total_batch(tmp_path):
+    from .runs import tiny_tinyssd_cfg
+    cfg = tiny_tinyssd_cfg(tmp_path / "data")
+    cfg["optim_wrapper"] = {"optimizer": {"type": "SGD", "lr": 0.04, "momentum": 0.9, "weight_decay": 5e-4}}
+    cfg["auto_scale_lr"] = dict(enable=True, base_batch_size=12)
+    events = EventBus()
+    from detengine.train.runner import train_from_config
+    train_from_config(cfg, max_iters=1, work_dir=tmp_path / "run", events=events, console=False)
+    it = next(e for e in events.history if e["type"] == "iter")
+    assert it["lr"] == pytest.approx(0.04 * 6 / 12)  # 1 process x batch 6 against a base of 12
+    assert any(e["type"] == "warning" and "auto_scale_lr" in e["message"] for e in events.history)
+    assert torch.load(tmp_path / "run" / "last.pth", weights_only=True)["settings"]["lr"] == pytest.approx(0.02)
+
+
+def test_a_checkpoint_that_does_not_fit_says_why(tmp_path):
+    from detengine.models import build_detector
+    from detengine.train.checkpoint import load_state_checked
+    from detengine.train.runner import load_cfg
+    from .runs import CONFIGS
+    cfg = load_cfg(CONFIGS / "rtmdet_tiny_coco.py")["model"]
+    model = build_detector(cfg)
+    state = dict(model.state_dict())
+    state["neck.top_down_blocks.0.attention.fc.weight"] = torch.zeros(192, 192, 1, 1)  # the old neck
+    with pytest.raises(ValueError, match="older DetScope whose neck had channel attention"):
+        load_state_checked(model, state, "old.pth")
+    other = build_detector(dict(cfg, bbox_head=dict(cfg["bbox_head"], num_classes=3))).state_dict()
+    with pytest.raises(ValueError, match=r"other.pth does not fit this model: .* of another shape"):
+        load_state_checked(model, other, "other.pth")
