@@ -180,6 +180,14 @@ def config_warnings(cfg: dict, *, distributed: bool = False, cuda: bool = False)
         out.append(f"optim_wrapper.{key} is not supported here and is ignored")
     if optim.get("type") == "AmpOptimWrapper" and not cuda:
         out.append("optim_wrapper AmpOptimWrapper: mixed precision is used on CUDA only; this CPU run uses float32")
+    for key in ("train_dataloader", "val_dataloader", "test_dataloader"):
+        if isinstance(cfg.get(key), dict) and cfg[key].get("dataset"):
+            out.append(f"{key}.dataset is not read: the data come from --data (default: the config's data.default, "
+                       f"else the built-in synthetic set)")
+    for key in ("val_evaluator", "test_evaluator"):
+        metric = (cfg.get(key) or {}).get("metric") if isinstance(cfg.get(key), dict) else None
+        if metric not in (None, "bbox"):
+            out.append(f"{key}.metric={metric!r}: evaluation is COCO bbox AP here")
     ckpt = (cfg.get("default_hooks") or {}).get("checkpoint") or {}
     if ckpt.get("max_keep_ckpts", 1) > 1 or ckpt.get("save_last") is False:
         out.append("default_hooks.checkpoint: only last.pth (every interval and on stop) and best.pth are kept")

@@ -37,7 +37,7 @@ optim_wrapper = dict(
     clip_grad=dict(max_norm=10, norm_type=2))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=200),
-    dict(type='CosineAnnealingLR', eta_min_ratio=0.01, by_epoch=True)
+    dict(type='CosineAnnealingLR', eta_min_ratio=0.01, by_epoch=True, convert_to_iter_based=True)
 ]
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=8, val_interval=1)
 train_dataloader = dict(batch_size=8, num_workers=0)

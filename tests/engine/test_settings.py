@@ -80,6 +80,9 @@ def test_refused_and_reported():
     notes = config_warnings(cfg, distributed=True, cuda=False)
     assert any("SyncBN" in n for n in notes) and any("only last.pth" in n for n in notes)
     assert not any("SyncBN" in n for n in config_warnings(cfg, distributed=False))
+    notes = config_warnings(_cfg(train_dataloader=dict(batch_size=2, dataset=dict(ann_file="a.json")),
+                                 val_evaluator=dict(metric="proposal")))
+    assert any("train_dataloader.dataset is not read" in n for n in notes) and any("proposal" in n for n in notes)
 
 
 def test_auto_scale_lr_scales_with_the_total_batch(tmp_path):
