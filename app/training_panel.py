@@ -15,7 +15,7 @@ import numpy as np
 import pyqtgraph as pg
 import torch
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QPlainTextEdit,
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QPlainTextEdit,
                                QProgressBar, QPushButton, QSlider, QSpinBox, QSplitter, QTabWidget, QVBoxLayout,
                                QWidget)
 
@@ -123,6 +123,9 @@ class TrainingPanel(QWidget):
         self.device = QComboBox()
         for label, value in device_choices():
             self.device.addItem(label, value)
+        self.amp = QCheckBox("mixed precision")
+        self.amp.setToolTip("float16 autocast with a loss scaler on CUDA (mmdetection's --amp / AmpOptimWrapper); "
+                            "a config with AmpOptimWrapper uses it anyway")
         self.epochs = QSpinBox()
         self.epochs.setRange(1, 10_000)
         self.epochs.setValue(10)
@@ -174,7 +177,10 @@ class TrainingPanel(QWidget):
         split_row.addWidget(self.split_label, 1)
         split_row.addWidget(self.resplit)
         form.addRow("Data", split_row)
-        form.addRow("Device", self.device)
+        device_row = QHBoxLayout()
+        device_row.addWidget(self.device, 1)
+        device_row.addWidget(self.amp)
+        form.addRow("Device", device_row)
         numbers = QHBoxLayout()
         for label, w in (("epochs", self.epochs), ("batch", self.batch), ("lr", self.lr), ("max iters", self.max_iters)):
             numbers.addWidget(QLabel(label))
@@ -219,6 +225,7 @@ class TrainingPanel(QWidget):
         self.buttons["resume"].clicked.connect(self.resume)
         self.buttons["stop"].clicked.connect(self.stop)
         self.resplit.clicked.connect(self.new_split)
+        self.device.currentIndexChanged.connect(lambda _i: self._update_amp())
         self.smoothing.valueChanged.connect(lambda _v: self.redraw_curves())
         self.run_buttons["refresh"].clicked.connect(self.refresh_runs)
         self.run_buttons["show"].clicked.connect(lambda: self.show_run(self.selected_run()))
@@ -280,13 +287,7 @@ class TrainingPanel(QWidget):
             return False
         write_split(project, train, run_dir / "train.json")
         write_split(project, val, run_dir / "val.json")
-        args = [self.config(), "--data", str(run_dir / "train.json"), "--val-data", str(run_dir / "val.json"),
-                "--images", str(project.image_root), "--device", self.device.currentData(),
-                "--epochs", str(self.epochs.value()), "--batch-size", str(self.batch.value()), "--workers", "0"]
-        if self.lr.value() > 0:
-            args += ["--lr", repr(self.lr.value())]
-        if self.max_iters.value() > 0:
-            args += ["--max-iters", str(self.max_iters.value())]
+        args = self.train_args(run_dir, project.image_root)
         self.process = TrainingProcess(run_dir, args, self)
         self.process.event.connect(self._on_event)
         self.process.log.connect(self._append_log)
@@ -323,6 +324,19 @@ class TrainingPanel(QWidget):
         if self.process:
             self.process.stop()
 
+    def train_args(self, run_dir: Path, image_root) -> list[str]:
+        """The ``python -m detengine train`` arguments for the panel's choices."""
+        args = [self.config(), "--data", str(run_dir / "train.json"), "--val-data", str(run_dir / "val.json"),
+                "--images", str(image_root), "--device", self.device.currentData(),
+                "--epochs", str(self.epochs.value()), "--batch-size", str(self.batch.value()), "--workers", "0"]
+        if self.lr.value() > 0:
+            args += ["--lr", repr(self.lr.value())]
+        if self.max_iters.value() > 0:
+            args += ["--max-iters", str(self.max_iters.value())]
+        if self.amp.isChecked() and self.amp.isEnabled():
+            args.append("--amp")
+        return args
+
     def _set_running(self, running: bool, paused: bool = False) -> None:
         self.buttons["start"].setEnabled(not running)
         self.buttons["pause"].setEnabled(running and not paused)
@@ -330,6 +344,14 @@ class TrainingPanel(QWidget):
         self.buttons["stop"].setEnabled(running)
         for w in (self.config_combo, self.device, self.epochs, self.batch, self.lr, self.max_iters, self.resplit):
             w.setEnabled(not running)
+        self._update_amp(running)
+
+    def _update_amp(self, running: bool = False) -> None:
+        """Mixed precision is a CUDA feature: offered only with a CUDA device."""
+        cuda = str(self.device.currentData() or "").startswith("cuda")
+        self.amp.setEnabled(cuda and not running)
+        if not cuda:
+            self.amp.setChecked(False)
 
     def _on_state(self, state: str) -> None:
         self._set_running(True, paused=state == "paused")

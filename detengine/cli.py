@@ -109,6 +109,8 @@ def _add_train(sub) -> None:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--max-iters", type=int, help="stop after this many iterations")
+    p.add_argument("--amp", action="store_true", default=None,
+                   help="mixed precision on CUDA (as mmdetection's --amp: AmpOptimWrapper); ignored on CPU")
     p.add_argument("--workers", type=int, help="data-loading worker processes")
     p.add_argument("--resume", metavar="CKPT", help="continue a run exactly from its checkpoint")
     p.add_argument("--work-dir", help="run folder (default: runs/<config>-<time>)")
@@ -167,7 +169,7 @@ def _run_train(args) -> int:
                                     device=args.device, resume=args.resume, work_dir=args.work_dir,
                                     batch_size=args.batch_size, lr=args.lr, max_iters=args.max_iters,
                                     val_data=args.val_data, images=args.images, eval_backend=args.backend,
-                                    num_workers=args.workers, trainer_hook=hook)
+                                    num_workers=args.workers, amp=args.amp, trainer_hook=hook)
     except TrainingDiverged as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3

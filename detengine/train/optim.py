@@ -80,6 +80,10 @@ def param_groups(model: nn.Module, paramwise_cfg: dict | None, base_lr: float,
     if unknown:
         raise ValueError(f"optim_wrapper.paramwise_cfg has unknown keys {unknown}; known: {list(PARAMWISE_KEYS)}")
     custom = cfg.get("custom_keys") or {}
+    if base_wd is None and (any("decay_mult" in v for v in custom.values())
+                            or any(k in cfg for k in ("bias_decay_mult", "norm_decay_mult", "dwconv_decay_mult"))):
+        raise ValueError("optim_wrapper.paramwise_cfg decay multipliers need optimizer weight_decay in the config "
+                         "(as in mmengine: base_wd should not be None)")
     sorted_keys = sorted(sorted(custom), key=len, reverse=True)
     seen: set[int] = set()
     matched: set[str] = set()
@@ -111,12 +115,14 @@ def build_optimizer(model: nn.Module, s, notes: list | None = None) -> torch.opt
     """SGD or AdamW over :func:`param_groups` (``s``: a :class:`~detengine.train.TrainSettings`)."""
     groups = param_groups(model, s.paramwise, s.lr, s.weight_decay, notes)
     extra = dict(s.optimizer_args or {})  # betas, eps, amsgrad, nesterov, dampening, ... as the config says
+    if s.weight_decay is not None:  # None: the optimizer's own default
+        extra["weight_decay"] = s.weight_decay
     if s.optimizer == "SGD":
-        return torch.optim.SGD(groups, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay, **extra)
+        return torch.optim.SGD(groups, lr=s.lr, momentum=s.momentum, **extra)
     if s.optimizer == "AdamW":
         # fused: one kernel for all parameters; the same update to float rounding, and on a
         # 2-core CPU 5-20x faster than the per-parameter loop (TinySSD: ~1 ms instead of 4-24 ms)
         if s.fused:
             extra["fused"] = True
-        return torch.optim.AdamW(groups, lr=s.lr, weight_decay=s.weight_decay, **extra)
+        return torch.optim.AdamW(groups, lr=s.lr, **extra)
     raise ValueError(f"optimizer must be 'SGD' or 'AdamW', got {s.optimizer!r}")

@@ -12,7 +12,7 @@ from ..models import build_detector
 from . import distributed as dist
 from .data import EvalSet, build_data
 from .events import ConsolePrinter, EventBus, JsonlWriter
-from .settings import uses_syncbn, config_warnings, settings_from_config
+from .settings import config_warnings, run_warnings, settings_from_config, uses_syncbn
 from .trainer import Trainer, pick_device
 
 __all__ = ["settings_from_config", "config_warnings", "predict_dataset", "evaluate_model", "train_from_config",
@@ -70,7 +70,7 @@ def _label_map(dataset) -> dict[int, int]:
 
 def train_from_config(config, data=None, *, epochs=None, device=None, resume=None, work_dir=None, runs_root="runs",
                       batch_size=None, lr=None, max_iters=None, val_data=None, images=None, events=None,
-                      console=True, eval_backend="faster-coco-eval", num_workers=None, trainer_hook=None):
+                      console=True, eval_backend="faster-coco-eval", num_workers=None, amp=None, trainer_hook=None):
     """Train a detector; returns the trainer's summary (with ``work_dir``). ``trainer_hook(trainer)``
     is called before the loop starts (the GUI keeps the trainer to stop or step it)."""
     cfg = load_cfg(config)
@@ -79,7 +79,9 @@ def train_from_config(config, data=None, *, epochs=None, device=None, resume=Non
     if dev.type == "cuda" and dist.is_distributed():
         dev = torch.device("cuda", torch.cuda.current_device())
     settings = settings_from_config(cfg, max_epochs=epochs, batch_size=batch_size, lr=lr, max_iters=max_iters,
-                                    num_workers=num_workers)
+                                    num_workers=num_workers, amp=amp)
+    if settings.deterministic:  # mmengine's randomness.deterministic
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
     bundle = build_data(cfg, data, val_data=val_data, images=images, seed=settings.seed)
     torch.manual_seed(settings.seed)
     model_cfg = dict(cfg["model"])
@@ -120,6 +122,10 @@ def train_from_config(config, data=None, *, epochs=None, device=None, resume=Non
             "category_ids": [int(label_to_cat[i]) for i in range(len(bundle.class_names))]}
     trainer = Trainer(model, bundle.train, bundle.collate, settings=settings, work_dir=run_dir, device=dev,
                       events=events, evaluate=evaluate, meta=meta)
+    if dist.is_main():
+        stages = [e for e, _ in getattr(bundle.train, "stages", [])[1:]]
+        for message in run_warnings(settings, trainer.iters_per_epoch, stages):
+            events.emit({"type": "warning", "message": message})
     if resume:
         trainer.resume(resume)
     if dist.is_main():

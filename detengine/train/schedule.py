@@ -8,14 +8,16 @@ the ratio of consecutive warm-up factors, ``CosineAnnealingLR`` rescales the dis
 chain in plain Python floats, with mmengine's formulas, for the whole run (``ParamSchedulerHook``
 order: iteration-based schedulers after every iteration, epoch-based ones after every epoch;
 ``convert_to_iter_based`` turns epoch counts into iterations; a missing ``end`` is the end of
-training, as mmengine's runner sets it), and the trainer's ``LambdaLR`` reads the table.
+training, as mmengine's runner sets it), and the trainer's :class:`TableLR` reads the table.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
 
-__all__ = ["LrSchedule", "SCHEDULERS"]
+import torch
+
+__all__ = ["LrSchedule", "TableLR", "SCHEDULERS"]
 
 SCHEDULERS = ("LinearLR", "MultiStepLR", "CosineAnnealingLR", "ConstantLR")
 
@@ -44,9 +46,9 @@ class _Chained:
             self.gamma = cfg.get("gamma", 0.1)
         elif self.kind == "CosineAnnealingLR":
             t_max = cfg.get("T_max")
-            self.t_max = t_max * scale if t_max is not None else self.end - self.begin
+            self.t_max = t_max * scale if t_max else self.end - self.begin  # mmengine: T_max or (end - begin)
             ratio = cfg.get("eta_min_ratio")
-            self.eta_min = base * ratio if ratio is not None else cfg.get("eta_min", 0.0)
+            self.eta_min = base * ratio if ratio is not None else (cfg.get("eta_min") or 0.0)
         else:
             raise ValueError(f"param_scheduler type {self.kind!r} is not supported; use one of {list(SCHEDULERS)}")
         self.global_step, self.last_step = -1, -1
@@ -81,8 +83,8 @@ class _Chained:
 @dataclass(frozen=True)
 class LrSchedule:
     """mmengine's ``param_scheduler`` list (validated config dicts) over ``max_epochs`` epochs of
-    ``iters_per_epoch`` iterations. ``factor(step, base_lr)``: the rate of iteration ``step`` of
-    a group whose own rate is ``base_lr``, divided by that rate (what ``LambdaLR`` multiplies)."""
+    ``iters_per_epoch`` iterations. ``rates(base_lr)``: the rate of every iteration for a group
+    whose own rate is ``base_lr``; ``factor(step, base_lr)``: one of them over ``base_lr``."""
 
     schedulers: tuple = ()
     iters_per_epoch: int = 1
@@ -110,7 +112,7 @@ class LrSchedule:
 
     def factor(self, step: int, base_lr: float = 1.0) -> float:
         table = self.rates(base_lr)
-        return table[min(int(step), len(table) - 1)] / base_lr
+        return table[min(int(step), len(table) - 1)] / base_lr if base_lr else 0.0
 
 
 def _step_all(chain: list[_Chained], lr: float, by_epoch: bool) -> float:
@@ -118,3 +120,20 @@ def _step_all(chain: list[_Chained], lr: float, by_epoch: bool) -> float:
         if sch.by_epoch == by_epoch:
             lr = sch.step(lr)
     return lr
+
+
+class TableLR(torch.optim.lr_scheduler.LRScheduler):
+    """Sets each parameter group's rate to :meth:`LrSchedule.rates` of its own initial rate at
+    every step (absolute rates: a group at lr 0 and an absolute ``eta_min`` behave as in
+    mmengine, where no multiplier could). Its state is the step count only."""
+
+    def __init__(self, optimizer, schedule: LrSchedule, last_epoch: int = -1):
+        self.schedule = schedule
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> list[float]:
+        return [self.schedule.rates(base)[min(self.last_epoch, len(self.schedule.rates(base)) - 1)]
+                for base in self.base_lrs]
+
+    def state_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "schedule")}

@@ -23,10 +23,11 @@ from .ema import EMA_TYPES
 from .optim import PARAMWISE_KEYS
 from .trainer import TrainSettings
 
-__all__ = ["settings_from_config", "config_warnings", "uses_syncbn"]
+__all__ = ["settings_from_config", "config_warnings", "run_warnings", "uses_syncbn"]
 
 _OPTIMIZERS = {"SGD": torch.optim.SGD, "AdamW": torch.optim.AdamW}
 _OPTIM_WRAPPER_KEYS = ("type", "optimizer", "paramwise_cfg", "clip_grad", "loss_scale", "dtype")
+_WRAPPERS = ("OptimWrapper", "AmpOptimWrapper")
 _EMA_ARGS = ("ema_type", "momentum", "gamma", "interval", "update_buffers", "begin_iter", "begin_epoch",
              "strict_load", "priority")
 _SCHEDULER_KEYS = {
@@ -66,9 +67,14 @@ def _optimizer(optim: dict, s: dict) -> None:
     if kind not in _OPTIMIZERS:
         raise ValueError(f"optim_wrapper.optimizer type must be one of {list(_OPTIMIZERS)}, got {kind!r}")
     s["optimizer"] = kind
-    accepted = set(inspect.signature(_OPTIMIZERS[kind]).parameters) - {"params"}
-    # no weight_decay in the config: the optimizer's own default (SGD 0, AdamW 0.01), as mmengine
-    s["weight_decay"] = inspect.signature(_OPTIMIZERS[kind]).parameters["weight_decay"].default
+    signature = inspect.signature(_OPTIMIZERS[kind]).parameters
+    accepted = set(signature) - {"params"}
+    # what the config leaves out is the optimizer's own default (SGD: lr 1e-3, momentum 0), as in
+    # mmengine; no weight_decay: None (the optimizer's default, and no decay rules apply)
+    s["lr"] = float(signature["lr"].default)
+    if "momentum" in signature:
+        s["momentum"] = float(signature["momentum"].default)
+    s["weight_decay"] = None
     extra = {}
     for key, value in opt.items():
         if key not in accepted:
@@ -86,19 +92,33 @@ def _optimizer(optim: dict, s: dict) -> None:
     if clip:
         if clip.pop("type", "norm") != "norm":
             raise ValueError("optim_wrapper.clip_grad: only norm clipping (type='norm') is supported")
-        s["grad_clip"] = clip.pop("max_norm", None)
+        if clip.get("max_norm") is None:
+            raise ValueError("optim_wrapper.clip_grad needs max_norm")
+        s["grad_clip"] = clip.pop("max_norm")
         s["grad_clip_norm_type"] = float(clip.pop("norm_type", 2.0))
-        if clip:
-            raise ValueError(f"optim_wrapper.clip_grad: unknown arguments {sorted(clip)}")
+        unknown = sorted(set(clip) - {"error_if_nonfinite", "foreach"})
+        if unknown:
+            raise ValueError(f"optim_wrapper.clip_grad: unknown arguments {unknown}")
+        s["grad_clip_args"] = clip  # passed on to torch.nn.utils.clip_grad_norm_, as mmengine does
+    wrapper = optim.get("type", "OptimWrapper")
+    if wrapper not in _WRAPPERS:
+        raise ValueError(f"optim_wrapper type must be one of {list(_WRAPPERS)}, got {wrapper!r}")
+    if optim.get("accumulative_counts", 1) != 1 or optim.get("constructor"):
+        raise ValueError("optim_wrapper accumulative_counts / constructor are not supported here")
+    s["amp"] = wrapper == "AmpOptimWrapper"  # mmengine: mixed precision only with AmpOptimWrapper
+    loss_scale = optim.get("loss_scale", "dynamic")
+    if not (loss_scale == "dynamic" or isinstance(loss_scale, (int, float, dict))):
+        raise ValueError(f"optim_wrapper.loss_scale must be 'dynamic', a number or a dict, got {loss_scale!r}")
+    s["loss_scale"] = loss_scale
     paramwise = optim.get("paramwise_cfg")
     if paramwise:
         unknown = sorted(set(paramwise) - set(PARAMWISE_KEYS))
         if unknown:
             raise ValueError(f"optim_wrapper.paramwise_cfg has unknown keys {unknown}; known: {list(PARAMWISE_KEYS)}")
         s["paramwise"] = dict(paramwise)
-    if "dtype" in optim:
-        if optim["dtype"] not in ("float16", "bfloat16"):
-            raise ValueError(f"optim_wrapper.dtype must be 'float16' or 'bfloat16', got {optim['dtype']!r}")
+    if optim.get("dtype") is not None:
+        if optim["dtype"] not in ("float16", "bfloat16", "float32"):
+            raise ValueError(f"optim_wrapper.dtype must be 'float16', 'bfloat16' or 'float32', got {optim['dtype']!r}")
         s["amp_dtype"] = optim["dtype"]
 
 
@@ -144,18 +164,58 @@ def settings_from_config(cfg: dict, **overrides) -> TrainSettings:
     s["batch_size"] = loader.get("batch_size", 8)
     s["num_workers"] = loader.get("num_workers", 0)
     _optimizer(cfg.get("optim_wrapper") or {}, s)
-    s["schedulers"] = tuple(_scheduler(dict(sch)) for sch in cfg.get("param_scheduler") or [])
+    schedulers = cfg.get("param_scheduler") or []
+    schedulers = [schedulers] if isinstance(schedulers, dict) else schedulers  # mmengine accepts one dict
+    s["schedulers"] = tuple(_scheduler(dict(sch)) for sch in schedulers)
     _loop(cfg, s)
     ema = _ema_hook(cfg)
     if ema is not None:
         s["ema"] = ema
-    s["checkpoint_interval"] = (cfg.get("default_hooks") or {}).get("checkpoint", {}).get("interval", 1)
+    ckpt = (cfg.get("default_hooks") or {}).get("checkpoint") or {}
+    if ckpt.get("by_epoch", True) is False:
+        raise ValueError("default_hooks.checkpoint: by_epoch=False (an interval in iterations) is not supported; "
+                         "checkpoints are saved every `interval` epochs and on stop")
+    s["checkpoint_interval"] = int(ckpt.get("interval", 1))
     scale = cfg.get("auto_scale_lr") or {}
     if scale.get("enable"):
-        s["auto_scale_base_batch"] = int(scale.get("base_batch_size", 16))
-    s["seed"] = (cfg.get("randomness") or {}).get("seed", 0) or 0
+        if "base_batch_size" not in scale:
+            raise ValueError("auto_scale_lr needs base_batch_size")
+        s["auto_scale_base_batch"] = int(scale["base_batch_size"])
+    randomness = cfg.get("randomness") or {}
+    s["seed"] = randomness.get("seed", 0) or 0
+    s["deterministic"] = bool(randomness.get("deterministic", False))
     s.update({k: v for k, v in overrides.items() if v is not None})
     return TrainSettings(**s)
+
+
+def run_warnings(s: TrainSettings, iters_per_epoch: int, switch_epochs=()) -> list[str]:
+    """What of the config will not happen in a run this long (``--epochs`` / the window's epochs
+    shorter than the config's): schedulers that never start or are cut short, a warm-up longer
+    than the run, evaluation intervals, pipeline switches and EMA starts beyond the end. mmengine
+    behaves the same, silently; here it is said at the start."""
+    ipe = max(int(iters_per_epoch), 1)
+    total, out = s.max_epochs * ipe, []
+    run = f"this run has {s.max_epochs} epochs of {ipe} iterations"
+    for sch in s.schedulers:
+        by_epoch = sch.get("by_epoch", True)
+        unit = ipe if by_epoch else 1
+        begin, end = sch.get("begin", 0) * unit, sch.get("end")
+        if begin >= total:
+            out.append(f"param_scheduler {sch['type']} begins at {'epoch' if by_epoch else 'iteration'} "
+                       f"{sch.get('begin', 0)} and never starts: {run}")
+        elif end is not None and end * unit > total:
+            what = "the warm-up never reaches the full rate" if sch["type"] == "LinearLR" else "it is cut short"
+            out.append(f"param_scheduler {sch['type']} ends at {'epoch' if by_epoch else 'iteration'} {end}: "
+                       f"{what} ({run})")
+    for epoch, _ in s.dynamic_intervals:
+        if epoch >= s.max_epochs:
+            out.append(f"train_cfg.dynamic_intervals from epoch {epoch} never applies: {run}")
+    for epoch in switch_epochs:
+        if epoch >= s.max_epochs:
+            out.append(f"PipelineSwitchHook at epoch {epoch} never switches: {run}")
+    if s.ema and (s.ema.get("begin_epoch", 0) > s.max_epochs or s.ema.get("begin_iter", 0) > total):
+        out.append(f"EMAHook starts after the end: {run}")
+    return out
 
 
 def uses_syncbn(node) -> bool:
@@ -180,6 +240,14 @@ def config_warnings(cfg: dict, *, distributed: bool = False, cuda: bool = False)
         out.append(f"optim_wrapper.{key} is not supported here and is ignored")
     if optim.get("type") == "AmpOptimWrapper" and not cuda:
         out.append("optim_wrapper AmpOptimWrapper: mixed precision is used on CUDA only; this CPU run uses float32")
+    loader = cfg.get("train_dataloader") or {}
+    if loader.get("batch_sampler"):
+        out.append("train_dataloader.batch_sampler is not used: batches follow the shuffled order "
+                   "(mmdetection's AspectRatioBatchSampler groups images by aspect ratio)")
+    if (loader.get("sampler") or {}).get("shuffle") is False:
+        out.append("train_dataloader.sampler.shuffle=False is not used: training always shuffles (seeded)")
+    if (cfg.get("randomness") or {}).get("diff_rank_seed"):
+        out.append("randomness.diff_rank_seed is not needed: augmentation is seeded per image, so ranks differ anyway")
     for key in ("train_dataloader", "val_dataloader", "test_dataloader"):
         if isinstance(cfg.get(key), dict) and cfg[key].get("dataset"):
             out.append(f"{key}.dataset is not read: the data come from --data (default: the config's data.default, "

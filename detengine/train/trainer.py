@@ -9,7 +9,6 @@ so a run resumed from a checkpoint produces the same next losses as an uninterru
 from __future__ import annotations
 
 import bisect
-import functools
 import math
 import threading
 import time
@@ -26,7 +25,7 @@ from .data import EpochOrder
 from .ema import ModelEMA
 from .events import EventBus
 from .optim import build_optimizer
-from .schedule import LrSchedule
+from .schedule import LrSchedule, TableLR
 
 __all__ = ["TrainSettings", "Trainer", "TrainingDiverged", "pick_device", "make_lr_scheduler"]
 
@@ -54,16 +53,19 @@ class TrainSettings:
     optimizer: str = "SGD"
     lr: float = 0.01
     momentum: float = 0.9
-    weight_decay: float = 5e-4
+    weight_decay: float | None = 5e-4  # None: the optimizer's default, and paramwise decay rules cannot apply
     schedulers: tuple = ()  # mmengine's param_scheduler dicts (see detengine.train.schedule); () = constant
     grad_clip: float | None = None
     grad_clip_norm_type: float = 2.0
+    grad_clip_args: dict = field(default_factory=dict)  # error_if_nonfinite, foreach
     optimizer_args: dict = field(default_factory=dict)  # other optimizer arguments (betas, eps, nesterov, ...)
     paramwise: dict | None = None  # optim_wrapper.paramwise_cfg (see detengine.train.optim)
     ema: dict | None = None  # the EMAHook's arguments (see detengine.train.ema)
     fused: bool = False  # torch's fused AdamW kernel (optimizer config ``fused=True``)
-    amp: bool = True  # used only on CUDA
+    amp: bool = False  # mixed precision (on CUDA only): AmpOptimWrapper, or --amp
     amp_dtype: str = "float16"  # optim_wrapper.dtype
+    loss_scale: object = "dynamic"  # optim_wrapper.loss_scale: "dynamic", a fixed number, or GradScaler arguments
+    deterministic: bool = False  # randomness.deterministic (cuDNN)
     auto_scale_base_batch: int | None = None  # auto_scale_lr enabled: lr * (ranks * batch) / this
     checkpoint_interval: int = 1
     eval_interval: int = 1
@@ -82,12 +84,11 @@ class TrainSettings:
 
 
 def make_lr_scheduler(optimizer, s: TrainSettings, iters_per_epoch: int):
-    """(:class:`LrSchedule`, a ``LambdaLR`` on ``optimizer``) for the settings, stepped once per
-    iteration. One table per group rate: mmengine's chain is not scale-free (an absolute
+    """(:class:`LrSchedule`, a :class:`TableLR` on ``optimizer``) for the settings, stepped once
+    per iteration. One table per group rate: mmengine's chain is not scale-free (an absolute
     ``eta_min`` is the same for a group with ``lr_mult``)."""
     schedule = LrSchedule(tuple(s.schedulers), iters_per_epoch, s.max_epochs)
-    factors = [functools.partial(schedule.factor, base_lr=g["lr"]) for g in optimizer.param_groups]
-    return schedule, torch.optim.lr_scheduler.LambdaLR(optimizer, factors)
+    return schedule, TableLR(optimizer, schedule)
 
 
 class Trainer:
@@ -114,8 +115,6 @@ class Trainer:
         self.forward_module = dist.wrap_model(self.model, self.device)
         notes: list[str] = []
         self.optimizer = build_optimizer(self.model, settings, notes)
-        for note in notes:
-            self.events.emit({"type": "warning", "message": note})
         self.ema = ModelEMA(self.model, **settings.ema) if settings.ema else None
         self.meta = dict(meta or {})
         self.world = dist.world_size()
@@ -125,9 +124,15 @@ class Trainer:
         per_rank = math.ceil(len(train_set) / self.world)
         self.iters_per_epoch = max(1, math.ceil(per_rank / settings.batch_size))
         self.schedule, self.scheduler = make_lr_scheduler(self.optimizer, settings, self.iters_per_epoch)
-        self.use_amp = bool(settings.amp and self.device.type == "cuda")
+        for note in notes:
+            self.events.emit({"type": "warning", "message": note})
+        self.use_amp = bool(settings.amp and self.device.type == "cuda" and settings.amp_dtype != "float32")
         self.amp_dtype = torch.bfloat16 if settings.amp_dtype == "bfloat16" else torch.float16
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
+        # mmengine's AmpOptimWrapper keeps a GradScaler for bfloat16 too; a number: a fixed scale
+        scale = settings.loss_scale
+        scaler_args = dict(scale) if isinstance(scale, dict) else {} if scale == "dynamic" else {"init_scale": scale}
+        self.fixed_scale = float(scale) if isinstance(scale, (int, float)) else None
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp, **scaler_args)
         self.epoch, self.iter_in_epoch, self.global_step = 0, 0, 0
         self.best_ap = -1.0
         self.last_metrics = None
@@ -247,12 +252,13 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
         grad_norm = self._clip()
+        lr = float(self.optimizer.param_groups[0]["lr"])  # the rate this step used
         self.scaler.step(self.optimizer)
-        self.scaler.update()
+        self.scaler.update(self.fixed_scale)
         self.scheduler.step()
         if self.ema is not None:
             self.ema.update(self.model, self.global_step, self.epoch)
-        event = self._iter_event(logged, grad_norm, len(batch["images"]), time.perf_counter() - t0)
+        event = self._iter_event(logged, grad_norm, lr, len(batch["images"]), time.perf_counter() - t0)
         self._advance()
         return event
 
@@ -291,19 +297,21 @@ class Trainer:
             raise TrainingDiverged(message)
 
     def _clip(self) -> float | None:
-        """Clip (when configured) and return the gradient norm; without AMP a non-finite norm
-        stops the run before the weights are touched (with AMP the scaler skips that step)."""
-        if not self.s.grad_clip and self.use_amp:
+        """Clip (when configured) and return the gradient norm; without a loss scaler a
+        non-finite norm stops the run before the weights are touched (with one, the scaler
+        skips that step, as mmengine's AmpOptimWrapper)."""
+        scaling = self.scaler.is_enabled()
+        if not self.s.grad_clip and scaling:
             return None
         self.scaler.unscale_(self.optimizer)
         params = [p for p in self.model.parameters() if p.grad is not None]
         norm = float(torch.nn.utils.clip_grad_norm_(params, self.s.grad_clip or float("inf"),
-                                                    norm_type=self.s.grad_clip_norm_type))
-        if not self.use_amp and not math.isfinite(norm):
+                                                    norm_type=self.s.grad_clip_norm_type, **self.s.grad_clip_args))
+        if not scaling and not math.isfinite(norm):
             self._check_finite({"gradient_norm": norm})
         return norm
 
-    def _iter_event(self, losses: dict[str, float], grad_norm, batch_images, seconds) -> dict:
+    def _iter_event(self, losses: dict[str, float], grad_norm, lr: float, batch_images, seconds) -> dict:
         self._step_times = (self._step_times + [seconds])[-20:]
         mean_t = sum(self._step_times) / len(self._step_times)
         remaining = (self.s.max_epochs - self.epoch) * self.iters_per_epoch - self.iter_in_epoch - 1
@@ -313,7 +321,7 @@ class Trainer:
             "type": "iter", "epoch": self.epoch, "iter": self.iter_in_epoch, "global_step": self.global_step,
             "iters_per_epoch": self.iters_per_epoch, "max_epochs": self.s.max_epochs,
             "losses": losses, "loss": sum(losses.values()),
-            "lr": float(self.optimizer.param_groups[0]["lr"]), "grad_norm": grad_norm,
+            "lr": lr, "grad_norm": grad_norm,
             "images_per_s": batch_images * self.world / max(seconds, 1e-9), "eta_s": max(remaining, 0) * mean_t,
             "last_in_epoch": self.iter_in_epoch + 1 == self.iters_per_epoch})
 
@@ -337,7 +345,7 @@ class Trainer:
         ``val_begin`` on, every ``val_interval`` (switched by ``dynamic_intervals``), and the last."""
         milestones = [0] + [e for e, _ in self.s.dynamic_intervals]
         intervals = [self.s.eval_interval] + [i for _, i in self.s.dynamic_intervals]
-        interval = max(intervals[bisect.bisect(milestones, self.epoch) - 1], 1)
+        interval = max(intervals[bisect.bisect(milestones, self.epoch + 1) - 1], 1)  # mmengine: epoch + 1
         return self.epoch >= self.s.eval_begin and (self.epoch % interval == 0 or self.epoch >= self.s.max_epochs)
 
     def run_evaluation(self):

@@ -133,3 +133,17 @@ def test_run_list_follows_a_growing_log_and_warnings_reach_the_log(win):
     panel.live = RunCurves("live")                                              # as during a run
     panel._on_event({"type": "warning", "message": "custom_hooks: 'SyncNormHook' is not supported here"})
     assert panel.log.toPlainText().splitlines()[-1] == "warning: custom_hooks: 'SyncNormHook' is not supported here"
+
+
+def test_mixed_precision_is_offered_with_cuda_only(win, tmp_path):
+    panel = win.training_panel
+    assert panel.device.currentData() == "cpu" and not panel.amp.isEnabled()    # this machine: no CUDA
+    assert "--amp" not in panel.train_args(tmp_path, tmp_path)
+    panel.device.addItem("cuda:0 (test)", "cuda:0")                             # as on a machine with a GPU
+    panel.device.setCurrentIndex(panel.device.count() - 1)
+    assert panel.amp.isEnabled()
+    panel.amp.setChecked(True)
+    args = panel.train_args(tmp_path, tmp_path)
+    assert args[args.index("--device") + 1] == "cuda:0" and args[-1] == "--amp"
+    panel.device.setCurrentIndex(0)
+    assert not panel.amp.isChecked() and "--amp" not in panel.train_args(tmp_path, tmp_path)

@@ -113,3 +113,64 @@ def test_a_checkpoint_that_does_not_fit_says_why(tmp_path):
     other = build_detector(dict(cfg, bbox_head=dict(cfg["bbox_head"], num_classes=3))).state_dict()
     with pytest.raises(ValueError, match=r"other.pth does not fit this model: .* of another shape"):
         load_state_checked(model, other, "other.pth")
+
+
+def test_a_shortened_run_says_what_of_the_config_will_not_happen():
+    from detengine.train.runner import load_cfg
+    from detengine.train.settings import run_warnings
+    from .runs import CONFIGS
+    s = settings_from_config(load_cfg(CONFIGS / "rtmdet_tiny_coco.py"), max_epochs=10)  # the window's default
+    notes = run_warnings(s, 4, [280])
+    text = "\n".join(notes)
+    assert "CosineAnnealingLR begins at epoch 150 and never starts" in text
+    assert "LinearLR ends at iteration 1000: the warm-up never reaches the full rate" in text
+    assert "dynamic_intervals from epoch 280 never applies" in text and "PipelineSwitchHook at epoch 280" in text
+    assert not run_warnings(settings_from_config(load_cfg(CONFIGS / "rtmdet_tiny_coco.py")), 100, [280])
+
+
+def test_evaluation_interval_switches_one_epoch_early_as_mmengine():
+    s = settings_from_config(_cfg(train_cfg=dict(max_epochs=300, val_interval=10, dynamic_intervals=[(280, 1)])))
+    trainer = Trainer.__new__(Trainer)
+    trainer.s = s
+    done = [e for e in range(270, 301) if (setattr(trainer, "epoch", e) or trainer._evaluate_now())]
+    assert done == [270, 279] + list(range(280, 301))  # mmengine bisects on epoch + 1: 279 is evaluated too
+
+
+def test_defaults_and_edge_values_as_mmengine():
+    s = settings_from_config({"optim_wrapper": {"optimizer": {"type": "SGD", "lr": 0.02}}})
+    assert (s.momentum, s.weight_decay, s.amp) == (0.0, None, False)  # torch's SGD defaults; fp32 unless AMP
+    assert build_optimizer(tiny_model(), s).param_groups[0]["weight_decay"] == 0
+    with pytest.raises(ValueError, match="base_wd should not be None"):
+        build_optimizer(tiny_model(), settings_from_config(
+            {"optim_wrapper": {"optimizer": {"type": "AdamW", "lr": 0.01}, "paramwise_cfg": {"norm_decay_mult": 0}}}))
+    amp = settings_from_config({"optim_wrapper": {"type": "AmpOptimWrapper", "loss_scale": 512.0,
+                                                  "optimizer": {"type": "SGD", "lr": 0.02}}})
+    assert (amp.amp, amp.loss_scale) == (True, 512.0)
+    one = settings_from_config({"param_scheduler": dict(type="CosineAnnealingLR", eta_min=None, T_max=0),
+                                "train_cfg": dict(max_epochs=4)})
+    from detengine.train.schedule import LrSchedule
+    rates = LrSchedule(one.schedulers, 2, 4).rates(0.1)  # T_max 0 -> end - begin, eta_min None -> 0
+    assert rates[0] == 0.1 and rates[4] == pytest.approx(0.05)
+    with pytest.raises(ValueError, match="by_epoch=False"):
+        settings_from_config({"default_hooks": dict(checkpoint=dict(interval=1000, by_epoch=False))})
+    with pytest.raises(ValueError, match="needs max_norm"):
+        settings_from_config({"optim_wrapper": {"optimizer": {"type": "SGD"}, "clip_grad": {"norm_type": 2}}})
+    with pytest.raises(ValueError, match="accumulative_counts"):
+        settings_from_config({"optim_wrapper": {"optimizer": {"type": "SGD"}, "accumulative_counts": 4}})
+
+
+def test_a_group_at_lr_zero_stays_at_zero():
+    from detengine.train.trainer import make_lr_scheduler
+    s = settings_from_config({"optim_wrapper": {"optimizer": {"type": "SGD", "lr": 0.1}},
+                              "param_scheduler": [dict(type="LinearLR", start_factor=0.1, by_epoch=False, end=3),
+                                                  dict(type="CosineAnnealingLR", eta_min=0.001, by_epoch=True)],
+                              "train_cfg": dict(max_epochs=3)})
+    params = [torch.nn.Parameter(torch.zeros(1)) for _ in range(2)]
+    opt = torch.optim.SGD([{"params": [params[0]]}, {"params": [params[1]], "lr": 0.0}], lr=0.1)
+    _, sched = make_lr_scheduler(opt, s, 2)  # a frozen group (lr_mult=0): no division by zero
+    seen = []
+    for _ in range(6):
+        seen.append(opt.param_groups[1]["lr"])
+        opt.step()
+        sched.step()
+    assert seen[0] == 0.0 and seen[-1] > 0  # mmengine's absolute eta_min lifts it, as there
