@@ -75,6 +75,9 @@ def load_model_weights(model: torch.nn.Module, path, strict: bool = True) -> dic
     state = ckpt.get("model", ckpt.get("state_dict", ckpt))
     if strict:
         load_state_checked(model, state, path)
-    result = model.load_state_dict(state, strict=strict)
-    return {"missing": list(result.missing_keys), "unexpected": list(result.unexpected_keys),
+        missing, unexpected = [], []
+    else:
+        result = model.load_state_dict(state, strict=False)
+        missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
+    return {"missing": missing, "unexpected": unexpected,
             "meta": {k: v for k, v in ckpt.items() if k not in ("model", "optimizer", "scheduler", "scaler")}}

@@ -12,6 +12,7 @@ training, as mmengine's runner sets it), and the trainer's :class:`TableLR` read
 """
 from __future__ import annotations
 
+import array
 import math
 from dataclasses import dataclass, field
 
@@ -91,7 +92,7 @@ class LrSchedule:
     max_epochs: int = 1
     _tables: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
 
-    def rates(self, base_lr: float) -> list[float]:
+    def rates(self, base_lr: float) -> array.array:
         """The rate at every iteration ``0 .. iters_per_epoch * max_epochs`` (one past the last)."""
         table = self._tables.get(base_lr)
         if table is None:
@@ -100,7 +101,7 @@ class LrSchedule:
             lr = base_lr
             for sch in chain:  # mmengine steps each scheduler once when it is built
                 lr = sch.step(lr)
-            table = []
+            table = array.array("d")  # 8 bytes a step: 2.4 MB for 300 epochs of 1000 iterations
             for step in range(ipe * self.max_epochs):
                 table.append(lr)
                 lr = _step_all(chain, lr, by_epoch=False)

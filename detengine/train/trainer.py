@@ -91,6 +91,14 @@ def make_lr_scheduler(optimizer, s: TrainSettings, iters_per_epoch: int):
     return schedule, TableLR(optimizer, schedule)
 
 
+def _changed_settings(saved: dict, now: dict) -> str:
+    """``name: saved -> now`` for the settings that decide the data order, the schedule and the
+    update, where a resumed run differs from the run that made its checkpoint."""
+    keys = ("batch_size", "max_epochs", "optimizer", "lr", "momentum", "weight_decay", "schedulers", "seed",
+            "paramwise", "ema", "grad_clip")
+    return ", ".join(f"{k}: {saved[k]!r} -> {now[k]!r}" for k in keys if k in saved and saved[k] != now.get(k))
+
+
 class Trainer:
     """Trains ``model`` (a :class:`~detengine.models.DenseDetector`) on ``train_set``.
 
@@ -192,6 +200,11 @@ class Trainer:
         self.scheduler.load_state_dict(ckpt["scheduler"])
         if ckpt.get("scaler"):  # empty for CPU / non-AMP runs
             self.scaler.load_state_dict(ckpt["scaler"])
+        changed = _changed_settings(ckpt.get("settings") or {}, self.s.to_dict())
+        if changed:
+            self.events.emit({"type": "warning", "message": f"resuming {path} with other settings than it was "
+                                                            f"trained with ({changed}): the run will not continue "
+                                                            f"exactly as the original would have"})
         self.epoch, self.iter_in_epoch = int(ckpt["epoch"]), int(ckpt["iter_in_epoch"])
         self.global_step, self.best_ap = int(ckpt["global_step"]), float(ckpt["best_ap"])
         set_rng_state(ckpt["rng"])

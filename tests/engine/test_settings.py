@@ -174,3 +174,19 @@ def test_a_group_at_lr_zero_stays_at_zero():
         opt.step()
         sched.step()
     assert seen[0] == 0.0 and seen[-1] > 0  # mmengine's absolute eta_min lifts it, as there
+
+
+def test_resuming_with_other_settings_says_so(tmp_path):
+    from detengine.train.runner import train_from_config
+    from .runs import tiny_tinyssd_cfg
+    cfg = tiny_tinyssd_cfg(tmp_path / "data")
+    cfg["optim_wrapper"] = {"optimizer": {"type": "SGD", "lr": 0.04, "momentum": 0.9, "weight_decay": 5e-4}}
+    train_from_config(cfg, max_iters=1, work_dir=tmp_path / "a", console=False)
+    same, other = EventBus(), EventBus()
+    train_from_config(cfg, max_iters=2, work_dir=tmp_path / "b", console=False, events=same,
+                      resume=tmp_path / "a" / "last.pth")
+    train_from_config(cfg, max_iters=2, batch_size=4, work_dir=tmp_path / "c", console=False, events=other,
+                      resume=tmp_path / "a" / "last.pth")
+    assert not [e for e in same.history if e["type"] == "warning"]
+    warning = next(e["message"] for e in other.history if e["type"] == "warning")
+    assert "batch_size: 6 -> 4" in warning
