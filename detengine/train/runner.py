@@ -88,6 +88,8 @@ def train_from_config(config, data=None, *, epochs=None, device=None, resume=Non
     model_cfg["bbox_head"] = dict(model_cfg["bbox_head"], num_classes=len(bundle.class_names))
     model = build_detector(model_cfg)
     notes = config_warnings(cfg, distributed=dist.is_distributed(), cuda=dev.type == "cuda")
+    if settings.amp and dev.type != "cuda":
+        notes.append("mixed precision (AmpOptimWrapper / --amp) is used on CUDA only; this CPU run uses float32")
     if dist.is_distributed() and dev.type == "cuda" and uses_syncbn(model_cfg):
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # mmengine does the same under DDP
     if settings.auto_scale_base_batch:  # mmengine's auto_scale_lr: the rate follows the total batch

@@ -238,8 +238,6 @@ def config_warnings(cfg: dict, *, distributed: bool = False, cuda: bool = False)
     optim = cfg.get("optim_wrapper") or {}
     for key in sorted(set(optim) - set(_OPTIM_WRAPPER_KEYS)):
         out.append(f"optim_wrapper.{key} is not supported here and is ignored")
-    if optim.get("type") == "AmpOptimWrapper" and not cuda:
-        out.append("optim_wrapper AmpOptimWrapper: mixed precision is used on CUDA only; this CPU run uses float32")
     loader = cfg.get("train_dataloader") or {}
     if loader.get("batch_sampler"):
         out.append("train_dataloader.batch_sampler is not used: batches follow the shuffled order "

@@ -190,3 +190,16 @@ def test_resuming_with_other_settings_says_so(tmp_path):
     assert not [e for e in same.history if e["type"] == "warning"]
     warning = next(e["message"] for e in other.history if e["type"] == "warning")
     assert "batch_size: 6 -> 4" in warning
+
+
+def test_cli_amp_on_cpu_says_float32(tmp_path, capsys):
+    from detengine.cli import main
+    from detengine.config import Config
+    from .runs import tiny_tinyssd_cfg
+    cfg_file = tmp_path / "tiny.py"
+    cfg_file.write_text(Config.from_dict(tiny_tinyssd_cfg(tmp_path / "data")).pretty_text())
+    assert main(["train", str(cfg_file), "--amp", "--max-iters", "1", "--device", "cpu",
+                 "--work-dir", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "[warning] mixed precision (AmpOptimWrapper / --amp) is used on CUDA only" in out
+    assert torch.load(tmp_path / "run" / "last.pth", weights_only=True)["settings"]["amp"] is True
