@@ -127,11 +127,13 @@ class TrainingPanel(QWidget):
         self.amp.setToolTip("float16 autocast with a loss scaler on CUDA (mmdetection's --amp / AmpOptimWrapper); "
                             "a config with AmpOptimWrapper uses it anyway")
         self.epochs = QSpinBox()
-        self.epochs.setRange(1, 10_000)
-        self.epochs.setValue(10)
+        self.epochs.setRange(0, 10_000)
+        self.epochs.setSpecialValueText("config's")                 # 0: the config's max_epochs, its schedule intact
+        self.epochs.setValue(0)
         self.batch = QSpinBox()
-        self.batch.setRange(1, 1024)
-        self.batch.setValue(16)
+        self.batch.setRange(0, 1024)
+        self.batch.setSpecialValueText("config's")
+        self.batch.setValue(0)
         self.lr = QDoubleSpinBox()
         self.lr.setDecimals(6)
         self.lr.setRange(0.0, 1e9)
@@ -328,7 +330,11 @@ class TrainingPanel(QWidget):
         """The ``python -m detengine train`` arguments for the panel's choices."""
         args = [self.config(), "--data", str(run_dir / "train.json"), "--val-data", str(run_dir / "val.json"),
                 "--images", str(image_root), "--device", self.device.currentData(),
-                "--epochs", str(self.epochs.value()), "--batch-size", str(self.batch.value()), "--workers", "0"]
+                "--workers", "0"]
+        if self.batch.value() > 0:
+            args += ["--batch-size", str(self.batch.value())]
+        if self.epochs.value() > 0:
+            args += ["--epochs", str(self.epochs.value())]
         if self.lr.value() > 0:
             args += ["--lr", repr(self.lr.value())]
         if self.max_iters.value() > 0:

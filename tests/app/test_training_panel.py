@@ -138,7 +138,10 @@ def test_run_list_follows_a_growing_log_and_warnings_reach_the_log(win):
 def test_mixed_precision_is_offered_with_cuda_only(win, tmp_path):
     panel = win.training_panel
     assert panel.device.currentData() == "cpu" and not panel.amp.isEnabled()    # this machine: no CUDA
-    assert "--amp" not in panel.train_args(tmp_path, tmp_path)
+    args = panel.train_args(tmp_path, tmp_path)
+    assert not {"--amp", "--epochs", "--batch-size"} & set(args)                # the config's epochs and batch
+    panel.epochs.setValue(3)
+    assert panel.train_args(tmp_path, tmp_path)[-2:] == ["--epochs", "3"]
     panel.device.addItem("cuda:0 (test)", "cuda:0")                             # as on a machine with a GPU
     panel.device.setCurrentIndex(panel.device.count() - 1)
     assert panel.amp.isEnabled()
