@@ -253,11 +253,12 @@ class DebugPanel(QWidget):
 
     def needs_model(self) -> bool:
         """The current view uses head outputs: the loss and NMS views, and the assignment views
-        when the assigner itself uses the predictions (RTMDet's dynamic soft label)."""
+        and the dataset scan when the assigner itself uses the predictions (RTMDet's dynamic
+        soft label)."""
         page = self.current_page()
         if page.needs_model:
             return True
-        if page in (self.pages["assign"], self.pages["anchors"]):
+        if page in (self.pages["assign"], self.pages["anchors"], self.pages["scan"]):
             from detengine.trace import head_core_for
             try:
                 return head_core_for(self.cfg["model"]).needs_predictions()

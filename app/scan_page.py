@@ -1,9 +1,11 @@
 """Dataset scan: under the current config and assigner, every GT of the project with fewer than
 k positive priors, and a scatter of GT width x height (network-input pixels) coloured by its best
 IoU with any prior, with each level's prior shapes overlaid. Point priors (RTMDet) have no box,
-so no IoU: there the colour is the number of positives and the marks are the level strides. Runs
-on its own worker thread with a progress bar and a cancel button; a click on a row or a point
-jumps to that box.
+so no IoU: there the colour is the number of positives and the marks are the level strides. An
+assigner that weighs the predictions (RTMDet's dynamic soft label) is scanned with the debug
+panel's model (a checkpoint, or the random init) run on every image, as the trainer would assign
+with that model; with no model, with a freshly initialised head's outputs. Runs on its own worker
+thread with a progress bar and a cancel button; a click on a row or a point jumps to that box.
 """
 from __future__ import annotations
 
@@ -29,9 +31,9 @@ class ScanResult:
     freshly initialised head)."""
 
     def __init__(self, rows: np.ndarray, where: np.ndarray, shapes: list[np.ndarray], images: int,
-                 is_point: bool = False, uses_predictions: bool = False):
+                 is_point: bool = False, uses_predictions: bool = False, model: str | None = None):
         self.rows, self.where, self.shapes, self.images = rows, where, shapes, images
-        self.is_point, self.uses_predictions = is_point, uses_predictions
+        self.is_point, self.uses_predictions, self.model = is_point, uses_predictions, model
 
 
 class ScanPage(DebugPage):
@@ -87,10 +89,9 @@ class ScanPage(DebugPage):
     # ------------------------------------------------------------------ running
 
     def snapshot(self) -> list[tuple]:
-        """(index, h, w, boxes, labels, crowd, box ids) of every image, taken on the GUI thread."""
+        """(index, h, w, boxes, category ids, crowd, box ids, image path) of every image, taken on
+        the GUI thread."""
         project = self.panel.editor.project
-        cat_ids = sorted(project.category_ids())
-        label_of = {cid: i for i, cid in enumerate(cat_ids)}
         out = []
         for i, record in enumerate(project.images):
             if record.width is None or record.height is None:
@@ -98,15 +99,33 @@ class ScanPage(DebugPage):
                 if size is None:
                     continue
                 record.width, record.height = size
-            boxes = [b for b in record.boxes if b.category_id in label_of]
-            out.append((i, record.height, record.width, [b.xyxy for b in boxes], [label_of[b.category_id] for b in boxes],
-                        [b.iscrowd for b in boxes], [b.id for b in boxes]))
+            boxes = list(record.boxes)
+            out.append((i, record.height, record.width, [b.xyxy for b in boxes], [b.category_id for b in boxes],
+                        [b.iscrowd for b in boxes], [b.id for b in boxes], str(project.image_path(i))))
         return out
+
+    def _model_for_scan(self, overrides) -> tuple[str | None, str | None]:
+        """(model choice, checkpoint) when the assigner weighs predictions and a model is chosen."""
+        from detengine.config import merge_dicts
+        from detengine.trace import head_core_for
+
+        from .debug_panel import NO_MODEL
+        cfg = self.panel.cfg["model"]
+        try:
+            uses = head_core_for(merge_dicts(cfg, overrides) if overrides else cfg).needs_predictions()
+        except Exception:
+            uses = False
+        choice = self.panel.model_choice()
+        if not uses or choice == NO_MODEL:
+            return None, None
+        return choice, self.panel.checkpoints.get(choice)
 
     def run_scan(self) -> None:
         items = self.snapshot()
-        spec_cfg, num_classes = self.panel.cfg, max(1, len(self.panel.editor.project.categories))
+        categories = list(self.panel.editor.project.categories)
+        spec_cfg, num_classes = self.panel.cfg, max(1, len(categories))
         overrides = self.panel.pages["assign"].model_overrides()
+        model_choice, checkpoint = self._model_for_scan(overrides)
         self.cancel_event.clear()
         cancel, progress = self.cancel_event, self.progress
         self.start.setEnabled(False)
@@ -116,12 +135,28 @@ class ScanPage(DebugPage):
 
         def job():
             from detengine.image_trace import ImageTracer
-            tracer = ImageTracer(spec_cfg, num_classes=num_classes)
+            from detengine.project_eval import checkpoint_class_names, class_map
+
+            from .debug_panel import _build_model
+            model, name, classes = None, None, num_classes
+            if model_choice is not None:  # the predictions decide the assignment: run the model
+                model, name, classes = _build_model(spec_cfg, num_classes, checkpoint)
+            tracer = ImageTracer(spec_cfg if model is None else {**spec_cfg, "model": model.model_cfg},
+                                 num_classes=classes, model=model, model_name=name)
+            _, cat_to_label, _ = class_map(checkpoint_class_names(checkpoint) if checkpoint else None, categories)
             rows, where, shapes, is_point = [], [], None, False
-            for n, (i, h, w, boxes, labels, crowd, ids) in enumerate(items):
+            for n, (i, h, w, boxes, cats, crowd, ids, path) in enumerate(items):
                 if cancel.is_set():
                     break
-                cov, kept, priors = tracer.coverage_of(h, w, boxes, labels, crowd, model_overrides=overrides)
+                keep = [k for k, c in enumerate(cats) if c in cat_to_label]
+                boxes, labels = [boxes[k] for k in keep], [cat_to_label[cats[k]] for k in keep]
+                crowd, ids = [crowd[k] for k in keep], [ids[k] for k in keep]
+                if model is None:
+                    cov, kept, priors = tracer.coverage_of(h, w, boxes, labels, crowd, model_overrides=overrides)
+                else:
+                    cov, kept, priors = _coverage_with_model(tracer, (i, path), path, boxes, labels, crowd, overrides)
+                    if cov is None:  # unreadable image: skipped, as the list shows it
+                        continue
                 rows.append(cov)
                 where += [(i, ids[k]) for k in kept]
                 if shapes is None:
@@ -130,7 +165,7 @@ class ScanPage(DebugPage):
                     progress.emit(n + 1, len(items))
             rows = np.concatenate(rows) if rows else np.zeros((0, 4))
             return ScanResult(rows, np.asarray(where, np.int64).reshape(-1, 2), shapes or [], len(items), is_point,
-                              tracer.assigner_uses_predictions(overrides))
+                              tracer.assigner_uses_predictions(overrides), name)
 
         self.runner.request(job, "scan")
 
@@ -166,9 +201,11 @@ class ScanPage(DebugPage):
                      f"so no IoU: colour = positives")
         else:
             text += f"; median best IoU {np.median(rows[:, 0]) if len(rows) else 0:.3f}"
-        if self.scan.uses_predictions:
-            text += (". This assigner weighs the model's predictions: scanned with a freshly initialised head, "
-                     "as at the first training step")
+        if self.scan.uses_predictions and self.scan.model:
+            text += f". This assigner weighs the model's predictions: scanned with {self.scan.model} run on every image"
+        elif self.scan.uses_predictions:
+            text += (". This assigner weighs the model's predictions: scanned with a freshly initialised head "
+                     "(choose a model above to scan with its predictions)")
         self.summary.setText(text)
         table = [[int(where[r, 0]) + 1, project.images[int(where[r, 0])].file_name, int(where[r, 1]),
                   f"{rows[r, 2]:.0f}x{rows[r, 3]:.0f}", "-" if self.scan.is_point else round(float(rows[r, 0]), 3),
@@ -211,6 +248,23 @@ class ScanPage(DebugPage):
     def shutdown(self) -> None:
         self.cancel_event.set()
         self.runner.stop()
+
+
+def _coverage_with_model(tracer, key, path: str, boxes, labels, crowd, overrides):
+    """(coverage rows, kept GT indices, priors) of one image traced with the tracer's model (the
+    same trace as the Assignment view), or (None, None, None) for an unreadable image."""
+    from .debug_common import qimage_to_rgb
+    from .image_loader import read_image
+    qimage, _error = read_image(path)
+    if qimage is None:
+        return None, None, None
+    result = tracer.trace(key, qimage_to_rgb(qimage), boxes, labels, crowd, model_overrides=overrides)
+    trace = result.trace
+    cov = trace.coverage
+    gt = trace.gt_boxes.numpy().reshape(-1, 4)
+    rows = np.stack([cov.best_iou.numpy(), cov.num_pos.numpy(), gt[:, 2] - gt[:, 0], gt[:, 3] - gt[:, 1]], axis=1) \
+        if len(gt) else np.zeros((0, 4))
+    return rows, np.asarray(result.gt_index, np.int64), trace.priors
 
 
 def _prior_shapes(priors) -> list[np.ndarray]:

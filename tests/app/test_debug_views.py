@@ -238,7 +238,9 @@ def test_dataset_scan_lists_weak_gts_and_jumps_to_them(qtbot, win):
 
 
 def test_dataset_scan_of_point_priors_counts_positives_not_iou(qtbot, win):
+    from app.debug_panel import NO_MODEL
     open_view(qtbot, win, "scan", config="rtmdet_tiny_coco")
+    win.debug_panel.set_model_choice(NO_MODEL)                                 # no model: an untrained head's outputs
     page = win.debug_panel.pages["scan"]
     page.k.setValue(3)
     with qtbot.waitSignal(page.runner.done, timeout=TIMEOUT):
@@ -246,9 +248,34 @@ def test_dataset_scan_of_point_priors_counts_positives_not_iou(qtbot, win):
     scan = page.scan
     assert scan.is_point and scan.uses_predictions and len(scan.shapes) == 3
     assert page.scatter.name() == "GT (colour: positives)"
-    assert "no IoU" in page.summary.text() and "freshly initialised head" in page.summary.text()
+    assert "no IoU" in page.summary.text() and "freshly initialised head" in page.summary.text()  # no model chosen
     assert page.table.rowCount() == int((scan.rows[:, 1] < 3).sum()) > 0
     assert all(page.table.item(r, 4).text() == "-" for r in range(page.table.rowCount()))
+
+
+def test_dsl_scan_with_a_model_agrees_with_the_assignment_view(qtbot, win):
+    """RTMDet's assigner weighs the predictions: with a model chosen the scan runs it on every
+    image, and a scanned GT has the positives the Assignment view shows for it."""
+    from app.debug_panel import RANDOM_INIT
+    panel = win.debug_panel
+    open_view(qtbot, win, "assign", image=3, config="rtmdet_tiny_coco")
+    panel.set_model_choice(RANDOM_INIT)
+    wait_current(qtbot, win)
+    page = panel.pages["scan"]
+    win.show_view("scan")
+    page.progress.connect(lambda done, _total: page.cancel_event.set() if done >= 1 else None)  # a few images
+    with qtbot.waitSignal(page.runner.done, timeout=TIMEOUT):
+        page.run_scan()
+    scan = page.scan
+    assert scan.model == "random init (seed 0)" and "scanned with random init (seed 0)" in page.summary.text()
+    assert 0 < len(scan.rows) and len(set(scan.where[:, 0].tolist())) < 20        # cancelled early
+    image, box_id = (int(v) for v in scan.where[0])
+    win.show_image(image)
+    win.show_view("assign")
+    result = wait_current(qtbot, win)
+    k = result["box_ids"].index(box_id)
+    assert int(result["main"].trace.coverage.num_pos[k]) == int(scan.rows[0, 1])
+    assert result["main"].model_name == "random init (seed 0)"
 
 
 def test_selecting_a_box_on_the_canvas_selects_its_gt(qtbot, win):
