@@ -398,9 +398,12 @@ def _build_model(cfg: dict, num_classes: int, checkpoint: str | None):
     from detengine.models.builder import build_detector
 
     if checkpoint:
+        from detengine.project_eval import checkpoint_class_names
         from detengine.train.checkpoint import load_checkpoint, load_state_checked
         ckpt = load_checkpoint(checkpoint)
-        model_cfg = ckpt.get("model_cfg") or merge_dicts(cfg["model"], num_classes_override(num_classes))
+        names = checkpoint_class_names(checkpoint)  # an mmdetection checkpoint: its dataset's classes
+        model_cfg = ckpt.get("model_cfg") or merge_dicts(cfg["model"], num_classes_override(len(names) if names
+                                                                                             else num_classes))
         model = build_detector(model_cfg)
         load_state_checked(model, ckpt.get("model", ckpt.get("state_dict", ckpt)), checkpoint)
         return model, f"checkpoint {Path(checkpoint).name}", int(model_cfg["bbox_head"]["num_classes"])

@@ -138,14 +138,17 @@ def class_map(model_class_names: list[str] | None, categories) -> tuple[dict[int
 
 def checkpoint_class_names(checkpoint) -> list[str] | None:
     """The class names a checkpoint was trained with, in label order: its ``meta["classes"]``
-    (saved by the trainer), else ``classes.txt`` beside it (older runs), else None."""
+    (saved by the trainer) or ``meta["dataset_meta"]["classes"]`` (mmdetection), else
+    ``classes.txt`` beside it (older runs), else None."""
     from pathlib import Path
 
     import torch
     path = Path(checkpoint)
     try:  # memory-mapped: only the small meta entry is read, not the weights
         ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        names = (ckpt.get("meta") or {}).get("classes") if isinstance(ckpt, dict) else None
+        meta = (ckpt.get("meta") or {}) if isinstance(ckpt, dict) else {}
+        # ours: meta["classes"]; an mmdetection 3.x checkpoint: meta["dataset_meta"]["classes"]
+        names = meta.get("classes") or (meta.get("dataset_meta") or {}).get("classes")
         if names:
             return [str(n) for n in names]
     except Exception:  # unreadable here: the model loader reports it with its own message

@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import io
 import random
+import re
 from pathlib import Path
 
 import torch
 
 from ..io import atomic_write_bytes
 
-__all__ = ["save_checkpoint", "load_checkpoint", "load_model_weights", "load_state_checked", "rng_state",
-           "set_rng_state"]
+__all__ = ["save_checkpoint", "load_checkpoint", "load_model_weights", "load_state_checked", "from_mmdet_names",
+           "rng_state", "set_rng_state"]
 
 
 def rng_state() -> dict:
@@ -48,9 +49,34 @@ def load_checkpoint(path, map_location="cpu") -> dict:
         raise ValueError(f"{path} is not a readable checkpoint ({type(exc).__name__}: {exc})") from None
 
 
+# mmdetection's parameter names -> DetScope's, where they differ (RTMDet: its network equals ours
+# entry by entry, tests/engine/test_optim_ema.py); applied only when it makes every key fit.
+_MMDET_RENAMES = ((re.compile(r"^bbox_head\."), lambda m: "head."),
+                  (re.compile(r"^backbone\.stage(\d+)\."), lambda m: f"backbone.stages.{int(m.group(1)) - 1}."))
+
+
+def from_mmdet_names(model: torch.nn.Module, state: dict) -> dict:
+    """``state`` with mmdetection's names translated to ``model``'s when that makes them all fit
+    (an mmdetection checkpoint's ``state_dict``: its ``data_preprocessor`` buffers are dropped);
+    otherwise ``state`` unchanged."""
+    own = model.state_dict()
+    if set(state) == set(own):
+        return state
+    renamed = {}
+    for key, value in state.items():
+        if key.startswith("data_preprocessor."):
+            continue
+        for pattern, repl in _MMDET_RENAMES:
+            key = pattern.sub(repl, key)
+        renamed[key] = value
+    return renamed if set(renamed) == set(own) else state
+
+
 def load_state_checked(model: torch.nn.Module, state: dict, source) -> None:
     """``model.load_state_dict(state)`` (strict), with a message naming ``source`` and saying
-    what does not fit instead of torch's list of keys."""
+    what does not fit instead of torch's list of keys. mmdetection's own names are accepted
+    (:func:`from_mmdet_names`)."""
+    state = from_mmdet_names(model, state)
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]

@@ -203,3 +203,33 @@ def test_cli_amp_on_cpu_says_float32(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "[warning] mixed precision (AmpOptimWrapper / --amp) is used on CUDA only" in out
     assert torch.load(tmp_path / "run" / "last.pth", weights_only=True)["settings"]["amp"] is True
+
+
+@torch.no_grad()
+def test_an_mmdetection_rtmdet_checkpoint_loads_and_gives_mmdetections_outputs(tmp_path):
+    """mmdetection's own parameter names (``bbox_head``, ``backbone.stage1``...) and checkpoint
+    layout (``state_dict``, ``meta.dataset_meta.classes``) load into our RTMDet, which then gives
+    the head outputs mmdetection gave for the same weights."""
+    from pathlib import Path
+
+    from detengine.project_eval import checkpoint_class_names
+    from detengine.train.runner import _model_from_checkpoint
+
+    from .fixtures.det_random import det_fill_state, det_randn
+    from .runs import CONFIGS
+    ref = torch.load(Path(__file__).parent / "fixtures" / "mmengine_optim_reference.pt",
+                     weights_only=True)["rtmdet_forward"]
+    from detengine.models import build_detector
+    from detengine.train.runner import load_cfg
+    ours = build_detector(load_cfg(CONFIGS / "rtmdet_tiny_coco.py")["model"]).state_dict()
+    values = det_fill_state(dict(zip(ref["keys"], ours.values())))  # mmdetection's names, our tensors' types
+    state = {"data_preprocessor.mean": torch.zeros(3, 1, 1), **values}        # mmdetection's names, in its order
+    classes = [f"class{i}" for i in range(80)]
+    path = tmp_path / "rtmdet_tiny_mmdet.pth"
+    torch.save({"meta": {"dataset_meta": {"classes": classes}, "epoch": 300}, "state_dict": state}, path)
+    assert checkpoint_class_names(path) == classes
+    _, model = _model_from_checkpoint(CONFIGS / "rtmdet_tiny_coco.py", path, torch.device("cpu"))
+    model.eval()
+    cls, reg, _ = model(det_randn(tuple(ref["input_shape"]), ref["input_seed"]))
+    want = torch.cat([c.permute(0, 2, 3, 1).reshape(1, -1, c.shape[1]) for c in ref["cls"]], 1)
+    torch.testing.assert_close(cls, want, rtol=1e-5, atol=1e-5)
