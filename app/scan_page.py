@@ -16,9 +16,9 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QSpinBox, QSplitter, QVBoxLayout
 
-from .debug_common import fill_table, level_color, make_table
+from .debug_common import fill_table, level_color, make_table, qimage_to_rgb
 from .debug_page import DebugPage
-from .image_loader import image_size
+from .image_loader import image_size, read_image
 from .trace_worker import TraceRunner
 
 __all__ = ["ScanPage", "ScanResult"]
@@ -154,9 +154,11 @@ class ScanPage(DebugPage):
                 if model is None:
                     cov, kept, priors = tracer.coverage_of(h, w, boxes, labels, crowd, model_overrides=overrides)
                 else:
-                    cov, kept, priors = _coverage_with_model(tracer, (i, path), path, boxes, labels, crowd, overrides)
-                    if cov is None:  # unreadable image: skipped, as the list shows it
+                    qimage, _error = read_image(path)
+                    if qimage is None:  # unreadable image: skipped, as the list shows it
                         continue
+                    cov, kept, priors = tracer.coverage_with_model((i, path), qimage_to_rgb(qimage), boxes, labels,
+                                                                   crowd, model_overrides=overrides)
                 rows.append(cov)
                 where += [(i, ids[k]) for k in kept]
                 if shapes is None:
@@ -248,23 +250,6 @@ class ScanPage(DebugPage):
     def shutdown(self) -> None:
         self.cancel_event.set()
         self.runner.stop()
-
-
-def _coverage_with_model(tracer, key, path: str, boxes, labels, crowd, overrides):
-    """(coverage rows, kept GT indices, priors) of one image traced with the tracer's model (the
-    same trace as the Assignment view), or (None, None, None) for an unreadable image."""
-    from .debug_common import qimage_to_rgb
-    from .image_loader import read_image
-    qimage, _error = read_image(path)
-    if qimage is None:
-        return None, None, None
-    result = tracer.trace(key, qimage_to_rgb(qimage), boxes, labels, crowd, model_overrides=overrides)
-    trace = result.trace
-    cov = trace.coverage
-    gt = trace.gt_boxes.numpy().reshape(-1, 4)
-    rows = np.stack([cov.best_iou.numpy(), cov.num_pos.numpy(), gt[:, 2] - gt[:, 0], gt[:, 3] - gt[:, 1]], axis=1) \
-        if len(gt) else np.zeros((0, 4))
-    return rows, np.asarray(result.gt_index, np.int64), trace.priors
 
 
 def _prior_shapes(priors) -> list[np.ndarray]:

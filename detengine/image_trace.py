@@ -122,6 +122,15 @@ class ImageTrace:
         return core.decode(trace.priors.tensor[idx], trace.bbox_preds[idx]).detach()
 
 
+def coverage_rows(trace: DebugTrace) -> np.ndarray:
+    """Per GT of ``trace``: ``(best IoU, positives, w, h in input px)``, an (G, 4) array."""
+    cov, gt = trace.coverage, trace.gt_boxes.reshape(-1, 4)
+    if not len(gt):
+        return np.zeros((0, 4))
+    wh = (gt[:, 2:] - gt[:, :2]).numpy()
+    return np.stack([cov.best_iou.numpy(), cov.num_pos.numpy(), wh[:, 0], wh[:, 1]], axis=1)
+
+
 class ImageTracer:
     """Traces images under one config. ``model`` (a ``DenseDetector`` or None) gives the loss
     and NMS views real head outputs; without it, heads whose assigner needs predictions use
@@ -186,11 +195,13 @@ class ImageTracer:
         trace = inspect(image_input.batch_shape, gt_in, torch.as_tensor(labels[~crowd]), {"model": model_cfg}, None,
                         gt_boxes_ignore=image_input.to_input(boxes[crowd]), pad_shape=image_input.img_shape,
                         postprocess=False)
-        cov = trace.coverage
-        wh = (gt_in[:, 2:] - gt_in[:, :2]).numpy()
-        out = np.stack([cov.best_iou.numpy(), cov.num_pos.numpy(), wh[:, 0], wh[:, 1]], axis=1) if len(gt_in) \
-            else np.zeros((0, 4))
-        return out, np.flatnonzero(~crowd), trace.priors
+        return coverage_rows(trace), np.flatnonzero(~crowd), trace.priors
+
+    def coverage_with_model(self, key, image: np.ndarray, boxes, labels, iscrowd=None, *, model_overrides=None):
+        """:meth:`coverage_of` for an assigner that weighs the predictions: the image's pixels
+        through the tracer's model, exactly the trace the Assignment view shows."""
+        result = self.trace(key, image, boxes, labels, iscrowd, model_overrides=model_overrides)
+        return coverage_rows(result.trace), np.asarray(result.gt_index, np.int64), result.trace.priors
 
     def assigner_uses_predictions(self, model_overrides: dict | None = None) -> bool:
         """Whether the configured assigner weighs the head's predictions (DynamicSoftLabel)."""

@@ -2,6 +2,9 @@
 with the same pipeline and COCO evaluation as ``python -m detengine eval``."""
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -139,21 +142,29 @@ def class_map(model_class_names: list[str] | None, categories) -> tuple[dict[int
 def checkpoint_class_names(checkpoint) -> list[str] | None:
     """The class names a checkpoint was trained with, in label order: its ``meta["classes"]``
     (saved by the trainer) or ``meta["dataset_meta"]["classes"]`` (mmdetection), else
-    ``classes.txt`` beside it (older runs), else None."""
-    from pathlib import Path
-
-    import torch
+    ``classes.txt`` beside it (older runs), else None. Read once per file version (the debug
+    views ask on every trace)."""
     path = Path(checkpoint)
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    names = _checkpoint_class_names(str(path), stat.st_mtime_ns, stat.st_size)
+    return list(names) if names is not None else None
+
+
+@functools.lru_cache(maxsize=16)
+def _checkpoint_class_names(path: str, _mtime_ns: int, _size: int) -> tuple[str, ...] | None:
     try:  # memory-mapped: only the small meta entry is read, not the weights
         ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         meta = (ckpt.get("meta") or {}) if isinstance(ckpt, dict) else {}
         # ours: meta["classes"]; an mmdetection 3.x checkpoint: meta["dataset_meta"]["classes"]
         names = meta.get("classes") or (meta.get("dataset_meta") or {}).get("classes")
         if names:
-            return [str(n) for n in names]
+            return tuple(str(n) for n in names)
     except Exception:  # unreadable here: the model loader reports it with its own message
         pass
-    txt = path.with_name("classes.txt")
+    txt = Path(path).with_name("classes.txt")
     if not txt.is_file():
         return None
-    return [line.strip() for line in txt.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return tuple(line.strip() for line in txt.read_text(encoding="utf-8").splitlines() if line.strip())

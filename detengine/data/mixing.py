@@ -101,9 +101,16 @@ class _CachedTransform(RandomTransform):
     """A transform that reads a cache of earlier inputs: from ``results["mix_source"]`` or its own."""
 
     needs_mix_source = True
+    min_cached = 2  # fewest entries the transform can use (the current sample included)
 
-    def __init__(self, max_cached_images: int, random_pop: bool, rng):
+    def __init__(self, max_cached_images: int, random_pop: bool, prob: float, rng):
+        name = type(self).__name__
+        if max_cached_images < self.min_cached:
+            raise ValueError(f"{name} max_cached_images must be >= {self.min_cached}, got {max_cached_images}")
+        if not 0 <= prob <= 1:
+            raise ValueError(f"{name} prob must be in [0, 1], got {prob}")
         super().__init__(rng)
+        self.prob = prob
         self.max_cached_images, self.random_pop = int(max_cached_images), bool(random_pop)
         self._cache = _ListCache(self.max_cached_images, self.random_pop)
 
@@ -168,18 +175,15 @@ class CachedMosaic(_CachedTransform):
     Boxes are scaled and shifted likewise, clipped to the canvas (``bbox_clip_border``) and kept
     if still inside. Fewer entries, or the ``prob`` draw failing: the input unchanged."""
 
+    min_cached = 4
+
     def __init__(self, *, img_scale=(640, 640), center_ratio_range=(0.5, 1.5), bbox_clip_border: bool = True,
                  pad_val=114.0, prob: float = 1.0, max_cached_images: int = 40, random_pop: bool = True, rng=None):
-        if max_cached_images < 4:
-            raise ValueError(f"CachedMosaic max_cached_images must be >= 4, got {max_cached_images}")
-        if not 0 <= prob <= 1:
-            raise ValueError(f"CachedMosaic prob must be in [0, 1], got {prob}")
-        super().__init__(max_cached_images, random_pop, rng)
+        super().__init__(max_cached_images, random_pop, prob, rng)
         self.img_scale = tuple(img_scale)
         self.center_ratio_range = tuple(center_ratio_range)
         self.bbox_clip_border = bbox_clip_border
         self.pad_val = pad_val
-        self.prob = prob
 
     def __call__(self, results: dict) -> dict:
         window = self._window(results)
@@ -251,20 +255,15 @@ class CachedMixUp(_CachedTransform):
     def __init__(self, *, img_scale=(640, 640), ratio_range=(0.5, 1.5), flip_ratio: float = 0.5, pad_val=114.0,
                  max_iters: int = 15, bbox_clip_border: bool = True, max_cached_images: int = 20,
                  random_pop: bool = True, prob: float = 1.0, rng=None):
-        if max_cached_images < 2:
-            raise ValueError(f"CachedMixUp max_cached_images must be >= 2, got {max_cached_images}")
-        if not 0 <= prob <= 1:
-            raise ValueError(f"CachedMixUp prob must be in [0, 1], got {prob}")
         if max_iters < 1:
             raise ValueError(f"CachedMixUp max_iters must be >= 1, got {max_iters}")
-        super().__init__(max_cached_images, random_pop, rng)
+        super().__init__(max_cached_images, random_pop, prob, rng)
         self.img_scale = tuple(img_scale)
         self.ratio_range = tuple(ratio_range)
         self.flip_ratio = flip_ratio
         self.pad_val = pad_val
         self.max_iters = max_iters
         self.bbox_clip_border = bbox_clip_border
-        self.prob = prob
 
     def _draw(self, window: MixWindow) -> dict:
         """mmdetection's ``get_indexes``: the first drawn entry with a box, else the last drawn."""

@@ -111,9 +111,13 @@ class LrSchedule:
             self._tables[base_lr] = table
         return table
 
-    def factor(self, step: int, base_lr: float = 1.0) -> float:
+    def rate(self, step: int, base_lr: float) -> float:
+        """The rate of iteration ``step`` (the last one's after the end)."""
         table = self.rates(base_lr)
-        return table[min(int(step), len(table) - 1)] / base_lr if base_lr else 0.0
+        return table[min(int(step), len(table) - 1)]
+
+    def factor(self, step: int, base_lr: float = 1.0) -> float:
+        return self.rate(step, base_lr) / base_lr if base_lr else 0.0
 
 
 def _step_all(chain: list[_Chained], lr: float, by_epoch: bool) -> float:
@@ -133,8 +137,7 @@ class TableLR(torch.optim.lr_scheduler.LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
-        return [self.schedule.rates(base)[min(self.last_epoch, len(self.schedule.rates(base)) - 1)]
-                for base in self.base_lrs]
+        return [self.schedule.rate(self.last_epoch, base) for base in self.base_lrs]
 
     def state_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "schedule")}

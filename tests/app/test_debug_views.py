@@ -47,6 +47,16 @@ def wait_current(qtbot, win) -> dict:
     return panel.result
 
 
+@torch.no_grad()
+def detector_losses(win, result) -> dict:
+    """The detector's own ``loss`` on the traced image, its boxes and the tracer's model."""
+    it = result["main"]
+    boxes, labels, _, _, _ = win.debug_panel.gt_inputs()
+    batch = dict(images=it.input.batch, gt_boxes=[it.input.to_input(np.asarray(boxes))],
+                 gt_labels=[torch.as_tensor(labels)], gt_boxes_ignore=[torch.zeros(0, 4)], metas=[it.input.meta])
+    return result["tracer"].model.loss(batch)[0]
+
+
 def retrace(qtbot, win, action) -> dict:
     panel = win.debug_panel
     with qtbot.waitSignal(panel.traced, timeout=TIMEOUT):
@@ -169,12 +179,7 @@ def test_loss_chart_total_equals_the_detectors_loss(qtbot, win):
     result = open_view(qtbot, win, "loss")
     it = result["main"]
     page = win.debug_panel.pages["loss"]
-    model = result["tracer"].model
-    boxes, labels, _, _, _ = win.debug_panel.gt_inputs()
-    batch = dict(images=it.input.batch, gt_boxes=[it.input.to_input(np.asarray(boxes))],
-                 gt_labels=[torch.as_tensor(labels)], gt_boxes_ignore=[torch.zeros(0, 4)], metas=[it.input.meta])
-    with torch.no_grad():
-        losses, _ = model.loss(batch)
+    losses = detector_losses(win, result)
     total = float(sum(losses.values()))
     assert page.chart_total == pytest.approx(total, abs=1e-5, rel=1e-6)
     assert page.breakdown["total"] == pytest.approx(total, abs=1e-5, rel=1e-6)
@@ -308,12 +313,7 @@ def test_untouched_views_send_no_overrides(win, config):
 def test_rtmdet_loss_view_equals_the_detector(qtbot, win):
     result = open_view(qtbot, win, "loss", config="rtmdet_tiny_coco")
     it = result["main"]
-    model = result["tracer"].model
-    boxes, labels, _, _, _ = win.debug_panel.gt_inputs()
-    batch = dict(images=it.input.batch, gt_boxes=[it.input.to_input(np.asarray(boxes))],
-                 gt_labels=[torch.as_tensor(labels)], gt_boxes_ignore=[torch.zeros(0, 4)], metas=[it.input.meta])
-    with torch.no_grad():
-        losses, _ = model.loss(batch)
+    losses = detector_losses(win, result)
     for name, value in losses.items():
         assert it.trace.loss_breakdown["terms"][name] == pytest.approx(float(value), abs=1e-5, rel=1e-5)
 
