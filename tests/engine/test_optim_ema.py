@@ -21,6 +21,8 @@ from detengine.train.optim import param_groups
 from detengine.train.runner import config_warnings, load_cfg, settings_from_config, train_from_config
 
 from .fixtures.det_random import det_fill_state, det_randn
+from tests.floats import assert_ulp_close
+
 from .fixtures.tiny_models import tiny_model
 from .runs import tiny_tinyssd_cfg
 
@@ -48,7 +50,7 @@ def test_paramwise_rules_match_mmengine():
     got = _per_param(model, _groups(model, dict(REF["tiny_paramwise"]), 0.1, 0.01))
     want = [(list(s), lr, wd) for s, lr, wd in REF["groups_tiny"]]
     assert len(got) == len(want)
-    for (gs, glr, gwd), (ws, wlr, wwd) in zip(got, want):
+    for (gs, glr, gwd), (ws, wlr, wwd) in zip(got, want, strict=True):
         assert gs == ws and glr == pytest.approx(wlr, rel=1e-12) and gwd == pytest.approx(wwd, rel=1e-12)
 
 
@@ -92,11 +94,11 @@ def test_ema_matches_mmengine_step_by_step(ema_type):
     run = REF["ema"]["runs"][ema_type]
     model = tiny_model()
     ema = ModelEMA(model, ema_type=ema_type, **run["kwargs"])
-    for source, after in zip(REF["ema"]["sources"], run["after"]):
+    for source, after in zip(REF["ema"]["sources"], run["after"], strict=True):
         model.load_state_dict(source)
         ema.update(model)
         for key, value in ema.module.state_dict().items():
-            assert torch.equal(value, after[key]), (ema_type, key)
+            assert_ulp_close(value, after[key], what=f"{ema_type} {key}")
 
 
 def test_ema_follows_the_model_until_begin_iter():
@@ -107,7 +109,7 @@ def test_ema_follows_the_model_until_begin_iter():
             for p in model.parameters():
                 p.add_(1.0)
         ema.update(model, global_step=step)
-        same = all(torch.equal(a, b) for a, b in zip(ema.module.parameters(), model.parameters()))
+        same = all(torch.equal(a, b) for a, b in zip(ema.module.parameters(), model.parameters(), strict=True))
         # step 0: before begin_iter, a copy; step 1: the first update, a copy; step 2: an average
         assert same == (step < 2)
 
