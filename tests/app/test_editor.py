@@ -87,12 +87,12 @@ def boxes(win, image=None):
 def same(a, b) -> bool:
     """Same ids and classes, coordinates equal up to float noise (xyxy -> xywh -> xyxy)."""
     return [x[:2] for x in a] == [y[:2] for y in b] and all(
-        x[2:] == pytest.approx(y[2:], abs=1e-9) for x, y in zip(a, b))
+        x[2:] == pytest.approx(y[2:], abs=1e-9) for x, y in zip(a, b, strict=True))
 
 
 def tol(a, b, eps=1.01):
     """Compare box tuples with a pixel of slack for mouse-position rounding."""
-    return len(a) == len(b) and all(abs(x - y) <= eps for x, y in zip(a, b))
+    return len(a) == len(b) and all(abs(x - y) <= eps for x, y in zip(a, b, strict=True))
 
 
 # --------------------------------------------------------------------------- the whole editing round trip

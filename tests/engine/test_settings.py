@@ -222,7 +222,7 @@ def test_an_mmdetection_rtmdet_checkpoint_loads_and_gives_mmdetections_outputs(t
     from detengine.models import build_detector
     from detengine.train.runner import load_cfg
     ours = build_detector(load_cfg(CONFIGS / "rtmdet_tiny_coco.py")["model"]).state_dict()
-    values = det_fill_state(dict(zip(ref["keys"], ours.values())))  # mmdetection's names, our tensors' types
+    values = det_fill_state(dict(zip(ref["keys"], ours.values(), strict=True)))  # mmdetection's names, our tensors' types
     state = {"data_preprocessor.mean": torch.zeros(3, 1, 1), **values}        # mmdetection's names, in its order
     classes = [f"class{i}" for i in range(80)]
     path = tmp_path / "rtmdet_tiny_mmdet.pth"

@@ -49,7 +49,7 @@ def test_same_seed_same_bytes_other_seed_differs(small, tmp_path):
     other = ensure_synthetic_dataset(tmp_path / "c", **{**SMALL, "seed": 4, "num_train": 2, "num_val": 1})
     assert other.train_json.read_bytes() != small.train_json.read_bytes()
     a, b = generate_synthetic_image(3, "train", 0, 128), generate_synthetic_image(3, "train", 0, 128)
-    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
     assert not np.array_equal(a[0], generate_synthetic_image(3, "val", 0, 128)[0])
 
 
@@ -118,7 +118,7 @@ def test_content_statistics():
         longs += np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]).tolist()
         labels += labs.tolist()
         counts.append(len(boxes))
-        for box, lab in zip(boxes, labs):
+        for box, lab in zip(boxes, labs, strict=True):
             w, h = box[2] - box[0], box[3] - box[1]
             if SYNTHETIC_CLASSES[lab] == "bar" and max(w, h) > 15:
                 assert max(w, h) / min(w, h) >= 1.6  # 2.0 drawn, plus the anti-aliased fringe

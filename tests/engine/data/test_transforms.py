@@ -327,11 +327,11 @@ def test_build_ssd_pipeline_is_seeded_and_reproducible():
 
     a, b, c = run(7), run(7), run(8)
     assert [type(t).__name__ for t in build_pipeline(SSD_TRAIN).transforms][0] == "PhotoMetricDistortion"
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         assert torch.equal(x["image"], y["image"]) and torch.equal(x["boxes"], y["boxes"])
         assert x["image"].shape == (3, 300, 300)
         assert bool(((x["boxes"] >= 0) & (x["boxes"] <= 300)).all())
-    assert any(not torch.equal(x["image"], z["image"]) for x, z in zip(a, c))
+    assert any(not torch.equal(x["image"], z["image"]) for x, z in zip(a, c, strict=True))
 
 
 def test_build_pipeline_errors():
