@@ -155,6 +155,7 @@ def inject_nan_fault(trainer) -> None:
 
 
 def _run_train(args) -> int:
+    from .train import distributed
     from .train.control import ControlFile, install_stop_signals
     from .train.runner import train_from_config
     from .train.trainer import TrainingDiverged
@@ -170,12 +171,19 @@ def _run_train(args) -> int:
                                     batch_size=args.batch_size, lr=args.lr, max_iters=args.max_iters,
                                     val_data=args.val_data, images=args.images, eval_backend=args.backend,
                                     num_workers=args.workers, amp=args.amp, trainer_hook=hook)
-    except TrainingDiverged as exc:
+        rc = 0
+    except TrainingDiverged as exc:  # every rank stops at the same step (the ranks agree on NaN)
         print(f"error: {exc}", file=sys.stderr)
-        return 3
-    finally:
-        from .train import distributed
-        distributed.cleanup()
+        summary, rc = {}, 3
+    except BaseException:
+        distributed.cleanup()  # no barrier: the other ranks may be inside a collective
+        raise
+    # every rank reaches the end before the group is torn down: a rank that destroys gloo's pairs
+    # while another still talks to it aborts ("terminate called without an active exception")
+    distributed.barrier()
+    distributed.cleanup()
+    if rc:
+        return rc
     if summary.get("work_dir"):
         print(f"run folder: {summary['work_dir']}")
     return 0
