@@ -1,16 +1,22 @@
 """DetScope's command line: parse arguments, check for a display, open the window or render it.
 
-Qt is imported only after the display check, so a machine without a display gets a message
-and exit code 2, never a Qt error.
+Qt is imported only after the display checks, so a machine without a display, or without the X
+libraries Qt's xcb plugin needs, gets a message and exit code 2, never a Qt error or an abort.
 """
 from __future__ import annotations
 
 import argparse
+import ctypes
+import importlib.util
 import os
+import re
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["main", "parse_args", "has_display", "NO_DISPLAY_MESSAGE", "VIEWS", "SCREENSHOT_SIZE"]
+__all__ = ["main", "parse_args", "has_display", "platform_is_xcb", "missing_xcb_libraries", "missing_xcb_message",
+           "NO_DISPLAY_MESSAGE", "XCB_LIBRARIES", "VIEWS", "SCREENSHOT_SIZE"]
 
 VIEWS = ("annotate", "anchors", "assign", "loss", "nms", "scan", "train", "evaluate")
 SCREENSHOT_SIZE = (1280, 800)
@@ -23,6 +29,19 @@ DetScope is a desktop window. To run it:
   - run Qt without a screen (nothing is shown; for tests): `QT_QPA_PLATFORM=offscreen python main.py`
   - on a virtual X server: `xvfb-run python main.py`
 """
+
+# The X libraries Qt 6.7's xcb platform plugin (libqxcb.so) links, with the Debian/Ubuntu package of each.
+XCB_LIBRARIES = {
+    "libxcb-cursor.so.0": "libxcb-cursor0", "libxcb-icccm.so.4": "libxcb-icccm4",
+    "libxcb-keysyms.so.1": "libxcb-keysyms1", "libxcb-image.so.0": "libxcb-image0",
+    "libxcb-render-util.so.0": "libxcb-render-util0", "libxcb-xkb.so.1": "libxcb-xkb1",
+    "libxkbcommon-x11.so.0": "libxkbcommon-x11-0", "libxkbcommon.so.0": "libxkbcommon0",
+    "libxcb-shape.so.0": "libxcb-shape0", "libxcb-randr.so.0": "libxcb-randr0", "libxcb-shm.so.0": "libxcb-shm0",
+    "libxcb-sync.so.1": "libxcb-sync1", "libxcb-xfixes.so.0": "libxcb-xfixes0", "libxcb-render.so.0": "libxcb-render0",
+    "libxcb-util.so.1": "libxcb-util1", "libxcb.so.1": "libxcb1", "libX11-xcb.so.1": "libx11-xcb1",
+    "libX11.so.6": "libx11-6",
+}
+_X11_PLATFORMS = ("linux", "freebsd", "openbsd", "netbsd")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,19 +77,95 @@ def has_display(env=None, platform: str | None = None) -> bool:
     """False on Linux/BSD when neither an X11 nor a Wayland display nor a Qt platform is set."""
     env = os.environ if env is None else env
     platform = sys.platform if platform is None else platform
-    if not platform.startswith(("linux", "freebsd", "openbsd", "netbsd")):
+    if not platform.startswith(_X11_PLATFORMS):
         return True
     return any(env.get(k) for k in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"))
 
 
+def platform_is_xcb(env=None, platform: str | None = None) -> bool:
+    """True when Qt will open its xcb (X11) platform plugin: Linux/BSD with DISPLAY set and
+    QT_QPA_PLATFORM unset or naming xcb first; not in a Wayland session, where Qt tries Wayland."""
+    env = os.environ if env is None else env
+    platform = sys.platform if platform is None else platform
+    if not platform.startswith(_X11_PLATFORMS):
+        return False
+    requested = env.get("QT_QPA_PLATFORM", "")
+    if requested:
+        return requested.split(";")[0].split(":")[0].strip() == "xcb"
+    if env.get("XDG_SESSION_TYPE") == "wayland" and env.get("WAYLAND_DISPLAY"):
+        return False
+    return bool(env.get("DISPLAY"))
+
+
+def missing_xcb_libraries() -> list[str]:
+    """The libraries (sonames) Qt's xcb plugin needs that the dynamic loader cannot find: the
+    known list tried with ctypes, then whatever ``ldd`` of PySide6's libqxcb.so says is not found."""
+    missing = [name for name in XCB_LIBRARIES if not _loadable(name)]
+    return list(dict.fromkeys(missing + _ldd_not_found(_xcb_plugin())))
+
+
+def _loadable(soname: str) -> bool:
+    try:
+        ctypes.CDLL(soname)
+    except OSError:
+        return False
+    return True
+
+
+def _xcb_plugin() -> Path | None:
+    spec = importlib.util.find_spec("PySide6")          # finds the package without importing Qt
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "Qt" / "plugins" / "platforms" / "libqxcb.so"
+    return path if path.is_file() else None
+
+
+def _ldd_not_found(plugin: Path | None) -> list[str]:
+    ldd = shutil.which("ldd")
+    if plugin is None or ldd is None:
+        return []
+    try:
+        out = subprocess.run([ldd, str(plugin)], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return list(dict.fromkeys(re.findall(r"^\s*(\S+) => not found", out, flags=re.MULTILINE)))
+
+
+def missing_xcb_message(missing: list[str]) -> str:
+    """What to tell a user whose machine lacks ``missing`` (sonames): the apt-get line, the ways around."""
+    packages = " ".join(dict.fromkeys(XCB_LIBRARIES[name] for name in missing if name in XCB_LIBRARIES))
+    names = "".join(f"  {name}" + (f" (package {XCB_LIBRARIES[name]})\n" if name in XCB_LIBRARIES
+                                   else f" (package unknown: `apt-file search {name}`)\n") for name in missing)
+    install = f"Install them (Debian/Ubuntu):\n  sudo apt-get install {packages}\n" if packages else ""
+    return (f"detscope: Qt cannot open a window on the X display {os.environ.get('DISPLAY', '')!r}: its xcb "
+            f"platform plugin needs libraries this machine lacks:\n{names}{install}"
+            "Or run DetScope without them:\n"
+            "  - on a Wayland desktop: `QT_QPA_PLATFORM=wayland python main.py`\n"
+            "  - render the window offscreen to an image: `QT_QPA_PLATFORM=offscreen python main.py --screenshot "
+            "out.png`\n"
+            "  - once they are installed, on a virtual X server too: `xvfb-run python main.py`\n")
+
+
+def _display_problem() -> str:
+    """Why Qt could not show a window here (a message for the user), or "" when it can."""
+    if not has_display():
+        return NO_DISPLAY_MESSAGE
+    if platform_is_xcb():
+        missing = missing_xcb_libraries()
+        if missing:
+            return missing_xcb_message(missing)
+    return ""
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if not has_display():
+    problem = _display_problem()
+    if problem:
         if args.screenshot is None:
-            sys.stderr.write(NO_DISPLAY_MESSAGE)
+            sys.stderr.write(problem)
             return 2
-        os.environ["QT_QPA_PLATFORM"] = "offscreen"
-    from detengine.cli import resolve_config
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"     # a screenshot needs no screen
+    from detengine.cli import resolve_config           # light: no torch
     try:
         resolve_config(args.config)
     except SystemExit as exc:            # resolve_config's message names the shipped configs
