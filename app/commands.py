@@ -3,9 +3,12 @@
 marks the image, and undo/redo replay exactly the same primitives in reverse."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from PySide6.QtGui import QUndoCommand
 
-from detengine.data.project import Box
+if TYPE_CHECKING:                # detengine.data imports torch: not before the window shows (app/main.py)
+    from detengine.data.project import Box
 
 __all__ = ["AddBoxes", "RemoveBoxes", "ReplaceBoxes", "NUDGE_MERGE_ID"]
 

@@ -3,15 +3,18 @@ keeps the canvas showing the current image's boxes. Owns the current image, the 
 (the last one used, kept for the next box) and the box clipboard (shared between images)."""
 from __future__ import annotations
 
-from PySide6.QtCore import QObject, Signal
+from typing import TYPE_CHECKING
 
-from detengine.data.project import Box
+from PySide6.QtCore import QObject, Signal
 
 from .canvas import MIN_BOX_PX, Canvas, clamp_shift
 from .colors import class_color
 from .commands import NUDGE_MERGE_ID, AddBoxes, RemoveBoxes, ReplaceBoxes
 from .document import Document
 from .image_loader import ImageCache
+
+if TYPE_CHECKING:                # detengine.data imports torch: not before the window shows (app/main.py)
+    from detengine.data.project import Box
 
 __all__ = ["Editor", "PASTE_OFFSET_PX"]
 
@@ -152,6 +155,7 @@ class Editor(QObject):
             self.message.emit("box not added: no class chosen")
             self.refresh_boxes()
             return
+        from detengine.data.project import Box
         box = Box(self.project.new_box_id(), cat_id, *self._clip((x1, y1, x2, y2)))
         self._push(AddBoxes(self.doc, self.index, [box], f"draw {self.project.category(cat_id).name}"))
         self.canvas.set_selection([box.id])
