@@ -10,10 +10,11 @@ from pathlib import Path
 
 from .assigners import REASON_TEXT, AssignResult, Reason
 from .builder import build_head_core, default_input_shape
-from .cli import CONFIG_DIR, resolve_config
+from .cli import resolve_config
 from .config import Config, ConfigError, load_config, merge_dicts
 from .postprocess import STAGE_TEXT, PostprocessResult, Stage
 from .priors import Priors
+from .shipped import shipped_configs
 from .trace import DebugTrace, head_core_for, model_config, random_predictions
 from .trace import inspect as _inspect
 
@@ -21,11 +22,6 @@ __all__ = ["inspect", "DebugTrace", "Priors", "AssignResult", "Reason", "REASON_
            "PostprocessResult", "Config", "ConfigError", "load_config", "merge_dicts", "model_config",
            "head_core_for", "build_head_core", "random_predictions", "default_input_shape", "shipped_configs",
            "resolve_config"]
-
-
-def shipped_configs() -> list[str]:
-    """Names of the configs in resources/configs (without ``_base_``)."""
-    return sorted(p.stem for p in Path(CONFIG_DIR).glob("*.py"))
 
 
 def inspect(image_shape, gt_boxes, gt_labels, config, predictions=None, **kwargs) -> DebugTrace:

@@ -6,9 +6,10 @@ import json
 import sys
 from pathlib import Path
 
+from .shipped import ConfigNotFound, find_config
+
 __all__ = ["main", "parse_box"]
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "resources" / "configs"
 
 
 def parse_box(text: str, with_label: bool) -> list[float]:
@@ -30,15 +31,11 @@ def parse_box(text: str, with_label: bool) -> list[float]:
 
 
 def resolve_config(name: str) -> Path:
-    """A config path, or the name of a shipped config (``ssd300_coco``)."""
-    path = Path(name)
-    if path.exists():
-        return path
-    shipped = CONFIG_DIR / (name if name.endswith(".py") else name + ".py")
-    if shipped.exists():
-        return shipped
-    names = sorted(p.stem for p in CONFIG_DIR.glob("*.py"))
-    raise SystemExit(f"error: no config {name!r} (not a file, nor a shipped config: {', '.join(names)})")
+    """A config path, or the name of a shipped config (``ssd300_coco``); exits with the names."""
+    try:
+        return find_config(name)
+    except ConfigNotFound as exc:
+        raise SystemExit(f"error: {exc}") from None
 
 
 def _add_inspect(sub) -> None:
@@ -206,7 +203,8 @@ def _run_export(args) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m detengine", description="DetScope's headless engine.")
+    prog = "detengine" if Path(sys.argv[0]).name == "detengine" else "python -m detengine"  # the console script
+    parser = argparse.ArgumentParser(prog=prog, description="DetScope's headless engine.")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_inspect(sub)
     _add_train(sub)

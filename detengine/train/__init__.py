@@ -1,0 +1,1 @@
+"""Training: the loop, its settings, checkpoints, schedules, runs under torchrun."""
