@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench install clean
+.PHONY: run test test-fast bench install clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +20,13 @@ install: $(STAMP)
 run: $(STAMP)
 	$(PY) main.py
 
+# the whole suite; the 15 slowest tests are listed at the end (budget: 5 min in all, none over 60 s)
 test: $(STAMP)
-	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q --durations=15
+
+# the inner loop: everything but the tests marked slow (< 2 min)
+test-fast: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -m "not slow" --durations=10
 
 bench: $(STAMP)
 	$(PY) bench/bench_trace.py

@@ -79,6 +79,7 @@ def test_no_display_message():
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the display check applies to Linux")
 def test_screenshot_subprocess_without_display(tmp_path):
     out = tmp_path / "sub.png"

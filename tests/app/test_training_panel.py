@@ -21,6 +21,7 @@ def win(sample_window):
     return sample_window
 
 
+@pytest.mark.slow
 def test_run_stop_list_load_evaluate_export(qtbot, win, tmp_path):
     panel = win.training_panel
     panel.config_combo.setCurrentIndex(panel.config_combo.findData("tinyssd_synthetic"))

@@ -143,6 +143,7 @@ def test_unsupported_config_parts_are_named_not_ignored(ema_cfg):
     assert not config_warnings(ema_cfg)
 
 
+@pytest.mark.slow
 def test_ema_run_saves_averaged_weights_and_resumes_exactly(ema_cfg, tmp_path):
     full = EventBus()
     train_from_config(ema_cfg, epochs=2, work_dir=tmp_path / "full", events=full, console=False)
@@ -175,6 +176,7 @@ def test_checkpoint_carries_its_class_names(ema_cfg, tmp_path):
 
 # ---------------------------------------------------------------- torchrun: a NaN on one rank
 
+@pytest.mark.slow
 def test_nan_on_one_rank_stops_every_rank_at_once(ema_cfg, tmp_path):
     cfg = dict(ema_cfg)
     cfg.pop("custom_hooks")
@@ -194,6 +196,7 @@ def test_nan_on_one_rank_stops_every_rank_at_once(ema_cfg, tmp_path):
     assert proc.stderr.count("loss became NaN or infinite at epoch 2, iteration 1") == 2  # both ranks say so
 
 
+@pytest.mark.slow
 def test_torchrun_ranks_pause_resume_and_stop_together(ema_cfg, tmp_path):
     """The window's control file under torchrun: both ranks wait at the same iteration while it
     says pause (longer than a step), then run on, then stop together."""

@@ -55,6 +55,7 @@ def test_channels_last_gives_the_same_outputs_losses_and_gradients():
         assert float((a - b).norm()) <= 3e-2 * float(b.norm()) + 1e-6
 
 
+@pytest.mark.slow
 def test_channels_last_trains_as_close_to_exact_as_nchw():
     """Eight SGD steps (d2l's lr 0.2 and loss) from the same weights: the NHWC loss curve is as
     close to a float64 run as the NCHW float32 curve is (measured: 0.43 % and 0.37 %)."""
