@@ -3,7 +3,7 @@
 ``postprocess_dense`` is mmdetection 3.x's ``_predict_by_feat_single`` + ``_bbox_post_process``
 (SSD, RetinaNet, RTMDet): per level, (prior, class) pairs with score > ``score_thr``, the top
 ``nms_pre`` of them by score, decode, drop boxes not wider and taller than ``min_bbox_size``,
-per-class NMS (``torchvision.ops.batched_nms``), first ``max_per_img``. ``postprocess_d2l`` is
+per-class NMS as mmcv's ``batched_nms`` runs it (:func:`batched_nms_mmcv`), first ``max_per_img``. ``postprocess_d2l`` is
 d2l's ``multibox_detection`` (best class per anchor, class-agnostic NMS, then threshold).
 
 The record answers the NMS view's questions: for every raw (prior, class) pair the stage at which
@@ -15,12 +15,14 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
-from torchvision.ops import batched_nms, nms
+from torchvision.ops import nms
 
 from .boxes import bbox_overlaps
 
 __all__ = ["Stage", "STAGE_TEXT", "PostprocessResult", "postprocess_dense", "postprocess_d2l",
-           "suppressors"]
+           "suppressors", "batched_nms_mmcv", "offset_boxes", "NMS_SPLIT_THR"]
+
+NMS_SPLIT_THR = 10000  # mmcv batched_nms: nms_cfg's split_thr default
 
 
 class Stage:
@@ -52,7 +54,9 @@ class PostprocessResult:
     ``kept`` (K,) indices into the candidate arrays.
     Candidates (the N pairs that were decoded): ``cand_prior`` (N,), ``cand_label`` (N,),
     ``cand_score`` (N,), ``cand_box`` (N, 4), ``cand_stage`` (N,) uint8, ``suppressed_by`` (N,)
-    candidate index of the suppressing box or -1, ``suppressed_iou`` (N,).
+    candidate index of the suppressing box or -1, ``suppressed_iou`` (N,) the IoU NMS compared
+    (per-class NMS: on the class-offset boxes, as mmcv; it can differ from the raw boxes' IoU in
+    the last bits, and that difference decides pairs at the threshold).
     ``raw_stage`` (A, C) uint8: the stage of every raw (prior, class) pair (d2l: (A, 1)).
     ``counts``: number of candidates after each stage, in pipeline order.
     """
@@ -83,7 +87,8 @@ def suppressors(boxes: Tensor, scores: Tensor, labels: Tensor, keep: Tensor, iou
     Greedy NMS removes a box at the first (highest-scoring) kept box of its class that overlaps
     it by more than ``iou_threshold``; suppressed boxes suppress nothing. So the suppressor is the
     highest-scoring kept box of the same class, scoring at least as high, with IoU > threshold.
-    Only same-class (kept, suppressed) pairs are compared, on raw coordinates. Returns
+    Only same-class (kept, suppressed) pairs are compared (all pairs when ``class_agnostic``), on
+    the coordinates given: pass the boxes NMS saw (the class-offset ones). Returns
     ``suppressed_by`` (N,) index into ``boxes`` (-1 for kept boxes) and ``iou`` (N,).
     """
     n = boxes.shape[0]
@@ -114,6 +119,42 @@ def suppressors(boxes: Tensor, scores: Tensor, labels: Tensor, keep: Tensor, iou
     by[sup[found]] = kb[best[found]]
     iou_out[sup[found]] = ious[best[found]]
     return by, iou_out
+
+
+def offset_boxes(boxes: Tensor, labels: Tensor) -> Tensor:
+    """mmcv's (and torchvision's) class-offset trick: each class moved by ``label * (max + 1)``,
+    computed in the boxes' dtype (float32), so boxes of different classes do not overlap."""
+    if boxes.numel() == 0:
+        return boxes.clone()
+    offsets = labels.to(boxes) * (boxes.max() + torch.tensor(1).to(boxes))
+    return boxes + offsets[:, None]
+
+
+def batched_nms_mmcv(boxes: Tensor, scores: Tensor, labels: Tensor, iou_threshold: float,
+                     split_thr: int = NMS_SPLIT_THR) -> tuple[Tensor, Tensor, bool]:
+    """Per-class NMS decided exactly as mmcv 2.x's ``batched_nms`` (mmdetection's test time).
+
+    Always on the class-offset boxes (float32): ``torchvision.ops.batched_nms`` instead switches
+    to raw coordinates above 1,000 candidates on CPU (25,000 on CUDA), where a pair at IoU
+    0.449997 raw / 0.450006 shifted gets the other verdict. Below ``split_thr`` one NMS over all
+    shifted boxes; from ``split_thr`` on, one NMS per class on the shifted boxes, then all kept
+    boxes sorted by score (mmcv's ``ops/nms.py`` ``batched_nms``, the ``split_thr`` branch).
+
+    Returns ``keep`` (K,) indices by descending score, the shifted boxes (what every IoU was
+    computed on), and whether boxes of two classes could have met in one NMS (only when the
+    single pass sees coordinates below -1: the offset then no longer separates the classes).
+    """
+    shifted = offset_boxes(boxes, labels)
+    n = boxes.shape[0]
+    if n < split_thr:
+        keep = nms(shifted, scores, iou_threshold)
+        return keep, shifted, bool(n and boxes.min() < -1)
+    kept = torch.zeros(n, dtype=torch.bool, device=boxes.device)
+    for label in torch.unique(labels):
+        idx = (labels == label).nonzero().view(-1)
+        kept[idx[nms(shifted[idx], scores[idx], iou_threshold)]] = True
+    keep = kept.nonzero().view(-1)
+    return keep[torch.argsort(scores[keep], descending=True, stable=True)], shifted, False
 
 
 def _filter_topk(scores: Tensor, above: Tensor, nms_pre: int):
@@ -185,15 +226,17 @@ def _nms_stages(boxes, scores, labels, prior_idx, min_bbox_size, iou_threshold, 
         stage[~big] = Stage.TOO_SMALL
         alive = alive[big]
     counts["min_bbox_size"] = int(alive.numel())
+    nms_boxes = boxes[alive]  # the coordinates NMS compared: the record uses the same
     if nms_first_keep is not None:
         keep = nms_first_keep
     elif alive.numel() == 0:
         keep = alive
     elif class_agnostic:
-        keep = alive[nms(boxes[alive], scores[alive], iou_threshold)]
+        keep = alive[nms(nms_boxes, scores[alive], iou_threshold)]
     else:
-        keep = alive[batched_nms(boxes[alive], scores[alive], labels[alive], iou_threshold)]
-    by_local, iou_local = suppressors(boxes[alive], scores[alive], labels[alive],
+        local, nms_boxes, cross_class = batched_nms_mmcv(nms_boxes, scores[alive], labels[alive], iou_threshold)
+        keep, class_agnostic = alive[local], cross_class
+    by_local, iou_local = suppressors(nms_boxes, scores[alive], labels[alive],
                                       _positions(alive, keep), iou_threshold, class_agnostic)
     suppressed_by = torch.full((n,), -1, dtype=torch.long, device=boxes.device)
     suppressed_iou = boxes.new_zeros(n)

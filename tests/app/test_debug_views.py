@@ -1,5 +1,5 @@
 """The debug views on the sample project: what is drawn equals the trace; edits retrace; the loss
-chart's total is the detector's loss; the NMS view keeps what torchvision's batched_nms keeps."""
+chart's total is the detector's loss; the NMS view keeps what mmcv's batched_nms keeps."""
 from __future__ import annotations
 
 import time
@@ -9,10 +9,10 @@ import pytest
 import torch
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
-from torchvision.ops import batched_nms
 
 from app.anchors_page import MIN_SCREEN_STRIDE_PX
 from detengine.api import Stage
+from tests.engine.test_nms_mmcv import mmcv_batched_nms
 
 
 TIMEOUT = 120_000
@@ -193,7 +193,7 @@ def test_loss_chart_total_equals_the_detectors_loss(qtbot, win):
 # --------------------------------------------------------------------------- NMS
 
 
-def test_nms_view_keeps_what_batched_nms_keeps(qtbot, win):
+def test_nms_view_keeps_what_mmcv_batched_nms_keeps(qtbot, win):
     open_view(qtbot, win, "nms")
     page = win.debug_panel.pages["nms"]
     result = retrace(qtbot, win, lambda: page.set_params(score_thr=0.3, iou_threshold=0.3, max_per_img=40))
@@ -201,7 +201,7 @@ def test_nms_view_keeps_what_batched_nms_keeps(qtbot, win):
     alive = ~torch.isin(record.cand_stage, torch.tensor([Stage.BELOW_SCORE_THR, Stage.OUTSIDE_NMS_PRE,
                                                          Stage.TOO_SMALL], dtype=record.cand_stage.dtype))
     idx = alive.nonzero().view(-1)
-    keep = batched_nms(record.cand_box[idx], record.cand_score[idx], record.cand_label[idx], 0.3)[:40]
+    keep = mmcv_batched_nms(record.cand_box[idx], record.cand_score[idx], record.cand_label[idx], 0.3)[:40]
     assert sorted(idx[keep].tolist()) == sorted(record.kept.tolist())
     assert win.debug_panel.overlay.count("kept") == len(record.kept)
     assert int(page.stages.item(page.stages.rowCount() - 1, 1).text()) == len(record.kept)
