@@ -15,7 +15,8 @@ from torch import Tensor
 from .boxes import bbox_overlaps
 
 __all__ = [
-    "weight_reduce_loss", "smooth_l1_loss", "l1_loss", "sigmoid_focal_loss", "sigmoid_focal_loss_per_prior", "quality_focal_loss",
+    "weight_reduce_loss", "smooth_l1_loss", "l1_loss", "sigmoid_focal_loss", "sigmoid_focal_loss_dense",
+    "sigmoid_focal_loss_per_prior", "quality_focal_loss", "quality_focal_loss_dense",
     "giou_loss", "CrossEntropyLoss", "SmoothL1Loss", "L1Loss", "FocalLoss", "QualityFocalLoss",
     "GIoULoss",
 ]
@@ -96,6 +97,21 @@ def sigmoid_focal_loss(pred: Tensor, labels: Tensor, gamma: float = 2.0, alpha: 
     return loss
 
 
+def sigmoid_focal_loss_dense(pred: Tensor, target: Tensor, gamma: float = 2.0, alpha: float = 0.25) -> Tensor:
+    """(N, C) focal loss against a dense (N, C) target: one-hot, or soft values in [0, 1].
+
+    mmdetection's ``py_sigmoid_focal_loss``, which its ``FocalLoss`` runs whenever the target
+    has the prediction's rank (``pred.dim() == target.dim()``)."""
+    if pred.shape != target.shape:
+        raise ValueError(f"a dense focal-loss target must have the prediction's shape {tuple(pred.shape)}, "
+                         f"got {tuple(target.shape)}")
+    p = pred.sigmoid()
+    t = target.type_as(pred)
+    pt = (1 - p) * t + p * (1 - t)
+    focal_weight = (alpha * t + (1 - alpha) * (1 - t)) * pt.pow(gamma)
+    return F.binary_cross_entropy_with_logits(pred, t, reduction="none") * focal_weight
+
+
 def sigmoid_focal_loss_per_prior(pred: Tensor, labels: Tensor, gamma: float = 2.0, alpha: float = 0.25,
                                  rows: int = 512) -> Tensor:
     """(N,) ``sigmoid_focal_loss(...).sum(1)`` computed in cache-sized row blocks (4x faster on
@@ -110,21 +126,37 @@ def sigmoid_focal_loss_per_prior(pred: Tensor, labels: Tensor, gamma: float = 2.
     return out
 
 
-def quality_focal_loss(pred: Tensor, labels: Tensor, scores: Tensor, beta: float = 2.0) -> Tensor:
+def quality_focal_loss(pred: Tensor, labels: Tensor, scores: Tensor, beta: float = 2.0,
+                       activated: bool = False) -> Tensor:
     """(N,) QFL (Li et al. 2020, "Generalized Focal Loss", eq. 5), summed over classes.
 
     ``labels`` (N,) class index, ``C`` = background; ``scores`` (N,) the soft target (IoU) of the
-    labelled class. Negatives are pushed to 0 with weight ``sigmoid^beta``.
+    labelled class. Negatives are pushed to 0 with weight ``sigmoid^beta``. ``activated``: ``pred``
+    holds probabilities already (mmdetection's ``quality_focal_loss_with_prob``).
     """
-    pred_sigmoid = pred.sigmoid()
-    scale = pred_sigmoid
-    loss = F.binary_cross_entropy_with_logits(pred, pred.new_zeros(pred.shape), reduction="none") * scale.pow(beta)
     bg = pred.size(1)
     pos = ((labels >= 0) & (labels < bg)).nonzero().squeeze(1)
-    pos_label = labels[pos].long()
-    scale = scores[pos] - pred_sigmoid[pos, pos_label]
-    loss[pos, pos_label] = F.binary_cross_entropy_with_logits(
-        pred[pos, pos_label], scores[pos], reduction="none") * scale.abs().pow(beta)
+    dense = pred.new_zeros(pred.shape)
+    dense[pos, labels[pos].long()] = scores[pos].type_as(pred)
+    return _qfl(pred, dense, (pos, labels[pos].long()), beta, activated)
+
+
+def quality_focal_loss_dense(pred: Tensor, target: Tensor, beta: float = 2.0, activated: bool = False) -> Tensor:
+    """(N,) QFL against a dense (N, C) soft target (mmdetection's ``quality_focal_loss_tensor_target``):
+    every non-zero entry is a positive with that soft label, every zero a negative."""
+    if pred.shape != target.shape:
+        raise ValueError(f"a dense QFL target must have the prediction's shape {tuple(pred.shape)}, "
+                         f"got {tuple(target.shape)}")
+    target = target.type_as(pred)
+    return _qfl(pred, target, (target != 0).nonzero(as_tuple=True), beta, activated)
+
+
+def _qfl(pred: Tensor, target: Tensor, pos: tuple[Tensor, Tensor], beta: float, activated: bool) -> Tensor:
+    prob = pred if activated else pred.sigmoid()
+    bce = F.binary_cross_entropy if activated else F.binary_cross_entropy_with_logits
+    loss = bce(pred, pred.new_zeros(pred.shape), reduction="none") * prob.pow(beta)
+    scale = target[pos] - prob[pos]
+    loss[pos] = bce(pred[pos], target[pos], reduction="none") * scale.abs().pow(beta)
     return loss.sum(dim=1)
 
 
@@ -195,7 +227,8 @@ class L1Loss(_Loss):
 
 
 class FocalLoss(_Loss):
-    """Sigmoid focal loss; ``target`` is (N,) class indices with ``C`` = background."""
+    """Sigmoid focal loss; ``target`` is (N,) class indices with ``C`` = background, or a dense
+    (N, C) one-hot / soft target (mmdetection's rule: a target of the prediction's rank)."""
 
     def __init__(self, *, use_sigmoid: bool = True, gamma: float = 2.0, alpha: float = 0.25, **kw):
         super().__init__(**kw)
@@ -204,29 +237,38 @@ class FocalLoss(_Loss):
         self.gamma, self.alpha = gamma, alpha
 
     def elementwise(self, pred, target):
+        if target.dim() == pred.dim():
+            return sigmoid_focal_loss_dense(pred, target, self.gamma, self.alpha)
         return sigmoid_focal_loss(pred, target, self.gamma, self.alpha)
 
     def per_prior(self, pred, target):
+        if target.dim() == pred.dim():
+            return self.elementwise(pred, target).sum(dim=1)
         return sigmoid_focal_loss_per_prior(pred, target, self.gamma, self.alpha)
 
     def _weight(self, weight, loss):
-        if weight is not None and weight.shape != loss.shape and weight.size(0) == loss.size(0):
-            return weight.view(-1, 1)  # per-prior weight over all classes
+        if weight is not None and weight.shape != loss.shape:
+            if weight.size(0) == loss.size(0):
+                return weight.view(-1, 1)  # per-prior weight over all classes
+            return weight.view(loss.size(0), -1)
         return weight
 
 
 class QualityFocalLoss(_Loss):
-    """QFL; ``target`` is the pair ``(labels (N,), scores (N,))``."""
+    """QFL; ``target`` is the pair ``(labels (N,), scores (N,))`` or a dense (N, C) soft target
+    (as mmdetection); ``activated=True`` when ``pred`` holds probabilities, not logits."""
 
     def __init__(self, *, use_sigmoid: bool = True, beta: float = 2.0, activated: bool = False, **kw):
         super().__init__(**kw)
-        if not use_sigmoid or activated:
-            raise ValueError("only QualityFocalLoss(use_sigmoid=True, activated=False) is supported")
-        self.beta = beta
+        if not use_sigmoid:
+            raise ValueError("QualityFocalLoss needs use_sigmoid=True (mmdetection supports nothing else)")
+        self.beta, self.activated = beta, activated
 
     def elementwise(self, pred, target):
+        if isinstance(target, Tensor):
+            return quality_focal_loss_dense(pred, target, self.beta, self.activated)
         labels, scores = target
-        return quality_focal_loss(pred, labels, scores, self.beta)
+        return quality_focal_loss(pred, labels, scores, self.beta, self.activated)
 
 
 class GIoULoss(_Loss):

@@ -11,9 +11,11 @@ from torchvision.ops import batched_nms, sigmoid_focal_loss
 from detengine.assigners import AssignResult
 from detengine.boxes import box_iou
 from detengine.coders import D2LOffsetCoder, DeltaXYWHBBoxCoder, DistancePointBBoxCoder
-from detengine.losses import FocalLoss, GIoULoss, SmoothL1Loss, weight_reduce_loss
+from detengine.losses import FocalLoss, GIoULoss, QualityFocalLoss, SmoothL1Loss, weight_reduce_loss
 from detengine.postprocess import Stage, postprocess_d2l, postprocess_dense, suppressors
 from detengine.samplers import PseudoSampler, hard_negative_mask
+
+EPS32 = torch.finfo(torch.float32).eps
 
 
 def _pairs(n, seed):
@@ -205,3 +207,56 @@ def test_focal_per_prior_equals_row_sums_and_keeps_gradients():
     (grad_dense,) = torch.autograd.grad(ours_dense(pred, labels).sum(), pred)
     torch.testing.assert_close(grad_rows, grad_dense, rtol=1e-5, atol=1e-6)
     assert sigmoid_focal_loss_per_prior(torch.zeros(0, 9), torch.zeros(0, dtype=torch.long)).shape == (0,)
+
+
+# ---------------------------------------------------------------- dense targets (mmdetection's forms)
+def _mmdet_py_sigmoid_focal_loss(pred, target, gamma=2.0, alpha=0.25):
+    """mmdetection's ``py_sigmoid_focal_loss`` (elementwise), transcribed."""
+    pred_sigmoid = pred.sigmoid()
+    target = target.type_as(pred)
+    pt = (1 - pred_sigmoid) * target + pred_sigmoid * (1 - target)
+    focal_weight = (alpha * target + (1 - alpha) * (1 - target)) * pt.pow(gamma)
+    return torch.nn.functional.binary_cross_entropy_with_logits(pred, target, reduction="none") * focal_weight
+
+
+def test_focal_loss_takes_one_hot_and_soft_targets_as_mmdetection():
+    g = torch.Generator().manual_seed(3)
+    pred = torch.randn(50, 7, generator=g)
+    labels = torch.randint(0, 8, (50,), generator=g)  # 7 = background
+    one_hot = torch.nn.functional.one_hot(labels, 8)[:, :7]
+    loss = FocalLoss()
+    torch.testing.assert_close(loss(pred, one_hot, reduction_override="none"),
+                               loss(pred, labels, reduction_override="none"), rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(loss(pred, one_hot, avg_factor=9), loss(pred, labels, avg_factor=9))
+    torch.testing.assert_close(loss.per_prior(pred, one_hot), loss.per_prior(pred, labels), rtol=1e-5, atol=1e-6)
+    soft = torch.rand(50, 7, generator=g)
+    weight = torch.rand(50, generator=g)
+    torch.testing.assert_close(loss(pred, soft, weight, avg_factor=4.0),
+                               (_mmdet_py_sigmoid_focal_loss(pred, soft) * weight[:, None]).sum() / (4.0 + EPS32))
+    with pytest.raises(ValueError, match="prediction's shape"):
+        loss(pred, soft[:, :3])
+
+
+def test_quality_focal_loss_takes_dense_targets_and_probabilities_as_mmdetection():
+    g = torch.Generator().manual_seed(4)
+    pred = torch.randn(40, 6, generator=g)
+    labels = torch.randint(0, 7, (40,), generator=g)
+    scores = torch.rand(40, generator=g)
+    pos = labels < 6
+    dense = torch.zeros(40, 6)
+    dense[pos.nonzero().view(-1), labels[pos]] = scores[pos]
+    qfl = QualityFocalLoss()
+    torch.testing.assert_close(qfl(pred, dense, reduction_override="none"),
+                               qfl(pred, (labels, scores), reduction_override="none"))
+    # mmdetection's quality_focal_loss_tensor_target, written out for two entries of one row
+    row = pred[0].sigmoid()
+    target = torch.zeros(6)
+    target[2], target[4] = 0.7, 0.2
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    want = (bce(pred[0], torch.zeros(6), reduction="none") * row.pow(2))
+    for k in (2, 4):
+        want[k] = bce(pred[0, k], target[k]) * (target[k] - row[k]).abs().pow(2)
+    torch.testing.assert_close(qfl(pred[:1], target[None], reduction_override="none"), want.sum()[None])
+    probs = QualityFocalLoss(activated=True)
+    torch.testing.assert_close(probs(pred.sigmoid(), dense, reduction_override="none"),
+                               qfl(pred, dense, reduction_override="none"), rtol=1e-4, atol=1e-5)
