@@ -2,6 +2,8 @@
 
 Qt is imported only after the display checks, so a machine without a display, or without the X
 libraries Qt's xcb plugin needs, gets a message and exit code 2, never a Qt error or an abort.
+The window shows before PyTorch is imported and loads the engine after its first paint
+(``MainWindow(defer_engine=True)``); ``--screenshot`` builds it whole, then renders it.
 """
 from __future__ import annotations
 
@@ -13,13 +15,15 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 __all__ = ["main", "parse_args", "has_display", "platform_is_xcb", "missing_xcb_libraries", "missing_xcb_message",
-           "NO_DISPLAY_MESSAGE", "XCB_LIBRARIES", "VIEWS", "SCREENSHOT_SIZE"]
+           "NO_DISPLAY_MESSAGE", "XCB_LIBRARIES", "VIEWS", "SCREENSHOT_SIZE", "STARTUP_T0_ENV"]
 
 VIEWS = ("annotate", "anchors", "assign", "loss", "nms", "scan", "train", "evaluate")
 SCREENSHOT_SIZE = (1280, 800)
+STARTUP_T0_ENV = "DETSCOPE_STARTUP_T0"   # a time.time(): print the startup times against it, quit when ready
 
 NO_DISPLAY_MESSAGE = """\
 detscope: no display available (DISPLAY and WAYLAND_DISPLAY are not set, nor QT_QPA_PLATFORM).
@@ -174,7 +178,7 @@ def main(argv=None) -> int:
     return _run_gui(args)
 
 
-def _create_window(args):
+def _create_window(args, defer_engine: bool):
     from .main_window import MainWindow
     for flag, value in (("--open", args.open_path), ("--checkpoint", args.checkpoint)):
         if value is not None and not Path(value).exists():
@@ -184,29 +188,77 @@ def _create_window(args):
     offscreen = args.screenshot is not None
     try:
         window = MainWindow(open_path=args.open_path, image_index=args.image, view=args.view, config=args.config,
-                            restore_layout=not offscreen, dialogs=ConsoleDialogs() if offscreen else None)
+                            restore_layout=not offscreen, dialogs=ConsoleDialogs() if offscreen else None,
+                            defer_engine=defer_engine)
         if args.checkpoint:
-            run_config = Path(args.checkpoint).with_name("config.py")
-            window.use_checkpoint(str(run_config) if run_config.exists() else args.config, args.checkpoint)
+            _use_checkpoint(window, args.checkpoint, args.config, defer_engine)
         return window
     except Exception as exc:             # e.g. a broken config file: a message, not a stack trace
         print(f"detscope: cannot start with config {args.config!r}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return None
 
 
-def _run_gui(args) -> int:
+def _use_checkpoint(window, checkpoint: str, config: str, defer_engine: bool) -> None:
+    """The checkpoint as the debug views' model, with its run folder's config.py when present;
+    with ``defer_engine``, once the window has loaded its panels."""
+    run_config = Path(checkpoint).with_name("config.py")
+    config = str(run_config) if run_config.exists() else config
+    if defer_engine:
+        window.engineLoaded.connect(lambda: window.use_checkpoint(config, checkpoint))
+    else:
+        window.use_checkpoint(config, checkpoint)
+
+
+def _configure_pyqtgraph() -> None:
     import pyqtgraph as pg
+    pg.setConfigOptions(antialias=True)
+
+
+def _run_gui(args) -> int:
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication([sys.argv[0]])
-    pg.setConfigOptions(antialias=True)
-    window = _create_window(args)
+    if args.screenshot is not None:
+        _configure_pyqtgraph()
+        window = _create_window(args, defer_engine=False)
+        return 1 if window is None else _save_screenshot(app, window, args.screenshot)
+    window = _create_window(args, defer_engine=True)
     if window is None:
         return 1
-    if args.screenshot is not None:
-        return _save_screenshot(app, window, args.screenshot)
+    _report_startup_times(app, window)
+    window.firstPainted.connect(_configure_pyqtgraph)   # before the panels' plots exist
+    window.loadFailed.connect(lambda text: _fail(app, args, text))
     window.show()
-    return app.exec()
+    code = app.exec()
+    if window.isVisible():               # left open by a failed start or by the startup report
+        window.close()
+    return code
+
+
+def _fail(app, args, text: str) -> None:
+    print(f"detscope: cannot start with config {args.config!r}: {text}", file=sys.stderr)
+    app.exit(1)
+
+
+def _report_startup_times(app, window) -> None:
+    """With $DETSCOPE_STARTUP_T0 (a ``time.time()`` taken by bench/bench_startup.py before it
+    started this process): print the seconds since then at the first paint and when ready
+    (engine loaded, first view drawn) on stderr, then quit."""
+    raw = os.environ.get(STARTUP_T0_ENV)
+    if not raw:
+        return
+    try:
+        t0 = float(raw)
+    except ValueError:
+        print(f"detscope: ${STARTUP_T0_ENV} must be a time.time() value, got {raw!r}", file=sys.stderr)
+        return
+
+    def stamp(what: str) -> None:
+        torch = "loaded" if "torch" in sys.modules else "not loaded"
+        print(f"detscope-startup: {what} {time.time() - t0:.3f} s (torch {torch})", file=sys.stderr, flush=True)
+
+    window.firstPainted.connect(lambda: stamp("first-paint"))
+    window.ready.connect(lambda: (stamp("ready"), app.quit()))
 
 
 def _save_screenshot(app, window, path: Path) -> int:

@@ -3,17 +3,21 @@ debug / training docks (right), menus, shortcuts, status bar; opening, saving an
 
 The window wires widgets together and asks the user questions (through :class:`Dialogs`);
 box editing lives in :class:`Editor`, unsaved state and autosave in :class:`Document`.
+
+Start-up: this module imports Qt only. The engine (PyTorch, torchvision) comes in with the
+project (``detengine.data``) and the debug / training / evaluation panels. ``python main.py``
+builds the window with ``defer_engine=True``: the light widgets first, shown at once, then, after
+the first paint, one step per event-loop turn with the status bar saying what is loading.
 """
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QByteArray, Qt, QTimer
+from PySide6.QtCore import QByteArray, QEvent, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QMenu, QTabWidget
-
-from detengine.data.errors import DatasetError
-from detengine.data.project import AnnotationProject, sample_project
 
 from .canvas import Canvas
 from .dialogs import Dialogs
@@ -21,11 +25,11 @@ from .document import Document, load_recovery, pending_recovery
 from .editor import Editor
 from .image_list_panel import ImageListPanel
 from .class_panel import ClassPanel
-from .debug_panel import DebugPanel
-from .eval_panel import EvalPanel
-from .training_panel import TrainingPanel
 from .image_loader import image_size
 from .paths import home_dir, settings
+
+if TYPE_CHECKING:
+    from detengine.data.project import AnnotationProject
 
 __all__ = ["MainWindow", "VIEWS"]
 
@@ -33,17 +37,30 @@ VIEWS = ("annotate", "anchors", "assign", "loss", "nms", "scan", "train", "evalu
 
 
 class MainWindow(QMainWindow):
+    """Signals, for a ``defer_engine`` start: ``firstPainted()`` (the window is on screen),
+    ``engineLoaded()`` (panels built, project open), ``loadFailed(text)`` (a loading step raised),
+    ``ready()`` (loaded, and the visible debug view, if any, has drawn its first trace)."""
+
+    firstPainted = Signal()
+    engineLoaded = Signal()
+    loadFailed = Signal(str)
+    ready = Signal()
+
     def __init__(self, *, open_path: str | None = None, image_index: int | None = None, view: str = "annotate",
-                 config: str = "ssd300_coco", dialogs=None, restore_layout: bool = True):
+                 config: str = "ssd300_coco", dialogs=None, restore_layout: bool = True, defer_engine: bool = False):
         super().__init__()
         self.dialogs = dialogs or Dialogs(self)
         self.persist = restore_layout           # a --screenshot run neither reads nor writes the user's layout
         self.doc: Document | None = None
+        self.engine_loaded = False              # the debug, training and evaluation panels exist
+        self._closed = False
         self.canvas = Canvas()
         self.setCentralWidget(self.canvas)
         self.editor = Editor(self.canvas, self)
         self.editor.ask_class_name = lambda: self.dialogs.ask_class_name(self._class_names())
-        self._build_docks(config)
+        self._build_docks()
+        if not defer_engine:
+            self._build_panels(config)
         self._build_actions()
         self._build_menus()
         self._build_status_bar()
@@ -52,28 +69,25 @@ class MainWindow(QMainWindow):
         self.resize(1280, 800)
         if restore_layout:
             self._restore_layout()
-        self._open_initial(open_path)
-        if image_index is not None and self.doc is not None:
-            self.show_image(image_index)
+        if defer_engine:
+            self._defer_engine_steps(config, open_path, image_index, view)
+            return
+        self._open_start(open_path, image_index)
         self.show_view(view)
 
     # ------------------------------------------------------------------ construction
 
-    def _build_docks(self, config: str) -> None:
+    def _build_docks(self) -> None:
+        """The docks, with the light panels; the debug and training docks hold a placeholder
+        until :meth:`_build_panels`."""
         self.image_list = ImageListPanel()
         self.class_panel = ClassPanel()
-        self.debug_panel = DebugPanel(self.canvas, self.editor, config)
-        self.training_panel = TrainingPanel(self)
-        self.eval_panel = EvalPanel(self)
-        self.training_tabs = QTabWidget()
-        self.training_tabs.addTab(self.training_panel, "Train")
-        self.training_tabs.addTab(self.eval_panel, "Evaluate")
         self.docks = {}
         for key, title, widget, area in (
                 ("images", "Images", self.image_list, Qt.DockWidgetArea.LeftDockWidgetArea),
                 ("classes", "Classes", self.class_panel, Qt.DockWidgetArea.RightDockWidgetArea),
-                ("debug", "Debug", self.debug_panel, Qt.DockWidgetArea.RightDockWidgetArea),
-                ("training", "Training", self.training_tabs, Qt.DockWidgetArea.RightDockWidgetArea)):
+                ("debug", "Debug", _placeholder(), Qt.DockWidgetArea.RightDockWidgetArea),
+                ("training", "Training", _placeholder(), Qt.DockWidgetArea.RightDockWidgetArea)):
             dock = QDockWidget(title, self)
             dock.setObjectName(f"dock_{key}")
             dock.setWidget(widget)
@@ -83,6 +97,26 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(self.docks["debug"], self.docks["training"])
         self.docks["classes"].raise_()
         self.resizeDocks([self.docks["images"], self.docks["classes"]], [290, 300], Qt.Orientation.Horizontal)
+
+    def _build_panels(self, config: str) -> None:
+        """The debug, training and evaluation panels (these import the engine: PyTorch, torchvision)."""
+        from .debug_panel import DebugPanel, _load_cfg
+        from .eval_panel import EvalPanel
+        from .training_panel import TrainingPanel
+        _load_cfg(config)            # a broken config raises here, before the panel starts its trace thread
+        self.debug_panel = DebugPanel(self.canvas, self.editor, config)
+        self.training_panel = TrainingPanel(self)
+        self.eval_panel = EvalPanel(self)
+        self.training_tabs = QTabWidget()
+        self.training_tabs.addTab(self.training_panel, "Train")
+        self.training_tabs.addTab(self.eval_panel, "Evaluate")
+        for key, widget in (("debug", self.debug_panel), ("training", self.training_tabs)):
+            self.docks[key].widget().deleteLater()
+            self.docks[key].setWidget(widget)
+        self._connect_panels()
+        self.engine_loaded = True
+        if self.doc is not None:
+            self._attach_panels()
 
     def _action(self, text: str, slot, shortcuts=(), tip: str = "") -> QAction:
         action = QAction(text, self)
@@ -145,6 +179,7 @@ class MainWindow(QMainWindow):
             self.statusBar().addPermanentWidget(label)
 
     def _connect(self) -> None:
+        """The light widgets' signals (the panels': :meth:`_connect_panels`)."""
         self.image_list.imageSelected.connect(self._on_image_selected)
         self.class_panel.classActivated.connect(self.editor.apply_class)
         self.class_panel.currentClassPicked.connect(
@@ -161,6 +196,8 @@ class MainWindow(QMainWindow):
         self.canvas.cursorMoved.connect(self._on_cursor)
         self.canvas.zoomChanged.connect(lambda s: self.zoom_label.setText(f"zoom {s * 100:.0f}%"))
         self.canvas.boxMenuRequested.connect(self._box_menu)
+
+    def _connect_panels(self) -> None:
         self.docks["debug"].visibilityChanged.connect(self.debug_panel.set_active)
         self.debug_panel.message.connect(self.show_message)
         self.debug_panel.pages["scan"].jumpRequested.connect(self.jump_to_box)
@@ -168,6 +205,93 @@ class MainWindow(QMainWindow):
         self.training_panel.message.connect(self.show_message)
         self.eval_panel.message.connect(self.show_message)
         self.editor.imageShown.connect(lambda _i: self.eval_panel.show_predictions())
+
+    # ------------------------------------------------------------------ deferred start
+
+    def _defer_engine_steps(self, config: str, open_path: str | None, image_index: int | None, view: str) -> None:
+        """Show the light window now; after its first paint (or 3 s, if it is never painted),
+        load the engine one step per event-loop turn, each named in the status bar."""
+        steps = [("Loading PyTorch…", lambda: importlib.import_module("torch")),
+                 ("Opening the project…", lambda: self._open_start(open_path, image_index)),
+                 ("Loading the detector engine…", _import_panel_modules),
+                 (f"Building {config}…", lambda: self._build_panels_late(config, view))]
+        self._set_actions_enabled(False)
+        self.show_view(view)
+        self.statusBar().showMessage(steps[0][0])
+        self._pending_steps: list | None = steps             # None once started
+        self._unpainted_timer = QTimer(self, singleShot=True, interval=3000)
+        self._unpainted_timer.timeout.connect(self._start_loading)
+        self._unpainted_timer.start()
+        self.firstPainted.connect(lambda: QTimer.singleShot(0, self._start_loading))
+        self.installEventFilter(self)
+
+    def _build_panels_late(self, config: str, view: str) -> None:
+        """The panels, into the shown window: the view's page, drawn now if its dock is visible."""
+        self._build_panels(config)
+        self.show_view(view)
+        self.debug_panel.set_active(self.docks["debug"].isVisible())
+
+    def _start_loading(self) -> None:
+        self._unpainted_timer.stop()
+        steps, self._pending_steps = self._pending_steps, None
+        if steps is not None:
+            self._run_steps(steps)
+
+    def eventFilter(self, watched, event) -> bool:
+        if watched is self and event.type() == QEvent.Type.Paint:
+            self.removeEventFilter(self)
+            QTimer.singleShot(0, self.firstPainted.emit)        # once the paint is on screen
+        return super().eventFilter(watched, event)
+
+    def _run_steps(self, steps: list) -> None:
+        """Run the first step, then the rest at the next event-loop turn."""
+        if self._closed:
+            return
+        text, step = steps[0]
+        self.statusBar().showMessage(text)
+        self.statusBar().repaint()                              # on screen before the step blocks
+        try:
+            step()
+        except Exception as exc:                                # a broken config file, a broken install
+            failure = f"{type(exc).__name__}: {exc}"
+            self.statusBar().showMessage(f"{text.rstrip('…')} failed: {failure.splitlines()[0]}")
+            self.loadFailed.emit(failure)
+            return
+        if len(steps) > 1:
+            QTimer.singleShot(0, lambda: self._run_steps(steps[1:]))
+        else:
+            self._finish_loading()
+
+    def _finish_loading(self) -> None:
+        self._set_actions_enabled(True)
+        self.engineLoaded.emit()
+        if self.view_drawn():
+            self._on_ready()
+            return
+        panel = self.debug_panel
+        uses_model = panel.needs_model() and panel.model_choice() != "none"
+        self.statusBar().showMessage(f"Building the {panel.config} model…" if uses_model else "Tracing the image…")
+        panel.traced.connect(self._on_first_trace)
+
+    def _on_first_trace(self, _result) -> None:
+        if self.view_drawn():
+            self.debug_panel.traced.disconnect(self._on_first_trace)
+            self._on_ready()
+
+    def _on_ready(self) -> None:
+        self.statusBar().clearMessage()
+        if self.doc is not None:
+            self.show_message(self._project_summary(), 6000)
+        self.ready.emit()
+
+    def _set_actions_enabled(self, enabled: bool) -> None:
+        """Menus and shortcuts wait for the panels (Quit and the shortcut list excepted)."""
+        for name, action in self.actions_by_name.items():
+            if name not in ("quit", "shortcuts", "undo", "redo"):
+                action.setEnabled(enabled)
+        group = self.doc.undo_group if enabled and self.doc is not None else None
+        self.actions_by_name["undo"].setEnabled(group is not None and group.canUndo())
+        self.actions_by_name["redo"].setEnabled(group is not None and group.canRedo())
 
     # ------------------------------------------------------------------ layout memory
 
@@ -198,6 +322,11 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ opening
 
+    def _open_start(self, open_path: str | None, image_index: int | None) -> None:
+        self._open_initial(open_path)
+        if image_index is not None and self.doc is not None:
+            self.show_image(image_index)
+
     def _open_initial(self, open_path: str | None) -> None:
         if open_path is not None:
             self.open_project(open_path)
@@ -208,6 +337,8 @@ class MainWindow(QMainWindow):
         self.open_sample()
 
     def open_sample(self) -> bool:
+        from detengine.data.errors import DatasetError
+        from detengine.data.project import sample_project
         try:
             path = sample_project(home_dir())
         except (OSError, DatasetError) as exc:
@@ -228,6 +359,8 @@ class MainWindow(QMainWindow):
     def open_project(self, path: str, *, image_root: str | None = None, quiet: bool = False) -> bool:
         """Open a COCO JSON, a VOC folder or an image folder; asks to save unsaved edits first.
         Returns False (and keeps the current project) when it cannot or the user cancels."""
+        from detengine.data.errors import DatasetError
+        from detengine.data.project import AnnotationProject
         if not self.maybe_save("The current project"):
             return False
         try:
@@ -264,6 +397,7 @@ class MainWindow(QMainWindow):
         self.show_message(f"images are read from {project.image_root}")
 
     def _offer_recovery(self, project: AnnotationProject):
+        from detengine.data.errors import DatasetError
         found = pending_recovery(project)
         if found is None:
             return None
@@ -293,8 +427,6 @@ class MainWindow(QMainWindow):
         self.doc.undo_group.canRedoChanged.connect(self.actions_by_name["redo"].setEnabled)
         self.doc.undo_group.undoTextChanged.connect(lambda t: self.actions_by_name["undo"].setText(f"Undo {t}".strip()))
         self.doc.undo_group.redoTextChanged.connect(lambda t: self.actions_by_name["redo"].setText(f"Redo {t}".strip()))
-        self.doc.boxesChanged.connect(lambda i: self.debug_panel.schedule() if i == self.editor.index else None)
-        self.doc.categoriesChanged.connect(self.debug_panel.schedule)
         self.doc.autosaved.connect(lambda p: self.show_message(f"autosaved unsaved edits to {p}", 4000))
         self.doc.autosaveFailed.connect(lambda text: self.show_message(text, 15000))
         if self.persist:                         # a crash must find this project at the next start
@@ -302,18 +434,29 @@ class MainWindow(QMainWindow):
         self.editor.set_document(self.doc)
         self.image_list.set_document(self.doc)
         self.class_panel.set_document(self.doc)
-        self.training_panel.set_document(self.doc)
-        self.eval_panel.result = None
+        if self.engine_loaded:
+            self._attach_panels()
         self.canvas.set_predictions([])
         self.image_list.set_eval_counts({})
-        self.doc.categoriesChanged.connect(self.eval_panel.show_predictions)
         if recovered_images is not None:
             self.doc.mark_project_dirty(recovered_images)
         self._update_title()
         if project.images:
             self.show_image(0)
-        self.show_message(f"opened {project.path or project.image_root}: {len(project.images)} images, "
-                          f"{project.num_boxes} boxes, {len(project.categories)} classes", 6000)
+        self.show_message(self._project_summary(), 6000)
+
+    def _attach_panels(self) -> None:
+        """Connect the open document to the debug, training and evaluation panels."""
+        self.doc.boxesChanged.connect(lambda i: self.debug_panel.schedule() if i == self.editor.index else None)
+        self.doc.categoriesChanged.connect(self.debug_panel.schedule)
+        self.training_panel.set_document(self.doc)
+        self.eval_panel.result = None
+        self.doc.categoriesChanged.connect(self.eval_panel.show_predictions)
+
+    def _project_summary(self) -> str:
+        project = self.doc.project
+        return (f"opened {project.path or project.image_root}: {len(project.images)} images, "
+                f"{project.num_boxes} boxes, {len(project.categories)} classes")
 
     # ------------------------------------------------------------------ images
 
@@ -442,6 +585,7 @@ class MainWindow(QMainWindow):
         return bool(path) and self._save_to(path)
 
     def _save_to(self, path) -> bool:
+        from detengine.data.errors import DatasetError
         try:
             target = self.doc.save(path)
         except (OSError, DatasetError) as exc:
@@ -471,10 +615,12 @@ class MainWindow(QMainWindow):
             return
         if self.persist:
             self._save_layout()
+        self._closed = True
         self.editor.cache.shutdown()
-        self.debug_panel.shutdown()
-        self.training_panel.shutdown()
-        self.eval_panel.shutdown()
+        if self.engine_loaded:
+            self.debug_panel.shutdown()
+            self.training_panel.shutdown()
+            self.eval_panel.shutdown()
         event.accept()
 
     # ------------------------------------------------------------------ drag and drop
@@ -492,32 +638,45 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ misc
 
     def show_view(self, view: str) -> None:
-        """``annotate``: the class list beside the canvas; a debug view: the debug dock, wider."""
+        """``annotate``: the class list beside the canvas; a debug view: the debug dock, wider.
+        Before the panels exist only the dock is raised."""
         if view in ("train", "evaluate"):
-            self.training_tabs.setCurrentIndex(0 if view == "train" else 1)
-            self.docks["training"].show()
-            self.docks["training"].raise_()
-            self.resizeDocks([self.docks["images"], self.docks["training"]], [200, 560], Qt.Orientation.Horizontal)
+            if self.engine_loaded:
+                self.training_tabs.setCurrentIndex(0 if view == "train" else 1)
+            self._raise_dock("training")
         elif view in VIEWS[1:]:
-            self.debug_panel.show_page(view)
-            self.docks["debug"].show()
-            self.docks["debug"].raise_()
-            self.resizeDocks([self.docks["images"], self.docks["debug"]], [200, 560], Qt.Orientation.Horizontal)
+            if self.engine_loaded:
+                self.debug_panel.show_page(view)
+            self._raise_dock("debug")
+
+    def _raise_dock(self, key: str) -> None:
+        self.docks[key].show()
+        self.docks[key].raise_()
+        self.resizeDocks([self.docks["images"], self.docks[key]], [200, 560], Qt.Orientation.Horizontal)
+
+    def view_drawn(self) -> bool:
+        """The panels are loaded and the visible debug view, if any, shows its finished trace of
+        the current image (with the model's outputs when the view needs them), or has nothing
+        to trace (no project, an unreadable image)."""
+        if not self.engine_loaded:
+            return False
+        panel = self.debug_panel
+        if not panel.active or self.doc is None or self.canvas.image is None:
+            return True
+        result, page = panel.result, panel.current_page()
+        return result is not None and result["image"] == self.editor.index and (
+            not page.needs_model or result["main"].model_name is not None or panel.model_choice() == "none")
 
     def wait_until_drawn(self, timeout_s: float = 120.0) -> bool:
         """For screenshots: process events until the visible debug view has drawn its trace."""
         import time
         from PySide6.QtWidgets import QApplication
-        if not self.debug_panel.active:
+        if self.engine_loaded and not self.debug_panel.active:
             return True
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             QApplication.processEvents()
-            result = self.debug_panel.result
-            page = self.debug_panel.current_page()
-            if result is not None and result["image"] == self.editor.index and (
-                    not page.needs_model or result["main"].model_name is not None
-                    or self.debug_panel.model_choice() == "none"):
+            if self.view_drawn():
                 QApplication.processEvents()
                 return True
             time.sleep(0.02)
@@ -544,3 +703,14 @@ def _dropped_path(mime) -> str | None:
             if path.is_dir() or path.suffix.lower() == ".json":
                 return str(path)
     return None
+
+
+def _import_panel_modules() -> None:
+    for name in ("debug_panel", "training_panel", "eval_panel"):
+        importlib.import_module(f".{name}", __package__)
+
+
+def _placeholder() -> QLabel:
+    label = QLabel("Loading the detector engine…")
+    label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+    return label

@@ -1,16 +1,18 @@
-"""Start-up: the display checks before Qt (no display, missing X libraries for Qt's xcb plugin)."""
+"""Start-up: the display checks before Qt (no display, missing X libraries for Qt's xcb plugin)
+and the window that shows before PyTorch is imported, then loads the engine step by step."""
 from __future__ import annotations
 
 import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 import app.main as app_main
-from app.main import NO_DISPLAY_MESSAGE, main, missing_xcb_libraries, platform_is_xcb
+from app.main import NO_DISPLAY_MESSAGE, STARTUP_T0_ENV, main, missing_xcb_libraries, platform_is_xcb
 
 ROOT = Path(__file__).resolve().parents[2]
 LINUX_ONLY = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the display checks apply to Linux")
@@ -26,6 +28,9 @@ def _env(drop=(), **extra) -> dict:
 def _run_main(args=(), env=None, timeout=180) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(ROOT / "main.py"), *args], env=env, cwd=ROOT, capture_output=True,
                           text=True, timeout=timeout)
+
+
+# ---------------------------------------------------------------------- display checks
 
 
 def test_platform_is_xcb_rules():
@@ -112,3 +117,82 @@ def test_real_missing_libraries_stop_before_qt_aborts():
     assert proc.returncode == 2, proc.stderr
     assert "sudo apt-get install " in proc.stderr and "could not load the Qt platform plugin" not in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+# ---------------------------------------------------------------------- window before the engine
+
+
+def test_window_module_does_not_import_torch():
+    code = ("import sys, app.main, app.main_window; "
+            "print(sorted(m for m in ('torch', 'detengine.data') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], env=_env(), cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
+def test_first_paint_comes_before_torch_then_ready():
+    """``python main.py`` with $DETSCOPE_STARTUP_T0: the window paints before PyTorch is imported,
+    then loads, draws the Assignment view and quits."""
+    proc = _run_main(["--view", "assign"], env=_env(QT_QPA_PLATFORM="offscreen", **{STARTUP_T0_ENV: str(time.time())}))
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    paint = re.search(r"detscope-startup: first-paint ([\d.]+) s \(torch not loaded\)", proc.stderr)
+    ready = re.search(r"detscope-startup: ready ([\d.]+) s \(torch loaded\)", proc.stderr)
+    assert paint and ready, proc.stderr
+    assert float(paint.group(1)) < float(ready.group(1))
+
+
+@pytest.fixture
+def deferred_window(qtbot):
+    from app.main_window import MainWindow
+
+    from .projects import FakeDialogs
+
+    def make(**kwargs):
+        w = MainWindow(dialogs=FakeDialogs(), restore_layout=False, defer_engine=True, **kwargs)
+        qtbot.addWidget(w)
+        windows.append(w)
+        return w
+    windows = []
+    yield make
+    for w in windows:
+        if w.doc is not None:
+            w.doc._autosave.stop()
+        if w.engine_loaded:
+            w.training_panel.shutdown()
+            w.eval_panel.shutdown()
+            w.debug_panel.shutdown()
+
+
+def test_deferred_window_loads_step_by_step(qtbot, deferred_window):
+    w = deferred_window(view="assign")
+    assert not w.engine_loaded and w.doc is None
+    assert w.statusBar().currentMessage() == "Loading PyTorch…"
+    assert not w.actions_by_name["save"].isEnabled() and w.actions_by_name["quit"].isEnabled()
+    with qtbot.waitSignal(w.ready, timeout=120_000):
+        w.show()
+    assert w.engine_loaded and w.doc is not None and w.editor.index == 0
+    assert w.docks["debug"].widget() is w.debug_panel and w.debug_panel.current_page() is w.debug_panel.pages["assign"]
+    assert w.debug_panel.result is not None and w.debug_panel.result["image"] == 0
+    assert w.actions_by_name["save"].isEnabled() and not w.actions_by_name["undo"].isEnabled()
+    assert w.statusBar().currentMessage().startswith("opened ")
+
+
+def test_deferred_window_closed_while_loading(qtbot, deferred_window):
+    w = deferred_window()
+    w.show()
+    w.close()
+    qtbot.wait(300)
+    assert not w.engine_loaded
+
+
+def test_broken_config_is_reported_after_the_window_shows(tmp_path):
+    """The config loads after the first paint: its error is a message and exit code 1 (not an
+    abort on the debug panel's trace thread)."""
+    bad = tmp_path / "broken.py"
+    bad.write_text("model = dict(\n")
+    proc = _run_main(["--config", str(bad)], env=_env(QT_QPA_PLATFORM="offscreen"))
+    assert proc.returncode == 1, proc.stderr
+    assert f"detscope: cannot start with config {str(bad)!r}: ConfigError: " in proc.stderr
+    assert "syntax error" in proc.stderr and "Traceback" not in proc.stderr
