@@ -11,6 +11,7 @@ import torch
 from ..io import atomic_write_bytes
 
 __all__ = ["save_checkpoint", "load_checkpoint", "load_model_weights", "load_state_checked", "from_mmdet_names",
+           "mmdet_to_detscope_name",
            "rng_state", "set_rng_state"]
 
 
@@ -49,34 +50,79 @@ def load_checkpoint(path, map_location="cpu") -> dict:
         raise ValueError(f"{path} is not a readable checkpoint ({type(exc).__name__}: {exc})") from None
 
 
-# mmdetection's parameter names -> DetScope's, where they differ (RTMDet: its network equals ours
-# entry by entry, tests/engine/test_optim_ema.py); applied only when it makes every key fit.
-_MMDET_RENAMES = ((re.compile(r"^bbox_head\."), lambda m: "head."),
-                  (re.compile(r"^backbone\.stage(\d+)\."), lambda m: f"backbone.stages.{int(m.group(1)) - 1}."))
+# mmdetection 3.x parameter names -> DetScope's, family by family (tests/engine/test_checkpoint_names.py
+# writes mmdetection's published names out and checks each rule). The whole map is applied only
+# when it makes every key fit; a partial fit is reported key by key by load_state_checked.
+_MMDET_RENAMES = (
+    (r"^bbox_head\.", lambda m, n: "head."),                                            # every family
+    # RTMDet: CSPNeXt's stage1..4 are our stages.0..3 (the rest of its network has mmdetection's names)
+    (r"^backbone\.stage(\d+)\.", lambda m, n: f"backbone.stages.{int(m[1]) - 1}."),
+    # SSD: SSDHead wraps each level's conv in a Sequential (cls_convs.L.0), ours is the conv itself
+    (r"^head\.(cls|reg)_convs\.(\d+)\.0\.(weight|bias)$", lambda m, n: f"head.{m[1]}_convs.{m[2]}.{m[3]}"),
+    # RetinaNet: mmdetection's ResNet names the stem conv1 / bn1 and the stages layer1..4
+    (r"^backbone\.conv1\.", lambda m, n: "backbone.stem.0."),
+    (r"^backbone\.bn1\.", lambda m, n: "backbone.stem.1."),
+    (r"^backbone\.layer(\d)\.", lambda m, n: f"backbone.stages.{int(m[1]) - 1}."),
+    # FPN: ConvModules (.conv); the extra P6/P7 convs continue fpn_convs after the laterals' outputs
+    (r"^neck\.lateral_convs\.(\d+)\.conv\.", lambda m, n: f"neck.lateral_convs.{m[1]}."),
+    (r"^neck\.fpn_convs\.(\d+)\.conv\.", lambda m, n: f"neck.fpn_convs.{m[1]}." if int(m[1]) < n
+     else f"neck.extra_convs.{int(m[1]) - n}."),
+    # RetinaHead: its towers are ConvModules (cls_convs.i.conv); ours interleave conv and ReLU
+    (r"^head\.(cls|reg)_convs\.(\d+)\.conv\.", lambda m, n: f"head.{m[1]}_convs.{2 * int(m[2])}."),
+)
+_MMDET_RULES = tuple((re.compile(pattern), repl) for pattern, repl in _MMDET_RENAMES)
+
+
+def _num_fpn_outputs(model: torch.nn.Module) -> int:
+    lateral = getattr(getattr(model, "neck", None), "lateral_convs", None)
+    return len(lateral) if isinstance(lateral, torch.nn.ModuleList) else 0
+
+
+def mmdet_to_detscope_name(key: str, num_fpn_outputs: int = 0) -> str:
+    """One mmdetection 3.x parameter name as DetScope names it (rules applied in order)."""
+    for pattern, repl in _MMDET_RULES:
+        key = pattern.sub(lambda m: repl(m, num_fpn_outputs), key, count=1)
+    return key
+
+
+def _is_mmdet_layout(state: dict) -> bool:
+    return any(k.startswith(("bbox_head.", "data_preprocessor.")) for k in state)
 
 
 def from_mmdet_names(model: torch.nn.Module, state: dict) -> dict:
-    """``state`` with mmdetection's names translated to ``model``'s when that makes them all fit
-    (an mmdetection checkpoint's ``state_dict``: its ``data_preprocessor`` buffers are dropped);
+    """``state`` with mmdetection's names translated to DetScope's when it is an mmdetection 3.x
+    ``state_dict`` (a ``bbox_head.`` key; its ``data_preprocessor`` buffers are dropped);
     otherwise ``state`` unchanged."""
-    own = model.state_dict()
-    if set(state) == set(own):
+    if not _is_mmdet_layout(state) or set(state) == set(model.state_dict()):
         return state
-    renamed = {}
-    for key, value in state.items():
-        if key.startswith("data_preprocessor."):
-            continue
-        for pattern, repl in _MMDET_RENAMES:
-            key = pattern.sub(repl, key)
-        renamed[key] = value
-    return renamed if set(renamed) == set(own) else state
+    n = _num_fpn_outputs(model)
+    return {mmdet_to_detscope_name(key, n): value for key, value in state.items()
+            if not key.startswith("data_preprocessor.")}
+
+
+# torchvision's detection models: same detectors, other architecture details (why they do not load)
+_TORCHVISION_LAYOUTS = {
+    "head.classification_head.module_list.": "torchvision's ssd300_vgg16: its default boxes are clipped to the image "
+    "(the 1.05 x 300 px priors of the last level become 300 px), its class logits put the background first "
+    "over COCO's 91 ids, and its VGG16 is ssd.pytorch's; a DetScope SSD300 cannot reproduce its predictions",
+    "backbone.fpn.inner_blocks.": "torchvision's retinanet_resnet50_fpn: its P6 is computed from P5 (256 channels) "
+    "where mmdetection's RetinaNet, which DetScope builds, computes it from C5 (2048 channels), and its BatchNorm "
+    "is frozen; its weights do not fit",
+}
 
 
 def load_state_checked(model: torch.nn.Module, state: dict, source) -> None:
     """``model.load_state_dict(state)`` (strict), with a message naming ``source`` and saying
     what does not fit instead of torch's list of keys. mmdetection's own names are accepted
-    (:func:`from_mmdet_names`)."""
-    state = from_mmdet_names(model, state)
+    (:func:`from_mmdet_names`); a key that does not fit is named as the checkpoint names it."""
+    for marker, why in _TORCHVISION_LAYOUTS.items():
+        if any(k.startswith(marker) for k in state):
+            raise ValueError(f"{source} is a state dict of {why}")
+    renamed = from_mmdet_names(model, state)
+    n = _num_fpn_outputs(model)
+    original = ({mmdet_to_detscope_name(k, n): k for k in state if not k.startswith("data_preprocessor.")}
+                if renamed is not state else {})
+    state = renamed
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -88,11 +134,16 @@ def load_state_checked(model: torch.nn.Module, state: dict, source) -> None:
                                                          for k in unexpected):
         raise ValueError(f"{source} is an RTMDet checkpoint from an older DetScope whose neck had channel "
                          f"attention (mmdetection's has none, and DetScope now matches it): train it again")
+
+    def named(key):  # as the checkpoint names it, when it was translated
+        return f"{key} (the checkpoint's {original[key]})" if original.get(key, key) != key else key
     parts = [f"{len(missing)} weights missing (e.g. {missing[0]})" if missing else "",
-             f"{len(unexpected)} unexpected (e.g. {unexpected[0]})" if unexpected else "",
-             f"{len(shapes)} of another shape (e.g. {shapes[0]})" if shapes else ""]
-    raise ValueError(f"{source} does not fit this model: {'; '.join(p for p in parts if p)}. Was it trained "
-                     f"with another config or number of classes?")
+             f"{len(unexpected)} unexpected (e.g. {named(unexpected[0])})" if unexpected else "",
+             f"{len(shapes)} of another shape (e.g. {named(shapes[0])}: {tuple(state[shapes[0]].shape)} in the "
+             f"checkpoint, {tuple(own[shapes[0]].shape)} in the model)" if shapes else ""]
+    layout = " (mmdetection's layout, names translated)" if original else ""
+    raise ValueError(f"{source}{layout} does not fit this model: {'; '.join(p for p in parts if p)}. Was it "
+                     f"trained with another config or number of classes?")
 
 
 def load_model_weights(model: torch.nn.Module, path, strict: bool = True) -> dict:
