@@ -109,7 +109,14 @@ def _add_train(sub) -> None:
     p.add_argument("--amp", action="store_true", default=None,
                    help="mixed precision on CUDA (as mmdetection's --amp: AmpOptimWrapper); ignored on CPU")
     p.add_argument("--workers", type=int, help="data-loading worker processes")
-    p.add_argument("--resume", metavar="CKPT", help="continue a run exactly from its checkpoint")
+    p.add_argument("--resume", metavar="CKPT|auto",
+                   help="continue a run exactly from its checkpoint; 'auto': the latest checkpoint of --work-dir "
+                        "(else of the newest runs/<config>-* folder), as the config's resume=True")
+    p.add_argument("--load-from", metavar="CKPT",
+                   help="start from every fitting weight of a checkpoint (DetScope's or mmdetection's; a path, URL, "
+                        "torchvision:// or open-mmlab:// name), as the config's load_from: fine-tuning")
+    p.add_argument("--no-pretrained", action="store_true",
+                   help="do not load the backbone's init_cfg Pretrained weights: train from scratch")
     p.add_argument("--work-dir", help="run folder (default: runs/<config>-<time>)")
     p.add_argument("--control", metavar="FILE",
                    help="a file holding run / pause / stop, read after every iteration (the window uses it)")
@@ -167,7 +174,8 @@ def _run_train(args) -> int:
                                     device=args.device, resume=args.resume, work_dir=args.work_dir,
                                     batch_size=args.batch_size, lr=args.lr, max_iters=args.max_iters,
                                     val_data=args.val_data, images=args.images, eval_backend=args.backend,
-                                    num_workers=args.workers, amp=args.amp, trainer_hook=hook)
+                                    num_workers=args.workers, amp=args.amp, trainer_hook=hook,
+                                    load_from=args.load_from, pretrained=not args.no_pretrained)
         rc = 0
     except TrainingDiverged as exc:  # every rank stops at the same step (the ranks agree on NaN)
         print(f"error: {exc}", file=sys.stderr)

@@ -25,7 +25,8 @@ def _ssd(model, core):
 def _retinanet(model, core):
     b = model.get("backbone", {})
     backbone = ResNetBackbone(depth=b.get("depth", 50), frozen_stages=b.get("frozen_stages", -1),
-                              norm_eval=b.get("norm_eval", False), weights_path=b.get("weights_path"))
+                              norm_eval=b.get("norm_eval", False), weights_path=b.get("weights_path"),
+                              norm_requires_grad=(b.get("norm_cfg") or {}).get("requires_grad", True))
     n = model.get("neck", {})
     out = n.get("out_channels", 256)
     neck = FPN(in_channels=backbone.out_channels, out_channels=out, num_outs=n.get("num_outs", 5),

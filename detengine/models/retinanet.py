@@ -1,6 +1,8 @@
 """RetinaNet (Lin et al. 2017): torchvision ResNet backbone, FPN P3-P7, ``RetinaHead``."""
 from __future__ import annotations
 
+import re
+
 import torch
 import torch.nn.functional as F
 import torchvision
@@ -14,13 +16,16 @@ __all__ = ["ResNetBackbone", "FPN", "RetinaHeadModule"]
 class ResNetBackbone(nn.Module):
     """torchvision ResNet (``weights=None``: nothing is downloaded) returning C3, C4, C5.
 
-    ``weights_path``: an optional local ``state_dict`` file (e.g. ImageNet weights the user has),
-    loaded with ``weights_only=True``. ``frozen_stages`` freezes the stem and the first stages;
-    ``norm_eval`` keeps BN statistics fixed in training, as mmdetection's RetinaNet config does.
+    Pretrained weights come from the config's ``init_cfg`` (:mod:`detengine.pretrained`; torchvision
+    and mmdetection name a ResNet's parts alike, :meth:`translate_pretrained`); ``weights_path``
+    (an older DetScope key) is a local ``state_dict`` file loaded here. ``frozen_stages`` freezes
+    the stem and the first stages; ``norm_eval`` keeps BN statistics fixed in training;
+    ``norm_requires_grad=False`` (``norm_cfg.requires_grad``) freezes BN's affine weights, as
+    mmdetection applies them.
     """
 
     def __init__(self, *, depth: int = 50, out_indices=(1, 2, 3), frozen_stages: int = -1, norm_eval: bool = False,
-                 weights_path: str | None = None, **unused):
+                 norm_requires_grad: bool = True, weights_path: str | None = None, **unused):
         super().__init__()
         builders = {18: torchvision.models.resnet18, 34: torchvision.models.resnet34, 50: torchvision.models.resnet50,
                     101: torchvision.models.resnet101}
@@ -39,7 +44,24 @@ class ResNetBackbone(nn.Module):
         widths = [64, 128, 256, 512] if depth < 50 else [256, 512, 1024, 2048]
         self.out_channels = tuple(widths[i] for i in self.out_indices)
         self.frozen_stages, self.norm_eval = frozen_stages, norm_eval
+        if not norm_requires_grad:
+            for m in self.modules():
+                if isinstance(m, nn.BatchNorm2d):
+                    m.requires_grad_(False)
         self._freeze()
+
+    _PRETRAINED_NAMES = ((re.compile(r"^conv1\."), "stem.0."), (re.compile(r"^bn1\."), "stem.1."),
+                         (re.compile(r"^layer(\d)\."), lambda m: f"stages.{int(m[1]) - 1}."))
+
+    @classmethod
+    def translate_pretrained(cls, state: dict) -> dict:
+        """A torchvision / mmdetection ResNet state dict (conv1, bn1, layer1..4, fc) in our names."""
+        out = {}
+        for key, value in state.items():
+            for pattern, repl in cls._PRETRAINED_NAMES:
+                key = pattern.sub(repl, key, count=1)
+            out[key] = value
+        return out
 
     def _freeze(self) -> None:
         frozen = ([self.stem] if self.frozen_stages >= 0 else []) + list(self.stages[:max(self.frozen_stages, 0)])

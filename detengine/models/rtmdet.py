@@ -2,6 +2,8 @@
 ``CSPNeXtPAFPN`` neck and ``RTMDetSepBNHead`` (convs shared across levels, BN separate)."""
 from __future__ import annotations
 
+import re
+
 import torch
 from torch import Tensor, nn
 
@@ -99,6 +101,13 @@ class CSPNeXt(nn.Module):
             self.stages.append(nn.Sequential(*layers))
         self.out_indices = tuple(out_indices)
         self.out_channels = tuple(int(P5_ARCH[i - 1][1] * widen_factor) for i in self.out_indices)
+
+    @staticmethod
+    def translate_pretrained(state: dict) -> dict:
+        """mmdetection's CSPNeXt names (stage1..4) in ours (stages.0..3), e.g. for its ImageNet
+        ``cspnext-tiny_imagenet_600e.pth`` with ``prefix='backbone.'``."""
+        return {re.sub(r"^stage(\d+)\.", lambda m: f"stages.{int(m[1]) - 1}.", k, count=1): v
+                for k, v in state.items()}
 
     def forward(self, x: Tensor) -> tuple[Tensor, ...]:
         outs = []

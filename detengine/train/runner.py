@@ -16,6 +16,7 @@ from .settings import config_warnings, run_warnings, settings_from_config, uses_
 from .trainer import Trainer, pick_device
 
 __all__ = ["settings_from_config", "config_warnings", "predict_dataset", "evaluate_model", "train_from_config",
+           "start_weights",
            "evaluate_checkpoint", "export_checkpoint", "load_cfg", "make_run_dir"]
 
 
@@ -63,6 +64,59 @@ def evaluate_model(model, dataset, test_pipeline, collate, *, backend: str = "fa
     return dist.broadcast_object(metrics)
 
 
+def _resume_source(resume, cfg, load_from, work_dir, runs_root, notes: list) -> str | None:
+    """The checkpoint to resume: an explicit path; with ``"auto"`` or the config's ``resume=True``,
+    ``load_from`` if given, else the work folder's ``last.pth`` (no ``--work-dir``: the newest run
+    folder of this config under ``runs_root``), else none (mmengine then trains from the start)."""
+    if resume and resume != "auto":
+        return str(resume)
+    if not (resume == "auto" or cfg.get("resume") is True):
+        return None
+    if load_from:
+        return str(load_from)
+    name = Path(str(cfg.get("_name", "run"))).stem
+    folders = [Path(work_dir)] if work_dir else sorted(Path(runs_root).glob(f"{name}-*"),
+                                                        key=lambda p: p.stat().st_mtime)
+    found = [f / "last.pth" for f in folders if (f / "last.pth").is_file()]
+    if not found:
+        where = work_dir or f"{runs_root}/{name}-*"
+        notes.append(f"resume=True: no checkpoint in {where}; training from the start")
+        return None
+    notes.append(f"resume=True: continuing {found[-1]}")
+    return str(found[-1])
+
+
+def start_weights(model, model_cfg: dict, *, load_from=None, resuming: bool = False,
+                  pretrained: bool = True) -> list[str]:
+    """Load ``load_from`` or the backbone's pretrained ``init_cfg`` into ``model``; the log lines,
+    with a warning when frozen stages or frozen BN statistics would keep a random initialisation."""
+    from ..pretrained import apply_backbone_init, backbone_init_checkpoint, load_from_checkpoint
+    init = backbone_init_checkpoint(model_cfg)
+    if resuming:
+        return []
+    if load_from:
+        lines = [load_from_checkpoint(model, str(load_from))]
+        if init:
+            lines.append(f"backbone init_cfg ({init['checkpoint']}) not loaded: load_from gives the weights")
+        return lines
+    if init and pretrained:
+        return [apply_backbone_init(model, model_cfg)]
+    lines = [f"backbone init_cfg ({init['checkpoint']}) not loaded: training from scratch as asked"] if init else []
+    b = model_cfg.get("backbone") or {}
+    frozen = []
+    if b.get("frozen_stages", -1) >= 0:
+        frozen.append(f"frozen_stages={b['frozen_stages']}")
+    if b.get("norm_eval"):
+        frozen.append("norm_eval=True")
+    if (b.get("norm_cfg") or {}).get("requires_grad") is False:
+        frozen.append("norm_cfg.requires_grad=False")
+    if frozen:
+        lines.append(f"the backbone is randomly initialised and {', '.join(frozen)} keeps parts of it as initialised "
+                     "(mmdetection freezes them to keep pretrained weights): give model.backbone.init_cfg="
+                     "dict(type='Pretrained', checkpoint=...) or load_from, or set frozen_stages=-1, norm_eval=False")
+    return lines
+
+
 def _label_map(dataset) -> dict[int, int]:
     """Contiguous label -> the file's category id (VOC: 1-based class index)."""
     return getattr(dataset, "label_to_cat_id", None) or {i: i + 1 for i in range(len(dataset.class_names))}
@@ -70,9 +124,15 @@ def _label_map(dataset) -> dict[int, int]:
 
 def train_from_config(config, data=None, *, epochs=None, device=None, resume=None, work_dir=None, runs_root="runs",
                       batch_size=None, lr=None, max_iters=None, val_data=None, images=None, events=None,
-                      console=True, eval_backend="faster-coco-eval", num_workers=None, amp=None, trainer_hook=None):
+                      console=True, eval_backend="faster-coco-eval", num_workers=None, amp=None, trainer_hook=None,
+                      load_from=None, pretrained: bool = True):
     """Train a detector; returns the trainer's summary (with ``work_dir``). ``trainer_hook(trainer)``
-    is called before the loop starts (the GUI keeps the trainer to stop or step it)."""
+    is called before the loop starts (the GUI keeps the trainer to stop or step it).
+
+    Where the weights start (mmengine's order): ``resume`` (a checkpoint, or ``"auto"`` / the
+    config's ``resume=True``: the latest of the work folder) continues a run exactly; else
+    ``load_from`` (argument, else the config's) loads every fitting weight; else the backbone's
+    ``init_cfg`` Pretrained checkpoint (``pretrained=False``: a random backbone, said in the log)."""
     cfg = load_cfg(config)
     dev = pick_device(device)
     dist.init_from_env(dev)
@@ -88,6 +148,9 @@ def train_from_config(config, data=None, *, epochs=None, device=None, resume=Non
     model_cfg["bbox_head"] = dict(model_cfg["bbox_head"], num_classes=len(bundle.class_names))
     model = build_detector(model_cfg)
     notes = config_warnings(cfg, distributed=dist.is_distributed(), cuda=dev.type == "cuda")
+    load_from = cfg.get("load_from") if load_from is None else load_from
+    resume = _resume_source(resume, cfg, load_from, work_dir, runs_root, notes)
+    notes += start_weights(model, model_cfg, load_from=load_from, resuming=bool(resume), pretrained=pretrained)
     if settings.amp and dev.type != "cuda":
         notes.append("mixed precision (AmpOptimWrapper / --amp) is used on CUDA only; this CPU run uses float32")
     if dist.is_distributed() and dev.type == "cuda" and uses_syncbn(model_cfg):

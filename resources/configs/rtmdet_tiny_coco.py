@@ -15,7 +15,12 @@ model = dict(
         widen_factor=0.375,
         channel_attention=True,
         norm_cfg=dict(type='SyncBN'),
-        act_cfg=dict(type='SiLU', inplace=True)),
+        act_cfg=dict(type='SiLU', inplace=True),
+        init_cfg=dict(
+            type='Pretrained',
+            prefix='backbone.',
+            checkpoint='https://download.openmmlab.com/mmdetection/v3.0/rtmdet/cspnext_rsb_pretrain/'
+            'cspnext-tiny_imagenet_600e.pth')),
     neck=dict(
         type='CSPNeXtPAFPN',
         in_channels=[96, 192, 384],
