@@ -15,14 +15,19 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
-from torchvision.ops import nms
-
 from .boxes import bbox_overlaps
 
 __all__ = ["Stage", "STAGE_TEXT", "PostprocessResult", "postprocess_dense", "postprocess_d2l",
            "suppressors", "batched_nms_mmcv", "offset_boxes", "NMS_SPLIT_THR"]
 
 NMS_SPLIT_THR = 10000  # mmcv batched_nms: nms_cfg's split_thr default
+
+
+def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
+    """``torchvision.ops.nms``, imported on first use: importing torchvision costs ~1.3 s, which
+    the window's start-up does not wait for."""
+    from torchvision.ops import nms as torchvision_nms
+    return torchvision_nms(boxes, scores, iou_threshold)
 
 
 class Stage:

@@ -5,7 +5,6 @@ import re
 
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import Tensor, nn
 
 from .layers import bias_init_with_prob, flatten_levels, normal_init, xavier_init
@@ -27,6 +26,7 @@ class ResNetBackbone(nn.Module):
     def __init__(self, *, depth: int = 50, out_indices=(1, 2, 3), frozen_stages: int = -1, norm_eval: bool = False,
                  norm_requires_grad: bool = True, weights_path: str | None = None, **unused):
         super().__init__()
+        import torchvision  # here: importing it costs ~1.3 s at start-up
         builders = {18: torchvision.models.resnet18, 34: torchvision.models.resnet34, 50: torchvision.models.resnet50,
                     101: torchvision.models.resnet101}
         if depth not in builders:
