@@ -121,6 +121,11 @@ class Dialogs:
     def ask_open_folder(self, folder: str, title: str = "Open a Pascal VOC folder or a folder of images") -> str | None:
         return QFileDialog.getExistingDirectory(self.window, title, folder) or None
 
+    def ask_checkpoint(self, folder: str = "") -> str | None:
+        path, _ = QFileDialog.getOpenFileName(self.window, "Start training from a checkpoint", folder,
+                                              "Checkpoint (*.pth *.pt);;All files (*)")
+        return path or None
+
     def ask_save_path(self, folder: str) -> str | None:
         dialog = QFileDialog(self.window, "Save COCO JSON", folder, "COCO JSON (*.json)")
         dialog.setAcceptMode(QFileDialog.AcceptMode.AcceptSave)

@@ -123,6 +123,11 @@ class TrainingPanel(QWidget):
         self.device = QComboBox()
         for label, value in device_choices():
             self.device.addItem(label, value)
+        self.start_from = QComboBox()
+        self.start_from.setToolTip("Where the weights start: the backbone's pretrained weights named by the config's "
+                                   "init_cfg (mmdetection's default), a random initialisation, or every fitting "
+                                   "weight of a checkpoint (fine-tuning: load_from)")
+        self.start_checkpoint: str | None = None
         self.amp = QCheckBox("mixed precision")
         self.amp.setToolTip("float16 autocast with a loss scaler on CUDA (mmdetection's --amp / AmpOptimWrapper); "
                             "a config with AmpOptimWrapper uses it anyway")
@@ -170,6 +175,7 @@ class TrainingPanel(QWidget):
                                                              ("overlay", "Overlay"), ("load", "Load best as model"))}
         self._layout()
         self._connect()
+        self._update_start_from()
         self._set_running(False)
 
     def _layout(self) -> None:
@@ -183,6 +189,7 @@ class TrainingPanel(QWidget):
         device_row.addWidget(self.device, 1)
         device_row.addWidget(self.amp)
         form.addRow("Device", device_row)
+        form.addRow("Start from", self.start_from)
         numbers = QHBoxLayout()
         for label, w in (("epochs", self.epochs), ("batch", self.batch), ("lr", self.lr), ("max iters", self.max_iters)):
             numbers.addWidget(QLabel(label))
@@ -228,6 +235,8 @@ class TrainingPanel(QWidget):
         self.buttons["stop"].clicked.connect(self.stop)
         self.resplit.clicked.connect(self.new_split)
         self.device.currentIndexChanged.connect(lambda _i: self._update_amp())
+        self.config_combo.currentIndexChanged.connect(lambda _i: self._update_start_from())
+        self.start_from.activated.connect(self._on_start_from)
         self.smoothing.valueChanged.connect(lambda _v: self.redraw_curves())
         self.run_buttons["refresh"].clicked.connect(self.refresh_runs)
         self.run_buttons["show"].clicked.connect(lambda: self.show_run(self.selected_run()))
@@ -341,7 +350,46 @@ class TrainingPanel(QWidget):
             args += ["--max-iters", str(self.max_iters.value())]
         if self.amp.isChecked() and self.amp.isEnabled():
             args.append("--amp")
+        start = self.start_from.currentData()
+        if start == "scratch" and self.start_from.findData("pretrained") >= 0:  # the config names weights
+            args.append("--no-pretrained")
+        elif start == "checkpoint" and self.start_checkpoint:
+            args += ["--load-from", self.start_checkpoint]
         return args
+
+    # ------------------------------------------------------------------ start from
+
+    def _update_start_from(self) -> None:
+        """Pretrained backbone (when the config names one), scratch, or a checkpoint file."""
+        from detengine.api import backbone_init_checkpoint, load_config, resolve_config
+        try:
+            init = backbone_init_checkpoint(load_config(resolve_config(self.config())).to_dict()["model"])
+        except (Exception, SystemExit) as exc:  # a broken config: training will say why
+            init = None
+            self.status.setText(f"config {self.config()}: {type(exc).__name__}: {exc}")
+        self.start_from.blockSignals(True)
+        self.start_from.clear()
+        if init:
+            self.start_from.addItem(f"pretrained backbone ({init['checkpoint']})", "pretrained")
+        self.start_from.addItem("scratch (random initialisation)", "scratch")
+        label = f"checkpoint: {Path(self.start_checkpoint).name}" if self.start_checkpoint else "checkpoint…"
+        self.start_from.addItem(label, "checkpoint")
+        self.start_from.blockSignals(False)
+
+    def _on_start_from(self, index: int) -> None:
+        if self.start_from.itemData(index) != "checkpoint":
+            return
+        path = self.window.dialogs.ask_checkpoint() if hasattr(self.window, "dialogs") else None
+        if not path:
+            self.start_from.setCurrentIndex(0)
+            return
+        self.set_start_checkpoint(path)
+
+    def set_start_checkpoint(self, path: str) -> None:
+        """Fine-tune from ``path`` (``--load-from``): every weight that fits by name and shape."""
+        self.start_checkpoint = str(path)
+        self._update_start_from()
+        self.start_from.setCurrentIndex(self.start_from.findData("checkpoint"))
 
     def _set_running(self, running: bool, paused: bool = False) -> None:
         self.buttons["start"].setEnabled(not running)

@@ -13,6 +13,7 @@ from .builder import build_head_core, default_input_shape
 from .cli import resolve_config
 from .config import Config, ConfigError, load_config, merge_dicts
 from .postprocess import STAGE_TEXT, PostprocessResult, Stage
+from .pretrained import backbone_init_checkpoint
 from .priors import Priors
 from .shipped import shipped_configs
 from .trace import DebugTrace, head_core_for, model_config, random_predictions
@@ -21,7 +22,7 @@ from .trace import inspect as _inspect
 __all__ = ["inspect", "DebugTrace", "Priors", "AssignResult", "Reason", "REASON_TEXT", "Stage", "STAGE_TEXT",
            "PostprocessResult", "Config", "ConfigError", "load_config", "merge_dicts", "model_config",
            "head_core_for", "build_head_core", "random_predictions", "default_input_shape", "shipped_configs",
-           "resolve_config"]
+           "resolve_config", "backbone_init_checkpoint"]
 
 
 def inspect(image_shape, gt_boxes, gt_labels, config, predictions=None, **kwargs) -> DebugTrace:

@@ -151,3 +151,18 @@ def test_mixed_precision_is_offered_with_cuda_only(win, tmp_path):
     assert args[args.index("--device") + 1] == "cuda:0" and args[-1] == "--amp"
     panel.device.setCurrentIndex(0)
     assert not panel.amp.isChecked() and "--amp" not in panel.train_args(tmp_path, tmp_path)
+
+
+def test_start_from_pretrained_scratch_or_a_checkpoint(win, tmp_path):
+    panel = win.training_panel
+    assert [panel.start_from.itemData(i) for i in range(panel.start_from.count())] == ["scratch", "checkpoint"]
+    assert "--no-pretrained" not in panel.train_args(tmp_path, tmp_path)  # TinySSD names no pretrained weights
+    panel.config_combo.setCurrentIndex(panel.config_combo.findData("retinanet_r50_fpn_coco"))
+    assert panel.start_from.currentText() == "pretrained backbone (torchvision://resnet50)"
+    args = panel.train_args(tmp_path, tmp_path)
+    assert "--no-pretrained" not in args and "--load-from" not in args  # the config's init_cfg applies
+    panel.start_from.setCurrentIndex(panel.start_from.findData("scratch"))
+    assert panel.train_args(tmp_path, tmp_path)[-1] == "--no-pretrained"
+    panel.set_start_checkpoint(str(tmp_path / "coco_retinanet.pth"))
+    assert panel.start_from.currentText() == "checkpoint: coco_retinanet.pth"
+    assert panel.train_args(tmp_path, tmp_path)[-2:] == ["--load-from", str(tmp_path / "coco_retinanet.pth")]
