@@ -24,6 +24,7 @@ from torch import Tensor
 from .config import merge_dicts
 from .data.collate import collate
 from .data.transforms import _map_boxes, boxes_to_original
+from .heads.base import valid_region
 from .trace import DebugTrace, head_core_for, inspect
 
 __all__ = ["ImageInput", "ImageTrace", "ImageTracer", "prepare_image", "boxes_to_input", "num_classes_override"]
@@ -37,7 +38,8 @@ def num_classes_override(num_classes: int) -> dict:
 @dataclass
 class ImageInput:
     """One image as the network sees it: ``batch`` (1, 3, H, W) padded and normalised, and its
-    ``meta`` (``ori_shape``, ``img_shape`` un-padded, ``pad_shape``, ``homography``)."""
+    ``meta`` (``ori_shape``, ``img_shape``, ``pad_shape``, ``homography``) as mmdetection's
+    pipeline and data preprocessor leave them."""
 
     batch: Tensor
     meta: dict
@@ -48,7 +50,13 @@ class ImageInput:
 
     @property
     def img_shape(self) -> tuple[int, int]:
+        """Where decoded boxes are clipped (after a pipeline ``Pad``: the padded size, as mmdetection)."""
         return tuple(int(v) for v in self.meta["img_shape"])
+
+    @property
+    def pad_shape(self) -> tuple[int, int]:
+        """The region whose priors are valid (mmdetection's ``pad_shape``)."""
+        return valid_region(self.meta, self.batch_shape)
 
     def to_input(self, boxes) -> Tensor:
         return boxes_to_input(boxes, self.meta)
@@ -193,7 +201,8 @@ class ImageTracer:
         model_cfg = merge_dicts(self.model_cfg, model_overrides) if model_overrides else self.model_cfg
         gt_in = image_input.to_input(boxes[~crowd])
         trace = inspect(image_input.batch_shape, gt_in, torch.as_tensor(labels[~crowd]), {"model": model_cfg}, None,
-                        gt_boxes_ignore=image_input.to_input(boxes[crowd]), pad_shape=image_input.img_shape,
+                        gt_boxes_ignore=image_input.to_input(boxes[crowd]), pad_shape=image_input.pad_shape,
+                        img_shape=image_input.img_shape,
                         postprocess=False)
         return coverage_rows(trace), np.flatnonzero(~crowd), trace.priors
 
@@ -237,7 +246,8 @@ class ImageTracer:
             predictions = (cls, reg)
         trace = inspect(image_input.batch_shape, image_input.to_input(boxes[gt_index]),
                         torch.as_tensor(labels[gt_index]), {"model": model_cfg}, predictions,
-                        gt_boxes_ignore=image_input.to_input(boxes[ignore_index]), pad_shape=image_input.img_shape,
+                        gt_boxes_ignore=image_input.to_input(boxes[ignore_index]), pad_shape=image_input.pad_shape,
+                        img_shape=image_input.img_shape,
                         featmap_sizes=sizes, postprocess=False)
         if trace.cls_scores is not None:
             core = head_core_for(model_cfg)

@@ -237,8 +237,8 @@ def assemble_trace(model_cfg: dict, core: HeadCore, input_shape, pad_shape, prio
 
 
 def inspect(image_shape, gt_boxes, gt_labels, config, predictions=None, *, gt_boxes_ignore=None,
-            pad_shape=None, featmap_sizes=None, postprocess: bool = True, postprocess_overrides=None,
-            model_overrides: dict | None = None) -> DebugTrace:
+            pad_shape=None, img_shape=None, featmap_sizes=None, postprocess: bool = True,
+            postprocess_overrides=None, model_overrides: dict | None = None) -> DebugTrace:
     """Trace one image through a dense head's target assignment, loss and post-processing.
 
     Args:
@@ -248,7 +248,12 @@ def inspect(image_shape, gt_boxes, gt_labels, config, predictions=None, *, gt_bo
         predictions: ``(cls_scores (A, K), bbox_preds (A, 4))`` flat in prior order, the string
             ``"init"`` (an untrained head's output) or None (targets only; heads whose assigner
             needs predictions then use ``"init"``).
-        gt_boxes_ignore (Tensor[I, 4]): crowd / ignored boxes. pad_shape: unpadded content size.
+        gt_boxes_ignore (Tensor[I, 4]): crowd / ignored boxes.
+        pad_shape: ``(h, w)`` whose priors are valid, mmdetection's ``pad_shape`` (the image rounded
+            up to the data preprocessor's divisor; after a pipeline ``Pad``, the padded size); None:
+            the whole input.
+        img_shape: ``(h, w)`` of mmdetection's ``img_shape`` (the border check of ``allowed_border``
+            and the clip of decoded boxes); None: the whole input.
         postprocess: run the post-processing record when predictions are given.
         postprocess_overrides: e.g. ``dict(score_thr=0.3, iou_threshold=0.5, max_per_img=50)``.
         model_overrides: merged into the model config (e.g. a different assigner).
@@ -278,7 +283,8 @@ def inspect(image_shape, gt_boxes, gt_labels, config, predictions=None, *, gt_bo
     elif core.needs_predictions():
         cls, reg = core.init_predictions(priors)
         source = "init"
-    targets = core.targets(priors, boxes, labels, shape, gt_boxes_ignore=ignore, cls_scores=cls, bbox_preds=reg)
+    img_shape = tuple(int(v) for v in img_shape) if img_shape is not None else shape
+    targets = core.targets(priors, boxes, labels, img_shape, gt_boxes_ignore=ignore, cls_scores=cls, bbox_preds=reg)
     t2 = time.perf_counter()
     loss = None
     if cls is not None:
@@ -286,7 +292,7 @@ def inspect(image_shape, gt_boxes, gt_labels, config, predictions=None, *, gt_bo
     trace = assemble_trace(model, core, shape, pad_shape, priors, boxes, labels, ignore, targets, cls, reg, source, loss)
     t3 = time.perf_counter()
     if cls is not None and postprocess:
-        trace.postprocess = core.predict(cls, reg, priors, shape, **(postprocess_overrides or {}))
+        trace.postprocess = core.predict(cls, reg, priors, img_shape, **(postprocess_overrides or {}))
     t4 = time.perf_counter()
     trace.timings_ms = {"priors": (t1 - t0) * 1e3, "targets": (t2 - t1) * 1e3, "loss": (t3 - t2) * 1e3,
                         "postprocess": (t4 - t3) * 1e3}

@@ -35,7 +35,10 @@ def collate(samples: list[dict], *, size_divisor: int | None = None) -> dict:
     Returns ``images`` float32 (B, 3, H, W) (H, W: batch maxima rounded up to the largest of
     ``size_divisor`` and every ``meta["pad_size_divisor"]``), ``gt_boxes`` list of (G_i, 4)
     float32, ``gt_labels`` list of (G_i,) int64, ``gt_boxes_ignore`` list of (I_i, 4) float32
-    and ``metas`` (copies) with ``pad_shape = (H, W)`` and ``img_shape`` the un-padded content."""
+    and ``metas`` (copies) as mmdetection's ``DetDataPreprocessor`` leaves them: ``pad_shape`` each
+    image's own (h, w) rounded up to ``size_divisor`` (not the batch's: priors past it are invalid),
+    ``batch_input_shape = (H, W)``, ``img_shape`` as the pipeline set it (the image, or after a
+    ``Pad`` the padded image)."""
     if not samples:
         raise ValueError("collate needs at least one sample, got an empty list")
     images = [_image_tensor(s["image"]) for s in samples]
@@ -45,10 +48,11 @@ def collate(samples: list[dict], *, size_divisor: int | None = None) -> dict:
     height = math.ceil(max(im.shape[1] for im in images) / div) * div
     width = math.ceil(max(im.shape[2] for im in images) / div) * div
     batch = images[0].new_zeros((len(images), images[0].shape[0], height, width))
+    own = size_divisor or 1
     for i, (im, meta) in enumerate(zip(images, metas)):
         batch[i, :, :im.shape[1], :im.shape[2]] = im
         meta.setdefault("img_shape", (int(im.shape[1]), int(im.shape[2])))
-        meta["pad_shape"] = (height, width)
+        meta["pad_shape"] = (math.ceil(im.shape[1] / own) * own, math.ceil(im.shape[2] / own) * own)
         meta["batch_input_shape"] = (height, width)
     return dict(images=batch,
                 gt_boxes=[_as_tensor(s.get("boxes", np.zeros((0, 4))), torch.float32, (-1, 4)) for s in samples],

@@ -6,8 +6,9 @@ A transform is a callable on a results dict and returns it::
      "labels": (G,) int64, "ignore_boxes": (I, 4) float32 xyxy, "meta": dict}
 
 (:func:`detengine.data.folder.sample_to_results` makes one from a sample). ``meta`` holds
-``image_id, file_name, ori_shape (h, w), img_shape (h, w)`` (current content, never padding),
-``pad_shape (h, w)``, ``scale_factor (sx, sy)`` (product of every resize), ``flip`` and
+``image_id, file_name, ori_shape (h, w), img_shape (h, w)`` (the current image; after a
+:class:`Pad`, the padded image, as mmcv 2.x's ``Pad`` sets it), ``content_shape (h, w)`` (the
+real pixels inside a padded image), ``pad_shape (h, w)``, ``scale_factor (sx, sy)`` (product of every resize), ``flip`` and
 ``flip_direction`` (net flip), and ``homography``: the 3x3 map from original pixels to current
 pixels, composed by every geometric transform (as mmdetection's ``homography_matrix``), which
 :func:`boxes_to_original` inverts. ``box_ids`` / ``ignore_ids`` give each remaining box's row in
@@ -563,7 +564,7 @@ def flip(results: dict, direction: str) -> dict:
     meta = results["meta"]
     px, py = _FLIP_AXES[meta.get("flip_direction") if meta.get("flip") else None]
     net = _AXES_FLIP[(px != fx, py != fy)]
-    meta.update(flip=net is not None, flip_direction=net)
+    meta.update(flip=net is not None, flip_direction=net, flip_shape=(h, w))
     _compose_homography(meta, step)
     return results
 
@@ -574,8 +575,10 @@ class Pad(Transform):
 
     ``pad_val`` is a number, a colour triple, or mmdetection's ``dict(img=..., seg=...)``. A
     triple is in mmdetection's channel order, BGR (its images are BGR), and is reversed for our
-    RGB image, so a config pads with the same colour in both. ``meta["pad_shape"]`` becomes the padded (h, w); unlike mmcv's ``Pad``, ``img_shape``
-    stays the un-padded content so boxes clip to real pixels. Boxes do not move."""
+    RGB image, so a config pads with the same colour in both. ``meta["pad_shape"]`` and
+    ``meta["img_shape"]`` become the padded (h, w), as mmcv 2.x's ``Pad`` sets them: mmdetection
+    then counts the priors over the padding as valid and clips decoded boxes to the padded size
+    (``content_shape`` keeps the real pixels' (h, w)). Boxes do not move."""
 
     def __init__(self, *, size=None, size_divisor: int | None = None, pad_to_square: bool = False,
                  pad_val=0, padding_mode: str = "constant"):
@@ -612,8 +615,9 @@ class Pad(Transform):
             img = cv2.copyMakeBorder(np.ascontiguousarray(img), 0, th - h, 0, tw - w, cv2.BORDER_CONSTANT, value=val)
         results["image"] = img
         meta = results["meta"]
-        meta.update(pad_shape=(th, tw), pad_size_divisor=self.size_divisor, pad_fixed_size=self.size)
-        meta.setdefault("img_shape", (h, w))
+        meta.setdefault("content_shape", tuple(meta.get("img_shape", (h, w))))
+        meta.update(img_shape=(th, tw), pad_shape=(th, tw), pad_size_divisor=self.size_divisor,
+                    pad_fixed_size=self.size)
         return results
 
 
@@ -722,20 +726,21 @@ def build_pipeline(cfg_list: Sequence[dict], rng=None) -> Compose:
 # --------------------------------------------------------------------------- inverse mapping
 
 
-def boxes_to_original(boxes, meta: dict):
+def boxes_to_original(boxes, meta: dict, clip: bool = True):
     """Map (N, 4) xyxy boxes from network-input pixels back to the original image.
 
     Uses ``meta["homography"]`` when present (exact for any chain of resizes, flips, expands
-    and crops); otherwise undoes ``flip_direction`` (at ``img_shape``) then ``scale_factor``.
-    The result is clipped to ``ori_shape``. Returns the same kind (tensor or array) as given."""
+    and crops); otherwise undoes ``flip_direction`` then ``scale_factor``. The result is clipped
+    to ``ori_shape`` unless ``clip=False`` (detections: mmdetection rescales them without clipping
+    again). Returns the same kind (tensor or array) as given."""
     is_tensor = isinstance(boxes, torch.Tensor)
     arr = (boxes.detach().cpu().numpy() if is_tensor else np.asarray(boxes)).astype(np.float64).reshape(-1, 4)
     if meta.get("homography") is not None:
         out = _map_boxes(arr, np.linalg.inv(np.asarray(meta["homography"], np.float64)))
     else:
         out = _legacy_inverse(arr, meta)
-    h, w = meta["ori_shape"]
-    out = _clip(out, (h, w))
+    if clip:
+        out = _clip(out, tuple(meta["ori_shape"]))
     if is_tensor:
         return torch.as_tensor(out, dtype=boxes.dtype if boxes.is_floating_point() else torch.float32,
                                device=boxes.device)
@@ -743,9 +748,9 @@ def boxes_to_original(boxes, meta: dict):
 
 
 def _legacy_inverse(arr: np.ndarray, meta: dict) -> np.ndarray:
-    """Undo flip (at ``img_shape``) then ``scale_factor``, for metas without a homography."""
+    """Undo flip (at the shape it was made at) then ``scale_factor``, for metas without a homography."""
     if meta.get("flip"):
-        h, w = meta["img_shape"]
+        h, w = meta.get("flip_shape", meta["img_shape"])
         fx, fy = _FLIP_AXES[meta.get("flip_direction") or "horizontal"]
         step = np.diag([-1.0 if fx else 1.0, -1.0 if fy else 1.0, 1.0])
         step[0, 2], step[1, 2] = (w if fx else 0), (h if fy else 0)

@@ -16,7 +16,7 @@ from ..assigners.result import AssignResult
 from ..priors import Priors
 from ..samplers import SamplingResult
 
-__all__ = ["Targets", "ImageLoss", "HeadCore", "anchor_inside_flags"]
+__all__ = ["Targets", "ImageLoss", "HeadCore", "anchor_inside_flags", "valid_region"]
 
 
 @dataclass
@@ -86,6 +86,13 @@ def anchor_inside_flags(priors: Tensor, valid: Tensor, img_shape, allowed_border
             & (priors[:, 2] < w + allowed_border) & (priors[:, 3] < h + allowed_border))
 
 
+def valid_region(meta: dict, input_shape) -> tuple[int, int]:
+    """The (h, w) whose priors count as valid: mmdetection's ``pad_shape`` (each image rounded up
+    to the data preprocessor's ``pad_size_divisor``; after a pipeline ``Pad``, the padded size),
+    so priors over padding inside it are valid, those past it (batch padding) are not."""
+    return tuple(int(v) for v in meta.get("pad_shape", meta.get("img_shape", input_shape)))
+
+
 class HeadCore:
     """Interface of the head cores. Subclasses set ``prior_generator`` and implement the rest."""
 
@@ -99,7 +106,8 @@ class HeadCore:
         raise NotImplementedError
 
     def priors(self, input_shape, pad_shape=None, featmap_sizes=None, device="cpu") -> Priors:
-        """Priors of an input of ``input_shape = (h, w)``; ``pad_shape`` is the unpadded content.
+        """Priors of an input of ``input_shape = (h, w)``; priors past ``pad_shape`` (mmdetection's:
+        :func:`valid_region`) are invalid.
         Cached per (feature sizes, pad shape, device): priors never change for a given input."""
         sizes = [tuple(int(v) for v in s) for s in (featmap_sizes or self.featmap_sizes(input_shape))]
         key = (tuple(sizes), tuple(pad_shape) if pad_shape is not None else None, str(device))

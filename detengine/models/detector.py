@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..heads.base import HeadCore
+from ..heads.base import HeadCore, valid_region
 from ..postprocess import PostprocessResult
 
 __all__ = ["DenseDetector", "Detections"]
@@ -53,11 +53,12 @@ class DenseDetector(nn.Module):
         return cls, reg, sizes
 
     def priors_for(self, images: Tensor, sizes, metas=None) -> list:
-        """Per image priors (valid flags follow each image's un-padded ``img_shape``)."""
+        """Per image priors; valid flags follow each image's ``pad_shape`` (mmdetection's
+        ``valid_flags(featmap_sizes, img_meta['pad_shape'])``)."""
         shape = tuple(images.shape[-2:])
         if metas is None:
             return [self.core.priors(shape, featmap_sizes=sizes, device=images.device)] * images.shape[0]
-        return [self.core.priors(shape, pad_shape=tuple(m.get("img_shape", shape)), featmap_sizes=sizes,
+        return [self.core.priors(shape, pad_shape=valid_region(m, shape), featmap_sizes=sizes,
                                  device=images.device) for m in metas]
 
     def loss(self, batch: dict, trace_index: int | None = None):
@@ -74,8 +75,10 @@ class DenseDetector(nn.Module):
         priors = self.priors_for(images, sizes, batch.get("metas"))
         shape = tuple(images.shape[-2:])
         ignores = batch.get("gt_boxes_ignore") or [None] * images.shape[0]
-        targets = [self.core.targets(p, b, l, shape, gt_boxes_ignore=ig, cls_scores=c, bbox_preds=r)
-                   for p, b, l, ig, c, r in zip(priors, batch["gt_boxes"], batch["gt_labels"], ignores, cls, reg)]
+        img_shapes = [tuple(m.get("img_shape", shape)) for m in batch.get("metas") or [{}] * images.shape[0]]
+        targets = [self.core.targets(p, b, l, s, gt_boxes_ignore=ig, cls_scores=c, bbox_preds=r)
+                   for p, b, l, s, ig, c, r in zip(priors, batch["gt_boxes"], batch["gt_labels"], img_shapes, ignores,
+                                                   cls, reg)]
         avg = self.core.reduce_avg_factor([self.core.avg_factor_of(t) for t in targets], across_ranks=across_ranks)
         per_image = [self.core.loss_image(c, r, p, t, avg) for c, r, p, t in zip(cls, reg, priors, targets)]
         losses = {k: sum(loss.terms[k] for loss in per_image) for k in per_image[0].terms}
@@ -88,7 +91,7 @@ class DenseDetector(nn.Module):
         from ..trace import assemble_trace
         ignore = (batch.get("gt_boxes_ignore") or [torch.zeros(0, 4)] * len(priors))[i]
         meta = (batch.get("metas") or [{}] * len(priors))[i]
-        return assemble_trace(self.model_cfg, self.core, shape, meta.get("img_shape"), priors[i], batch["gt_boxes"][i],
+        return assemble_trace(self.model_cfg, self.core, shape, meta.get("pad_shape"), priors[i], batch["gt_boxes"][i],
                               batch["gt_labels"][i], ignore, targets[i], cls[i], reg[i], "model", per_image[i])
 
     @torch.no_grad()
@@ -101,8 +104,10 @@ class DenseDetector(nn.Module):
         metas = batch.get("metas") or [{} for _ in priors]
         out = []
         for c, r, p, meta in zip(cls, reg, priors, metas):
+            # as mmdetection: decoded boxes clipped at img_shape (after a Pad, the padded size),
+            # then rescaled to the original image without clipping again
             img_shape = tuple(meta.get("img_shape", images.shape[-2:]))
             record = self.core.predict(c.float(), r.float(), p, img_shape, **overrides)
-            boxes = boxes_to_original(record.boxes, meta) if meta else record.boxes
+            boxes = boxes_to_original(record.boxes, meta, clip=False) if meta else record.boxes
             out.append(Detections(boxes, record.scores, record.labels, record, meta))
         return out

@@ -23,14 +23,16 @@ def test_collate_pads_to_batch_max_and_divisor():
     assert batch["images"].shape == (2, 3, 45, 50) and batch["images"].dtype == torch.float32
     assert batch["images"][0, :, 30:, :].abs().sum() == 0 and batch["images"][0, :, :30, :].min() == 200
     assert batch["images"][1, :, :, 20:].abs().sum() == 0
-    assert [m["pad_shape"] for m in batch["metas"]] == [(45, 50), (45, 50)]
+    # as mmdetection's DetDataPreprocessor: each image's own shape (rounded to the divisor), the batch apart
+    assert [m["pad_shape"] for m in batch["metas"]] == [(30, 50), (45, 20)]
+    assert [m["batch_input_shape"] for m in batch["metas"]] == [(45, 50), (45, 50)]
     assert [m["img_shape"] for m in batch["metas"]] == [(30, 50), (45, 20)]
     assert [b.shape for b in batch["gt_boxes"]] == [(2, 4), (0, 4)]
     assert batch["gt_labels"][0].dtype == torch.int64 and batch["gt_labels"][1].shape == (0,)
     assert [b.shape for b in batch["gt_boxes_ignore"]] == [(0, 4), (0, 4)]
     assert samples[0]["meta"]["pad_shape"] == (30, 50)  # input metas are not modified
     assert collate(samples, size_divisor=32)["images"].shape == (2, 3, 64, 64)
-    assert Collate(size_divisor=16)(samples)["metas"][1]["pad_shape"] == (48, 64)
+    assert Collate(size_divisor=16)(samples)["metas"][1]["pad_shape"] == (48, 32)
 
 
 def test_collate_uses_pad_divisor_from_metas_and_accepts_arrays():
@@ -38,7 +40,10 @@ def test_collate_uses_pad_divisor_from_metas_and_accepts_arrays():
     samples = [pipe(_sample(30, 50, 1, 1)), pipe(_sample(50, 30, 1, 2))]
     batch = collate(samples)
     assert batch["images"].shape == (2, 3, 128, 128)
-    assert [m["img_shape"] for m in batch["metas"]] == [(60, 100), (100, 60)]
+    # mmcv 2.x's Pad: img_shape becomes the padded size; the real pixels stay in content_shape
+    assert [m["img_shape"] for m in batch["metas"]] == [(64, 128), (128, 64)]
+    assert [m["content_shape"] for m in batch["metas"]] == [(60, 100), (100, 60)]
+    assert [m["pad_shape"] for m in batch["metas"]] == [(64, 128), (128, 64)]
     assert batch["metas"][0]["batch_input_shape"] == (128, 128)
     with pytest.raises(ValueError, match="at least one sample"):
         collate([])

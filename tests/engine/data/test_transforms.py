@@ -188,7 +188,8 @@ def test_resize_and_keep_ratio_resize_by_hand():
     assert rescale_size(100, 50, 0.5) == (50, 25)
     res = _results(48, 64, np.array([[8, 4, 40, 44]], np.float32), np.array([0]), np.zeros((0, 4), np.float32))
     out = Pad(size_divisor=32)(KeepRatioResize(scale=(1333, 800))(res))
-    assert out["meta"]["img_shape"] == (800, 1067) and out["meta"]["pad_shape"] == (800, 1088)
+    assert out["meta"]["content_shape"] == (800, 1067) and out["meta"]["pad_shape"] == (800, 1088)
+    assert out["meta"]["img_shape"] == (800, 1088)  # mmcv 2.x: Pad overwrites img_shape
     assert out["image"].shape == (800, 1088, 3)
     sx, sy = out["meta"]["scale_factor"]
     assert sx == pytest.approx(1067 / 64) and sy == pytest.approx(800 / 48)
@@ -213,7 +214,8 @@ def test_pad_variants():
                     np.full((20, 30, 3), 7, np.uint8))
     out = Pad(size=(40, 50), pad_val=dict(img=(114, 114, 114)))(base)
     assert out["image"].shape == (50, 40, 3) and out["image"][-1, -1].tolist() == [114, 114, 114]
-    assert out["image"][0, 0].tolist() == [7, 7, 7] and out["meta"]["img_shape"] == (20, 30)
+    assert out["image"][0, 0].tolist() == [7, 7, 7] and out["meta"]["content_shape"] == (20, 30)
+    assert out["meta"]["img_shape"] == out["meta"]["pad_shape"] == (50, 40)
     assert out["boxes"].tolist() == [[1, 1, 5, 5]]
     bgr = Pad(size=(40, 50), pad_val=dict(img=(10, 20, 30)))(_results(20, 30, np.zeros((0, 4), np.float32),
                                                                      np.zeros(0, np.int64), np.zeros((0, 4), np.float32)))
