@@ -39,6 +39,9 @@ def coco_path(tmp_path):
 def open_window(qtbot, path, dialogs=None) -> MainWindow:
     win = MainWindow(open_path=str(path), dialogs=dialogs or FakeDialogs(), restore_layout=False)
     qtbot.addWidget(win)
+    # room for the canvas, so a screen pixel is less than an image pixel whatever the Qt
+    # version's dock sizes (PySide6 6.12 gives the canvas 232 px of a 1280 px window, 6.7 250 px)
+    win.resize(2000, 1000)
     win.show()
     qtbot.waitExposed(win)
     win.activateWindow()
