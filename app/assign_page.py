@@ -5,13 +5,12 @@ click; and a second parameter set side by side.
 """
 from __future__ import annotations
 
-import numpy as np
 import pyqtgraph as pg
 import torch
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QPlainTextEdit,
-                               QSlider, QSpinBox, QSplitter, QVBoxLayout, QWidget)
+                               QSpinBox, QSplitter, QVBoxLayout, QWidget)
 
 from detengine.api import REASON_TEXT
 from detengine.boxes import bbox_overlaps

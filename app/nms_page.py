@@ -8,8 +8,8 @@ from __future__ import annotations
 import torch
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import (QCheckBox, QFormLayout, QHBoxLayout, QLabel, QPlainTextEdit, QSlider, QSpinBox,
-                               QSplitter, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QCheckBox, QFormLayout, QHBoxLayout, QPlainTextEdit, QSpinBox,
+                               QSplitter, QVBoxLayout)
 
 from detengine.api import STAGE_TEXT, Stage
 from detengine.project_eval import match_detections

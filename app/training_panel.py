@@ -8,7 +8,6 @@ survives a crash of the trainer.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ import pyqtgraph as pg
 import torch
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QPlainTextEdit,
-                               QProgressBar, QPushButton, QSlider, QSpinBox, QSplitter, QTabWidget, QVBoxLayout,
+                               QProgressBar, QPushButton, QSlider, QSpinBox, QTabWidget, QVBoxLayout,
                                QWidget)
 
 from detengine.api import shipped_configs

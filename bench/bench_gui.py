@@ -144,7 +144,6 @@ def make_big_image(root: Path, boxes: int = 500) -> Path:
 
 def gesture_times(app, win, reps: int) -> dict[str, list[float]]:
     """Median-able times of zoom, pan and box-drag frames, each ending with a repaint."""
-    from PySide6.QtCore import QPoint
     canvas = win.canvas
     viewport = canvas.viewport()
     centre = viewport.rect().center()

@@ -23,7 +23,8 @@ from torch import Tensor
 
 from .config import merge_dicts
 from .data.collate import collate
-from .data.transforms import _map_boxes, boxes_to_original
+from .data.transform_base import map_boxes
+from .data.transforms import boxes_to_original
 from .heads.base import valid_region
 from .trace import DebugTrace, head_core_for, inspect
 
@@ -72,7 +73,7 @@ class ImageInput:
         if inverse is None:
             sx, sy = self.meta.get("scale_factor", (1.0, 1.0))
             return t.double().numpy() / np.array([sx, sy, sx, sy])
-        return _map_boxes(t.double().numpy(), inverse)
+        return map_boxes(t.double().numpy(), inverse)
 
     def points_to_original(self, points) -> np.ndarray:
         """(N, 2) input-pixel points -> original pixels."""
@@ -85,7 +86,7 @@ def boxes_to_input(boxes, meta: dict) -> Tensor:
     (or ``scale_factor``), as the pipeline maps the training boxes."""
     arr = np.asarray(boxes, np.float64).reshape(-1, 4)
     if meta.get("homography") is not None:
-        out = _map_boxes(arr, np.asarray(meta["homography"], np.float64))
+        out = map_boxes(arr, np.asarray(meta["homography"], np.float64))
     else:
         sx, sy = meta.get("scale_factor", (1.0, 1.0))
         out = arr * np.array([sx, sy, sx, sy])

@@ -10,9 +10,11 @@ from .folder import (IMAGE_EXTENSIONS, DetectionDataset, DetectionSample, ImageF
                      sample_to_results)
 from .synthetic import (SYNTHETIC_CLASSES, SyntheticPaths, default_synthetic_root, ensure_synthetic_dataset,
                         generate_synthetic_image)
-from .transforms import (IGNORED_TRANSFORMS, TRANSFORMS, CachedMixUp, CachedMosaic, Compose, Expand, KeepRatioResize,
-                         MinIoURandomCrop, Normalize, Pad, PhotoMetricDistortion, RandomCrop, RandomFlip, RandomResize,
-                         Resize, ToTensor, YOLOXHSVRandomAug, boxes_to_original, build_pipeline, flip, rescale_size)
+from .mixing import CachedMixUp, CachedMosaic
+from .pipeline import IGNORED_TRANSFORMS, TRANSFORMS, build_pipeline
+from .transforms import (Compose, Expand, KeepRatioResize, MinIoURandomCrop, Normalize, Pad, PhotoMetricDistortion,
+                         RandomCrop, RandomFlip, RandomResize, Resize, ToTensor, YOLOXHSVRandomAug, boxes_to_original,
+                         flip, rescale_size)
 from .voc import VOC_CLASSES, VocDataset
 
 __all__ = [

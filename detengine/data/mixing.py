@@ -39,7 +39,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from .transforms import RandomTransform, _clip, _compose_homography, _inside, _select, _set_shapes
+from .transform_base import RandomTransform, boxes_inside, clip_boxes, compose_homography, select_boxes, set_shapes
 
 __all__ = ["CachedMosaic", "CachedMixUp", "MixSource", "MixWindow", "copy_results"]
 
@@ -152,13 +152,13 @@ def _finish(results: dict, arrays: dict, ids: tuple, hw: tuple, clip: bool, name
     """Clip (``clip``) to ``hw``, keep the boxes inside, record the image ids mixed in (with
     those the other samples had mixed in themselves, e.g. a mix-up of a mosaic)."""
     if clip:
-        arrays = dict(arrays, boxes=_clip(arrays["boxes"], hw), ignore_boxes=_clip(arrays["ignore_boxes"], hw))
+        arrays = dict(arrays, boxes=clip_boxes(arrays["boxes"], hw), ignore_boxes=clip_boxes(arrays["ignore_boxes"], hw))
     results.update(arrays)
     meta = results["meta"]
     meta["box_ids"], meta["ignore_ids"] = ids
-    _set_shapes(meta, hw)
+    set_shapes(meta, hw)
     meta.setdefault("mixed", []).append({"transform": name, "image_ids": [i for o in others for i in _source_ids(o)]})
-    _select(results, _inside(results["boxes"], hw), _inside(results["ignore_boxes"], hw), name)
+    select_boxes(results, boxes_inside(results["boxes"], hw), boxes_inside(results["ignore_boxes"], hw), name)
     return results
 
 
@@ -199,7 +199,7 @@ class CachedMosaic(_CachedTransform):
         arrays, box_ids, ignore_ids = _mix_boxes(results, parts)
         _, scale, (dx, dy) = parts[0]
         meta = results["meta"]
-        _compose_homography(meta, np.array([[scale, 0, dx], [0, scale, dy], [0, 0, 1]], np.float64))
+        compose_homography(meta, np.array([[scale, 0, dx], [0, scale, dy], [0, 0, 1]], np.float64))
         old = meta.get("scale_factor", (1.0, 1.0))
         meta["scale_factor"] = (old[0] * scale, old[1] * scale)
         results["image"] = canvas
@@ -319,9 +319,9 @@ class CachedMixUp(_CachedTransform):
         """The drawn sample's (N, 4) boxes onto the crop, in mmdetection's float32 steps."""
         boxes = boxes * np.float32(scale)
         if self.bbox_clip_border:
-            boxes = _clip(boxes, canvas_hw)
+            boxes = clip_boxes(boxes, canvas_hw)
         if is_flip:
             width = np.float32(canvas_hw[1])
             boxes = np.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], axis=1)
         boxes = _place(boxes, 1.0, (-offset[0], -offset[1]))
-        return _clip(boxes, hw) if self.bbox_clip_border else boxes
+        return clip_boxes(boxes, hw) if self.bbox_clip_border else boxes

@@ -36,11 +36,13 @@ import numpy as np
 import torch
 
 from ..boxes import bbox_overlaps
+from .transform_base import (RandomTransform, Transform, as_generator, boxes_inside, clip_and_drop, clip_boxes,
+                             compose_homography, image_hw, map_boxes, select_boxes, set_shapes)
 
 __all__ = [
-    "Compose", "build_pipeline", "boxes_to_original", "PhotoMetricDistortion", "YOLOXHSVRandomAug", "Expand",
-    "MinIoURandomCrop", "RandomCrop", "CachedMosaic", "CachedMixUp", "Resize", "KeepRatioResize", "RandomResize",
-    "RandomFlip", "Pad", "Normalize", "ToTensor", "TRANSFORMS", "IGNORED_TRANSFORMS", "rescale_size",
+    "Compose", "boxes_to_original", "PhotoMetricDistortion", "YOLOXHSVRandomAug", "Expand",
+    "MinIoURandomCrop", "RandomCrop", "Resize", "KeepRatioResize", "RandomResize",
+    "RandomFlip", "Pad", "Normalize", "ToTensor", "rescale_size", "flip",
 ]
 
 _INTERP = {"nearest": cv2.INTER_NEAREST, "bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC,
@@ -48,108 +50,6 @@ _INTERP = {"nearest": cv2.INTER_NEAREST, "bilinear": cv2.INTER_LINEAR, "bicubic"
 _FLIP_AXES = {None: (False, False), "horizontal": (True, False), "vertical": (False, True),
               "diagonal": (True, True)}
 _AXES_FLIP = {v: k for k, v in _FLIP_AXES.items()}
-
-
-def _as_generator(rng) -> np.random.Generator:
-    """A Generator from a Generator, an int seed or None (fresh OS entropy)."""
-    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-
-
-# --------------------------------------------------------------------------- box bookkeeping
-
-
-def _hw(results: dict) -> tuple[int, int]:
-    return tuple(int(v) for v in results["image"].shape[:2])
-
-
-def _compose_homography(meta: dict, step: np.ndarray) -> None:
-    """Left-multiply the 3x3 ``step`` onto ``meta["homography"]`` (original -> current)."""
-    meta["homography"] = step @ meta.get("homography", np.eye(3))
-
-
-def _select(results: dict, keep: np.ndarray, keep_ignore: np.ndarray, name: str) -> None:
-    """Keep rows ``keep`` (G,) bool / ``keep_ignore`` (I,) bool; record the dropped original rows."""
-    meta = results["meta"]
-    box_ids = meta.setdefault("box_ids", np.arange(len(results["boxes"])))
-    ignore_ids = meta.setdefault("ignore_ids", np.arange(len(results["ignore_boxes"])))
-    if keep.all() and keep_ignore.all():
-        return
-    gone, gone_ignore = box_ids[~keep], ignore_ids[~keep_ignore]  # rows mixed in from other samples are -1
-    meta.setdefault("dropped", []).append(
-        {"transform": name, "boxes": gone[gone >= 0].tolist(), "ignore_boxes": gone_ignore[gone_ignore >= 0].tolist()})
-    results["boxes"] = results["boxes"][keep]
-    results["labels"] = results["labels"][keep]
-    results["ignore_boxes"] = results["ignore_boxes"][keep_ignore]
-    meta["box_ids"], meta["ignore_ids"] = box_ids[keep], ignore_ids[keep_ignore]
-
-
-def _clip(boxes: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    """(N, 4) xyxy clipped into an image of ``hw = (h, w)``."""
-    h, w = hw
-    out = boxes.copy()
-    out[:, 0::2] = out[:, 0::2].clip(0, w)
-    out[:, 1::2] = out[:, 1::2].clip(0, h)
-    return out
-
-
-def _inside(boxes: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    """(N,) bool: the box overlaps the ``hw = (h, w)`` image (mmdetection's
-    ``HorizontalBoxes.is_inside``: ``x1 < w & y1 < h & x2 > 0 & y2 > 0``; a clipped box squashed
-    onto the border fails it, a zero-area box inside passes)."""
-    h, w = hw
-    return (boxes[:, 0] < w) & (boxes[:, 1] < h) & (boxes[:, 2] > 0) & (boxes[:, 3] > 0)
-
-
-def _nonempty(boxes: np.ndarray) -> np.ndarray:
-    """(N,) bool: width and height both > 0."""
-    return (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-
-
-def _clip_and_drop(results: dict, name: str, clip: bool = True) -> None:
-    """Clip both box sets to the current image and drop the ones left with no area."""
-    hw = _hw(results)
-    if clip:
-        results["boxes"] = _clip(results["boxes"], hw)
-        results["ignore_boxes"] = _clip(results["ignore_boxes"], hw)
-    _select(results, _nonempty(results["boxes"]), _nonempty(results["ignore_boxes"]), name)
-
-
-def _map_boxes(boxes: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    """(N, 4) xyxy through an axis-aligned 3x3 affine ``matrix`` (scale/flip/translate)."""
-    pts = np.stack([boxes[:, [0, 1]], boxes[:, [2, 3]]], axis=1).astype(np.float64)  # (N, 2, 2)
-    mapped = pts @ matrix[:2, :2].T + matrix[:2, 2]
-    lo, hi = mapped.min(axis=1), mapped.max(axis=1)
-    return np.concatenate([lo, hi], axis=1)
-
-
-def _set_shapes(meta: dict, hw: tuple[int, int]) -> None:
-    meta["img_shape"] = hw
-    meta["pad_shape"] = hw
-
-
-# --------------------------------------------------------------------------- base classes
-
-
-class Transform:
-    """Base class: ``__call__(results) -> results``; geometric ones keep boxes consistent."""
-
-    def __call__(self, results: dict) -> dict:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if k != "rng" and not k.startswith("_"))
-        return f"{type(self).__name__}({args})"
-
-
-class RandomTransform(Transform):
-    """A transform whose randomness comes only from ``self.rng`` (a numpy Generator)."""
-
-    def __init__(self, rng=None):
-        self.rng = _as_generator(rng)
-
-    def set_rng(self, rng) -> None:
-        """Use ``rng`` (Generator, seed or None) from now on."""
-        self.rng = _as_generator(rng)
 
 
 # --------------------------------------------------------------------------- photometric
@@ -246,7 +146,7 @@ class RandomCrop(RandomTransform):
     size[0])``; ``relative_range`` crops ``h * uniform(size[0], 1)``, ``w * uniform(size[1], 1)``
     (mmdetection pairs ``size[0]`` with the height there). Offsets ``integers(0, margin + 1)``,
     y first. Boxes (and ignore boxes) shift, are clipped (``bbox_clip_border``) and kept when
-    still overlapping the crop (:func:`_inside`). When no box of either kind is left and
+    still overlapping the crop (:func:`boxes_inside`). When no box of either kind is left and
     ``allow_negative_crop`` is False the transform returns None, like mmdetection, whose dataset
     then fetches another sample (:class:`detengine.train.data.SeededTrainSet` does the same).
     ``recompute_bbox`` re-derives boxes from masks in mmdetection; there are no masks here, so,
@@ -286,7 +186,7 @@ class RandomCrop(RandomTransform):
         return int(h * crop_h + 0.5), int(w * crop_w + 0.5)
 
     def __call__(self, results: dict) -> dict | None:
-        h, w = _hw(results)
+        h, w = image_hw(results)
         crop_h, crop_w = self._crop_hw(h, w)
         top = int(self.rng.integers(0, max(h - crop_h, 0) + 1))
         left = int(self.rng.integers(0, max(w - crop_w, 0) + 1))
@@ -295,16 +195,16 @@ class RandomCrop(RandomTransform):
         shift = np.array([left, top, left, top], np.float32)
         boxes, ignore = results["boxes"] - shift, results["ignore_boxes"] - shift
         if self.bbox_clip_border:
-            boxes, ignore = _clip(boxes, hw), _clip(ignore, hw)
-        keep, keep_ignore = _inside(boxes, hw), _inside(ignore, hw)
+            boxes, ignore = clip_boxes(boxes, hw), clip_boxes(ignore, hw)
+        keep, keep_ignore = boxes_inside(boxes, hw), boxes_inside(ignore, hw)
         if not (keep.any() or keep_ignore.any() or self.allow_negative_crop):
             return None
         results.update(image=image, boxes=boxes, ignore_boxes=ignore)
         meta = results["meta"]
-        _compose_homography(meta, np.array([[1, 0, -left], [0, 1, -top], [0, 0, 1]], np.float64))
-        _set_shapes(meta, hw)
+        compose_homography(meta, np.array([[1, 0, -left], [0, 1, -top], [0, 0, 1]], np.float64))
+        set_shapes(meta, hw)
         meta["crop_patch"] = (left, top, left + hw[1], top + hw[0])
-        _select(results, keep, keep_ignore, "RandomCrop")
+        select_boxes(results, keep, keep_ignore, "RandomCrop")
         return results
 
 
@@ -338,8 +238,8 @@ class Expand(RandomTransform):
         shift = np.array([left, top, left, top], np.float32)
         results.update(image=canvas, boxes=results["boxes"] + shift, ignore_boxes=results["ignore_boxes"] + shift)
         meta = results["meta"]
-        _compose_homography(meta, np.array([[1, 0, left], [0, 1, top], [0, 0, 1]], np.float64))
-        _set_shapes(meta, canvas.shape[:2])
+        compose_homography(meta, np.array([[1, 0, left], [0, 1, top], [0, 0, 1]], np.float64))
+        set_shapes(meta, canvas.shape[:2])
         return results
 
 
@@ -385,7 +285,7 @@ class MinIoURandomCrop(RandomTransform):
         return (patch, inside) if inside.any() else None
 
     def __call__(self, results: dict) -> dict:
-        h, w = _hw(results)
+        h, w = image_hw(results)
         all_boxes = np.concatenate([results["boxes"], results["ignore_boxes"]]).astype(np.float32)
         modes = (1, *self.min_ious, 0)
         for _ in range(self.max_rounds):
@@ -400,7 +300,7 @@ class MinIoURandomCrop(RandomTransform):
 
     def _apply(self, results: dict, patch: np.ndarray, inside: np.ndarray, min_iou: float) -> dict:
         g = len(results["boxes"])
-        _select(results, inside[:g], inside[g:], type(self).__name__)
+        select_boxes(results, inside[:g], inside[g:], type(self).__name__)
         x1, y1, x2, y2 = (int(v) for v in patch)
         shift = np.array([x1, y1, x1, y1], np.float32)
         results["image"] = results["image"][y1:y2, x1:x2]
@@ -408,9 +308,9 @@ class MinIoURandomCrop(RandomTransform):
         results["ignore_boxes"] = results["ignore_boxes"] - shift
         meta = results["meta"]
         meta.update(crop_patch=(x1, y1, x2, y2), crop_min_iou=float(min_iou))
-        _compose_homography(meta, np.array([[1, 0, -x1], [0, 1, -y1], [0, 0, 1]], np.float64))
-        _set_shapes(meta, (y2 - y1, x2 - x1))
-        _clip_and_drop(results, type(self).__name__, clip=self.bbox_clip_border)
+        compose_homography(meta, np.array([[1, 0, -x1], [0, 1, -y1], [0, 0, 1]], np.float64))
+        set_shapes(meta, (y2 - y1, x2 - x1))
+        clip_and_drop(results, type(self).__name__, clip=self.bbox_clip_border)
         return results
 
 
@@ -461,7 +361,7 @@ class Resize(Transform):
         return rescale_size(w, h, scale) if self.keep_ratio else (int(scale[0]), int(scale[1]))
 
     def _resize_to(self, results: dict, new_w: int, new_h: int) -> dict:
-        h, w = _hw(results)
+        h, w = image_hw(results)
         if (new_w, new_h) != (w, h):
             results["image"] = cv2.resize(results["image"], (new_w, new_h), interpolation=_INTERP[self.interpolation])
         sx, sy = new_w / w, new_h / h
@@ -471,13 +371,13 @@ class Resize(Transform):
         meta = results["meta"]
         old = meta.get("scale_factor", (1.0, 1.0))
         meta.update(scale_factor=(old[0] * sx, old[1] * sy), keep_ratio=self.keep_ratio)
-        _compose_homography(meta, np.diag([sx, sy, 1.0]))
-        _set_shapes(meta, (new_h, new_w))
-        _clip_and_drop(results, type(self).__name__, clip=self.clip_object_border)
+        compose_homography(meta, np.diag([sx, sy, 1.0]))
+        set_shapes(meta, (new_h, new_w))
+        clip_and_drop(results, type(self).__name__, clip=self.clip_object_border)
         return results
 
     def __call__(self, results: dict) -> dict:
-        h, w = _hw(results)
+        h, w = image_hw(results)
         return self._resize_to(results, *self.target_size(h, w))
 
 
@@ -554,18 +454,18 @@ class RandomFlip(RandomTransform):
 def flip(results: dict, direction: str) -> dict:
     """Flip image and boxes ``horizontal``ly, ``vertical``ly or both (``diagonal``)."""
     fx, fy = _FLIP_AXES[direction]
-    h, w = _hw(results)
+    h, w = image_hw(results)
     code = {(True, False): 1, (False, True): 0, (True, True): -1}[(fx, fy)]
     results["image"] = cv2.flip(np.ascontiguousarray(results["image"]), code)
     step = np.diag([-1.0 if fx else 1.0, -1.0 if fy else 1.0, 1.0])
     step[0, 2], step[1, 2] = (w if fx else 0), (h if fy else 0)
-    results["boxes"] = _map_boxes(results["boxes"], step).astype(np.float32)
-    results["ignore_boxes"] = _map_boxes(results["ignore_boxes"], step).astype(np.float32)
+    results["boxes"] = map_boxes(results["boxes"], step).astype(np.float32)
+    results["ignore_boxes"] = map_boxes(results["ignore_boxes"], step).astype(np.float32)
     meta = results["meta"]
     px, py = _FLIP_AXES[meta.get("flip_direction") if meta.get("flip") else None]
     net = _AXES_FLIP[(px != fx, py != fy)]
     meta.update(flip=net is not None, flip_direction=net, flip_shape=(h, w))
-    _compose_homography(meta, step)
+    compose_homography(meta, step)
     return results
 
 
@@ -675,7 +575,7 @@ class Compose(Transform):
 
     def set_rng(self, rng) -> None:
         """Share one generator (from ``rng``: Generator, seed or None) with every random step."""
-        self.rng = _as_generator(rng)
+        self.rng = as_generator(rng)
         for t in self.transforms:
             if hasattr(t, "set_rng"):
                 t.set_rng(self.rng)
@@ -693,36 +593,6 @@ class Compose(Transform):
         return "Compose([" + ", ".join(repr(t) for t in self.transforms) + "])"
 
 
-TRANSFORMS = {cls.__name__: cls for cls in (PhotoMetricDistortion, YOLOXHSVRandomAug, Expand, MinIoURandomCrop,
-                                             RandomCrop, Resize, KeepRatioResize, RandomResize, RandomFlip, Pad,
-                                             Normalize, ToTensor)}
-IGNORED_TRANSFORMS = ("LoadImageFromFile", "LoadAnnotations", "PackDetInputs")
-
-
-def build_pipeline(cfg_list: Sequence[dict], rng=None) -> Compose:
-    """A :class:`Compose` from mmdetection-style dicts (``dict(type='Resize', scale=(300, 300))``).
-
-    Loading and packing steps (``IGNORED_TRANSFORMS``) are skipped: the dataset loads and
-    :class:`ToTensor` / ``collate`` pack. An unknown ``type`` or a bad argument raises
-    ``ValueError`` naming the step and listing what is known/accepted."""
-    steps = []
-    for i, cfg in enumerate(cfg_list):
-        if not isinstance(cfg, dict) or "type" not in cfg:
-            raise ValueError(f"pipeline step {i} must be a dict with a 'type', got {cfg!r}")
-        kwargs = dict(cfg)
-        name = kwargs.pop("type")
-        if name in IGNORED_TRANSFORMS:
-            continue
-        if name not in TRANSFORMS:
-            raise ValueError(f"pipeline step {i}: unknown transform type {name!r}; known: "
-                             f"{sorted(TRANSFORMS)} (and ignored: {list(IGNORED_TRANSFORMS)})")
-        try:
-            steps.append(TRANSFORMS[name](**kwargs))
-        except TypeError as exc:
-            raise ValueError(f"pipeline step {i} ({name}): {exc}") from exc
-    return Compose(steps, rng=rng if rng is not None else np.random.default_rng())
-
-
 # --------------------------------------------------------------------------- inverse mapping
 
 
@@ -736,11 +606,11 @@ def boxes_to_original(boxes, meta: dict, clip: bool = True):
     is_tensor = isinstance(boxes, torch.Tensor)
     arr = (boxes.detach().cpu().numpy() if is_tensor else np.asarray(boxes)).astype(np.float64).reshape(-1, 4)
     if meta.get("homography") is not None:
-        out = _map_boxes(arr, np.linalg.inv(np.asarray(meta["homography"], np.float64)))
+        out = map_boxes(arr, np.linalg.inv(np.asarray(meta["homography"], np.float64)))
     else:
         out = _legacy_inverse(arr, meta)
     if clip:
-        out = _clip(out, tuple(meta["ori_shape"]))
+        out = clip_boxes(out, tuple(meta["ori_shape"]))
     if is_tensor:
         return torch.as_tensor(out, dtype=boxes.dtype if boxes.is_floating_point() else torch.float32,
                                device=boxes.device)
@@ -754,13 +624,6 @@ def _legacy_inverse(arr: np.ndarray, meta: dict) -> np.ndarray:
         fx, fy = _FLIP_AXES[meta.get("flip_direction") or "horizontal"]
         step = np.diag([-1.0 if fx else 1.0, -1.0 if fy else 1.0, 1.0])
         step[0, 2], step[1, 2] = (w if fx else 0), (h if fy else 0)
-        arr = _map_boxes(arr, step)
+        arr = map_boxes(arr, step)
     sx, sy = meta.get("scale_factor", (1.0, 1.0))
     return arr / np.array([sx, sy, sx, sy])
-
-
-# The cached (multi-image) transforms build on the helpers above; registered here so that the
-# name -> class table stays in this one place.
-from .mixing import CachedMixUp, CachedMosaic  # noqa: E402
-
-TRANSFORMS.update(CachedMosaic=CachedMosaic, CachedMixUp=CachedMixUp)

@@ -9,6 +9,7 @@ import torch
 from ..config import Config, load_config
 from ..evaluation import detections_to_coco_results, evaluate_coco, write_results
 from ..models import build_detector
+from ..shipped import find_config
 from . import distributed as dist
 from .data import EvalSet, build_data
 from .events import ConsolePrinter, EventBus, JsonlWriter
@@ -22,8 +23,7 @@ __all__ = ["settings_from_config", "config_warnings", "predict_dataset", "evalua
 
 def load_cfg(config) -> dict:
     if isinstance(config, (str, Path)):
-        from ..cli import resolve_config
-        return load_config(resolve_config(str(config))).to_dict()
+        return load_config(find_config(config)).to_dict()
     return config.to_dict() if isinstance(config, Config) else dict(config)
 
 

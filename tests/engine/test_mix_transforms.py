@@ -15,7 +15,7 @@ from detengine.config import load_config
 from detengine.data import (CachedMixUp, CachedMosaic, CocoDataset, DetectionSample, RandomCrop, YOLOXHSVRandomAug,
                             build_pipeline, ensure_synthetic_dataset, sample_to_results)
 from detengine.data.errors import DatasetError
-from detengine.data.transforms import _map_boxes
+from detengine.data.transform_base import map_boxes
 from detengine.train import distributed
 from detengine.train.data import (HANDLED_HOOKS, EpochOrder, SeededTrainSet, build_data, pipelines_for,
                                   train_stages_for)
@@ -142,7 +142,7 @@ def _check_consistent(out, samples, clipped=True):
             assert (b[:, 1::2] >= 0).all() and (b[:, 1::2] <= h).all()
         assert ((b[:, 0] < w) & (b[:, 1] < h) & (b[:, 2] > 0) & (b[:, 3] > 0)).all()
     own = samples[out["meta"]["image_id"]]
-    mapped = _map_boxes(own.boxes, out["meta"]["homography"])
+    mapped = map_boxes(own.boxes, out["meta"]["homography"])
     mapped[:, 0::2], mapped[:, 1::2] = mapped[:, 0::2].clip(0, w), mapped[:, 1::2].clip(0, h)
     for row, k in enumerate(out["meta"]["box_ids"]):
         if k >= 0:
@@ -196,7 +196,7 @@ def test_random_crop_bookkeeping():
     np.testing.assert_array_equal(out["boxes"], [[10, 8, 25, 20]])
     assert out["meta"]["box_ids"].tolist() == [1]
     assert out["meta"]["dropped"] == [{"transform": "RandomCrop", "boxes": [0, 2], "ignore_boxes": []}]
-    np.testing.assert_allclose(_map_boxes(sample.boxes[1:2], out["meta"]["homography"]), [[10, 8, 30, 28]])
+    np.testing.assert_allclose(map_boxes(sample.boxes[1:2], out["meta"]["homography"]), [[10, 8, 30, 28]])
 
 
 def test_hsv_does_not_write_its_input():

@@ -9,9 +9,8 @@ import pytest
 import torch
 import torchvision
 
-from detengine import pretrained
 from detengine.models import build_detector
-from detengine.pretrained import WeightsUnavailable, checkpoint_url, hub_cache_dir, resolve_checkpoint
+from detengine.pretrained import WeightsUnavailable, checkpoint_url, hub_cache_dir
 from detengine.train.checkpoint import save_checkpoint
 from detengine.train.events import EventBus, read_jsonl
 from detengine.train.runner import load_cfg, start_weights, train_from_config

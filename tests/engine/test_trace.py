@@ -55,7 +55,6 @@ def test_every_shipped_config_traces_with_and_without_predictions(name):
 @pytest.mark.parametrize("name", SHIPPED)
 def test_empty_ground_truth_is_all_negative_and_finite(name):
     model = model_config(CONFIGS / f"{name}.py")
-    core = head_core_for(model)
     t = inspect(None if "ssd" in name else (320, 320), torch.zeros(0, 4), _labels(0), model, "init")
     assert (t.assign_result.gt_inds <= 0).all()
     assert all(torch.isfinite(v) for v in t.loss.terms.values())

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from detengine.config import load_config
 from detengine.evaluation import evaluate_coco
 from detengine.models import build_detector
 from detengine.train.events import EventBus, read_jsonl
