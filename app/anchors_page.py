@@ -221,8 +221,7 @@ class AnchorsPage(DebugPage):
     def _cell_text(self, it, level: int, row: int, col: int, idx) -> str:
         trace = it.trace
         lines = [f"P{level} cell (row {row}, col {col}): {len(idx)} priors (input px w x h, best GT IoU)"]
-        from .assign_page import iou_matrix
-        iou = iou_matrix(trace)
+        iou = trace.iou
         for i in idx.tolist():
             x1, y1, x2, y2 = trace.priors.boxes[i].tolist()
             best = f", IoU {float(iou[:, i].max()):.3f}" if len(trace.gt_boxes) else ""

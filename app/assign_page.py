@@ -13,25 +13,15 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout
                                QSpinBox, QSplitter, QVBoxLayout, QWidget)
 
 from detengine.api import REASON_TEXT
-from detengine.boxes import bbox_overlaps
 
 from .anchors_page import coverage_rows, draw_gt_tags, input_point
 from .debug_common import ASSIGNER_PARAMS, fill_table, gt_color, make_table, threshold_slider
 from .debug_page import DebugPage
 
-__all__ = ["AssignPage", "ParamEditor", "iou_matrix", "why_text"]
+__all__ = ["AssignPage", "ParamEditor", "why_text"]
 
 _NEG_FAINT = "#8a8f98"
 _IGNORED = "#ffb000"
-
-
-def iou_matrix(trace) -> torch.Tensor:
-    """(G, A) IoU of every GT with every prior: the assigner's own matrix when it kept one."""
-    iou = trace.assign_result.extras.get("iou")
-    g, a = len(trace.gt_boxes), len(trace.priors)
-    if iou is not None and tuple(iou.shape) == (g, a):
-        return iou
-    return bbox_overlaps(trace.gt_boxes, trace.priors.boxes) if g and a else torch.zeros(g, a)
 
 
 def why_text(trace, prior: int, class_names: list[str]) -> str:
@@ -45,7 +35,7 @@ def why_text(trace, prior: int, class_names: list[str]) -> str:
              f"col {int(priors.col[prior])}), base #{int(priors.base_index[prior])}",
              f"  box (input px) ({x1:.1f}, {y1:.1f}, {x2:.1f}, {y2:.1f}), {x2 - x1:.1f} x {y2 - y1:.1f}",
              f"  label: {state}", f"  rule: {reason}"]
-    iou = iou_matrix(trace)
+    iou = trace.iou
     for k in range(len(trace.gt_boxes)):
         label = int(trace.gt_labels[k])
         name = class_names[label] if label < len(class_names) else str(label)
@@ -305,7 +295,7 @@ class AssignPage(DebugPage):
             self.heat.addLabel("Click a GT in the table: its IoU with every prior, per level (max over a cell's "
                                "priors), with the thresholds as contours", size="9pt")
             return
-        iou = iou_matrix(trace)[k]
+        iou = trace.iou[k]
         params = trace.assigner_params
         levels = [thr for thr in (params.get("pos_iou_thr"), params.get("neg_iou_thr")) if isinstance(thr, float)]
         for lv in range(trace.priors.num_levels):
@@ -350,7 +340,7 @@ class AssignPage(DebugPage):
         for lv in range(trace.priors.num_levels):
             row, col = trace.priors.cell_at(lv, px, py)
             candidates += trace.priors.cell_indices(lv, row, col).tolist()
-        iou = iou_matrix(trace)
+        iou = trace.iou
         best = iou[:, candidates].amax(0) if len(trace.gt_boxes) else torch.zeros(len(candidates))
         return candidates[int(torch.argmax(best))]
 

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from PySide6.QtCore import QTimer, Signal
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QLabel, QPushButton, QTabWidget, QVBoxLayout,
                                QWidget)
 
-from detengine.api import shipped_configs
+from detengine.api import load_model, shipped_configs
 from detengine.cli import resolve_config
 from detengine.image_trace import ImageTracer
 
@@ -148,6 +147,10 @@ class DebugPanel(QWidget):
     def model_choice(self) -> str:
         return self.model_combo.currentData() or NO_MODEL
 
+    def has_model(self) -> bool:
+        """Whether a model (random init or a checkpoint) is chosen, rather than none."""
+        return self.model_choice() != NO_MODEL
+
     def set_model_choice(self, choice: str) -> None:
         self.model_combo.setCurrentIndex(self.model_combo.findData(choice))
         self.schedule()
@@ -273,7 +276,8 @@ class DebugPanel(QWidget):
             config, _config_mtime, num_classes, choice, _ckpt_mtime = spec
             model, name = None, None
             if choice == RANDOM_INIT or choice.startswith("ckpt:"):
-                model, name, num_classes = _build_model(cfg, num_classes, checkpoint)
+                loaded = load_model(cfg, num_classes, checkpoint)
+                model, name, num_classes = loaded.model, loaded.name, loaded.num_classes
                 cfg = {**cfg, "model": model.model_cfg}
             tracer = ImageTracer(cfg, num_classes=num_classes, model=model, model_name=name)
             if len(self._tracers) > 2:                 # models are big: keep the last few only
@@ -389,24 +393,3 @@ def _mtime(path) -> float:
         return Path(path).stat().st_mtime if path else 0.0
     except OSError:
         return 0.0
-
-
-def _build_model(cfg: dict, num_classes: int, checkpoint: str | None):
-    """(model, name, num_classes): a seeded random-init detector or a checkpoint's."""
-    from detengine.config import merge_dicts
-    from detengine.image_trace import num_classes_override
-    from detengine.models.builder import build_detector
-
-    if checkpoint:
-        from detengine.project_eval import checkpoint_class_names
-        from detengine.train.checkpoint import load_checkpoint, load_state_checked
-        ckpt = load_checkpoint(checkpoint)
-        names = checkpoint_class_names(checkpoint)  # an mmdetection checkpoint: its dataset's classes
-        model_cfg = ckpt.get("model_cfg") or merge_dicts(cfg["model"], num_classes_override(len(names) if names
-                                                                                             else num_classes))
-        model = build_detector(model_cfg)
-        load_state_checked(model, ckpt.get("model", ckpt.get("state_dict", ckpt)), checkpoint)
-        return model, f"checkpoint {Path(checkpoint).name}", int(model_cfg["bbox_head"]["num_classes"])
-    torch.manual_seed(0)
-    model = build_detector(merge_dicts(cfg["model"], num_classes_override(num_classes)))
-    return model, "random init (seed 0)", num_classes

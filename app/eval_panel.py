@@ -140,8 +140,9 @@ class EvalPanel(QWidget):
         def job():
             from detengine.image_trace import ImageTracer
             from detengine.project_eval import checkpoint_class_names, class_map, evaluate_predictions, predict_images
-            from .debug_panel import _build_model
-            model, name, _ = _build_model(cfg, max(1, len(cat_ids)), checkpoint)
+            from detengine.api import load_model
+            loaded = load_model(cfg, max(1, len(cat_ids)), checkpoint)
+            model, name = loaded.model, loaded.name
             tracer = ImageTracer({**cfg, "model": model.model_cfg})
             label_to_cat, _, class_problems = class_map(checkpoint_class_names(checkpoint) if checkpoint else None,
                                                         categories)

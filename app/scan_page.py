@@ -109,14 +109,13 @@ class ScanPage(DebugPage):
         from detengine.config import merge_dicts
         from detengine.trace import head_core_for
 
-        from .debug_panel import NO_MODEL
         cfg = self.panel.cfg["model"]
         try:
             uses = head_core_for(merge_dicts(cfg, overrides) if overrides else cfg).needs_predictions()
         except Exception:
             uses = False
         choice = self.panel.model_choice()
-        if not uses or choice == NO_MODEL:
+        if not uses or not self.panel.has_model():
             return None, None
         return choice, self.panel.checkpoints.get(choice)
 
@@ -137,10 +136,11 @@ class ScanPage(DebugPage):
             from detengine.image_trace import ImageTracer
             from detengine.project_eval import checkpoint_class_names, class_map
 
-            from .debug_panel import _build_model
+            from detengine.api import load_model
             model, name, classes = None, None, num_classes
             if model_choice is not None:  # the predictions decide the assignment: run the model
-                model, name, classes = _build_model(spec_cfg, num_classes, checkpoint)
+                loaded = load_model(spec_cfg, num_classes, checkpoint)
+                model, name, classes = loaded.model, loaded.name, loaded.num_classes
             tracer = ImageTracer(spec_cfg if model is None else {**spec_cfg, "model": model.model_cfg},
                                  num_classes=classes, model=model, model_name=name)
             _, cat_to_label, _ = class_map(checkpoint_class_names(checkpoint) if checkpoint else None, categories)

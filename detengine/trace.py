@@ -95,6 +95,15 @@ class DebugTrace:
             return None
         return loss_breakdown(self.loss, self.priors, self.assign_result, int(self.gt_boxes.shape[0]))
 
+    @cached_property
+    def iou(self) -> Tensor:
+        """(G, A) IoU of every GT with every prior: the assigner's own matrix when it kept one."""
+        iou = self.assign_result.extras.get("iou")
+        g, a = len(self.gt_boxes), len(self.priors)
+        if iou is not None and tuple(iou.shape) == (g, a):
+            return iou
+        return bbox_overlaps(self.gt_boxes, self.priors.boxes) if g and a else torch.zeros(g, a)
+
     @property
     def hard_negative_mask(self) -> Tensor | None:
         return None if self.loss is None else self.loss.hard_negative_mask
