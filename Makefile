@@ -22,10 +22,12 @@ run: $(STAMP)
 
 # the whole suite; the 15 slowest tests are listed at the end (budget: 5 min in all, none over 60 s)
 test: $(STAMP)
+	$(VENV)/bin/ruff check --quiet .
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q --durations=15
 
 # the inner loop: everything but the tests marked slow (< 2 min)
 test-fast: $(STAMP)
+	$(VENV)/bin/ruff check --quiet .
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -m "not slow" --durations=10
 
 bench: $(STAMP)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QFontDatabase
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QSplitter, QVBoxLayout
-from PySide6.QtCore import Qt
 
 from .debug_common import fill_table, gt_color, level_color, level_row_text, make_table
 from .debug_page import DebugPage

@@ -9,8 +9,19 @@ import pyqtgraph as pg
 import torch
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QPlainTextEdit,
-                               QSpinBox, QSplitter, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QSpinBox,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
 
 from detengine.api import REASON_TEXT
 
@@ -52,7 +63,8 @@ def _class_defaults(kind: str) -> dict:
     """The constructor defaults of an assigner class (what mmdetection gives when a config
     names the type and nothing else)."""
     import inspect as _inspect
-    from detengine.builder import REGISTRY
+
+    from detengine.api import REGISTRY
     cls = REGISTRY["assigner"].get(kind)
     if cls is None:
         return {}
@@ -200,7 +212,7 @@ class AssignPage(DebugPage):
     # ------------------------------------------------------------------ parameters
 
     def config_changed(self, cfg: dict) -> None:
-        from detengine.trace import head_core_for
+        from detengine.api import head_core_for
         assigner = (cfg["model"].get("train_cfg") or {}).get("assigner") or {}
         try:
             core = head_core_for(cfg["model"])

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from PySide6.QtGui import QUndoCommand
 
 if TYPE_CHECKING:                # detengine.data imports torch: not before the window shows (app/main.py)
-    from detengine.data.project import Box
+    from detengine.api import Box
 
 __all__ = ["AddBoxes", "RemoveBoxes", "ReplaceBoxes", "NUDGE_MERGE_ID"]
 

@@ -5,8 +5,16 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QImage
-from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QSlider, QTableWidget,
-                               QTableWidgetItem, QWidget)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QSlider,
+    QTableWidget,
+    QTableWidgetItem,
+    QWidget,
+)
 
 __all__ = ["LEVEL_COLORS", "GT_COLORS", "level_color", "gt_color", "qimage_to_rgb", "ASSIGNER_PARAMS",
            "config_snippet", "make_table", "fill_table", "level_row_text", "fmt", "threshold_slider"]

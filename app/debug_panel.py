@@ -12,12 +12,9 @@ from pathlib import Path
 
 from PySide6.QtCore import QTimer, Signal
 from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QLabel, QPushButton, QTabWidget, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLabel, QPushButton, QTabWidget, QVBoxLayout, QWidget
 
-from detengine.api import load_model, shipped_configs
-from detengine.cli import resolve_config
-from detengine.image_trace import ImageTracer
+from detengine.api import ImageTracer, load_model, resolve_config, shipped_configs
 
 from .anchors_page import AnchorsPage
 from .assign_page import AssignPage
@@ -36,7 +33,7 @@ _DEBOUNCE_MS = 15
 
 
 def _load_cfg(config: str) -> dict:
-    from detengine.train.runner import load_cfg
+    from detengine.api import load_cfg
     path = Path(config) if config.endswith(".py") else resolve_config(config)
     return load_cfg(str(path))
 
@@ -234,7 +231,7 @@ class DebugPanel(QWidget):
         post = self.pages["nms"].postprocess_overrides()
 
         def job():
-            from detengine.project_eval import checkpoint_class_names, class_map
+            from detengine.api import checkpoint_class_names, class_map
             tracer = self._tracer(spec, cfg, checkpoint)
             names = checkpoint_class_names(checkpoint) if checkpoint else None
             label_to_cat, cat_to_label, problems = class_map(names, categories)
@@ -262,7 +259,7 @@ class DebugPanel(QWidget):
         if page.needs_model:
             return True
         if page in (self.pages["assign"], self.pages["anchors"], self.pages["scan"]):
-            from detengine.trace import head_core_for
+            from detengine.api import head_core_for
             try:
                 return head_core_for(self.cfg["model"]).needs_predictions()
             except Exception:

@@ -5,8 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFileDialog, QInputDialog, QLabel,
-                               QMessageBox, QPlainTextEdit, QRadioButton, QVBoxLayout)
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QInputDialog,
+    QLabel,
+    QMessageBox,
+    QPlainTextEdit,
+    QRadioButton,
+    QVBoxLayout,
+)
 
 __all__ = ["Dialogs", "ConsoleDialogs", "ProblemsDialog", "SHORTCUTS"]
 

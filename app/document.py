@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QUndoGroup, QUndoStack
 
-from detengine.io import atomic_write_text
+from detengine.api import atomic_write_text
 
 from .paths import recovery_dir
 
 if TYPE_CHECKING:                # detengine.data imports torch: not before the window shows (app/main.py)
-    from detengine.data.project import AnnotationProject, Box, Category
+    from detengine.api import AnnotationProject, Box, Category
 
 __all__ = ["Document", "RECOVERY_KEY", "AUTOSAVE_DELAY_MS"]
 
@@ -266,7 +266,7 @@ def pending_recovery(project: AnnotationProject) -> tuple[Path, float] | None:
 def load_recovery(path: Path) -> tuple[AnnotationProject, list[int]]:
     """The project stored in a recovery file, pointing back at the user's file, and the images
     that were unsaved."""
-    from detengine.data.project import AnnotationProject
+    from detengine.api import AnnotationProject
     meta = json.loads(Path(path).read_text(encoding="utf-8"))[RECOVERY_KEY]
     project = AnnotationProject.from_coco(path, image_root=meta["image_root"])
     project.path = Path(meta["project_path"]) if meta.get("project_path") else None

@@ -14,7 +14,7 @@ from .document import Document
 from .image_loader import ImageCache
 
 if TYPE_CHECKING:                # detengine.data imports torch: not before the window shows (app/main.py)
-    from detengine.data.project import Box
+    from detengine.api import Box
 
 __all__ = ["Editor", "PASTE_OFFSET_PX"]
 
@@ -155,7 +155,7 @@ class Editor(QObject):
             self.message.emit("box not added: no class chosen")
             self.refresh_boxes()
             return
-        from detengine.data.project import Box
+        from detengine.api import Box
         box = Box(self.project.new_box_id(), cat_id, *self._clip((x1, y1, x2, y2)))
         self._push(AddBoxes(self.doc, self.index, [box], f"draw {self.project.category(cat_id).name}"))
         self.canvas.set_selection([box.id])

@@ -11,11 +11,19 @@ from pathlib import Path
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QProgressBar, QPushButton, QSlider, QSplitter,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSlider,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
 
-from detengine.data.project import Box, split_indices
-from detengine.evaluation import COCO_METRIC_NAMES, write_results
+from detengine.api import COCO_METRIC_NAMES, Box, split_indices, write_results
 
 from .colors import class_color
 from .commands import AddBoxes
@@ -138,9 +146,14 @@ class EvalPanel(QWidget):
         score_thr = self.score.value() / 100
 
         def job():
-            from detengine.image_trace import ImageTracer
-            from detengine.project_eval import checkpoint_class_names, class_map, evaluate_predictions, predict_images
-            from detengine.api import load_model
+            from detengine.api import (
+                ImageTracer,
+                checkpoint_class_names,
+                class_map,
+                evaluate_predictions,
+                load_model,
+                predict_images,
+            )
             loaded = load_model(cfg, max(1, len(cat_ids)), checkpoint)
             model, name = loaded.model, loaded.name
             tracer = ImageTracer({**cfg, "model": model.model_cfg})
@@ -195,7 +208,7 @@ class EvalPanel(QWidget):
 
     def recount(self) -> None:
         """Per-image TP / FP / missed of the detections above the score slider."""
-        from detengine.project_eval import per_image_counts
+        from detengine.api import per_image_counts
         r = self.result
         if r is None or r.get("doc") != id(self.window.doc):
             return

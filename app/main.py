@@ -169,7 +169,7 @@ def main(argv=None) -> int:
             sys.stderr.write(problem)
             return 2
         os.environ["QT_QPA_PLATFORM"] = "offscreen"     # a screenshot needs no screen
-    from detengine.cli import resolve_config           # light: no torch
+    from detengine.api import resolve_config  # light: no torch
     try:
         resolve_config(args.config)
     except SystemExit as exc:            # resolve_config's message names the shipped configs

@@ -20,16 +20,16 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QMenu, QTabWidget
 
 from .canvas import Canvas
+from .class_panel import ClassPanel
 from .dialogs import Dialogs
 from .document import Document, load_recovery, pending_recovery
 from .editor import Editor
 from .image_list_panel import ImageListPanel
-from .class_panel import ClassPanel
 from .image_loader import image_size
 from .paths import home_dir, settings
 
 if TYPE_CHECKING:
-    from detengine.data.project import AnnotationProject
+    from detengine.api import AnnotationProject
 
 __all__ = ["MainWindow", "VIEWS"]
 
@@ -337,8 +337,7 @@ class MainWindow(QMainWindow):
         self.open_sample()
 
     def open_sample(self) -> bool:
-        from detengine.data.errors import DatasetError
-        from detengine.data.project import sample_project
+        from detengine.api import DatasetError, sample_project
         try:
             path = sample_project(home_dir())
         except (OSError, DatasetError) as exc:
@@ -359,8 +358,7 @@ class MainWindow(QMainWindow):
     def open_project(self, path: str, *, image_root: str | None = None, quiet: bool = False) -> bool:
         """Open a COCO JSON, a VOC folder or an image folder; asks to save unsaved edits first.
         Returns False (and keeps the current project) when it cannot or the user cancels."""
-        from detengine.data.errors import DatasetError
-        from detengine.data.project import AnnotationProject
+        from detengine.api import AnnotationProject, DatasetError
         if not self.maybe_save("The current project"):
             return False
         try:
@@ -397,7 +395,7 @@ class MainWindow(QMainWindow):
         self.show_message(f"images are read from {project.image_root}")
 
     def _offer_recovery(self, project: AnnotationProject):
-        from detengine.data.errors import DatasetError
+        from detengine.api import DatasetError
         found = pending_recovery(project)
         if found is None:
             return None
@@ -585,7 +583,7 @@ class MainWindow(QMainWindow):
         return bool(path) and self._save_to(path)
 
     def _save_to(self, path) -> bool:
-        from detengine.data.errors import DatasetError
+        from detengine.api import DatasetError
         try:
             target = self.doc.save(path)
         except (OSError, DatasetError) as exc:
@@ -670,6 +668,7 @@ class MainWindow(QMainWindow):
     def wait_until_drawn(self, timeout_s: float = 120.0) -> bool:
         """For screenshots: process events until the visible debug view has drawn its trace."""
         import time
+
         from PySide6.QtWidgets import QApplication
         if self.engine_loaded and not self.debug_panel.active:
             return True

@@ -8,11 +8,9 @@ from __future__ import annotations
 import torch
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import (QCheckBox, QFormLayout, QHBoxLayout, QPlainTextEdit, QSpinBox,
-                               QSplitter, QVBoxLayout)
+from PySide6.QtWidgets import QCheckBox, QFormLayout, QHBoxLayout, QPlainTextEdit, QSpinBox, QSplitter, QVBoxLayout
 
-from detengine.api import STAGE_TEXT, Stage
-from detengine.project_eval import match_detections
+from detengine.api import STAGE_TEXT, Stage, match_detections
 
 from .anchors_page import draw_gt_tags
 from .colors import class_color
@@ -73,7 +71,7 @@ class NmsPage(DebugPage):
 
     def config_changed(self, cfg: dict) -> None:
         """Defaults from the head's own post-processing parameters (d2l's has no max_per_img)."""
-        from detengine.trace import head_core_for
+        from detengine.api import head_core_for
         self.defaults = {k: v for k, v in head_core_for(cfg["model"]).test_config().items()
                          if k in ("score_thr", "iou_threshold", "max_per_img")}
         for widget in (self.score, self.iou, self.max_det):

@@ -106,8 +106,7 @@ class ScanPage(DebugPage):
 
     def _model_for_scan(self, overrides) -> tuple[str | None, str | None]:
         """(model choice, checkpoint) when the assigner weighs predictions and a model is chosen."""
-        from detengine.config import merge_dicts
-        from detengine.trace import head_core_for
+        from detengine.api import head_core_for, merge_dicts
 
         cfg = self.panel.cfg["model"]
         try:
@@ -133,10 +132,7 @@ class ScanPage(DebugPage):
         self.bar.setValue(0)
 
         def job():
-            from detengine.image_trace import ImageTracer
-            from detengine.project_eval import checkpoint_class_names, class_map
-
-            from detengine.api import load_model
+            from detengine.api import ImageTracer, checkpoint_class_names, class_map, load_model
             model, name, classes = None, None, num_classes
             if model_choice is not None:  # the predictions decide the assignment: run the model
                 loaded = load_model(spec_cfg, num_classes, checkpoint)

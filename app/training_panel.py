@@ -14,14 +14,24 @@ import numpy as np
 import pyqtgraph as pg
 import torch
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QPlainTextEdit,
-                               QProgressBar, QPushButton, QSlider, QSpinBox, QTabWidget, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSlider,
+    QSpinBox,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
 
-from detengine.api import shipped_configs
-from detengine.cli import resolve_config
-from detengine.data.project import split_indices, write_split
-from detengine.train.events import read_jsonl
+from detengine.api import read_jsonl, resolve_config, shipped_configs, split_indices, write_split
 
 from .debug_common import fill_table, make_table
 from .paths import home_dir

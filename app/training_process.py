@@ -16,7 +16,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal
 
-from detengine.train.control import write_control
+from detengine.api import write_control
 
 __all__ = ["TrainingProcess", "ROOT", "new_run_dir"]
 

@@ -79,8 +79,8 @@ def step(app, win, dx: float) -> float:
 
 
 def tv_ssd_peer(boxes_in: torch.Tensor):
-    from torchvision.models.detection.anchor_utils import DefaultBoxGenerator
     from torchvision.models.detection import _utils as det_utils
+    from torchvision.models.detection.anchor_utils import DefaultBoxGenerator
     from torchvision.ops import box_iou
     gen = DefaultBoxGenerator([[2], [2, 3], [2, 3], [2, 3], [2], [2]])
     matcher = det_utils.SSDMatcher(0.5)
@@ -98,8 +98,8 @@ def tv_ssd_peer(boxes_in: torch.Tensor):
 
 
 def tv_retina_peer(boxes_in: torch.Tensor):
-    from torchvision.models.detection.anchor_utils import AnchorGenerator
     from torchvision.models.detection import _utils as det_utils
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
     from torchvision.ops import box_iou
     sizes = tuple((x, int(x * 2 ** (1 / 3)), int(x * 2 ** (2 / 3))) for x in [32, 64, 128, 256, 512])
     gen = AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * 5)

@@ -34,9 +34,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_trace import _yes, header, pct, profile_ours, run_interleaved, thread_config  # noqa: E402
 from torchvision.models.detection import ssd300_vgg16  # noqa: E402
 
-from bench_trace import _yes, header, pct, profile_ours, run_interleaved, thread_config  # noqa: E402
 from detengine.trace import head_core_for, model_config, random_predictions  # noqa: E402
 
 CONFIGS = ROOT / "resources" / "configs"

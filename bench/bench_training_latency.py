@@ -58,6 +58,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["DETSCOPE_HOME"] = tempfile.mkdtemp(prefix="detscope-bench-latency-")
     from PySide6.QtWidgets import QApplication
+
     from app.dialogs import ConsoleDialogs
     from app.main_window import MainWindow
     app = QApplication.instance() or QApplication([])

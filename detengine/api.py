@@ -1,31 +1,63 @@
-"""The engine's facade: what the GUI and scripts import. Everything here is Qt-free.
+"""The engine's facade: everything the window (``app/``) and scripts take from the engine.
 
     from detengine.api import inspect
     trace = inspect((300, 300), [[10, 20, 120, 200]], [0], "ssd300_coco")
     print(trace.summary())
+
+``app/`` imports the engine through this module only (``tests/test_structure.py`` checks it).
+Names load on first use (PEP 562), so ``from detengine.api import resolve_config`` costs no
+PyTorch import: the window paints before torch is loaded. The annotation document model
+(``AnnotationProject``, ``Box``, ``Category``: plain, Qt-free data the window edits) belongs to the
+facade too. Everything here is Qt-free.
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-from .assigners import REASON_TEXT, AssignResult, Reason
-from .builder import build_head_core, default_input_shape
-from .cli import resolve_config
-from .config import Config, ConfigError, load_config, merge_dicts
-from .postprocess import STAGE_TEXT, PostprocessResult, Stage
-from .pretrained import backbone_init_checkpoint
-from .priors import Priors
-from .shipped import shipped_configs
-from .trace import DebugTrace, head_core_for, model_config, random_predictions
-from .trace import inspect as _inspect
+# name -> engine module (relative to detengine) that defines it
+_LAZY = {
+    # configs
+    "Config": "config", "ConfigError": "config", "load_config": "config", "merge_dicts": "config",
+    "shipped_configs": "shipped", "find_config": "shipped", "ConfigNotFound": "shipped", "resolve_config": "cli",
+    "REGISTRY": "builder", "build_head_core": "builder", "default_input_shape": "builder",
+    # one image through a head: priors, assignment, loss, post-processing
+    "DebugTrace": "trace", "head_core_for": "trace", "model_config": "trace", "random_predictions": "trace",
+    "Priors": "priors", "AssignResult": "assigners", "Reason": "assigners", "REASON_TEXT": "assigners",
+    "Stage": "postprocess", "STAGE_TEXT": "postprocess", "PostprocessResult": "postprocess",
+    "ImageTracer": "image_trace", "ImageTrace": "image_trace", "num_classes_override": "image_trace",
+    "backbone_init_checkpoint": "pretrained",
+    # the annotation document model (Qt-free)
+    "AnnotationProject": "data.project", "Box": "data.project", "Category": "data.project",
+    "split_indices": "data.project", "write_split": "data.project", "sample_project": "data.project",
+    "DatasetError": "data.errors", "atomic_write_text": "io",
+    # evaluation on a project
+    "checkpoint_class_names": "project_eval", "class_map": "project_eval", "per_image_counts": "project_eval",
+    "match_detections": "project_eval", "evaluate_predictions": "project_eval", "predict_images": "project_eval",
+    "COCO_METRIC_NAMES": "evaluation", "write_results": "evaluation",
+    # training runs
+    "load_cfg": "train.runner", "read_jsonl": "train.events", "write_control": "train.control",
+}
 
-__all__ = ["inspect", "DebugTrace", "Priors", "AssignResult", "Reason", "REASON_TEXT", "Stage", "STAGE_TEXT",
-           "PostprocessResult", "Config", "ConfigError", "load_config", "merge_dicts", "model_config",
-           "head_core_for", "build_head_core", "random_predictions", "default_input_shape", "shipped_configs",
-           "resolve_config", "backbone_init_checkpoint", "LoadedModel", "load_model"]
+__all__ = sorted([*_LAZY, "inspect", "LoadedModel", "load_model"])
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __package__), name)
+    globals()[name] = value  # the next lookup is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 
 @dataclass(frozen=True)
@@ -42,6 +74,9 @@ def load_model(cfg: dict, num_classes: int, checkpoint: str | None = None, *, se
     """The detector of config ``cfg`` (a full config dict): from ``checkpoint`` (DetScope's or
     mmdetection's; its class count from the checkpoint's classes), else a seeded random
     initialisation with ``num_classes`` classes."""
+    import torch
+
+    from .config import merge_dicts
     from .image_trace import num_classes_override
     from .models.builder import build_detector
     if checkpoint:
@@ -59,8 +94,11 @@ def load_model(cfg: dict, num_classes: int, checkpoint: str | None = None, *, se
     return LoadedModel(model, f"random init (seed {seed})", num_classes)
 
 
-def inspect(image_shape, gt_boxes, gt_labels, config, predictions=None, **kwargs) -> DebugTrace:
-    """:func:`detengine.trace.inspect`, also accepting a shipped config name (``"ssd300_coco"``)."""
+def inspect(image_shape, gt_boxes, gt_labels, config, predictions=None, **kwargs):
+    """:func:`detengine.trace.inspect` (a :class:`DebugTrace`), also accepting a shipped config
+    name (``"ssd300_coco"``)."""
+    from .shipped import find_config
+    from .trace import inspect as _inspect
     if isinstance(config, str) and not Path(config).exists():
-        config = str(resolve_config(config))
+        config = str(find_config(config))
     return _inspect(image_shape, gt_boxes, gt_labels, config, predictions, **kwargs)

@@ -10,8 +10,7 @@ import copy
 import inspect as _inspect
 
 from . import assigners, coders, losses, priors
-from .heads import (AnchorHeadCore, HeadCore, RTMDetHeadCore, SSDHeadCore, SSDVGGRule, StrideRule,
-                    TinySSDHeadCore)
+from .heads import AnchorHeadCore, HeadCore, RTMDetHeadCore, SSDHeadCore, SSDVGGRule, StrideRule, TinySSDHeadCore
 from .samplers import PseudoSampler
 
 __all__ = ["build", "build_head_core", "ConfigBuildError", "REGISTRY", "HEAD_TYPES", "default_input_shape"]

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
+
 from .boxes import bbox_overlaps
 
 __all__ = ["Stage", "STAGE_TEXT", "PostprocessResult", "postprocess_dense", "postprocess_d2l",

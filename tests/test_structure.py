@@ -84,3 +84,31 @@ def test_the_checker_sees_a_circle(tmp_path, monkeypatch):
     import sys
     monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
     assert import_circles() == [["app.a", "app.b"]]
+
+
+def test_the_window_reaches_the_engine_only_through_the_facade():
+    """Every ``detengine`` import in ``app/`` names ``detengine.api`` (napari's import contract)."""
+    bad = []
+    for path in sorted((ROOT / "app").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+            bad += [f"{path.relative_to(ROOT)}:{node.lineno} {n}" for n in names
+                    if n.split(".")[0] == "detengine" and n != "detengine.api"]
+    assert bad == []
+
+
+def test_every_engine_module_imports_without_qt():
+    """In a fresh interpreter: import every ``detengine`` module, then no Qt module is loaded."""
+    import subprocess
+    import sys
+    names = sorted(m for m in _modules() if m.split(".")[0] == "detengine" and not m.endswith("__main__"))
+    code = ("import importlib, sys\n"
+            f"for name in {names!r}:\n"
+            "    importlib.import_module(name)\n"
+            "qt = [m for m in sys.modules if m.split('.')[0] in ('PySide6', 'PyQt5', 'PyQt6', 'pyqtgraph', 'shiboken6')]\n"
+            "print(len(sys.modules), qt)\n"
+            "sys.exit(1 if qt else 0)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert len(names) > 50

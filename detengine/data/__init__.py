@@ -6,15 +6,41 @@ COCO's ``[x, y, w, h]`` and category ids appear only when reading or writing COC
 from .coco import CocoDataset, boxes_to_coco_bbox, coco_from_dict, load_coco_checked, write_coco
 from .collate import Collate, collate, worker_init_fn
 from .errors import DatasetError, DatasetProblem, ImageReadError
-from .folder import (IMAGE_EXTENSIONS, DetectionDataset, DetectionSample, ImageFolderDataset, read_image,
-                     sample_to_results)
-from .synthetic import (SYNTHETIC_CLASSES, SyntheticPaths, default_synthetic_root, ensure_synthetic_dataset,
-                        generate_synthetic_image)
+from .folder import (
+                     IMAGE_EXTENSIONS,
+                     DetectionDataset,
+                     DetectionSample,
+                     ImageFolderDataset,
+                     read_image,
+                     sample_to_results,
+)
 from .mixing import CachedMixUp, CachedMosaic
 from .pipeline import IGNORED_TRANSFORMS, TRANSFORMS, build_pipeline
-from .transforms import (Compose, Expand, KeepRatioResize, MinIoURandomCrop, Normalize, Pad, PhotoMetricDistortion,
-                         RandomCrop, RandomFlip, RandomResize, Resize, ToTensor, YOLOXHSVRandomAug, boxes_to_original,
-                         flip, rescale_size)
+from .synthetic import (
+                     SYNTHETIC_CLASSES,
+                     SyntheticPaths,
+                     default_synthetic_root,
+                     ensure_synthetic_dataset,
+                     generate_synthetic_image,
+)
+from .transforms import (
+                     Compose,
+                     Expand,
+                     KeepRatioResize,
+                     MinIoURandomCrop,
+                     Normalize,
+                     Pad,
+                     PhotoMetricDistortion,
+                     RandomCrop,
+                     RandomFlip,
+                     RandomResize,
+                     Resize,
+                     ToTensor,
+                     YOLOXHSVRandomAug,
+                     boxes_to_original,
+                     flip,
+                     rescale_size,
+)
 from .voc import VOC_CLASSES, VocDataset
 
 __all__ = [

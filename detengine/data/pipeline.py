@@ -7,8 +7,21 @@ from collections.abc import Sequence
 import numpy as np
 
 from .mixing import CachedMixUp, CachedMosaic
-from .transforms import (Compose, Expand, KeepRatioResize, MinIoURandomCrop, Normalize, Pad, PhotoMetricDistortion,
-                         RandomCrop, RandomFlip, RandomResize, Resize, ToTensor, YOLOXHSVRandomAug)
+from .transforms import (
+    Compose,
+    Expand,
+    KeepRatioResize,
+    MinIoURandomCrop,
+    Normalize,
+    Pad,
+    PhotoMetricDistortion,
+    RandomCrop,
+    RandomFlip,
+    RandomResize,
+    Resize,
+    ToTensor,
+    YOLOXHSVRandomAug,
+)
 
 __all__ = ["TRANSFORMS", "IGNORED_TRANSFORMS", "build_pipeline"]
 

@@ -36,8 +36,19 @@ import numpy as np
 import torch
 
 from ..boxes import bbox_overlaps
-from .transform_base import (RandomTransform, Transform, as_generator, boxes_inside, clip_and_drop, clip_boxes,
-                             compose_homography, image_hw, map_boxes, select_boxes, set_shapes)
+from .transform_base import (
+    RandomTransform,
+    Transform,
+    as_generator,
+    boxes_inside,
+    clip_and_drop,
+    clip_boxes,
+    compose_homography,
+    image_hw,
+    map_boxes,
+    select_boxes,
+    set_shapes,
+)
 
 __all__ = [
     "Compose", "boxes_to_original", "PhotoMetricDistortion", "YOLOXHSVRandomAug", "Expand",

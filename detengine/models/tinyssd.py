@@ -6,7 +6,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-
 __all__ = ["TinySSDBaseNet", "down_sample_blk"]
 
 

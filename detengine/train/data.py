@@ -9,8 +9,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data import (CocoDataset, Collate, DatasetError, Normalize, ToTensor, VocDataset, build_pipeline,
-                    ensure_synthetic_dataset, sample_to_results)
+from ..data import (
+    CocoDataset,
+    Collate,
+    DatasetError,
+    Normalize,
+    ToTensor,
+    VocDataset,
+    build_pipeline,
+    ensure_synthetic_dataset,
+    sample_to_results,
+)
 from ..data.mixing import copy_results
 from .distributed import shard
 

@@ -8,10 +8,10 @@ reported once and dropped, never allowed to stop training.
 from __future__ import annotations
 
 import json
-from collections import deque
 import math
 import sys
 import time
+from collections import deque
 from pathlib import Path
 from typing import Callable
 

@@ -14,7 +14,6 @@ from app.anchors_page import MIN_SCREEN_STRIDE_PX
 from detengine.api import Stage
 from tests.engine.test_nms_mmcv import mmcv_batched_nms
 
-
 TIMEOUT = 120_000
 
 
@@ -321,10 +320,10 @@ def test_rtmdet_loss_view_equals_the_detector(qtbot, win):
 def test_a_checkpoints_classes_are_matched_by_name(qtbot, win, tmp_path):
     """A model trained on classes [circle, square, triangle, ring, bar]; the project then loses
     'square' and gains 'star': labels must follow the names, not the positions."""
+    from detengine.cli import resolve_config
     from detengine.models.builder import build_detector
     from detengine.train.checkpoint import save_checkpoint
     from detengine.train.runner import load_cfg
-    from detengine.cli import resolve_config
     cfg = load_cfg(str(resolve_config("tinyssd_synthetic")))
     model_cfg = dict(cfg["model"], bbox_head=dict(cfg["model"]["bbox_head"], num_classes=5))
     torch.manual_seed(1)

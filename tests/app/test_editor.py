@@ -19,8 +19,8 @@ from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
 from app import document
-from app.image_list_panel import PROBLEM_MARK, UNSAVED_MARK
 from app.dialogs import SHORTCUTS
+from app.image_list_panel import PROBLEM_MARK, UNSAVED_MARK
 from app.main_window import MainWindow
 from app.paths import settings
 

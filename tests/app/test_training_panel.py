@@ -11,7 +11,6 @@ from pycocotools.coco import COCO
 from detengine.data.project import split_indices
 from detengine.train.events import read_jsonl
 
-
 RUN_TIMEOUT = 240_000
 
 

@@ -5,8 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from detengine.assigners import (ATSSAssigner, AssignResult, D2LGreedyAssigner, DynamicSoftLabelAssigner,
-                                 MaxIoUAssigner, Reason, SSDPytorchMatcher)
+from detengine.assigners import (
+    AssignResult,
+    ATSSAssigner,
+    D2LGreedyAssigner,
+    DynamicSoftLabelAssigner,
+    MaxIoUAssigner,
+    Reason,
+    SSDPytorchMatcher,
+)
 from detengine.boxes import box_iou
 
 SSD = dict(pos_iou_thr=0.5, neg_iou_thr=0.5, min_pos_iou=0.0, gt_max_assign_all=False)

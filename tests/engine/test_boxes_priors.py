@@ -9,10 +9,27 @@ from hypothesis import strategies as st
 from torchvision.ops import box_iou as tv_box_iou
 from torchvision.ops import generalized_box_iou as tv_giou
 
-from detengine.boxes import (aligned_giou, aligned_iou, bbox_overlaps, box_giou, box_iof, box_iou, clip_boxes,
-                             cxcywh_to_xyxy, valid_boxes_mask, xywh_to_xyxy, xyxy_to_cxcywh, xyxy_to_xywh)
-from detengine.priors import (D2LPriorGenerator, LegacySSDAnchorGenerator, MlvlPointGenerator, SSDAnchorGenerator,
-                              multibox_prior)
+from detengine.boxes import (
+    aligned_giou,
+    aligned_iou,
+    bbox_overlaps,
+    box_giou,
+    box_iof,
+    box_iou,
+    clip_boxes,
+    cxcywh_to_xyxy,
+    valid_boxes_mask,
+    xywh_to_xyxy,
+    xyxy_to_cxcywh,
+    xyxy_to_xywh,
+)
+from detengine.priors import (
+    D2LPriorGenerator,
+    LegacySSDAnchorGenerator,
+    MlvlPointGenerator,
+    SSDAnchorGenerator,
+    multibox_prior,
+)
 
 SSD300 = dict(strides=[8, 16, 32, 64, 100, 300], ratios=[[2], [2, 3], [2, 3], [2, 3], [2], [2]],
               basesize_ratio_range=(0.15, 0.9), scale_major=False)

@@ -12,14 +12,21 @@ import pytest
 import torch
 
 from detengine.config import load_config
-from detengine.data import (CachedMixUp, CachedMosaic, CocoDataset, DetectionSample, RandomCrop, YOLOXHSVRandomAug,
-                            build_pipeline, ensure_synthetic_dataset, sample_to_results)
+from detengine.data import (
+    CachedMixUp,
+    CachedMosaic,
+    CocoDataset,
+    DetectionSample,
+    RandomCrop,
+    YOLOXHSVRandomAug,
+    build_pipeline,
+    ensure_synthetic_dataset,
+    sample_to_results,
+)
 from detengine.data.errors import DatasetError
 from detengine.data.transform_base import map_boxes
 from detengine.train import distributed
-from detengine.train.data import (HANDLED_HOOKS, EpochOrder, SeededTrainSet, build_data, pipelines_for,
-                                  train_stages_for)
-
+from detengine.train.data import HANDLED_HOOKS, EpochOrder, SeededTrainSet, build_data, pipelines_for, train_stages_for
 from tests.floats import assert_ulp_close
 
 FIXTURE = Path(__file__).parent / "fixtures" / "mmdet_mix_reference.pt"

@@ -16,9 +16,13 @@ from detengine.coders import DeltaXYWHBBoxCoder, DistancePointBBoxCoder
 from detengine.config import load_config
 from detengine.losses import CrossEntropyLoss, FocalLoss, GIoULoss, L1Loss, QualityFocalLoss, SmoothL1Loss
 from detengine.postprocess import multiclass_nms
-from detengine.priors import (AnchorGenerator, LegacyAnchorGenerator, LegacySSDAnchorGenerator,
-                              MlvlPointGenerator, SSDAnchorGenerator)
-
+from detengine.priors import (
+    AnchorGenerator,
+    LegacyAnchorGenerator,
+    LegacySSDAnchorGenerator,
+    MlvlPointGenerator,
+    SSDAnchorGenerator,
+)
 from tests.engine.fixtures.det_random import det_randn, det_uniform
 from tests.floats import assert_ulp_close
 

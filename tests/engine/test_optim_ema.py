@@ -19,10 +19,9 @@ from detengine.train.ema import ModelEMA
 from detengine.train.events import EventBus, read_jsonl
 from detengine.train.optim import param_groups
 from detengine.train.runner import config_warnings, load_cfg, settings_from_config, train_from_config
-
-from .fixtures.det_random import det_fill_state, det_randn
 from tests.floats import assert_ulp_close
 
+from .fixtures.det_random import det_fill_state, det_randn
 from .fixtures.tiny_models import tiny_model
 from .runs import tiny_tinyssd_cfg
 

@@ -42,6 +42,7 @@ def test_custom_keys_with_list_values_and_keys_that_match_nothing():
 def test_bbox_head_keys_reach_our_head():
     from detengine.models import build_detector
     from detengine.train.runner import load_cfg
+
     from .runs import CONFIGS
     model = build_detector(load_cfg(CONFIGS / "rtmdet_tiny_coco.py")["model"])
     notes = []
@@ -103,6 +104,7 @@ def test_a_checkpoint_that_does_not_fit_says_why(tmp_path):
     from detengine.models import build_detector
     from detengine.train.checkpoint import load_state_checked
     from detengine.train.runner import load_cfg
+
     from .runs import CONFIGS
     cfg = load_cfg(CONFIGS / "rtmdet_tiny_coco.py")["model"]
     model = build_detector(cfg)
@@ -118,6 +120,7 @@ def test_a_checkpoint_that_does_not_fit_says_why(tmp_path):
 def test_a_shortened_run_says_what_of_the_config_will_not_happen():
     from detengine.train.runner import load_cfg
     from detengine.train.settings import run_warnings
+
     from .runs import CONFIGS
     s = settings_from_config(load_cfg(CONFIGS / "rtmdet_tiny_coco.py"), max_epochs=10)  # the window's default
     notes = run_warnings(s, 4, [280])
@@ -178,6 +181,7 @@ def test_a_group_at_lr_zero_stays_at_zero():
 
 def test_resuming_with_other_settings_says_so(tmp_path):
     from detengine.train.runner import train_from_config
+
     from .runs import tiny_tinyssd_cfg
     cfg = tiny_tinyssd_cfg(tmp_path / "data")
     cfg["optim_wrapper"] = {"optimizer": {"type": "SGD", "lr": 0.04, "momentum": 0.9, "weight_decay": 5e-4}}
@@ -195,6 +199,7 @@ def test_resuming_with_other_settings_says_so(tmp_path):
 def test_cli_amp_on_cpu_says_float32(tmp_path, capsys):
     from detengine.cli import main
     from detengine.config import Config
+
     from .runs import tiny_tinyssd_cfg
     cfg_file = tmp_path / "tiny.py"
     cfg_file.write_text(Config.from_dict(tiny_tinyssd_cfg(tmp_path / "data")).pretty_text())

@@ -13,8 +13,13 @@ import torch
 from detengine.evaluation import evaluate_coco
 from detengine.models import build_detector
 from detengine.train.events import EventBus, read_jsonl
-from detengine.train.runner import (evaluate_checkpoint, export_checkpoint, load_cfg, settings_from_config,
-                                    train_from_config)
+from detengine.train.runner import (
+    evaluate_checkpoint,
+    export_checkpoint,
+    load_cfg,
+    settings_from_config,
+    train_from_config,
+)
 from detengine.train.schedule import LrSchedule
 from detengine.train.trainer import TrainingDiverged
 

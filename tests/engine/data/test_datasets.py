@@ -8,8 +8,17 @@ import cv2
 import numpy as np
 import pytest
 
-from detengine.data import (CocoDataset, DatasetError, DetectionSample, ImageFolderDataset, ImageReadError,
-                            VocDataset, load_coco_checked, read_image, write_coco)
+from detengine.data import (
+    CocoDataset,
+    DatasetError,
+    DetectionSample,
+    ImageFolderDataset,
+    ImageReadError,
+    VocDataset,
+    load_coco_checked,
+    read_image,
+    write_coco,
+)
 from detengine.data.transforms import Compose, Resize, ToTensor
 
 

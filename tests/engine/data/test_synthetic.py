@@ -7,8 +7,15 @@ import numpy as np
 import pytest
 
 import detengine.data.synthetic as synthetic
-from detengine.data import (SYNTHETIC_CLASSES, CocoDataset, DatasetError, default_synthetic_root,
-                            ensure_synthetic_dataset, generate_synthetic_image, load_coco_checked)
+from detengine.data import (
+    SYNTHETIC_CLASSES,
+    CocoDataset,
+    DatasetError,
+    default_synthetic_root,
+    ensure_synthetic_dataset,
+    generate_synthetic_image,
+    load_coco_checked,
+)
 
 SMALL = dict(seed=3, num_train=10, num_val=4, image_size=128)
 

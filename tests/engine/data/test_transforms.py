@@ -8,9 +8,25 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from detengine.boxes import box_iou
-from detengine.data import (DetectionSample, Compose, Expand, KeepRatioResize, MinIoURandomCrop, Normalize, Pad,
-                            PhotoMetricDistortion, RandomFlip, RandomResize, Resize, ToTensor, boxes_to_original,
-                            build_pipeline, flip, rescale_size, sample_to_results)
+from detengine.data import (
+    Compose,
+    DetectionSample,
+    Expand,
+    KeepRatioResize,
+    MinIoURandomCrop,
+    Normalize,
+    Pad,
+    PhotoMetricDistortion,
+    RandomFlip,
+    RandomResize,
+    Resize,
+    ToTensor,
+    boxes_to_original,
+    build_pipeline,
+    flip,
+    rescale_size,
+    sample_to_results,
+)
 
 SETTINGS = settings(max_examples=30, deadline=None)
 MEAN = (123.675, 116.28, 103.53)
