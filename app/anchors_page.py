@@ -48,13 +48,12 @@ def coverage_rows(it, class_names: list[str]) -> tuple[list[list], list]:
         x1, y1, x2, y2 = trace.gt_boxes[k].tolist()
         label = int(trace.gt_labels[k])
         points = trace.priors.is_point                     # point priors (RTMDet): no IoU to speak of
-        weak = row["num_pos"] == 0 or (not points and row["best_iou"] < 0.5)
         n05 = "-" if row["num_iou_ge_05"] < 0 else row["num_iou_ge_05"]
         n04 = "-" if row["num_iou_ge_04"] < 0 else row["num_iou_ge_04"]
         rows.append([f"GT{k}", class_names[label] if label < len(class_names) else str(label),
                      f"{x2 - x1:.0f}x{y2 - y1:.0f}", "-" if points else round(row["best_iou"], 3), f"P{row['best_level']}",
                      f"#{row['best_base_index']}", n05, n04, row["num_pos"]])
-        colors.append(_RED if weak else None)
+        colors.append(_RED if row["weak"] else None)
     return rows, colors
 
 

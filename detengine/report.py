@@ -44,9 +44,11 @@ def _gt_lines(trace) -> list[str]:
     lines.append(f"priors: {ar.num_pos} positive, {ar.num_neg} negative, {ar.num_ignored} ignored")
     missing = [r["gt"] for r in cov.rows() if r["num_pos"] == 0]
     lines.append(f"GTs with no positive: {missing if missing else 'none'}")
-    weak = [r["gt"] for r in cov.rows() if r["num_pos"] > 0 and 0 <= r["best_iou"] < 0.5 and r["num_iou_ge_05"] == 0]
-    if weak:
-        lines.append(f"GTs no prior covers at IoU >= 0.5 (positive only by a forced / low-quality rule): {weak}")
+    forced = [r["gt"] for r in cov.rows() if r["weak"] and r["num_pos"] > 0]
+    if forced:
+        lines.append(f"GTs no prior covers at IoU >= 0.5 (positive only by a forced / low-quality rule): {forced}")
+    weak = [r["gt"] for r in cov.rows() if r["weak"]]
+    lines.append(f"weak GTs (no positive, or no prior at IoU >= 0.5; the window's red rows): {weak if weak else 'none'}")
     return lines
 
 

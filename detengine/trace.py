@@ -35,7 +35,8 @@ class GTCoverage:
 
     best_iou (G,), best_prior (G,) flat index, best_level (G,), best_base_index (G,),
     num_iou_ge_05 / num_iou_ge_04 (G,): priors with IoU >= 0.5 / 0.4 (-1 for point priors),
-    num_pos (G,), num_pos_per_level (G, L).
+    num_pos (G,), num_pos_per_level (G, L). :attr:`weak` is the one rule the window and the CLI
+    flag GTs by.
     """
 
     best_iou: Tensor
@@ -47,9 +48,16 @@ class GTCoverage:
     num_pos: Tensor
     num_pos_per_level: Tensor
 
+    @property
+    def weak(self) -> Tensor:
+        """(G,) bool: the GT has no positive prior, or (anchor priors) no prior reaches IoU 0.5 with
+        it, so it is positive only through a forced / low-quality match if at all."""
+        return (self.num_pos == 0) | (self.num_iou_ge_05 == 0)
+
     def rows(self) -> list[dict]:
         """One plain dict per GT."""
-        return [dict(gt=i, best_iou=float(self.best_iou[i]), best_prior=int(self.best_prior[i]),
+        weak = self.weak
+        return [dict(gt=i, weak=bool(weak[i]), best_iou=float(self.best_iou[i]), best_prior=int(self.best_prior[i]),
                      best_level=int(self.best_level[i]), best_base_index=int(self.best_base_index[i]),
                      num_iou_ge_05=int(self.num_iou_ge_05[i]), num_iou_ge_04=int(self.num_iou_ge_04[i]),
                      num_pos=int(self.num_pos[i]), num_pos_per_level=self.num_pos_per_level[i].tolist())

@@ -88,6 +88,36 @@ def test_anchors_view_draws_the_level_on_the_image(qtbot, win):
     assert overlay.count("priors") == 10 * 10
 
 
+def test_the_window_and_the_cli_flag_the_same_weak_gts(qtbot, win, tmp_path):
+    """The coverage table's red rows are the GTs ``detengine inspect`` lists as weak (one rule:
+    GTCoverage.weak), on an image with a GT too small for any prior to reach IoU 0.5."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+    open_view(qtbot, win, "anchors")
+    win.editor.set_current_class(win.doc.project.images[7].boxes[0].category_id)
+    result = retrace(qtbot, win, lambda: win.editor.add_drawn_box(3.0, 3.0, 9.0, 8.0))  # a 6 x 5 px object
+    trace = result["main"].trace
+    page = win.debug_panel.pages["anchors"]
+    red = [k for k in range(page.coverage.rowCount())
+           if page.coverage.item(k, 0).foreground().color().name() == "#e03131"]
+    h, w = trace.input_shape
+    gts = [",".join(f"{v:.4f}" for v in box) + f",{int(label)}"
+           for box, label in zip(trace.gt_boxes.tolist(), trace.gt_labels.tolist(), strict=True)]
+    out = tmp_path / "trace.json"
+    cmd = [sys.executable, "-m", "detengine", "inspect", "--config", "ssd300_coco", "--image-size", str(w), str(h),
+           "--json", str(out)]
+    for gt in gts:
+        cmd += ["--gt", gt]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2], timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    cli_weak = [r["gt"] for r in json.loads(out.read_text())["gt_coverage"] if r["weak"]]
+    assert red == cli_weak == trace.coverage.weak.nonzero().view(-1).tolist()
+    assert red and len(red) < len(gts)  # the case has both kinds
+    assert f"weak GTs (no positive, or no prior at IoU >= 0.5; the window's red rows): {red}" in proc.stdout
+
+
 def test_cell_mode_draws_the_clicked_cells_priors(qtbot, win):
     open_view(qtbot, win, "anchors")
     page = win.debug_panel.pages["anchors"]
