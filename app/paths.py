@@ -5,22 +5,17 @@ temporary folder, so they never touch the user's settings or recovery files).
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, QStandardPaths
+from PySide6.QtCore import QSettings
 
 __all__ = ["home_dir", "settings", "recovery_dir"]
 
 
 def home_dir() -> Path:
-    if os.environ.get("DETSCOPE_HOME"):
-        path = Path(os.environ["DETSCOPE_HOME"])
-    else:
-        base = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.GenericDataLocation)
-        path = Path(base or Path.home() / ".local" / "share") / "detscope"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    """The engine's :func:`detscope_home` (one folder for the window and the CLI's run registry)."""
+    from detengine.api import detscope_home
+    return detscope_home()
 
 
 def settings() -> QSettings:

@@ -31,11 +31,21 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from detengine.api import read_jsonl, resolve_config, shipped_configs, split_indices, write_split
+from detengine.api import (
+    RunCurves,
+    known_runs,
+    make_run_dir,
+    resolve_config,
+    run_curves,
+    run_summary,
+    shipped_configs,
+    split_indices,
+    window_runs_root,
+    write_split,
+)
 
 from .debug_common import fill_table, make_table
-from .paths import home_dir
-from .training_process import TrainingProcess, new_run_dir
+from .training_process import TrainingProcess
 
 __all__ = ["TrainingPanel", "runs_root", "smooth", "device_choices"]
 
@@ -43,9 +53,9 @@ _CURVE_COLORS = ["#ffffff", "#4ea1ff", "#ff9f0a", "#3ddbb0", "#ff7eb6", "#b48cff
 
 
 def runs_root() -> Path:
-    path = home_dir() / "runs"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    """Where the window starts its runs (DetScope's folder); the Runs tab lists these and every
+    run the CLI registered."""
+    return window_runs_root()
 
 
 def smooth(values: np.ndarray, weight: float) -> np.ndarray:
@@ -73,29 +83,6 @@ def device_choices() -> list[tuple[str, str]]:
     return out
 
 
-class RunCurves:
-    """The curve data of one run, from its events."""
-
-    def __init__(self, name: str):
-        self.name = name
-        self.steps: list[int] = []
-        self.losses: dict[str, list[float]] = {}
-        self.lr: list[float] = []
-        self.evals: list[tuple[int, float, float]] = []        # (step, AP, AP50)
-
-    def add(self, e: dict) -> None:
-        if e.get("type") == "iter":
-            self.steps.append(int(e["global_step"]))
-            self.losses.setdefault("loss", []).append(float(e["loss"]))
-            for k, v in e.get("losses", {}).items():
-                self.losses.setdefault(k, []).append(float(v))
-            self.lr.append(float(e.get("lr", 0.0)))
-        elif e.get("type") == "eval":
-            m = e.get("metrics", {})
-            step = self.steps[-1] if self.steps else 0
-            self.evals.append((step, float(m.get("AP", 0.0)), float(m.get("AP50", 0.0))))
-
-
 class TrainingPanel(QWidget):
     """Signals ``checkpointChosen(config path, checkpoint path)`` (load as the current model),
     ``message(text)``, ``runFinished(code, message)``."""
@@ -112,7 +99,7 @@ class TrainingPanel(QWidget):
         self.overlays: dict[str, RunCurves] = {}
         self.split: tuple[list[int], list[int]] | None = None
         self.split_seed = 0
-        self._log_cache: dict[Path, tuple[tuple[int, int], tuple[str, list[float]]]] = {}  # run -> (stat, summary)
+        self._log_cache: dict[Path, tuple] = {}  # run -> (log and checkpoint state, RunSummary)
         self._redraw_timer = QTimer(self)               # coalesce: curves redraw at most every 200 ms
         self._redraw_timer.setSingleShot(True)
         self._redraw_timer.setInterval(200)
@@ -299,7 +286,7 @@ class TrainingPanel(QWidget):
         if self.split is None or not self.doc.project.categories:
             self._fail("the project needs classes and at least 2 images (train and val) to train")
             return False
-        run_dir = new_run_dir(runs_root(), self.config_combo.currentData())
+        run_dir = make_run_dir(runs_root(), self.config_combo.currentData())
         project = self.doc.project
         train, val = self._readable(*self.split)
         if not train or not val:
@@ -492,34 +479,28 @@ class TrainingPanel(QWidget):
     # ------------------------------------------------------------------ runs
 
     def run_dirs(self) -> list[Path]:
-        return sorted((p for p in runs_root().iterdir() if (p / "log.jsonl").exists() or (p / "command.txt").exists()),
-                      reverse=True)
+        return known_runs(runs_root())
 
     def refresh_runs(self) -> None:
         rows = []
         self._runs = self.run_dirs()
         for run in self._runs:
-            final, aps = self._log_summary(run)
-            status = "running" if self.process and self.process.run_dir == run and self.process.running() else final
-            ckpts = ", ".join(sorted(p.name for p in run.glob("*.pth")))
-            config = (run / "command.txt").read_text().split(" train ")[-1].split()[0] if (run / "command.txt").exists() \
-                else "?"
-            rows.append([run.name, Path(config).stem, status, f"{max(aps):.4f}" if aps else "-", ckpts or "none"])
+            summary = self._summary(run)
+            running = self.process and self.process.run_dir.resolve() == run and self.process.running()
+            best = summary.best_ap
+            rows.append([run.name, summary.config, "running" if running else summary.status,
+                         f"{best:.4f}" if best is not None else "-", ", ".join(summary.checkpoints) or "none"])
         fill_table(self.runs, rows)
 
-    def _log_summary(self, run: Path) -> tuple[str, list[float]]:
-        """(how the run ended, AP of each evaluation) from its log, re-read only when the file
-        changed (runs of many epochs have logs of many megabytes)."""
-        path = run / "log.jsonl"
-        if not path.exists():
-            return "?", []
-        stat = path.stat()
-        key = (stat.st_mtime_ns, stat.st_size)
+    def _summary(self, run: Path):
+        """The run's :class:`RunSummary`, re-read only when its log or checkpoints changed (runs
+        of many epochs have logs of many megabytes)."""
+        log = run / "log.jsonl"
+        key = ((log.stat().st_mtime_ns, log.stat().st_size) if log.exists() else None,
+               tuple(sorted(p.name for p in run.glob("*.pth"))))
         if run in self._log_cache and self._log_cache[run][0] == key:
             return self._log_cache[run][1]
-        events = read_jsonl(path)
-        final = next((e["type"] for e in reversed(events) if e.get("type") in ("end", "stop", "error")), "?")
-        summary = (final, [e["metrics"]["AP"] for e in events if e.get("type") == "eval"])
+        summary = run_summary(run)
         self._log_cache[run] = (key, summary)
         return summary
 
@@ -528,10 +509,7 @@ class TrainingPanel(QWidget):
         return self._runs[row] if 0 <= row < len(getattr(self, "_runs", [])) else None
 
     def _curves_of(self, run: Path) -> RunCurves:
-        curves = RunCurves(run.name)
-        for e in read_jsonl(run / "log.jsonl") if (run / "log.jsonl").exists() else []:
-            curves.add(e)
-        return curves
+        return run_curves(run)
 
     def show_run(self, run: Path | None) -> None:
         if run is not None:

@@ -11,29 +11,17 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal
 
 from detengine.api import write_control
 
-__all__ = ["TrainingProcess", "ROOT", "new_run_dir"]
+__all__ = ["TrainingProcess", "ROOT"]
 
 ROOT = Path(__file__).resolve().parents[1]
 POLL_MS = 150
 STOP_GRACE_MS = 60_000
-
-
-def new_run_dir(runs_root: Path, config: str) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = runs_root / f"{stamp}-{Path(config).stem}"
-    path, k = base, 1
-    while path.exists():
-        k += 1
-        path = base.with_name(f"{base.name}-{k}")
-    path.mkdir(parents=True)
-    return path
 
 
 class JsonlTail:

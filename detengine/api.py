@@ -42,6 +42,9 @@ _LAZY = {
     "COCO_METRIC_NAMES": "evaluation", "write_results": "evaluation",
     # training runs
     "load_cfg": "train.runner", "read_jsonl": "train.events", "write_control": "train.control",
+    "make_run_dir": "train.runs", "known_runs": "train.runs", "run_summary": "train.runs", "RunSummary": "train.runs",
+    "RunCurves": "train.runs", "run_curves": "train.runs", "window_runs_root": "train.runs",
+    "detscope_home": "train.runs", "register_run": "train.runs",
 }
 
 __all__ = sorted([*_LAZY, "inspect", "LoadedModel", "load_model"])

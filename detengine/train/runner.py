@@ -1,7 +1,6 @@
 """Train / evaluate / export from a config: what the CLI and the GUI's training panel call."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import torch
@@ -13,6 +12,7 @@ from ..shipped import find_config
 from . import distributed as dist
 from .data import EvalSet, build_data
 from .events import ConsolePrinter, EventBus, JsonlWriter
+from .runs import make_run_dir, register_run
 from .settings import config_warnings, run_warnings, settings_from_config, uses_syncbn
 from .trainer import Trainer, pick_device
 
@@ -25,16 +25,6 @@ def load_cfg(config) -> dict:
     if isinstance(config, (str, Path)):
         return load_config(find_config(config)).to_dict()
     return config.to_dict() if isinstance(config, Config) else dict(config)
-
-
-def make_run_dir(root, name: str) -> Path:
-    """``root/name-YYYYmmdd-HHMMSS`` (suffixed if it exists)."""
-    base = Path(root) / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    path, i = base, 1
-    while path.exists():
-        path, i = Path(f"{base}-{i}"), i + 1
-    path.mkdir(parents=True)
-    return path
 
 
 def predict_dataset(model, eval_set, collate, *, batch_size: int = 8, device=None, indices=None, **overrides):
@@ -165,6 +155,7 @@ def train_from_config(config, data=None, *, epochs=None, device=None, resume=Non
     if dist.is_main():
         run_dir = run_dir or make_run_dir(runs_root, Path(str(cfg.get("_name", "run"))).stem)
         run_dir.mkdir(parents=True, exist_ok=True)
+        register_run(run_dir)  # the window's Runs tab lists it wherever it is
         cfg_to_save = dict(cfg, model=model_cfg)
         (run_dir / "config.py").write_text(Config.from_dict(cfg_to_save).pretty_text())
         (run_dir / "classes.txt").write_text("\n".join(bundle.class_names) + "\n")

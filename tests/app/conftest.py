@@ -25,10 +25,3 @@ def sample_window(qtbot):
     w.training_panel.shutdown()
     w.eval_panel.shutdown()
     w.debug_panel.shutdown()
-
-
-@pytest.fixture(autouse=True)
-def detscope_home(tmp_path, monkeypatch):
-    home = tmp_path / "detscope-home"
-    monkeypatch.setenv("DETSCOPE_HOME", str(home))
-    return home

@@ -165,3 +165,22 @@ def test_start_from_pretrained_scratch_or_a_checkpoint(win, tmp_path):
     panel.set_start_checkpoint(str(tmp_path / "coco_retinanet.pth"))
     assert panel.start_from.currentText() == "checkpoint: coco_retinanet.pth"
     assert panel.train_args(tmp_path, tmp_path)[-2:] == ["--load-from", str(tmp_path / "coco_retinanet.pth")]
+
+
+def test_a_cli_run_appears_in_the_runs_tab(win, tmp_path):
+    """One naming scheme (<config>-<date>-<time>) and one registry: a run the CLI made in its own
+    folder is listed by the window, with its config, status and best AP."""
+    from detengine.api import make_run_dir
+    from detengine.train.runner import train_from_config
+    from tests.engine.runs import tiny_tinyssd_cfg
+    cfg = dict(tiny_tinyssd_cfg(tmp_path / "data"), _name="tinyssd_banana.py")
+    run = make_run_dir(tmp_path / "cli_runs", "tinyssd_banana")  # what `detengine train` names its folder
+    assert run.name.startswith("tinyssd_banana-2")
+    train_from_config(cfg, epochs=1, work_dir=run, console=False)
+    panel = win.training_panel
+    panel.refresh_runs()
+    rows = {panel.runs.item(r, 0).text(): r for r in range(panel.runs.rowCount())}
+    assert run.name in rows
+    r = rows[run.name]
+    assert [panel.runs.item(r, c).text() for c in (1, 2)] == ["tinyssd_banana", "end"]
+    assert panel.runs.item(r, 3).text() != "-" and "last.pth" in panel.runs.item(r, 4).text()

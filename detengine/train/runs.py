@@ -1,0 +1,151 @@
+"""Run folders: one naming scheme for the CLI and the window, and what the window's Runs tab reads.
+
+A run folder is ``<root>/<config>-<YYYYmmdd-HHMMSS>`` (``-2``, ``-3``... when taken) holding
+``config.py``, ``log.jsonl``, ``last.pth``, ``best.pth`` (and ``command.txt`` when the window
+started it). The CLI puts runs under ``./runs`` unless ``--work-dir`` says otherwise; the window
+under DetScope's folder. Every run registers its folder in DetScope's folder (``runs.txt``), so
+the window lists the CLI's runs wherever they are.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .events import read_jsonl
+
+__all__ = ["detscope_home", "window_runs_root", "make_run_dir", "register_run", "known_runs", "RunSummary",
+           "run_summary", "RunCurves", "run_curves"]
+
+REGISTRY = "runs.txt"
+
+
+def detscope_home() -> Path:
+    """DetScope's own folder: ``$DETSCOPE_HOME``, else the platform's application-data folder
+    (the window's settings, recovery files, sample project and runs live there)."""
+    if os.environ.get("DETSCOPE_HOME"):
+        path = Path(os.environ["DETSCOPE_HOME"])
+    elif sys.platform == "win32":
+        path = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local") / "detscope"
+    elif sys.platform == "darwin":
+        path = Path.home() / "Library" / "Application Support" / "detscope"
+    else:
+        path = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "detscope"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def window_runs_root() -> Path:
+    path = detscope_home() / "runs"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def make_run_dir(root, config_name: str) -> Path:
+    """A new ``root/<config>-YYYYmmdd-HHMMSS`` folder (suffixed ``-2``, ``-3``... if taken)."""
+    base = Path(root) / f"{Path(str(config_name)).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path, k = base, 1
+    while True:
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            k += 1
+            path = base.with_name(f"{base.name}-{k}")
+
+
+def register_run(path) -> None:
+    """Remember a run folder in DetScope's folder, for the window's Runs tab. Best effort: a
+    read-only home only means the window does not list this run."""
+    try:
+        with open(detscope_home() / REGISTRY, "a", encoding="utf-8") as f:
+            f.write(str(Path(path).resolve()) + "\n")
+    except OSError:
+        pass
+
+
+def _is_run(path: Path) -> bool:
+    return path.is_dir() and ((path / "log.jsonl").exists() or (path / "command.txt").exists())
+
+
+def known_runs(root=None) -> list[Path]:
+    """Run folders under ``root`` (default: the window's) and every registered one that still
+    exists, newest first."""
+    root = Path(root) if root is not None else window_runs_root()
+    found = {p.resolve() for p in root.iterdir() if _is_run(p)} if root.is_dir() else set()
+    registry = detscope_home() / REGISTRY
+    if registry.exists():
+        for line in registry.read_text(encoding="utf-8", errors="replace").splitlines():
+            p = Path(line.strip())
+            if line.strip() and _is_run(p):
+                found.add(p.resolve())
+    return sorted(found, key=lambda p: (p / "log.jsonl").stat().st_mtime if (p / "log.jsonl").exists()
+                  else p.stat().st_mtime, reverse=True)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One row of the Runs tab: ``status`` is how the log ends (``end``, ``stop``, ``error``, ``?``)."""
+
+    path: Path
+    config: str
+    status: str
+    aps: tuple[float, ...]
+    checkpoints: tuple[str, ...]
+
+    @property
+    def best_ap(self) -> float | None:
+        return max(self.aps) if self.aps else None
+
+
+def run_summary(path) -> RunSummary:
+    path = Path(path)
+    events = read_jsonl(path / "log.jsonl") if (path / "log.jsonl").exists() else []
+    status = next((e["type"] for e in reversed(events) if e.get("type") in ("end", "stop", "error")), "?")
+    aps = tuple(float(e["metrics"]["AP"]) for e in events if e.get("type") == "eval" and "AP" in e.get("metrics", {}))
+    return RunSummary(path, _config_name(path, events), status, aps, tuple(sorted(p.name for p in path.glob("*.pth"))))
+
+
+def _config_name(path: Path, events: list[dict]) -> str:
+    start = next((e for e in events if e.get("type") == "start" and e.get("config")), None)
+    if start:
+        return Path(str(start["config"])).stem
+    if (path / "command.txt").exists():
+        words = (path / "command.txt").read_text(encoding="utf-8").split(" train ")[-1].split()
+        return Path(words[0]).stem if words else "?"
+    name = path.name.rsplit("-", 2)[0]  # <config>-<date>-<time>
+    return name or "?"
+
+
+@dataclass
+class RunCurves:
+    """The curves of one run, from its events: ``steps`` with each loss term and the lr, and the
+    evaluations as ``(step, AP, AP50)``."""
+
+    name: str
+    steps: list[int] = field(default_factory=list)
+    losses: dict[str, list[float]] = field(default_factory=dict)
+    lr: list[float] = field(default_factory=list)
+    evals: list[tuple[int, float, float]] = field(default_factory=list)
+
+    def add(self, e: dict) -> None:
+        if e.get("type") == "iter":
+            self.steps.append(int(e["global_step"]))
+            self.losses.setdefault("loss", []).append(float(e["loss"]))
+            for k, v in e.get("losses", {}).items():
+                self.losses.setdefault(k, []).append(float(v))
+            self.lr.append(float(e.get("lr", 0.0)))
+        elif e.get("type") == "eval":
+            m = e.get("metrics", {})
+            step = self.steps[-1] if self.steps else 0
+            self.evals.append((step, float(m.get("AP", 0.0)), float(m.get("AP50", 0.0))))
+
+
+def run_curves(path) -> RunCurves:
+    path = Path(path)
+    curves = RunCurves(path.name)
+    for e in read_jsonl(path / "log.jsonl") if (path / "log.jsonl").exists() else []:
+        curves.add(e)
+    return curves
