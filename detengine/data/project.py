@@ -17,7 +17,6 @@ import dataclasses
 import json
 import os
 import re
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -180,9 +179,10 @@ class AnnotationProject:
 
     @classmethod
     def from_voc(cls, root) -> "AnnotationProject":
-        """Every ``Annotations/*.xml`` of a VOC folder; categories numbered 1..K by name. VOC's
-        1-based corners become 0-based pixels (``xmin - 1``, ``xmax``), so a box covers exactly
-        the pixels the XML names; ``difficult`` objects become ``iscrowd`` boxes (ignored)."""
+        """Every ``Annotations/*.xml`` of a VOC folder; categories numbered 1..K by name. Boxes are
+        read as mmdetection reads them (:func:`detengine.data.voc.voc_box`: every corner minus 1),
+        so the window and the CLI train on the same boxes; ``difficult`` objects become
+        ``iscrowd`` boxes (ignored)."""
         root = Path(root).absolute()
         problems: list[DatasetProblem] = []
         parsed = []
@@ -429,37 +429,14 @@ def find_image_root(json_path: Path, data: dict, probe: int = 20) -> Path | None
 
 
 def _parse_voc_xml(path: Path, root: Path):
-    try:
-        tree = ET.parse(path).getroot()
-    except (OSError, ET.ParseError) as exc:
-        raise DatasetError(f"{path}: cannot read VOC XML: {exc}", path=path) from exc
-    file_name = (tree.findtext("filename") or f"{path.stem}.jpg").strip()
+    """(file name, width, height, objects) of one XML, through the one VOC parser."""
+    from .voc import parse_voc_annotation
+    annotation = parse_voc_annotation(path)
+    file_name = annotation.file_name or f"{path.stem}.jpg"
     if not (root / "JPEGImages" / file_name).exists() and (root / "JPEGImages" / f"{path.stem}.jpg").exists():
         file_name = f"{path.stem}.jpg"
-    size = tree.find("size")
-    width = _int_or_none(size.findtext("width") if size is not None else None)
-    height = _int_or_none(size.findtext("height") if size is not None else None)
-    objects = []
-    for k, obj in enumerate(tree.findall("object")):
-        name = (obj.findtext("name") or "").strip()
-        bnd = obj.find("bndbox")
-        try:
-            xmin, ymin, xmax, ymax = (float(bnd.findtext(t)) for t in ("xmin", "ymin", "xmax", "ymax"))
-        except (AttributeError, TypeError, ValueError) as exc:
-            raise DatasetError(f"{path}: object {k} ({name!r}) has no valid bndbox", path=path) from exc
-        if not name or xmax < xmin or ymax < ymin:
-            raise DatasetError(f"{path}: object {k} ({name!r}) is empty or has xmax < xmin", path=path)
-        difficult = (obj.findtext("difficult") or "0").strip() == "1"
-        objects.append((name, (xmin - 1, ymin - 1, xmax, ymax), difficult))
-    return file_name, width, height, objects
-
-
-def _int_or_none(text) -> int | None:
-    try:
-        value = int(float(text))
-    except (TypeError, ValueError):
-        return None
-    return value if value > 0 else None
+    objects = [(o.name, tuple(o.box), o.difficult) for o in annotation.objects]
+    return file_name, annotation.width, annotation.height, objects
 
 
 # --------------------------------------------------------------------------- the sample project

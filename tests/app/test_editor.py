@@ -449,8 +449,17 @@ def test_open_voc_folder_and_save_as_coco(qtbot, tmp_path):
     project = win.doc.project
     assert project.kind == "voc" and project.path is None
     assert [(c.id, c.name) for c in project.categories] == [(1, "car"), (2, "person")]
-    assert boxes(win, 0) == [(1, 2, 10.0, 20.0, 40.0, 60.0), (2, 1, 0.0, 0.0, 10.0, 10.0)]
+    # every corner minus 1, as mmdetection's XMLDataset (and detengine's VocDataset) reads them
+    assert boxes(win, 0) == [(1, 2, 10.0, 20.0, 39.0, 59.0), (2, 1, 0.0, 0.0, 9.0, 9.0)]
     assert project.images[0].boxes[1].iscrowd == 1              # difficult -> ignored
+    from detengine.data.voc import VocDataset
+    (root / "ImageSets" / "Main").mkdir(parents=True, exist_ok=True)
+    ids = [p.stem for p in sorted((root / "Annotations").glob("*.xml"))]
+    (root / "ImageSets" / "Main" / "trainval.txt").write_text("\n".join(ids) + "\n")
+    cli = VocDataset(root, class_names=["car", "person"])._records[ids.index(Path(project.images[0].file_name).stem)]
+    window = [b for b in project.images[0].boxes if not b.iscrowd]
+    assert cli["boxes"].tolist() == [[b.x1, b.y1, b.x2, b.y2] for b in window]  # the CLI trains on the same boxes
+    assert cli["ignore_boxes"].tolist() == [[b.x1, b.y1, b.x2, b.y2] for b in project.images[0].boxes if b.iscrowd]
     dialogs.save_path = str(tmp_path / "out" / "voc.json")
     assert win.save()                                            # no file yet: Save asks where
     assert "ask_save_path" in dialogs.names()
