@@ -21,19 +21,7 @@ from .debug_page import DebugPage
 from .image_loader import image_size, read_image
 from .trace_worker import TraceRunner
 
-__all__ = ["ScanPage", "ScanResult"]
-
-
-class ScanResult:
-    """Per GT of the project: ``rows`` (N, 4) = best IoU, positives, w, h (input px), ``where``
-    (N, 2) = image index, box id; the prior shapes (w, h) per level of the first image; whether
-    the priors are points; whether the assigner depends on the predictions (scanned here with a
-    freshly initialised head)."""
-
-    def __init__(self, rows: np.ndarray, where: np.ndarray, shapes: list[np.ndarray], images: int,
-                 is_point: bool = False, uses_predictions: bool = False, model: str | None = None):
-        self.rows, self.where, self.shapes, self.images = rows, where, shapes, images
-        self.is_point, self.uses_predictions, self.model = is_point, uses_predictions, model
+__all__ = ["ScanPage"]
 
 
 class ScanPage(DebugPage):
@@ -46,7 +34,7 @@ class ScanPage(DebugPage):
         self.runner.done.connect(self._on_done)
         self.runner.failed.connect(lambda _s, _i, text: self.summary.setText(f"scan failed: {text.splitlines()[0]}"))
         self.cancel_event = threading.Event()
-        self.scan: ScanResult | None = None
+        self.scan = None  # detengine.api.ScanResult of the last scan
         self._build()
         self.progress.connect(self._on_progress)
 
@@ -88,21 +76,10 @@ class ScanPage(DebugPage):
 
     # ------------------------------------------------------------------ running
 
-    def snapshot(self) -> list[tuple]:
-        """(index, h, w, boxes, category ids, crowd, box ids, image path) of every image, taken on
-        the GUI thread."""
-        project = self.panel.editor.project
-        out = []
-        for i, record in enumerate(project.images):
-            if record.width is None or record.height is None:
-                size = image_size(project.image_path(i))
-                if size is None:
-                    continue
-                record.width, record.height = size
-            boxes = list(record.boxes)
-            out.append((i, record.height, record.width, [b.xyxy for b in boxes], [b.category_id for b in boxes],
-                        [b.iscrowd for b in boxes], [b.id for b in boxes], str(project.image_path(i))))
-        return out
+    def snapshot(self) -> list:
+        """Every image of the project as the scan needs it, taken on the GUI thread."""
+        from detengine.api import scan_items
+        return scan_items(self.panel.editor.project, size_of=image_size)
 
     def _model_for_scan(self, overrides) -> tuple[str | None, str | None]:
         """(model choice, checkpoint) when the assigner weighs predictions and a model is chosen."""
@@ -132,38 +109,15 @@ class ScanPage(DebugPage):
         self.bar.setValue(0)
 
         def job():
-            from detengine.api import ImageTracer, checkpoint_class_names, class_map, load_model
-            model, name, classes = None, None, num_classes
-            if model_choice is not None:  # the predictions decide the assignment: run the model
-                loaded = load_model(spec_cfg, num_classes, checkpoint)
-                model, name, classes = loaded.model, loaded.name, loaded.num_classes
-            tracer = ImageTracer(spec_cfg if model is None else {**spec_cfg, "model": model.model_cfg},
-                                 num_classes=classes, model=model, model_name=name)
-            _, cat_to_label, _ = class_map(checkpoint_class_names(checkpoint) if checkpoint else None, categories)
-            rows, where, shapes, is_point = [], [], None, False
-            for n, (i, h, w, boxes, cats, crowd, ids, path) in enumerate(items):
-                if cancel.is_set():
-                    break
-                keep = [k for k, c in enumerate(cats) if c in cat_to_label]
-                boxes, labels = [boxes[k] for k in keep], [cat_to_label[cats[k]] for k in keep]
-                crowd, ids = [crowd[k] for k in keep], [ids[k] for k in keep]
-                if model is None:
-                    cov, kept, priors = tracer.coverage_of(h, w, boxes, labels, crowd, model_overrides=overrides)
-                else:
-                    qimage, _error = read_image(path)
-                    if qimage is None:  # unreadable image: skipped, as the list shows it
-                        continue
-                    cov, kept, priors = tracer.coverage_with_model((i, path), qimage_to_rgb(qimage), boxes, labels,
-                                                                   crowd, model_overrides=overrides)
-                rows.append(cov)
-                where += [(i, ids[k]) for k in kept]
-                if shapes is None:
-                    shapes, is_point = _prior_shapes(priors), priors.is_point
-                if n % 10 == 0 or n == len(items) - 1:
-                    progress.emit(n + 1, len(items))
-            rows = np.concatenate(rows) if rows else np.zeros((0, 4))
-            return ScanResult(rows, np.asarray(where, np.int64).reshape(-1, 2), shapes or [], len(items), is_point,
-                              tracer.assigner_uses_predictions(overrides), name)
+            from detengine.api import load_model, scan_project
+            loaded = load_model(spec_cfg, num_classes, checkpoint) if model_choice is not None else None
+
+            def read_rgb(path):
+                qimage, _error = read_image(path)
+                return None if qimage is None else qimage_to_rgb(qimage)
+            return scan_project(items, spec_cfg, categories, loaded=loaded, checkpoint=checkpoint,
+                                model_overrides=overrides, read_rgb=read_rgb, cancel=cancel,
+                                progress=lambda done, total: progress.emit(done, total))
 
         self.runner.request(job, "scan")
 
@@ -183,9 +137,7 @@ class ScanPage(DebugPage):
 
     def weak_rows(self) -> np.ndarray:
         """Indices of the scanned GTs with fewer than k positives, fewest / worst IoU first."""
-        rows = self.scan.rows
-        weak = np.flatnonzero(rows[:, 1] < self.k.value())
-        return weak[np.lexsort((rows[weak, 0], rows[weak, 1]))]
+        return self.scan.weak(self.k.value())
 
     def _show_scan(self, note: str = "") -> None:
         if self.scan is None:
@@ -246,13 +198,3 @@ class ScanPage(DebugPage):
     def shutdown(self) -> None:
         self.cancel_event.set()
         self.runner.stop()
-
-
-def _prior_shapes(priors) -> list[np.ndarray]:
-    """Per level, the (w, h) of each base prior (those of the first cell)."""
-    out = []
-    for level in range(priors.num_levels):
-        idx = priors.cell_indices(level, 0, 0)
-        boxes = priors.boxes[idx].numpy()
-        out.append(np.stack([boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]], axis=1))
-    return out

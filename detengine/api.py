@@ -40,6 +40,8 @@ _LAZY = {
     "checkpoint_class_names": "project_eval", "class_map": "project_eval", "per_image_counts": "project_eval",
     "match_detections": "project_eval", "evaluate_predictions": "project_eval", "predict_images": "project_eval",
     "COCO_METRIC_NAMES": "evaluation", "write_results": "evaluation",
+    # the dataset scan
+    "ScanItem": "scan", "ScanResult": "scan", "scan_items": "scan", "scan_project": "scan",
     # training runs
     "load_cfg": "train.runner", "read_jsonl": "train.events", "write_control": "train.control",
     "make_run_dir": "train.runs", "known_runs": "train.runs", "run_summary": "train.runs", "RunSummary": "train.runs",

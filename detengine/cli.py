@@ -137,6 +137,53 @@ def _add_eval_export(sub) -> None:
     _add_data_args(p)
 
 
+def _add_scan(sub) -> None:
+    p = sub.add_parser("scan", help="every GT of a dataset under a config's assigner: the GTs with too few positives",
+                       description="The window's Dataset scan from the command line: each GT's best prior IoU and "
+                                   "positives under the config's assigner, listing the GTs with fewer than K.")
+    p.add_argument("path", help="a COCO JSON file, a Pascal VOC folder or a folder of images")
+    p.add_argument("--config", required=True, help="config file or shipped name (ssd300_coco, ...)")
+    p.add_argument("--fewer-than", type=int, default=1, metavar="K", help="list GTs with fewer than K positives "
+                                                                          "(default 1: the GTs with none)")
+    p.add_argument("--checkpoint", help="the model whose predictions a prediction-weighing assigner (RTMDet's "
+                                        "DSL) uses; without it, a freshly initialised head")
+
+
+def _run_scan(args) -> int:
+    from .api import AnnotationProject, load_model
+    from .config import load_config
+    from .scan import scan_items, scan_project
+    project = AnnotationProject.open(args.path)
+    cfg = load_config(resolve_config(args.config)).to_dict()
+    categories = list(project.categories)
+    loaded = load_model(cfg, max(1, len(categories)), args.checkpoint) if args.checkpoint else None
+    result = scan_project(scan_items(project, size_of=_image_size), cfg, categories, loaded=loaded,
+                          checkpoint=args.checkpoint)
+    rows, where = result.rows, result.where
+    weak = result.weak(args.fewer_than)
+    print(f"{len(rows)} GTs in {result.images} images; {len(weak)} with fewer than {args.fewer_than} positives")
+    if len(weak):
+        print("  image  file                              box id  w x h (input px)  best IoU  positives")
+    for r in weak:
+        image, box_id = int(where[r, 0]), int(where[r, 1])
+        iou = "-" if result.is_point else f"{rows[r, 0]:.3f}"
+        size = f"{rows[r, 2]:.0f}x{rows[r, 3]:.0f}"
+        print(f"  {image + 1:<6} {project.images[image].file_name:<33} {box_id:>6}  {size:>16}  {iou:>8}  "
+              f"{int(rows[r, 1]):>9}")
+    return 0
+
+
+def _image_size(path):
+    """(width, height) from the file (images without a size in the annotation file)."""
+    from .data.errors import ImageReadError
+    from .data.folder import read_image
+    try:
+        h, w = read_image(path).shape[:2]
+    except ImageReadError:
+        return None
+    return w, h
+
+
 def inject_nan_fault(trainer) -> None:
     """Fault injection for testing error paths (the window's NaN message): with
     ``DETSCOPE_FAULT_NAN_AT_STEP=N`` in the environment, the loss of global step N is NaN (under
@@ -217,8 +264,10 @@ def main(argv=None) -> int:
     _add_inspect(sub)
     _add_train(sub)
     _add_eval_export(sub)
+    _add_scan(sub)
     args = parser.parse_args(argv)
-    commands = {"inspect": _run_inspect, "train": _run_train, "eval": _run_eval, "export": _run_export}
+    commands = {"inspect": _run_inspect, "train": _run_train, "eval": _run_eval, "export": _run_export,
+                "scan": _run_scan}
     try:
         return commands[args.command](args)
     except (ValueError, TypeError, KeyError, FileNotFoundError) as exc:  # bad config or input: a message

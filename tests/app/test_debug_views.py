@@ -271,6 +271,30 @@ def test_dataset_scan_lists_weak_gts_and_jumps_to_them(qtbot, win):
     assert int(result["main"].trace.coverage.num_pos[k]) == int(scan.rows[weak[0], 1])
 
 
+def test_detengine_scan_prints_the_gts_the_window_lists(qtbot, win):
+    """``detengine scan`` on the project's file lists the same GTs, in the same order, with the same
+    positives as the window's Dataset scan (one engine function behind both)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    open_view(qtbot, win, "scan")
+    page = win.debug_panel.pages["scan"]
+    with qtbot.waitSignal(page.runner.done, timeout=TIMEOUT):
+        page.run_scan()
+    page.k.setValue(3)
+    window = [(int(page.table.item(r, 0).text()), int(page.table.item(r, 2).text()), int(page.table.item(r, 5).text()))
+              for r in range(page.table.rowCount())]
+    assert window
+    proc = subprocess.run([sys.executable, "-m", "detengine", "scan", str(win.doc.project.path), "--config",
+                           "ssd300_coco", "--fewer-than", "3"], capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith(f"{len(page.scan.rows)} GTs in {page.scan.images} images; {len(window)} with fewer")
+    cli = [(int(line.split()[0]), int(line.split()[2]), int(line.split()[-1])) for line in lines[2:]]
+    assert cli == window
+
+
 def test_dataset_scan_of_point_priors_counts_positives_not_iou(qtbot, win):
     from app.debug_panel import NO_MODEL
     open_view(qtbot, win, "scan", config="rtmdet_tiny_coco")
