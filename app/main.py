@@ -179,12 +179,12 @@ def main(argv=None) -> int:
 
 
 def _create_window(args, defer_engine: bool):
-    from .main_window import MainWindow
+    from app.main_window import MainWindow
     for flag, value in (("--open", args.open_path), ("--checkpoint", args.checkpoint)):
         if value is not None and not Path(value).exists():
             print(f"detscope: {flag} {value}: no such file or folder", file=sys.stderr)
             return None
-    from .dialogs import ConsoleDialogs
+    from app.dialogs import ConsoleDialogs
     offscreen = args.screenshot is not None
     try:
         window = MainWindow(open_path=args.open_path, image_index=args.image, view=args.view, config=args.config,

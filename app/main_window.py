@@ -19,14 +19,14 @@ from PySide6.QtCore import QByteArray, QEvent, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QMenu, QTabWidget
 
-from .canvas import Canvas
-from .class_panel import ClassPanel
-from .dialogs import Dialogs
-from .document import Document, load_recovery, pending_recovery
-from .editor import Editor
-from .image_list_panel import ImageListPanel
-from .image_loader import image_size
-from .paths import home_dir, settings
+from app.annotate.canvas import Canvas
+from app.annotate.class_panel import ClassPanel
+from app.annotate.document import Document, load_recovery, pending_recovery
+from app.annotate.editor import Editor
+from app.annotate.image_list_panel import ImageListPanel
+from app.annotate.image_loader import image_size
+from app.dialogs import Dialogs
+from app.paths import home_dir, settings
 
 if TYPE_CHECKING:
     from detengine.api import AnnotationProject
@@ -100,9 +100,9 @@ class MainWindow(QMainWindow):
 
     def _build_panels(self, config: str) -> None:
         """The debug, training and evaluation panels (these import the engine: PyTorch, torchvision)."""
-        from .debug_panel import DebugPanel, _load_cfg
-        from .eval_panel import EvalPanel
-        from .training_panel import TrainingPanel
+        from app.debug.debug_panel import DebugPanel, _load_cfg
+        from app.training.eval_panel import EvalPanel
+        from app.training.training_panel import TrainingPanel
         _load_cfg(config)            # a broken config raises here, before the panel starts its trace thread
         self.debug_panel = DebugPanel(self.canvas, self.editor, config)
         self.training_panel = TrainingPanel(self)
@@ -705,8 +705,8 @@ def _dropped_path(mime) -> str | None:
 
 
 def _import_panel_modules() -> None:
-    for name in ("debug_panel", "training_panel", "eval_panel"):
-        importlib.import_module(f".{name}", __package__)
+    for name in ("app.debug.debug_panel", "app.training.training_panel", "app.training.eval_panel"):
+        importlib.import_module(name)
 
 
 def _placeholder() -> QLabel:

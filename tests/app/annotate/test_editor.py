@@ -18,15 +18,14 @@ from PySide6.QtGui import QColor, QContextMenuEvent, QDragEnterEvent, QDropEvent
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
-from app import document
+from app.annotate import document
+from app.annotate.image_list_panel import PROBLEM_MARK, UNSAVED_MARK
 from app.dialogs import SHORTCUTS
-from app.image_list_panel import PROBLEM_MARK, UNSAVED_MARK
 from app.main_window import MainWindow
 from app.paths import settings
+from tests.app.projects import FakeDialogs, make_coco_project, make_voc_folder, write_image
 
-from .projects import FakeDialogs, make_coco_project, make_voc_folder, write_image
-
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 L = Qt.MouseButton.LeftButton
 

@@ -19,7 +19,7 @@ from detengine.api import write_control
 
 __all__ = ["TrainingProcess", "ROOT"]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the folder holding the app and detengine packages
 POLL_MS = 150
 STOP_GRACE_MS = 60_000
 

@@ -10,7 +10,7 @@ import torch
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 
-from app.anchors_page import MIN_SCREEN_STRIDE_PX
+from app.debug.anchors_page import MIN_SCREEN_STRIDE_PX
 from detengine.api import Stage
 from tests.engine.test_nms_mmcv import mmcv_batched_nms
 
@@ -110,7 +110,7 @@ def test_the_window_and_the_cli_flag_the_same_weak_gts(qtbot, win, tmp_path):
            "--json", str(out)]
     for gt in gts:
         cmd += ["--gt", gt]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2], timeout=120)
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[3], timeout=120)
     assert proc.returncode == 0, proc.stderr
     cli_weak = [r["gt"] for r in json.loads(out.read_text())["gt_coverage"] if r["weak"]]
     assert red == cli_weak == trace.coverage.weak.nonzero().view(-1).tolist()
@@ -287,7 +287,7 @@ def test_detengine_scan_prints_the_gts_the_window_lists(qtbot, win):
     assert window
     proc = subprocess.run([sys.executable, "-m", "detengine", "scan", str(win.doc.project.path), "--config",
                            "ssd300_coco", "--fewer-than", "3"], capture_output=True, text=True, timeout=300,
-                          cwd=Path(__file__).resolve().parents[2])
+                          cwd=Path(__file__).resolve().parents[3])
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0].startswith(f"{len(page.scan.rows)} GTs in {page.scan.images} images; {len(window)} with fewer")
@@ -296,7 +296,7 @@ def test_detengine_scan_prints_the_gts_the_window_lists(qtbot, win):
 
 
 def test_dataset_scan_of_point_priors_counts_positives_not_iou(qtbot, win):
-    from app.debug_panel import NO_MODEL
+    from app.debug.debug_panel import NO_MODEL
     open_view(qtbot, win, "scan", config="rtmdet_tiny_coco")
     win.debug_panel.set_model_choice(NO_MODEL)                                 # no model: an untrained head's outputs
     page = win.debug_panel.pages["scan"]
@@ -314,7 +314,7 @@ def test_dataset_scan_of_point_priors_counts_positives_not_iou(qtbot, win):
 def test_dsl_scan_with_a_model_agrees_with_the_assignment_view(qtbot, win):
     """RTMDet's assigner weighs the predictions: with a model chosen the scan runs it on every
     image, and a scanned GT has the positives the Assignment view shows for it."""
-    from app.debug_panel import RANDOM_INIT
+    from app.debug.debug_panel import RANDOM_INIT
     panel = win.debug_panel
     open_view(qtbot, win, "assign", image=3, config="rtmdet_tiny_coco")
     panel.set_model_choice(RANDOM_INIT)

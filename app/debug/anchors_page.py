@@ -14,8 +14,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QFontDatabase
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QSplitter, QVBoxLayout
 
-from .debug_common import fill_table, gt_color, level_color, level_row_text, make_table
-from .debug_page import DebugPage
+from app.debug.debug_page import DebugPage
+from app.debug_common import fill_table, gt_color, level_color, level_row_text, make_table
 
 __all__ = ["AnchorsPage", "MODES", "MIN_SCREEN_STRIDE_PX", "draw_gt_tags", "input_point"]
 

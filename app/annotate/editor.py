@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Signal
 
-from .canvas import MIN_BOX_PX, Canvas, clamp_shift
-from .colors import class_color
-from .commands import NUDGE_MERGE_ID, AddBoxes, RemoveBoxes, ReplaceBoxes
-from .document import Document
-from .image_loader import ImageCache
+from app.annotate.canvas import MIN_BOX_PX, Canvas, clamp_shift
+from app.annotate.commands import NUDGE_MERGE_ID, AddBoxes, RemoveBoxes, ReplaceBoxes
+from app.annotate.document import Document
+from app.annotate.image_loader import ImageCache
+from app.colors import class_color
 
 if TYPE_CHECKING:                # detengine.data imports torch: not before the window shows (app/main.py)
     from detengine.api import Box

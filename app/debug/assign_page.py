@@ -23,11 +23,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.debug.anchors_page import coverage_rows, draw_gt_tags, input_point
+from app.debug.debug_page import DebugPage
+from app.debug_common import ASSIGNER_PARAMS, fill_table, gt_color, make_table, threshold_slider
 from detengine.api import REASON_TEXT
-
-from .anchors_page import coverage_rows, draw_gt_tags, input_point
-from .debug_common import ASSIGNER_PARAMS, fill_table, gt_color, make_table, threshold_slider
-from .debug_page import DebugPage
 
 __all__ = ["AssignPage", "ParamEditor", "why_text"]
 

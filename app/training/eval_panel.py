@@ -23,12 +23,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.annotate.commands import AddBoxes
+from app.colors import class_color
+from app.debug_common import fill_table, make_table
+from app.trace_worker import TraceRunner
 from detengine.api import COCO_METRIC_NAMES, Box, split_indices, write_results
-
-from .colors import class_color
-from .commands import AddBoxes
-from .debug_common import fill_table, make_table
-from .trace_worker import TraceRunner
 
 __all__ = ["EvalPanel"]
 

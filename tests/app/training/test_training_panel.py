@@ -116,7 +116,7 @@ def test_a_diverging_run_shows_the_message_and_the_window_stays(qtbot, win, monk
 
 
 def test_run_list_follows_a_growing_log_and_warnings_reach_the_log(win):
-    from app.training_panel import RunCurves, runs_root
+    from app.training.training_panel import RunCurves, runs_root
     panel = win.training_panel
     run = runs_root() / "tinyssd_synthetic-20261122-000000"
     run.mkdir(parents=True)

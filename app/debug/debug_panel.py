@@ -14,16 +14,15 @@ from PySide6.QtCore import QTimer, Signal
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLabel, QPushButton, QTabWidget, QVBoxLayout, QWidget
 
+from app.debug.anchors_page import AnchorsPage
+from app.debug.assign_page import AssignPage
+from app.debug.loss_page import LossPage
+from app.debug.nms_page import NmsPage
+from app.debug.overlay import Overlay
+from app.debug.scan_page import ScanPage
+from app.debug_common import config_snippet, qimage_to_rgb
+from app.trace_worker import TraceRunner
 from detengine.api import ImageTracer, load_model, resolve_config, shipped_configs
-
-from .anchors_page import AnchorsPage
-from .assign_page import AssignPage
-from .debug_common import config_snippet, qimage_to_rgb
-from .loss_page import LossPage
-from .nms_page import NmsPage
-from .overlay import Overlay
-from .scan_page import ScanPage
-from .trace_worker import TraceRunner
 
 __all__ = ["DebugPanel", "RANDOM_INIT", "NO_MODEL"]
 

@@ -19,9 +19,8 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QUndoGroup, QUndoStack
 
+from app.paths import recovery_dir
 from detengine.api import atomic_write_text
-
-from .paths import recovery_dir
 
 if TYPE_CHECKING:                # detengine.data imports torch: not before the window shows (app/main.py)
     from detengine.api import AnnotationProject, Box, Category

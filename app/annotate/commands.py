@@ -1,5 +1,5 @@
 """Undo commands for box edits. Each command changes the project only through the
-:class:`~app.document.Document`'s three box primitives, so every change emits one signal and
+:class:`~app.annotate.document.Document`'s three box primitives, so every change emits one signal and
 marks the image, and undo/redo replay exactly the same primitives in reverse."""
 from __future__ import annotations
 

@@ -10,12 +10,11 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QCheckBox, QFormLayout, QHBoxLayout, QPlainTextEdit, QSpinBox, QSplitter, QVBoxLayout
 
+from app.colors import class_color
+from app.debug.anchors_page import draw_gt_tags
+from app.debug.debug_page import DebugPage
+from app.debug_common import fill_table, make_table, threshold_slider
 from detengine.api import STAGE_TEXT, Stage, match_detections
-
-from .anchors_page import draw_gt_tags
-from .colors import class_color
-from .debug_common import fill_table, make_table, threshold_slider
-from .debug_page import DebugPage
 
 __all__ = ["NmsPage", "match_detections", "TP_COLOR", "FP_COLOR"]
 

@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
     QGraphicsView,
 )
 
-from .box_item import HANDLE_PX, BoxItem, handle_points
+from app.annotate.box_item import HANDLE_PX, BoxItem, handle_points
 
 __all__ = ["Canvas", "MIN_BOX_PX", "clamp_shift"]
 

@@ -31,6 +31,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.debug_common import fill_table, make_table
+from app.training.training_process import TrainingProcess
 from detengine.api import (
     RunCurves,
     known_runs,
@@ -43,9 +45,6 @@ from detengine.api import (
     window_runs_root,
     write_split,
 )
-
-from .debug_common import fill_table, make_table
-from .training_process import TrainingProcess
 
 __all__ = ["TrainingPanel", "runs_root", "smooth", "device_choices"]
 
@@ -310,7 +309,7 @@ class TrainingPanel(QWidget):
 
     def _readable(self, train: list[int], val: list[int]) -> tuple[list[int], list[int]]:
         """Leave out images that cannot be read (one bad file would stop the trainer)."""
-        from .image_loader import image_size
+        from app.annotate.image_loader import image_size
         project = self.doc.project
         known_bad = set(self.window.image_list.model.problems)
         bad = {i for i in train + val if i in known_bad or image_size(project.image_path(i)) is None}

@@ -16,10 +16,10 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QSpinBox, QSplitter, QVBoxLayout
 
-from .debug_common import fill_table, level_color, make_table, qimage_to_rgb
-from .debug_page import DebugPage
-from .image_loader import image_size, read_image
-from .trace_worker import TraceRunner
+from app.annotate.image_loader import image_size, read_image
+from app.debug.debug_page import DebugPage
+from app.debug_common import fill_table, level_color, make_table, qimage_to_rgb
+from app.trace_worker import TraceRunner
 
 __all__ = ["ScanPage"]
 

@@ -11,9 +11,9 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QSplitter, QVBoxLayout
 
-from .anchors_page import draw_gt_tags
-from .debug_common import fill_table, gt_color, make_table
-from .debug_page import DebugPage
+from app.debug.anchors_page import draw_gt_tags
+from app.debug.debug_page import DebugPage
+from app.debug_common import fill_table, gt_color, make_table
 
 __all__ = ["LossPage", "HARD_NEG_COLOR"]
 

@@ -1,0 +1,1 @@
+"""The annotation editor: canvas, boxes, undo commands, the document, image and class lists."""

@@ -1,0 +1,1 @@
+"""Training and evaluation from the window: the panels and the training child process."""
