@@ -230,12 +230,6 @@ class Document(QObject):
     def discard_recovery(self) -> None:
         self.recovery_path().unlink(missing_ok=True)
 
-    def flush_autosave(self) -> None:
-        """Write the pending autosave now (used before quitting)."""
-        if self._autosave.isActive():
-            self._autosave.stop()
-            self.write_recovery()
-
 
 def _project_key(project: AnnotationProject) -> str:
     return str(project.path) if project.path is not None else f"{project.kind}:{project.image_root}"

@@ -217,7 +217,8 @@ class AssignPage(DebugPage):
             core = head_core_for(cfg["model"])
             built = {k: v for k, v in vars(core.assigner).items() if isinstance(v, (int, float))}
             assigner = {"type": type(core.assigner).__name__, **assigner}
-        except Exception:
+        except (ValueError, KeyError, TypeError) as exc:  # the trace reports the same error in full
+            self.panel.message.emit(f"assigner parameters unavailable: {exc}")
             built = {}
         for editor in (self.editor_a, self.editor_b):
             editor.set_base(assigner, built)

@@ -261,7 +261,8 @@ class DebugPanel(QWidget):
             from detengine.api import head_core_for
             try:
                 return head_core_for(self.cfg["model"]).needs_predictions()
-            except Exception:
+            except (ValueError, KeyError, TypeError) as exc:  # the trace reports it in full
+                self.message.emit(f"cannot build the head of {Path(self.config).name}: {exc}")
                 return False
         return False
 

@@ -88,7 +88,8 @@ class ScanPage(DebugPage):
         cfg = self.panel.cfg["model"]
         try:
             uses = head_core_for(merge_dicts(cfg, overrides) if overrides else cfg).needs_predictions()
-        except Exception:
+        except (ValueError, KeyError, TypeError) as exc:  # a config the engine cannot build: say so
+            self.panel.message.emit(f"dataset scan: cannot build the head ({exc}); scanning without a model")
             uses = False
         choice = self.panel.model_choice()
         if not uses or not self.panel.has_model():

@@ -46,7 +46,7 @@ from detengine.api import (
     write_split,
 )
 
-__all__ = ["TrainingPanel", "runs_root", "smooth", "device_choices"]
+__all__ = ["TrainingPanel", "runs_root", "smooth", "Smoother", "device_choices"]
 
 _CURVE_COLORS = ["#ffffff", "#4ea1ff", "#ff9f0a", "#3ddbb0", "#ff7eb6", "#b48cff"]
 
@@ -72,6 +72,25 @@ def smooth(values: np.ndarray, weight: float) -> np.ndarray:
     return out
 
 
+class Smoother:
+    """:func:`smooth` of a growing series, extended incrementally: a new point costs O(1), not a
+    pass over the whole history (245 ms per redraw of a 500k-point curve before)."""
+
+    def __init__(self):
+        self.weight, self.acc, self.norm, self.out = None, 0.0, 0.0, []
+
+    def __call__(self, values, weight: float) -> np.ndarray:
+        if weight <= 0:
+            return np.asarray(values, dtype=np.float64)
+        if weight != self.weight or len(values) < len(self.out):  # another weight, or another run
+            self.weight, self.acc, self.norm, self.out = weight, 0.0, 0.0, []
+        for v in values[len(self.out):]:
+            self.acc = weight * self.acc + (1 - weight) * v
+            self.norm = weight * self.norm + (1 - weight)
+            self.out.append(self.acc / self.norm)
+        return np.asarray(self.out, dtype=np.float64)
+
+
 def device_choices() -> list[tuple[str, str]]:
     """(label, value): CUDA devices with their names when available, then the CPU."""
     out = []
@@ -95,6 +114,9 @@ class TrainingPanel(QWidget):
         self.window = window
         self.process: TrainingProcess | None = None
         self.curves: RunCurves | None = None
+        self.live: RunCurves | None = None                 # the running run's curves (shown or not)
+        self._curve_items: dict[tuple, tuple] = {}        # key -> (plot, item), made once, updated with setData
+        self._smoothers: dict[tuple, Smoother] = {}
         self.overlays: dict[str, RunCurves] = {}
         self.split: tuple[list[int], list[int]] | None = None
         self.split_seed = 0
@@ -451,29 +473,42 @@ class TrainingPanel(QWidget):
     # ------------------------------------------------------------------ curves
 
     def redraw_curves(self) -> None:
-        self.loss_plot.clear()
-        self.lr_plot.clear()
-        self.ap_plot.clear()
+        """Curve items are made once and updated with ``setData`` (smoothing extended per point);
+        items of curves no longer shown are removed."""
         weight = self.smoothing.value() / 100
-        for n, (name, run) in enumerate(self.overlays.items()):
+        shown = set()
+
+        def put(plot, key, x, y, **style):
+            if key not in self._curve_items:
+                self._curve_items[key] = (plot, plot.plot(**style))
+            self._curve_items[key][1].setData(x, y)
+            shown.add(key)
+        for name, run in self.overlays.items():
             if run.steps:
-                self.loss_plot.plot(run.steps, smooth(np.array(run.losses["loss"]), weight),
-                                    pen=pg.mkPen("#808080", width=1, style=Qt.PenStyle.DashLine), name=f"{name} loss")
+                put(self.loss_plot, ("overlay", name), run.steps, self._smoothed((name, "loss"), run.losses["loss"], weight),
+                    pen=pg.mkPen("#808080", width=1, style=Qt.PenStyle.DashLine), name=f"{name} loss")
         run = self.curves
-        if run is None or not run.steps:
-            return
-        for n, (name, values) in enumerate(run.losses.items()):
-            self.loss_plot.plot(run.steps, smooth(np.array(values), weight),
-                                pen=pg.mkPen(_CURVE_COLORS[n % len(_CURVE_COLORS)], width=1.5), name=name)
-        self.lr_plot.plot(run.steps, run.lr, pen=pg.mkPen("#3ddbb0"))
-        if run.evals:
-            steps, ap, ap50 = zip(*run.evals)
-            self.ap_plot.plot(steps, ap, pen="#4ea1ff", symbol="o", symbolSize=6, name="AP")
-            self.ap_plot.plot(steps, ap50, pen="#ff9f0a", symbol="t", symbolSize=6, name="AP50")
+        if run is not None and run.steps:
+            for n, (name, values) in enumerate(run.losses.items()):
+                put(self.loss_plot, ("loss", name), run.steps, self._smoothed((run.name, name), values, weight),
+                    pen=pg.mkPen(_CURVE_COLORS[n % len(_CURVE_COLORS)], width=1.5), name=name)
+            put(self.lr_plot, ("lr",), run.steps, run.lr, pen=pg.mkPen("#3ddbb0"))
+            if run.evals:
+                steps, ap, ap50 = zip(*run.evals)
+                put(self.ap_plot, ("AP",), steps, ap, pen="#4ea1ff", symbol="o", symbolSize=6, name="AP")
+                put(self.ap_plot, ("AP50",), steps, ap50, pen="#ff9f0a", symbol="t", symbolSize=6, name="AP50")
+        for key in [k for k in self._curve_items if k not in shown]:
+            plot, item = self._curve_items.pop(key)
+            plot.removeItem(item)  # and its legend entry
+
+    def _smoothed(self, key, values, weight: float) -> np.ndarray:
+        smoother = self._smoothers.get(key)
+        if smoother is None:
+            smoother = self._smoothers[key] = Smoother()
+        return smoother(values, weight)
 
     def curve_points(self) -> int:
-        live = getattr(self, "live", None)
-        return 0 if live is None else len(live.steps)
+        return 0 if self.live is None else len(self.live.steps)
 
     # ------------------------------------------------------------------ runs
 

@@ -184,3 +184,34 @@ def test_a_cli_run_appears_in_the_runs_tab(win, tmp_path):
     r = rows[run.name]
     assert [panel.runs.item(r, c).text() for c in (1, 2)] == ["tinyssd_banana", "end"]
     assert panel.runs.item(r, 3).text() != "-" and "last.pth" in panel.runs.item(r, 4).text()
+
+
+def test_curves_are_made_once_and_smoothed_incrementally(win):
+    """Redraws update the same plot items; the incremental smoothing equals a full re-smoothing."""
+    import numpy as np
+
+    from app.training.training_panel import Smoother, smooth
+    from detengine.api import RunCurves
+    panel = win.training_panel
+    panel.curves = panel.live = RunCurves("live")
+    values = []
+    for step in range(300):
+        loss = 1.0 / (1 + step) + 0.1 * np.sin(step)
+        values.append(loss)
+        panel._on_event({"type": "iter", "global_step": step, "epoch": 0, "iter": step, "iters_per_epoch": 300,
+                         "max_epochs": 1, "images_per_s": 10.0, "loss": loss, "losses": {"loss_cls": loss / 2},
+                         "lr": 0.01})
+        if step in (10, 299):
+            panel.redraw_curves()
+            if step == 10:
+                items = {k: v[1] for k, v in panel._curve_items.items()}
+    assert {k: v[1] for k, v in panel._curve_items.items()} == items  # the same items, updated
+    x, y = panel._curve_items[("loss", "loss")][1].getData()
+    np.testing.assert_allclose(y, smooth(np.array(values), 0.6), rtol=1e-12)
+    s = Smoother()
+    np.testing.assert_allclose(s(values[:5], 0.3), smooth(np.array(values[:5]), 0.3))
+    np.testing.assert_allclose(s(values, 0.3), smooth(np.array(values), 0.3))
+    np.testing.assert_allclose(s(values, 0.9), smooth(np.array(values), 0.9))  # a new weight starts over
+    panel.curves = None
+    panel.redraw_curves()
+    assert panel._curve_items == {}
