@@ -54,6 +54,9 @@ class MainWindow(QMainWindow):
         self.doc: Document | None = None
         self.engine_loaded = False              # the debug, training and evaluation panels exist
         self._closed = False
+        self._pending_steps: list | None = None     # the engine-loading steps not started yet
+        self._unpainted_timer: QTimer | None = None  # starts loading if no paint event comes
+        self.box_menu = None                         # the open class popup of a box
         self.canvas = Canvas()
         self.setCentralWidget(self.canvas)
         self.editor = Editor(self.canvas, self)
@@ -554,7 +557,7 @@ class MainWindow(QMainWindow):
             self.show_message(f"deleted class {name!r}: {len(changed)} image(s) changed")
 
     def _box_menu(self, box_id: int, global_pos) -> None:
-        if getattr(self, "box_menu", None) is not None:
+        if self.box_menu is not None:
             self.box_menu.deleteLater()
         menu = QMenu(self)
         current = {b.category_id for b in self.editor.selected_boxes()}

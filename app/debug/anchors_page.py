@@ -66,6 +66,7 @@ class AnchorsPage(DebugPage):
         self.mode = "all"
         self.cell: tuple[int, int] | None = None
         self.note = ""
+        self.click_input: tuple[float, float] | None = None  # the last click, in network-input pixels
         self._build()
 
     def _build(self) -> None:
@@ -161,7 +162,7 @@ class AnchorsPage(DebugPage):
         sl = priors.level_slice(level)
         per_cell = priors.num_base_priors[level]
         if self.mode == "cell":
-            point = getattr(self, "click_input", None)
+            point = self.click_input
             row, col = priors.cell_at(level, *point) if point is not None else (0, 0)
             self.cell = (row, col)
             idx = priors.cell_indices(level, row, col)

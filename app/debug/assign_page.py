@@ -79,6 +79,8 @@ class ParamEditor(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.base: dict = {}
+        self.built: dict = {}                          # the assigner's values as the config builds it
+        self.touched: set[str] = set()                 # only what the user changed is sent as an override
         self.type_combo = QComboBox()
         for name in ASSIGNER_PARAMS:
             self.type_combo.addItem(name, name)
@@ -109,7 +111,7 @@ class ParamEditor(QWidget):
         while self.form.rowCount():
             self.form.removeRow(0)
         self.widgets = {}
-        self.touched: set[str] = set()             # only what the user changed is sent as an override
+        self.touched = set()
         for name, kind, lo, hi, step in ASSIGNER_PARAMS[self.type_combo.currentData()]:
             value = values.get(name)
             if isinstance(value, (list, tuple)):          # a (lo, hi) negative range: not editable here
@@ -270,12 +272,12 @@ class AssignPage(DebugPage):
         self._draw_heat(it)
         if self.why_prior is not None and self.why_prior < len(trace.priors):
             self._draw_why(it, overlay, self.why_prior)
-        self.counts_text = (f"{trace.assigner_name}: {ar.num_pos} positive, {ar.num_neg} negative, "
+        counts = (f"{trace.assigner_name}: {ar.num_pos} positive, {ar.num_neg} negative, "
                             f"{ar.num_ignored} ignored")
         if other is not None:
             o = other.trace.assign_result
-            self.counts_text += f"  |  B {other.trace.assigner_name}: {o.num_pos} / {o.num_neg} / {o.num_ignored}"
-        self.counts.setText(self.counts_text)
+            counts += f"  |  B {other.trace.assigner_name}: {o.num_pos} / {o.num_neg} / {o.num_ignored}"
+        self.counts.setText(counts)
 
     def _draw_labels(self, it, overlay) -> None:
         trace = it.trace

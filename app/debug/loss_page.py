@@ -148,7 +148,6 @@ class LossPage(DebugPage):
         plot.addItem(pg.BarGraphItem(x=[0, 1], height=[b["cls_positive"], b["cls_negative"]], width=0.6,
                                      brushes=["#3ddbb0", "#8a8f98"]))
         plot.getAxis("bottom").setTicks([[(0, "pos"), (1, "neg")]])
-        self.chart_total = float(cls_l.sum() + reg_l.sum())
 
     def _draw_heat(self, trace) -> None:
         """Classification loss per cell (summed over the cell's priors), one image per level."""

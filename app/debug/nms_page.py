@@ -30,6 +30,8 @@ class NmsPage(DebugPage):
         super().__init__(panel)
         self.focus: int | None = None          # candidate index clicked
         self.defaults: dict = {}
+        self.initial: dict = {}                # the sliders' positions for the config's test_cfg
+        self.summary = ""                      # the detections line shown when no box is clicked
         self._build()
         self.config_changed(panel.cfg)
 
@@ -136,7 +138,6 @@ class NmsPage(DebugPage):
         label_to_cat = self.panel.label_to_cat()
         trace = it.trace
         tp, _, missed = match_detections(record.boxes, record.scores, record.labels, trace.gt_boxes, trace.gt_labels)
-        self.tp, self.missed = tp, missed
         boxes = it.to_original(record.boxes.numpy())
         for d in range(len(boxes)):
             label = int(record.labels[d])

@@ -35,6 +35,7 @@ class ScanPage(DebugPage):
         self.runner.failed.connect(lambda _s, _i, text: self.summary.setText(f"scan failed: {text.splitlines()[0]}"))
         self.cancel_event = threading.Event()
         self.scan = None  # detengine.api.ScanResult of the last scan
+        self.scatter = None  # the GT scatter's plot item (clickable points)
         self._build()
         self.progress.connect(self._on_progress)
 
@@ -131,7 +132,6 @@ class ScanPage(DebugPage):
         self.cancel.setEnabled(False)
         self.scan = result
         cancelled = " (cancelled)" if self.cancel_event.is_set() else ""
-        self.scan_seconds = seconds
         self._show_scan(cancelled)
 
     # ------------------------------------------------------------------ showing

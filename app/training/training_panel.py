@@ -114,6 +114,8 @@ class TrainingPanel(QWidget):
         self.window = window
         self.process: TrainingProcess | None = None
         self.curves: RunCurves | None = None
+        self.doc = None                                    # the open document (set_document)
+        self._runs: list[Path] = []                        # the Runs tab's rows
         self.live: RunCurves | None = None                 # the running run's curves (shown or not)
         self._curve_items: dict[tuple, tuple] = {}        # key -> (plot, item), made once, updated with setData
         self._smoothers: dict[tuple, Smoother] = {}
@@ -442,7 +444,6 @@ class TrainingPanel(QWidget):
             self.status.setText(f"epoch {e['epoch'] + 1}/{e['max_epochs']}, iteration {e['iter'] + 1}/"
                                 f"{e['iters_per_epoch']}, {e['images_per_s']:.1f} images/s, ETA {eta // 60}:{eta % 60:02d}, "
                                 f"loss {e['loss']:.4f}")
-            self._curves_dirty = True
         elif kind in ("eval",):
             m = e["metrics"]
             self._append_log(f"epoch {e['epoch'] + 1}: AP {m['AP']:.4f}, AP50 {m['AP50']:.4f}")
@@ -540,7 +541,7 @@ class TrainingPanel(QWidget):
 
     def selected_run(self) -> Path | None:
         row = self.runs.currentRow()
-        return self._runs[row] if 0 <= row < len(getattr(self, "_runs", [])) else None
+        return self._runs[row] if 0 <= row < len(self._runs) else None
 
     def _curves_of(self, run: Path) -> RunCurves:
         return run_curves(run)

@@ -210,7 +210,10 @@ def test_loss_chart_total_equals_the_detectors_loss(qtbot, win):
     page = win.debug_panel.pages["loss"]
     losses = detector_losses(win, result)
     total = float(sum(losses.values()))
-    assert page.chart_total == pytest.approx(total, abs=1e-5, rel=1e-6)
+    import pyqtgraph as pg
+    bars = [item for item in page.chart.getItem(0, 0).items if isinstance(item, pg.BarGraphItem)]
+    drawn = sum(float(np.sum(item.opts["height"])) for item in bars)  # the per-level bars, cls + reg
+    assert drawn == pytest.approx(total, abs=1e-5, rel=1e-6)
     assert page.breakdown["total"] == pytest.approx(total, abs=1e-5, rel=1e-6)
     for name, value in losses.items():
         assert page.breakdown["terms"][name] == pytest.approx(float(value), abs=1e-5, rel=1e-6)
