@@ -665,8 +665,8 @@ class MainWindow(QMainWindow):
         if not panel.active or self.doc is None or self.canvas.image is None:
             return True
         result, page = panel.result, panel.current_page()
-        return result is not None and result["image"] == self.editor.index and (
-            not page.needs_model or result["main"].model_name is not None or panel.model_choice() == "none")
+        return result is not None and result.image == self.editor.index and (
+            not page.needs_model or result.main.model_name is not None or panel.model_choice() == "none")
 
     def wait_until_drawn(self, timeout_s: float = 120.0) -> bool:
         """For screenshots: process events until the visible debug view has drawn its trace."""

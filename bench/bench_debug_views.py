@@ -152,7 +152,7 @@ def main() -> None:
     win = open_window(app, None, "assign", "ssd300_coco")                 # the sample project
     win.show_image(7)
     win.wait_until_drawn()
-    it = win.debug_panel.result["main"]
+    it = win.debug_panel.result.main
     peer = tv_ssd_peer(it.trace.gt_boxes)
     for _ in range(3):
         step(app, win, 1.0)
@@ -168,7 +168,7 @@ def main() -> None:
     page = win.debug_panel.pages["anchors"]
     page.set_level(0)
     win.wait_until_drawn()
-    it = win.debug_panel.result["main"]
+    it = win.debug_panel.result.main
     peer = tv_retina_peer(it.trace.gt_boxes)
     for _ in range(2):
         step(app, win, 1.0)

@@ -13,12 +13,7 @@ facade too. Everything here is Qt-free.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    import torch
 
 # name -> engine module (relative to detengine) that defines it
 _LAZY = {
@@ -39,6 +34,8 @@ _LAZY = {
     # evaluation on a project
     "checkpoint_class_names": "project_eval", "class_map": "project_eval", "per_image_counts": "project_eval",
     "match_detections": "project_eval", "evaluate_predictions": "project_eval", "predict_images": "project_eval",
+    "EvalResult": "project_eval", "project_gt": "project_eval", "evaluate_project": "project_eval",
+    "LoadedModel": "project_eval", "load_model": "project_eval",
     "COCO_METRIC_NAMES": "evaluation", "write_results": "evaluation",
     # the dataset scan
     "ScanItem": "scan", "ScanResult": "scan", "scan_items": "scan", "scan_project": "scan",
@@ -49,7 +46,7 @@ _LAZY = {
     "detscope_home": "train.runs", "register_run": "train.runs",
 }
 
-__all__ = sorted([*_LAZY, "inspect", "LoadedModel", "load_model"])
+__all__ = sorted([*_LAZY, "inspect"])
 
 
 def __getattr__(name: str):
@@ -63,40 +60,6 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    """A detector ready to trace: ``model``, a ``name`` for the window (``random init (seed 0)``,
-    ``checkpoint best.pth``) and the ``num_classes`` its head predicts."""
-
-    model: torch.nn.Module
-    name: str
-    num_classes: int
-
-
-def load_model(cfg: dict, num_classes: int, checkpoint: str | None = None, *, seed: int = 0) -> LoadedModel:
-    """The detector of config ``cfg`` (a full config dict): from ``checkpoint`` (DetScope's or
-    mmdetection's; its class count from the checkpoint's classes), else a seeded random
-    initialisation with ``num_classes`` classes."""
-    import torch
-
-    from .config import merge_dicts
-    from .image_trace import num_classes_override
-    from .models.builder import build_detector
-    if checkpoint:
-        from .project_eval import checkpoint_class_names
-        from .train.checkpoint import load_checkpoint, load_state_checked
-        ckpt = load_checkpoint(checkpoint)
-        names = checkpoint_class_names(checkpoint)  # an mmdetection checkpoint: its dataset's classes
-        model_cfg = ckpt.get("model_cfg") or merge_dicts(cfg["model"], num_classes_override(len(names) if names
-                                                                                             else num_classes))
-        model = build_detector(model_cfg)
-        load_state_checked(model, ckpt.get("model", ckpt.get("state_dict", ckpt)), checkpoint)
-        return LoadedModel(model, f"checkpoint {Path(checkpoint).name}", int(model_cfg["bbox_head"]["num_classes"]))
-    torch.manual_seed(seed)
-    model = build_detector(merge_dicts(cfg["model"], num_classes_override(num_classes)))
-    return LoadedModel(model, f"random init (seed {seed})", num_classes)
 
 
 def inspect(image_shape, gt_boxes, gt_labels, config, predictions=None, **kwargs):

@@ -3,6 +3,7 @@ with the same pipeline and COCO evaluation as ``python -m detengine eval``."""
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from .data.collate import collate
 from .data.folder import ImageReadError, read_image
 from .evaluation import CocoMetrics, detections_to_coco_results, evaluate_coco
 
-__all__ = ["predict_images", "evaluate_predictions", "match_detections", "ImagePredictions", "class_map",
+__all__ = ["LoadedModel", "load_model", "EvalResult", "project_gt", "evaluate_project", "predict_images", "evaluate_predictions", "match_detections", "ImagePredictions", "class_map",
            "checkpoint_class_names", "per_image_counts"]
 
 
@@ -168,3 +169,82 @@ def _checkpoint_class_names(path: str, _mtime_ns: int, _size: int) -> tuple[str,
     if not txt.is_file():
         return None
     return tuple(line.strip() for line in txt.read_text(encoding="utf-8").splitlines() if line.strip())
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A detector ready to trace: ``model``, a ``name`` for the window (``random init (seed 0)``,
+    ``checkpoint best.pth``) and the ``num_classes`` its head predicts."""
+
+    model: torch.nn.Module
+    name: str
+    num_classes: int
+
+
+def load_model(cfg: dict, num_classes: int, checkpoint: str | None = None, *, seed: int = 0) -> LoadedModel:
+    """The detector of config ``cfg`` (a full config dict): from ``checkpoint`` (DetScope's or
+    mmdetection's; its class count from the checkpoint's classes), else a seeded random
+    initialisation with ``num_classes`` classes."""
+    from .config import merge_dicts
+    from .image_trace import num_classes_override
+    from .models.builder import build_detector
+    if checkpoint:
+        from .train.checkpoint import load_checkpoint, load_state_checked
+        ckpt = load_checkpoint(checkpoint)
+        names = checkpoint_class_names(checkpoint)  # an mmdetection checkpoint: its dataset's classes
+        model_cfg = ckpt.get("model_cfg") or merge_dicts(cfg["model"], num_classes_override(len(names) if names
+                                                                                             else num_classes))
+        model = build_detector(model_cfg)
+        load_state_checked(model, ckpt.get("model", ckpt.get("state_dict", ckpt)), checkpoint)
+        return LoadedModel(model, f"checkpoint {Path(checkpoint).name}", int(model_cfg["bbox_head"]["num_classes"]))
+    torch.manual_seed(seed)
+    model = build_detector(merge_dicts(cfg["model"], num_classes_override(num_classes)))
+    return LoadedModel(model, f"random init (seed {seed})", num_classes)
+
+
+@dataclass
+class EvalResult:
+    """An evaluation of a model on some images of a project: COCO ``metrics``, per image TP / FP /
+    missed counts (``per_image``), the COCO ``results`` list, the raw ``predictions`` per image id,
+    the ``problems`` met (unreadable images, classes only one side has), the ``model``'s name,
+    ``label_to_cat`` (model label -> project category id) and the ground truth ``gt`` (COCO dict)."""
+
+    metrics: CocoMetrics
+    per_image: dict
+    results: list
+    predictions: dict
+    problems: list[str]
+    model: str
+    label_to_cat: dict[int, int]
+    gt: dict
+
+
+def project_gt(project, indices: list[int]) -> tuple[list[tuple[int, str]], dict]:
+    """What an evaluation of ``indices`` needs from a project, taken on the caller's thread:
+    ``[(image id, path)]`` and the COCO dict of just those images."""
+    items = [(project.images[i].id, str(project.image_path(i))) for i in indices]
+    gt = project.to_coco()
+    keep = {project.images[i].id for i in indices}
+    gt["images"] = [im for im in gt["images"] if im["id"] in keep]
+    gt["annotations"] = [a for a in gt["annotations"] if a["image_id"] in keep]
+    return items, gt
+
+
+def evaluate_project(items, gt: dict, cfg: dict, categories, *, checkpoint: str | None = None,
+                     score_thr: float = 0.0, progress=None, cancel=None) -> EvalResult:
+    """Predict ``items`` (``[(image id, path)]``) with the config's model (``checkpoint``'s, else a
+    seeded random initialisation) through its test pipeline, then COCO-evaluate against ``gt``.
+    Detections of classes the project does not have are left out; the model's labels meet the
+    project's categories by name (:func:`class_map`)."""
+    from .image_trace import ImageTracer
+    loaded = load_model(cfg, max(1, len(categories)), checkpoint)
+    tracer = ImageTracer({**cfg, "model": loaded.model.model_cfg})
+    label_to_cat, _, class_problems = class_map(checkpoint_class_names(checkpoint) if checkpoint else None,
+                                                categories)
+    preds, problems = predict_images(loaded.model, tracer.test_pipeline, items, size_divisor=tracer.size_divisor,
+                                     progress=progress, cancel=cancel)
+    for p in preds.values():
+        keep = np.isin(p.labels, list(label_to_cat))
+        p.boxes, p.scores, p.labels = p.boxes[keep], p.scores[keep], p.labels[keep]
+    metrics, per_image, results = evaluate_predictions(gt, preds, label_to_cat, score_thr=score_thr)
+    return EvalResult(metrics, per_image, results, preds, problems + class_problems, loaded.name, label_to_cat, gt)

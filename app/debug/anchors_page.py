@@ -30,9 +30,9 @@ def input_point(image_trace, x: float, y: float) -> tuple[float, float]:
     return float(box[0]), float(box[1])
 
 
-def draw_gt_tags(result: dict, overlay, only: int | None = None) -> None:
+def draw_gt_tags(result, overlay, only: int | None = None) -> None:
     """``GT k`` beside each traced GT box, in its colour (the tables and colours refer to k)."""
-    it = result["main"]
+    it = result.main
     boxes = it.to_original(it.trace.gt_boxes.numpy())
     for k, (x1, y1, x2, y2) in enumerate(boxes):
         if only is None or only == k:
@@ -114,7 +114,7 @@ class AnchorsPage(DebugPage):
         self.redraw()
 
     def on_click(self, x: float, y: float) -> None:
-        it = self.result["main"]
+        it = self.result.main
         self.click_input = input_point(it, x, y)           # kept in input pixels: valid on every level
         self.cell = it.trace.priors.cell_at(self.level, *self.click_input)
         if self.mode == "cell":
@@ -126,9 +126,9 @@ class AnchorsPage(DebugPage):
 
     # ------------------------------------------------------------------ drawing
 
-    def show_result(self, result: dict, overlay) -> None:
+    def show_result(self, result, overlay) -> None:  # a DebugResult
         super().show_result(result, overlay)
-        it = result["main"]
+        it = result.main
         priors = it.trace.priors
         self._fill_levels(priors)
         self.level = min(self.level, priors.num_levels - 1)

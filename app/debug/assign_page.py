@@ -245,14 +245,14 @@ class AssignPage(DebugPage):
 
     # ------------------------------------------------------------------ drawing
 
-    def show_result(self, result: dict, overlay) -> None:
+    def show_result(self, result, overlay) -> None:  # a DebugResult
         super().show_result(result, overlay)
-        it = result["main"]
+        it = result.main
         trace = it.trace
         names = self.panel.class_names()
         ar = trace.assign_result
         cov_rows, _ = coverage_rows(it, names)
-        other = result.get("compare")
+        other = result.compare
         rows, colors = [], []
         for k, row in enumerate(cov_rows):
             per_level = trace.coverage.num_pos_per_level[k].tolist()
@@ -341,7 +341,7 @@ class AssignPage(DebugPage):
     # ------------------------------------------------------------------ Why?
 
     def on_click(self, x: float, y: float) -> None:
-        it = self.result["main"]
+        it = self.result.main
         self.why_prior = self.prior_at(it, x, y)
         self.redraw()
 

@@ -18,9 +18,9 @@ class DebugPage(QWidget):
     def __init__(self, panel):
         super().__init__()
         self.panel = panel
-        self.result: dict | None = None
+        self.result = None  # the DebugResult shown
 
-    def show_result(self, result: dict, overlay) -> None:
+    def show_result(self, result, overlay) -> None:  # a DebugResult
         """Draw ``result`` (``{"main": ImageTrace, "compare": ..., "box_ids": [...]}``)."""
         self.result = result
 

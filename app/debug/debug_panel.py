@@ -8,6 +8,7 @@ own tables and plots. Nothing here computes detector logic: it all comes from th
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from PySide6.QtCore import QTimer, Signal
@@ -37,6 +38,24 @@ def _load_cfg(config: str) -> dict:
     return load_cfg(str(path))
 
 
+@dataclass
+class DebugResult:
+    """One trace of the shown image for the views: ``main`` (an ``ImageTrace``), ``compare`` (the
+    same image under the "Compare with" assigner, or None), the project ``box_ids`` of the traced
+    GTs in trace order, the ``image`` index, the ``tracer`` (its model), how model labels meet the
+    project's categories (``label_to_cat``), the ``class_names`` per model label, and the class
+    mismatches met (``class_problems``)."""
+
+    main: object
+    compare: object | None
+    box_ids: list[int]
+    image: int
+    tracer: object
+    label_to_cat: dict[int, int]
+    class_names: list[str]
+    class_problems: list[str]
+
+
 class DebugPanel(QWidget):
     """Signals ``traced(result)`` after each new trace (tests wait on it) and ``message(text)``."""
 
@@ -50,7 +69,7 @@ class DebugPanel(QWidget):
         self.overlay_key = None                 # what the kept layers show (set by the page that drew them)
         self.runner = TraceRunner(self)
         self.active = False                     # drawn only while the dock is visible
-        self.result: dict | None = None         # {"main": ImageTrace, "compare": ImageTrace | None, ...}
+        self.result: DebugResult | None = None  # the last trace of the shown image
         self.config = config
         self.cfg = _load_cfg(config)
         self.checkpoints: dict[str, str] = {}
@@ -186,13 +205,13 @@ class DebugPanel(QWidget):
     def class_names(self) -> list[str]:
         """Class names in label order: the model's (a checkpoint's classes.txt) when the last
         trace used one, else the project's categories sorted by COCO id."""
-        if self.result is not None and self.result.get("class_names"):
-            return list(self.result["class_names"])
+        if self.result is not None and self.result.class_names:
+            return list(self.result.class_names)
         return [c.name for c in sorted(self.editor.project.categories, key=lambda c: c.id)]
 
     def label_to_cat(self) -> dict[int, int]:
-        if self.result is not None and self.result.get("label_to_cat") is not None:
-            return self.result["label_to_cat"]
+        if self.result is not None and self.result.label_to_cat is not None:
+            return self.result.label_to_cat
         return {i: c for i, c in enumerate(sorted(self.editor.project.category_ids()))}
 
     def gt_inputs(self, cat_to_label: dict[int, int] | None = None):
@@ -245,8 +264,7 @@ class DebugPanel(QWidget):
                                      postprocess_overrides=post)
             cat_name = {c.id: c.name for c in categories}
             class_names = [cat_name.get(label_to_cat.get(i), f"model class {i}") for i in range(tracer.num_classes)]
-            return {"main": main, "compare": other, "box_ids": [b[3] for b in kept], "image": index, "tracer": tracer,
-                    "label_to_cat": label_to_cat, "class_names": class_names, "class_problems": problems}
+            return DebugResult(main, other, [b[3] for b in kept], index, tracer, label_to_cat, class_names, problems)
 
         self.runner.request(job)
 
@@ -283,20 +301,20 @@ class DebugPanel(QWidget):
         return tracer
 
     def _on_done(self, slot: str, request_id: int, result, seconds: float) -> None:
-        if slot != "main" or not isinstance(result, dict):
+        if slot != "main" or not isinstance(result, DebugResult):
             return
         if not self.runner.is_latest(slot, request_id) or not self.active:
             return
-        if result["image"] != self.editor.index:
+        if result.image != self.editor.index:
             return
         self.result = result
-        trace = result["main"].trace
-        meta = result["main"].input.meta
+        trace = result.main.trace
+        meta = result.main.input.meta
         sx, sy = meta.get("scale_factor", (1.0, 1.0))
-        model = result["main"].model_name or ("not used by this view" if not self.needs_model()
+        model = result.main.model_name or ("not used by this view" if not self.needs_model()
                                               else "none (untrained head outputs)")
-        if result.get("class_problems"):
-            model += "; " + "; ".join(result["class_problems"][:3])
+        if result.class_problems:
+            model += "; " + "; ".join(result.class_problems[:3])
         self.status.setText(f"{self.config_combo.currentText()}: network input {trace.input_shape[1]}x{trace.input_shape[0]} "
                             f"(image x{sx:.3g}), {len(trace.priors)} priors, {len(trace.gt_boxes)} GT, "
                             f"{trace.num_classes} classes; model: {model}; traced in {seconds * 1000:.0f} ms")
@@ -324,7 +342,7 @@ class DebugPanel(QWidget):
 
     def _on_page_changed(self) -> None:
         self.clear_overlay()
-        if self.result is not None and self.needs_model() and self.result["main"].model_name is None \
+        if self.result is not None and self.needs_model() and self.result.main.model_name is None \
                 and self.model_choice() != NO_MODEL:
             self.overlay.clear()
             self.schedule()                      # the loss / NMS views need the model's outputs
@@ -335,8 +353,8 @@ class DebugPanel(QWidget):
         """Selecting one GT box on the canvas selects it in the Assignment view (its positives
         and heat map)."""
         if self.active and self.result is not None and self.current_page() is self.pages["assign"] and len(ids) == 1:
-            box_ids = self.result["box_ids"]
-            crowd = set(self.result["main"].ignore_index)
+            box_ids = self.result.box_ids
+            crowd = set(self.result.main.ignore_index)
             traced = [b for i, b in enumerate(box_ids) if i not in crowd]
             if ids[0] in traced:
                 self.pages["assign"].select_gt(traced.index(ids[0]))

@@ -54,9 +54,9 @@ class LossPage(DebugPage):
         self.table.itemSelectionChanged.connect(self.redraw)
         self.show_negatives.toggled.connect(lambda _c: self.redraw())
 
-    def show_result(self, result: dict, overlay) -> None:
+    def show_result(self, result, overlay) -> None:  # a DebugResult
         super().show_result(result, overlay)
-        it = result["main"]
+        it = result.main
         trace = it.trace
         if trace.loss is None:
             self.totals.setText("No loss: choose a model (random init or a checkpoint) above.")

@@ -119,9 +119,9 @@ class NmsPage(DebugPage):
 
     # ------------------------------------------------------------------ drawing
 
-    def show_result(self, result: dict, overlay) -> None:
+    def show_result(self, result, overlay) -> None:  # a DebugResult
         super().show_result(result, overlay)
-        it = result["main"]
+        it = result.main
         record = it.trace.postprocess
         if record is None:
             fill_table(self.stages, [["no predictions: choose a model above", ""]])
@@ -161,7 +161,7 @@ class NmsPage(DebugPage):
         self.detail.setPlainText(self.summary if self.focus is None else self.detail.toPlainText())
 
     def on_click(self, x: float, y: float) -> None:
-        record = self.result["main"].trace.postprocess if self.result else None
+        record = self.result.main.trace.postprocess if self.result else None
         if record is None:
             return
         self.focus = self.candidate_at(x, y)
@@ -169,7 +169,7 @@ class NmsPage(DebugPage):
 
     def candidate_at(self, x: float, y: float) -> int | None:
         """The kept (or, when shown, suppressed) candidate under the click, smallest first."""
-        it = self.result["main"]
+        it = self.result.main
         record = it.trace.postprocess
         stages = [Stage.KEPT] + ([Stage.SUPPRESSED] if self.show_suppressed.isChecked() else [])
         alive = torch.isin(record.cand_stage, torch.tensor(stages, dtype=record.cand_stage.dtype))

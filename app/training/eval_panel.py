@@ -27,7 +27,7 @@ from app.annotate.commands import AddBoxes
 from app.colors import class_color
 from app.debug_common import fill_table, make_table
 from app.trace_worker import TraceRunner
-from detengine.api import COCO_METRIC_NAMES, Box, split_indices, write_results
+from detengine.api import COCO_METRIC_NAMES, Box, project_gt, split_indices, write_results
 
 __all__ = ["EvalPanel"]
 
@@ -46,7 +46,8 @@ class EvalPanel(QWidget):
         self.runner.done.connect(self._on_done)
         self.runner.failed.connect(lambda _s, _i, t: self._fail(f"evaluation failed: {t.splitlines()[0]}"))
         self.cancel = threading.Event()
-        self.result: dict | None = None
+        self.result = None                             # detengine.api.EvalResult of the last evaluation
+        self._evaluating_doc: int | None = None        # id() of the document that evaluation is of
         self._build()
         self.progress.connect(lambda d, t: (self.bar.setMaximum(t), self.bar.setValue(d)))
 
@@ -131,51 +132,29 @@ class EvalPanel(QWidget):
             return
         unreadable = set(self.window.image_list.model.problems)
         val = [i for i in val if i not in unreadable]
-        items = [(project.images[i].id, str(project.image_path(i))) for i in val]
-        gt = project.to_coco()
-        keep = {project.images[i].id for i in val}
-        gt["images"] = [im for im in gt["images"] if im["id"] in keep]
-        gt["annotations"] = [a for a in gt["annotations"] if a["image_id"] in keep]
+        items, gt = project_gt(project, val)
         self.cancel.clear()
         progress = self.progress
         self.evaluate_button.setEnabled(False)
         self.info.setText(f"evaluating {len(items)} val images…")
 
-        doc_id = id(doc)
+        self._evaluating_doc = id(doc)
         score_thr = self.score.value() / 100
+        cancel = self.cancel
 
         def job():
-            from detengine.api import (
-                ImageTracer,
-                checkpoint_class_names,
-                class_map,
-                evaluate_predictions,
-                load_model,
-                predict_images,
-            )
-            loaded = load_model(cfg, max(1, len(cat_ids)), checkpoint)
-            model, name = loaded.model, loaded.name
-            tracer = ImageTracer({**cfg, "model": model.model_cfg})
-            label_to_cat, _, class_problems = class_map(checkpoint_class_names(checkpoint) if checkpoint else None,
-                                                        categories)
-            preds, problems = predict_images(model, tracer.test_pipeline, items, size_divisor=tracer.size_divisor,
-                                             progress=lambda d, t: progress.emit(d, t), cancel=self.cancel)
-            for p in preds.values():                  # detections of classes the project does not have: out
-                keep = np.isin(p.labels, list(label_to_cat))
-                p.boxes, p.scores, p.labels = p.boxes[keep], p.scores[keep], p.labels[keep]
-            metrics, per_image, results = evaluate_predictions(gt, preds, label_to_cat, score_thr=score_thr)
-            return {"metrics": metrics, "per_image": per_image, "results": results, "predictions": preds,
-                    "problems": problems + class_problems, "model": name, "label_to_cat": label_to_cat,
-                    "doc": doc_id, "gt": gt}
+            from detengine.api import evaluate_project
+            return evaluate_project(items, gt, cfg, categories, checkpoint=checkpoint, score_thr=score_thr,
+                                    progress=lambda d, t: progress.emit(d, t), cancel=cancel)
 
         self.runner.request(job, "eval")
 
     def _on_done(self, _slot, _id, result, seconds: float) -> None:
         self.evaluate_button.setEnabled(True)
-        if result.get("doc") != id(self.window.doc):
+        if self._evaluating_doc != id(self.window.doc):
             return                                     # another project was opened meanwhile
         self.result = result
-        m = result["metrics"]
+        m = result.metrics
         fill_table(self.metrics, [[n, round(m.stats[n], 4)] for n in COCO_METRIC_NAMES])
         fill_table(self.per_class, [[m.class_names.get(c, str(c)), round(ap, 4)] for c, ap in m.per_class_ap.items()])
         self.pr.clear()
@@ -185,9 +164,9 @@ class EvalPanel(QWidget):
             valid = curve > -1
             self.pr.plot(recall[valid], curve[valid], pen=pg.mkPen(class_color(cat), width=2),
                          name=m.class_names.get(cat, str(cat)))
-        self._show_counts(result["per_image"])
-        problems = ("; " + "; ".join(result["problems"][:3])) if result["problems"] else ""
-        self.info.setText(f"{result['model']}: AP {m.stats['AP']:.4f}, AP50 {m.stats['AP50']:.4f} on "
+        self._show_counts(result.per_image)
+        problems = ("; " + "; ".join(result.problems[:3])) if result.problems else ""
+        self.info.setText(f"{result.model}: AP {m.stats['AP']:.4f}, AP50 {m.stats['AP50']:.4f} on "
                           f"{m.num_images} val images, {m.num_detections} detections ({seconds:.1f} s){problems}. "
                           "Sort the image list by FP or Missed to find the worst images.")
         self.export_button.setEnabled(True)
@@ -209,22 +188,22 @@ class EvalPanel(QWidget):
         """Per-image TP / FP / missed of the detections above the score slider."""
         from detengine.api import per_image_counts
         r = self.result
-        if r is None or r.get("doc") != id(self.window.doc):
+        if r is None or self._evaluating_doc != id(self.window.doc):
             return
-        self._show_counts(per_image_counts(r["gt"], r["predictions"], r["label_to_cat"], self.score.value() / 100))
+        self._show_counts(per_image_counts(r.gt, r.predictions, r.label_to_cat, self.score.value() / 100))
 
     # ------------------------------------------------------------------ predictions on the canvas
 
     def shown_predictions(self) -> list[tuple]:
         """The current image's predictions above the score slider: [(xyxy, cat_id, score)]."""
-        if self.result is None or self.window.editor.index < 0 or self.result.get("doc") != id(self.window.doc):
+        if self.result is None or self.window.editor.index < 0 or self._evaluating_doc != id(self.window.doc):
             return []
         image_id = self.window.doc.project.images[self.window.editor.index].id
-        p = self.result["predictions"].get(image_id)
+        p = self.result.predictions.get(image_id)
         if p is None:
             return []
         thr = self.score.value() / 100
-        l2c = self.result["label_to_cat"]
+        l2c = self.result.label_to_cat
         known = set(self.window.doc.project.category_ids())       # a class deleted since: not shown, not accepted
         return [(tuple(p.boxes[k]), l2c[int(p.labels[k])], float(p.scores[k])) for k in range(len(p.scores))
                 if p.scores[k] >= thr and l2c.get(int(p.labels[k])) in known]
@@ -263,9 +242,9 @@ class EvalPanel(QWidget):
         if self.result is None:
             self._fail("evaluate first: there are no predictions to export")
             return 0
-        write_results(Path(path), self.result["results"])
-        self.message.emit(f"exported {len(self.result['results'])} detections to {path}")
-        return len(self.result["results"])
+        write_results(Path(path), self.result.results)
+        self.message.emit(f"exported {len(self.result.results)} detections to {path}")
+        return len(self.result.results)
 
     def shutdown(self) -> None:
         self.cancel.set()

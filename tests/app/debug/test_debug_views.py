@@ -40,8 +40,8 @@ def wait_current(qtbot, win) -> dict:
 
     def ready():
         r = panel.result
-        return (r is not None and r["image"] == win.editor.index
-                and (not page.needs_model or r["main"].model_name is not None))
+        return (r is not None and r.image == win.editor.index
+                and (not page.needs_model or r.main.model_name is not None))
     qtbot.waitUntil(ready, timeout=TIMEOUT)
     return panel.result
 
@@ -49,11 +49,11 @@ def wait_current(qtbot, win) -> dict:
 @torch.no_grad()
 def detector_losses(win, result) -> dict:
     """The detector's own ``loss`` on the traced image, its boxes and the tracer's model."""
-    it = result["main"]
+    it = result.main
     boxes, labels, _, _, _ = win.debug_panel.gt_inputs()
     batch = dict(images=it.input.batch, gt_boxes=[it.input.to_input(np.asarray(boxes))],
                  gt_labels=[torch.as_tensor(labels)], gt_boxes_ignore=[torch.zeros(0, 4)], metas=[it.input.meta])
-    return result["tracer"].model.loss(batch)[0]
+    return result.tracer.model.loss(batch)[0]
 
 
 def retrace(qtbot, win, action) -> dict:
@@ -68,7 +68,7 @@ def retrace(qtbot, win, action) -> dict:
 
 def test_anchors_view_draws_the_level_on_the_image(qtbot, win):
     result = open_view(qtbot, win, "anchors")
-    it = result["main"]
+    it = result.main
     trace = it.trace
     page = win.debug_panel.pages["anchors"]
     overlay = win.debug_panel.overlay
@@ -98,7 +98,7 @@ def test_the_window_and_the_cli_flag_the_same_weak_gts(qtbot, win, tmp_path):
     open_view(qtbot, win, "anchors")
     win.editor.set_current_class(win.doc.project.images[7].boxes[0].category_id)
     result = retrace(qtbot, win, lambda: win.editor.add_drawn_box(3.0, 3.0, 9.0, 8.0))  # a 6 x 5 px object
-    trace = result["main"].trace
+    trace = result.main.trace
     page = win.debug_panel.pages["anchors"]
     red = [k for k in range(page.coverage.rowCount())
            if page.coverage.item(k, 0).foreground().color().name() == "#e03131"]
@@ -126,20 +126,20 @@ def test_cell_mode_draws_the_clicked_cells_priors(qtbot, win):
     QTest.mouseClick(win.canvas.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
                      win.canvas.image_to_viewport(128.0, 128.0))
     assert win.debug_panel.overlay.count("priors") == 6            # SSD300 P1: 6 priors per cell
-    assert page.cell == win.debug_panel.result["main"].trace.priors.cell_at(1, 150.0, 150.0)
+    assert page.cell == win.debug_panel.result.main.trace.priors.cell_at(1, 150.0, 150.0)
 
 
 def test_zoomed_out_levels_are_thinned_and_say_so(qtbot, win):
     result = open_view(qtbot, win, "anchors", config="retinanet_r50_fpn_coco")
     page = win.debug_panel.pages["anchors"]
-    trace = result["main"].trace
+    trace = result.main.trace
     win.canvas.zoom_by(0.25)
     page.set_level(0)
-    step = page._thinning(result["main"], 0)
+    step = page._thinning(result.main, 0)
     assert step > 1 and "zoom in to see all" in page.info.text()
     assert win.debug_panel.overlay.count("priors") < trace.priors.num_per_level[0]
     win.canvas.zoom_by(40.0)
-    assert page._thinning(result["main"], 0) == 1
+    assert page._thinning(result.main, 0) == 1
     assert win.debug_panel.overlay.count("priors") == trace.priors.num_per_level[0]
     assert MIN_SCREEN_STRIDE_PX > 0
 
@@ -150,15 +150,15 @@ def test_zoomed_out_levels_are_thinned_and_say_so(qtbot, win):
 def test_positive_items_equal_the_trace_and_follow_edits(qtbot, win):
     result = open_view(qtbot, win, "assign")
     overlay = win.debug_panel.overlay
-    trace = result["main"].trace
+    trace = result.main.trace
     assert overlay.count("positives") == int((trace.assign_result.gt_inds > 0).sum())
     before = trace.assign_result.gt_inds.clone()
     box = win.doc.project.images[7].boxes[0]
     win.canvas.set_selection([box.id])
     result = retrace(qtbot, win, lambda: win.editor.nudge(-25, 0))              # move a GT box (unsaved)
-    trace = result["main"].trace
+    trace = result.main.trace
     assert not torch.equal(before, trace.assign_result.gt_inds)
-    k = result["box_ids"].index(box.id)                    # the selected box is the selected GT: its positives
+    k = result.box_ids.index(box.id)                    # the selected box is the selected GT: its positives
     assert overlay.count("positives") == int((trace.assign_result.gt_inds == k + 1).sum())
     win.debug_panel.pages["assign"].select_gt(None)
     assert overlay.count("positives") == int((trace.assign_result.gt_inds > 0).sum())
@@ -167,10 +167,10 @@ def test_positive_items_equal_the_trace_and_follow_edits(qtbot, win):
 def test_thresholds_and_a_second_assigner_side_by_side(qtbot, win):
     result = open_view(qtbot, win, "assign")
     page = win.debug_panel.pages["assign"]
-    n_default = result["main"].trace.assign_result.num_pos
+    n_default = result.main.trace.assign_result.num_pos
     result = retrace(qtbot, win, lambda: page.editor_a.set_value("pos_iou_thr", 0.3))
-    assert result["main"].trace.assigner_params["pos_iou_thr"] == pytest.approx(0.3)
-    assert result["main"].trace.assign_result.num_pos > n_default
+    assert result.main.trace.assigner_params["pos_iou_thr"] == pytest.approx(0.3)
+    assert result.main.trace.assign_result.num_pos > n_default
     assert "pos_iou_thr=0.3" in win.debug_panel.snippet()
 
     def compare_atss():
@@ -178,15 +178,15 @@ def test_thresholds_and_a_second_assigner_side_by_side(qtbot, win):
         page.editor_b.type_combo.setCurrentIndex(page.editor_b.type_combo.findData("ATSSAssigner"))
     result = retrace(qtbot, win, compare_atss)
     result = wait_current(qtbot, win)
-    assert result["compare"] is not None and result["compare"].trace.assigner_name == "ATSSAssigner"
+    assert result.compare is not None and result.compare.trace.assigner_name == "ATSSAssigner"
     for k in range(page.table.rowCount()):
-        assert int(page.table.item(k, 4).text()) == int(result["compare"].trace.coverage.num_pos[k])
+        assert int(page.table.item(k, 4).text()) == int(result.compare.trace.coverage.num_pos[k])
 
 
 def test_gt_heat_map_and_why(qtbot, win):
     result = open_view(qtbot, win, "assign")
     page = win.debug_panel.pages["assign"]
-    trace = result["main"].trace
+    trace = result.main.trace
     page.select_gt(0)
     assert page.selected_gt == 0
     assert win.debug_panel.overlay.count("positives") == int((trace.assign_result.gt_inds == 1).sum())
@@ -206,7 +206,7 @@ def test_gt_heat_map_and_why(qtbot, win):
 
 def test_loss_chart_total_equals_the_detectors_loss(qtbot, win):
     result = open_view(qtbot, win, "loss")
-    it = result["main"]
+    it = result.main
     page = win.debug_panel.pages["loss"]
     losses = detector_losses(win, result)
     total = float(sum(losses.values()))
@@ -229,7 +229,7 @@ def test_nms_view_keeps_what_mmcv_batched_nms_keeps(qtbot, win):
     open_view(qtbot, win, "nms")
     page = win.debug_panel.pages["nms"]
     result = retrace(qtbot, win, lambda: page.set_params(score_thr=0.3, iou_threshold=0.3, max_per_img=40))
-    record = result["main"].trace.postprocess
+    record = result.main.trace.postprocess
     alive = ~torch.isin(record.cand_stage, torch.tensor([Stage.BELOW_SCORE_THR, Stage.OUTSIDE_NMS_PRE,
                                                          Stage.TOO_SMALL], dtype=record.cand_stage.dtype))
     idx = alive.nonzero().view(-1)
@@ -245,7 +245,7 @@ def test_d2l_post_processing_has_no_max_per_img(qtbot, win):
     assert not page.max_det.isEnabled()
     result = retrace(qtbot, win, lambda: page.set_params(score_thr=0.5))
     assert page.postprocess_overrides() == {"score_thr": 0.5}
-    record = result["main"].trace.postprocess
+    record = result.main.trace.postprocess
     assert (record.scores > 0.5).all()
 
 
@@ -270,8 +270,8 @@ def test_dataset_scan_lists_weak_gts_and_jumps_to_them(qtbot, win):
     page._jump_row(0)
     assert win.editor.index == image and win.canvas.selected == [box_id]
     result = wait_current(qtbot, win)                                          # the scan agrees with the trace
-    k = result["box_ids"].index(box_id)
-    assert int(result["main"].trace.coverage.num_pos[k]) == int(scan.rows[weak[0], 1])
+    k = result.box_ids.index(box_id)
+    assert int(result.main.trace.coverage.num_pos[k]) == int(scan.rows[weak[0], 1])
 
 
 def test_detengine_scan_prints_the_gts_the_window_lists(qtbot, win):
@@ -334,9 +334,9 @@ def test_dsl_scan_with_a_model_agrees_with_the_assignment_view(qtbot, win):
     win.show_image(image)
     win.show_view("assign")
     result = wait_current(qtbot, win)
-    k = result["box_ids"].index(box_id)
-    assert int(result["main"].trace.coverage.num_pos[k]) == int(scan.rows[0, 1])
-    assert result["main"].model_name == "random init (seed 0)"
+    k = result.box_ids.index(box_id)
+    assert int(result.main.trace.coverage.num_pos[k]) == int(scan.rows[0, 1])
+    assert result.main.model_name == "random init (seed 0)"
 
 
 def test_selecting_a_box_on_the_canvas_selects_its_gt(qtbot, win):
@@ -344,9 +344,9 @@ def test_selecting_a_box_on_the_canvas_selects_its_gt(qtbot, win):
     page = win.debug_panel.pages["assign"]
     box = win.doc.project.images[7].boxes[2]
     win.canvas.set_selection([box.id])
-    k = result["box_ids"].index(box.id)
+    k = result.box_ids.index(box.id)
     assert page.selected_gt == k
-    assert win.debug_panel.overlay.count("positives") == int((result["main"].trace.assign_result.gt_inds == k + 1).sum())
+    assert win.debug_panel.overlay.count("positives") == int((result.main.trace.assign_result.gt_inds == k + 1).sum())
 
 
 # --------------------------------------------------------------------------- review findings (regressions)
@@ -368,7 +368,7 @@ def test_untouched_views_send_no_overrides(win, config):
 
 def test_rtmdet_loss_view_equals_the_detector(qtbot, win):
     result = open_view(qtbot, win, "loss", config="rtmdet_tiny_coco")
-    it = result["main"]
+    it = result.main
     losses = detector_losses(win, result)
     for name, value in losses.items():
         assert it.trace.loss_breakdown["terms"][name] == pytest.approx(float(value), abs=1e-5, rel=1e-5)
@@ -396,11 +396,11 @@ def test_a_checkpoints_classes_are_matched_by_name(qtbot, win, tmp_path):
     win.add_class()                                                   # id 6
     win.use_checkpoint(str(run / "config.py"), str(run / "best.pth"))
     result = open_view(qtbot, win, "nms")
-    assert result["label_to_cat"] == {0: 1, 2: 3, 3: 4, 4: 5}           # square's label 1 has no category now
-    assert any("star" in p for p in result["class_problems"])
+    assert result.label_to_cat == {0: 1, 2: 3, 3: 4, 4: 5}           # square's label 1 has no category now
+    assert any("star" in p for p in result.class_problems)
     names = win.debug_panel.class_names()
     assert names[:5] == ["circle", "model class 1", "triangle", "ring", "bar"]
-    record = result["main"].trace.postprocess
+    record = result.main.trace.postprocess
     assert set(record.labels.tolist()) <= set(range(5))
 
 

@@ -61,7 +61,7 @@ def test_run_stop_list_load_evaluate_export(qtbot, win, tmp_path):
         evaluator.evaluate()
     result = evaluator.result
     _, val = split_indices(win.doc.project)
-    assert result["metrics"].num_images == len(val) == 60
+    assert result.metrics.num_images == len(val) == 60
     assert evaluator.metrics.rowCount() == 12 and evaluator.per_class.rowCount() == 5
     counts = win.image_list.model.eval_counts
     assert set(counts) == set(val)
@@ -73,7 +73,7 @@ def test_run_stop_list_load_evaluate_export(qtbot, win, tmp_path):
     out = tmp_path / "preds.json"
     n = evaluator.export_to(out)
     exported = json.loads(out.read_text())
-    assert len(exported) == n == len(result["results"])
+    assert len(exported) == n == len(result.results)
     gt = win.doc.project.to_coco()
     coco = COCO()
     coco.dataset = gt
@@ -89,7 +89,7 @@ def test_accept_predictions_as_gt_is_undoable(qtbot, win):
     evaluator = win.eval_panel
     with qtbot.waitSignal(evaluator.evaluated, timeout=RUN_TIMEOUT):
         evaluator.evaluate([250])                                                # "This image", random init model
-    assert evaluator.result["metrics"].num_images == 1
+    assert evaluator.result.metrics.num_images == 1
     evaluator.score.setValue(0)
     shown = evaluator.shown_predictions()
     assert len(win.canvas.prediction_items) == len(shown) > 0
