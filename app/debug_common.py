@@ -1,10 +1,10 @@
-"""Small shared pieces of the debug views: colours, image conversion, the assigner parameter
+"""Small shared pieces of the debug views: image conversion, the assigner parameter
 table, the config snippet, tables."""
 from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QColor, QImage
+from PySide6.QtGui import QImage
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -16,12 +16,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-__all__ = ["LEVEL_COLORS", "GT_COLORS", "level_color", "gt_color", "qimage_to_rgb", "ASSIGNER_PARAMS",
+__all__ = ["qimage_to_rgb", "ASSIGNER_PARAMS",
            "config_snippet", "make_table", "fill_table", "level_row_text", "fmt", "threshold_slider"]
-
-LEVEL_COLORS = ["#4ea1ff", "#3ddbb0", "#b48cff", "#8fd14f", "#ff7eb6", "#5ce1e6", "#c9c9c9", "#9fa8ff"]
-GT_COLORS = ["#ff4d4d", "#ffd21f", "#3dff8a", "#38c7ff", "#ff8cf0", "#ff9f0a", "#b4ff38", "#c69cff",
-             "#ffffff", "#ff6f91"]
 
 # Editable parameters per assigner type: (name, kind, lo, hi, step). Kinds: "thr" (slider 0..1), "int".
 ASSIGNER_PARAMS = {
@@ -33,14 +29,6 @@ ASSIGNER_PARAMS = {
     "SSDPytorchMatcher": [("threshold", "thr", 0.0, 1.0, 0.01)],
     "D2LGreedyAssigner": [("iou_threshold", "thr", 0.0, 1.0, 0.01)],
 }
-
-
-def level_color(level: int) -> str:
-    return LEVEL_COLORS[level % len(LEVEL_COLORS)]
-
-
-def gt_color(k: int) -> QColor:
-    return QColor(GT_COLORS[k % len(GT_COLORS)])
 
 
 def fmt(value: float) -> str:

@@ -112,3 +112,12 @@ def test_every_engine_module_imports_without_qt():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert len(names) > 50
+
+
+def test_every_colour_of_the_window_is_named_in_the_theme():
+    """A colour literal outside app/theme.py is a colour two views will disagree on."""
+    import re
+    literal = re.compile(r"#[0-9a-fA-F]{6}\b")
+    found = [f"{p.relative_to(ROOT)}:{n}" for p in (ROOT / "app").rglob("*.py") if p.name != "theme.py"
+             for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if literal.search(line)]
+    assert not found, f"colour literals outside app/theme.py: {found}"

@@ -10,6 +10,8 @@ from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QBrush, QColor, QFont, QFontMetricsF, QPen
 from PySide6.QtWidgets import QGraphicsItem
 
+from app import theme
+
 __all__ = ["BoxItem", "LabelItem", "HANDLE_PX", "handle_points"]
 
 HANDLE_PX = 8.0          # handle square side, screen pixels
@@ -40,7 +42,7 @@ class LabelItem(QGraphicsItem):
         self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations, True)
         self.setZValue(4)                          # above every box, so a box edge never cuts a label
         self.text = ""
-        self.color = QColor("#ffffff")
+        self.color = QColor(theme.FOCUS)
         self._rect = QRectF()
 
     def set_text(self, text: str, color: QColor) -> None:
@@ -60,7 +62,7 @@ class LabelItem(QGraphicsItem):
             return
         painter.fillRect(self._rect, self.color)
         dark = self.color.lightness() > 140
-        painter.setPen(QColor("#000000") if dark else QColor("#ffffff"))
+        painter.setPen(QColor(theme.TEXT_ON_LIGHT) if dark else QColor(theme.FOCUS))
         painter.setFont(_label_font()[0])
         painter.drawText(self._rect.adjusted(3, 0, -3, 0), Qt.AlignmentFlag.AlignVCenter, self.text)
 
@@ -74,7 +76,7 @@ class BoxItem(QGraphicsItem):
         self.box_id = box_id
         self.dashed = dashed
         self.rect = QRectF()
-        self.color = QColor("#ffffff")
+        self.color = QColor(theme.FOCUS)
         self.selected = False
         self.view_scale = 1.0                  # screen pixels per image pixel; handles depend on it
         self.label = LabelItem()                   # a separate scene item (the canvas adds it) drawn on top
@@ -129,9 +131,9 @@ class BoxItem(QGraphicsItem):
 
     def _paint_handles(self, painter) -> None:
         half = HANDLE_PX / 2 / self.view_scale
-        pen = QPen(QColor("#000000"), 1.0)
+        pen = QPen(QColor(theme.TEXT_ON_LIGHT), 1.0)
         pen.setCosmetic(True)
         painter.setPen(pen)
-        painter.setBrush(QColor("#ffffff"))
+        painter.setBrush(QColor(theme.FOCUS))
         for p in handle_points(self.rect):
             painter.drawRect(QRectF(p.x() - half, p.y() - half, 2 * half, 2 * half))

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QGraphicsView,
 )
 
+from app import theme
 from app.annotate.box_item import HANDLE_PX, BoxItem, handle_points
 
 __all__ = ["Canvas", "MIN_BOX_PX", "clamp_shift"]
@@ -26,7 +27,7 @@ MIN_BOX_PX = 1.0             # a drawn or resized box narrower or lower than thi
 _CLICK_SLOP_PX = 3           # a press-release closer than this (screen px) is a click, not a drag
 _ZOOM_STEP = 1.0015          # per wheel-delta unit (120 per notch: x1.2 per notch)
 _MIN_SCALE, _MAX_SCALE = 0.01, 64.0
-_BACKGROUND = QColor("#1b1e24")
+_BACKGROUND = QColor(theme.CANVAS_BACKGROUND)
 _HANDLE_CURSORS = [Qt.CursorShape.SizeFDiagCursor, Qt.CursorShape.SizeVerCursor, Qt.CursorShape.SizeBDiagCursor,
                    Qt.CursorShape.SizeHorCursor, Qt.CursorShape.SizeFDiagCursor, Qt.CursorShape.SizeVerCursor,
                    Qt.CursorShape.SizeBDiagCursor, Qt.CursorShape.SizeHorCursor]
@@ -86,7 +87,7 @@ class Canvas(QGraphicsView):
         pen = self._draft.pen()
         pen.setCosmetic(True)
         pen.setWidthF(1.5)
-        pen.setColor(QColor("#ffffff"))
+        pen.setColor(QColor(theme.FOCUS))
         pen.setStyle(Qt.PenStyle.DashLine)
         self._draft.setPen(pen)
         self._draft.setZValue(5)
@@ -115,10 +116,10 @@ class Canvas(QGraphicsView):
     def _show_placeholder(self, problem: str) -> None:
         w, h = self.image_size
         rect = QGraphicsRectItem(0, 0, w, h)
-        rect.setBrush(QColor("#3a3f4b"))
-        rect.setPen(QColor("#ff6b6b"))
+        rect.setBrush(QColor(theme.PLACEHOLDER_FILL))
+        rect.setPen(QColor(theme.PLACEHOLDER_EDGE))
         text = QGraphicsSimpleTextItem(problem or "no image")
-        text.setBrush(QColor("#ffd0d0"))
+        text.setBrush(QColor(theme.PLACEHOLDER_TEXT))
         font = QFont()
         font.setPointSizeF(11)
         text.setFont(font)

@@ -11,7 +11,7 @@ from app.annotate.canvas import MIN_BOX_PX, Canvas, clamp_shift
 from app.annotate.commands import NUDGE_MERGE_ID, AddBoxes, RemoveBoxes, ReplaceBoxes
 from app.annotate.document import Document
 from app.annotate.image_loader import ImageCache
-from app.colors import class_color
+from app.theme import class_color
 
 if TYPE_CHECKING:                # detengine.data imports torch: not before the window shows (app/main.py)
     from detengine.api import Box

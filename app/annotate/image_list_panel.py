@@ -15,6 +15,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app import theme
+
 __all__ = ["ImageListPanel", "ImageTableModel", "UNSAVED_MARK", "PROBLEM_MARK"]
 
 UNSAVED_MARK = "●"
@@ -60,7 +62,7 @@ class ImageTableModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.ToolTipRole:
             return self.problems.get(row) or (f"{record.file_name}: unsaved edits" if self.mark(row) else record.file_name)
         if role == Qt.ItemDataRole.ForegroundRole and row in self.problems:
-            return QColor("#d03030")
+            return QColor(theme.UNREADABLE)
         if role == Qt.ItemDataRole.TextAlignmentRole and col in (1, 3, 4, 5, 6):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         if role == Qt.ItemDataRole.UserRole:

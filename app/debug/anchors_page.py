@@ -14,14 +14,16 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QFontDatabase
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QSplitter, QVBoxLayout
 
+from app import theme
 from app.debug.debug_page import DebugPage
-from app.debug_common import fill_table, gt_color, level_color, level_row_text, make_table
+from app.debug_common import fill_table, level_row_text, make_table
+from app.theme import gt_color, level_color
 
 __all__ = ["AnchorsPage", "MODES", "MIN_SCREEN_STRIDE_PX", "draw_gt_tags", "input_point"]
 
 MODES = {"all": "All priors of the level", "cell": "Priors of the clicked cell", "centers": "Centres only"}
 MIN_SCREEN_STRIDE_PX = 6.0
-_RED = QColor("#e03131")
+_RED = QColor(theme.PROBLEM)
 
 
 def input_point(image_trace, x: float, y: float) -> tuple[float, float]:

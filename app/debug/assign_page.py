@@ -23,15 +23,17 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app import theme
 from app.debug.anchors_page import coverage_rows, draw_gt_tags, input_point
 from app.debug.debug_page import DebugPage
-from app.debug_common import ASSIGNER_PARAMS, fill_table, gt_color, make_table, threshold_slider
+from app.debug_common import ASSIGNER_PARAMS, fill_table, make_table, threshold_slider
+from app.theme import gt_color
 from detengine.api import REASON_TEXT
 
 __all__ = ["AssignPage", "ParamEditor", "why_text"]
 
-_NEG_FAINT = "#8a8f98"
-_IGNORED = "#ffb000"
+_NEG_FAINT = theme.NEGATIVE
+_IGNORED = theme.IGNORED
 
 
 def why_text(trace, prior: int, class_names: list[str]) -> str:
@@ -259,7 +261,7 @@ class AssignPage(DebugPage):
             b = int(other.trace.coverage.num_pos[k]) if other is not None else "-"
             rows.append([row[0], row[1], int(trace.coverage.num_pos[k]),
                          " ".join(f"P{lv}:{n}" for lv, n in enumerate(per_level) if n) or "none", b])
-            colors.append(QColor("#e03131") if int(trace.coverage.num_pos[k]) == 0 else gt_color(k).darker(160))
+            colors.append(QColor(theme.PROBLEM) if int(trace.coverage.num_pos[k]) == 0 else gt_color(k).darker(160))
         self.table.blockSignals(True)
         fill_table(self.table, rows, colors)
         if self.selected_gt is not None and self.selected_gt < len(rows):
@@ -319,7 +321,7 @@ class AssignPage(DebugPage):
             image = pg.ImageItem(grid.T, levels=(0, 1))
             image.setColorMap(pg.colormap.get("viridis"))
             view.addItem(image)
-            for thr, color in zip(levels, ("#ff4d4d", "#ffd21f")):
+            for thr, color in zip(levels, (theme.CONTOUR_POS, theme.CONTOUR_NEG)):
                 curve = pg.IsocurveItem(grid.T, level=thr, pen=pg.mkPen(color, width=2))
                 view.addItem(curve)
             label = pg.LabelItem(f"P{lv} max {grid.max():.2f}", size="8pt")
@@ -360,5 +362,5 @@ class AssignPage(DebugPage):
 
     def _draw_why(self, it, overlay, prior: int) -> None:
         box = it.to_original(it.trace.priors.boxes[prior:prior + 1].numpy(), clip=False)
-        overlay.rects("why", box, "#ffffff", width=3.0, dash=True, z=3.8)
+        overlay.rects("why", box, theme.FOCUS, width=3.0, dash=True, z=3.8)
         self.why.setPlainText(why_text(it.trace, prior, self.panel.class_names()))

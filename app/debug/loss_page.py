@@ -11,14 +11,16 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QSplitter, QVBoxLayout
 
+from app import theme
 from app.debug.anchors_page import draw_gt_tags
 from app.debug.debug_page import DebugPage
-from app.debug_common import fill_table, gt_color, make_table
+from app.debug_common import fill_table, make_table
+from app.theme import gt_color
 
 __all__ = ["LossPage", "HARD_NEG_COLOR"]
 
-HARD_NEG_COLOR = "#ff2bd6"
-_NEG_COLOR = "#8a8f98"
+HARD_NEG_COLOR = theme.HARD_NEGATIVE
+_NEG_COLOR = theme.NEGATIVE
 
 
 class LossPage(DebugPage):
@@ -96,7 +98,7 @@ class LossPage(DebugPage):
             overlay.rects("selected", it.to_original(trace.priors.boxes[prior:prior + 1].numpy(), clip=False),
                           gt_color(k), width=1.0)
             decoded = it.decoded_predictions([prior]).numpy()
-            overlay.rects("selected", it.to_original(decoded, clip=False), "#ffffff", width=3.0, z=3.7)
+            overlay.rects("selected", it.to_original(decoded, clip=False), theme.FOCUS, width=3.0, z=3.7)
         else:
             for k in range(len(trace.gt_boxes)):
                 mask = gt_inds == k + 1
@@ -134,19 +136,19 @@ class LossPage(DebugPage):
         cls_l, reg_l = np.array(b["per_level"]["loss_cls"]), np.array(b["per_level"]["loss_bbox"])
         plot = self.chart.addPlot(row=0, col=0, title="per level")
         x = np.arange(levels)
-        plot.addItem(pg.BarGraphItem(x=x, height=cls_l, width=0.6, brush="#4ea1ff", name="cls"))
-        plot.addItem(pg.BarGraphItem(x=x, y0=cls_l, height=reg_l, width=0.6, brush="#ff9f0a", name="reg"))
+        plot.addItem(pg.BarGraphItem(x=x, height=cls_l, width=0.6, brush=theme.LOSS_CLS, name="cls"))
+        plot.addItem(pg.BarGraphItem(x=x, y0=cls_l, height=reg_l, width=0.6, brush=theme.LOSS_REG, name="reg"))
         plot.getAxis("bottom").setTicks([[(i, f"P{i}") for i in range(levels)]])
         gts = len(b["per_gt"]["loss_cls"])
         plot = self.chart.addPlot(row=0, col=1, title="per GT (positives)")
         if gts:
             cls_g, reg_g = np.array(b["per_gt"]["loss_cls"]), np.array(b["per_gt"]["loss_bbox"])
-            plot.addItem(pg.BarGraphItem(x=np.arange(gts), height=cls_g, width=0.6, brush="#4ea1ff"))
-            plot.addItem(pg.BarGraphItem(x=np.arange(gts), y0=cls_g, height=reg_g, width=0.6, brush="#ff9f0a"))
+            plot.addItem(pg.BarGraphItem(x=np.arange(gts), height=cls_g, width=0.6, brush=theme.LOSS_CLS))
+            plot.addItem(pg.BarGraphItem(x=np.arange(gts), y0=cls_g, height=reg_g, width=0.6, brush=theme.LOSS_REG))
             plot.getAxis("bottom").setTicks([[(i, f"GT{i}") for i in range(gts)]])
         plot = self.chart.addPlot(row=0, col=2, title="cls: pos vs neg")
         plot.addItem(pg.BarGraphItem(x=[0, 1], height=[b["cls_positive"], b["cls_negative"]], width=0.6,
-                                     brushes=["#3ddbb0", "#8a8f98"]))
+                                     brushes=[theme.LOSS_POS, theme.NEGATIVE]))
         plot.getAxis("bottom").setTicks([[(0, "pos"), (1, "neg")]])
 
     def _draw_heat(self, trace) -> None:

@@ -10,15 +10,16 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QCheckBox, QFormLayout, QHBoxLayout, QPlainTextEdit, QSpinBox, QSplitter, QVBoxLayout
 
-from app.colors import class_color
+from app import theme
 from app.debug.anchors_page import draw_gt_tags
 from app.debug.debug_page import DebugPage
 from app.debug_common import fill_table, make_table, threshold_slider
+from app.theme import class_color
 from detengine.api import STAGE_TEXT, Stage, match_detections
 
 __all__ = ["NmsPage", "match_detections", "TP_COLOR", "FP_COLOR"]
 
-TP_COLOR, FP_COLOR, MISSED_COLOR = "#2fbf4a", "#ff3b3b", "#ffd21f"
+TP_COLOR, FP_COLOR, MISSED_COLOR = theme.TP, theme.FP, theme.MISSED
 STAGE_NAMES = {"raw": "raw (prior, class) pairs", "score_thr": "after score_thr", "nms_pre": "after per-level top-k",
                "min_bbox_size": "after min_bbox_size", "nms": "after NMS", "max_per_img": "after max_per_img"}
 
@@ -144,13 +145,13 @@ class NmsPage(DebugPage):
             if self.mark_tp.isChecked():
                 color = TP_COLOR if tp[d] else FP_COLOR
             else:
-                color = class_color(label_to_cat[label]) if label in label_to_cat else QColor("#ffffff")
+                color = class_color(label_to_cat[label]) if label in label_to_cat else QColor(theme.FOCUS)
             overlay.rects("kept", boxes[d:d + 1], color, width=2.0)
             name = names[label] if label < len(names) else str(label)
             overlay.text("kept_labels", boxes[d, 0], boxes[d, 3], f"{name} {float(record.scores[d]):.2f}", color)
         if self.show_suppressed.isChecked():
             sup = record.cand_stage == Stage.SUPPRESSED
-            overlay.rects("suppressed", it.to_original(record.cand_box[sup].numpy()), "#b0b8c8", width=1.0,
+            overlay.rects("suppressed", it.to_original(record.cand_box[sup].numpy()), theme.SUPPRESSED, width=1.0,
                           alpha=160, dash=True)
         if self.mark_tp.isChecked() and missed:
             gts = it.to_original(trace.gt_boxes[missed].numpy())
@@ -191,7 +192,7 @@ class NmsPage(DebugPage):
         label = int(record.cand_label[c])
         name = names[label] if label < len(names) else str(label)
         box = it.to_original(record.cand_box[c:c + 1].numpy())
-        overlay.rects("focus", box, "#ffffff", width=3.5, z=3.9)
+        overlay.rects("focus", box, theme.FOCUS, width=3.5, z=3.9)
         lines = [f"candidate {c}: {name} score {float(record.cand_score[c]):.4f}, prior #{int(record.cand_prior[c])}, "
                  f"{STAGE_TEXT.get(stage, '?')}"]
         if stage == Stage.KEPT:
@@ -201,10 +202,10 @@ class NmsPage(DebugPage):
                 lines.append(f"  candidate {v}: score {float(record.cand_score[v]):.4f}, "
                              f"IoU {float(record.suppressed_iou[v]):.3f}")
             if len(victims):
-                overlay.rects("focus", it.to_original(record.cand_box[victims].numpy()), "#ff9f0a", width=1.5, dash=True)
+                overlay.rects("focus", it.to_original(record.cand_box[victims].numpy()), theme.VICTIM, width=1.5, dash=True)
         elif stage == Stage.SUPPRESSED:
             by = int(record.suppressed_by[c])
             lines.append(f"suppressed by candidate {by} (score {float(record.cand_score[by]):.4f}) "
                          f"at IoU {float(record.suppressed_iou[c]):.3f}")
-            overlay.rects("focus", it.to_original(record.cand_box[by:by + 1].numpy()), "#38c7ff", width=3.0)
+            overlay.rects("focus", it.to_original(record.cand_box[by:by + 1].numpy()), theme.SUPPRESSOR, width=3.0)
         self.detail.setPlainText("\n".join(lines))

@@ -18,7 +18,8 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QS
 
 from app.annotate.image_loader import image_size, read_image
 from app.debug.debug_page import DebugPage
-from app.debug_common import fill_table, level_color, make_table, qimage_to_rgb
+from app.debug_common import fill_table, make_table, qimage_to_rgb
+from app.theme import level_color
 from app.trace_worker import TraceRunner
 
 __all__ = ["ScanPage"]

@@ -24,8 +24,8 @@ from PySide6.QtWidgets import (
 )
 
 from app.annotate.commands import AddBoxes
-from app.colors import class_color
 from app.debug_common import fill_table, make_table
+from app.theme import class_color
 from app.trace_worker import TraceRunner
 from detengine.api import COCO_METRIC_NAMES, Box, project_gt, split_indices, write_results
 

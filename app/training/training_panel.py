@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app import theme
 from app.debug_common import fill_table, make_table
 from app.training.training_process import TrainingProcess
 from detengine.api import (
@@ -48,7 +49,7 @@ from detengine.api import (
 
 __all__ = ["TrainingPanel", "runs_root", "smooth", "Smoother", "device_choices"]
 
-_CURVE_COLORS = ["#ffffff", "#4ea1ff", "#ff9f0a", "#3ddbb0", "#ff7eb6", "#b48cff"]
+_CURVE_COLORS = theme.CURVE_COLORS
 
 
 def runs_root() -> Path:
@@ -173,7 +174,7 @@ class TrainingPanel(QWidget):
         self.status.setWordWrap(True)
         self.error = QLabel()
         self.error.setWordWrap(True)
-        self.error.setStyleSheet("color: #e03131")
+        self.error.setStyleSheet(f"color: {theme.PROBLEM}")
         self.smoothing = QSlider(Qt.Orientation.Horizontal)
         self.smoothing.setRange(0, 99)
         self.smoothing.setValue(60)
@@ -487,17 +488,17 @@ class TrainingPanel(QWidget):
         for name, run in self.overlays.items():
             if run.steps:
                 put(self.loss_plot, ("overlay", name), run.steps, self._smoothed((name, "loss"), run.losses["loss"], weight),
-                    pen=pg.mkPen("#808080", width=1, style=Qt.PenStyle.DashLine), name=f"{name} loss")
+                    pen=pg.mkPen(theme.OVERLAY_CURVE, width=1, style=Qt.PenStyle.DashLine), name=f"{name} loss")
         run = self.curves
         if run is not None and run.steps:
             for n, (name, values) in enumerate(run.losses.items()):
                 put(self.loss_plot, ("loss", name), run.steps, self._smoothed((run.name, name), values, weight),
                     pen=pg.mkPen(_CURVE_COLORS[n % len(_CURVE_COLORS)], width=1.5), name=name)
-            put(self.lr_plot, ("lr",), run.steps, run.lr, pen=pg.mkPen("#3ddbb0"))
+            put(self.lr_plot, ("lr",), run.steps, run.lr, pen=pg.mkPen(theme.LR_CURVE))
             if run.evals:
                 steps, ap, ap50 = zip(*run.evals)
-                put(self.ap_plot, ("AP",), steps, ap, pen="#4ea1ff", symbol="o", symbolSize=6, name="AP")
-                put(self.ap_plot, ("AP50",), steps, ap50, pen="#ff9f0a", symbol="t", symbolSize=6, name="AP50")
+                put(self.ap_plot, ("AP",), steps, ap, pen=theme.AP_CURVE, symbol="o", symbolSize=6, name="AP")
+                put(self.ap_plot, ("AP50",), steps, ap50, pen=theme.AP50_CURVE, symbol="t", symbolSize=6, name="AP50")
         for key in [k for k in self._curve_items if k not in shown]:
             plot, item = self._curve_items.pop(key)
             plot.removeItem(item)  # and its legend entry
