@@ -33,6 +33,7 @@ _LAZY = {
     "DatasetError": "data.errors", "atomic_write_text": "io",
     # evaluation on a project
     "checkpoint_class_names": "project_eval", "class_map": "project_eval", "per_image_counts": "project_eval",
+    "LabelMap": "project_eval", "model_label_map": "project_eval",
     "match_detections": "project_eval", "evaluate_predictions": "project_eval", "predict_images": "project_eval",
     "EvalResult": "project_eval", "project_gt": "project_eval", "evaluate_project": "project_eval",
     "LoadedModel": "project_eval", "load_model": "project_eval",

@@ -15,6 +15,7 @@ from .data.folder import ImageReadError, read_image
 from .evaluation import CocoMetrics, detections_to_coco_results, evaluate_coco
 
 __all__ = ["LoadedModel", "load_model", "EvalResult", "project_gt", "evaluate_project", "predict_images", "evaluate_predictions", "match_detections", "ImagePredictions", "class_map",
+           "LabelMap", "model_label_map",
            "checkpoint_class_names", "per_image_counts"]
 
 
@@ -120,24 +121,55 @@ def evaluate_predictions(gt: dict, predictions: dict, label_to_cat_id: dict[int,
     return metrics, per_image_counts(gt, predictions, label_to_cat_id, score_thr), results
 
 
-def class_map(model_class_names: list[str] | None, categories) -> tuple[dict[int, int], dict[int, int], list[str]]:
-    """How a model's labels meet a project's categories.
+@dataclass(frozen=True)
+class LabelMap:
+    """How a model's labels meet a project's categories: the one place project boxes become
+    model labels (debug views, dataset scan, evaluation). ``label_to_cat`` / ``cat_to_label``
+    map both ways, ``class_names`` name each model label, ``problems`` list the names only one
+    side has (their boxes / detections are left out)."""
 
-    ``model_class_names``: the class names the model was trained with, in label order (a run's
-    ``classes.txt``), or None for a model made for this project (labels = categories sorted by
-    id, as the trainer makes them). Returns ``(label_to_cat_id, cat_id_to_label, problems)``;
-    names only one side has are listed in problems (their boxes / detections are left out)."""
+    label_to_cat: dict[int, int]
+    cat_to_label: dict[int, int]
+    class_names: list[str]
+    problems: list[str]
+
+    @property
+    def num_classes(self) -> int:
+        return max(1, len(self.class_names))
+
+    def encode(self, category_ids) -> tuple[list[int], list[int]]:
+        """``(kept positions, labels)`` of boxes with these category ids: a box of a category the
+        model does not know is left out."""
+        kept = [k for k, c in enumerate(category_ids) if c in self.cat_to_label]
+        return kept, [self.cat_to_label[category_ids[k]] for k in kept]
+
+    def name(self, label: int) -> str:
+        """The label's class name; a model class the project lacks says so."""
+        if not 0 <= label < len(self.class_names):
+            return f"model class {label}"
+        return self.class_names[label] + ("" if label in self.label_to_cat else " (not in the project)")
+
+
+def class_map(model_class_names: list[str] | None, categories) -> LabelMap:
+    """The :class:`LabelMap` of a model trained with ``model_class_names`` (label order: a
+    checkpoint's classes) on a project with ``categories``; None means a model made for this
+    project (labels = categories sorted by id, as the trainer makes them). Names meet by name."""
     cats = sorted(categories, key=lambda c: c.id)
     if model_class_names is None:
         label_to_cat = {i: c.id for i, c in enumerate(cats)}
-        return label_to_cat, {c: i for i, c in label_to_cat.items()}, []
+        return LabelMap(label_to_cat, {c: i for i, c in label_to_cat.items()}, [c.name for c in cats], [])
     by_name = {c.name: c.id for c in cats}
     label_to_cat = {i: by_name[n] for i, n in enumerate(model_class_names) if n in by_name}
     problems = [f"the model's class {n!r} is not a class of the project" for n in model_class_names if n not in by_name]
     known = set(model_class_names)
     problems += [f"class {c.name!r} is unknown to the model (its boxes are left out)" for c in cats
                  if c.name not in known]
-    return label_to_cat, {c: i for i, c in label_to_cat.items()}, problems
+    return LabelMap(label_to_cat, {c: i for i, c in label_to_cat.items()}, list(model_class_names), problems)
+
+
+def model_label_map(checkpoint, categories) -> LabelMap:
+    """:func:`class_map` of ``checkpoint``'s class names (None / no names: made for the project)."""
+    return class_map(checkpoint_class_names(checkpoint) if checkpoint else None, categories)
 
 
 def checkpoint_class_names(checkpoint) -> list[str] | None:
@@ -235,16 +267,16 @@ def evaluate_project(items, gt: dict, cfg: dict, categories, *, checkpoint: str 
     """Predict ``items`` (``[(image id, path)]``) with the config's model (``checkpoint``'s, else a
     seeded random initialisation) through its test pipeline, then COCO-evaluate against ``gt``.
     Detections of classes the project does not have are left out; the model's labels meet the
-    project's categories by name (:func:`class_map`)."""
+    project's categories by name (:class:`LabelMap`)."""
     from .image_trace import ImageTracer
     loaded = load_model(cfg, max(1, len(categories)), checkpoint)
     tracer = ImageTracer({**cfg, "model": loaded.model.model_cfg})
-    label_to_cat, _, class_problems = class_map(checkpoint_class_names(checkpoint) if checkpoint else None,
-                                                categories)
+    labels = model_label_map(checkpoint, categories)
+    label_to_cat = labels.label_to_cat
     preds, problems = predict_images(loaded.model, tracer.test_pipeline, items, size_divisor=tracer.size_divisor,
                                      progress=progress, cancel=cancel)
     for p in preds.values():
         keep = np.isin(p.labels, list(label_to_cat))
         p.boxes, p.scores, p.labels = p.boxes[keep], p.scores[keep], p.labels[keep]
     metrics, per_image, results = evaluate_predictions(gt, preds, label_to_cat, score_thr=score_thr)
-    return EvalResult(metrics, per_image, results, preds, problems + class_problems, loaded.name, label_to_cat, gt)
+    return EvalResult(metrics, per_image, results, preds, problems + labels.problems, loaded.name, label_to_cat, gt)

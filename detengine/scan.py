@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .image_trace import ImageTracer
-from .project_eval import checkpoint_class_names, class_map
+from .project_eval import model_label_map
 
 __all__ = ["ScanItem", "ScanResult", "scan_items", "scan_project", "prior_shapes"]
 
@@ -97,14 +97,14 @@ def scan_project(items: list[ScanItem], cfg: dict, categories, *, loaded=None, c
     tracer = ImageTracer(cfg if model is None else {**cfg, "model": model.model_cfg},
                          num_classes=loaded.num_classes if loaded is not None else num_classes, model=model,
                          model_name=loaded.name if loaded is not None else None)
-    _, cat_to_label, _ = class_map(checkpoint_class_names(checkpoint) if checkpoint else None, categories)
+    label_map = model_label_map(checkpoint, categories)
     rows, where, shapes, is_point, cancelled = [], [], None, False, False
     for n, item in enumerate(items):
         if cancel is not None and cancel.is_set():
             cancelled = True
             break
-        keep = [k for k, c in enumerate(item.category_ids) if c in cat_to_label]
-        boxes, labels = [item.boxes[k] for k in keep], [cat_to_label[item.category_ids[k]] for k in keep]
+        keep, labels = label_map.encode(item.category_ids)
+        boxes = [item.boxes[k] for k in keep]
         crowd, ids = [item.iscrowd[k] for k in keep], [item.box_ids[k] for k in keep]
         if model is None:
             cov, kept, priors = tracer.coverage_of(item.height, item.width, boxes, labels, crowd,

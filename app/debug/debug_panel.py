@@ -43,17 +43,24 @@ class DebugResult:
     """One trace of the shown image for the views: ``main`` (an ``ImageTrace``), ``compare`` (the
     same image under the "Compare with" assigner, or None), the project ``box_ids`` of the traced
     GTs in trace order, the ``image`` index, the ``tracer`` (its model), how model labels meet the
-    project's categories (``label_to_cat``), the ``class_names`` per model label, and the class
-    mismatches met (``class_problems``)."""
+    project's categories (``labels``, the engine's ``LabelMap``: its ``problems`` are the class
+    mismatches met) and the ``class_names`` per model label."""
 
     main: object
     compare: object | None
     box_ids: list[int]
     image: int
     tracer: object
-    label_to_cat: dict[int, int]
+    labels: object
     class_names: list[str]
-    class_problems: list[str]
+
+    @property
+    def label_to_cat(self) -> dict[int, int]:
+        return self.labels.label_to_cat
+
+    @property
+    def class_problems(self) -> list[str]:
+        return self.labels.problems
 
 
 class DebugPanel(QWidget):
@@ -207,23 +214,29 @@ class DebugPanel(QWidget):
         trace used one, else the project's categories sorted by COCO id."""
         if self.result is not None and self.result.class_names:
             return list(self.result.class_names)
-        return [c.name for c in sorted(self.editor.project.categories, key=lambda c: c.id)]
+        return list(self.label_map().class_names)
+
+    def label_map(self):
+        """The last trace's model labels (a checkpoint's classes), else the project's own."""
+        if self.result is not None and self.result.labels is not None:
+            return self.result.labels
+        from detengine.api import class_map
+        return class_map(None, self.editor.project.categories)
 
     def label_to_cat(self) -> dict[int, int]:
-        if self.result is not None and self.result.label_to_cat is not None:
-            return self.result.label_to_cat
-        return {i: c for i, c in enumerate(sorted(self.editor.project.category_ids()))}
+        return self.label_map().label_to_cat
 
-    def gt_inputs(self, cat_to_label: dict[int, int] | None = None):
+    def gt_inputs(self, labels=None):
         """The shown image's boxes: (N, 4) xyxy, labels, crowd flags, box ids, number of classes.
-        Labels follow ``cat_to_label`` (a checkpoint's class map); by default categories sorted
-        by id; boxes of a class the map does not know are left out."""
-        project = self.editor.project
-        if cat_to_label is None:
-            cat_to_label = {cid: i for i, cid in enumerate(sorted(project.category_ids()))}
-        boxes = [b for b in project.images[self.editor.index].boxes if b.category_id in cat_to_label]
-        return ([b.xyxy for b in boxes], [cat_to_label[b.category_id] for b in boxes], [b.iscrowd for b in boxes],
-                [b.id for b in boxes], max(1, len(cat_to_label)))
+        Labels follow ``labels`` (a :class:`LabelMap`; by default the project's categories sorted
+        by id); boxes of a class the map does not know are left out."""
+        from detengine.api import class_map
+        labels = labels or class_map(None, self.editor.project.categories)
+        boxes = self.editor.project.images[self.editor.index].boxes
+        kept, model_labels = labels.encode([b.category_id for b in boxes])
+        boxes = [boxes[k] for k in kept]
+        return ([b.xyxy for b in boxes], model_labels, [b.iscrowd for b in boxes], [b.id for b in boxes],
+                labels.num_classes)
 
     def retrace(self) -> None:
         if not self.active or self.editor.doc is None or self.editor.index < 0:
@@ -249,22 +262,19 @@ class DebugPanel(QWidget):
         post = self.pages["nms"].postprocess_overrides()
 
         def job():
-            from detengine.api import checkpoint_class_names, class_map
+            from detengine.api import model_label_map
             tracer = self._tracer(spec, cfg, checkpoint)
-            names = checkpoint_class_names(checkpoint) if checkpoint else None
-            label_to_cat, cat_to_label, problems = class_map(names, categories)
-            kept = [b for b in all_boxes if b[1] in cat_to_label]
-            boxes = [b[0] for b in kept]
-            labels = [cat_to_label[b[1]] for b in kept]
-            crowd = [b[2] for b in kept]
+            labels_map = model_label_map(checkpoint, categories)
+            kept, labels = labels_map.encode([b[1] for b in all_boxes])
+            boxes = [all_boxes[k][0] for k in kept]
+            crowd = [all_boxes[k][2] for k in kept]
             main = tracer.trace(key, image, boxes, labels, crowd, model_overrides=overrides, postprocess_overrides=post)
             other = None
             if compare is not None:
                 other = tracer.trace(key, image, boxes, labels, crowd, model_overrides=compare,
                                      postprocess_overrides=post)
-            cat_name = {c.id: c.name for c in categories}
-            class_names = [cat_name.get(label_to_cat.get(i), f"model class {i}") for i in range(tracer.num_classes)]
-            return DebugResult(main, other, [b[3] for b in kept], index, tracer, label_to_cat, class_names, problems)
+            class_names = [labels_map.name(i) for i in range(tracer.num_classes)]
+            return DebugResult(main, other, [all_boxes[k][3] for k in kept], index, tracer, labels_map, class_names)
 
         self.runner.request(job)
 

@@ -399,7 +399,7 @@ def test_a_checkpoints_classes_are_matched_by_name(qtbot, win, tmp_path):
     assert result.label_to_cat == {0: 1, 2: 3, 3: 4, 4: 5}           # square's label 1 has no category now
     assert any("star" in p for p in result.class_problems)
     names = win.debug_panel.class_names()
-    assert names[:5] == ["circle", "model class 1", "triangle", "ring", "bar"]
+    assert names[:5] == ["circle", "square (not in the project)", "triangle", "ring", "bar"]
     record = result.main.trace.postprocess
     assert set(record.labels.tolist()) <= set(range(5))
 
