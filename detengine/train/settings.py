@@ -23,7 +23,7 @@ from .ema import EMA_TYPES
 from .optim import PARAMWISE_KEYS
 from .trainer import TrainSettings
 
-__all__ = ["settings_from_config", "config_warnings", "run_warnings", "uses_syncbn"]
+__all__ = ["settings_from_config", "config_warnings", "run_warnings", "uses_syncbn", "keys_not_acted_on"]
 
 _OPTIMIZERS = {"SGD": torch.optim.SGD, "AdamW": torch.optim.AdamW}
 _OPTIM_WRAPPER_KEYS = ("type", "optimizer", "paramwise_cfg", "clip_grad", "loss_scale", "dtype")
@@ -38,6 +38,17 @@ _SCHEDULER_KEYS = {
     "ConstantLR": ("factor", "begin", "end", "by_epoch", "convert_to_iter_based", "verbose"),
 }
 _LOOP_KEYS = ("type", "max_epochs", "val_interval", "val_begin", "dynamic_intervals")
+#: top-level keys a run reads (model, data, optimisation, schedule, hooks, weights)
+_ACTED_TOP = {"model", "train_pipeline", "test_pipeline", "train_dataloader", "val_dataloader", "test_dataloader",
+              "optim_wrapper", "param_scheduler", "train_cfg", "val_cfg", "test_cfg", "default_hooks",
+              "custom_hooks", "auto_scale_lr", "randomness", "load_from", "resume", "data", "val_evaluator",
+              "test_evaluator"}
+#: mmengine runtime keys a run here does without (their parts are DetScope's own or absent)
+_RUNTIME_KEYS = ("visualizer", "vis_backends", "log_processor", "log_level", "launcher", "env_cfg", "default_scope",
+                 "tta_model", "tta_pipeline", "model_wrapper_cfg", "work_dir", "experiment_name", "compile",
+                 "strategy")
+#: default_hooks a run carries out: checkpoints, the log interval, the schedule, timing and seeding
+_ACTED_HOOKS = {"checkpoint", "logger", "param_scheduler", "timer", "sampler_seed"}
 
 
 def _scheduler(sch: dict) -> dict:
@@ -176,6 +187,9 @@ def settings_from_config(cfg: dict, **overrides) -> TrainSettings:
         raise ValueError("default_hooks.checkpoint: by_epoch=False (an interval in iterations) is not supported; "
                          "checkpoints are saved every `interval` epochs and on stop")
     s["checkpoint_interval"] = int(ckpt.get("interval", 1))
+    logger = (cfg.get("default_hooks") or {}).get("logger") or {}
+    if "interval" in logger:
+        s["log_interval"] = int(logger["interval"])
     scale = cfg.get("auto_scale_lr") or {}
     if scale.get("enable"):
         if "base_batch_size" not in scale:
@@ -227,10 +241,27 @@ def uses_syncbn(node) -> bool:
     return False
 
 
+def keys_not_acted_on(cfg: dict) -> list[str]:
+    """The config keys a run does not act on: mmengine's runtime keys (``visualizer``,
+    ``tta_model``, ``log_processor`` ...), any other top-level component (a dict with a ``type``)
+    and ``default_hooks`` entries beyond checkpoint / logger / param_scheduler / timer /
+    sampler_seed. Top-level plain values and lists are the config's own variables (``max_epochs``,
+    ``train_pipeline_stage2``...): they act through the keys that use them."""
+    out = [k for k in _RUNTIME_KEYS if k in cfg]
+    out += [k for k, v in cfg.items() if k not in _ACTED_TOP and k not in _RUNTIME_KEYS and not k.startswith("_")
+            and isinstance(v, dict) and "type" in v]
+    hooks = cfg.get("default_hooks") or {}
+    out += [f"default_hooks.{k}" for k, v in hooks.items() if k not in _ACTED_HOOKS and v is not None]
+    return out
+
+
 def config_warnings(cfg: dict, *, distributed: bool = False, cuda: bool = False) -> list[str]:
     """Parts of an mmdetection config that training here does not act on, one sentence each
     (shown at the start of a run; nothing is ignored silently)."""
     out = []
+    unused = keys_not_acted_on(cfg)
+    if unused:
+        out.append(f"config keys this run does not act on: {', '.join(unused)}")
     for hook in cfg.get("custom_hooks") or []:
         kind = hook.get("type") if isinstance(hook, dict) else hook
         if kind != "EMAHook" and kind not in HANDLED_HOOKS:

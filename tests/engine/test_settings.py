@@ -238,3 +238,26 @@ def test_an_mmdetection_rtmdet_checkpoint_loads_and_gives_mmdetections_outputs(t
     cls, reg, _ = model(det_randn(tuple(ref["input_shape"]), ref["input_seed"]))
     want = torch.cat([c.permute(0, 2, 3, 1).reshape(1, -1, c.shape[1]) for c in ref["cls"]], 1)
     torch.testing.assert_close(cls, want, rtol=1e-5, atol=1e-5)
+
+
+def test_a_run_lists_the_config_keys_it_does_not_act_on(tmp_path, capsys):
+    from detengine.train.runner import train_from_config
+    from detengine.train.settings import keys_not_acted_on
+
+    from .runs import tiny_tinyssd_cfg
+    cfg = tiny_tinyssd_cfg(tmp_path / "data")
+    cfg.update(visualizer=dict(type="DetLocalVisualizer", vis_backends=[dict(type="LocalVisBackend")]),
+               tta_model=dict(type="DetTTAModel"), log_level="INFO", max_epochs=3,
+               my_thing=dict(type="SomethingUnknown"),
+               default_hooks=dict(checkpoint=dict(interval=1), logger=dict(type="LoggerHook", interval=7),
+                                  visualization=dict(type="DetVisualizationHook"), profiler=dict(type="MyHook")))
+    unused = keys_not_acted_on(cfg)
+    assert unused == ["visualizer", "log_level", "tta_model", "my_thing", "default_hooks.visualization",
+                      "default_hooks.profiler"]                # max_epochs: a variable, not a key of its own
+    assert settings_from_config(cfg).log_interval == 7           # the logger hook's interval acts
+    events = EventBus()
+    train_from_config(cfg, max_iters=1, work_dir=tmp_path / "run", events=events, console=True)
+    said = [e["message"] for e in events.history if e["type"] == "warning" and "does not act on" in e["message"]]
+    assert len(said) == 1 and all(k in said[0] for k in unused)
+    assert "does not act on" in (tmp_path / "run" / "log.jsonl").read_text()
+    assert capsys.readouterr().out.count("does not act on") == 1
