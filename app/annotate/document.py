@@ -2,17 +2,21 @@
 stack per image (in a ``QUndoGroup``, so undo follows the shown image and survives switching),
 what is unsaved, and the autosave / recovery file.
 
-Saving rules: Ctrl+S writes the project file atomically. A few seconds after the last edit the
-whole project is written (atomically) to a recovery file in DetScope's home, never over the
-user's file; a clean save or an explicit discard deletes it. If DetScope dies with unsaved
-edits, the recovery file is still there at the next start and the window offers it.
+Saving rules: Ctrl+S writes the project file atomically (the replaced file kept as a versioned
+``.bak``, a read-only file refused, a symlink written through: :meth:`AnnotationProject.save`).
+A few seconds after the last edit the whole project is written (atomically) to a recovery file
+in DetScope's home, never over the user's file; a clean save or an explicit discard deletes it.
+If DetScope dies with unsaved edits, the recovery file is still there at the next start and the
+window offers it, also when the project file changed since (then saying so, with how the
+recovered boxes differ from the file's). An autosave that fails (full disk) leaves
+``autosave_problem`` set, and ``autosaveProblemChanged`` tells, until an autosave succeeds.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,7 +29,7 @@ from detengine.api import atomic_write_text
 if TYPE_CHECKING:                # detengine.data imports torch: not before the window shows (app/main.py)
     from detengine.api import AnnotationProject, Box, Category
 
-__all__ = ["Document", "RECOVERY_KEY", "AUTOSAVE_DELAY_MS"]
+__all__ = ["Document", "RECOVERY_KEY", "AUTOSAVE_DELAY_MS", "PendingRecovery", "pending_recovery", "load_recovery"]
 
 RECOVERY_KEY = "detscope_recovery"
 AUTOSAVE_DELAY_MS = 3000
@@ -35,13 +39,17 @@ AUTOSAVE_MAX_WAIT_S = 30.0      # steady editing still autosaves at least this o
 class Document(QObject):
     """Signals: ``boxesChanged(image)`` after any box edit of that image, ``categoriesChanged()``,
     ``dirtyChanged(image)`` when an image's unsaved mark may have changed (-1: the project's),
-    ``autosaved(path)`` after a recovery file was written."""
+    ``autosaved(path)`` after a recovery file was written, ``autosaveFailed(text)`` after each
+    failed autosave, ``autosaveProblemChanged(text)`` when :attr:`autosave_problem` changes
+    (the text of the last failure, ``""`` once an autosave or a save succeeded): a window shows
+    it for as long as it is not empty."""
 
     boxesChanged = Signal(int)
     categoriesChanged = Signal()
     dirtyChanged = Signal(int)
     autosaved = Signal(str)
     autosaveFailed = Signal(str)
+    autosaveProblemChanged = Signal(str)
 
     def __init__(self, project: AnnotationProject, parent: QObject | None = None):
         super().__init__(parent)
@@ -55,6 +63,7 @@ class Document(QObject):
         self._autosave.setInterval(AUTOSAVE_DELAY_MS)
         self._autosave.timeout.connect(self._on_autosave_timer)
         self._pending_since: float | None = None
+        self.autosave_problem = ""               # the last autosave failure, "" when the unsaved edits are safe
 
     # ------------------------------------------------------------------ undo stacks
 
@@ -89,8 +98,15 @@ class Document(QObject):
         try:
             self.write_recovery()
         except Exception as exc:                 # a full disk, a read-only home: say so, try again later
-            self.autosaveFailed.emit(f"autosave failed: {exc}")
+            text = f"autosave failed, unsaved edits are not protected: {exc}"
+            self._set_autosave_problem(text)
+            self.autosaveFailed.emit(text)
             self._autosave.start(AUTOSAVE_DELAY_MS * 5)
+
+    def _set_autosave_problem(self, text: str) -> None:
+        if text != self.autosave_problem:
+            self.autosave_problem = text
+            self.autosaveProblemChanged.emit(text)
 
     def activate(self, image: int) -> None:
         self.undo_group.setActiveStack(self.stack(image))
@@ -177,8 +193,9 @@ class Document(QObject):
     # ------------------------------------------------------------------ saving
 
     def save(self, path=None) -> Path:
+        """Save the project (see :meth:`AnnotationProject.save`: versioned backup, read-only
+        refused with :class:`~detengine.io.ReadOnlyFileError`, symlink written through)."""
         old_recovery = self.recovery_path()          # keyed by the old path: Save As must remove it too
-        self._backup_before_dropping_records(path)
         target = self.project.save(path)
         old_recovery.unlink(missing_ok=True)
         for stack in self._stacks.values():
@@ -187,28 +204,17 @@ class Document(QObject):
         self._project_dirty = False
         self._autosave.stop()
         self.discard_recovery()
+        self._set_autosave_problem("")
         for image in touched:
             self.dirtyChanged.emit(image)
         self.dirtyChanged.emit(-1)
         return target
 
-    def _backup_before_dropping_records(self, path) -> None:
-        """The first save over a file that opened with skipped records keeps the original as
-        ``NAME.json.bak`` (the skipped records are not lost with it)."""
-        source = self.project.path
-        if not self.project.problems or source is None or not source.is_file():
-            return
-        if path is not None and Path(path).absolute() != source:
-            return
-        backup = source.with_name(source.name + ".bak")
-        if not backup.exists():
-            shutil.copy2(source, backup)
-        self.project.problems = []
-
     def discard(self) -> None:
         """The user threw the unsaved edits away: no more autosaves, no recovery file."""
         self._autosave.stop()
         self.discard_recovery()
+        self._set_autosave_problem("")
 
     def recovery_path(self) -> Path:
         return recovery_path_for(self.project)
@@ -217,13 +223,16 @@ class Document(QObject):
         """Write the whole project to the recovery file (atomic); removes it when nothing is unsaved."""
         if not self.is_dirty():
             self.discard_recovery()
+            self._set_autosave_problem("")
             return None
         path = self.recovery_path()
-        data = self.project.to_coco(path)
+        data = self.project.to_coco(path, for_file=True)
         data[RECOVERY_KEY] = {"project_path": str(self.project.path) if self.project.path else None,
                               "image_root": str(self.project.image_root), "kind": self.project.kind,
-                              "saved_at": time.time(), "dirty_images": self.dirty_images()}
+                              "saved_at": time.time(), "dirty_images": self.dirty_images(),
+                              "source_sha1": self.project.source_digest}
         atomic_write_text(path, json.dumps(data, separators=(",", ":")))
+        self._set_autosave_problem("")
         self.autosaved.emit(str(path))
         return path
 
@@ -240,20 +249,89 @@ def recovery_path_for(project: AnnotationProject) -> Path:
     return recovery_dir() / f"{digest}.json"
 
 
-def pending_recovery(project: AnnotationProject) -> tuple[Path, float] | None:
-    """``(recovery file, time it was written)`` if an earlier session left unsaved edits of
-    this project (and the project file was not saved after them), else ``None``."""
+class PendingRecovery(tuple):
+    """What :func:`pending_recovery` found; unpacks as ``(recovery file, time it was written)``.
+
+    ``file_changed``: the project file is no longer what the edits were made on (its content
+    differs; ``content_changed`` False when only its date moved, as after ``touch``).
+    ``added`` / ``removed`` / ``moved`` / ``relabelled``: how the recovered boxes differ from
+    the file's now. :meth:`note` says all that in a sentence for the question to the user."""
+
+    def __new__(cls, path: Path, saved_at: float, *, file_changed: bool = False, content_changed: bool = False,
+                file_mtime: float | None = None, added: int = 0, removed: int = 0, moved: int = 0,
+                relabelled: int = 0):
+        self = super().__new__(cls, (path, saved_at))
+        self.path, self.saved_at = path, saved_at
+        self.file_changed, self.content_changed, self.file_mtime = file_changed, content_changed, file_mtime
+        self.added, self.removed, self.moved, self.relabelled = added, removed, moved, relabelled
+        return self
+
+    def diff_text(self) -> str:
+        parts = [f"{n} {what}" for n, what in ((self.added, "added"), (self.removed, "removed"),
+                                              (self.moved, "moved or resized"), (self.relabelled, "relabelled"))
+                 if n]
+        if not parts:
+            return "the recovered boxes are the same as the file's"
+        return "compared with the file, the recovered edits have boxes " + ", ".join(parts)
+
+    def note(self) -> str:
+        """"" when the file did not change since the autosave, else what changed and what
+        recovering would do."""
+        if not self.file_changed:
+            return ""
+        when = datetime.fromtimestamp(self.file_mtime).strftime("%Y-%m-%d %H:%M:%S") if self.file_mtime else "?"
+        if self.content_changed:
+            head = (f"The project file changed after the autosave (modified {when}); recovering replaces "
+                    "its content with the recovered edits when you save (the file is kept as a .bak).")
+        else:
+            head = f"The project file's date changed after the autosave ({when}) but not its content."
+        return f"{head} {self.diff_text()[0].upper()}{self.diff_text()[1:]}."
+
+
+def pending_recovery(project: AnnotationProject) -> PendingRecovery | None:
+    """A :class:`PendingRecovery` if an earlier session left unsaved edits of this project,
+    else ``None``. It is offered also when the project file changed since (``touch``, a ``git
+    checkout``): then ``file_changed`` is set and the counts say how the recovered boxes
+    differ from the file's."""
     path = recovery_path_for(project)
     if not path.is_file():
         return None
     try:
-        meta = json.loads(path.read_text(encoding="utf-8")).get(RECOVERY_KEY, {})
-    except (OSError, ValueError, AttributeError):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        meta = data.get(RECOVERY_KEY, {})
+        saved_at = float(meta.get("saved_at", 0))
+    except (OSError, ValueError, AttributeError, TypeError):
         return None
-    saved_at = float(meta.get("saved_at", 0))
-    if project.path is not None and project.path.is_file() and project.path.stat().st_mtime > saved_at:
-        return None
-    return path, saved_at
+    file_changed = content_changed = False
+    file_mtime = None
+    if project.path is not None and project.path.is_file():
+        file_mtime = project.path.stat().st_mtime
+        base = meta.get("source_sha1")
+        if base and project.source_digest:
+            content_changed = base != project.source_digest
+            file_changed = content_changed or file_mtime > saved_at
+        else:                                    # an older recovery file: only the date can tell
+            file_changed = content_changed = file_mtime > saved_at
+    return PendingRecovery(path, saved_at, file_changed=file_changed, content_changed=content_changed,
+                           file_mtime=file_mtime, **_box_diff(project, data.get("annotations")))
+
+
+def _box_diff(project: AnnotationProject, recovered) -> dict:
+    """How the recovery file's boxes differ from the project's, by annotation id."""
+    mine = {b.id: (im.id, b.category_id, b.x1, b.y1, b.width, b.height) for im in project.images for b in im.boxes}
+    theirs = {}
+    for a in recovered if isinstance(recovered, list) else []:
+        try:
+            x, y, w, h = (float(v) for v in a["bbox"])
+            theirs[a["id"]] = (a["image_id"], a["category_id"], x, y, w, h)
+        except (KeyError, TypeError, ValueError):
+            continue
+    common = mine.keys() & theirs.keys()
+    moved = sum(1 for i in common if mine[i][0] != theirs[i][0]
+                or any(abs(p - q) > 1e-6 for p, q in zip(mine[i][2:], theirs[i][2:])))
+    relabelled = sum(1 for i in common if mine[i][1] != theirs[i][1])
+    return {"added": len(theirs.keys() - mine.keys()), "removed": len(mine.keys() - theirs.keys()),
+            "moved": moved, "relabelled": relabelled}
 
 
 def load_recovery(path: Path) -> tuple[AnnotationProject, list[int]]:
@@ -266,4 +344,6 @@ def load_recovery(path: Path) -> tuple[AnnotationProject, list[int]]:
     project.kind = meta.get("kind", "coco")
     project.info.pop("detscope_image_root", None)
     project.extra.pop(RECOVERY_KEY, None)
+    project._top_keys = [k for k in project._top_keys if k != RECOVERY_KEY]
+    project.source_digest = meta.get("source_sha1")
     return project, [int(i) for i in meta.get("dirty_images", [])]

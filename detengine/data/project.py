@@ -8,12 +8,20 @@ fields DetScope does not know (``segmentation``, ``attributes``, ``license``, ..
 ``extra`` and written back unchanged.
 
 Opening never fails on one bad record: problems (malformed records, degenerate boxes, missing
-images) are collected in ``problems`` for the GUI to list; a file that cannot be read at all
-raises :class:`DatasetError` naming it.
+images, boxes far outside their image) are collected in ``problems`` for the GUI to list, each
+with what was done; a file that cannot be read at all raises :class:`DatasetError` naming it.
+
+Saving changes nothing the user did not change: a record (annotation, image, category) that was
+not edited is written back exactly as it was read (its numbers, ``area``, key order and unknown
+keys); an edited box keeps its other fields, and its ``area`` is recomputed only when it has no
+``segmentation`` (whose area it is); records skipped at open are written back unchanged (at the
+end of their list). Each save first keeps the file it replaces as a timestamped ``.bak`` (the
+last :data:`~detengine.io.BACKUPS_KEPT`); a read-only file is refused, a symlink written through.
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -23,8 +31,8 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from ..io import atomic_write_text
-from .coco import load_coco_checked
+from ..io import BACKUPS_KEPT, atomic_write_text, check_writable, keep_backup, remove_stale_temp_files
+from .coco import _Checker, _read_json
 from .errors import DatasetError, DatasetProblem, shorten_json
 
 __all__ = ["Box", "Category", "ImageRecord", "AnnotationProject", "IMAGE_EXTENSIONS", "natural_key",
@@ -36,6 +44,10 @@ NEXT_CATEGORY_KEY = "detscope_next_category_id"
 _BOX_KEYS = {"id", "image_id", "category_id", "bbox", "iscrowd", "area"}
 _IMAGE_KEYS = {"id", "file_name", "width", "height"}
 _CATEGORY_KEYS = {"id", "name", "supercategory"}
+_SECTIONS = ("images", "annotations", "categories")
+KEPT_ACTION = "skipped: not shown, kept unchanged in the file"
+FAR_OUTSIDE_FRACTION = 0.05     # a box reaching beyond its image by more than this much of its side ...
+FAR_OUTSIDE_MIN_PX = 2.0        # ... and more than this many pixels is clipped (and reported)
 
 
 def natural_key(text: str) -> list:
@@ -94,8 +106,9 @@ class Box:
 
 
 def _tidy(value: float) -> float | int:
-    """Whole numbers as int in the JSON (``12`` not ``12.0``), others rounded to 1e-3 px."""
-    value = round(float(value), 3)
+    """Whole numbers as int in the JSON (``12`` not ``12.0``), others rounded to 1e-6 px (the
+    float noise of xyxy <-> xywh goes, what the user drew stays)."""
+    value = round(float(value), 6)
     return int(value) if value.is_integer() else value
 
 
@@ -139,7 +152,14 @@ class AnnotationProject:
         self.extra = dict(extra or {})          # other top-level keys (licenses, ...)
         self.problems = list(problems)
         self.image_root_found = True            # False: a COCO file whose images were not found near it
+        self.source_digest: str | None = None   # sha1 of the file as opened or last saved (recovery compares it)
         self._next_box_id = 1 + max((b.id for im in images for b in im.boxes), default=0)
+        # what the file held (from_coco): id -> (as loaded, the record as read), to write untouched
+        # records back unchanged; the records skipped at open, written back as they were
+        self._origins: dict[str, dict] = {name: {} for name in _SECTIONS}
+        self._kept: dict[str, list] = {name: [] for name in _SECTIONS}
+        self._top_keys: list[str] = []
+        self._reserved_category_ids: set[int] = set()
 
     # ------------------------------------------------------------------ opening
 
@@ -158,23 +178,56 @@ class AnnotationProject:
     @classmethod
     def from_coco(cls, path, *, image_root=None) -> "AnnotationProject":
         path = Path(path).absolute()
-        data, problems, file_index = load_coco_checked(path, lenient=True, with_indices=True)
+        remove_stale_temp_files(path)                 # left by a save that was killed
+        raw = _read_json(path)
+        checker = _Checker(path, lenient=True)
+        data = checker.run(raw)
+        problems = [dataclasses.replace(p, action=KEPT_ACTION) if p.action == "skipped" and p.index >= 0 else p
+                    for p in checker.problems]
+        raw_lists = {name: raw[name] if isinstance(raw.get(name), list) else [] for name in _SECTIONS}
         info = data.get("info") if isinstance(data.get("info"), dict) else {}
         root = Path(image_root).absolute() if image_root is not None else find_image_root(path, data)
-        images = {im["id"]: _image_record(im) for im in data["images"]}
-        for i, ann in enumerate(data["annotations"]):
+        origins: dict[str, dict] = {name: {} for name in _SECTIONS}
+        images = {}
+        for im in data["images"]:                     # the very dicts of the file (the checker keeps them)
+            images[im["id"]] = record = _image_record(im)
+            origins["images"][im["id"]] = (_image_state(record), im)
+        skipped_annotations = set(range(len(raw_lists["annotations"]))) - set(checker.annotation_indices)
+        for ann, i in zip(data["annotations"], checker.annotation_indices, strict=True):
+            original = raw_lists["annotations"][i]
             box, problem = _box_from_coco(ann)
+            action = KEPT_ACTION
+            if box is not None:
+                record = images[ann["image_id"]]
+                loaded = box
+                box, problem, action = _fit_to_image(box, record.width, record.height)
             if problem:
-                problems.append(DatasetProblem(str(path), "annotations", file_index[i], shorten_json(ann), problem))
+                problems.append(DatasetProblem(str(path), "annotations", i, shorten_json(original), problem, action))
+            if box is None:
+                skipped_annotations.add(i)
                 continue
-            images[ann["image_id"]].boxes.append(box)
-        categories = [Category(c["id"], c["name"], c.get("supercategory", "") or "",
-                               {k: v for k, v in c.items() if k not in _CATEGORY_KEYS})
-                      for c in data["categories"]]
-        extra = {k: v for k, v in data.items() if k not in ("info", "images", "annotations", "categories")}
+            record.boxes.append(box)
+            origins["annotations"][box.id] = (ann["image_id"], loaded, original)
+        categories = []
+        for c in data["categories"]:
+            category = Category(c["id"], c["name"], c.get("supercategory", "") or "",
+                                {k: v for k, v in c.items() if k not in _CATEGORY_KEYS})
+            categories.append(category)
+            origins["categories"][c["id"]] = (category, c)
+        extra = {k: v for k, v in data.items() if k not in ("info", *_SECTIONS)}
         project = cls(list(images.values()), categories, image_root=root or path.parent, path=path, kind="coco",
                       info=info, extra=extra, problems=problems)
         project.image_root_found = root is not None
+        project._origins = origins
+        kept_ids = {name: {id(r) for r in data[name]} for name in ("images", "categories")}
+        project._kept = {"images": [r for r in raw_lists["images"] if id(r) not in kept_ids["images"]],
+                         "categories": [r for r in raw_lists["categories"] if id(r) not in kept_ids["categories"]],
+                         "annotations": [raw_lists["annotations"][i] for i in sorted(skipped_annotations)]}
+        project._top_keys = list(raw)
+        # ids of skipped records are not given to new boxes / classes (the saved file keeps them)
+        project._next_box_id = max(project._next_box_id, 1 + max(_int_ids(project._kept["annotations"]), default=0))
+        project._reserved_category_ids = set(_int_ids(project._kept["categories"]))
+        project.source_digest = hashlib.sha1(path.read_bytes()).hexdigest()
         return project
 
     @classmethod
@@ -222,28 +275,55 @@ class AnnotationProject:
 
     # ------------------------------------------------------------------ saving
 
-    def to_coco(self, path=None) -> dict:
+    def to_coco(self, path=None, *, for_file: bool = False) -> dict:
         """The project as a COCO dict; ``info`` records the image folder relative to ``path``
-        (the JSON's future location) when it is not the JSON's own folder."""
+        (the JSON's future location) when it is not the JSON's own folder.
+
+        ``for_file=False`` (training, evaluation): complete records only (``area`` and
+        ``iscrowd`` filled in where the file had none), the records skipped at open left out.
+        ``for_file=True`` (what :meth:`save` and the autosave write): untouched records exactly
+        as read, the skipped records kept. Records are fresh dicts: changing them changes
+        nothing here."""
         info = dict(self.info)
         info.pop(IMAGE_ROOT_KEY, None)
         target = Path(path).absolute() if path is not None else self.path
         if target is not None and self.image_root != target.parent:
             info[IMAGE_ROOT_KEY] = _portable_path(self.image_root, target.parent)
-        images = [im.to_coco() for im in self.images]
-        annotations = [box.to_coco(im.id) for im in self.images for box in im.boxes]
-        categories = [c.to_coco() for c in self.categories]
-        return {**self.extra, "info": info, "images": images, "annotations": annotations,
-                "categories": categories}
+        origins = self._origins
+        images = [_image_json(im, origins["images"].get(im.id)) for im in self.images]
+        annotations = [_annotation_json(box, im.id, origins["annotations"].get(box.id), complete=not for_file)
+                       for im in self.images for box in im.boxes]
+        categories = [_category_json(c, origins["categories"].get(c.id)) for c in self.categories]
+        body = {"info": info, "images": images, "annotations": annotations, "categories": categories}
+        if for_file:
+            for name in _SECTIONS:
+                body[name] += self._kept[name]
+            if not info and "info" not in self._top_keys:
+                del body["info"]
+        out = {}
+        for key in self._top_keys:                    # the file's own order of the top-level keys
+            if key in body:
+                out[key] = body.pop(key)
+            elif key in self.extra:
+                out[key] = self.extra[key]
+        return {**out, **{k: v for k, v in self.extra.items() if k not in out}, **body}
 
-    def save(self, path=None) -> Path:
+    def save(self, path=None, *, backups: int = BACKUPS_KEPT) -> Path:
         """Write the project as COCO JSON atomically (to ``path``, else to where it came from)
-        and make ``path`` the project's file."""
+        and make ``path`` the project's file. The file it replaces is kept as a timestamped
+        ``.bak`` first (the newest ``backups`` are kept; 0: none). A read-only file raises
+        :class:`~detengine.io.ReadOnlyFileError` (a ``PermissionError``) and stays as it is; a
+        symlink is written through (the link stays a link)."""
         target = Path(path).absolute() if path is not None else self.path
         if target is None:
             raise DatasetError("this project has no file yet: save it with a path", path=None)
-        atomic_write_text(target, json.dumps(self.to_coco(target), separators=(",", ":")))
+        text = json.dumps(self.to_coco(target, for_file=True), separators=(",", ":"))
+        check_writable(target)
+        if backups:
+            keep_backup(target, backups)
+        atomic_write_text(target, text)
         self.path, self.kind = target, "coco"
+        self.source_digest = hashlib.sha1(text.encode("utf-8")).hexdigest()
         return target
 
     # ------------------------------------------------------------------ queries
@@ -309,8 +389,9 @@ class AnnotationProject:
     def next_category_id(self) -> int:
         """max id ever used + 1: a deleted class's id is never given to a new one (a model's label
         map that knew it must not silently get another class), also across sessions (kept in
-        ``info.detscope_next_category_id``)."""
-        next_id = max(self._category_floor(), 1 + max(self.category_ids(), default=0))
+        ``info.detscope_next_category_id``); nor is the id of a category skipped at open."""
+        next_id = max(self._category_floor(), 1 + max(self.category_ids(), default=0),
+                      1 + max(self._reserved_category_ids, default=0))
         self.info[NEXT_CATEGORY_KEY] = next_id + 1
         return next_id
 
@@ -394,6 +475,95 @@ def _box_from_coco(ann: dict) -> tuple[Box | None, str]:
         return None, f"degenerate box: width {w:g} and height {h:g} must both be > 0"
     extra = {k: v for k, v in ann.items() if k not in _BOX_KEYS}
     return Box(ann["id"], ann["category_id"], x, y, x + w, y + h, int(ann.get("iscrowd", 0)), extra), ""
+
+
+def _fit_to_image(box: Box, width, height) -> tuple[Box | None, str, str]:
+    """``(box, problem, action)``: a box entirely outside its image is skipped (kept in the
+    file), one reaching far beyond it is clipped to it; both are reported. A small overhang
+    (labelling tools make them) is left as it is."""
+    if width is None or height is None:
+        return box, "", ""
+    size = f"{width}x{height}"
+    if box.x2 <= 0 or box.y2 <= 0 or box.x1 >= width or box.y1 >= height:
+        return None, f"box {_xywh_text(box)} lies entirely outside its {size} image", KEPT_ACTION
+    slack_x = max(FAR_OUTSIDE_MIN_PX, FAR_OUTSIDE_FRACTION * width)
+    slack_y = max(FAR_OUTSIDE_MIN_PX, FAR_OUTSIDE_FRACTION * height)
+    beyond = max(-box.x1 - slack_x, -box.y1 - slack_y, box.x2 - width - slack_x, box.y2 - height - slack_y)
+    if beyond <= 0:
+        return box, "", ""
+    reach = max(-box.x1, -box.y1, box.x2 - width, box.y2 - height)
+    clipped = box.replace(x1=max(box.x1, 0.0), y1=max(box.y1, 0.0), x2=min(box.x2, float(width)),
+                          y2=min(box.y2, float(height)))
+    return (clipped, f"box {_xywh_text(box)} reaches {reach:g} px beyond its {size} image",
+            f"clipped to the image: {_xywh_text(clipped)} (saved so)")
+
+
+def _xywh_text(box: Box) -> str:
+    return "[" + ", ".join(f"{_tidy(v):g}" for v in (box.x1, box.y1, box.width, box.height)) + "]"
+
+
+def _int_ids(records: list) -> list[int]:
+    return [r["id"] for r in records if isinstance(r, dict) and isinstance(r.get("id"), int)
+            and not isinstance(r.get("id"), bool)]
+
+
+def _image_state(im: ImageRecord) -> tuple:
+    return (im.file_name, im.width, im.height, dict(im.extra))
+
+
+def _merged(raw: dict, known: set, extra: dict, values: dict) -> dict:
+    """An edited record: the file's record (its key order), its unknown keys as they are now
+    (``extra``), then ``values``."""
+    out = {k: v for k, v in raw.items() if k in known or k in extra}
+    out.update(extra)
+    out.update(values)
+    return out
+
+
+def _image_json(im: ImageRecord, origin) -> dict:
+    if origin is None:
+        return im.to_coco()
+    loaded, raw = origin
+    if _image_state(im) == loaded:
+        return dict(raw)
+    return _merged(raw, _IMAGE_KEYS, im.extra, im.to_coco())
+
+
+def _category_json(c: Category, origin) -> dict:
+    if origin is None:
+        return c.to_coco()
+    loaded, raw = origin
+    if c == loaded and c.extra == loaded.extra:
+        return dict(raw)
+    return _merged(raw, _CATEGORY_KEYS, c.extra, c.to_coco())
+
+
+def _annotation_json(box: Box, image_id: int, origin, *, complete: bool) -> dict:
+    """A box as a COCO record. Untouched: the record as read (only a renumbered id differs).
+    Edited: the record as read with the new values; a bbox number whose edge did not move stays
+    as it was, ``area`` follows the box only without a ``segmentation``."""
+    if origin is None:
+        return box.to_coco(image_id)
+    origin_image, loaded, raw = origin
+    if origin_image == image_id and box == loaded and box.extra == loaded.extra:
+        out = dict(raw)
+        if out.get("id") != box.id:                    # renumbered at open (reported)
+            out["id"] = box.id
+    else:
+        rx, ry, rw, rh = raw["bbox"]
+        same = [box.x1 == loaded.x1, box.y1 == loaded.y1, box.x2 == loaded.x2, box.y2 == loaded.y2]
+        bbox = [rx if same[0] else _tidy(box.x1), ry if same[1] else _tidy(box.y1),
+                rw if same[0] and same[2] else _tidy(box.width), rh if same[1] and same[3] else _tidy(box.height)]
+        values = {"id": box.id, "image_id": image_id, "category_id": box.category_id, "bbox": bbox}
+        if "iscrowd" in raw or box.iscrowd:
+            values["iscrowd"] = box.iscrowd
+        if not raw.get("segmentation"):
+            values["area"] = _tidy(box.width * box.height)
+        out = _merged(raw, _BOX_KEYS, box.extra, values)
+    if complete:
+        out.setdefault("area", _tidy(box.width * box.height))
+        out.setdefault("iscrowd", box.iscrowd)
+    return out
 
 
 def _root_candidates(json_path: Path, info: dict) -> list[Path]:

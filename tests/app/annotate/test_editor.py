@@ -533,6 +533,8 @@ for k in range(20000):                                       # a big file, writt
     project.insert_box(0, Box(project.new_box_id(), 3, 1, 1, 5 + k % 50, 5))
 real_fsync = os.fsync
 def slow_fsync(fd):
+    if os.fstat(fd).st_size < 100_000:                       # the backup of the small file goes through
+        return real_fsync(fd)
     Path(sys.argv[2]).write_text("writing")                  # tell the test we are mid-save
     time.sleep(60)
 io.os.fsync = slow_fsync
@@ -559,6 +561,10 @@ def test_a_killed_save_leaves_the_previous_file_intact(tmp_path, coco_path):
     assert len(COCO(str(coco_path)).dataset["annotations"]) == 3
     leftovers = list(coco_path.parent.glob(".annotations.json.*.tmp"))
     assert len(leftovers) == 1 and leftovers[0].stat().st_size > 100_000   # the half-written copy, not the file
+    assert f".{proc.pid}." in leftovers[0].name                               # named after the process that wrote it
+    from detengine.data.project import AnnotationProject
+    AnnotationProject.open(coco_path)                                         # the next open removes it
+    assert not list(coco_path.parent.glob(".annotations.json.*.tmp"))
 
 
 def test_predictions_are_drawn_dashed_with_scores_and_take_no_clicks(win):
@@ -703,7 +709,7 @@ def test_steady_editing_still_autosaves(qtbot, win, monkeypatch):
     assert win.doc.recovery_path().exists()
 
 
-def test_first_save_after_skipped_records_keeps_a_backup(qtbot, coco_path):
+def test_save_after_skipped_records_keeps_them_and_a_backup(qtbot, coco_path):
     data = json.loads(coco_path.read_text())
     data["annotations"].append({"id": 21, "image_id": 1, "category_id": 3, "bbox": [0, 0, 0, 5]})
     coco_path.write_text(json.dumps(data))
@@ -711,8 +717,10 @@ def test_first_save_after_skipped_records_keeps_a_backup(qtbot, coco_path):
     win = open_window(qtbot, coco_path)
     drag(win, (70, 90), (110, 130))
     win.save()
-    backup = coco_path.with_name(coco_path.name + ".bak")
+    backup, = coco_path.parent.glob(coco_path.name + ".*.bak")
     assert backup.read_bytes() == original
+    saved = json.loads(coco_path.read_text())
+    assert saved["annotations"][-1] == {"id": 21, "image_id": 1, "category_id": 3, "bbox": [0, 0, 0, 5]}
 
 
 def test_image_folder_is_found_with_a_few_files_missing(qtbot, coco_path):
