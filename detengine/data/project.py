@@ -31,7 +31,14 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from ..io import BACKUPS_KEPT, atomic_write_text, check_writable, keep_backup, remove_stale_temp_files
+from ..io import (
+    BACKUPS_KEPT,
+    atomic_write_bytes,
+    atomic_write_text,
+    check_writable,
+    keep_backup,
+    remove_stale_temp_files,
+)
 from .coco import _Checker, _read_json
 from .errors import DatasetError, DatasetProblem, shorten_json
 
@@ -317,13 +324,14 @@ class AnnotationProject:
         target = Path(path).absolute() if path is not None else self.path
         if target is None:
             raise DatasetError("this project has no file yet: save it with a path", path=None)
-        text = json.dumps(self.to_coco(target, for_file=True), separators=(",", ":"))
+        data = json.dumps(self.to_coco(target, for_file=True), separators=(",", ":")).encode("utf-8")
         check_writable(target)
-        if backups:
-            keep_backup(target, backups)
-        atomic_write_text(target, text)
+        if not _holds(target, data):                  # saving what is there already: no new version
+            if backups:
+                keep_backup(target, backups)
+            atomic_write_bytes(target, data)
         self.path, self.kind = target, "coco"
-        self.source_digest = hashlib.sha1(text.encode("utf-8")).hexdigest()
+        self.source_digest = hashlib.sha1(data).hexdigest()
         return target
 
     # ------------------------------------------------------------------ queries
@@ -475,6 +483,14 @@ def _box_from_coco(ann: dict) -> tuple[Box | None, str]:
         return None, f"degenerate box: width {w:g} and height {h:g} must both be > 0"
     extra = {k: v for k, v in ann.items() if k not in _BOX_KEYS}
     return Box(ann["id"], ann["category_id"], x, y, x + w, y + h, int(ann.get("iscrowd", 0)), extra), ""
+
+
+def _holds(path: Path, data: bytes) -> bool:
+    """Whether the file ``path`` holds exactly ``data``."""
+    try:
+        return path.stat().st_size == len(data) and path.read_bytes() == data
+    except OSError:
+        return False
 
 
 def _fit_to_image(box: Box, width, height) -> tuple[Box | None, str, str]:
