@@ -285,7 +285,8 @@ class PendingRecovery(tuple):
                     "its content with the recovered edits when you save (the file is kept as a .bak).")
         else:
             head = f"The project file's date changed after the autosave ({when}) but not its content."
-        return f"{head} {self.diff_text()[0].upper()}{self.diff_text()[1:]}."
+        diff = self.diff_text()
+        return f"{head} {diff[0].upper()}{diff[1:]}."
 
 
 def pending_recovery(project: AnnotationProject) -> PendingRecovery | None:
