@@ -10,7 +10,16 @@ import copy
 import inspect as _inspect
 
 from . import assigners, coders, losses, priors
-from .heads import AnchorHeadCore, HeadCore, RTMDetHeadCore, SSDHeadCore, SSDVGGRule, StrideRule, TinySSDHeadCore
+from .heads import (
+    AnchorHeadCore,
+    HeadCore,
+    RTMDetHeadCore,
+    SSDHeadCore,
+    SSDMobileNetV2Rule,
+    SSDVGGRule,
+    StrideRule,
+    TinySSDHeadCore,
+)
 from .samplers import PseudoSampler
 
 __all__ = ["build", "build_head_core", "ConfigBuildError", "REGISTRY", "HEAD_TYPES", "default_input_shape"]
@@ -29,7 +38,7 @@ REGISTRY = {
         assigners.SSDPytorchMatcher, assigners.D2LGreedyAssigner)},
     "sampler": {"PseudoSampler": PseudoSampler},
     "bbox_coder": {c.__name__: c for c in (
-        coders.DeltaXYWHBBoxCoder, coders.DistancePointBBoxCoder, coders.D2LOffsetCoder)},
+        coders.DeltaXYWHBBoxCoder, coders.LegacyDeltaXYWHBBoxCoder, coders.DistancePointBBoxCoder, coders.D2LOffsetCoder)},
     "loss": {c.__name__: c for c in (
         losses.CrossEntropyLoss, losses.SmoothL1Loss, losses.L1Loss, losses.FocalLoss,
         losses.QualityFocalLoss, losses.GIoULoss)},
@@ -96,8 +105,14 @@ def _featmap_rule(model: dict, head: dict):
     gen = head.get("anchor_generator") or head.get("prior_generator") or {}
     if head["type"] == "SSDHead":
         neck = model.get("neck") or {}
-        return SSDVGGRule(neck.get("level_strides", (2, 2, 1, 1)), neck.get("level_paddings", (1, 1, 0, 0)),
-                          neck.get("last_kernel_size", 3))
+        backbone = model.get("backbone") or {}
+        rule = {"SSDVGG": SSDVGGRule, "MobileNetV2": SSDMobileNetV2Rule}.get(backbone.get("type", "SSDVGG"))
+        if rule is None or (rule is SSDMobileNetV2Rule and tuple(backbone.get("out_indices", ())) != (4, 7)):
+            raise ConfigBuildError(f"SSDHead on backbone {backbone.get('type')!r} "
+                                   f"(out_indices {backbone.get('out_indices')}): its feature-map sizes are "
+                                   f"known here for SSDVGG and MobileNetV2 with out_indices=(4, 7) only")
+        return rule(neck.get("level_strides", (2, 2, 1, 1)), neck.get("level_paddings", (1, 1, 0, 0)),
+                    neck.get("last_kernel_size", 3))
     if head["type"] == "TinySSDHead" or model_type == "TinySSD":
         from .heads import TinySSDRule
         return TinySSDRule()

@@ -7,7 +7,7 @@ from torch import Tensor
 
 from .boxes import cxcywh_to_xyxy, xyxy_to_cxcywh
 
-__all__ = ["DeltaXYWHBBoxCoder", "DistancePointBBoxCoder", "D2LOffsetCoder"]
+__all__ = ["DeltaXYWHBBoxCoder", "LegacyDeltaXYWHBBoxCoder", "DistancePointBBoxCoder", "D2LOffsetCoder"]
 
 
 def _clip_(boxes: Tensor, max_shape) -> Tensor:
@@ -76,6 +76,53 @@ class DeltaXYWHBBoxCoder:
         if self.clip_border and max_shape is not None:
             _clip_(boxes, max_shape)
         return boxes.reshape(num_boxes, -1)
+
+
+class LegacyDeltaXYWHBBoxCoder:
+    """mmdetection 1.x's deltas (``LegacyDeltaXYWHBBoxCoder``, its ``legacy_1.x`` configs): widths
+    and heights count pixels, ``x2 - x1 + 1``. decode clamps dw, dh to ``|log(wh_ratio_clip)|``
+    and, given ``max_shape = (h, w)``, the corners to ``[0, w - 1]`` / ``[0, h - 1]``."""
+
+    def __init__(self, *, target_means=(0.0, 0.0, 0.0, 0.0), target_stds=(1.0, 1.0, 1.0, 1.0),
+                 wh_ratio_clip: float = 16 / 1000):
+        self.means = tuple(float(m) for m in target_means)
+        self.stds = tuple(float(s) for s in target_stds)
+        self.wh_ratio_clip = wh_ratio_clip
+
+    def encode(self, priors: Tensor, gt_boxes: Tensor) -> Tensor:
+        if priors.shape != gt_boxes.shape:
+            raise ValueError(f"priors {tuple(priors.shape)} and gt_boxes {tuple(gt_boxes.shape)} differ")
+        p, g = priors.float(), gt_boxes.float()
+        px, py = (p[..., 0] + p[..., 2]) * 0.5, (p[..., 1] + p[..., 3]) * 0.5
+        pw, ph = p[..., 2] - p[..., 0] + 1.0, p[..., 3] - p[..., 1] + 1.0
+        gx, gy = (g[..., 0] + g[..., 2]) * 0.5, (g[..., 1] + g[..., 3]) * 0.5
+        gw, gh = g[..., 2] - g[..., 0] + 1.0, g[..., 3] - g[..., 1] + 1.0
+        deltas = torch.stack([(gx - px) / pw, (gy - py) / ph, torch.log(gw / pw), torch.log(gh / ph)], dim=-1)
+        return deltas.sub_(deltas.new_tensor(self.means)).div_(deltas.new_tensor(self.stds))
+
+    def decode(self, priors: Tensor, deltas: Tensor, max_shape=None) -> Tensor:
+        if deltas.dim() == 3:
+            b, n, k = deltas.shape
+            pri = priors.expand(b, n, 4).reshape(b * n, 4)
+            return self.decode(pri, deltas.reshape(b * n, k), max_shape).reshape(b, n, k)
+        if deltas.size(0) == 0:
+            return deltas
+        reps = deltas.size(1) // 4
+        d = deltas * deltas.new_tensor(self.stds).repeat(1, reps) + deltas.new_tensor(self.means).repeat(1, reps)
+        dx, dy, dw, dh = d[:, 0::4], d[:, 1::4], d[:, 2::4], d[:, 3::4]
+        max_ratio = np.abs(np.log(self.wh_ratio_clip))
+        dw, dh = dw.clamp(min=-max_ratio, max=max_ratio), dh.clamp(min=-max_ratio, max=max_ratio)
+        px = ((priors[:, 0] + priors[:, 2]) * 0.5).unsqueeze(1).expand_as(dx)
+        py = ((priors[:, 1] + priors[:, 3]) * 0.5).unsqueeze(1).expand_as(dy)
+        pw = (priors[:, 2] - priors[:, 0] + 1.0).unsqueeze(1).expand_as(dw)
+        ph = (priors[:, 3] - priors[:, 1] + 1.0).unsqueeze(1).expand_as(dh)
+        gw, gh = pw * dw.exp(), ph * dh.exp()
+        gx, gy = px + pw * dx, py + ph * dy
+        x1, y1, x2, y2 = gx - gw * 0.5, gy - gh * 0.5, gx + gw * 0.5, gy + gh * 0.5
+        if max_shape is not None:
+            x1, x2 = x1.clamp(min=0, max=max_shape[1] - 1), x2.clamp(min=0, max=max_shape[1] - 1)
+            y1, y2 = y1.clamp(min=0, max=max_shape[0] - 1), y2.clamp(min=0, max=max_shape[0] - 1)
+        return torch.stack([x1, y1, x2, y2], dim=-1).view_as(deltas)
 
 
 class DistancePointBBoxCoder:

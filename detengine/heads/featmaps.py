@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["StrideRule", "SSDVGGRule", "TinySSDRule", "conv_out"]
+__all__ = ["StrideRule", "SSDVGGRule", "SSDMobileNetV2Rule", "TinySSDRule", "conv_out"]
 
 
 def conv_out(n: int, kernel: int, stride: int, padding: int, ceil_mode: bool = False) -> int:
@@ -40,10 +40,13 @@ class SSDVGGRule:
         self.level_paddings = list(level_paddings)
         self.last_kernel_size = last_kernel_size
 
-    def _axis(self, n: int) -> list[int]:
+    def _base(self, n: int) -> list[int]:
         for _ in range(3):
             n = conv_out(n, 2, 2, 0, ceil_mode=True)
-        sizes = [n, conv_out(n, 2, 2, 0, ceil_mode=True)]
+        return [n, conv_out(n, 2, 2, 0, ceil_mode=True)]
+
+    def _axis(self, n: int) -> list[int]:
+        sizes = self._base(n)
         last = len(self.level_strides) - 1
         for i, (s, p) in enumerate(zip(self.level_strides, self.level_paddings)):
             k = self.last_kernel_size if i == last else 3
@@ -53,6 +56,16 @@ class SSDVGGRule:
     def __call__(self, input_shape):
         hs, ws = self._axis(input_shape[0]), self._axis(input_shape[1])
         return list(zip(hs, ws))
+
+
+class SSDMobileNetV2Rule(SSDVGGRule):
+    """SSDLite: mmdetection's MobileNetV2 with ``out_indices=(4, 7)`` (stride 16 after four
+    stride-2 3x3 convs with padding 1, stride 32 after a fifth), then the SSDNeck levels."""
+
+    def _base(self, n: int) -> list[int]:
+        for _ in range(4):
+            n = conv_out(n, 3, 2, 1)
+        return [n, conv_out(n, 3, 2, 1)]
 
 
 class TinySSDRule:

@@ -7,32 +7,58 @@ from ..builder import ConfigBuildError, build_head_core
 from .detector import DenseDetector
 from .retinanet import FPN, ResNetBackbone, RetinaHeadModule
 from .rtmdet import CSPNeXt, CSPNeXtPAFPN, RTMDetSepBNHeadModule
+from .spec import check_model, detector_kind
 from .ssd import SSDVGG, SSDHeadModule, SSDNeck
 from .tinyssd import TinySSDBaseNet
 
 __all__ = ["build_detector", "DETECTOR_TYPES"]
 
 
+def _same(what: str, given, built) -> None:
+    """A channel list the config states must be the one the parts produce."""
+    if given is not None and list(given if isinstance(given, (list, tuple)) else [given]) != list(built):
+        raise ConfigBuildError(f"{what}={given!r}, but the parts before it give {list(built)}")
+
+
+def _levels(core, outs: int, neck: str) -> None:
+    strides = getattr(core.prior_generator, "strides", None)
+    if strides is not None and len(strides) != outs:
+        raise ConfigBuildError(f"{neck} gives {outs} feature maps, but the head's prior generator has "
+                               f"{len(strides)} levels (strides {list(strides)})")
+
+
 def _ssd(model, core):
-    backbone = SSDVGG(**{k: v for k, v in model.get("backbone", {}).items() if k != "type"})
+    backbone = SSDVGG(**{k: v for k, v in model.get("backbone", {}).items() if k not in ("type", "init_cfg")})
     neck_cfg = {k: v for k, v in model["neck"].items() if k != "type"}
     neck = SSDNeck(**neck_cfg)
+    _same("model.bbox_head.in_channels", model["bbox_head"].get("in_channels"), neck_cfg["out_channels"])
+    _levels(core, len(neck_cfg["out_channels"]), "model.neck.out_channels")
     head = SSDHeadModule(in_channels=neck_cfg["out_channels"], num_base_priors=core.num_base_priors,
                          cls_channels=core.cls_channels())
     return backbone, neck, head
 
 
 def _retinanet(model, core):
-    b = model.get("backbone", {})
-    backbone = ResNetBackbone(depth=b.get("depth", 50), frozen_stages=b.get("frozen_stages", -1),
-                              norm_eval=b.get("norm_eval", False), weights_path=b.get("weights_path"),
-                              norm_requires_grad=(b.get("norm_cfg") or {}).get("requires_grad", True))
+    b = model.get("backbone", {})  # mmdetection's ResNet defaults where the config is silent
+    backbone = ResNetBackbone(depth=b.get("depth", 50), out_indices=b.get("out_indices", (0, 1, 2, 3)),
+                              frozen_stages=b.get("frozen_stages", -1), norm_eval=b.get("norm_eval", True),
+                              weights_path=b.get("weights_path"),
+                              norm_requires_grad=(b.get("norm_cfg") or {}).get("requires_grad", True),
+                              zero_init_residual=b.get("zero_init_residual", True))
     n = model.get("neck", {})
-    out = n.get("out_channels", 256)
-    neck = FPN(in_channels=backbone.out_channels, out_channels=out, num_outs=n.get("num_outs", 5),
-               add_extra_convs=n.get("add_extra_convs", "on_input"),
+    out = n["out_channels"]
+    _same("model.neck.in_channels", n["in_channels"], backbone.out_channels)
+    start = n.get("start_level", 0)
+    if not 0 <= start < len(backbone.out_channels):
+        raise ConfigBuildError(f"model.neck.start_level={start} but the backbone gives {len(backbone.out_channels)} "
+                               f"feature maps")
+    extra = n.get("add_extra_convs", False)
+    neck = FPN(in_channels=backbone.out_channels[start:], out_channels=out, num_outs=n["num_outs"],
+               add_extra_convs="on_input" if extra is True else extra, start_level=start,
                relu_before_extra_convs=n.get("relu_before_extra_convs", False))
+    _levels(core, n["num_outs"], f"model.neck (FPN, num_outs={n['num_outs']})")
     h = model["bbox_head"]
+    _same("model.bbox_head.in_channels", h.get("in_channels"), [out])
     nb = core.num_base_priors
     if len(set(nb)) != 1:
         raise ConfigBuildError(f"RetinaHead shares its convs across levels; anchors per cell differ: {nb}")
@@ -47,6 +73,9 @@ def _rtmdet(model, core):
     backbone = CSPNeXt(deepen_factor=b.get("deepen_factor", 0.167), widen_factor=b.get("widen_factor", 0.375),
                        expand_ratio=b.get("expand_ratio", 0.5), channel_attention=b.get("channel_attention", True))
     n = model.get("neck", {})
+    _same("model.neck.in_channels", n.get("in_channels"), backbone.out_channels)
+    _levels(core, len(backbone.out_channels), "model.neck (CSPNeXtPAFPN)")
+    _same("model.bbox_head.in_channels", model["bbox_head"].get("in_channels"), [n.get("out_channels", 96)])
     neck = CSPNeXtPAFPN(in_channels=backbone.out_channels, out_channels=n.get("out_channels", 96),
                         num_csp_blocks=n.get("num_csp_blocks", 1), expand_ratio=n.get("expand_ratio", 0.5))
     h = model["bbox_head"]
@@ -69,11 +98,15 @@ DETECTOR_TYPES = {"SSD": _ssd, "RetinaNet": _retinanet, "RTMDet": _rtmdet, "Tiny
 
 
 def build_detector(model_cfg: dict) -> DenseDetector:
-    """A trainable detector for a ``model`` config dict (SSD, RetinaNet, RTMDet, TinySSD)."""
+    """A trainable detector for a ``model`` config dict (SSD, RetinaNet, RTMDet, TinySSD): exactly
+    the network mmdetection builds from it, or ``ConfigBuildError`` naming the key and why
+    (:mod:`detengine.models.spec`)."""
     model_cfg = copy.deepcopy(model_cfg)
-    kind = model_cfg.get("type")
+    kind = detector_kind(model_cfg)
     if kind not in DETECTOR_TYPES:
-        raise ConfigBuildError(f"model.type must be one of {sorted(DETECTOR_TYPES)}, got {kind!r}")
+        raise ConfigBuildError(f"model.type must be one of {sorted(DETECTOR_TYPES)} (or SingleStageDetector with "
+                               f"one of their heads), got {model_cfg.get('type')!r}")
+    check_model(model_cfg)
     core = build_head_core(model_cfg)
     backbone, neck, head = DETECTOR_TYPES[kind](model_cfg, core)
     return DenseDetector(model_cfg=model_cfg, backbone=backbone, neck=neck, head=head, core=core)

@@ -23,15 +23,16 @@ class ResNetBackbone(nn.Module):
     mmdetection applies them.
     """
 
-    def __init__(self, *, depth: int = 50, out_indices=(1, 2, 3), frozen_stages: int = -1, norm_eval: bool = False,
-                 norm_requires_grad: bool = True, weights_path: str | None = None, **unused):
+    def __init__(self, *, depth: int = 50, out_indices=(0, 1, 2, 3), frozen_stages: int = -1, norm_eval: bool = True,
+                 norm_requires_grad: bool = True, weights_path: str | None = None, zero_init_residual: bool = True,
+                 **unused):
         super().__init__()
         import torchvision  # here: importing it costs ~1.3 s at start-up
         builders = {18: torchvision.models.resnet18, 34: torchvision.models.resnet34, 50: torchvision.models.resnet50,
-                    101: torchvision.models.resnet101}
+                    101: torchvision.models.resnet101, 152: torchvision.models.resnet152}
         if depth not in builders:
             raise ValueError(f"ResNet depth must be one of {sorted(builders)}, got {depth}")
-        net = builders[depth](weights=None)
+        net = builders[depth](weights=None, zero_init_residual=zero_init_residual)  # mmdetection's default: True
         if weights_path:
             state = torch.load(weights_path, map_location="cpu", weights_only=True)
             missing, unexpected = net.load_state_dict(state.get("state_dict", state), strict=False)
@@ -90,17 +91,22 @@ class ResNetBackbone(nn.Module):
 
 
 class FPN(nn.Module):
-    """Feature pyramid (Lin et al. 2017): 1x1 laterals, nearest top-down sum, 3x3 outputs, and
-    extra stride-2 3x3 convs (P6 from the last input with ``add_extra_convs='on_input'``, P7 from P6)."""
+    """Feature pyramid (Lin et al. 2017) as mmdetection's ``FPN``: 1x1 laterals on the inputs from
+    ``start_level``, nearest top-down sum, 3x3 outputs, then ``num_outs`` minus those levels of
+    extras: stride-2 3x3 convs on the last input (``add_extra_convs='on_input'``), on its lateral
+    (``'on_lateral'``) or on the last output (``'on_output'``), each later one on the previous
+    extra; with ``add_extra_convs=False``, 1x1 max-pools of stride 2 (no weights)."""
 
     def __init__(self, *, in_channels, out_channels: int, num_outs: int, add_extra_convs="on_input",
-                 relu_before_extra_convs: bool = False, **unused):
+                 relu_before_extra_convs: bool = False, start_level: int = 0, **unused):
         super().__init__()
         in_channels = list(in_channels)
+        self.start_level = start_level
         self.lateral_convs = nn.ModuleList(nn.Conv2d(c, out_channels, 1) for c in in_channels)
         self.fpn_convs = nn.ModuleList(nn.Conv2d(out_channels, out_channels, 3, padding=1) for _ in in_channels)
         self.extra_convs = nn.ModuleList()
-        for i in range(num_outs - len(in_channels)):
+        self.num_pooled = 0 if add_extra_convs else num_outs - len(in_channels)
+        for i in range(num_outs - len(in_channels) if add_extra_convs else 0):
             src = in_channels[-1] if i == 0 and add_extra_convs == "on_input" else out_channels
             self.extra_convs.append(nn.Conv2d(src, out_channels, 3, stride=2, padding=1))
         self.add_extra_convs = add_extra_convs
@@ -110,12 +116,17 @@ class FPN(nn.Module):
                 xavier_init(m)
 
     def forward(self, inputs) -> tuple[Tensor, ...]:
+        inputs = inputs[self.start_level:]
         laterals = [conv(x) for conv, x in zip(self.lateral_convs, inputs)]
+        top_lateral = laterals[-1]                    # the top-down sum never changes the last one
         for i in range(len(laterals) - 1, 0, -1):
             laterals[i - 1] = laterals[i - 1] + F.interpolate(laterals[i], size=laterals[i - 1].shape[2:], mode="nearest")
         outs = [conv(x) for conv, x in zip(self.fpn_convs, laterals)]
+        for _ in range(self.num_pooled):
+            outs.append(F.max_pool2d(outs[-1], 1, stride=2))
+        first_source = {"on_input": inputs[-1], "on_lateral": top_lateral}
         for i, conv in enumerate(self.extra_convs):
-            src = inputs[-1] if i == 0 and self.add_extra_convs == "on_input" else outs[-1]
+            src = first_source.get(self.add_extra_convs, outs[-1]) if i == 0 else outs[-1]
             if i > 0 and self.relu_before_extra_convs:
                 src = F.relu(src)
             outs.append(conv(src))

@@ -1,0 +1,194 @@
+"""What each backbone, neck and head of a config may say: a key either changes what is built
+(it acts), or has the one value DetScope builds (mmdetection's default, or a value the network
+does not depend on), or the config is refused with the key and the reason. No silent
+substitution: a ResNeXt is never built as a ResNet, a caffe-style ResNet never as a pytorch one.
+
+:func:`check_model` runs before anything is allocated; the head core's own keys (priors,
+coder, assigner, losses) are checked by :mod:`detengine.builder`.
+"""
+from __future__ import annotations
+
+from ..builder import ConfigBuildError
+
+__all__ = ["check_model", "REFUSED_TYPES", "detector_kind"]
+
+ACTS = object()          # the builder reads this key
+_NORMS = ("BN", "SyncBN")  # SyncBN is BatchNorm on one process; under DDP the trainer converts it
+
+#: types mmdetection configs use that DetScope does not build, with the reason
+REFUSED_TYPES = {
+    "ResNeXt": "ResNeXt (grouped 3x3 convolutions, groups / base_width) is not built here; a plain ResNet "
+               "would be a different network",
+    "ResNetV1d": "ResNetV1d (deep stem, average-pool downsampling) is not built here",
+    "Res2Net": "Res2Net is not built here",
+    "RegNet": "RegNet is not built here",
+    "HRNet": "HRNet is not built here",
+    "MobileNetV2": "MobileNetV2 (SSDLite's backbone) is not built here; the Anchors and Assignment views "
+                   "still trace its priors",
+    "SwinTransformer": "Swin Transformer backbones are not built here",
+    "mmdet.SwinTransformer": "Swin Transformer backbones are not built here",
+    "ConvNeXt": "ConvNeXt backbones are not built here",
+    "mmpretrain.ConvNeXt": "ConvNeXt backbones are not built here",
+    "PVT": "PVT backbones are not built here",
+    "PVTv2": "PVTv2 backbones are not built here",
+    "EfficientNet": "EfficientNet backbones are not built here",
+    "CSPDarknet": "CSPDarknet (YOLOX / YOLOv5) is not built here",
+    "NASFPN": "NAS-FPN is not built here",
+    "PAFPN": "PAFPN is not built here",
+    "FPG": "FPG is not built here",
+    "BFP": "BFP is not built here",
+    "ChannelMapper": "ChannelMapper is not built here",
+    "RTMDetHead": "RTMDetHead (convs not shared across levels, no separate BN) is not built here; "
+                  "RTMDetSepBNHead is",
+}
+
+
+def _value(expected, why: str = ""):
+    """A rule: the key must hold one of ``expected`` (mmdetection's default, what is built)."""
+    options = expected if isinstance(expected, list) else [expected]
+
+    def check(value, where):
+        if _norm(value) not in [_norm(o) for o in options]:
+            shown = " or ".join(repr(o) for o in options)
+            raise ConfigBuildError(f"{where}={value!r} is not built here{': ' + why if why else ''} "
+                                   f"(DetScope builds {shown})")
+    return check
+
+
+def _norm(v):
+    return list(v) if isinstance(v, tuple) else v
+
+
+def _norm_cfg(value, where):
+    if value is None or not isinstance(value, dict) or value.get("type") not in _NORMS:
+        raise ConfigBuildError(f"{where}={value!r} is not built here (BatchNorm: dict(type='BN' or 'SyncBN'))")
+    extra = {k: v for k, v in value.items() if k not in ("type", "requires_grad")}
+    if extra:
+        raise ConfigBuildError(f"{where}: {sorted(extra)} are not built here (BatchNorm keeps PyTorch's "
+                               f"momentum 0.1 and eps 1e-5, as mmcv does when the config names only the type)")
+
+
+def _act(name):
+    def check(value, where):
+        if not isinstance(value, dict) or value.get("type") != name or set(value) - {"type", "inplace"}:
+            raise ConfigBuildError(f"{where}={value!r} is not built here (dict(type={name!r}))")
+    return check
+
+
+def _anything(value, where):
+    return None
+
+
+RESNET = {
+    "depth": _value([18, 34, 50, 101, 152]), "in_channels": _value(3), "stem_channels": _value([None, 64]),
+    "base_channels": _value(64), "num_stages": _value(4), "strides": _value([(1, 2, 2, 2)]),
+    "dilations": _value([(1, 1, 1, 1)]), "out_indices": ACTS, "style": _value("pytorch", "a caffe-style ResNet puts each block's stride on its first 1x1 conv and "
+                                                  "expects caffe-converted weights"),
+    "deep_stem": _value(False), "avg_down": _value(False), "frozen_stages": ACTS, "conv_cfg": _value(None),
+    "norm_cfg": _norm_cfg, "norm_eval": ACTS, "dcn": _value(None), "stage_with_dcn": _value([(False,) * 4]),
+    "plugins": _value(None), "with_cp": _value(False), "zero_init_residual": ACTS, "init_cfg": ACTS,
+    "weights_path": ACTS,
+}
+FPN = {
+    "in_channels": ACTS, "out_channels": ACTS, "num_outs": ACTS, "start_level": ACTS, "end_level": _value(-1),
+    "add_extra_convs": _value([False, True, "on_input", "on_lateral", "on_output"]),
+    "relu_before_extra_convs": ACTS, "no_norm_on_lateral": _anything, "conv_cfg": _value(None),
+    "norm_cfg": _value(None), "act_cfg": _value(None), "upsample_cfg": _value([{"mode": "nearest"}]),
+    "init_cfg": _anything,
+}
+SSDVGG = {
+    "depth": _value(16), "with_last_pool": _value(False), "ceil_mode": _value(True), "out_indices": _value([(3, 4)]),
+    "out_feature_indices": _value([(22, 34)]), "init_cfg": ACTS, "channels_last": ACTS,
+}
+SSDNECK = {
+    "in_channels": _value([(512, 1024)]), "out_channels": ACTS, "level_strides": ACTS, "level_paddings": ACTS,
+    "l2_norm_scale": ACTS, "last_kernel_size": ACTS, "use_depthwise": _value(False), "conv_cfg": _value(None),
+    "norm_cfg": _value(None), "act_cfg": _act("ReLU"), "init_cfg": _anything,
+}
+CSPNEXT = {
+    "arch": _value("P5"), "deepen_factor": ACTS, "widen_factor": ACTS, "out_indices": _value([(2, 3, 4)]),
+    "frozen_stages": _value(-1), "use_depthwise": _value(False), "expand_ratio": ACTS, "arch_ovewrite": _value(None),
+    "spp_kernel_sizes": _value([(5, 9, 13)]), "channel_attention": ACTS, "conv_cfg": _value(None),
+    "norm_cfg": _norm_cfg, "act_cfg": _act("SiLU"), "norm_eval": _value(False), "init_cfg": ACTS,
+}
+CSPNEXT_PAFPN = {
+    "in_channels": ACTS, "out_channels": ACTS, "num_csp_blocks": ACTS, "use_depthwise": _value(False),
+    "expand_ratio": ACTS, "upsample_cfg": _value([{"scale_factor": 2, "mode": "nearest"}]),
+    "conv_cfg": _value(None), "norm_cfg": _norm_cfg, "act_cfg": _act("SiLU"), "init_cfg": _anything,
+}
+# head keys the head core reads (priors, coder, losses, targets); checked by detengine.builder
+_CORE_KEYS = ("num_classes", "anchor_generator", "prior_generator", "bbox_coder", "loss_cls", "loss_bbox",
+              "reg_decoded_bbox", "train_cfg", "test_cfg", "init_cfg")
+SSD_HEAD = {
+    **dict.fromkeys(_CORE_KEYS, ACTS), "in_channels": ACTS, "stacked_convs": _value(0), "feat_channels": _anything,
+    "use_depthwise": _value(False), "conv_cfg": _value(None), "norm_cfg": _value(None), "act_cfg": _act("ReLU"),
+}
+RETINA_HEAD = {
+    **dict.fromkeys(_CORE_KEYS, ACTS), "in_channels": ACTS, "stacked_convs": ACTS, "feat_channels": ACTS,
+    "conv_cfg": _value(None), "norm_cfg": _value(None),
+}
+RTMDET_SEPBN_HEAD = {
+    **dict.fromkeys(_CORE_KEYS, ACTS), "in_channels": ACTS, "stacked_convs": ACTS, "feat_channels": ACTS,
+    "share_conv": ACTS, "pred_kernel_size": ACTS, "exp_on_reg": ACTS, "with_objectness": _value(False),
+    "use_depthwise": _value(False), "norm_cfg": _norm_cfg, "act_cfg": _act("SiLU"), "conv_cfg": _value(None),
+}
+
+#: detector kind -> {part: {type: spec}}
+PARTS = {
+    "SSD": {"backbone": {"SSDVGG": SSDVGG}, "neck": {"SSDNeck": SSDNECK}, "bbox_head": {"SSDHead": SSD_HEAD}},
+    "RetinaNet": {"backbone": {"ResNet": RESNET}, "neck": {"FPN": FPN},
+                  "bbox_head": {"RetinaHead": RETINA_HEAD, "AnchorHead": RETINA_HEAD}},
+    "RTMDet": {"backbone": {"CSPNeXt": CSPNEXT}, "neck": {"CSPNeXtPAFPN": CSPNEXT_PAFPN},
+               "bbox_head": {"RTMDetSepBNHead": RTMDET_SEPBN_HEAD}},
+}
+_MODEL_KEYS = ("type", "data_preprocessor", "backbone", "neck", "bbox_head", "train_cfg", "test_cfg", "init_cfg")
+# SingleStageDetector (the type mmdetection's own SSD files use) is the detector its head makes
+_KIND_OF_HEAD = {"SSDHead": "SSD", "RetinaHead": "RetinaNet", "AnchorHead": "RetinaNet",
+                 "RTMDetSepBNHead": "RTMDet", "RTMDetHead": "RTMDet"}
+
+
+def detector_kind(model: dict) -> str:
+    """``model.type``, with ``SingleStageDetector`` named after its head (SSDHead -> SSD ...)."""
+    kind = model.get("type")
+    if kind == "SingleStageDetector":
+        head = (model.get("bbox_head") or {}).get("type")
+        if head not in _KIND_OF_HEAD:
+            raise ConfigBuildError(f"model.type='SingleStageDetector' with bbox_head.type={head!r} is not built here; "
+                                   f"known heads: {sorted(_KIND_OF_HEAD)}")
+        return _KIND_OF_HEAD[head]
+    return kind
+
+
+def check_model(model: dict) -> None:
+    """Refuse (``ConfigBuildError`` naming the key and why) any part of ``model`` that the
+    network built here would not follow exactly."""
+    kind = detector_kind(model)
+    if kind not in PARTS:
+        return                                   # TinySSD: DetScope's own layout, checked by its builder
+    for key in model:
+        if key not in _MODEL_KEYS:
+            raise ConfigBuildError(f"model.{key} is not a part DetScope builds (it builds {list(_MODEL_KEYS)})")
+    for part, specs in PARTS[kind].items():
+        cfg = model.get(part)
+        if isinstance(cfg, (list, tuple)):
+            kinds = [c.get("type") if isinstance(c, dict) else c for c in cfg]
+            raise ConfigBuildError(f"model.{part} is a chain {kinds}: chained parts are not built here")
+        if not isinstance(cfg, dict):
+            raise ConfigBuildError(f"model.{part} is missing: {kind} needs one of {sorted(specs)}")
+        kind_of_part = cfg.get("type")
+        if kind_of_part in REFUSED_TYPES:
+            raise ConfigBuildError(f"model.{part}.type={kind_of_part!r}: {REFUSED_TYPES[kind_of_part]}")
+        if kind_of_part not in specs:
+            raise ConfigBuildError(f"model.{part}.type={kind_of_part!r} is not built here for {kind}; "
+                                   f"it builds {sorted(specs)}")
+        spec = specs[kind_of_part]
+        for key, value in cfg.items():
+            if key == "type":
+                continue
+            rule = spec.get(key)
+            where = f"model.{part}.{key}"
+            if rule is None:
+                raise ConfigBuildError(f"{where}: {kind_of_part} here takes no argument {key!r} "
+                                       f"(it takes {sorted(spec)})")
+            if rule is not ACTS:
+                rule(value, where)

@@ -1,0 +1,161 @@
+"""mmdetection's own model configs build exactly what mmdetection builds, or are refused.
+
+``mmdet_layout_configs.CONFIGS`` are mmdetection 3.3.0's config files (bases merged);
+``fixtures/mmdet_build_reference.json`` holds what mmdetection built from each (parameter counts
+per part, feature-map shapes, priors). Networks are built on the meta device: shapes and counts
+without allocating 100M parameters."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from detengine.builder import ConfigBuildError, build_head_core
+from detengine.models import build_detector
+
+from .mmdet_layout_configs import CONFIGS, INPUT
+
+REF = json.loads((Path(__file__).parent / "fixtures" / "mmdet_build_reference.json").read_text())
+
+# name -> the key the refusal must name (everything else must build exactly)
+REFUSED = {
+    "ssdlite_mobilenetv2-scratch_8xb24-600e_coco": "model.backbone.type='MobileNetV2'",
+    "retinanet_r50-caffe_fpn_1x_coco": "model.backbone.style='caffe'",
+    "retinanet_r50-caffe_fpn_1x_coco_v1": "model.backbone.style='caffe'",
+    "retinanet_x101-32x4d_fpn_1x_coco": "model.backbone.type='ResNeXt'",
+    "retinanet_x101-64x4d_fpn_1x_coco": "model.backbone.type='ResNeXt'",
+    "retinanet_r50_nasfpn_crop640-50e_coco": "model.neck.type='NASFPN'",
+    "libra-retinanet_r50_fpn_1x_coco": "model.neck is a chain ['FPN', 'BFP']",
+    "rtmdet_l_swin_b_p6_4xb16-100e_coco": "model.backbone.type='SwinTransformer'",
+    "rtmdet_l_convnext_b_4xb32-100e_coco": "model.backbone.type='mmpretrain.ConvNeXt'",
+}
+# the head core (priors, assigner: the Anchors / Assignment views) of these is not built either
+NO_TRACE = {"retinanet_r50_nasfpn_crop640-50e_coco": "RetinaSepBNHead",
+            "libra-retinanet_r50_fpn_1x_coco": "BalancedL1Loss"}
+
+
+def _numel(module) -> int:
+    return 0 if module is None else sum(p.numel() for p in module.parameters())
+
+
+@pytest.mark.parametrize("name", [n for n in CONFIGS if n not in REFUSED])
+def test_builds_exactly_what_mmdetection_builds(name):
+    ref = REF[name]
+    with torch.device("meta"):
+        model = build_detector(CONFIGS[name])
+        feats = model.backbone(torch.zeros(1, 3, *INPUT[name]))
+        feats = model.neck(feats) if model.neck is not None else feats
+    assert _numel(model) == ref["params"]
+    assert [_numel(model.backbone), _numel(model.neck), _numel(model.head)] == \
+        [ref["backbone_params"], ref["neck_params"], ref["head_params"]]
+    assert [list(f.shape[1:]) for f in feats] == ref["feature_shapes"]
+    assert len(model.core.priors(INPUT[name])) == ref["num_priors"]
+
+
+def test_the_head_outputs_have_mmdetections_sizes():
+    """One per family: the class and box outputs (flattened over levels and priors here, per
+    level maps in mmdetection) hold as many values, with mmdetection's class channels."""
+    import math
+    for name in ("ssd300_coco", "retinanet_r50_fpn_1x_coco", "rtmdet_tiny_8xb32-300e_coco"):
+        ref = REF[name]
+        with torch.device("meta"):
+            model = build_detector(CONFIGS[name])
+            cls, reg = model.head(list(model.neck(model.backbone(torch.zeros(1, 3, *INPUT[name])))))
+        assert cls.shape[-1] == ref["cls_out_channels"]
+        assert cls.numel() == sum(math.prod(s) for s in ref["cls_score_shapes"])
+        assert reg.numel() == sum(math.prod(s) for s in ref["bbox_pred_shapes"])
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_refused_with_the_key_and_the_reason(name):
+    with pytest.raises(ConfigBuildError) as err:
+        build_detector(CONFIGS[name])
+    assert REFUSED[name] in str(err.value)
+    assert "not built here" in str(err.value)
+
+
+@pytest.mark.parametrize("name", [n for n in CONFIGS if n not in NO_TRACE])
+def test_the_debug_views_priors_are_mmdetections_even_where_the_network_is_refused(name):
+    assert len(build_head_core(CONFIGS[name]).priors(INPUT[name])) == REF[name]["num_priors"]
+
+
+@pytest.mark.parametrize("name", sorted(NO_TRACE))
+def test_a_head_core_that_is_not_built_is_refused_by_name(name):
+    with pytest.raises(ConfigBuildError, match=NO_TRACE[name]):
+        build_head_core(CONFIGS[name])
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("depth", 200, "model.backbone.depth=200"),
+    ("with_cp", True, "model.backbone.with_cp=True"),
+    ("dcn", dict(type="DCNv2"), "model.backbone.dcn="),
+    ("norm_cfg", dict(type="GN", num_groups=32), "model.backbone.norm_cfg="),
+    ("pretrained", "torchvision://resnet50", "takes no argument 'pretrained'"),
+])
+def test_a_backbone_key_that_would_change_the_network_is_refused(key, value, message):
+    cfg = dict(CONFIGS["retinanet_r50_fpn_1x_coco"])
+    cfg["backbone"] = dict(cfg["backbone"], **{key: value})
+    with pytest.raises(ConfigBuildError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        build_detector(cfg)
+
+
+def test_channels_and_levels_that_do_not_meet_are_refused():
+    cfg = dict(CONFIGS["retinanet_r50_fpn_1x_coco"])
+    with pytest.raises(ConfigBuildError, match="model.neck.in_channels"):
+        build_detector(dict(cfg, neck=dict(cfg["neck"], in_channels=[256, 512, 1024, 1024])))
+    with pytest.raises(ConfigBuildError, match="6 feature maps.*5 levels"):
+        build_detector(dict(cfg, neck=dict(cfg["neck"], num_outs=6)))
+
+
+@pytest.mark.parametrize("extra", [False, "on_lateral", "on_output"])
+def test_fpn_extra_levels_follow_add_extra_convs(extra):
+    """mmdetection's three ways to make P6/P7 (and max-pools when False): same shapes as 'on_input',
+    parameters only where mmdetection has them."""
+    cfg = dict(CONFIGS["retinanet_r50_fpn_1x_coco"])
+    cfg = dict(cfg, neck=dict(cfg["neck"], add_extra_convs=extra))
+    with torch.device("meta"):
+        model = build_detector(cfg)
+        feats = model.neck(model.backbone(torch.zeros(1, 3, 320, 320)))
+    assert [list(f.shape[1:]) for f in feats] == REF["retinanet_r50_fpn_1x_coco"]["feature_shapes"]
+    ref_neck = REF["retinanet_r50_fpn_1x_coco"]["neck_params"]
+    first_extra_on_input = 2048 * 256 * 9 + 256
+    first_extra_on_output = 256 * 256 * 9 + 256
+    expected = {False: ref_neck - first_extra_on_input - first_extra_on_output,
+                "on_lateral": ref_neck - first_extra_on_input + first_extra_on_output,
+                "on_output": ref_neck - first_extra_on_input + first_extra_on_output}[extra]
+    assert _numel(model.neck) == expected
+
+
+def test_the_legacy_coder_is_mmdetections():
+    from detengine.builder import build
+    ref = torch.load(Path(__file__).parent / "fixtures" / "mmdet_legacy_coder_reference.pt", weights_only=True)
+    coder = build(dict(type="LegacyDeltaXYWHBBoxCoder", target_means=(0.1, 0, 0, 0.2),
+                       target_stds=(0.1, 0.1, 0.2, 0.2)), "bbox_coder")
+    torch.testing.assert_close(coder.encode(ref["p"], ref["g"]), ref["enc"], rtol=0, atol=1e-5)
+    torch.testing.assert_close(coder.decode(ref["p"], ref["d"], (60, 70)), ref["dec"], rtol=0, atol=1e-4)
+    plain = build(dict(type="DeltaXYWHBBoxCoder", target_means=(0.1, 0, 0, 0.2), target_stds=(0.1, 0.1, 0.2, 0.2)),
+                  "bbox_coder")
+    assert (plain.encode(ref["p"], ref["g"]) - ref["enc"]).abs().max() > 1e-3   # the +1 is seen
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["ssd300_coco", "ssd512_coco"])
+def test_mmdetections_own_ssd_files_train(name, tmp_path):
+    """``type='SingleStageDetector'`` (mmdetection's own SSD files) is an SSD: it trains."""
+    from detengine.train.events import EventBus
+    from detengine.train.runner import load_cfg, train_from_config
+
+    from .runs import CONFIGS as SHIPPED
+    cfg = load_cfg(SHIPPED / f"{name}.py")
+    cfg["model"] = CONFIGS[name]                       # mmdetection's model dict, SingleStageDetector
+    cfg["data"] = {"default": "synthetic", "synthetic": {"root": str(tmp_path / "data"), "num_train": 4,
+                                                          "num_val": 2, "image_size": 96, "seed": 1}}
+    cfg["train_dataloader"] = {"batch_size": 2, "num_workers": 0}
+    events = EventBus()
+    train_from_config(cfg, max_iters=1, work_dir=tmp_path / "run", events=events, console=False, pretrained=False)
+    it = [e for e in events.history if e["type"] == "iter"]
+    assert len(it) == 1 and torch.isfinite(torch.tensor(it[0]["loss"]))
+    saved = torch.load(tmp_path / "run" / "last.pth", weights_only=True)
+    assert saved["model_cfg"]["type"] == "SingleStageDetector"
