@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from .boxes import bbox_overlaps
+from .boxes import box_area
 
 __all__ = ["Stage", "STAGE_TEXT", "PostprocessResult", "postprocess_dense", "postprocess_d2l",
            "suppressors", "batched_nms_mmcv", "offset_boxes", "NMS_SPLIT_THR"]
@@ -92,15 +92,22 @@ def suppressors(boxes: Tensor, scores: Tensor, labels: Tensor, keep: Tensor, iou
 
     Greedy NMS removes a box at the first (highest-scoring) kept box of its class that overlaps
     it by more than ``iou_threshold``; suppressed boxes suppress nothing. So the suppressor is the
-    highest-scoring kept box of the same class, scoring at least as high, with IoU > threshold.
-    Only same-class (kept, suppressed) pairs are compared (all pairs when ``class_agnostic``), on
-    the coordinates given: pass the boxes NMS saw (the class-offset ones). Returns
+    highest-scoring kept box of the same class, scoring at least as high, with IoU > threshold
+    (kept boxes in ``keep``'s order among equal scores). Only same-class (kept, suppressed) pairs
+    are compared (all pairs when ``class_agnostic``), on the coordinates given: pass the boxes NMS
+    saw (the class-offset ones). The IoU is ``bbox_overlaps``'s, bit for bit. Returns
     ``suppressed_by`` (N,) index into ``boxes`` (-1 for kept boxes) and ``iou`` (N,).
+
+    Each suppressed box walks its class's kept boxes in score order, in rounds of growing width
+    (16, 32, 64, ... kept boxes), and leaves at its first hit: the suppressor is nearly always
+    among the first kept boxes of the class, so few of the (kept, suppressed) pairs of a class
+    are ever compared.
     """
     n = boxes.shape[0]
-    by = torch.full((n,), -1, dtype=torch.long, device=boxes.device)
+    dev = boxes.device
+    by = torch.full((n,), -1, dtype=torch.long, device=dev)
     iou_out = boxes.new_zeros(n)
-    gone = torch.ones(n, dtype=torch.bool, device=boxes.device)
+    gone = torch.ones(n, dtype=torch.bool, device=dev)
     gone[keep] = False
     sup = gone.nonzero().view(-1)
     if sup.numel() == 0 or keep.numel() == 0:
@@ -108,22 +115,52 @@ def suppressors(boxes: Tensor, scores: Tensor, labels: Tensor, keep: Tensor, iou
     group = torch.zeros_like(labels) if class_agnostic else labels
     k = keep[torch.argsort(scores[keep], descending=True, stable=True)]
     k = k[torch.argsort(group[k], stable=True)]  # by class, then score (descending)
-    num_groups = int(group.max()) + 1
-    count = torch.bincount(group[k], minlength=num_groups)
-    first_of = torch.cumsum(count, 0) - count
-    per_sup = count[group[sup]]  # kept boxes of each suppressed box's class
-    pair_sup = torch.repeat_interleave(torch.arange(sup.numel(), device=boxes.device), per_sup)
-    base = torch.repeat_interleave(torch.cumsum(per_sup, 0) - per_sup, per_sup)
-    pos = first_of[group[sup]][pair_sup] + torch.arange(pair_sup.numel(), device=boxes.device) - base
-    kb, sb = k[pos], sup[pair_sup]
-    ious = bbox_overlaps(boxes[kb], boxes[sb], is_aligned=True)
-    over = (ious > iou_threshold) & (scores[kb] >= scores[sb])
-    best = torch.full((sup.numel(),), pair_sup.numel(), dtype=torch.long, device=boxes.device)
-    pair_ids = torch.arange(pair_sup.numel(), device=boxes.device)
-    best.scatter_reduce_(0, pair_sup[over], pair_ids[over], reduce="amin")  # first in score order
-    found = best < pair_sup.numel()
-    by[sup[found]] = kb[best[found]]
-    iou_out[sup[found]] = ious[best[found]]
+    classes, count = torch.unique_consecutive(group[k], return_counts=True)
+    first = torch.cumsum(count, 0) - count
+    sup_group = group[sup]
+    seg = torch.searchsorted(classes, sup_group).clamp_(max=classes.numel() - 1)
+    has = classes[seg] == sup_group  # a kept box of its class exists
+    sup, seg = sup[has], seg[has]
+    # the kept boxes (by class, then score) and, for each suppressed box still without a
+    # suppressor, its class's slice of them [first, first + count), its box, area and score
+    kb = boxes[k]
+    kx1, ky1, kx2, ky2 = (kb[:, i].contiguous() for i in range(4))
+    k_area, k_score = box_area(kb), scores[k]
+    first, count = first[seg], count[seg]
+    sb = boxes[sup]
+    s_area, s_score = box_area(sb)[:, None], scores[sup][:, None]
+    eps = boxes.new_tensor([1e-6])  # bbox_overlaps' union clamp
+    last = k.numel() - 1
+    start, width = 0, 8
+    while sup.numel():
+        width = max(1, min(width, (1 << 22) // sup.numel()))  # at most ~4M pairs a round
+        rank = torch.arange(start, start + width, device=dev)
+        pos = first[:, None] + rank  # (U, W) positions in k
+        flat = pos.clamp_(max=last).view(-1)
+
+        def at(values: Tensor) -> Tensor:  # values[pos]; index_select is several times faster
+            return values.index_select(0, flat).view(pos.shape)
+
+        # bbox_overlaps(kept, suppressed, is_aligned=True): the same float operations, same order
+        iw = (torch.min(at(kx2), sb[:, 2:3]) - torch.max(at(kx1), sb[:, 0:1])).clamp_(min=0)
+        ih = (torch.min(at(ky2), sb[:, 3:4]) - torch.max(at(ky1), sb[:, 1:2])).clamp_(min=0)
+        overlap = iw.mul_(ih)
+        ious = overlap.div_(torch.max(at(k_area) + s_area - overlap, eps))
+        over = (ious > iou_threshold).logical_and_(at(k_score) >= s_score).logical_and_(rank < count[:, None])
+        col = over.view(torch.uint8).argmax(1)  # the first hit in score order (0 if none)
+        cell = torch.arange(0, pos.numel(), width, device=dev) + col
+        hit = over.view(-1).index_select(0, cell)
+        row = hit.nonzero().view(-1)
+        if row.numel():
+            cell = cell.index_select(0, row)
+            done = sup.index_select(0, row)
+            by[done] = k.index_select(0, flat.index_select(0, cell))
+            iou_out[done] = ious.view(-1).index_select(0, cell)
+        start += width
+        more = (~hit).logical_and_(count > start).nonzero().view(-1)
+        sup, first, count = sup.index_select(0, more), first.index_select(0, more), count.index_select(0, more)
+        sb, s_area, s_score = sb.index_select(0, more), s_area.index_select(0, more), s_score.index_select(0, more)
+        width *= 2
     return by, iou_out
 
 
@@ -146,21 +183,56 @@ def batched_nms_mmcv(boxes: Tensor, scores: Tensor, labels: Tensor, iou_threshol
     shifted boxes; from ``split_thr`` on, one NMS per class on the shifted boxes, then all kept
     boxes sorted by score (mmcv's ``ops/nms.py`` ``batched_nms``, the ``split_thr`` branch).
 
+    Below ``split_thr`` the single NMS is run per class whenever that cannot change its result
+    (:func:`_classes_apart`: no shifted box of one class reaches into another's x range, so no
+    pair of two classes has an intersection, and a threshold >= 0): the same kept boxes in the
+    same order (torchvision's NMS sorts by score stably), at per-class cost instead of
+    (candidates x kept).
+
     Returns ``keep`` (K,) indices by descending score, the shifted boxes (what every IoU was
     computed on), and whether boxes of two classes could have met in one NMS (only when the
     single pass sees coordinates below -1: the offset then no longer separates the classes).
     """
     shifted = offset_boxes(boxes, labels)
     n = boxes.shape[0]
+    if n == 0:
+        return torch.zeros(0, dtype=torch.long, device=boxes.device), shifted, False
+    order = torch.argsort(labels, stable=True)  # classes as contiguous slices
+    count = torch.unique_consecutive(labels[order], return_counts=True)[1]
+    cross = False
     if n < split_thr:
-        keep = nms(shifted, scores, iou_threshold)
-        return keep, shifted, bool(n and boxes.min() < -1)
-    kept = torch.zeros(n, dtype=torch.bool, device=boxes.device)
-    for label in torch.unique(labels):
-        idx = (labels == label).nonzero().view(-1)
-        kept[idx[nms(shifted[idx], scores[idx], iou_threshold)]] = True
-    keep = kept.nonzero().view(-1)
-    return keep[torch.argsort(scores[keep], descending=True, stable=True)], shifted, False
+        cross = bool(boxes.min() < -1)
+        if not _classes_apart(shifted, order, count, iou_threshold):
+            return nms(shifted, scores, iou_threshold), shifted, cross
+    return _per_class_nms(shifted, scores, order, count, iou_threshold), shifted, cross
+
+
+def _classes_apart(shifted: Tensor, order: Tensor, count: Tensor, iou_threshold: float) -> bool:
+    """True when one NMS over all ``shifted`` boxes must equal per-class NMS: coordinates finite,
+    ``iou_threshold >= 0``, and, classes in label order (``order``: by label, ``count`` per
+    class), every x coordinate of a class at or left of every x coordinate of the next. Then two
+    boxes of two classes have intersection width ``min(x2) - max(x1) <= 0``, so their IoU (0, -0
+    or NaN) is never above the threshold."""
+    if not iou_threshold >= 0 or not bool(torch.isfinite(shifted).all()):
+        return False
+    if count.numel() == 1:
+        return True
+    x = shifted[order][:, 0::2]
+    lo = torch.segment_reduce(x.amin(1), "min", lengths=count)
+    hi = torch.segment_reduce(x.amax(1), "max", lengths=count)
+    return bool((hi[:-1] <= lo[1:]).all())
+
+
+def _per_class_nms(shifted: Tensor, scores: Tensor, order: Tensor, count: Tensor, iou_threshold: float) -> Tensor:
+    """mmcv's ``split_thr`` branch: NMS per class on the shifted boxes, kept indices by descending
+    score (ties by index). ``order`` sorts by label (stably), ``count`` boxes per class."""
+    boxes_sorted, scores_sorted = shifted[order], scores[order]
+    pieces, start = [], 0
+    for c in count.tolist():
+        pieces.append(nms(boxes_sorted[start:start + c], scores_sorted[start:start + c], iou_threshold) + start)
+        start += c
+    keep = torch.sort(order[torch.cat(pieces)]).values
+    return keep[torch.argsort(scores[keep], descending=True, stable=True)]
 
 
 def _filter_topk(scores: Tensor, above: Tensor, nms_pre: int):
@@ -180,7 +252,8 @@ def _filter_topk(scores: Tensor, above: Tensor, nms_pre: int):
 
 def postprocess_dense(cls_scores: Tensor, bbox_preds: Tensor, priors: Tensor, num_per_level: list[int],
                       decode, *, score_layout: str, score_thr: float, nms_pre: int, iou_threshold: float,
-                      max_per_img: int, min_bbox_size: float = 0, img_shape=None) -> PostprocessResult:
+                      max_per_img: int, min_bbox_size: float = 0, img_shape=None,
+                      record: bool = True) -> PostprocessResult:
     """mmdetection 3.x dense-head post-processing of one image, with the full record.
 
     Args:
@@ -189,6 +262,9 @@ def postprocess_dense(cls_scores: Tensor, bbox_preds: Tensor, priors: Tensor, nu
         bbox_preds (Tensor[A, 4]): regression output, turned into boxes by
             ``decode(priors (n, 4), preds (n, 4), max_shape) -> (n, 4)``.
         priors (Tensor[A, 4]): the priors in the same order; ``num_per_level``: A split by level.
+        record: False skips the suppressors (``suppressed_by`` all -1, ``suppressed_iou`` 0;
+            ``params["record"]`` says so): the detections, stages and counts are the same, for
+            callers that need only the detections (evaluation, export).
     """
     if score_layout == "softmax":
         probs = cls_scores.softmax(-1)[:, :-1]
@@ -212,43 +288,56 @@ def postprocess_dense(cls_scores: Tensor, bbox_preds: Tensor, priors: Tensor, nu
     boxes = decode(priors[prior_idx], bbox_preds[prior_idx], img_shape)
     counts = {"raw": num_priors * num_classes, "score_thr": n_above, "nms_pre": int(scores.numel())}
     params = dict(score_layout=score_layout, score_thr=score_thr, nms_pre=nms_pre, iou_threshold=iou_threshold,
-                  max_per_img=max_per_img, min_bbox_size=min_bbox_size)
+                  max_per_img=max_per_img, min_bbox_size=min_bbox_size, record=record)
     result = _nms_stages(boxes, scores, labels, prior_idx, min_bbox_size, iou_threshold, max_per_img,
-                         class_agnostic=False, counts=counts)
+                         class_agnostic=False, counts=counts, record=record)
     raw_stage[result.cand_prior, result.cand_label] = result.cand_stage
     result.raw_stage, result.params = raw_stage, params
     return result
 
 
 def _nms_stages(boxes, scores, labels, prior_idx, min_bbox_size, iou_threshold, max_per_img, *,
-                class_agnostic, counts, nms_first_keep=None) -> PostprocessResult:
-    """Size filter, NMS, max_per_img on decoded candidates, recording each one's fate."""
+                class_agnostic, counts, nms_first_keep=None, record=True) -> PostprocessResult:
+    """Size filter, NMS, max_per_img on decoded candidates, recording each one's fate (without
+    the suppressors when not ``record``)."""
     n = boxes.shape[0]
     stage = torch.full((n,), Stage.KEPT, dtype=torch.uint8, device=boxes.device)
-    alive = torch.arange(n, device=boxes.device)
+    alive = None  # all candidates (no copies), else the indices of those that reach NMS
     if min_bbox_size is not None and min_bbox_size >= 0:
         w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
         big = (w > min_bbox_size) & (h > min_bbox_size)
-        stage[~big] = Stage.TOO_SMALL
-        alive = alive[big]
-    counts["min_bbox_size"] = int(alive.numel())
-    nms_boxes = boxes[alive]  # the coordinates NMS compared: the record uses the same
+        if not bool(big.all()):
+            stage[~big] = Stage.TOO_SMALL
+            alive = big.nonzero().view(-1)
+    counts["min_bbox_size"] = n if alive is None else int(alive.numel())
+    if alive is None:
+        nms_boxes, nms_scores, nms_labels = boxes, scores, labels
+    else:  # the coordinates NMS compared: the record uses the same
+        nms_boxes, nms_scores, nms_labels = (t.index_select(0, alive) for t in (boxes, scores, labels))
     if nms_first_keep is not None:
         keep = nms_first_keep
-    elif alive.numel() == 0:
-        keep = alive
+    elif counts["min_bbox_size"] == 0:
+        keep = torch.zeros(0, dtype=torch.long, device=boxes.device)
     elif class_agnostic:
-        keep = alive[nms(nms_boxes, scores[alive], iou_threshold)]
+        keep = nms(nms_boxes, nms_scores, iou_threshold)
     else:
-        local, nms_boxes, cross_class = batched_nms_mmcv(nms_boxes, scores[alive], labels[alive], iou_threshold)
-        keep, class_agnostic = alive[local], cross_class
-    by_local, iou_local = suppressors(nms_boxes, scores[alive], labels[alive],
-                                      _positions(alive, keep), iou_threshold, class_agnostic)
-    suppressed_by = torch.full((n,), -1, dtype=torch.long, device=boxes.device)
-    suppressed_iou = boxes.new_zeros(n)
-    hit = by_local >= 0
-    suppressed_by[alive[hit]] = alive[by_local[hit]]
-    suppressed_iou[alive[hit]] = iou_local[hit]
+        keep, nms_boxes, class_agnostic = batched_nms_mmcv(nms_boxes, nms_scores, nms_labels, iou_threshold)
+    if alive is not None and nms_first_keep is None:
+        keep = alive.index_select(0, keep)
+    if record:
+        local_keep = keep if alive is None else _positions(alive, keep)
+        suppressed_by, suppressed_iou = suppressors(nms_boxes, nms_scores, nms_labels, local_keep, iou_threshold,
+                                                    class_agnostic)
+        if alive is not None:  # back to candidate indices
+            by_local, iou_local = suppressed_by, suppressed_iou
+            suppressed_by = torch.full((n,), -1, dtype=torch.long, device=boxes.device)
+            suppressed_iou = boxes.new_zeros(n)
+            hit = (by_local >= 0).nonzero().view(-1)
+            suppressed_by[alive[hit]] = alive[by_local[hit]]
+            suppressed_iou[alive[hit]] = iou_local[hit]
+    else:
+        suppressed_by = torch.full((n,), -1, dtype=torch.long, device=boxes.device)
+        suppressed_iou = boxes.new_zeros(n)
     dropped = torch.ones(n, dtype=torch.bool, device=boxes.device)
     dropped[keep] = False
     stage[dropped & (stage == Stage.KEPT)] = Stage.SUPPRESSED
@@ -257,8 +346,9 @@ def _nms_stages(boxes, scores, labels, prior_idx, min_bbox_size, iou_threshold, 
         stage[keep[max_per_img:]] = Stage.OVER_MAX_PER_IMG
         keep = keep[:max_per_img]
     counts["max_per_img"] = int(keep.numel())
-    return PostprocessResult(boxes[keep], scores[keep], labels[keep], keep, prior_idx, labels, scores, boxes,
-                             stage, suppressed_by, suppressed_iou, torch.zeros(0, dtype=torch.uint8), counts)
+    return PostprocessResult(boxes.index_select(0, keep), scores.index_select(0, keep), labels.index_select(0, keep),
+                             keep, prior_idx, labels, scores, boxes, stage, suppressed_by, suppressed_iou,
+                             torch.zeros(0, dtype=torch.uint8), counts)
 
 
 def _positions(alive: Tensor, keep: Tensor) -> Tensor:
@@ -296,13 +386,13 @@ def postprocess_d2l(cls_scores: Tensor, offset_preds: Tensor, anchors: Tensor, d
 
 
 def multiclass_nms(boxes: Tensor, scores: Tensor, score_thr: float, iou_threshold: float,
-                   max_num: int = -1) -> tuple[Tensor, Tensor, Tensor, PostprocessResult]:
+                   max_num: int = -1, record: bool = True) -> tuple[Tensor, Tensor, Tensor, PostprocessResult]:
     """mmdetection's ``multiclass_nms`` (softmax layout: ``scores`` (N, C + 1), background last).
 
     ``boxes`` (N, 4) shared by all classes, or (N, 4C) class-specific. Keeps pairs with
     score > ``score_thr``, per-class NMS, first ``max_num`` by score. Returns ``dets`` (K, 5)
     ``[x1, y1, x2, y2, score]``, ``labels`` (K,), ``inds`` (K,) into the flattened (N * C) pairs,
-    and the record."""
+    and the record (without the suppressors when not ``record``)."""
     num_classes = scores.size(1) - 1
     n = scores.size(0)
     if boxes.shape[1] > 4:
@@ -316,7 +406,7 @@ def multiclass_nms(boxes: Tensor, scores: Tensor, score_thr: float, iou_threshol
     cand_scores, cand_labels = flat_scores[inds], inds % num_classes
     counts = {"raw": int(flat_scores.numel()), "score_thr": int(inds.numel())}
     result = _nms_stages(flat_boxes, cand_scores, cand_labels, inds // num_classes, None, iou_threshold,
-                         max_num if max_num > 0 else None, class_agnostic=False, counts=counts)
+                         max_num if max_num > 0 else None, class_agnostic=False, counts=counts, record=record)
     raw = torch.full((n, num_classes), Stage.BELOW_SCORE_THR, dtype=torch.uint8, device=scores.device)
     raw.view(-1)[inds] = result.cand_stage
     result.raw_stage = raw
