@@ -11,6 +11,7 @@ it left (:class:`Stage`), and for every suppressed box the kept box that suppres
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -22,6 +23,7 @@ __all__ = ["Stage", "STAGE_TEXT", "PostprocessResult", "postprocess_dense", "pos
            "suppressors", "batched_nms_mmcv", "offset_boxes", "NMS_SPLIT_THR"]
 
 NMS_SPLIT_THR = 10000  # mmcv batched_nms: nms_cfg's split_thr default
+_PLANE = 1 << 16  # (kept, suppressed) pairs per tile of the suppressor search: cache-sized, buffers reused
 
 
 def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
@@ -122,44 +124,62 @@ def suppressors(boxes: Tensor, scores: Tensor, labels: Tensor, keep: Tensor, iou
     has = classes[seg] == sup_group  # a kept box of its class exists
     sup, seg = sup[has], seg[has]
     # the kept boxes (by class, then score) and, for each suppressed box still without a
-    # suppressor, its class's slice of them [first, first + count), its box, area and score
+    # suppressor, its class's slice of them [first, first + count), its box, area and score;
+    # rounds work on (W, U) planes: long contiguous rows, the suppressed boxes broadcast along W
     kb = boxes[k]
-    kx1, ky1, kx2, ky2 = (kb[:, i].contiguous() for i in range(4))
-    k_area, k_score = box_area(kb), scores[k]
-    first, count = first[seg], count[seg]
+    k_fields = [kb[:, i].contiguous() for i in range(4)] + [scores[k]]
     sb = boxes[sup]
-    s_area, s_score = box_area(sb)[:, None], scores[sup][:, None]
+    s_fields = [sb[:, i].contiguous() for i in range(4)] + [box_area(sb), scores[sup], first[seg], count[seg], sup]
     eps = boxes.new_tensor([1e-6])  # bbox_overlaps' union clamp
     last = k.numel() - 1
+    work: dict[str, Tensor] = {}
+
+    def plane(name: str, dtype: torch.dtype, shape: tuple[int, ...]) -> Tensor:
+        """A reused buffer: fresh multi-MB tensors every operation cost more in page faults than
+        the arithmetic."""
+        size = math.prod(shape)
+        buf = work.get(name)
+        if buf is None or buf.numel() < size:
+            buf = work[name] = torch.empty(max(size, 1 << 16), dtype=dtype, device=dev)
+        return buf[:size].view(shape)
+
     start, width = 0, 8
-    while sup.numel():
-        width = max(1, min(width, (1 << 22) // sup.numel()))  # at most ~4M pairs a round
-        rank = torch.arange(start, start + width, device=dev)
-        pos = first[:, None] + rank  # (U, W) positions in k
-        flat = pos.clamp_(max=last).view(-1)
-
-        def at(values: Tensor) -> Tensor:  # values[pos]; index_select is several times faster
-            return values.index_select(0, flat).view(pos.shape)
-
-        # bbox_overlaps(kept, suppressed, is_aligned=True): the same float operations, same order
-        iw = (torch.min(at(kx2), sb[:, 2:3]) - torch.max(at(kx1), sb[:, 0:1])).clamp_(min=0)
-        ih = (torch.min(at(ky2), sb[:, 3:4]) - torch.max(at(ky1), sb[:, 1:2])).clamp_(min=0)
-        overlap = iw.mul_(ih)
-        ious = overlap.div_(torch.max(at(k_area) + s_area - overlap, eps))
-        over = (ious > iou_threshold).logical_and_(at(k_score) >= s_score).logical_and_(rank < count[:, None])
-        col = over.view(torch.uint8).argmax(1)  # the first hit in score order (0 if none)
-        cell = torch.arange(0, pos.numel(), width, device=dev) + col
-        hit = over.view(-1).index_select(0, cell)
-        row = hit.nonzero().view(-1)
-        if row.numel():
-            cell = cell.index_select(0, row)
-            done = sup.index_select(0, row)
-            by[done] = k.index_select(0, flat.index_select(0, cell))
-            iou_out[done] = ious.view(-1).index_select(0, cell)
+    while s_fields[-1].numel():
+        width = min(width, int(s_fields[7].max()) - start)  # no wider than the largest class left
+        rank = torch.arange(start, start + width, device=dev)[:, None]
+        weight = (width - rank + start).to(torch.int32)
+        step = max(1, _PLANE // width)  # suppressed boxes per tile
+        going = []
+        for j in range(0, s_fields[-1].numel(), step):
+            sx1, sy1, sx2, sy2, s_area, s_score, s_first, s_count, s_sup = (f[j:j + step] for f in s_fields)
+            u = s_sup.numel()
+            shape = (width, u)
+            flat = torch.add(s_first, rank, out=plane("pos", torch.long, shape)).clamp_(max=last).view(-1)  # in k
+            kx1, ky1, kx2, ky2, k_score = (torch.index_select(f, 0, flat, out=plane(f"k{i}", f.dtype, (u * width,)))
+                                           .view(shape) for i, f in enumerate(k_fields))
+            # bbox_overlaps(kept, suppressed, is_aligned=True): the same float operations, same order
+            area = torch.sub(kx2, kx1, out=plane("area", kx1.dtype, shape))
+            area.mul_(torch.sub(ky2, ky1, out=plane("tmp", kx1.dtype, shape)))  # box_area
+            iw = torch.minimum(kx2, sx2, out=kx2).sub_(torch.maximum(kx1, sx1, out=kx1)).clamp_(min=0)
+            ih = torch.minimum(ky2, sy2, out=ky2).sub_(torch.maximum(ky1, sy1, out=ky1)).clamp_(min=0)
+            overlap = iw.mul_(ih)
+            ious = overlap.div_(torch.maximum(area.add_(s_area).sub_(overlap), eps, out=area))
+            over = torch.gt(ious, iou_threshold, out=plane("over", torch.bool, shape))
+            over.logical_and_(torch.ge(k_score, s_score, out=plane("cond", torch.bool, shape)))
+            over.logical_and_(torch.lt(rank, s_count, out=plane("cond", torch.bool, shape)))
+            # the first hit in score order: the largest (width - rank) among the hits (argmax is slow)
+            best = torch.mul(over, weight, out=plane("weight", torch.int32, shape)).amax(0)
+            hit = best > 0
+            col = hit.nonzero().view(-1)
+            if col.numel():
+                cell = (width - best.index_select(0, col)) * u + col
+                done = s_sup.index_select(0, col)
+                by[done] = k.index_select(0, flat.index_select(0, cell))
+                iou_out[done] = ious.view(-1).index_select(0, cell)
+            going.append(hit.logical_not_().logical_and_(s_count > start + width))
         start += width
-        more = (~hit).logical_and_(count > start).nonzero().view(-1)
-        sup, first, count = sup.index_select(0, more), first.index_select(0, more), count.index_select(0, more)
-        sb, s_area, s_score = sb.index_select(0, more), s_area.index_select(0, more), s_score.index_select(0, more)
+        more = torch.cat(going).nonzero().view(-1)
+        s_fields = [f.index_select(0, more) for f in s_fields]
         width *= 2
     return by, iou_out
 
