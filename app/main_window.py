@@ -57,6 +57,7 @@ class MainWindow(QMainWindow):
         self._pending_steps: list | None = None     # the engine-loading steps not started yet
         self._unpainted_timer: QTimer | None = None  # starts loading if no paint event comes
         self.box_menu = None                         # the open class popup of a box
+        self.config_problem = ""                     # why the asked-for config is not the one traced
         self.canvas = Canvas()
         self.setCentralWidget(self.canvas)
         self.editor = Editor(self.canvas, self)
@@ -103,10 +104,13 @@ class MainWindow(QMainWindow):
 
     def _build_panels(self, config: str) -> None:
         """The debug, training and evaluation panels (these import the engine: PyTorch, torchvision)."""
-        from app.debug.debug_panel import DebugPanel, _load_cfg
+        from app.debug.debug_panel import DEFAULT_CONFIG, DebugPanel, config_problem
         from app.training.eval_panel import EvalPanel
         from app.training.training_panel import TrainingPanel
-        _load_cfg(config)            # a broken config raises here, before the panel starts its trace thread
+        problem = config_problem(config) if config != DEFAULT_CONFIG else None
+        if problem:                  # the window stays up, says why and traces with the default
+            self.config_problem = f"Cannot use config {config}: {problem}\nThe debug views trace with {DEFAULT_CONFIG}."
+            config = DEFAULT_CONFIG
         self.debug_panel = DebugPanel(self.canvas, self.editor, config)
         self.training_panel = TrainingPanel(self)
         self.eval_panel = EvalPanel(self)
@@ -117,6 +121,10 @@ class MainWindow(QMainWindow):
             self.docks[key].widget().deleteLater()
             self.docks[key].setWidget(widget)
         self._connect_panels()
+        if problem:
+            self.debug_panel.notice = self.config_problem
+            self.debug_panel.status.setText(self.debug_panel.notice)
+            QTimer.singleShot(0, lambda: self.dialogs.error("Cannot use the config", self.config_problem))
         self.engine_loaded = True
         if self.doc is not None:
             self._attach_panels()
@@ -658,11 +666,13 @@ class MainWindow(QMainWindow):
     def view_drawn(self) -> bool:
         """The panels are loaded and the visible debug view, if any, shows its finished trace of
         the current image (with the model's outputs when the view needs them), or has nothing
-        to trace (no project, an unreadable image)."""
+        to trace (no project, an unreadable image), or says why its trace failed."""
         if not self.engine_loaded:
             return False
         panel = self.debug_panel
         if not panel.active or self.doc is None or self.canvas.image is None:
+            return True
+        if panel.failure:                                       # said in the view: nothing more will come
             return True
         result, page = panel.result, panel.current_page()
         return result is not None and result.image == self.editor.index and (

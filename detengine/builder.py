@@ -125,9 +125,11 @@ def build_head_core(model: dict) -> HeadCore:
     """The head core of ``model`` (the config's ``model`` dict, with ``bbox_head``,
     ``train_cfg`` and ``test_cfg``)."""
     head = copy.deepcopy(model.get("bbox_head"))
-    if not head or head.get("type") not in HEAD_TYPES:
-        raise ConfigBuildError(f"model.bbox_head.type must be one of {sorted(HEAD_TYPES)}, "
-                               f"got {None if not head else head.get('type')!r}")
+    if not head:
+        raise ConfigBuildError(f"model.type={model.get('type')!r} has no bbox_head: DetScope traces dense "
+                               f"single-stage detectors (heads {sorted(HEAD_TYPES)})")
+    if head.get("type") not in HEAD_TYPES:
+        raise ConfigBuildError(f"model.bbox_head.type must be one of {sorted(HEAD_TYPES)}, got {head.get('type')!r}")
     train_cfg = copy.deepcopy(model.get("train_cfg") or {})
     test_cfg = copy.deepcopy(model.get("test_cfg") or {})
     core_cls = HEAD_TYPES[head["type"]]

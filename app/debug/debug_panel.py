@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import QTimer, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLabel, QPushButton, QTabWidget, QVBoxLayout, QWidget
 
@@ -32,10 +32,42 @@ RANDOM_INIT = "random"
 _DEBOUNCE_MS = 15
 
 
+DEFAULT_CONFIG = "ssd300_coco"
+
+
 def _load_cfg(config: str) -> dict:
     from detengine.api import load_cfg
     path = Path(config) if config.endswith(".py") else resolve_config(config)
     return load_cfg(str(path))
+
+
+def _usable_cfg(config: str) -> dict:
+    """The config, loaded and its head built (priors, assigner): what every view needs; raises
+    with the reason otherwise (a file that does not load, a head DetScope does not build)."""
+    from detengine.api import head_core_for
+    try:
+        cfg = _load_cfg(config)
+    except SystemExit as exc:               # resolve_config: an unknown name, with the shipped names
+        raise ValueError(str(exc)) from None
+    head_core_for(cfg["model"])
+    return cfg
+
+
+def config_problem(config: str) -> str | None:
+    """Why ``config`` cannot be traced, or None."""
+    try:
+        _usable_cfg(config)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def config_label(config: str) -> str:
+    """A shipped config's name; a file's name (a run folder's config.py: the folder's)."""
+    if not config.endswith(".py"):
+        return config
+    path = Path(config)
+    return f"{path.parent.name} (run)" if path.name == "config.py" else path.name
 
 
 @dataclass
@@ -78,7 +110,9 @@ class DebugPanel(QWidget):
         self.active = False                     # drawn only while the dock is visible
         self.result: DebugResult | None = None  # the last trace of the shown image
         self.config = config
-        self.cfg = _load_cfg(config)
+        self.cfg = _usable_cfg(config)
+        self.notice = ""                        # a standing problem shown above every trace's summary
+        self.failure = ""                       # why the last trace of the shown image did not come
         self.checkpoints: dict[str, str] = {}
         self._tracers: dict = {}                # touched only on the worker thread
         self._pixels: tuple | None = None
@@ -102,7 +136,7 @@ class DebugPanel(QWidget):
             if not name.startswith("_"):
                 self.config_combo.addItem(name, name)
         self.config_combo.addItem("Open config file…", "")
-        self.config_combo.setCurrentIndex(max(0, self.config_combo.findData(self.config)))
+        self._select_config_item(self.config)
         self.model_combo = QComboBox()
         self.model_combo.addItem("random init (seed 0)", RANDOM_INIT)
         self.model_combo.addItem("no model (untrained head outputs)", NO_MODEL)
@@ -151,17 +185,22 @@ class DebugPanel(QWidget):
     def show_page(self, key: str) -> None:
         self.tabs.setCurrentWidget(self.pages[key])
 
-    def set_config(self, config: str) -> None:
-        """Trace with ``config`` (a shipped name or a file); raises on a config that fails to load."""
-        self.cfg = _load_cfg(config)
-        self.config = config
+    def _select_config_item(self, config: str) -> None:
+        """Show ``config`` in the combo: a file gets its own item (its name; the path as tooltip)."""
         index = self.config_combo.findData(config)
         if index < 0:
-            path = Path(config)
-            label = f"{path.parent.name} (run)" if path.name == "config.py" else path.stem
-            self.config_combo.insertItem(self.config_combo.count() - 1, label, config)
+            self.config_combo.insertItem(self.config_combo.count() - 1, config_label(config), config)
             index = self.config_combo.findData(config)
+            self.config_combo.setItemData(index, config, Qt.ItemDataRole.ToolTipRole)
         self.config_combo.setCurrentIndex(index)
+
+    def set_config(self, config: str) -> None:
+        """Trace with ``config`` (a shipped name or a file); raises, changing nothing, on a config
+        that fails to load or whose head DetScope does not build."""
+        self.cfg = _usable_cfg(config)
+        self.config = config
+        self.notice = ""
+        self._select_config_item(config)
         for page in self.pages.values():
             page.config_changed(self.cfg)
         self.schedule()
@@ -194,6 +233,7 @@ class DebugPanel(QWidget):
     def _on_image_shown(self, _index: int) -> None:
         """A new image: the old trace must never be drawn (or clicked) over it."""
         self.result = None
+        self.failure = ""
         for page in self.pages.values():
             if page is not self.pages["scan"]:
                 page.result = None
@@ -243,8 +283,10 @@ class DebugPanel(QWidget):
             return
         if self.canvas.image is None:
             self.overlay.clear()
-            self.status.setText("this image cannot be read: nothing to trace")
+            self.failure = "this image cannot be read: nothing to trace"
+            self.status.setText(self.failure)
             return
+        self.failure = ""
         index = self.editor.index
         project = self.editor.project
         key = (index, str(project.image_path(index)))
@@ -325,7 +367,8 @@ class DebugPanel(QWidget):
                                               else "none (untrained head outputs)")
         if result.class_problems:
             model += "; " + "; ".join(result.class_problems[:3])
-        self.status.setText(f"{self.config_combo.currentText()}: network input {trace.input_shape[1]}x{trace.input_shape[0]} "
+        notice = f"{self.notice}\n" if self.notice else ""
+        self.status.setText(f"{notice}{self.config}: network input {trace.input_shape[1]}x{trace.input_shape[0]} "
                             f"(image x{sx:.3g}), {len(trace.priors)} priors, {len(trace.gt_boxes)} GT, "
                             f"{trace.num_classes} classes; model: {model}; traced in {seconds * 1000:.0f} ms")
         self._redraw()
@@ -335,6 +378,7 @@ class DebugPanel(QWidget):
         if self.runner.is_latest(slot, request_id):
             self.overlay.clear()
             first = text.splitlines()[0]
+            self.failure = f"trace failed: {first}"
             self.status.setText(f"trace failed: {first}")
             self.message.emit(f"trace failed: {first}")
 

@@ -58,7 +58,9 @@ def test_one_image_overfit(name, shape, steps, lr):
     model_cfg = cfg["model"]
     model_cfg["bbox_head"]["num_classes"] = 3
     if name.startswith("retinanet"):
-        model_cfg["backbone"] = dict(model_cfg["backbone"], depth=18, frozen_stages=-1, norm_eval=False)
+        model_cfg["backbone"] = dict(model_cfg["backbone"], depth=18, frozen_stages=-1, norm_eval=False,
+                                     zero_init_residual=False)  # a random R18 that learns in 25 steps
+        model_cfg["neck"] = dict(model_cfg["neck"], in_channels=[64, 128, 256, 512])
     model = build_detector(model_cfg)
     images = torch.rand(1, 3, *shape) * 2 - 1
     h, w = shape

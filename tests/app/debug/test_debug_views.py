@@ -410,3 +410,43 @@ def test_switching_images_drops_the_old_trace(qtbot, win):
     win.show_image(8)
     assert win.debug_panel.result is None and win.debug_panel.overlay.count("priors") == 0
     wait_current(qtbot, win)
+
+
+def test_a_config_the_window_cannot_use_leaves_it_up_saying_why(qtbot, tmp_path):
+    """Started with a two-stage config: the window opens on the default config, says why in a
+    dialog and above every trace, and the config combo never shows another file's name."""
+    from app.main_window import MainWindow
+
+    from ..projects import FakeDialogs
+    bad = tmp_path / "faster_rcnn.py"
+    bad.write_text("model = dict(type='FasterRCNN', backbone=dict(type='ResNet', depth=50))\n")
+    w = MainWindow(dialogs=FakeDialogs(), restore_layout=False, config=str(bad), view="anchors")
+    qtbot.addWidget(w)
+    try:
+        w.show()
+        qtbot.waitUntil(lambda: "error" in w.dialogs.names(), timeout=5000)
+        title, text = next(c[1:] for c in w.dialogs.calls if c[0] == "error")
+        assert str(bad) in text and "FasterRCNN" in text and "ssd300_coco" in text
+        assert w.debug_panel.config == "ssd300_coco" and w.debug_panel.config_combo.currentText() == "ssd300_coco"
+        with qtbot.waitSignal(w.debug_panel.traced, timeout=TIMEOUT):
+            w.debug_panel.schedule()
+        assert w.debug_panel.status.text().startswith(f"Cannot use config {bad}")
+        with pytest.raises(Exception, match="FasterRCNN"):         # choosing it later changes nothing
+            w.debug_panel.set_config(str(bad))
+        assert w.debug_panel.config == "ssd300_coco"
+    finally:
+        w.debug_panel.shutdown()
+        w.training_panel.shutdown()
+        w.eval_panel.shutdown()
+        if w.doc is not None:
+            w.doc._autosave.stop()
+
+
+def test_a_config_file_is_named_by_its_file(qtbot, win, tmp_path):
+    from detengine.api import find_config
+    mine = tmp_path / "my_retina.py"
+    mine.write_text(f"_base_ = {str(find_config('retinanet_r50_fpn_coco'))!r}\n")
+    win.debug_panel.set_config(str(mine))
+    assert win.debug_panel.config_combo.currentText() == "my_retina.py"
+    result = open_view(qtbot, win, "anchors")
+    assert result is not None and win.debug_panel.status.text().startswith(f"{mine}: network input")
