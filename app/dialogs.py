@@ -98,11 +98,12 @@ class Dialogs:
         return {QMessageBox.StandardButton.Save: "save",
                 QMessageBox.StandardButton.Discard: "discard"}.get(QMessageBox.StandardButton(answer), "cancel")
 
-    def ask_recover(self, what: str, saved_at: float) -> bool:
+    def ask_recover(self, what: str, saved_at: float, note: str = "") -> bool:
         when = datetime.fromtimestamp(saved_at).strftime("%Y-%m-%d %H:%M:%S")
+        note = f"\n{note}" if note else ""
         answer = QMessageBox.question(
             self.window, "Recover unsaved edits?",
-            f"DetScope closed without saving edits to {what}.\nThey were autosaved at {when}.\n\n"
+            f"DetScope closed without saving edits to {what}.\nThey were autosaved at {when}.{note}\n\n"
             "Recover them? (No discards them.)")
         return answer == QMessageBox.StandardButton.Yes
 
@@ -177,7 +178,7 @@ class ConsoleDialogs:
     def ask_save_changes(self, what: str) -> str:
         return "cancel"
 
-    def ask_recover(self, what: str, saved_at: float) -> None:
+    def ask_recover(self, what: str, saved_at: float, note: str = "") -> None:
         return None                              # keep the recovery file for an interactive start
 
     def __getattr__(self, name: str):

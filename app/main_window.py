@@ -19,6 +19,7 @@ from PySide6.QtCore import QByteArray, QEvent, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QMenu, QTabWidget
 
+from app import theme
 from app.annotate.canvas import Canvas
 from app.annotate.class_panel import ClassPanel
 from app.annotate.document import Document, load_recovery, pending_recovery
@@ -186,7 +187,9 @@ class MainWindow(QMainWindow):
         self.image_label = QLabel()
         self.cursor_label = QLabel()
         self.zoom_label = QLabel()
-        for label in (self.image_label, self.cursor_label, self.zoom_label):
+        self.autosave_warning = QLabel()          # stays until an autosave succeeds
+        self.autosave_warning.setStyleSheet(f"color: {theme.PROBLEM}")
+        for label in (self.autosave_warning, self.image_label, self.cursor_label, self.zoom_label):
             self.statusBar().addPermanentWidget(label)
 
     def _connect(self) -> None:
@@ -412,7 +415,7 @@ class MainWindow(QMainWindow):
             return None
         path, saved_at = found
         what = str(project.path or project.image_root)
-        answer = self.dialogs.ask_recover(what, saved_at)
+        answer = self.dialogs.ask_recover(what, saved_at, found.note())
         if answer is None:                       # nobody to ask (offscreen): keep the file for later
             return None
         if answer:
@@ -438,6 +441,8 @@ class MainWindow(QMainWindow):
         self.doc.undo_group.redoTextChanged.connect(lambda t: self.actions_by_name["redo"].setText(f"Redo {t}".strip()))
         self.doc.autosaved.connect(lambda p: self.show_message(f"autosaved unsaved edits to {p}", 4000))
         self.doc.autosaveFailed.connect(lambda text: self.show_message(text, 15000))
+        self.doc.autosaveProblemChanged.connect(self.autosave_warning.setText)
+        self.autosave_warning.setText(self.doc.autosave_problem)
         if self.persist:                         # a crash must find this project at the next start
             settings().setValue("project/last", str(project.path or project.image_root))
         self.editor.set_document(self.doc)
@@ -594,9 +599,12 @@ class MainWindow(QMainWindow):
         return bool(path) and self._save_to(path)
 
     def _save_to(self, path) -> bool:
-        from detengine.api import DatasetError
+        from detengine.api import DatasetError, ReadOnlyFileError
         try:
             target = self.doc.save(path)
+        except ReadOnlyFileError as exc:          # left as it is: offer another file
+            self.dialogs.error("Cannot save", f"{exc}\nNothing was overwritten; choose where to save a copy.")
+            return self.save_as()
         except (OSError, DatasetError) as exc:
             self.dialogs.error("Cannot save", f"{exc}\nNothing was overwritten; your edits are still open.")
             return False

@@ -87,8 +87,8 @@ class FakeDialogs:
         self._log("ask_save_changes", what)
         return self.save_answer
 
-    def ask_recover(self, what, saved_at):
-        self._log("ask_recover", what)
+    def ask_recover(self, what, saved_at, note=""):
+        self._log("ask_recover", what, note)
         return self.recover_answer
 
     def ask_class_name(self, existing, title="New class", initial=""):

@@ -99,6 +99,8 @@ def test_the_window_offers_recovery_after_touch(qtbot, docs, coco_path):
     win = MainWindow(open_path=str(coco_path), dialogs=dialogs, restore_layout=False)
     qtbot.addWidget(win)
     assert "ask_recover" in dialogs.names()
+    note = next(c[2] for c in dialogs.calls if c[0] == "ask_recover")
+    assert "changed" in note                                  # the question says the file changed since
     assert win.doc.is_dirty() and win.doc.project.num_boxes == 3
     win.doc._autosave.stop()
 
@@ -127,6 +129,22 @@ def test_a_failed_autosave_stays_visible_until_one_succeeds(qtbot, docs, coco_pa
     doc._autosave.stop()
 
 
+def test_the_window_shows_a_failed_autosave_until_one_succeeds(qtbot, coco_path, monkeypatch):
+    win = MainWindow(open_path=str(coco_path), dialogs=FakeDialogs(), restore_layout=False)
+    qtbot.addWidget(win)
+    doc = win.doc
+    doc.push(0, AddBoxes(doc, 0, [Box(doc.project.new_box_id(), 3, 5, 5, 25, 25)]))
+    doc._autosave.stop()
+    real = document.atomic_write_text
+    monkeypatch.setattr(document, "atomic_write_text", lambda path, text: (_ for _ in ()).throw(OSError(28, "No space")))
+    doc._on_autosave_timer()
+    assert "No space" in win.autosave_warning.text()
+    monkeypatch.setattr(document, "atomic_write_text", real)
+    doc._on_autosave_timer()
+    assert win.autosave_warning.text() == ""
+    doc._autosave.stop()
+
+
 def test_the_window_refuses_to_save_over_a_read_only_file(qtbot, coco_path):
     dialogs = FakeDialogs()
     win = MainWindow(open_path=str(coco_path), dialogs=dialogs, restore_layout=False)
@@ -139,6 +157,7 @@ def test_the_window_refuses_to_save_over_a_read_only_file(qtbot, coco_path):
         assert not win.save()
         (_, title, text), = [c for c in dialogs.calls if c[0] == "error"]
         assert "read-only" in text and str(coco_path) in text
+        assert "ask_save_path" in dialogs.names()                # Save As is offered at once
         assert coco_path.read_bytes() == before and stat.S_IMODE(coco_path.stat().st_mode) == 0o444
         assert doc.is_dirty()
     finally:
