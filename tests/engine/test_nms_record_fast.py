@@ -393,3 +393,13 @@ def test_a_wrong_suppressor_or_iou_is_caught():
     bad = (new.suppressed_by >= 0).nonzero().view(-1)[0]
     new.suppressed_by[bad] = new.kept[-1] if new.kept[-1] != new.suppressed_by[bad] else new.kept[0]
     assert record_differences(new, old) == ["suppressed_by"]
+
+
+def test_boxes_that_require_grad():
+    """Given predictions may carry autograd: the record is computed without a graph."""
+    boxes, scores, labels = clustered(500, seed=13, num_classes=4)
+    new = _nms_stages(boxes.clone().requires_grad_(), scores, labels, torch.arange(500), 0, 0.5, 100,
+                      class_agnostic=False, counts={})
+    old = oracle_nms_stages(boxes, scores, labels, torch.arange(500), 0, 0.5, 100, class_agnostic=False, counts={})
+    assert torch.equal(new.suppressed_by, old.suppressed_by)
+    assert torch.equal(new.suppressed_iou, old.suppressed_iou)
