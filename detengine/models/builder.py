@@ -44,7 +44,9 @@ def _retinanet(model, core):
                               frozen_stages=b.get("frozen_stages", -1), norm_eval=b.get("norm_eval", True),
                               weights_path=b.get("weights_path"),
                               norm_requires_grad=(b.get("norm_cfg") or {}).get("requires_grad", True),
-                              zero_init_residual=b.get("zero_init_residual", True))
+                              zero_init_residual=b.get("zero_init_residual", True),
+                              style=b.get("style", "pytorch"), groups=b.get("groups", 1),
+                              base_width=b.get("base_width", 4 if b.get("type") == "ResNeXt" else 64))
     n = model.get("neck", {})
     out = n["out_channels"]
     _same("model.neck.in_channels", n["in_channels"], backbone.out_channels)

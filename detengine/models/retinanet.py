@@ -12,6 +12,15 @@ from .layers import bias_init_with_prob, flatten_levels, normal_init, xavier_ini
 __all__ = ["ResNetBackbone", "FPN", "RetinaHeadModule"]
 
 
+def _caffe_strides(net) -> None:
+    """Caffe-style ResNet (MSRA's original): a stage's stride sits on its first block's 1x1 conv,
+    not on the 3x3 (mmdetection's ``style='caffe'``). Same weights' shapes, other features."""
+    for stage in (net.layer2, net.layer3, net.layer4):
+        first = stage[0]
+        if hasattr(first, "conv3"):                  # Bottleneck; BasicBlock has no 1x1 to move to
+            first.conv1.stride, first.conv2.stride = first.conv2.stride, (1, 1)
+
+
 class ResNetBackbone(nn.Module):
     """torchvision ResNet (``weights=None``: nothing is downloaded) returning C3, C4, C5.
 
@@ -25,14 +34,24 @@ class ResNetBackbone(nn.Module):
 
     def __init__(self, *, depth: int = 50, out_indices=(0, 1, 2, 3), frozen_stages: int = -1, norm_eval: bool = True,
                  norm_requires_grad: bool = True, weights_path: str | None = None, zero_init_residual: bool = True,
-                 **unused):
+                 style: str = "pytorch", groups: int = 1, base_width: int = 64, **unused):
         super().__init__()
         import torchvision  # here: importing it costs ~1.3 s at start-up
-        builders = {18: torchvision.models.resnet18, 34: torchvision.models.resnet34, 50: torchvision.models.resnet50,
-                    101: torchvision.models.resnet101, 152: torchvision.models.resnet152}
-        if depth not in builders:
-            raise ValueError(f"ResNet depth must be one of {sorted(builders)}, got {depth}")
-        net = builders[depth](weights=None, zero_init_residual=zero_init_residual)  # mmdetection's default: True
+        from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
+        layers = {18: (BasicBlock, [2, 2, 2, 2]), 34: (BasicBlock, [3, 4, 6, 3]), 50: (Bottleneck, [3, 4, 6, 3]),
+                  101: (Bottleneck, [3, 4, 23, 3]), 152: (Bottleneck, [3, 8, 36, 3])}
+        if depth not in layers:
+            raise ValueError(f"ResNet depth must be one of {sorted(layers)}, got {depth}")
+        block, counts = layers[depth]
+        if (groups, base_width) != (1, 64) and block is BasicBlock:
+            raise ValueError(f"ResNeXt (groups={groups}, base_width={base_width}) needs a Bottleneck depth (50+)")
+        # ResNeXt: mmdetection's Bottleneck width floor(planes * base_width / 64) * groups is torchvision's
+        net = ResNet(block, counts, groups=groups, width_per_group=base_width, zero_init_residual=zero_init_residual)
+        del torchvision
+        if style == "caffe":
+            _caffe_strides(net)
+        elif style != "pytorch":
+            raise ValueError(f"ResNet style must be 'pytorch' or 'caffe', got {style!r}")
         if weights_path:
             state = torch.load(weights_path, map_location="cpu", weights_only=True)
             missing, unexpected = net.load_state_dict(state.get("state_dict", state), strict=False)

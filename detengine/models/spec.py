@@ -17,8 +17,6 @@ _NORMS = ("BN", "SyncBN")  # SyncBN is BatchNorm on one process; under DDP the t
 
 #: types mmdetection configs use that DetScope does not build, with the reason
 REFUSED_TYPES = {
-    "ResNeXt": "ResNeXt (grouped 3x3 convolutions, groups / base_width) is not built here; a plain ResNet "
-               "would be a different network",
     "ResNetV1d": "ResNetV1d (deep stem, average-pool downsampling) is not built here",
     "Res2Net": "Res2Net is not built here",
     "RegNet": "RegNet is not built here",
@@ -82,13 +80,13 @@ def _anything(value, where):
 RESNET = {
     "depth": _value([18, 34, 50, 101, 152]), "in_channels": _value(3), "stem_channels": _value([None, 64]),
     "base_channels": _value(64), "num_stages": _value(4), "strides": _value([(1, 2, 2, 2)]),
-    "dilations": _value([(1, 1, 1, 1)]), "out_indices": ACTS, "style": _value("pytorch", "a caffe-style ResNet puts each block's stride on its first 1x1 conv and "
-                                                  "expects caffe-converted weights"),
+    "dilations": _value([(1, 1, 1, 1)]), "out_indices": ACTS, "style": _value(["pytorch", "caffe"]),
     "deep_stem": _value(False), "avg_down": _value(False), "frozen_stages": ACTS, "conv_cfg": _value(None),
     "norm_cfg": _norm_cfg, "norm_eval": ACTS, "dcn": _value(None), "stage_with_dcn": _value([(False,) * 4]),
     "plugins": _value(None), "with_cp": _value(False), "zero_init_residual": ACTS, "init_cfg": ACTS,
     "weights_path": ACTS,
 }
+RESNEXT = {**RESNET, "groups": ACTS, "base_width": ACTS, "depth": _value([50, 101, 152])}
 FPN = {
     "in_channels": ACTS, "out_channels": ACTS, "num_outs": ACTS, "start_level": ACTS, "end_level": _value(-1),
     "add_extra_convs": _value([False, True, "on_input", "on_lateral", "on_output"]),
@@ -136,7 +134,7 @@ RTMDET_SEPBN_HEAD = {
 #: detector kind -> {part: {type: spec}}
 PARTS = {
     "SSD": {"backbone": {"SSDVGG": SSDVGG}, "neck": {"SSDNeck": SSDNECK}, "bbox_head": {"SSDHead": SSD_HEAD}},
-    "RetinaNet": {"backbone": {"ResNet": RESNET}, "neck": {"FPN": FPN},
+    "RetinaNet": {"backbone": {"ResNet": RESNET, "ResNeXt": RESNEXT}, "neck": {"FPN": FPN},
                   "bbox_head": {"RetinaHead": RETINA_HEAD, "AnchorHead": RETINA_HEAD}},
     "RTMDet": {"backbone": {"CSPNeXt": CSPNEXT}, "neck": {"CSPNeXtPAFPN": CSPNEXT_PAFPN},
                "bbox_head": {"RTMDetSepBNHead": RTMDET_SEPBN_HEAD}},

@@ -22,10 +22,6 @@ REF = json.loads((Path(__file__).parent / "fixtures" / "mmdet_build_reference.js
 # name -> the key the refusal must name (everything else must build exactly)
 REFUSED = {
     "ssdlite_mobilenetv2-scratch_8xb24-600e_coco": "model.backbone.type='MobileNetV2'",
-    "retinanet_r50-caffe_fpn_1x_coco": "model.backbone.style='caffe'",
-    "retinanet_r50-caffe_fpn_1x_coco_v1": "model.backbone.style='caffe'",
-    "retinanet_x101-32x4d_fpn_1x_coco": "model.backbone.type='ResNeXt'",
-    "retinanet_x101-64x4d_fpn_1x_coco": "model.backbone.type='ResNeXt'",
     "retinanet_r50_nasfpn_crop640-50e_coco": "model.neck.type='NASFPN'",
     "libra-retinanet_r50_fpn_1x_coco": "model.neck is a chain ['FPN', 'BFP']",
     "rtmdet_l_swin_b_p6_4xb16-100e_coco": "model.backbone.type='SwinTransformer'",
@@ -159,3 +155,40 @@ def test_mmdetections_own_ssd_files_train(name, tmp_path):
     assert len(it) == 1 and torch.isfinite(torch.tensor(it[0]["loss"]))
     saved = torch.load(tmp_path / "run" / "last.pth", weights_only=True)
     assert saved["model_cfg"]["type"] == "SingleStageDetector"
+
+
+def _mmdet_names(state: dict) -> dict:
+    import re
+    out = {}
+    for key, value in state.items():
+        key = re.sub(r"^stem\.0\.", "conv1.", re.sub(r"^stem\.1\.", "bn1.", key))
+        out[re.sub(r"^stages\.(\d)\.", lambda m: f"layer{int(m[1]) + 1}.", key)] = value
+    return out
+
+
+@pytest.mark.parametrize("key", ["resnet50_caffe", "resnext50_32x4d", "resnet50_pytorch"])
+def test_caffe_style_and_resnext_compute_mmdetections_features(key):
+    """Same weights (made alike on both sides), same input: mmdetection's features, within float
+    rounding; the pytorch-style network does not give the caffe-style features."""
+    from detengine.models.retinanet import ResNetBackbone
+
+    from .fixtures.make_resnet_styles_reference import CASES, filled
+    ref = torch.load(Path(__file__).parent / "fixtures" / "mmdet_resnet_styles_reference.pt", weights_only=True)
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+
+    def features(cfg):
+        kw = {k: v for k, v in cfg.items() if k != "type"}
+        net = ResNetBackbone(**kw)
+        net.load_state_dict(ResNetBackbone.translate_pretrained(filled(_mmdet_names(net.state_dict()))))
+        net.eval()
+        with torch.no_grad():
+            return net(x)
+
+    outs = features(CASES[key])
+    for out, r in zip(outs, ref[key], strict=True):
+        assert list(out.shape) == r["shape"]
+        torch.testing.assert_close(out.flatten()[:64], r["head"], rtol=1e-4, atol=1e-4)
+        assert abs(float(out.abs().mean()) - r["abs_mean"]) < 1e-4 * r["abs_mean"]
+    if key == "resnet50_caffe":
+        pytorch_style = features(CASES["resnet50_pytorch"])
+        assert not torch.allclose(pytorch_style[1].flatten()[:64], ref[key][1]["head"], rtol=1e-4, atol=1e-4)
