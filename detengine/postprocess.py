@@ -146,7 +146,7 @@ def suppressors(boxes: Tensor, scores: Tensor, labels: Tensor, keep: Tensor, iou
             buf = work[name] = torch.empty(max(size, 1 << 16), dtype=dtype, device=dev)
         return buf[:size].view(shape)
 
-    start, width = 0, _FIRST_WIDTH
+    start, width = 0, max(_FIRST_WIDTH, _PLANE // max(1, sup.numel()))  # few suppressed boxes: one wide tile
     while s_fields[-1].numel():
         width = min(width, int(s_fields[7].max()) - start)  # no wider than the largest class left
         rank = torch.arange(start, start + width, device=dev)[:, None]

@@ -403,3 +403,13 @@ def test_boxes_that_require_grad():
     old = oracle_nms_stages(boxes, scores, labels, torch.arange(500), 0, 0.5, 100, class_agnostic=False, counts={})
     assert torch.equal(new.suppressed_by, old.suppressed_by)
     assert torch.equal(new.suppressed_iou, old.suppressed_iou)
+
+
+def test_a_suppressed_box_whose_class_has_no_kept_box():
+    """``suppressors`` takes any ``keep``: a box of a class without kept boxes has no suppressor."""
+    boxes = torch.tensor([[0.0, 0, 10, 10], [0.0, 0, 10, 10], [1.0, 0, 10, 10]])
+    scores = torch.tensor([0.9, 0.8, 0.7])
+    for labels, keep in ((torch.tensor([0, 1, 1]), torch.tensor([0])), (torch.tensor([0, 1, 0]), torch.tensor([0]))):
+        got = suppressors(boxes, scores, labels, keep, 0.5)
+        assert suppressor_differences(got, oracle_suppressors(boxes, scores, labels, keep, 0.5)) == []
+    assert got[0].tolist() == [-1, -1, 0]
