@@ -146,13 +146,13 @@ class ImageTracer:
     what an untrained head outputs (``"init"``)."""
 
     def __init__(self, cfg: dict, *, num_classes: int | None = None, model=None, model_name: str | None = None):
-        from .train.data import pipelines_for
+        from .train.data import test_pipeline_for
 
         self.cfg = copy.deepcopy(cfg)
         if num_classes is not None:
             self.cfg["model"] = merge_dicts(self.cfg["model"], num_classes_override(num_classes))
         self.model_cfg = self.cfg["model"]
-        _, self.test_pipeline = pipelines_for(self.cfg)
+        self.test_pipeline = test_pipeline_for(self.cfg)
         divisor = (self.model_cfg.get("data_preprocessor") or {}).get("pad_size_divisor")
         self.size_divisor = divisor if divisor and divisor > 1 else None
         self.model = model.eval() if model is not None else None

@@ -10,11 +10,13 @@ from .mixing import CachedMixUp, CachedMosaic
 from .transforms import (
     Compose,
     Expand,
+    FilterAnnotations,
     KeepRatioResize,
     MinIoURandomCrop,
     Normalize,
     Pad,
     PhotoMetricDistortion,
+    RandomChoiceResize,
     RandomCrop,
     RandomFlip,
     RandomResize,
@@ -26,8 +28,9 @@ from .transforms import (
 __all__ = ["TRANSFORMS", "IGNORED_TRANSFORMS", "build_pipeline"]
 
 TRANSFORMS = {cls.__name__: cls for cls in (PhotoMetricDistortion, YOLOXHSVRandomAug, Expand, MinIoURandomCrop,
-                                             RandomCrop, Resize, KeepRatioResize, RandomResize, RandomFlip, Pad,
-                                             Normalize, ToTensor, CachedMosaic, CachedMixUp)}
+                                             RandomCrop, Resize, KeepRatioResize, RandomResize, RandomChoiceResize,
+                                             FilterAnnotations, RandomFlip, Pad, Normalize, ToTensor, CachedMosaic,
+                                             CachedMixUp)}
 IGNORED_TRANSFORMS = ("LoadImageFromFile", "LoadAnnotations", "PackDetInputs")
 
 

@@ -52,8 +52,8 @@ from .transform_base import (
 
 __all__ = [
     "Compose", "boxes_to_original", "PhotoMetricDistortion", "YOLOXHSVRandomAug", "Expand",
-    "MinIoURandomCrop", "RandomCrop", "Resize", "KeepRatioResize", "RandomResize",
-    "RandomFlip", "Pad", "Normalize", "ToTensor", "rescale_size", "flip",
+    "MinIoURandomCrop", "RandomCrop", "Resize", "KeepRatioResize", "RandomResize", "RandomChoiceResize",
+    "FilterAnnotations", "RandomFlip", "Pad", "Normalize", "ToTensor", "rescale_size", "flip",
 ]
 
 _INTERP = {"nearest": cv2.INTER_NEAREST, "bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC,
@@ -431,6 +431,54 @@ class RandomResize(RandomTransform):
         resize = Resize(scale=self._draw_scale(), keep_ratio=self.keep_ratio,
                         clip_object_border=self.clip_object_border, interpolation=self.interpolation)
         return resize(results)
+
+
+class RandomChoiceResize(RandomTransform):
+    """mmcv's ``RandomChoiceResize``: one of ``scales`` drawn uniformly (mmdetection's multi-scale
+    RetinaNet configs), then :class:`Resize` with that scale and ``resize_kwargs``
+    (``keep_ratio`` ...)."""
+
+    def __init__(self, *, scales, resize_type: str = "Resize", rng=None, **resize_kwargs):
+        super().__init__(rng)
+        if resize_type != "Resize":
+            raise ValueError(f"RandomChoiceResize resize_type must be 'Resize', got {resize_type!r}")
+        self.scales = list(scales) if isinstance(scales, list) else [scales]
+        if not self.scales:
+            raise ValueError("RandomChoiceResize needs at least one scale")
+        resize_kwargs.pop("backend", None)
+        Resize(scale=self.scales[0], **resize_kwargs)          # a bad argument fails here, at build
+        self.resize_kwargs = resize_kwargs
+
+    def __call__(self, results: dict) -> dict:
+        scale = self.scales[int(self.rng.integers(len(self.scales)))]
+        return Resize(scale=scale, **self.resize_kwargs)(results)
+
+
+class FilterAnnotations(Transform):
+    """mmdetection's ``FilterAnnotations`` (``by_box``): boxes (ignored ones included) not wider
+    than ``min_gt_bbox_wh[0]`` and taller than ``[1]`` are dropped; when none is left,
+    ``keep_empty=True`` (mmdetection's default) drops the whole sample (returns None: another
+    is fetched). Masks are not modelled: ``by_mask=True`` is refused."""
+
+    def __init__(self, *, min_gt_bbox_wh=(1, 1), min_gt_mask_area: int = 1, by_box: bool = True,
+                 by_mask: bool = False, keep_empty: bool = True):
+        if by_mask or not by_box:
+            raise ValueError("FilterAnnotations: only by_box=True, by_mask=False is built here (no masks)")
+        self.min_gt_bbox_wh = tuple(min_gt_bbox_wh)
+        self.keep_empty = keep_empty
+
+    def _keep(self, boxes: np.ndarray) -> np.ndarray:
+        w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+        return (w > self.min_gt_bbox_wh[0]) & (h > self.min_gt_bbox_wh[1])
+
+    def __call__(self, results: dict) -> dict | None:
+        if len(results["boxes"]) + len(results["ignore_boxes"]) == 0:
+            return results
+        keep, keep_ignore = self._keep(results["boxes"]), self._keep(results["ignore_boxes"])
+        if not (keep.any() or keep_ignore.any()):
+            return None if self.keep_empty else results
+        select_boxes(results, keep, keep_ignore, type(self).__name__)
+        return results
 
 
 class RandomFlip(RandomTransform):

@@ -140,6 +140,14 @@ PARTS = {
                "bbox_head": {"RTMDetSepBNHead": RTMDET_SEPBN_HEAD}},
 }
 _MODEL_KEYS = ("type", "data_preprocessor", "backbone", "neck", "bbox_head", "train_cfg", "test_cfg", "init_cfg")
+#: DetDataPreprocessor: normalisation and padding act (the pipeline's last steps, collate)
+DATA_PREPROCESSOR = {
+    "mean": ACTS, "std": ACTS, "bgr_to_rgb": ACTS, "pad_size_divisor": ACTS, "pad_value": _value(0),
+    "rgb_to_bgr": _value(False), "pad_mask": _anything, "mask_pad_value": _anything, "pad_seg": _anything,
+    "seg_pad_value": _anything, "boxtype2tensor": _anything, "non_blocking": _anything,
+    "batch_augments": _value([None, []], "batch augmentations (BatchFixedSizePad, BatchSyncRandomResize ...) "
+                                          "are not applied here"),
+}
 # SingleStageDetector (the type mmdetection's own SSD files use) is the detector its head makes
 _KIND_OF_HEAD = {"SSDHead": "SSD", "RetinaHead": "RetinaNet", "AnchorHead": "RetinaNet",
                  "RTMDetSepBNHead": "RTMDet", "RTMDetHead": "RTMDet"}
@@ -179,14 +187,21 @@ def check_model(model: dict) -> None:
         if kind_of_part not in specs:
             raise ConfigBuildError(f"model.{part}.type={kind_of_part!r} is not built here for {kind}; "
                                    f"it builds {sorted(specs)}")
-        spec = specs[kind_of_part]
-        for key, value in cfg.items():
-            if key == "type":
-                continue
-            rule = spec.get(key)
-            where = f"model.{part}.{key}"
-            if rule is None:
-                raise ConfigBuildError(f"{where}: {kind_of_part} here takes no argument {key!r} "
-                                       f"(it takes {sorted(spec)})")
-            if rule is not ACTS:
-                rule(value, where)
+        _check_keys(cfg, specs[kind_of_part], f"model.{part}", kind_of_part)
+    pre = model.get("data_preprocessor")
+    if pre is not None:
+        if pre.get("type", "DetDataPreprocessor") != "DetDataPreprocessor":
+            raise ConfigBuildError(f"model.data_preprocessor.type={pre.get('type')!r} is not built here "
+                                   f"(DetDataPreprocessor)")
+        _check_keys(pre, DATA_PREPROCESSOR, "model.data_preprocessor", "DetDataPreprocessor")
+
+
+def _check_keys(cfg: dict, spec: dict, where: str, kind: str) -> None:
+    for key, value in cfg.items():
+        if key == "type":
+            continue
+        rule = spec.get(key)
+        if rule is None:
+            raise ConfigBuildError(f"{where}.{key}: {kind} here takes no argument {key!r} (it takes {sorted(spec)})")
+        if rule is not ACTS:
+            rule(value, f"{where}.{key}")

@@ -24,7 +24,7 @@ from ..data.mixing import copy_results
 from .distributed import shard
 
 __all__ = ["SeededTrainSet", "EvalSet", "DataBundle", "EpochOrder", "HANDLED_HOOKS", "MAX_REFETCH", "build_data",
-           "resolve_data", "pipelines_for", "train_stages_for"]
+           "resolve_data", "pipelines_for", "test_pipeline_for", "train_stages_for"]
 
 #: ``custom_hooks`` types that :func:`build_data` carries out (the trainer handles ``EMAHook``).
 HANDLED_HOOKS = ("PipelineSwitchHook",)
@@ -314,15 +314,21 @@ def _normalize_step(model_cfg: dict) -> Normalize:
 def pipelines_for(cfg: dict, seed: int = 0):
     """(train, test) pipelines: the config's ``train_pipeline`` / ``test_pipeline`` plus the
     model's ``data_preprocessor`` normalisation (mmdetection does that on the model) and ToTensor."""
-    model = cfg["model"]
-    for key in ("train_pipeline", "test_pipeline"):
-        if key not in cfg:
-            raise DatasetError(f"the config has no {key}: add one (mmdetection layout) to train or evaluate")
-    train = build_pipeline(cfg["train_pipeline"], rng=seed)
-    test = build_pipeline(cfg["test_pipeline"], rng=seed)
-    for p in (train, test):
-        p.transforms += [_normalize_step(model), ToTensor()]
-    return train, test
+    return _pipeline_for(cfg, "train_pipeline", seed), test_pipeline_for(cfg, seed)
+
+
+def test_pipeline_for(cfg: dict, seed: int = 0):
+    """The test pipeline alone (what the debug views and evaluation run): a train pipeline step
+    DetScope lacks does not stop them."""
+    return _pipeline_for(cfg, "test_pipeline", seed)
+
+
+def _pipeline_for(cfg: dict, key: str, seed: int):
+    if key not in cfg:
+        raise DatasetError(f"the config has no {key}: add one (mmdetection layout) to train or evaluate")
+    pipeline = build_pipeline(cfg[key], rng=seed)
+    pipeline.transforms += [_normalize_step(cfg["model"]), ToTensor()]
+    return pipeline
 
 
 def train_stages_for(cfg: dict, seed: int = 0) -> list[tuple[int, object]]:

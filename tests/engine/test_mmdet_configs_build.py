@@ -192,3 +192,12 @@ def test_caffe_style_and_resnext_compute_mmdetections_features(key):
     if key == "resnet50_caffe":
         pytorch_style = features(CASES["resnet50_pytorch"])
         assert not torch.allclose(pytorch_style[1].flatten()[:64], ref[key][1]["head"], rtol=1e-4, atol=1e-4)
+
+
+def test_batch_augments_of_the_data_preprocessor_are_refused_not_skipped():
+    cfg = dict(CONFIGS["retinanet_r50_fpn_1x_coco"])
+    pre = dict(cfg["data_preprocessor"], batch_augments=[dict(type="BatchFixedSizePad", size=(1024, 1024))])
+    with pytest.raises(ConfigBuildError, match="model.data_preprocessor.batch_augments"):
+        build_detector(dict(cfg, data_preprocessor=pre))
+    with pytest.raises(ConfigBuildError, match="pad_value"):
+        build_detector(dict(cfg, data_preprocessor=dict(cfg["data_preprocessor"], pad_value=114)))

@@ -367,3 +367,50 @@ def test_random_resize_range():
     t = RandomResize(scale=[(100, 60), (140, 90)], keep_ratio=False, rng=0)
     sizes = {t(_results(*_small()))["image"].shape[:2] for _ in range(20)}
     assert all(60 <= h <= 90 and 100 <= w <= 140 for h, w in sizes) and len(sizes) > 1
+
+
+def test_random_choice_resize_draws_one_of_its_scales():
+    from detengine.data.pipeline import build_pipeline
+    scales = [(1333, 640), (1333, 736), (1333, 800)]
+    pipe = build_pipeline([dict(type="RandomChoiceResize", scales=scales, keep_ratio=True)], rng=0)
+    boxes = np.array([[10, 20, 110, 220]], np.float32)
+    seen = set()
+    for _ in range(40):
+        out = pipe(_results(300, 400, boxes, np.array([1]), np.zeros((0, 4), np.float32)))
+        h, w = out["image"].shape[:2]
+        seen.add((w, h))
+        sx, sy = out["meta"]["scale_factor"]
+        np.testing.assert_allclose(out["boxes"], boxes * np.array([sx, sy, sx, sy], np.float32), rtol=1e-6)
+    assert seen == {rescale_size(400, 300, s) for s in scales}
+    with pytest.raises(ValueError, match="RandomChoiceResize"):
+        build_pipeline([dict(type="RandomChoiceResize", scales=scales, keep_ratio=True, colour="red")])
+
+
+def test_filter_annotations_drops_small_boxes_and_empty_samples_as_mmdetection():
+    from detengine.data.pipeline import build_pipeline
+    pipe = build_pipeline([dict(type="FilterAnnotations", min_gt_bbox_wh=(1, 1), keep_empty=True)], rng=0)
+    boxes = np.array([[0, 0, 1, 5], [0, 0, 5, 1], [0, 0, 1.5, 1.5], [2, 2, 12, 12]], np.float32)  # w, h must be > 1
+    out = pipe(_results(20, 20, boxes, np.array([0, 1, 2, 3]), np.array([[0, 0, 1, 1]], np.float32)))
+    np.testing.assert_array_equal(out["boxes"], boxes[2:])
+    assert out["labels"].tolist() == [2, 3] and len(out["ignore_boxes"]) == 0
+    assert out["meta"]["dropped"] == [{"transform": "FilterAnnotations", "boxes": [0, 1], "ignore_boxes": [0]}]
+    tiny = np.array([[0, 0, 1, 1]], np.float32)
+    assert pipe(_results(20, 20, tiny, np.array([0]), np.zeros((0, 4), np.float32))) is None   # another sample
+    keep = build_pipeline([dict(type="FilterAnnotations", min_gt_bbox_wh=(1, 1), keep_empty=False)], rng=0)
+    assert len(keep(_results(20, 20, tiny, np.array([0]), np.zeros((0, 4), np.float32)))["boxes"]) == 1
+    with pytest.raises(ValueError, match="by_mask"):
+        build_pipeline([dict(type="FilterAnnotations", by_mask=True)])
+
+
+def test_the_debug_views_need_only_the_test_pipeline():
+    """A train step DetScope lacks stops training with its name, never the trace."""
+    from detengine.image_trace import ImageTracer
+    from detengine.shipped import find_config
+    from detengine.train.data import pipelines_for
+    from detengine.train.runner import load_cfg
+    cfg = load_cfg(str(find_config("retinanet_r50_fpn_coco")))
+    cfg["train_pipeline"] = [*cfg["train_pipeline"], dict(type="Albu", transforms=[])]
+    tracer = ImageTracer(cfg, num_classes=3)
+    assert tracer.test_pipeline is not None
+    with pytest.raises(ValueError, match="'Albu'"):
+        pipelines_for(cfg)
