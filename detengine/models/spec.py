@@ -77,13 +77,29 @@ def _anything(value, where):
     return None
 
 
+def _pretrained_only(value, where):
+    """``init_cfg``: a backbone's ``Pretrained`` checkpoint acts (:mod:`detengine.pretrained`); any
+    other initialisation would differ from the one built (mmdetection's default for the part)."""
+    entries = value if isinstance(value, list) else [value]
+    other = [e for e in entries if e is not None and not (isinstance(e, dict) and e.get("type") == "Pretrained")]
+    if other:
+        raise ConfigBuildError(f"{where}={value!r} is not applied here: parts start from mmdetection's default "
+                               f"initialisation, or from a Pretrained checkpoint")
+
+
+def _default_init(value, where):
+    if value is not None:
+        raise ConfigBuildError(f"{where}={value!r} is not applied here: this part starts from mmdetection's "
+                               f"default initialisation for it")
+
+
 RESNET = {
     "depth": _value([18, 34, 50, 101, 152]), "in_channels": _value(3), "stem_channels": _value([None, 64]),
     "base_channels": _value(64), "num_stages": _value(4), "strides": _value([(1, 2, 2, 2)]),
     "dilations": _value([(1, 1, 1, 1)]), "out_indices": ACTS, "style": _value(["pytorch", "caffe"]),
     "deep_stem": _value(False), "avg_down": _value(False), "frozen_stages": ACTS, "conv_cfg": _value(None),
     "norm_cfg": _norm_cfg, "norm_eval": ACTS, "dcn": _value(None), "stage_with_dcn": _value([(False,) * 4]),
-    "plugins": _value(None), "with_cp": _value(False), "zero_init_residual": ACTS, "init_cfg": ACTS,
+    "plugins": _value(None), "with_cp": _value(False), "zero_init_residual": ACTS, "init_cfg": _pretrained_only,
     "weights_path": ACTS,
 }
 RESNEXT = {**RESNET, "groups": ACTS, "base_width": ACTS, "depth": _value([50, 101, 152])}
@@ -92,41 +108,44 @@ FPN = {
     "add_extra_convs": _value([False, True, "on_input", "on_lateral", "on_output"]),
     "relu_before_extra_convs": ACTS, "no_norm_on_lateral": _anything, "conv_cfg": _value(None),
     "norm_cfg": _value(None), "act_cfg": _value(None), "upsample_cfg": _value([{"mode": "nearest"}]),
-    "init_cfg": _anything,
+    "init_cfg": _default_init,
 }
 SSDVGG = {
     "depth": _value(16), "with_last_pool": _value(False), "ceil_mode": _value(True), "out_indices": _value([(3, 4)]),
-    "out_feature_indices": _value([(22, 34)]), "init_cfg": ACTS, "channels_last": ACTS,
+    "out_feature_indices": _value([(22, 34)]), "init_cfg": _pretrained_only, "channels_last": ACTS,
 }
 SSDNECK = {
     "in_channels": _value([(512, 1024)]), "out_channels": ACTS, "level_strides": ACTS, "level_paddings": ACTS,
     "l2_norm_scale": ACTS, "last_kernel_size": ACTS, "use_depthwise": _value(False), "conv_cfg": _value(None),
-    "norm_cfg": _value(None), "act_cfg": _act("ReLU"), "init_cfg": _anything,
+    "norm_cfg": _value(None), "act_cfg": _act("ReLU"), "init_cfg": _default_init,
 }
 CSPNEXT = {
     "arch": _value("P5"), "deepen_factor": ACTS, "widen_factor": ACTS, "out_indices": _value([(2, 3, 4)]),
     "frozen_stages": _value(-1), "use_depthwise": _value(False), "expand_ratio": ACTS, "arch_ovewrite": _value(None),
     "spp_kernel_sizes": _value([(5, 9, 13)]), "channel_attention": ACTS, "conv_cfg": _value(None),
-    "norm_cfg": _norm_cfg, "act_cfg": _act("SiLU"), "norm_eval": _value(False), "init_cfg": ACTS,
+    "norm_cfg": _norm_cfg, "act_cfg": _act("SiLU"), "norm_eval": _value(False), "init_cfg": _pretrained_only,
 }
 CSPNEXT_PAFPN = {
     "in_channels": ACTS, "out_channels": ACTS, "num_csp_blocks": ACTS, "use_depthwise": _value(False),
     "expand_ratio": ACTS, "upsample_cfg": _value([{"scale_factor": 2, "mode": "nearest"}]),
-    "conv_cfg": _value(None), "norm_cfg": _norm_cfg, "act_cfg": _act("SiLU"), "init_cfg": _anything,
+    "conv_cfg": _value(None), "norm_cfg": _norm_cfg, "act_cfg": _act("SiLU"), "init_cfg": _default_init,
 }
 # head keys the head core reads (priors, coder, losses, targets); checked by detengine.builder
 _CORE_KEYS = ("num_classes", "anchor_generator", "prior_generator", "bbox_coder", "loss_cls", "loss_bbox",
-              "reg_decoded_bbox", "train_cfg", "test_cfg", "init_cfg")
+              "reg_decoded_bbox", "train_cfg", "test_cfg")
 SSD_HEAD = {
-    **dict.fromkeys(_CORE_KEYS, ACTS), "in_channels": ACTS, "stacked_convs": _value(0), "feat_channels": _anything,
+    **dict.fromkeys(_CORE_KEYS, ACTS), "init_cfg": _default_init,
+    "in_channels": ACTS, "stacked_convs": _value(0), "feat_channels": _anything,
     "use_depthwise": _value(False), "conv_cfg": _value(None), "norm_cfg": _value(None), "act_cfg": _act("ReLU"),
 }
 RETINA_HEAD = {
-    **dict.fromkeys(_CORE_KEYS, ACTS), "in_channels": ACTS, "stacked_convs": ACTS, "feat_channels": ACTS,
+    **dict.fromkeys(_CORE_KEYS, ACTS), "init_cfg": _default_init,
+    "in_channels": ACTS, "stacked_convs": ACTS, "feat_channels": ACTS,
     "conv_cfg": _value(None), "norm_cfg": _value(None),
 }
 RTMDET_SEPBN_HEAD = {
-    **dict.fromkeys(_CORE_KEYS, ACTS), "in_channels": ACTS, "stacked_convs": ACTS, "feat_channels": ACTS,
+    **dict.fromkeys(_CORE_KEYS, ACTS), "init_cfg": _default_init,
+    "in_channels": ACTS, "stacked_convs": ACTS, "feat_channels": ACTS,
     "share_conv": ACTS, "pred_kernel_size": ACTS, "exp_on_reg": ACTS, "with_objectness": _value(False),
     "use_depthwise": _value(False), "norm_cfg": _norm_cfg, "act_cfg": _act("SiLU"), "conv_cfg": _value(None),
 }
@@ -194,6 +213,7 @@ def check_model(model: dict) -> None:
             raise ConfigBuildError(f"model.data_preprocessor.type={pre.get('type')!r} is not built here "
                                    f"(DetDataPreprocessor)")
         _check_keys(pre, DATA_PREPROCESSOR, "model.data_preprocessor", "DetDataPreprocessor")
+    _default_init(model.get("init_cfg"), "model.init_cfg")
 
 
 def _check_keys(cfg: dict, spec: dict, where: str, kind: str) -> None:

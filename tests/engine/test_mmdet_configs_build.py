@@ -201,3 +201,12 @@ def test_batch_augments_of_the_data_preprocessor_are_refused_not_skipped():
         build_detector(dict(cfg, data_preprocessor=pre))
     with pytest.raises(ConfigBuildError, match="pad_value"):
         build_detector(dict(cfg, data_preprocessor=dict(cfg["data_preprocessor"], pad_value=114)))
+
+
+def test_an_initialisation_other_than_the_parts_own_is_refused():
+    cfg = dict(CONFIGS["retinanet_r50_fpn_1x_coco"])
+    custom = dict(type="Normal", layer="Conv2d", std=0.001)
+    with pytest.raises(ConfigBuildError, match=r"model.bbox_head.init_cfg=.*not applied here"):
+        build_detector(dict(cfg, bbox_head=dict(cfg["bbox_head"], init_cfg=custom)))
+    with pytest.raises(ConfigBuildError, match=r"model.backbone.init_cfg=.*not applied here"):
+        build_detector(dict(cfg, backbone=dict(cfg["backbone"], init_cfg=[cfg["backbone"]["init_cfg"], custom])))
