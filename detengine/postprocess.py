@@ -118,23 +118,33 @@ def suppressors(boxes: Tensor, scores: Tensor, labels: Tensor, keep: Tensor, iou
     if sup.numel() == 0 or keep.numel() == 0:
         return by, iou_out
     group = torch.zeros_like(labels) if class_agnostic else labels
-    k = keep[torch.argsort(scores[keep], descending=True, stable=True)]
-    k = k[torch.argsort(group[k], stable=True)]  # by class, then score (descending)
-    classes, count = torch.unique_consecutive(group[k], return_counts=True)
+    k = keep.index_select(0, torch.argsort(scores.index_select(0, keep), descending=True, stable=True))
+    k = k.index_select(0, torch.argsort(group.index_select(0, k), stable=True))  # by class, then score (desc.)
+    classes, count = torch.unique_consecutive(group.index_select(0, k), return_counts=True)
     first = torch.cumsum(count, 0) - count
-    sup_group = group[sup]
-    seg = torch.searchsorted(classes, sup_group).clamp_(max=classes.numel() - 1)
-    has = classes[seg] == sup_group  # a kept box of its class exists
-    sup, seg = sup[has], seg[has]
+    sup_group = group.index_select(0, sup)
+    low, high = int(group.min()), int(group.max())
+    if low >= 0 and high < 1 << 24:  # class -> its slice of k by a lookup table
+        table = torch.full((high + 1,), -1, dtype=torch.long, device=dev)
+        table[classes] = torch.arange(classes.numel(), device=dev)
+        seg = table.index_select(0, sup_group)
+        has = seg >= 0
+    else:
+        seg = torch.searchsorted(classes, sup_group).clamp_(max=classes.numel() - 1)
+        has = classes.index_select(0, seg) == sup_group
+    if not bool(has.all()):  # only boxes of a class with a kept box can have a suppressor
+        inside = has.nonzero().view(-1)
+        sup, seg = sup.index_select(0, inside), seg.index_select(0, inside)
     # the kept boxes (by class, then score) and, for each suppressed box still without a
     # suppressor, its class's slice of them [first, first + count), its box, area and score;
     # rounds work on (W, U) planes: long contiguous rows, the suppressed boxes broadcast along W
-    kb = boxes[k]
-    k_fields = [kb[:, i].contiguous() for i in range(4)] + [scores[k]]
-    sb = boxes[sup]
-    s_fields = [sb[:, i].contiguous() for i in range(4)] + [box_area(sb), scores[sup], first[seg], count[seg], sup]
+    kb = boxes.index_select(0, k)
+    k_fields = [kb[:, i].contiguous() for i in range(4)] + [scores.index_select(0, k)]
+    sb = boxes.index_select(0, sup)
+    s_fields = [sb[:, i].contiguous() for i in range(4)]
+    s_fields += [box_area(sb), scores.index_select(0, sup), first.index_select(0, seg), count.index_select(0, seg), sup]
+    s_fields.append(s_fields[6] + s_fields[7] - 1)  # the position of the class's last kept box
     eps = boxes.new_tensor([1e-6])  # bbox_overlaps' union clamp
-    last = k.numel() - 1
     work: dict[str, Tensor] = {}
 
     def plane(name: str, dtype: torch.dtype, shape: tuple[int, ...]) -> Tensor:
@@ -147,17 +157,20 @@ def suppressors(boxes: Tensor, scores: Tensor, labels: Tensor, keep: Tensor, iou
         return buf[:size].view(shape)
 
     start, width = 0, max(_FIRST_WIDTH, _PLANE // max(1, sup.numel()))  # few suppressed boxes: one wide tile
-    while s_fields[-1].numel():
+    while s_fields[8].numel():
         width = min(width, int(s_fields[7].max()) - start)  # no wider than the largest class left
         rank = torch.arange(start, start + width, device=dev)[:, None]
         weight = (width - rank + start).to(torch.int32)
         step = max(1, _PLANE // width)  # suppressed boxes per tile
         going = []
-        for j in range(0, s_fields[-1].numel(), step):
-            sx1, sy1, sx2, sy2, s_area, s_score, s_first, s_count, s_sup = (f[j:j + step] for f in s_fields)
+        for j in range(0, s_fields[8].numel(), step):
+            sx1, sy1, sx2, sy2, s_area, s_score, s_first, s_count, s_sup, s_last = (f[j:j + step] for f in s_fields)
             u = s_sup.numel()
             shape = (width, u)
-            flat = torch.add(s_first, rank, out=plane("pos", torch.long, shape)).clamp_(max=last).view(-1)  # in k
+            # positions in k; past the end of its class a suppressed box meets the class's last kept
+            # box again, whose first meeting (a higher weight) wins if it is a hit
+            pos = torch.add(s_first, rank, out=plane("pos", torch.long, shape))
+            flat = torch.minimum(pos, s_last, out=pos).view(-1)
             kx1, ky1, kx2, ky2, k_score = (torch.index_select(f, 0, flat, out=plane(f"k{i}", f.dtype, (u * width,)))
                                            .view(shape) for i, f in enumerate(k_fields))
             # bbox_overlaps(kept, suppressed, is_aligned=True): the same float operations, same order
@@ -169,7 +182,6 @@ def suppressors(boxes: Tensor, scores: Tensor, labels: Tensor, keep: Tensor, iou
             ious = overlap.div_(torch.maximum(area.add_(s_area).sub_(overlap), eps, out=area))
             over = torch.gt(ious, iou_threshold, out=plane("over", torch.bool, shape))
             over.logical_and_(torch.ge(k_score, s_score, out=plane("cond", torch.bool, shape)))
-            over.logical_and_(torch.lt(rank, s_count, out=plane("cond", torch.bool, shape)))
             # the first hit in score order: the largest (width - rank) among the hits (argmax is slow)
             best = torch.mul(over, weight, out=plane("weight", torch.int32, shape)).amax(0)
             hit = best > 0
