@@ -115,7 +115,7 @@ def case(n: int, with_old: bool):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--reps", type=int, default=0, help="timed rounds (default: 60 at 3.5k, 15 at 50k)")
+    ap.add_argument("--reps", type=int, default=0, help="timed rounds (default: 60 at 3.5k, 25 at 50k)")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", nargs="+", default=["1"],
                     help='thread configurations: 1, 2, or 2busy (2 threads + a busy process on one core)')
@@ -136,7 +136,7 @@ def main(argv=None):
             print(f"\n== {label} ==")
             print(f"{'case':6s} {'implementation':26s} {'median ms':>10s} {'p90 ms':>8s} {'tv/this':>8s}")
             for c in cases:
-                reps = args.reps or (60 if c["n"] < 10_000 else 15)
+                reps = args.reps or (60 if c["n"] < 10_000 else 25)
                 times = run_interleaved(c["fns"], reps, args.warmup)
                 med = {k: statistics.median(v) for k, v in times.items()}
                 for name, vals in times.items():
