@@ -5,6 +5,7 @@ import copy
 
 from ..builder import ConfigBuildError, build_head_core
 from .detector import DenseDetector
+from .mobilenet import MobileNetV2, apply_init_cfg
 from .retinanet import FPN, ResNetBackbone, RetinaHeadModule
 from .rtmdet import CSPNeXt, CSPNeXtPAFPN, RTMDetSepBNHeadModule
 from .spec import check_model, detector_kind
@@ -27,14 +28,35 @@ def _levels(core, outs: int, neck: str) -> None:
                                f"{len(strides)} levels (strides {list(strides)})")
 
 
+def _conv_args(part: dict) -> dict:
+    """A part's ``norm_cfg`` / ``act_cfg`` as ConvModule arguments (BatchNorm's eps and momentum act)."""
+    norm = part.get("norm_cfg") or {}
+    return dict(act=(part.get("act_cfg") or {"type": "ReLU"})["type"], bn_eps=norm.get("eps", 1e-5),
+                bn_momentum=norm.get("momentum", 0.1))
+
+
 def _ssd(model, core):
-    backbone = SSDVGG(**{k: v for k, v in model.get("backbone", {}).items() if k not in ("type", "init_cfg")})
-    neck_cfg = {k: v for k, v in model["neck"].items() if k != "type"}
-    neck = SSDNeck(**neck_cfg)
-    _same("model.bbox_head.in_channels", model["bbox_head"].get("in_channels"), neck_cfg["out_channels"])
-    _levels(core, len(neck_cfg["out_channels"]), "model.neck.out_channels")
-    head = SSDHeadModule(in_channels=neck_cfg["out_channels"], num_base_priors=core.num_base_priors,
-                         cls_channels=core.cls_channels())
+    b = model.get("backbone", {})
+    if b.get("type") == "MobileNetV2":                  # SSDLite
+        backbone = MobileNetV2(widen_factor=b.get("widen_factor", 1.0), out_indices=b.get("out_indices", (1, 2, 4, 7)),
+                               frozen_stages=b.get("frozen_stages", -1), norm_eval=b.get("norm_eval", False),
+                               **_conv_args({"act_cfg": {"type": "ReLU6"}, **b}))
+    else:
+        backbone = SSDVGG(**{k: v for k, v in b.items() if k not in ("type", "init_cfg")})
+    n = model["neck"]
+    _same("model.neck.in_channels", n.get("in_channels"), backbone.out_channels)
+    neck = SSDNeck(**{k: v for k, v in n.items() if k not in ("type", "init_cfg", "norm_cfg", "act_cfg", "conv_cfg")},
+                   norm=bool(n.get("norm_cfg")), **_conv_args(n))
+    h = model["bbox_head"]
+    _same("model.bbox_head.in_channels", h.get("in_channels"), n["out_channels"])
+    _levels(core, len(n["out_channels"]), "model.neck.out_channels")
+    head = SSDHeadModule(in_channels=n["out_channels"], num_base_priors=core.num_base_priors,
+                         cls_channels=core.cls_channels(), use_depthwise=h.get("use_depthwise", False),
+                         **_conv_args(h))
+    for part, module in (("backbone", backbone), ("neck", neck), ("bbox_head", head)):
+        init = model[part].get("init_cfg")
+        if init is not None and not (isinstance(init, dict) and init.get("type") == "Pretrained"):
+            apply_init_cfg(module, init)                 # SSDLite's own initialisation, as mmengine applies it
     return backbone, neck, head
 
 

@@ -30,7 +30,7 @@ def xavier_init(module: nn.Module, bias: float = 0.0) -> None:
 def make_act(name: str | None) -> nn.Module:
     if name is None:
         return nn.Identity()
-    table = {"ReLU": nn.ReLU, "SiLU": nn.SiLU, "Swish": nn.SiLU, "LeakyReLU": nn.LeakyReLU}
+    table = {"ReLU": nn.ReLU, "ReLU6": nn.ReLU6, "SiLU": nn.SiLU, "Swish": nn.SiLU, "LeakyReLU": nn.LeakyReLU}
     if name not in table:
         raise ValueError(f"unknown activation {name!r}; known: {sorted(table)}")
     return table[name](inplace=True)

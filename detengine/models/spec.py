@@ -21,8 +21,6 @@ REFUSED_TYPES = {
     "Res2Net": "Res2Net is not built here",
     "RegNet": "RegNet is not built here",
     "HRNet": "HRNet is not built here",
-    "MobileNetV2": "MobileNetV2 (SSDLite's backbone) is not built here; the Anchors and Assignment views "
-                   "still trace its priors",
     "SwinTransformer": "Swin Transformer backbones are not built here",
     "mmdet.SwinTransformer": "Swin Transformer backbones are not built here",
     "ConvNeXt": "ConvNeXt backbones are not built here",
@@ -87,6 +85,33 @@ def _pretrained_only(value, where):
                                f"initialisation, or from a Pretrained checkpoint")
 
 
+def _mmengine_init(value, where):
+    """``init_cfg`` made of mmengine's plain initialisers on layer classes (SSDLite's ``TruncNormal``
+    / ``Normal`` on ``Conv2d``): applied as mmengine applies them; ``override`` is refused."""
+    from .mobilenet import INIT_TYPES
+    for e in value if isinstance(value, list) else [value]:
+        if e is None or (isinstance(e, dict) and e.get("type") == "Pretrained"):
+            continue
+        layers = e.get("layer") if isinstance(e, dict) else None
+        layers = [layers] if isinstance(layers, str) else (layers or [])
+        if not isinstance(e, dict) or e.get("type") not in INIT_TYPES or "override" in e or not layers or \
+                set(layers) - {"Conv2d", "BatchNorm2d", "_BatchNorm"}:
+            raise ConfigBuildError(f"{where}={value!r} is not applied here (initialisers {list(INIT_TYPES)} on "
+                                   f"layer Conv2d / BatchNorm2d, without override)")
+
+
+def _bn_cfg(value, where):
+    """BatchNorm whose eps and momentum act (SSDLite's parts), or none."""
+    if value is not None and (not isinstance(value, dict) or value.get("type") not in _NORMS
+                              or set(value) - {"type", "eps", "momentum", "requires_grad"}):
+        raise ConfigBuildError(f"{where}={value!r} is not built here (None or dict(type='BN', eps=..., momentum=...))")
+
+
+def _relu(value, where):
+    if not isinstance(value, dict) or value.get("type") not in ("ReLU", "ReLU6") or set(value) - {"type", "inplace"}:
+        raise ConfigBuildError(f"{where}={value!r} is not built here (dict(type='ReLU' or 'ReLU6'))")
+
+
 def _default_init(value, where):
     if value is not None:
         raise ConfigBuildError(f"{where}={value!r} is not applied here: this part starts from mmdetection's "
@@ -115,9 +140,14 @@ SSDVGG = {
     "out_feature_indices": _value([(22, 34)]), "init_cfg": _pretrained_only, "channels_last": ACTS,
 }
 SSDNECK = {
-    "in_channels": _value([(512, 1024)]), "out_channels": ACTS, "level_strides": ACTS, "level_paddings": ACTS,
-    "l2_norm_scale": ACTS, "last_kernel_size": ACTS, "use_depthwise": _value(False), "conv_cfg": _value(None),
-    "norm_cfg": _value(None), "act_cfg": _act("ReLU"), "init_cfg": _default_init,
+    "in_channels": ACTS, "out_channels": ACTS, "level_strides": ACTS, "level_paddings": ACTS,
+    "l2_norm_scale": ACTS, "last_kernel_size": ACTS, "use_depthwise": ACTS, "conv_cfg": _value(None),
+    "norm_cfg": _bn_cfg, "act_cfg": _relu, "init_cfg": _mmengine_init,
+}
+MOBILENET_V2 = {
+    "widen_factor": ACTS, "out_indices": _value([(4, 7)], "SSDLite's two levels"), "frozen_stages": ACTS,
+    "conv_cfg": _value(None), "norm_cfg": _bn_cfg, "act_cfg": _relu, "norm_eval": ACTS, "with_cp": _value(False),
+    "init_cfg": _mmengine_init,
 }
 CSPNEXT = {
     "arch": _value("P5"), "deepen_factor": ACTS, "widen_factor": ACTS, "out_indices": _value([(2, 3, 4)]),
@@ -134,9 +164,9 @@ CSPNEXT_PAFPN = {
 _CORE_KEYS = ("num_classes", "anchor_generator", "prior_generator", "bbox_coder", "loss_cls", "loss_bbox",
               "reg_decoded_bbox", "train_cfg", "test_cfg")
 SSD_HEAD = {
-    **dict.fromkeys(_CORE_KEYS, ACTS), "init_cfg": _default_init,
+    **dict.fromkeys(_CORE_KEYS, ACTS), "init_cfg": _mmengine_init,
     "in_channels": ACTS, "stacked_convs": _value(0), "feat_channels": _anything,
-    "use_depthwise": _value(False), "conv_cfg": _value(None), "norm_cfg": _value(None), "act_cfg": _act("ReLU"),
+    "use_depthwise": ACTS, "conv_cfg": _value(None), "norm_cfg": _bn_cfg, "act_cfg": _relu,
 }
 RETINA_HEAD = {
     **dict.fromkeys(_CORE_KEYS, ACTS), "init_cfg": _default_init,
@@ -152,7 +182,8 @@ RTMDET_SEPBN_HEAD = {
 
 #: detector kind -> {part: {type: spec}}
 PARTS = {
-    "SSD": {"backbone": {"SSDVGG": SSDVGG}, "neck": {"SSDNeck": SSDNECK}, "bbox_head": {"SSDHead": SSD_HEAD}},
+    "SSD": {"backbone": {"SSDVGG": SSDVGG, "MobileNetV2": MOBILENET_V2}, "neck": {"SSDNeck": SSDNECK},
+            "bbox_head": {"SSDHead": SSD_HEAD}},
     "RetinaNet": {"backbone": {"ResNet": RESNET, "ResNeXt": RESNEXT}, "neck": {"FPN": FPN},
                   "bbox_head": {"RetinaHead": RETINA_HEAD, "AnchorHead": RETINA_HEAD}},
     "RTMDet": {"backbone": {"CSPNeXt": CSPNEXT}, "neck": {"CSPNeXtPAFPN": CSPNEXT_PAFPN},

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .layers import ConvModule, flatten_levels, xavier_init
+from .layers import ConvModule, DepthwiseSeparableConvModule, flatten_levels, xavier_init
 
 __all__ = ["SSDVGG", "L2Norm", "SSDNeck", "SSDHeadModule"]
 
@@ -69,7 +69,8 @@ class SSDNeck(nn.Module):
     ``last_kernel_size``) conv with the level's stride and padding; L2Norm on the first input."""
 
     def __init__(self, *, in_channels, out_channels, level_strides, level_paddings, l2_norm_scale=20.0,
-                 last_kernel_size=3, **unused):
+                 last_kernel_size=3, use_depthwise: bool = False, norm: bool = False, act: str = "ReLU",
+                 bn_eps: float = 1e-5, bn_momentum: float = 0.1, **unused):
         super().__init__()
         in_channels, out_channels = list(in_channels), list(out_channels)
         if out_channels[:len(in_channels)] != in_channels or len(out_channels) - len(in_channels) != len(level_strides):
@@ -80,8 +81,10 @@ class SSDNeck(nn.Module):
         for i, (ch, stride, pad) in enumerate(zip(extra, level_strides, level_paddings)):
             k = last_kernel_size if i == len(extra) - 1 else 3
             prev = out_channels[len(in_channels) - 1 + i]
-            self.extra_layers.append(nn.Sequential(ConvModule(prev, ch // 2, 1, norm=False),
-                                                   ConvModule(ch // 2, ch, k, stride, pad, norm=False)))
+            conv = dict(norm=norm, act=act, bn_eps=bn_eps, bn_momentum=bn_momentum)
+            second = DepthwiseSeparableConvModule if use_depthwise else ConvModule  # SSDLite: depthwise
+            self.extra_layers.append(nn.Sequential(ConvModule(prev, ch // 2, 1, **conv),
+                                                   second(ch // 2, ch, k, stride, pad, **conv)))
         for m in self.extra_layers.modules():
             if isinstance(m, nn.Conv2d):
                 xavier_init(m)
@@ -102,12 +105,22 @@ class SSDHeadModule(nn.Module):
     ``cls_predictor`` / ``bbox_predictor``). ``xavier``: mmdetection's init; False: PyTorch's
     default, as d2l's TinySSD."""
 
-    def __init__(self, *, in_channels, num_base_priors, cls_channels: int, xavier: bool = True):
+    def __init__(self, *, in_channels, num_base_priors, cls_channels: int, xavier: bool = True,
+                 use_depthwise: bool = False, act: str = "ReLU", bn_eps: float = 1e-5, bn_momentum: float = 0.1):
         super().__init__()
         self.cls_channels = cls_channels
-        self.cls_convs = nn.ModuleList(nn.Conv2d(c, a * cls_channels, 3, padding=1)
-                                       for c, a in zip(in_channels, num_base_priors))
-        self.reg_convs = nn.ModuleList(nn.Conv2d(c, a * 4, 3, padding=1) for c, a in zip(in_channels, num_base_priors))
+        if use_depthwise:   # SSDLite: a 3x3 depthwise ConvModule (BN, activation), then a 1x1 predictor
+            conv = dict(act=act, bn_eps=bn_eps, bn_momentum=bn_momentum)
+
+            def branch(c, out):
+                return nn.Sequential(ConvModule(c, c, 3, 1, 1, groups=c, **conv), nn.Conv2d(c, out, 1))
+            self.cls_convs = nn.ModuleList(branch(c, a * cls_channels) for c, a in zip(in_channels, num_base_priors))
+            self.reg_convs = nn.ModuleList(branch(c, a * 4) for c, a in zip(in_channels, num_base_priors))
+        else:
+            self.cls_convs = nn.ModuleList(nn.Conv2d(c, a * cls_channels, 3, padding=1)
+                                           for c, a in zip(in_channels, num_base_priors))
+            self.reg_convs = nn.ModuleList(nn.Conv2d(c, a * 4, 3, padding=1)
+                                           for c, a in zip(in_channels, num_base_priors))
         for m in self.modules():
             if xavier and isinstance(m, nn.Conv2d):
                 xavier_init(m)

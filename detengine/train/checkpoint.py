@@ -96,8 +96,12 @@ def from_mmdet_names(model: torch.nn.Module, state: dict) -> dict:
     if not _is_mmdet_layout(state) or set(state) == set(model.state_dict()):
         return state
     n = _num_fpn_outputs(model)
-    return {mmdet_to_detscope_name(key, n): value for key, value in state.items()
-            if not key.startswith("data_preprocessor.")}
+    # SSDLite's MobileNetV2 has mmdetection's own names (its conv1 / layerN are not a ResNet's)
+    own_backbone = hasattr(getattr(model, "backbone", None), "layer7")
+
+    def name(key: str) -> str:
+        return key if own_backbone and key.startswith("backbone.") else mmdet_to_detscope_name(key, n)
+    return {name(key): value for key, value in state.items() if not key.startswith("data_preprocessor.")}
 
 
 # torchvision's detection models: same detectors, other architecture details (why they do not load)

@@ -7,6 +7,7 @@ without allocating 100M parameters."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,6 @@ REF = json.loads((Path(__file__).parent / "fixtures" / "mmdet_build_reference.js
 
 # name -> the key the refusal must name (everything else must build exactly)
 REFUSED = {
-    "ssdlite_mobilenetv2-scratch_8xb24-600e_coco": "model.backbone.type='MobileNetV2'",
     "retinanet_r50_nasfpn_crop640-50e_coco": "model.neck.type='NASFPN'",
     "libra-retinanet_r50_fpn_1x_coco": "model.neck is a chain ['FPN', 'BFP']",
     "rtmdet_l_swin_b_p6_4xb16-100e_coco": "model.backbone.type='SwinTransformer'",
@@ -40,7 +40,7 @@ def _numel(module) -> int:
 def test_builds_exactly_what_mmdetection_builds(name):
     ref = REF[name]
     with torch.device("meta"):
-        model = build_detector(CONFIGS[name])
+        model = build_detector(CONFIGS[name]).eval()
         feats = model.backbone(torch.zeros(1, 3, *INPUT[name]))
         feats = model.neck(feats) if model.neck is not None else feats
     assert _numel(model) == ref["params"]
@@ -210,3 +210,31 @@ def test_an_initialisation_other_than_the_parts_own_is_refused():
         build_detector(dict(cfg, bbox_head=dict(cfg["bbox_head"], init_cfg=custom)))
     with pytest.raises(ConfigBuildError, match=r"model.backbone.init_cfg=.*not applied here"):
         build_detector(dict(cfg, backbone=dict(cfg["backbone"], init_cfg=[cfg["backbone"]["init_cfg"], custom])))
+
+
+def test_ssdlite_computes_mmdetections_outputs_from_its_checkpoint_names():
+    """mmdetection's SSDLite weights (by mmdetection's names, made alike on both sides) load by
+    name and give mmdetection's neck features and head maps, within float rounding."""
+    from detengine.train.checkpoint import from_mmdet_names
+
+    from .fixtures.make_resnet_styles_reference import filled
+    ref = torch.load(Path(__file__).parent / "fixtures" / "mmdet_ssdlite_reference.pt", weights_only=True)
+    model = build_detector(CONFIGS["ssdlite_mobilenetv2-scratch_8xb24-600e_coco"])
+    mmdet_state = filled({k: torch.zeros(shape, dtype=torch.long if k.endswith("num_batches_tracked") else torch.float32)
+                          for k, shape in ref["names"].items()})
+    model.load_state_dict(from_mmdet_names(model, mmdet_state), strict=True)
+    model.eval()
+    x = torch.randn(1, 3, 320, 320, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        feats = model.neck(model.backbone(x))
+        cls, reg = model.head(list(feats))
+    for out, r in zip(feats, ref["neck"], strict=True):
+        assert list(out.shape[1:]) == r["shape"][1:]
+        torch.testing.assert_close(out.flatten()[:64], r["head"], rtol=1e-3, atol=1e-4)
+        assert abs(float(out.abs().mean()) - r["abs_mean"]) < 1e-3 * r["abs_mean"]
+    first = ref["cls"][0]                                     # level 0 class map: (A*C, H, W) there
+    a_c, h, w = first["shape"][1:]
+    ours = cls[0, :h * w * (a_c // 81)].reshape(h, w, a_c).permute(2, 0, 1)
+    torch.testing.assert_close(ours.flatten()[:64], first["head"], rtol=1e-3, atol=1e-4)
+    assert abs(float(cls.abs().mean()) - sum(r["abs_mean"] * math.prod(r["shape"]) for r in ref["cls"])
+               / sum(math.prod(r["shape"]) for r in ref["cls"])) < 1e-3
