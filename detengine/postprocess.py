@@ -105,8 +105,8 @@ def suppressors(boxes: Tensor, scores: Tensor, labels: Tensor, keep: Tensor, iou
     Each suppressed box walks its class's kept boxes in score order, in rounds of growing width
     (8, 16, 32, ... kept boxes), and leaves at its first hit: the suppressor is nearly always
     among the first kept boxes of the class, so few of the (kept, suppressed) pairs of a class
-    are ever compared (at 50,000 clustered candidates about 1.1M of 6.6M). Each round is cut into tiles of
-    ``_PLANE`` pairs computed in reused buffers.
+    are ever compared (at 50,000 clustered candidates about 1.1M of 6.6M). Each round is cut
+    into tiles of ``_PLANE`` pairs computed in reused buffers.
     """
     n = boxes.shape[0]
     dev = boxes.device
