@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import copy
 
+import torch
+
 from ..builder import ConfigBuildError, build_head_core
 from .detector import DenseDetector
 from .mobilenet import MobileNetV2, apply_init_cfg
@@ -69,6 +71,7 @@ def _retinanet(model, core):
                               zero_init_residual=b.get("zero_init_residual", True),
                               style=b.get("style", "pytorch"), groups=b.get("groups", 1),
                               base_width=b.get("base_width", 4 if b.get("type") == "ResNeXt" else 64))
+    _norm_of(backbone, b.get("norm_cfg"), eps=1e-5, momentum=0.1)
     n = model.get("neck", {})
     out = n["out_channels"]
     _same("model.neck.in_channels", n["in_channels"], backbone.out_channels)
@@ -93,21 +96,37 @@ def _retinanet(model, core):
 
 
 def _rtmdet(model, core):
-    b = model.get("backbone", {})
-    backbone = CSPNeXt(deepen_factor=b.get("deepen_factor", 0.167), widen_factor=b.get("widen_factor", 0.375),
-                       expand_ratio=b.get("expand_ratio", 0.5), channel_attention=b.get("channel_attention", True))
+    b = model.get("backbone", {})  # mmdetection's defaults where the config is silent
+    backbone = CSPNeXt(deepen_factor=b.get("deepen_factor", 1.0), widen_factor=b.get("widen_factor", 1.0),
+                       expand_ratio=b.get("expand_ratio", 0.5), channel_attention=b.get("channel_attention", True),
+                       arch=b.get("arch", "P5"), out_indices=b.get("out_indices", (2, 3, 4)))
     n = model.get("neck", {})
     _same("model.neck.in_channels", n.get("in_channels"), backbone.out_channels)
     _levels(core, len(backbone.out_channels), "model.neck (CSPNeXtPAFPN)")
-    _same("model.bbox_head.in_channels", model["bbox_head"].get("in_channels"), [n.get("out_channels", 96)])
-    neck = CSPNeXtPAFPN(in_channels=backbone.out_channels, out_channels=n.get("out_channels", 96),
-                        num_csp_blocks=n.get("num_csp_blocks", 1), expand_ratio=n.get("expand_ratio", 0.5))
     h = model["bbox_head"]
-    head = RTMDetSepBNHeadModule(in_channels=n.get("out_channels", 96), feat_channels=h.get("feat_channels", 96),
-                                 stacked_convs=h.get("stacked_convs", 2), strides=core.prior_generator.strides,
+    _same("model.bbox_head.in_channels", h.get("in_channels"), [n["out_channels"]])
+    if h.get("with_objectness", True):
+        raise ConfigBuildError("model.bbox_head.with_objectness=True (mmdetection's default when the key is absent): "
+                               "the objectness branch is not built here; RTMDet's configs set with_objectness=False")
+    neck = CSPNeXtPAFPN(in_channels=backbone.out_channels, out_channels=n["out_channels"],
+                        num_csp_blocks=n.get("num_csp_blocks", 3), expand_ratio=n.get("expand_ratio", 0.5))
+    head = RTMDetSepBNHeadModule(in_channels=n["out_channels"], feat_channels=h.get("feat_channels", 256),
+                                 stacked_convs=h.get("stacked_convs", 4), strides=core.prior_generator.strides,
                                  cls_channels=core.cls_channels(), pred_kernel_size=h.get("pred_kernel_size", 1),
                                  share_conv=h.get("share_conv", True), exp_on_reg=h.get("exp_on_reg", False))
+    for part, module in (("backbone", backbone), ("neck", neck), ("bbox_head", head)):
+        _norm_of(module, model[part].get("norm_cfg"), eps=1e-3, momentum=0.03)   # mmdetection's default BN here
     return backbone, neck, head
+
+
+def _norm_of(module, norm_cfg: dict | None, *, eps: float, momentum: float) -> None:
+    """Every BatchNorm of ``module`` with ``norm_cfg``'s eps and momentum; a config that names
+    only the type gets PyTorch's (as mmcv builds it), no ``norm_cfg`` the part's own default."""
+    if norm_cfg is not None:
+        eps, momentum = norm_cfg.get("eps", 1e-5), norm_cfg.get("momentum", 0.1)
+    for m in module.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.eps, m.momentum = eps, momentum
 
 
 def _tinyssd(model, core):

@@ -14,6 +14,9 @@ __all__ = ["CSPNeXt", "CSPNeXtPAFPN", "RTMDetSepBNHeadModule"]
 # (in, out, blocks, add_identity, use_spp) of the P5 architecture, before widen / deepen factors
 P5_ARCH = [(64, 128, 3, True, False), (128, 256, 6, True, False), (256, 512, 6, True, False),
            (512, 1024, 3, False, True)]
+P6_ARCH = [(64, 128, 3, True, False), (128, 256, 6, True, False), (256, 512, 6, True, False),
+           (512, 768, 3, True, False), (768, 1024, 3, False, True)]
+ARCHS = {"P5": P5_ARCH, "P6": P6_ARCH}
 
 
 def _conv(i, o, k, s=1, act="SiLU"):
@@ -85,22 +88,24 @@ class SPPFBottleneck(nn.Module):
 
 
 class CSPNeXt(nn.Module):
-    """CSPNeXt P5 backbone; outputs of stages ``out_indices`` (2, 3, 4 -> strides 8, 16, 32)."""
+    """CSPNeXt backbone, ``arch`` P5 (outputs of stages ``out_indices`` (2, 3, 4): strides 8, 16,
+    32) or P6 (a 768-channel stage before the last; (2, 3, 4, 5): strides 8 to 64)."""
 
     def __init__(self, *, deepen_factor: float = 0.167, widen_factor: float = 0.375, expand_ratio: float = 0.5,
-                 channel_attention: bool = True, out_indices=(2, 3, 4), **unused):
+                 channel_attention: bool = True, out_indices=(2, 3, 4), arch: str = "P5", **unused):
         super().__init__()
-        stem = int(P5_ARCH[0][0] * widen_factor)
+        arch_setting = ARCHS[arch]
+        stem = int(arch_setting[0][0] * widen_factor)
         self.stem = nn.Sequential(_conv(3, stem // 2, 3, 2), _conv(stem // 2, stem // 2, 3), _conv(stem // 2, stem, 3))
         self.stages = nn.ModuleList()
-        for cin, cout, blocks, identity, spp in P5_ARCH:
+        for cin, cout, blocks, identity, spp in arch_setting:
             cin, cout = int(cin * widen_factor), int(cout * widen_factor)
             n = max(round(blocks * deepen_factor), 1)
             layers = [_conv(cin, cout, 3, 2)] + ([SPPFBottleneck(cout, cout)] if spp else [])
             layers.append(CSPLayer(cout, cout, n, identity, expand_ratio, channel_attention))
             self.stages.append(nn.Sequential(*layers))
         self.out_indices = tuple(out_indices)
-        self.out_channels = tuple(int(P5_ARCH[i - 1][1] * widen_factor) for i in self.out_indices)
+        self.out_channels = tuple(int(arch_setting[i - 1][1] * widen_factor) for i in self.out_indices)
 
     @staticmethod
     def translate_pretrained(state: dict) -> dict:

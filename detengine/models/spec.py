@@ -56,12 +56,12 @@ def _norm(v):
 
 
 def _norm_cfg(value, where):
-    if value is None or not isinstance(value, dict) or value.get("type") not in _NORMS:
-        raise ConfigBuildError(f"{where}={value!r} is not built here (BatchNorm: dict(type='BN' or 'SyncBN'))")
-    extra = {k: v for k, v in value.items() if k not in ("type", "requires_grad")}
-    if extra:
-        raise ConfigBuildError(f"{where}: {sorted(extra)} are not built here (BatchNorm keeps PyTorch's "
-                               f"momentum 0.1 and eps 1e-5, as mmcv does when the config names only the type)")
+    """BatchNorm (``BN``, or ``SyncBN``: BatchNorm on one process, converted under DDP); its
+    ``eps`` / ``momentum`` / ``requires_grad`` act."""
+    if value is None or not isinstance(value, dict) or value.get("type") not in _NORMS or \
+            set(value) - {"type", "requires_grad", "eps", "momentum"}:
+        raise ConfigBuildError(f"{where}={value!r} is not built here (BatchNorm: dict(type='BN' or 'SyncBN', "
+                               f"eps=..., momentum=..., requires_grad=...))")
 
 
 def _act(name):
@@ -150,7 +150,8 @@ MOBILENET_V2 = {
     "init_cfg": _mmengine_init,
 }
 CSPNEXT = {
-    "arch": _value("P5"), "deepen_factor": ACTS, "widen_factor": ACTS, "out_indices": _value([(2, 3, 4)]),
+    "arch": _value(["P5", "P6"]), "deepen_factor": ACTS, "widen_factor": ACTS,
+    "out_indices": _value([(2, 3, 4), (2, 3, 4, 5)]),
     "frozen_stages": _value(-1), "use_depthwise": _value(False), "expand_ratio": ACTS, "arch_ovewrite": _value(None),
     "spp_kernel_sizes": _value([(5, 9, 13)]), "channel_attention": ACTS, "conv_cfg": _value(None),
     "norm_cfg": _norm_cfg, "act_cfg": _act("SiLU"), "norm_eval": _value(False), "init_cfg": _pretrained_only,

@@ -238,3 +238,37 @@ def test_ssdlite_computes_mmdetections_outputs_from_its_checkpoint_names():
     torch.testing.assert_close(ours.flatten()[:64], first["head"], rtol=1e-3, atol=1e-4)
     assert abs(float(cls.abs().mean()) - sum(r["abs_mean"] * math.prod(r["shape"]) for r in ref["cls"])
                / sum(math.prod(r["shape"]) for r in ref["cls"])) < 1e-3
+
+
+def test_rtmdet_p6_is_mmdetections():
+    """CSPNeXt ``arch='P6'`` (4 levels, strides 8-64) on RTMDet-l; numbers from mmdetection 3.3.0
+    (rtmdet_l_8xb32-300e_coco.py with arch='P6', out_indices=(2, 3, 4, 5), neck in_channels
+    [256, 512, 768, 1024], strides [8, 16, 32, 64]: built there at 640x640)."""
+    import copy
+    cfg = copy.deepcopy(CONFIGS["rtmdet_l_8xb32-300e_coco"])
+    cfg["backbone"].update(arch="P6", out_indices=(2, 3, 4, 5))
+    cfg["neck"]["in_channels"] = [256, 512, 768, 1024]
+    cfg["bbox_head"]["anchor_generator"]["strides"] = [8, 16, 32, 64]
+    with torch.device("meta"):
+        model = build_detector(cfg).eval()
+        feats = model.neck(model.backbone(torch.zeros(1, 3, 640, 640)))
+    assert [_numel(model.backbone), _numel(model.neck), _numel(model.head)] == [38271392, 44078464, 2453840]
+    assert [list(f.shape[1:]) for f in feats] == [[256, 80, 80], [256, 40, 40], [256, 20, 20], [256, 10, 10]]
+    assert len(model.core.priors((640, 640))) == 8500
+
+
+def test_what_mmdetection_builds_when_a_key_is_absent_is_what_is_built():
+    """Defaults are mmdetection's: an RTMDet head without ``with_objectness`` would have an
+    objectness branch (refused); CSPNeXt's BatchNorm without ``norm_cfg`` has eps 1e-3."""
+    import copy
+    cfg = copy.deepcopy(CONFIGS["rtmdet_tiny_8xb32-300e_coco"])
+    del cfg["bbox_head"]["with_objectness"]
+    with pytest.raises(ConfigBuildError, match="with_objectness"):
+        build_detector(cfg)
+    cfg = copy.deepcopy(CONFIGS["rtmdet_tiny_8xb32-300e_coco"])
+    del cfg["backbone"]["norm_cfg"]
+    bns = [m for m in build_detector(cfg).backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert {(m.eps, m.momentum) for m in bns} == {(1e-3, 0.03)}
+    bns = [m for m in build_detector(CONFIGS["rtmdet_tiny_8xb32-300e_coco"]).neck.modules()
+           if isinstance(m, torch.nn.BatchNorm2d)]
+    assert {(m.eps, m.momentum) for m in bns} == {(1e-5, 0.1)}      # norm_cfg=dict(type='SyncBN'): PyTorch's
