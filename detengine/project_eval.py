@@ -77,7 +77,7 @@ def predict_images(model, test_pipeline, items, *, size_divisor=None, batch_size
         if samples:
             batch = collate(samples, size_divisor=size_divisor)
             batch["images"] = batch["images"].to(device)
-            for key, det in zip(keys, model.predict(batch, **overrides)):
+            for key, det in zip(keys, model.predict(batch, record=False, **overrides)):
                 out[key] = ImagePredictions(det.boxes.cpu().numpy(), det.scores.cpu().numpy(), det.labels.cpu().numpy())
         if progress is not None:
             progress(min(start + batch_size, len(items)), len(items))

@@ -116,11 +116,12 @@ class AnchorHeadCore(HeadCore):
         terms = {"loss_cls": loss_cls, "loss_bbox": self.loss_bbox.reduce(bbox_el, targets.bbox_weights, avg_factor)}
         return ImageLoss(cls_per_prior, bbox_per_prior, cls_raw.detach(), terms, float(avg_factor))
 
-    def predict(self, cls_scores, bbox_preds, priors, img_shape, **overrides):
-        """Detections with the suppression record; ``overrides`` replace test_cfg values."""
+    def predict(self, cls_scores, bbox_preds, priors, img_shape, record: bool = True, **overrides):
+        """Detections with the suppression record (``record=False``: without who suppressed whom,
+        for evaluation and export); ``overrides`` replace test_cfg values."""
         cfg = self.test_config(**overrides)
         return postprocess_dense(cls_scores, bbox_preds, priors.tensor, priors.num_per_level, self.decode,
-                                 score_layout=self.score_layout, img_shape=img_shape, **cfg)
+                                 score_layout=self.score_layout, img_shape=img_shape, record=record, **cfg)
 
     def test_config(self, **overrides) -> dict:
         """Flat post-processing parameters from ``test_cfg`` (mmdetection names) and overrides."""

@@ -144,7 +144,8 @@ class HeadCore:
                    avg_factor: float) -> ImageLoss:
         raise NotImplementedError
 
-    def predict(self, cls_scores: Tensor, bbox_preds: Tensor, priors: Priors, img_shape, **overrides):
+    def predict(self, cls_scores: Tensor, bbox_preds: Tensor, priors: Priors, img_shape, record: bool = True,
+                **overrides):
         raise NotImplementedError
 
     def init_predictions(self, priors: Priors) -> tuple[Tensor, Tensor]:

@@ -90,10 +90,10 @@ class RTMDetHeadCore(AnchorHeadCore):
         return ImageLoss(cls_per_prior, bbox_per_prior, cls_raw, terms, float(avg_factor),
                          decoded_pred_boxes=decoded.detach())
 
-    def predict(self, cls_scores, bbox_preds, priors, img_shape, **overrides):
+    def predict(self, cls_scores, bbox_preds, priors, img_shape, record: bool = True, **overrides):
         cfg = self.test_config(**overrides)
         return postprocess_dense(cls_scores, bbox_preds, priors.tensor, priors.num_per_level, self.decode,
-                                 score_layout="sigmoid", img_shape=img_shape, **cfg)
+                                 score_layout="sigmoid", img_shape=img_shape, record=record, **cfg)
 
     def init_predictions(self, priors):
         """A freshly initialised RTMDetSepBNHead: cls bias ``bias_init_with_prob(0.01)``, reg

@@ -83,7 +83,7 @@ class TinySSDHeadCore(AnchorHeadCore):
         return ImageLoss(cls_per_prior / avg_factor, bbox_per_prior / avg_factor, cls_raw.detach(), terms,
                          float(avg_factor), hard_negative_mask=hard)
 
-    def predict(self, cls_scores, bbox_preds, priors, img_shape, **overrides):
+    def predict(self, cls_scores, bbox_preds, priors, img_shape, record: bool = True, **overrides):
         t = dict(nms_threshold=self.test_cfg.get("nms", {}).get("iou_threshold", 0.5),
                  pos_threshold=self.test_cfg.get("score_thr", 0.009999999))
         if "iou_threshold" in overrides:

@@ -95,8 +95,9 @@ class DenseDetector(nn.Module):
                               batch["gt_labels"][i], ignore, targets[i], cls[i], reg[i], "model", per_image[i])
 
     @torch.no_grad()
-    def predict(self, batch: dict, **overrides) -> list[Detections]:
-        """Detections per image, mapped back to original image pixels through each image's meta."""
+    def predict(self, batch: dict, record: bool = True, **overrides) -> list[Detections]:
+        """Detections per image, mapped back to original image pixels through each image's meta;
+        ``record=False`` (evaluation, export) skips who-suppressed-whom, same detections."""
         from ..data.transforms import boxes_to_original
         images = batch["images"]
         cls, reg, sizes = self(images)
@@ -107,7 +108,7 @@ class DenseDetector(nn.Module):
             # as mmdetection: decoded boxes clipped at img_shape (after a Pad, the padded size),
             # then rescaled to the original image without clipping again
             img_shape = tuple(meta.get("img_shape", images.shape[-2:]))
-            record = self.core.predict(c.float(), r.float(), p, img_shape, **overrides)
-            boxes = boxes_to_original(record.boxes, meta, clip=False) if meta else record.boxes
-            out.append(Detections(boxes, record.scores, record.labels, record, meta))
+            result = self.core.predict(c.float(), r.float(), p, img_shape, record=record, **overrides)
+            boxes = boxes_to_original(result.boxes, meta, clip=False) if meta else result.boxes
+            out.append(Detections(boxes, result.scores, result.labels, result, meta))
         return out

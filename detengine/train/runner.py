@@ -36,7 +36,7 @@ def predict_dataset(model, eval_set, collate, *, batch_size: int = 8, device=Non
     for start in range(0, len(indices), batch_size):
         batch = collate([eval_set[i] for i in indices[start:start + batch_size]])
         batch["images"] = batch["images"].to(device)
-        out += model.predict(batch, **overrides)
+        out += model.predict(batch, record=False, **overrides)
     return out
 
 

@@ -121,3 +121,22 @@ def test_negative_coordinates_let_classes_meet_in_the_single_pass():
     assert keep.tolist() == [0, 2]  # class 1 moved by 11 lands exactly on the class-0 box
     by, iou = suppressors(shifted, scores, labels, keep, 0.5, class_agnostic=cross)
     assert by.tolist() == [-1, 0, -1] and iou[1] == 1.0
+
+
+def test_evaluation_predicts_without_the_record_and_the_same_detections():
+    """predict(record=False), what evaluation and export call: the same boxes, scores and labels,
+    no suppressors computed."""
+    from detengine.models import build_detector
+    from detengine.shipped import find_config
+    from detengine.train.runner import load_cfg
+    torch.manual_seed(0)
+    cfg = load_cfg(str(find_config("retinanet_r50_fpn_coco")))["model"]
+    cfg["backbone"] = dict(cfg["backbone"], depth=18, init_cfg=None)
+    cfg["neck"] = dict(cfg["neck"], in_channels=[64, 128, 256, 512])
+    cfg["test_cfg"] = dict(cfg["test_cfg"], score_thr=0.0, nms_pre=2000)
+    model = build_detector(cfg).eval()
+    batch = {"images": torch.rand(1, 3, 128, 160)}
+    full, lean = model.predict(batch)[0], model.predict(batch, record=False)[0]
+    assert torch.equal(full.boxes, lean.boxes) and torch.equal(full.scores, lean.scores)
+    assert torch.equal(full.labels, lean.labels)
+    assert (full.record.suppressed_by >= 0).any() and (lean.record.suppressed_by == -1).all()
