@@ -261,6 +261,16 @@ def _report_startup_times(app, window) -> None:
     window.ready.connect(lambda: (stamp("ready"), app.quit()))
 
 
+def _say_why_the_view_is_empty(window) -> None:
+    """A debug view with nothing to show (an unreadable image, a failed trace) says why at once."""
+    panel = getattr(window, "debug_panel", None) if getattr(window, "engine_loaded", False) else None
+    if panel is None or not panel.active or getattr(window, "doc", None) is None:
+        return
+    failure = panel.failure or ("this image cannot be read: nothing to trace" if window.canvas.image is None else "")
+    if failure:
+        print(f"detscope: the debug view: {failure}", file=sys.stderr)
+
+
 def _save_screenshot(app, window, path: Path) -> int:
     from PySide6.QtCore import Qt
 
@@ -271,6 +281,7 @@ def _save_screenshot(app, window, path: Path) -> int:
         app.processEvents()
     if hasattr(window, "wait_until_drawn") and not window.wait_until_drawn():
         print("detscope: the debug view did not finish in time; the screenshot shows it unfinished", file=sys.stderr)
+    _say_why_the_view_is_empty(window)
     ok = window.grab().save(str(path), "PNG")
     window.close()
     window.deleteLater()

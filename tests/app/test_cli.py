@@ -38,6 +38,15 @@ def test_open_image_and_view_render(qapp, tmp_path, capsys):
     assert (args.open_path, args.image, args.view, args.config) == ("x", 2, "annotate", "ssd300_coco")
 
 
+def test_a_debug_view_of_an_unreadable_image_says_so_at_once(qapp, tmp_path, capsys):
+    import time
+    path = make_coco_project(tmp_path / "project", corrupt_image=2)
+    start = time.monotonic()
+    assert main(["--open", str(path), "--image", "2", "--view", "anchors", "--screenshot", str(tmp_path / "s.png")]) == 0
+    assert time.monotonic() - start < 60                       # not the 120 s wait for a trace
+    assert "cannot be read" in capsys.readouterr().err
+
+
 def test_open_missing_path_is_reported(qapp, tmp_path, capsys):
     assert main(["--open", str(tmp_path / "nope.json"), "--screenshot", str(tmp_path / "s.png")]) == 1
     assert "no such file or folder" in capsys.readouterr().err
