@@ -63,9 +63,11 @@ def _add_inspect(sub) -> None:
 def _run_inspect(args) -> int:
     import torch
 
-    from .io import atomic_write_text
+    from .io import atomic_write_text, check_output_path
     from .trace import head_core_for, inspect, model_config, random_predictions
 
+    if args.json:
+        check_output_path(args.json, "file", "--json")
     model = model_config(str(resolve_config(args.config)))
     shape = (args.image_size[1], args.image_size[0]) if args.image_size else None
     boxes = torch.tensor([g[:4] for g in args.gt], dtype=torch.float32).reshape(-1, 4)
@@ -241,18 +243,29 @@ def _run_train(args) -> int:
     return 0
 
 
+def _warn_skipped(problems: list[str]) -> None:
+    for message in problems:
+        print(f"warning: {message}", file=sys.stderr)
+    if problems:
+        print(f"warning: {len(problems)} unreadable image(s) skipped", file=sys.stderr)
+
+
 def _run_eval(args) -> int:
     from .train.runner import evaluate_checkpoint
+    problems: list[str] = []
     metrics = evaluate_checkpoint(str(resolve_config(args.config)), args.checkpoint, args.data, backend=args.backend,
-                                  device=args.device, val_data=args.val_data, images=args.images)
+                                  device=args.device, val_data=args.val_data, images=args.images, problems=problems)
+    _warn_skipped(problems)
     print(metrics.summary())
     return 0
 
 
 def _run_export(args) -> int:
     from .train.runner import export_checkpoint
+    problems: list[str] = []
     n = export_checkpoint(str(resolve_config(args.config)), args.checkpoint, args.out, args.data, device=args.device,
-                          val_data=args.val_data, images=args.images, split=args.split)
+                          val_data=args.val_data, images=args.images, split=args.split, problems=problems)
+    _warn_skipped(problems)
     print(f"wrote {n} detections to {args.out}")
     return 0
 

@@ -18,7 +18,8 @@ from datetime import datetime
 from pathlib import Path
 
 __all__ = ["atomic_write_bytes", "atomic_write_text", "ReadOnlyFileError", "check_writable", "write_target",
-           "keep_backup", "list_backups", "remove_stale_temp_files", "BACKUPS_KEPT"]
+           "keep_backup", "list_backups", "remove_stale_temp_files", "BACKUPS_KEPT", "OutputPathError",
+           "check_output_path"]
 
 BACKUPS_KEPT = 5
 _TEMP_RE = re.compile(r"^\.(?P<base>.+)\.(?P<pid>\d+)\.(?P<rand>[A-Za-z0-9_]+)\.tmp$")
@@ -56,6 +57,58 @@ def check_writable(path) -> None:
         shown = f"{path} (a link to {target})" if target != path else str(path)
         raise ReadOnlyFileError(f"{shown} is read-only ({stat.filemode(st.st_mode)}): it was not overwritten. "
                                 "Save to another file (Save As), or make it writable first.", path)
+
+
+class OutputPathError(ValueError):
+    """An output path that cannot be written (a folder where a file is wanted, a read-only
+    place, a file in the way of a folder). ``path`` is the path as the caller named it."""
+
+    def __init__(self, message: str, path):
+        super().__init__(message)
+        self.path = Path(path)
+
+
+def check_output_path(path, kind: str = "file", what: str = "output") -> Path:
+    """Check, before any work starts, that ``path`` can be written as a ``kind`` (``"file"`` or
+    ``"folder"``): a file must not be a folder nor read-only (:func:`check_writable`), a folder
+    must not be a file, and the nearest existing folder above a missing path must be writable
+    (``os.access``: root may write where the permission bits say no). Raises
+    :class:`OutputPathError` with one message naming the path and ``what`` it is for; returns
+    ``path`` as a :class:`~pathlib.Path`."""
+    if kind not in ("file", "folder"):
+        raise ValueError(f"kind must be 'file' or 'folder', got {kind!r}")
+    path = Path(path)
+    target = write_target(path)
+    label = f"{what} {kind}"
+    if kind == "file":
+        if target.is_dir():
+            raise OutputPathError(f"{label} {path} is a folder: give a file name (e.g. {path / 'results.json'})",
+                                  path)
+        if target.exists():
+            try:
+                check_writable(path)
+            except ReadOnlyFileError as exc:
+                raise OutputPathError(f"{label} {path} cannot be written: {exc}", path) from None
+            if not os.access(target, os.W_OK):
+                raise OutputPathError(f"{label} {path} cannot be written: permission denied", path)
+            return path
+        place = target.parent
+    else:
+        if target.exists() and not target.is_dir():
+            raise OutputPathError(f"{label} {path} is a file, not a folder: give a folder", path)
+        place = target
+    # the nearest existing folder above (or at) ``place``: it must be a writable folder
+    existing = place
+    while not existing.exists() and existing != existing.parent:
+        if existing.is_symlink():  # a dangling link: nothing can be made there
+            raise OutputPathError(f"{label} {path} cannot be made: {existing} is a broken link", path)
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputPathError(f"{label} {path} cannot be made: {existing} is a file, not a folder", path)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "it is" if existing == target else f"{existing} is"
+        raise OutputPathError(f"{label} {path} cannot be written: {where} read-only (permission denied)", path)
+    return path
 
 
 def atomic_write_bytes(path, data: bytes) -> None:

@@ -13,6 +13,7 @@ from ..data import (
     CocoDataset,
     Collate,
     DatasetError,
+    ImageReadError,
     Normalize,
     ToTensor,
     VocDataset,
@@ -166,15 +167,26 @@ class SeededTrainSet(torch.utils.data.Dataset):
         steps = pipeline.transforms[:stop]
         mixing = any(getattr(t, "needs_mix_source", False) for t in steps)
         reached: set[int] = set()  # cached steps an earlier attempt reached (their entry is taken)
+        unreadable: list[str] = []  # images that could not be decoded: skipped, another sample is drawn
+        failed = None
         for attempt in range(MAX_REFETCH):
             rng = np.random.default_rng([self.seed, epoch, index, attempt] if attempt else [self.seed, epoch, index])
-            results = self._raw(index if attempt == 0 else int(rng.integers(len(self.dataset))))
+            try:
+                results = self._raw(index if attempt == 0 else int(rng.integers(len(self.dataset))))
+            except ImageReadError as exc:
+                unreadable.append(str(exc))
+                continue
             if mixing:
                 results["mix_source"] = _WindowSource(self, epoch, index, reached)
             results, failed = _run(pipeline, steps, results, rng)
             if results is not None:
                 results.pop("mix_source", None)
+                if unreadable:
+                    results.setdefault("meta", {})["unreadable"] = unreadable
                 return results
+        if failed is None:
+            raise DatasetError(f"training sample {index} (epoch {epoch}): {MAX_REFETCH} images in a row could not "
+                               f"be read, e.g. {unreadable[0]}")
         raise DatasetError(f"training sample {index} (epoch {epoch}): the train pipeline's step {failed!r} "
                            f"returned None for {MAX_REFETCH} samples in a row (e.g. RandomCrop with "
                            f"allow_negative_crop=False and no box left); do the images have boxes?")
@@ -220,7 +232,10 @@ class SeededTrainSet(torch.utils.data.Dataset):
         """What reached pipeline step ``step`` for sample ``key = (epoch, index)``: a copy."""
         epoch, index = key
         if step == 0:
-            return self._raw(index)
+            try:
+                return self._raw(index)
+            except ImageReadError:  # as _produce: the first readable sample its refetches draw
+                return self._produce(epoch, index, stop=0)
         hit = self._prefix_memo.get((epoch, index, step))
         if hit is None:
             hit = self._produce(epoch, index, stop=step)

@@ -6,7 +6,9 @@ from pathlib import Path
 import torch
 
 from ..config import Config, load_config
+from ..data import ImageReadError
 from ..evaluation import detections_to_coco_results, evaluate_coco, write_results
+from ..io import check_output_path
 from ..models import build_detector
 from ..shipped import find_config
 from . import distributed as dist
@@ -18,7 +20,8 @@ from .trainer import Trainer, pick_device
 
 __all__ = ["settings_from_config", "config_warnings", "predict_dataset", "evaluate_model", "train_from_config",
            "start_weights",
-           "evaluate_checkpoint", "export_checkpoint", "load_cfg", "make_run_dir"]
+           "evaluate_checkpoint", "export_checkpoint", "load_cfg", "make_run_dir", "ClassMismatch",
+           "checkpoint_label_map"]
 
 
 def load_cfg(config) -> dict:
@@ -27,30 +30,51 @@ def load_cfg(config) -> dict:
     return config.to_dict() if isinstance(config, Config) else dict(config)
 
 
-def predict_dataset(model, eval_set, collate, *, batch_size: int = 8, device=None, indices=None, **overrides):
-    """Detections (original image pixels) for ``indices`` (default all) of ``eval_set``."""
+def predict_dataset(model, eval_set, collate, *, batch_size: int = 8, device=None, indices=None, problems=None,
+                    **overrides):
+    """Detections (original image pixels) for ``indices`` (default all) of ``eval_set``. An image
+    that cannot be read is skipped, its message appended to ``problems`` (a list) when given."""
     device = device or next(model.parameters()).device
     indices = list(range(len(eval_set))) if indices is None else list(indices)
     model.eval()
     out = []
     for start in range(0, len(indices), batch_size):
-        batch = collate([eval_set[i] for i in indices[start:start + batch_size]])
+        samples = []
+        for i in indices[start:start + batch_size]:
+            try:
+                samples.append(eval_set[i])
+            except ImageReadError as exc:
+                if problems is None:
+                    raise
+                problems.append(f"{exc}: skipped")
+        if not samples:
+            continue
+        batch = collate(samples)
         batch["images"] = batch["images"].to(device)
         out += model.predict(batch, record=False, **overrides)
     return out
 
 
 def evaluate_model(model, dataset, test_pipeline, collate, *, backend: str = "faster-coco-eval",
-                   batch_size: int = 8, **overrides):
-    """COCO metrics on ``dataset`` (a CocoDataset); each rank predicts its shard, rank 0 scores."""
+                   batch_size: int = 8, label_to_cat: dict[int, int] | None = None, problems=None, **overrides):
+    """COCO metrics on ``dataset`` (a CocoDataset); each rank predicts its shard, rank 0 scores.
+    ``label_to_cat``: model label -> category id (default: the dataset's own labels). Images that
+    cannot be read are skipped (listed in ``problems`` on rank 0) and left out of the metrics."""
     eval_set = EvalSet(dataset, test_pipeline)
     mine = list(range(dist.rank(), len(eval_set), dist.world_size()))  # no padding: each image once
-    dets = predict_dataset(model, eval_set, collate, batch_size=batch_size, indices=mine, **overrides)
-    results = detections_to_coco_results(dets, _label_map(dataset))
-    gathered = dist.all_gather_objects(results)
+    mine_problems: list[str] = []
+    dets = predict_dataset(model, eval_set, collate, batch_size=batch_size, indices=mine, problems=mine_problems,
+                           **overrides)
+    results = detections_to_coco_results(dets, label_to_cat or _label_map(dataset))
+    gathered = dist.all_gather_objects((results, [int(d.meta["image_id"]) for d in dets], mine_problems))
     metrics = None
     if dist.is_main():
-        metrics = evaluate_coco(dataset.coco.dataset, [r for part in gathered for r in part], backend=backend)
+        skipped = [p for part in gathered for p in part[2]]
+        ids = [i for part in gathered for i in part[1]] if skipped else None
+        if problems is not None:
+            problems += skipped
+        metrics = evaluate_coco(dataset.coco.dataset, [r for part in gathered for r in part[0]], backend=backend,
+                                image_ids=ids)
     return dist.broadcast_object(metrics)
 
 
@@ -124,6 +148,8 @@ def train_from_config(config, data=None, *, epochs=None, device=None, resume=Non
     ``load_from`` (argument, else the config's) loads every fitting weight; else the backbone's
     ``init_cfg`` Pretrained checkpoint (``pretrained=False``: a random backbone, said in the log)."""
     cfg = load_cfg(config)
+    # the run folder is checked before anything starts (every rank: none waits for a failed one)
+    check_output_path(work_dir or runs_root, "folder", "run" if work_dir else "runs")
     dev = pick_device(device)
     dist.init_from_env(dev)
     if dev.type == "cuda" and dist.is_distributed():
@@ -170,8 +196,14 @@ def train_from_config(config, data=None, *, epochs=None, device=None, resume=Non
     def evaluate(m, epoch):
         if bundle.val is None:
             return None
-        return evaluate_model(m, bundle.val, bundle.test_pipeline, bundle.collate, backend=eval_backend,
-                              batch_size=settings.batch_size)
+        problems: list[str] = []
+        metrics = evaluate_model(m, bundle.val, bundle.test_pipeline, bundle.collate, backend=eval_backend,
+                                 batch_size=settings.batch_size, problems=problems)
+        if problems and dist.is_main():
+            events.emit({"type": "warning", "kind": "unreadable_val_image",
+                         "message": f"evaluation skipped {len(problems)} unreadable val image(s) (left out of the "
+                                    f"metrics): {'; '.join(problems[:3])}"})
+        return metrics
 
     label_to_cat = _label_map(bundle.train.dataset if bundle.train is not None else bundle.val)
     meta = {"classes": list(bundle.class_names),
@@ -200,34 +232,74 @@ def train_from_config(config, data=None, *, epochs=None, device=None, resume=Non
     return summary
 
 
+class ClassMismatch(ValueError):
+    """A checkpoint's classes are not the data's: both lists are in the message."""
+
+
+def checkpoint_label_map(class_names, dataset, num_classes: int, checkpoint) -> dict[int, int]:
+    """Model label -> the data's category id, by class NAME (as the window maps them, with
+    :func:`detengine.project_eval.class_map`): the same classes under other ids or in another
+    order still meet. ``class_names``: the checkpoint's (None: a checkpoint that names none, whose
+    labels are then taken as the data's in order, if the counts agree). Raises
+    :class:`ClassMismatch` naming both lists when the names differ."""
+    from types import SimpleNamespace
+
+    from ..project_eval import class_map
+    names = [str(n) for n in dataset.class_names]
+    to_cat = _label_map(dataset)
+    if class_names is None:
+        if num_classes != len(names):
+            raise ClassMismatch(f"checkpoint {checkpoint} names no classes and predicts {num_classes}; the data has "
+                                f"{len(names)}: {names}")
+        return dict(to_cat)
+    labels = class_map(list(class_names), [SimpleNamespace(id=int(to_cat[i]), name=n) for i, n in enumerate(names)])
+    if labels.problems:
+        raise ClassMismatch(f"the checkpoint's classes do not match the data's: checkpoint {checkpoint} has "
+                            f"{list(class_names)}, the data has {names} ({'; '.join(labels.problems)})")
+    return dict(labels.label_to_cat)
+
+
 def _model_from_checkpoint(config, checkpoint, device):
+    """(config dict, the checkpoint's model on ``device``): its classes as the checkpoint names them."""
+    from ..project_eval import load_model
     cfg = load_cfg(config)
-    from .checkpoint import load_checkpoint, load_state_checked
-    ckpt = load_checkpoint(checkpoint)
-    model_cfg = ckpt.get("model_cfg") or cfg["model"]
-    model = build_detector(model_cfg)
-    load_state_checked(model, ckpt.get("model", ckpt.get("state_dict", ckpt)), checkpoint)
-    return cfg, model.to(device)
+    num_classes = int(cfg["model"]["bbox_head"].get("num_classes", 1))
+    return cfg, load_model(cfg, num_classes, str(checkpoint)).model.to(device)
+
+
+def _checkpoint_model(cfg: dict, checkpoint, dataset, device):
+    """(model on ``device``, model label -> the dataset's category id) of ``checkpoint``."""
+    from ..project_eval import checkpoint_class_names, load_model
+    loaded = load_model(cfg, len(dataset.class_names), str(checkpoint))
+    label_to_cat = checkpoint_label_map(checkpoint_class_names(checkpoint), dataset, loaded.num_classes, checkpoint)
+    return loaded.model.to(device), label_to_cat
 
 
 def evaluate_checkpoint(config, checkpoint, data=None, *, backend="faster-coco-eval", device=None, val_data=None,
-                        images=None, batch_size=8):
-    """COCO metrics of a checkpoint on the val split (or ``val_data``)."""
+                        images=None, batch_size=8, problems=None):
+    """COCO metrics of a checkpoint on the val split (or ``val_data``); its classes meet the
+    data's by name (:func:`checkpoint_label_map`). Unreadable images: skipped, listed in ``problems``."""
     dev = pick_device(device)
-    cfg, model = _model_from_checkpoint(config, checkpoint, dev)
+    cfg = load_cfg(config)
     bundle = build_data(cfg, data, val_data=val_data, images=images)
     dataset = bundle.val if bundle.val is not None else bundle.train.dataset
-    return evaluate_model(model, dataset, bundle.test_pipeline, bundle.collate, backend=backend, batch_size=batch_size)
+    model, label_to_cat = _checkpoint_model(cfg, checkpoint, dataset, dev)
+    return evaluate_model(model, dataset, bundle.test_pipeline, bundle.collate, backend=backend, batch_size=batch_size,
+                          label_to_cat=label_to_cat, problems=problems)
 
 
 def export_checkpoint(config, checkpoint, out, data=None, *, device=None, val_data=None, images=None,
-                      split="val", batch_size=8) -> int:
-    """Write COCO results JSON of a checkpoint's detections on a split; returns the count."""
+                      split="val", batch_size=8, problems=None) -> int:
+    """Write COCO results JSON of a checkpoint's detections on a split; returns the count. The
+    output path is checked first; the classes meet the data's by name (:func:`checkpoint_label_map`)."""
+    check_output_path(out, "file", "results")
     dev = pick_device(device)
-    cfg, model = _model_from_checkpoint(config, checkpoint, dev)
+    cfg = load_cfg(config)
     bundle = build_data(cfg, data, val_data=val_data, images=images)
     dataset = bundle.val if (split == "val" and bundle.val is not None) else bundle.train.dataset
-    dets = predict_dataset(model, EvalSet(dataset, bundle.test_pipeline), bundle.collate, batch_size=batch_size)
-    results = detections_to_coco_results(dets, _label_map(dataset))
+    model, label_to_cat = _checkpoint_model(cfg, checkpoint, dataset, dev)
+    dets = predict_dataset(model, EvalSet(dataset, bundle.test_pipeline), bundle.collate, batch_size=batch_size,
+                           problems=[] if problems is None else problems)
+    results = detections_to_coco_results(dets, label_to_cat)
     write_results(out, results)
     return len(results)

@@ -147,6 +147,7 @@ class Trainer:
         self._iterator = None
         self._epoch_start = None
         self._step_times: list[float] = []
+        self.unreadable = 0  # images skipped because they could not be decoded (this process's samples)
 
     # ------------------------------------------------------------------ state
     @property
@@ -254,7 +255,9 @@ class Trainer:
         if self._iterator is None:
             self._start_epoch_iterator()
         t0 = time.perf_counter()
-        batch = self._to_device(next(self._iterator))
+        batch = next(self._iterator)
+        self._note_unreadable(batch)
+        batch = self._to_device(batch)
         self.model.train()
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
             outputs = self.forward_module(batch["images"])
@@ -274,6 +277,17 @@ class Trainer:
         event = self._iter_event(logged, grad_norm, lr, len(batch["images"]), time.perf_counter() - t0)
         self._advance()
         return event
+
+    def _note_unreadable(self, batch: dict) -> None:
+        """A warning event for each image the data set could not decode in this batch (the
+        sample was skipped: another took its place), with the count so far (``unreadable``)."""
+        for meta in batch.get("metas") or ():
+            for message in meta.pop("unreadable", None) or ():
+                self.unreadable += 1
+                self.events.emit({"type": "warning", "kind": "unreadable_image", "unreadable": self.unreadable,
+                                  "message": f"{message}: skipped (another sample took its place); "
+                                             f"{self.unreadable} unreadable image(s) skipped so far",
+                                  "epoch": self.epoch, "global_step": self.global_step})
 
     def _control_flags(self) -> tuple[bool, bool]:
         """(stop, pause) now: a stop request or signal, the control word. Under torchrun the
@@ -382,8 +396,12 @@ class Trainer:
                                                       f"{self.iters_per_epoch} iterations per epoch",
                           "device": str(self.device), "settings": self.s.to_dict(), "work_dir": str(self.work_dir)})
         t0 = time.perf_counter()
-        while self.step() is not None:
-            pass
+        try:
+            while self.step() is not None:
+                pass
+        except BaseException as exc:
+            self._save_on_error(exc)
+            raise
         stopped = self.stop_event.is_set() and not self.finished
         if stopped:
             path = self.save("last.pth")
@@ -392,8 +410,26 @@ class Trainer:
         elif self.s.max_iters is not None and self.global_step >= self.s.max_iters and self.iter_in_epoch:
             self.save("last.pth")
         summary = {"epochs": self.epoch, "global_step": self.global_step, "seconds": time.perf_counter() - t0,
-                   "stopped": stopped, "best_ap": self.best_ap,
+                   "stopped": stopped, "best_ap": self.best_ap, "unreadable": self.unreadable,
                    "metrics": None if self.last_metrics is None else self.last_metrics.stats}
+        skipped = f"; {self.unreadable} unreadable image(s) skipped" if self.unreadable else ""
         self.events.emit({"type": "end", "message": f"done: {self.global_step} iterations in "
-                                                    f"{summary['seconds']:.1f} s", **summary})
+                                                    f"{summary['seconds']:.1f} s{skipped}", **summary})
         return summary
+
+    def _save_on_error(self, exc: BaseException) -> None:
+        """A run that fails after at least one step still leaves ``last.pth`` (its state when the
+        error came), said in the log. A diverged run keeps its last good checkpoint instead."""
+        if isinstance(exc, TrainingDiverged) or self.global_step == 0 or not dist.is_main():
+            return
+        try:
+            path = self.save("last.pth")
+        except Exception as save_exc:  # the original error is what the caller must see
+            self.events.emit({"type": "error", "kind": "save_failed",
+                              "message": f"training failed ({type(exc).__name__}: {exc}) and saving last.pth "
+                                         f"failed too: {save_exc}"})
+            return
+        self.events.emit({"type": "error", "kind": "exception", "checkpoint": str(path),
+                          "message": f"training failed at epoch {self.epoch + 1}, iteration {self.iter_in_epoch + 1} "
+                                     f"(global step {self.global_step}): {type(exc).__name__}: {exc}; "
+                                     f"saved {path} (resume from it with --resume)"})
