@@ -27,7 +27,15 @@ from app.annotate.commands import AddBoxes
 from app.debug_common import fill_table, make_table
 from app.theme import class_color
 from app.trace_worker import TraceRunner
-from detengine.api import COCO_METRIC_NAMES, Box, project_gt, split_indices, write_results
+from detengine.api import (
+    COCO_METRIC_NAMES,
+    Box,
+    OutputPathError,
+    check_output_path,
+    project_gt,
+    split_indices,
+    write_results,
+)
 
 __all__ = ["EvalPanel"]
 
@@ -242,7 +250,14 @@ class EvalPanel(QWidget):
         if self.result is None:
             self._fail("evaluate first: there are no predictions to export")
             return 0
-        write_results(Path(path), self.result.results)
+        try:                                              # a folder, a read-only place: say so, export nothing
+            check_output_path(path, "file", "export")
+            write_results(Path(path), self.result.results)
+        except (OutputPathError, OSError) as exc:
+            text = str(exc) if isinstance(exc, OutputPathError) else f"cannot write {path}: {exc.strerror or exc}"
+            self.window.dialogs.error("Export predictions", text)
+            self.message.emit(f"export failed: {text}")
+            return 0
         self.message.emit(f"exported {len(self.result.results)} detections to {path}")
         return len(self.result.results)
 

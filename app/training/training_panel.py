@@ -123,6 +123,7 @@ class TrainingPanel(QWidget):
         self.overlays: dict[str, RunCurves] = {}
         self.split: tuple[list[int], list[int]] | None = None
         self.split_seed = 0
+        self.skipped_images = 0                            # the running run's undecodable images (warnings)
         self._log_cache: dict[Path, tuple] = {}  # run -> (log and checkpoint state, RunSummary)
         self._redraw_timer = QTimer(self)               # coalesce: curves redraw at most every 200 ms
         self._redraw_timer.setSingleShot(True)
@@ -326,6 +327,7 @@ class TrainingPanel(QWidget):
         self.process.finished.connect(self._on_finished)
         self.curves = self.live = RunCurves(run_dir.name)
         self.error.setText("")
+        self.skipped_images = 0
         self.progress.setValue(0)
         self._append_log(f"run folder: {run_dir}")
         self.process.start()
@@ -333,7 +335,8 @@ class TrainingPanel(QWidget):
         return True
 
     def _readable(self, train: list[int], val: list[int]) -> tuple[list[int], list[int]]:
-        """Leave out images that cannot be read (one bad file would stop the trainer)."""
+        """Leave out images known to be unreadable before the run (one that only fails to decode
+        mid-run is skipped by the trainer with a warning, counted in the status)."""
         from app.annotate.image_loader import image_size
         project = self.doc.project
         known_bad = set(self.window.image_list.model.problems)
@@ -444,21 +447,27 @@ class TrainingPanel(QWidget):
             eta = int(e.get("eta_s", 0))
             self.status.setText(f"epoch {e['epoch'] + 1}/{e['max_epochs']}, iteration {e['iter'] + 1}/"
                                 f"{e['iters_per_epoch']}, {e['images_per_s']:.1f} images/s, ETA {eta // 60}:{eta % 60:02d}, "
-                                f"loss {e['loss']:.4f}")
+                                f"loss {e['loss']:.4f}" + self._skipped_text())
         elif kind in ("eval",):
             m = e["metrics"]
             self._append_log(f"epoch {e['epoch'] + 1}: AP {m['AP']:.4f}, AP50 {m['AP50']:.4f}")
         elif kind == "warning":
+            if e.get("kind") == "unreadable_image":        # the trainer skipped it: counted, shown
+                self.skipped_images = int(e.get("unreadable", self.skipped_images + 1))
+                self.status.setText(self.status.text().split(" — ")[0] + self._skipped_text())
             self._append_log("warning: " + e.get("message", ""))
         elif kind in ("start", "data", "stop", "end", "paused", "resumed", "error"):
             self._append_log(e.get("message", kind))
         if kind in ("iter", "eval") and not self._redraw_timer.isActive():
             self._redraw_timer.start()
 
+    def _skipped_text(self) -> str:
+        return f" — {self.skipped_images} unreadable image(s) skipped" if self.skipped_images else ""
+
     def _on_finished(self, code: int, message: str) -> None:
         self._set_running(False)
         self.redraw_curves()
-        self.status.setText(message)
+        self.status.setText(message + self._skipped_text())
         if code != 0:
             self._fail(message)
         self._append_log(message)
