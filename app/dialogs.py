@@ -98,6 +98,30 @@ class Dialogs:
         return {QMessageBox.StandardButton.Save: "save",
                 QMessageBox.StandardButton.Discard: "discard"}.get(QMessageBox.StandardButton(answer), "cancel")
 
+    def ask_file_changed(self, path: str) -> str:
+        """The project file changed on disk since this window read or saved it: ``"reload"``,
+        ``"overwrite"``, ``"save_as"`` or ``"cancel"``."""
+        box = QMessageBox(QMessageBox.Icon.Warning, "The file changed on disk",
+                          f"{path} was changed by another DetScope window or another program since this window "
+                          "opened or last saved it.\n\nReload: read it again (your unsaved edits are dropped).\n"
+                          "Overwrite: write your edits over it (its current content is kept as a .bak).\n"
+                          "Save As: write your edits to another file.", QMessageBox.StandardButton.NoButton,
+                          self.window)
+        buttons = {box.addButton("Reload", QMessageBox.ButtonRole.DestructiveRole): "reload",
+                   box.addButton("Overwrite", QMessageBox.ButtonRole.AcceptRole): "overwrite",
+                   box.addButton("Save As…", QMessageBox.ButtonRole.ActionRole): "save_as"}
+        cancel = box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(cancel)
+        box.exec()
+        return buttons.get(box.clickedButton(), "cancel")
+
+    def notice(self, title: str, text: str) -> None:
+        """A message that does not block the window (it stays until closed)."""
+        box = QMessageBox(QMessageBox.Icon.Information, title, text, QMessageBox.StandardButton.Ok, self.window)
+        box.setWindowModality(Qt.WindowModality.NonModal)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.show()
+
     def ask_recover(self, what: str, saved_at: float, note: str = "") -> bool:
         when = datetime.fromtimestamp(saved_at).strftime("%Y-%m-%d %H:%M:%S")
         note = f"\n{note}" if note else ""
@@ -156,7 +180,8 @@ class Dialogs:
 
 class ConsoleDialogs:
     """For ``--screenshot`` runs, where nobody can answer: messages go to stderr and every
-    question gets the answer that changes nothing (keep the recovery file, do not save)."""
+    question gets the answer that changes nothing (keep the recovery file, do not save, never
+    overwrite a file that changed on disk)."""
 
     def __init__(self, stream=None):
         import sys
@@ -180,6 +205,14 @@ class ConsoleDialogs:
 
     def ask_recover(self, what: str, saved_at: float, note: str = "") -> None:
         return None                              # keep the recovery file for an interactive start
+
+    def ask_file_changed(self, path: str) -> str:
+        self._say(f"{path} changed on disk since it was opened: not overwritten (nobody to ask); "
+                  "the edits were not saved")
+        return "cancel"
+
+    def notice(self, title: str, text: str) -> None:
+        self._say(f"{title}: {text}")
 
     def __getattr__(self, name: str):
         if name.startswith("ask_") or name == "show_shortcuts":

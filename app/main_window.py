@@ -12,6 +12,7 @@ the first paint, one step per event-loop turn with the status bar saying what is
 from __future__ import annotations
 
 import importlib
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,7 +23,7 @@ from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QMenu, QTabWidge
 from app import theme
 from app.annotate.canvas import Canvas
 from app.annotate.class_panel import ClassPanel
-from app.annotate.document import Document, load_recovery, pending_recovery
+from app.annotate.document import Document, holder_text, load_recovery, pending_recovery
 from app.annotate.editor import Editor
 from app.annotate.image_list_panel import ImageListPanel
 from app.annotate.image_loader import image_size
@@ -392,8 +393,10 @@ class MainWindow(QMainWindow):
         self._remember_folder(path)
         recovered = self._offer_recovery(project)
         if recovered is not None:
-            project, dirty_images = recovered
+            project, dirty_images, recovery_file = recovered
             self.set_project(project, recovered_images=dirty_images)
+            self.doc.adopt_recovery(recovery_file)   # this window's now: not offered again while it lives
+            self.doc.remember_disk()                 # the question said what saving over the file does
         else:
             self.set_project(project)
         if project.problems:
@@ -420,7 +423,7 @@ class MainWindow(QMainWindow):
             return None
         if answer:
             try:
-                return load_recovery(path)
+                return (*load_recovery(path), path)
             except (OSError, ValueError, KeyError, DatasetError) as exc:
                 self.dialogs.error("Cannot recover", f"{path}: {exc}")
                 return None
@@ -433,7 +436,10 @@ class MainWindow(QMainWindow):
         old = self.doc
         self.doc = Document(project, self)
         if old is not None:
+            old.release()
             old.deleteLater()
+        others = self.doc.claim(_holds(self, self.doc))
+        self.doc.changedOnDisk.connect(self._on_changed_on_disk)
         self.doc.dirtyChanged.connect(self._update_title)
         self.doc.undo_group.canUndoChanged.connect(self.actions_by_name["undo"].setEnabled)
         self.doc.undo_group.canRedoChanged.connect(self.actions_by_name["redo"].setEnabled)
@@ -458,6 +464,13 @@ class MainWindow(QMainWindow):
         if project.images:
             self.show_image(0)
         self.show_message(self._project_summary(), 6000)
+        if others:
+            what = project.path or project.image_root
+            who = "; ".join(holder_text(h) for h in others)
+            text = (f"{who} has {what} open too. Edits of both windows go to the same file: a save "
+                    "asks before overwriting what the other window saved.")
+            self.show_message(text, 15000)
+            self.dialogs.notice("Open in another window", text)
 
     def _attach_panels(self) -> None:
         """Connect the open document to the debug, training and evaluation panels."""
@@ -600,6 +613,18 @@ class MainWindow(QMainWindow):
 
     def _save_to(self, path) -> bool:
         from detengine.api import DatasetError, ReadOnlyFileError
+        project = self.doc.project
+        same_file = path is None or (project.path is not None and Path(path).absolute() == project.path)
+        if same_file and self.doc.disk_state() == "changed":
+            answer = self.dialogs.ask_file_changed(str(project.path))
+            if answer == "reload":
+                self.reload_project()
+                return False
+            if answer == "save_as":
+                return self.save_as()
+            if answer != "overwrite":
+                self.show_message(f"not saved: {project.path} changed on disk; your edits are still open", 10000)
+                return False
         try:
             target = self.doc.save(path)
         except ReadOnlyFileError as exc:          # left as it is: offer another file
@@ -613,6 +638,40 @@ class MainWindow(QMainWindow):
         self.show_message(f"saved {len(self.doc.project.images)} images, {self.doc.project.num_boxes} boxes "
                           f"to {target}", 6000)
         return True
+
+    def reload_project(self) -> bool:
+        """Read the project file again, dropping this window's unsaved edits; the shown image
+        stays. False (and nothing changes) when the file cannot be read."""
+        from detengine.api import AnnotationProject, DatasetError
+        old = self.doc.project
+        index = self.editor.index
+        try:
+            project = AnnotationProject.open(old.path, image_root=old.image_root, size_of=image_size)
+        except (OSError, DatasetError) as exc:
+            self.dialogs.notice("Cannot reload", f"{old.path}: {exc}\nYour edits are still open.")
+            return False
+        self.doc.discard()
+        self.set_project(project)
+        if 0 <= index < len(project.images):
+            self.show_image(index)
+        self.show_message(f"reloaded {project.path} from disk", 8000)
+        return True
+
+    def _on_changed_on_disk(self, state: str) -> None:
+        """The project file changed under the window (another window or program): say so; with
+        nothing unsaved, read it again."""
+        path = self.doc.project.path
+        if state == "missing":
+            text = f"{path} was deleted or moved by another program. Save writes it again."
+        elif not self.doc.is_dirty():
+            if not self.reload_project():
+                return
+            text = f"{path} was changed by another window or program: reloaded (there were no unsaved edits)."
+        else:
+            text = (f"{path} was changed by another window or program. Your unsaved edits are kept; "
+                    "Save asks whether to reload, overwrite or save them to another file.")
+        self.show_message(text, 30000)
+        self.dialogs.notice("The file changed on disk", text)
 
     def maybe_save(self, what: str) -> bool:
         """True when it is fine to drop the current project (saved, or the user said discard)."""
@@ -633,6 +692,8 @@ class MainWindow(QMainWindow):
         if self.persist:
             self._save_layout()
         self._closed = True
+        if self.doc is not None:
+            self.doc.release()
         self.editor.cache.shutdown()
         if self.engine_loaded:
             self.debug_panel.shutdown()
@@ -712,6 +773,16 @@ class MainWindow(QMainWindow):
         name = project.path.name if project.path else f"{project.image_root.name} (not saved yet)"
         self.setWindowModified(self.doc.is_dirty())
         self.setWindowTitle(f"DetScope — {name}[*]")
+
+
+def _holds(window: MainWindow, doc: Document):
+    """``alive()`` for :meth:`Document.claim`: the window is open and still shows ``doc``."""
+    window_ref, doc_ref = weakref.ref(window), weakref.ref(doc)
+
+    def alive() -> bool:
+        w = window_ref()
+        return w is not None and not w._closed and w.doc is not None and w.doc is doc_ref()
+    return alive
 
 
 def _dropped_path(mime) -> str | None:

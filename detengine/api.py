@@ -30,7 +30,7 @@ _LAZY = {
     # the annotation document model (Qt-free)
     "AnnotationProject": "data.project", "Box": "data.project", "Category": "data.project",
     "split_indices": "data.project", "write_split": "data.project", "sample_project": "data.project",
-    "DatasetError": "data.errors", "atomic_write_text": "io", "ReadOnlyFileError": "io",
+    "DatasetError": "data.errors", "atomic_write_text": "io", "ReadOnlyFileError": "io", "pid_alive": "io",
     "check_output_path": "io", "OutputPathError": "io",
     # evaluation on a project
     "checkpoint_class_names": "project_eval", "class_map": "project_eval", "per_image_counts": "project_eval",

@@ -223,6 +223,12 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` (of this machine) is still running: this process, another user's,
+    or (on Windows, where it cannot be asked safely) any pid counts as running."""
+    return _pid_alive(int(pid))
+
+
 def remove_stale_temp_files(path) -> list[Path]:
     """Delete the temporary files that writes of ``path`` (and of its backups) left behind
     in processes that no longer exist; those of running processes are kept. Returns what was

@@ -10,30 +10,69 @@ If DetScope dies with unsaved edits, the recovery file is still there at the nex
 window offers it, also when the project file changed since (then saying so, with how the
 recovered boxes differ from the file's). An autosave that fails (full disk) leaves
 ``autosave_problem`` set, and ``autosaveProblemChanged`` tells, until an autosave succeeds.
+
+Two windows (or another program) on one file: each document is a *session* (``PID.TOKEN``).
+Its recovery file is named after the session (``DIGEST.PID.TOKEN.json``) and is offered to
+another window only once its owner is gone (:func:`session_alive`: another process that no
+longer runs, or a window of this process that dropped it), never while the owner is live. A
+window that opens a project joins the project's lock file (``locks/DIGEST.lock`` in DetScope's
+home: pid, host and session of every window that has it open, :meth:`Document.claim`) and learns
+which other live windows have it; holders whose process is dead are dropped (a stale lock is
+taken over). The project file's state (mtime, size, sha1) is remembered at open and at each
+save: :meth:`Document.disk_state` says whether someone else changed it since (the window asks
+before overwriting), and a ``QFileSystemWatcher`` emits ``changedOnDisk`` when that happens
+under the window.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import socket
 import time
+import uuid
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtCore import QFileSystemWatcher, QObject, QTimer, Signal
 from PySide6.QtGui import QUndoGroup, QUndoStack
 
-from app.paths import recovery_dir
-from detengine.api import atomic_write_text
+from app.paths import home_dir, recovery_dir
+from detengine.api import atomic_write_text, pid_alive
 
 if TYPE_CHECKING:                # detengine.data imports torch: not before the window shows (app/main.py)
     from detengine.api import AnnotationProject, Box, Category
 
-__all__ = ["Document", "RECOVERY_KEY", "AUTOSAVE_DELAY_MS", "PendingRecovery", "pending_recovery", "load_recovery"]
+__all__ = ["Document", "RECOVERY_KEY", "AUTOSAVE_DELAY_MS", "PendingRecovery", "pending_recovery", "load_recovery",
+           "session_alive", "lock_path_for", "lock_holders", "HOST", "holder_text"]
 
 RECOVERY_KEY = "detscope_recovery"
 AUTOSAVE_DELAY_MS = 3000
 AUTOSAVE_MAX_WAIT_S = 30.0      # steady editing still autosaves at least this often
+WATCH_DELAY_MS = 300            # a change on disk is looked at this long after the last event (writes settle)
+HOST = socket.gethostname()
+
+# the sessions of this process that a window holds: session -> "is it still held?"
+_LIVE_SESSIONS: dict[str, Callable[[], bool]] = {}
+
+
+def session_alive(pid, host: str | None, session: str | None) -> bool:
+    """Whether the session that wrote a lock entry or a recovery file is still running: another
+    process of this machine that runs (:func:`pid_alive`; a reused pid counts as running), a
+    window of this process that still holds it, or another machine's (cannot be asked: assumed
+    running)."""
+    if host and host != HOST:
+        return True
+    try:
+        pid = int(pid)
+    except (TypeError, ValueError):
+        return False
+    if pid == os.getpid():
+        check = _LIVE_SESSIONS.get(session or "")
+        return check is not None and bool(check())
+    return pid_alive(pid)
 
 
 class Document(QObject):
@@ -50,10 +89,26 @@ class Document(QObject):
     autosaved = Signal(str)
     autosaveFailed = Signal(str)
     autosaveProblemChanged = Signal(str)
+    changedOnDisk = Signal(str)
 
     def __init__(self, project: AnnotationProject, parent: QObject | None = None):
         super().__init__(parent)
         self.project = project
+        self.session = f"{os.getpid()}.{uuid.uuid4().hex[:8]}"
+        self._claimed = False
+        self._adopted: list[Path] = []          # recovery files taken over that could not be renamed
+        self._disk_stat: tuple[int, int] | None = None
+        self._disk_sha1: str | None = None
+        self._reported: tuple | None = None      # the disk state last reported by changedOnDisk
+        self.remember_disk(project.source_digest)
+        self.watcher = QFileSystemWatcher(self)
+        self.watcher.fileChanged.connect(self._on_watch_event)
+        self.watcher.directoryChanged.connect(self._on_watch_event)
+        self._watch_timer = QTimer(self)
+        self._watch_timer.setSingleShot(True)
+        self._watch_timer.setInterval(WATCH_DELAY_MS)
+        self._watch_timer.timeout.connect(self.check_disk)
+        self._watch()
         self.undo_group = QUndoGroup(self)
         self._stacks: dict[int, QUndoStack] = {}
         self._touched: set[int] = set()          # images changed outside an undo stack (class merges, ...)
@@ -196,8 +251,14 @@ class Document(QObject):
         """Save the project (see :meth:`AnnotationProject.save`: versioned backup, read-only
         refused with :class:`~detengine.io.ReadOnlyFileError`, symlink written through)."""
         old_recovery = self.recovery_path()          # keyed by the old path: Save As must remove it too
+        old_lock = lock_path_for(self.project)
         target = self.project.save(path)
         old_recovery.unlink(missing_ok=True)
+        self.remember_disk(self.project.source_digest)
+        if lock_path_for(self.project) != old_lock and self._claimed:     # Save As: the lock moves along
+            _remove_holder(old_lock, self.session)
+            self._join_lock()
+        self._watch()
         for stack in self._stacks.values():
             stack.setClean()
         touched, self._touched = self._touched, set()
@@ -217,7 +278,121 @@ class Document(QObject):
         self._set_autosave_problem("")
 
     def recovery_path(self) -> Path:
-        return recovery_path_for(self.project)
+        return recovery_path_for(self.project, self.session)
+
+    def adopt_recovery(self, path) -> None:
+        """This session takes over a dead session's recovery file (the edits it recovered): the
+        file becomes this session's, so it is never offered again while this window lives, and
+        goes with this window's save or discard."""
+        path = Path(path)
+        if path == self.recovery_path():
+            return
+        try:
+            os.replace(path, self.recovery_path())
+        except OSError:
+            self._adopted.append(path)
+
+    # ------------------------------------------------------------------ the file on disk, other windows
+
+    def remember_disk(self, sha1: str | None = None) -> None:
+        """The project file as it is now is the one this window read or wrote (``sha1``: its
+        content's digest, read from the file when not given)."""
+        path = self._file()
+        self._disk_stat = _stat(path) if path is not None else None
+        if sha1 is None and self._disk_stat is not None:
+            sha1 = _sha1_of(path)
+        self._disk_sha1 = sha1 if self._disk_stat is not None else None
+        self._reported = None
+
+    def _file(self) -> Path | None:
+        path = self.project.path
+        return path if path is not None and self.project.kind == "coco" else None
+
+    def disk_state(self) -> str:
+        """``"same"`` when the project file is what this window last read or wrote (a new date
+        alone, as after ``touch``, counts as the same), ``"changed"`` when another window or
+        program wrote it since, ``"missing"`` when it is gone (saving writes it again)."""
+        path = self._file()
+        if path is None:
+            return "same"
+        st = _stat(path)
+        if st is None:
+            return "missing" if self._disk_stat is not None else "same"
+        if st == self._disk_stat:
+            return "same"
+        sha1 = _sha1_of(path)
+        if sha1 is not None and sha1 == self._disk_sha1:
+            self._disk_stat = st                     # touched: the same content
+            return "same"
+        return "changed"
+
+    def _watch(self) -> None:
+        """Watch the project file and its folder (an atomic replace by another program swaps the
+        file, which a watch on the file alone would lose)."""
+        watched = self.watcher.files() + self.watcher.directories()
+        if watched:
+            self.watcher.removePaths(watched)
+        path = self._file()
+        if path is None:
+            return
+        for p in (path, path.parent):
+            if p.exists():
+                self.watcher.addPath(str(p))
+
+    def _on_watch_event(self, _path: str) -> None:
+        self._watch_timer.start()
+
+    def check_disk(self) -> str:
+        """Look at the project file now; emit ``changedOnDisk(state)`` once per new outside
+        change. Returns :meth:`disk_state`."""
+        path = self._file()
+        if path is not None and path.exists() and str(path) not in self.watcher.files():
+            self.watcher.addPath(str(path))
+        state = self.disk_state()
+        if state == "same":
+            self._reported = None
+            return state
+        seen = (state, _stat(path))
+        if seen != self._reported:
+            self._reported = seen
+            self.changedOnDisk.emit(state)
+        return state
+
+    def lock_path(self) -> Path:
+        return lock_path_for(self.project)
+
+    def claim(self, alive: Callable[[], bool]) -> list[dict]:
+        """A window holds this document: its session counts as running while ``alive()``
+        says so, and it joins the project's lock file. Returns the other windows (live lock
+        entries: ``pid``, ``host``, ``session``, ``since``) that have the project open; entries
+        of dead processes are dropped."""
+        _LIVE_SESSIONS[self.session] = alive
+        self._claimed = True
+        return self._join_lock()
+
+    def _join_lock(self) -> list[dict]:
+        path = self.lock_path()
+        others = [h for h in lock_holders(path) if h.get("session") != self.session]
+        me = {"pid": os.getpid(), "host": HOST, "session": self.session, "since": time.time()}
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(path, json.dumps({"project": _project_key(self.project), "holders": [*others, me]}))
+        except OSError:                          # a read-only home: the window works, unannounced
+            pass
+        return others
+
+    def release(self) -> None:
+        """The window lets go of this document (closed, or another project opened): no more
+        autosaves or watching, its session no longer counts as running, it leaves the lock."""
+        self._autosave.stop()
+        self._watch_timer.stop()
+        watched = self.watcher.files() + self.watcher.directories()
+        if watched:
+            self.watcher.removePaths(watched)
+        _LIVE_SESSIONS.pop(self.session, None)
+        if self._claimed:
+            self._claimed = False
+            _remove_holder(self.lock_path(), self.session)
 
     def write_recovery(self) -> Path | None:
         """Write the whole project to the recovery file (atomic); removes it when nothing is unsaved."""
@@ -230,7 +405,8 @@ class Document(QObject):
         data[RECOVERY_KEY] = {"project_path": str(self.project.path) if self.project.path else None,
                               "image_root": str(self.project.image_root), "kind": self.project.kind,
                               "saved_at": time.time(), "dirty_images": self.dirty_images(),
-                              "source_sha1": self.project.source_digest}
+                              "source_sha1": self.project.source_digest,
+                              "pid": os.getpid(), "host": HOST, "session": self.session}
         atomic_write_text(path, json.dumps(data, separators=(",", ":")))
         self._set_autosave_problem("")
         self.autosaved.emit(str(path))
@@ -238,15 +414,102 @@ class Document(QObject):
 
     def discard_recovery(self) -> None:
         self.recovery_path().unlink(missing_ok=True)
+        for path in self._adopted:
+            path.unlink(missing_ok=True)
+        self._adopted.clear()
+
+
+def _stat(path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+def _sha1_of(path) -> str | None:
+    digest = hashlib.sha1()
+    try:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError:
+        return None
+    return digest.hexdigest()
 
 
 def _project_key(project: AnnotationProject) -> str:
     return str(project.path) if project.path is not None else f"{project.kind}:{project.image_root}"
 
 
-def recovery_path_for(project: AnnotationProject) -> Path:
-    digest = hashlib.sha1(_project_key(project).encode("utf-8")).hexdigest()[:16]
-    return recovery_dir() / f"{digest}.json"
+def _digest(project: AnnotationProject) -> str:
+    return hashlib.sha1(_project_key(project).encode("utf-8")).hexdigest()[:16]
+
+
+def recovery_path_for(project: AnnotationProject, session: str | None = None) -> Path:
+    """The recovery file of ``project`` written by ``session`` (``PID.TOKEN``); without a
+    session, the name an older DetScope used (one file per project, owner unknown)."""
+    name = f"{_digest(project)}.{session}.json" if session else f"{_digest(project)}.json"
+    return recovery_dir() / name
+
+
+def _recovery_files(project: AnnotationProject) -> list[Path]:
+    digest = _digest(project)
+    return sorted(p for p in recovery_dir().glob(f"{digest}*.json")
+                  if p.name == f"{digest}.json" or p.name.startswith(f"{digest}."))
+
+
+def _recovery_owner(path: Path, meta: dict) -> tuple[object, str | None, str | None]:
+    """``(pid, host, session)`` of a recovery file: from its meta, else from its name."""
+    parts = path.name.split(".")
+    session = meta.get("session") or (".".join(parts[1:3]) if len(parts) == 4 else None)
+    pid = meta.get("pid") or (parts[1] if len(parts) == 4 else None)
+    return pid, meta.get("host"), session
+
+
+# --------------------------------------------------------------------------- the lock file
+
+
+def lock_path_for(project: AnnotationProject) -> Path:
+    """The lock file of ``project`` in DetScope's home (``locks/DIGEST.lock``)."""
+    return home_dir() / "locks" / f"{_digest(project)}.lock"
+
+
+def lock_holders(path) -> list[dict]:
+    """The live entries of a lock file (entries of dead processes are left out)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        holders = [h for h in data.get("holders", []) if isinstance(h, dict)]
+    except (OSError, ValueError, AttributeError, TypeError):
+        return []
+    return [h for h in holders if session_alive(h.get("pid"), h.get("host"), h.get("session"))]
+
+
+def _remove_holder(path: Path, session: str) -> None:
+    rest = [h for h in lock_holders(path) if h.get("session") != session]
+    try:
+        if rest:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            data["holders"] = rest
+            atomic_write_text(path, json.dumps(data))
+        else:
+            path.unlink(missing_ok=True)
+    except (OSError, ValueError, AttributeError, TypeError):
+        pass
+
+
+def holder_text(holder: dict) -> str:
+    """``another DetScope window (pid 123, host h, since 12:03)`` for a lock entry."""
+    parts = [f"pid {holder.get('pid')}"]
+    if holder.get("host") and holder.get("host") != HOST:
+        parts.append(f"on {holder['host']}")
+    elif str(holder.get("pid")) == str(os.getpid()):
+        parts.append("this process")
+    try:
+        parts.append("since " + datetime.fromtimestamp(float(holder["since"])).strftime("%H:%M:%S"))
+    except (KeyError, TypeError, ValueError):
+        pass
+    return f"another DetScope window ({', '.join(parts)})"
 
 
 class PendingRecovery(tuple):
@@ -293,16 +556,23 @@ def pending_recovery(project: AnnotationProject) -> PendingRecovery | None:
     """A :class:`PendingRecovery` if an earlier session left unsaved edits of this project,
     else ``None``. It is offered also when the project file changed since (``touch``, a ``git
     checkout``): then ``file_changed`` is set and the counts say how the recovered boxes
-    differ from the file's."""
-    path = recovery_path_for(project)
-    if not path.is_file():
+    differ from the file's. Only sessions that are gone count (:func:`session_alive`): the
+    live autosave of another window is never offered; of several, the newest."""
+    found = None
+    for candidate in _recovery_files(project):
+        try:
+            candidate_data = json.loads(candidate.read_text(encoding="utf-8"))
+            candidate_meta = candidate_data.get(RECOVERY_KEY, {})
+            candidate_saved = float(candidate_meta.get("saved_at", 0))
+        except (OSError, ValueError, AttributeError, TypeError):
+            continue
+        if session_alive(*_recovery_owner(candidate, candidate_meta)):
+            continue
+        if found is None or candidate_saved > found[2]:
+            found = (candidate, candidate_data, candidate_saved, candidate_meta)
+    if found is None:
         return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        meta = data.get(RECOVERY_KEY, {})
-        saved_at = float(meta.get("saved_at", 0))
-    except (OSError, ValueError, AttributeError, TypeError):
-        return None
+    path, data, saved_at, meta = found
     file_changed = content_changed = False
     file_mtime = None
     if project.path is not None and project.path.is_file():

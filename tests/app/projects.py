@@ -67,6 +67,7 @@ class FakeDialogs:
         self.delete_answer = (True, None)
         self.save_path = None
         self.folder = None
+        self.file_changed_answer = "cancel"
 
     def _log(self, *call):
         self.calls.append(call)
@@ -86,6 +87,13 @@ class FakeDialogs:
     def ask_save_changes(self, what):
         self._log("ask_save_changes", what)
         return self.save_answer
+
+    def ask_file_changed(self, path):
+        self._log("ask_file_changed", path)
+        return self.file_changed_answer
+
+    def notice(self, title, text):
+        self._log("notice", title, text)
 
     def ask_recover(self, what, saved_at, note=""):
         self._log("ask_recover", what, note)
