@@ -69,20 +69,26 @@ class DynamicSoftLabelAssigner:
 
     def _cost(self, valid_prior, valid_boxes, valid_scores, gt_boxes, gt_labels) -> tuple[Tensor, Tensor]:
         """(V, G) cost and (V, G) IoU of the candidate priors."""
-        num_valid, num_gt = valid_boxes.shape[0], gt_boxes.shape[0]
         gt_center = (gt_boxes[:, :2] + gt_boxes[:, 2:]) / 2.0
         strides = valid_prior[:, 2]
         distance = (valid_prior[:, None, :2] - gt_center[None, :, :]).pow(2).sum(-1).sqrt() / strides[:, None]
         soft_center_prior = torch.pow(10, distance - self.soft_center_radius)
         ious = bbox_overlaps(valid_boxes, gt_boxes)
         iou_cost = -torch.log(ious + EPS) * self.iou_weight
-        onehot = F.one_hot(gt_labels.to(torch.int64), valid_scores.shape[-1]).float()
-        onehot = onehot.unsqueeze(0).repeat(num_valid, 1, 1)  # (V, G, C)
-        scores = valid_scores.unsqueeze(1).repeat(1, num_gt, 1)
-        soft_label = onehot * ious[..., None]
-        scale = soft_label - scores.sigmoid()
-        cls_cost = F.binary_cross_entropy_with_logits(scores, soft_label, reduction="none") * scale.abs().pow(2.0)
-        return cls_cost.sum(dim=-1) + iou_cost + soft_center_prior, ious
+        return self._cls_cost(valid_scores, gt_labels, ious) + iou_cost + soft_center_prior, ious
+
+    @staticmethod
+    def _cls_cost(scores: Tensor, gt_labels: Tensor, ious: Tensor) -> Tensor:
+        """(V, G) ``sum_c BCE(x_c, t_c) * (t_c - sigmoid(x_c))^2`` with the soft label ``t`` = IoU at
+        the GT's class and 0 elsewhere. The classes other than the GT's contribute the same for
+        every GT, so the (V, G, C) sum is the prior's all-negative sum (V) with the GT's class
+        swapped for its soft term: (V, C) + (V, G) work instead of (V, G, C)."""
+        sig = scores.sigmoid()
+        neg = F.binary_cross_entropy_with_logits(scores, torch.zeros_like(scores), reduction="none") * sig.pow(2)
+        labels = gt_labels.to(torch.int64)
+        x, p, n = scores[:, labels], sig[:, labels], neg[:, labels]          # (V, G) at each GT's class
+        pos = F.binary_cross_entropy_with_logits(x, ious, reduction="none") * (ious - p).pow(2)
+        return neg.sum(dim=-1, keepdim=True) - n + pos
 
     def dynamic_k_matching(self, cost: Tensor, ious: Tensor, num_gt: int):
         """Returns matched IoU (P,), matched GT (P,), foreground mask over candidates (V,), k (G,)."""
