@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_postprocess.py
 	$(PY) bench/bench_nms_record.py
 	$(PY) bench/bench_dsl.py
+	$(PY) bench/bench_eval.py
 	$(PY) bench/bench_train.py
 	QT_QPA_PLATFORM=offscreen $(PY) bench/bench_gui.py
 	QT_QPA_PLATFORM=offscreen $(PY) bench/bench_debug_views.py

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import contextlib
-import copy
+import gc
 import io
 import json
 from dataclasses import dataclass, field
@@ -58,10 +58,25 @@ def _load_gt(COCO, gt):
     elif not isinstance(gt, dict):
         gt = gt.dataset
     coco = COCO()
-    coco.dataset = copy.deepcopy(gt)
+    # COCOeval marks the GT annotations (``ignore``): fresh annotation dicts keep the caller's clean,
+    # without a deep copy of everything (2x the evaluation itself on 20k detections)
+    coco.dataset = {**gt, "annotations": [dict(a) for a in gt.get("annotations", [])]}
     with contextlib.redirect_stdout(io.StringIO()):
         coco.createIndex()
     return coco
+
+
+@contextlib.contextmanager
+def _collector_paused():
+    """The evaluation allocates ~100k short-lived objects (acyclic): with the collector running,
+    each gen-2 pass also walks everything the caller holds (25% of the time on 20k detections)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def evaluate_coco(gt, results: list[dict], *, backend: str = "faster-coco-eval", image_ids=None) -> CocoMetrics:
@@ -75,8 +90,8 @@ def evaluate_coco(gt, results: list[dict], *, backend: str = "faster-coco-eval",
     if not results:
         zeros = {n: 0.0 for n in COCO_METRIC_NAMES}
         return CocoMetrics(zeros, {c: 0.0 for c in cat_ids}, names, backend, len(ids), 0)
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco_dt = coco_gt.loadRes(copy.deepcopy(results))
+    with contextlib.redirect_stdout(io.StringIO()), _collector_paused():
+        coco_dt = coco_gt.loadRes([dict(r) for r in results])   # loadRes adds keys to each, reads bbox
         ev = COCOeval(coco_gt, coco_dt, "bbox") if backend == "pycocotools" else \
             COCOeval(coco_gt, coco_dt, "bbox", print_function=lambda *a, **k: None)
         ev.params.imgIds = ids
