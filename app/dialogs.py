@@ -131,6 +131,14 @@ class Dialogs:
             "Recover them? (No discards them.)")
         return answer == QMessageBox.StandardButton.Yes
 
+    def ask_run_config(self, path: str) -> bool:
+        answer = QMessageBox.question(
+            self.window, "Run this config file?",
+            f"{path}\n\nThis config file comes with a checkpoint. Config files are Python: opening it runs its "
+            "code, as in mmdetection. Run it only if you trust where it came from.\n\nRun it? (No: the debug "
+            "views keep the current config.) The answer is remembered for this file.")
+        return answer == QMessageBox.StandardButton.Yes
+
     def ask_class_name(self, existing: list[str], title: str = "New class", initial: str = "") -> str | None:
         name, ok = QInputDialog.getText(self.window, title, "Class name:", text=initial)
         return name.strip() if ok and name.strip() else None
@@ -202,6 +210,11 @@ class ConsoleDialogs:
 
     def ask_save_changes(self, what: str) -> str:
         return "cancel"
+
+    def ask_run_config(self, path: str) -> None:
+        self._say(f"{path} (a config file beside the checkpoint) was not run: config files are Python; "
+                  f"pass it with --config to use it")
+        return None
 
     def ask_recover(self, what: str, saved_at: float, note: str = "") -> None:
         return None                              # keep the recovery file for an interactive start

@@ -62,8 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "project, else the built-in sample project)")
     p.add_argument("--image", type=int, metavar="N", help="show image N (0-based, in the project's order)")
     p.add_argument("--checkpoint", metavar="CKPT",
-                   help="a training checkpoint as the current model of the debug and evaluation views (its run "
-                        "folder's config.py is used when present, else --config)")
+                   help="a training checkpoint as the current model of the debug and evaluation views, with the "
+                        "config it carries (DetScope's checkpoints); a config.py beside it is not run from the "
+                        "command line (pass it with --config), else --config")
     return p
 
 

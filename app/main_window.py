@@ -114,6 +114,7 @@ class MainWindow(QMainWindow):
             self.config_problem = f"Cannot use config {config}: {problem}\nThe debug views trace with {DEFAULT_CONFIG}."
             config = DEFAULT_CONFIG
         self.debug_panel = DebugPanel(self.canvas, self.editor, config)
+        self.debug_panel.trust_config = self.trust_config
         self.training_panel = TrainingPanel(self)
         self.eval_panel = EvalPanel(self)
         self.training_tabs = QTabWidget()
@@ -491,13 +492,29 @@ class MainWindow(QMainWindow):
         self.image_list.select_image(min(max(index, 0), len(self.doc.project.images) - 1))
 
     def use_checkpoint(self, config: str, checkpoint: str) -> None:
-        """A run's checkpoint becomes the debug views' (and the evaluation's) current model."""
+        """A run's checkpoint becomes the debug views' (and the evaluation's) current model. The
+        config beside it is run only as :meth:`trust_config` allows (the checkpoint's own config,
+        carried as data, needs no code)."""
         try:
-            self.debug_panel.set_config(config)
+            if Path(config).resolve() != Path(checkpoint).with_name("config.py").resolve():
+                self.debug_panel.set_config(config)            # the user's own choice
+            self.debug_panel.add_checkpoint(checkpoint)
         except Exception as exc:
             self.dialogs.error("Cannot load the run's config", f"{config}: {exc}")
-            return
-        self.debug_panel.add_checkpoint(checkpoint)
+
+    def trust_config(self, path) -> bool:
+        """Whether a config file that is neither shipped nor opened by the user may run: asked once
+        per file content (its SHA-256), the answer remembered in the settings."""
+        import hashlib
+        key = f"trusted_configs/{hashlib.sha256(Path(path).read_bytes()).hexdigest()}"
+        answer = settings().value(key)
+        if answer in ("yes", "no"):
+            return answer == "yes"
+        answer = self.dialogs.ask_run_config(str(path))
+        if answer is None:                                     # nobody to ask (offscreen): not run
+            return False
+        settings().setValue(key, "yes" if answer else "no")
+        return bool(answer)
 
     def jump_to_box(self, image: int, box_id: int) -> None:
         """Show ``image`` with box ``box_id`` selected (from the dataset scan)."""

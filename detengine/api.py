@@ -43,6 +43,7 @@ _LAZY = {
     "ScanItem": "scan", "ScanResult": "scan", "scan_items": "scan", "scan_project": "scan",
     # training runs
     "load_cfg": "train.runner", "read_jsonl": "train.events", "write_control": "train.control",
+    "checkpoint_config": "train.runs", "config_for_checkpoint": "train.runs",
     "make_run_dir": "train.runs", "known_runs": "train.runs", "run_summary": "train.runs", "RunSummary": "train.runs",
     "RunCurves": "train.runs", "run_curves": "train.runs", "window_runs_root": "train.runs",
     "detscope_home": "train.runs", "register_run": "train.runs",

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from .shipped import ConfigNotFound, find_config
+from .shipped import ConfigNotFound, config_dir, find_config
 
 __all__ = ["main", "parse_box"]
 
@@ -36,6 +36,16 @@ def resolve_config(name: str) -> Path:
         return find_config(name)
     except ConfigNotFound as exc:
         raise SystemExit(f"error: {exc}") from None
+
+
+def _config_file(name: str) -> Path:
+    """:func:`resolve_config`, saying on stderr when the file is not a shipped one: a config
+    file is Python and runs, as in mmdetection."""
+    path = resolve_config(name)
+    if config_dir().resolve() not in path.resolve().parents:
+        print(f"config: running {path} (config files are Python, as in mmdetection: use only files you trust)",
+              file=sys.stderr)
+    return path
 
 
 def _add_inspect(sub) -> None:
@@ -68,7 +78,7 @@ def _run_inspect(args) -> int:
 
     if args.json:
         check_output_path(args.json, "file", "--json")
-    model = model_config(str(resolve_config(args.config)))
+    model = model_config(str(_config_file(args.config)))
     shape = (args.image_size[1], args.image_size[0]) if args.image_size else None
     boxes = torch.tensor([g[:4] for g in args.gt], dtype=torch.float32).reshape(-1, 4)
     labels = torch.tensor([int(g[4]) for g in args.gt], dtype=torch.long)
@@ -156,7 +166,7 @@ def _run_scan(args) -> int:
     from .config import load_config
     from .scan import scan_items, scan_project
     project = AnnotationProject.open(args.path)
-    cfg = load_config(resolve_config(args.config)).to_dict()
+    cfg = load_config(_config_file(args.config)).to_dict()
     categories = list(project.categories)
     loaded = load_model(cfg, max(1, len(categories)), args.checkpoint) if args.checkpoint else None
     result = scan_project(scan_items(project, size_of=_image_size), cfg, categories, loaded=loaded,
@@ -219,7 +229,7 @@ def _run_train(args) -> int:
             trainer.control = ControlFile(args.control)
         inject_nan_fault(trainer)
     try:
-        summary = train_from_config(str(resolve_config(args.config)), args.data, epochs=args.epochs,
+        summary = train_from_config(str(_config_file(args.config)), args.data, epochs=args.epochs,
                                     device=args.device, resume=args.resume, work_dir=args.work_dir,
                                     batch_size=args.batch_size, lr=args.lr, max_iters=args.max_iters,
                                     val_data=args.val_data, images=args.images, eval_backend=args.backend,
@@ -253,7 +263,7 @@ def _warn_skipped(problems: list[str]) -> None:
 def _run_eval(args) -> int:
     from .train.runner import evaluate_checkpoint
     problems: list[str] = []
-    metrics = evaluate_checkpoint(str(resolve_config(args.config)), args.checkpoint, args.data, backend=args.backend,
+    metrics = evaluate_checkpoint(str(_config_file(args.config)), args.checkpoint, args.data, backend=args.backend,
                                   device=args.device, val_data=args.val_data, images=args.images, problems=problems)
     _warn_skipped(problems)
     print(metrics.summary())
@@ -263,7 +273,7 @@ def _run_eval(args) -> int:
 def _run_export(args) -> int:
     from .train.runner import export_checkpoint
     problems: list[str] = []
-    n = export_checkpoint(str(resolve_config(args.config)), args.checkpoint, args.out, args.data, device=args.device,
+    n = export_checkpoint(str(_config_file(args.config)), args.checkpoint, args.out, args.data, device=args.device,
                           val_data=args.val_data, images=args.images, split=args.split, problems=problems)
     _warn_skipped(problems)
     print(f"wrote {n} detections to {args.out}")

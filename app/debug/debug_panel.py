@@ -114,6 +114,7 @@ class DebugPanel(QWidget):
         self.notice = ""                        # a standing problem shown above every trace's summary
         self.failure = ""                       # why the last trace of the shown image did not come
         self.checkpoints: dict[str, str] = {}
+        self.trust_config = lambda path: False  # may this config file (not shipped, not opened) run? (the window asks)
         self._tracers: dict = {}                # touched only on the worker thread
         self._pixels: tuple | None = None
         self._timer = QTimer(self)
@@ -217,16 +218,31 @@ class DebugPanel(QWidget):
         self.schedule()
 
     def add_checkpoint(self, path: str) -> None:
-        """Make a checkpoint the current model; its run folder's config.py (when present) becomes
-        the config, so the network input and normalisation are the ones it was trained with."""
-        run_config = Path(path).with_name("config.py")
-        if run_config.is_file() and str(run_config) != self.config:
-            self.set_config(str(run_config))
+        """Make a checkpoint the current model, with the config it was trained with (so the network
+        input and normalisation are its own): the one it carries as data, else, once trusted
+        (:attr:`trust_config`), the config.py beside it; else the current config stays."""
+        config = self.checkpoint_config(path)
+        if config is not None and config != self.config:
+            self.set_config(config)
         key = f"ckpt:{path}"
         self.checkpoints[key] = path
         if self.model_combo.findData(key) < 0:
             self.model_combo.insertItem(self.model_combo.count() - 1, f"checkpoint {Path(path).name}", key)
         self.set_model_choice(key)
+
+    def checkpoint_config(self, checkpoint: str) -> str | None:
+        """The config to trace a checkpoint with, running no code the user has not agreed to."""
+        from detengine.api import config_for_checkpoint
+        own = config_for_checkpoint(checkpoint)
+        if own is not None:
+            return str(own)
+        beside = Path(checkpoint).with_name("config.py")
+        if not beside.is_file():
+            return None
+        if self.trust_config(beside):
+            return str(beside)
+        self.message.emit(f"{beside} was not run: the debug views keep {self.config}")
+        return None
 
     # ------------------------------------------------------------------ tracing
 

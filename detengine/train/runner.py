@@ -14,7 +14,7 @@ from ..shipped import find_config
 from . import distributed as dist
 from .data import EvalSet, build_data
 from .events import ConsolePrinter, EventBus, JsonlWriter
-from .runs import make_run_dir, register_run
+from .runs import make_run_dir, plain_config, register_run
 from .settings import config_warnings, run_warnings, settings_from_config, uses_syncbn
 from .trainer import Trainer, pick_device
 
@@ -207,7 +207,8 @@ def train_from_config(config, data=None, *, epochs=None, device=None, resume=Non
 
     label_to_cat = _label_map(bundle.train.dataset if bundle.train is not None else bundle.val)
     meta = {"classes": list(bundle.class_names),
-            "category_ids": [int(label_to_cat[i]) for i in range(len(bundle.class_names))]}
+            "category_ids": [int(label_to_cat[i]) for i in range(len(bundle.class_names))],
+            "config": plain_config(dict(cfg, model=model_cfg))}     # as data: opening the run runs no code
     trainer = Trainer(model, bundle.train, bundle.collate, settings=settings, work_dir=run_dir, device=dev,
                       events=events, evaluate=evaluate, meta=meta)
     if dist.is_main():

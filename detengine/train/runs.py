@@ -17,7 +17,7 @@ from pathlib import Path
 from .events import read_jsonl
 
 __all__ = ["detscope_home", "window_runs_root", "make_run_dir", "register_run", "known_runs", "RunSummary",
-           "run_summary", "RunCurves", "run_curves"]
+           "run_summary", "RunCurves", "run_curves", "checkpoint_config", "config_for_checkpoint", "plain_config"]
 
 REGISTRY = "runs.txt"
 
@@ -149,3 +149,49 @@ def run_curves(path) -> RunCurves:
     for e in read_jsonl(path / "log.jsonl") if (path / "log.jsonl").exists() else []:
         curves.add(e)
     return curves
+
+
+def plain_config(cfg) -> dict:
+    """``cfg`` as plain dicts, lists, tuples and scalars: what a checkpoint carries as data
+    (``torch.load(weights_only=True)`` reads it; nothing in it runs)."""
+    if isinstance(cfg, dict):
+        return {str(k): plain_config(v) for k, v in cfg.items()}
+    if isinstance(cfg, (list, tuple)):
+        return type(cfg)(plain_config(v) for v in cfg) if isinstance(cfg, tuple) else [plain_config(v) for v in cfg]
+    return cfg if cfg is None or isinstance(cfg, (bool, int, float, str)) else str(cfg)
+
+
+def checkpoint_config(checkpoint) -> dict | None:
+    """The config a DetScope checkpoint carries as data (``meta["config"]``), or None (an older
+    run, mmdetection's checkpoints): read without running any code."""
+    import torch
+    try:
+        ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:                       # not a checkpoint we can read as data: no config from it
+        return None
+    meta = (ckpt.get("meta") or {}) if isinstance(ckpt, dict) else {}
+    cfg = meta.get("config")
+    return cfg if isinstance(cfg, dict) and "model" in cfg else None
+
+
+def config_for_checkpoint(checkpoint) -> Path | None:
+    """A config file for a checkpoint without running foreign code: its own config (data) written
+    as a literal config under DetScope's folder (``configs/<digest>.py``, only dicts, lists and
+    values: loading it runs nothing else), or None when the checkpoint carries none."""
+    import hashlib
+    import json
+
+    from ..config import Config
+    cfg = checkpoint_config(checkpoint)
+    if cfg is None:
+        return None
+    text = Config.from_dict(cfg).pretty_text()
+    digest = hashlib.sha1(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    name = str(cfg.get("_name") or "run").replace("/", "_").replace("\\", "_")
+    folder = detscope_home() / "configs"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{Path(name).stem}-{digest}.py"
+    if not path.exists():
+        from ..io import atomic_write_text
+        atomic_write_text(path, text)
+    return path

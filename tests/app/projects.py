@@ -62,6 +62,7 @@ class FakeDialogs:
         self.calls: list[tuple] = []
         self.save_answer = "discard"
         self.recover_answer = True
+        self.run_config_answer = True
         self.class_names: list[str] = []
         self.merge_target = None
         self.delete_answer = (True, None)
@@ -98,6 +99,10 @@ class FakeDialogs:
     def ask_recover(self, what, saved_at, note=""):
         self._log("ask_recover", what, note)
         return self.recover_answer
+
+    def ask_run_config(self, path):
+        self._log("ask_run_config", path)
+        return self.run_config_answer
 
     def ask_class_name(self, existing, title="New class", initial=""):
         self._log("ask_class_name", title, initial)

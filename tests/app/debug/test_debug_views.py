@@ -450,3 +450,33 @@ def test_a_config_file_is_named_by_its_file(qtbot, win, tmp_path):
     assert win.debug_panel.config_combo.currentText() == "my_retina.py"
     result = open_view(qtbot, win, "anchors")
     assert result is not None and win.debug_panel.status.text().startswith(f"{mine}: network input")
+
+
+def test_a_config_beside_a_checkpoint_runs_only_when_trusted_asked_once(qtbot, win, tmp_path):
+    """An older checkpoint (no config inside) with a config.py beside it: the window asks before
+    running it, once per file content; 'no' keeps the current config and runs nothing."""
+    from detengine.cli import resolve_config
+    from detengine.models.builder import build_detector
+    from detengine.train.checkpoint import save_checkpoint
+    from detengine.train.runner import load_cfg
+    cfg = load_cfg(str(resolve_config("tinyssd_synthetic")))
+    model_cfg = dict(cfg["model"], bbox_head=dict(cfg["model"]["bbox_head"], num_classes=5))
+    run = tmp_path / "downloaded"
+    run.mkdir()
+    save_checkpoint(run / "best.pth", {"model": build_detector(model_cfg).state_dict(), "model_cfg": model_cfg})
+    marker = tmp_path / "ran.txt"
+    text = resolve_config("tinyssd_synthetic").read_text().replace(
+        "'./tinyssd_banana.py'", repr(str(resolve_config("tinyssd_banana"))))
+    (run / "config.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n" + text)
+    panel = win.debug_panel
+    before = panel.config
+    win.dialogs.run_config_answer = False
+    win.use_checkpoint(str(run / "config.py"), str(run / "best.pth"))
+    assert not marker.exists() and panel.config == before
+    assert [c for c in win.dialogs.calls if c[0] == "ask_run_config"] == [("ask_run_config", str(run / "config.py"))]
+    win.dialogs.run_config_answer = True
+    win.use_checkpoint(str(run / "config.py"), str(run / "best.pth"))
+    assert not marker.exists() and len([c for c in win.dialogs.calls if c[0] == "ask_run_config"]) == 1  # remembered
+    (run / "config.py").write_text((run / "config.py").read_text() + "\n# changed\n")           # new content: asked again
+    win.use_checkpoint(str(run / "config.py"), str(run / "best.pth"))
+    assert marker.exists() and panel.config == str(run / "config.py")
