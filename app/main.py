@@ -227,6 +227,8 @@ def _run_gui(args) -> int:
     if window is None:
         return 1
     _report_startup_times(app, window)
+    window.engineLoaded.connect(lambda: window.config_problem and print(
+        f"detscope: {window.config_problem.replace(chr(10), ' ')}", file=sys.stderr))
     window.firstPainted.connect(_configure_pyqtgraph)   # before the panels' plots exist
     window.loadFailed.connect(lambda text: _fail(app, args, text))
     window.show()

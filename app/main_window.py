@@ -127,7 +127,7 @@ class MainWindow(QMainWindow):
         if problem:
             self.debug_panel.notice = self.config_problem
             self.debug_panel.status.setText(self.debug_panel.notice)
-            QTimer.singleShot(0, lambda: self.dialogs.error("Cannot use the config", self.config_problem))
+            QTimer.singleShot(0, lambda: self.dialogs.notice("Cannot use the config", self.config_problem))
         self.engine_loaded = True
         if self.doc is not None:
             self._attach_panels()
