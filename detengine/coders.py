@@ -17,6 +17,21 @@ def _clip_(boxes: Tensor, max_shape) -> Tensor:
     return boxes
 
 
+def _encode(priors: Tensor, gt_boxes: Tensor, means, stds, pixel: float) -> Tensor:
+    """R-CNN deltas, ``(d - means) / stds``; ``pixel=1`` counts widths as ``x2 - x1 + 1`` (mmdetection 1.x)."""
+    if priors.shape != gt_boxes.shape:
+        raise ValueError(f"priors {tuple(priors.shape)} and gt_boxes {tuple(gt_boxes.shape)} differ")
+    p, g = priors.float(), gt_boxes.float()
+    px, py = (p[..., 0] + p[..., 2]) * 0.5, (p[..., 1] + p[..., 3]) * 0.5
+    gx, gy = (g[..., 0] + g[..., 2]) * 0.5, (g[..., 1] + g[..., 3]) * 0.5
+    pw, ph = p[..., 2] - p[..., 0], p[..., 3] - p[..., 1]
+    gw, gh = g[..., 2] - g[..., 0], g[..., 3] - g[..., 1]
+    if pixel:
+        pw, ph, gw, gh = pw + pixel, ph + pixel, gw + pixel, gh + pixel
+    deltas = torch.stack([(gx - px) / pw, (gy - py) / ph, torch.log(gw / pw), torch.log(gh / ph)], dim=-1)
+    return deltas.sub_(deltas.new_tensor(means)).div_(deltas.new_tensor(stds))
+
+
 class DeltaXYWHBBoxCoder:
     """R-CNN deltas (Girshick et al. 2014, appendix C), mmdetection's ``DeltaXYWHBBoxCoder``.
 
@@ -38,15 +53,7 @@ class DeltaXYWHBBoxCoder:
 
     def encode(self, priors: Tensor, gt_boxes: Tensor) -> Tensor:
         """(N, 4) deltas of ``gt_boxes`` (N, 4) xyxy relative to ``priors`` (N, 4) xyxy."""
-        if priors.shape != gt_boxes.shape:
-            raise ValueError(f"priors {tuple(priors.shape)} and gt_boxes {tuple(gt_boxes.shape)} differ")
-        p, g = priors.float(), gt_boxes.float()
-        px, py = (p[..., 0] + p[..., 2]) * 0.5, (p[..., 1] + p[..., 3]) * 0.5
-        pw, ph = p[..., 2] - p[..., 0], p[..., 3] - p[..., 1]
-        gx, gy = (g[..., 0] + g[..., 2]) * 0.5, (g[..., 1] + g[..., 3]) * 0.5
-        gw, gh = g[..., 2] - g[..., 0], g[..., 3] - g[..., 1]
-        deltas = torch.stack([(gx - px) / pw, (gy - py) / ph, torch.log(gw / pw), torch.log(gh / ph)], dim=-1)
-        return deltas.sub_(deltas.new_tensor(self.means)).div_(deltas.new_tensor(self.stds))
+        return _encode(priors, gt_boxes, self.means, self.stds, pixel=0.0)
 
     def decode(self, priors: Tensor, deltas: Tensor, max_shape=None) -> Tensor:
         """Boxes from ``deltas`` (N, 4C) or (B, N, 4C) and ``priors`` (N, 4) / (B, N, 4) xyxy."""
@@ -90,15 +97,7 @@ class LegacyDeltaXYWHBBoxCoder:
         self.wh_ratio_clip = wh_ratio_clip
 
     def encode(self, priors: Tensor, gt_boxes: Tensor) -> Tensor:
-        if priors.shape != gt_boxes.shape:
-            raise ValueError(f"priors {tuple(priors.shape)} and gt_boxes {tuple(gt_boxes.shape)} differ")
-        p, g = priors.float(), gt_boxes.float()
-        px, py = (p[..., 0] + p[..., 2]) * 0.5, (p[..., 1] + p[..., 3]) * 0.5
-        pw, ph = p[..., 2] - p[..., 0] + 1.0, p[..., 3] - p[..., 1] + 1.0
-        gx, gy = (g[..., 0] + g[..., 2]) * 0.5, (g[..., 1] + g[..., 3]) * 0.5
-        gw, gh = g[..., 2] - g[..., 0] + 1.0, g[..., 3] - g[..., 1] + 1.0
-        deltas = torch.stack([(gx - px) / pw, (gy - py) / ph, torch.log(gw / pw), torch.log(gh / ph)], dim=-1)
-        return deltas.sub_(deltas.new_tensor(self.means)).div_(deltas.new_tensor(self.stds))
+        return _encode(priors, gt_boxes, self.means, self.stds, pixel=1.0)
 
     def decode(self, priors: Tensor, deltas: Tensor, max_shape=None) -> Tensor:
         if deltas.dim() == 3:

@@ -6,7 +6,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-__all__ = ["ConvModule", "DepthwiseSeparableConvModule", "bias_init_with_prob", "normal_init", "xavier_init",
+__all__ = ["StagedBackbone", "ConvModule", "DepthwiseSeparableConvModule", "bias_init_with_prob", "normal_init", "xavier_init",
            "make_act"]
 
 
@@ -34,6 +34,34 @@ def make_act(name: str | None) -> nn.Module:
     if name not in table:
         raise ValueError(f"unknown activation {name!r}; known: {sorted(table)}")
     return table[name](inplace=True)
+
+
+class StagedBackbone(nn.Module):
+    """A backbone whose first stages may be frozen (``frozen_stages``: the stem and that many
+    stages stay in eval mode with no gradients) and whose BatchNorm statistics may stay fixed in
+    training (``norm_eval``), as mmdetection's backbones apply them. Subclasses say which modules
+    :meth:`frozen_modules` are and call :meth:`_freeze` at the end of ``__init__``."""
+
+    frozen_stages: int = -1
+    norm_eval: bool = False
+
+    def frozen_modules(self) -> list[nn.Module]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _freeze(self) -> None:
+        for module in self.frozen_modules():
+            module.eval()
+            for p in module.parameters():
+                p.requires_grad = False
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self._freeze()
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, nn.BatchNorm2d):
+                    m.eval()
+        return self
 
 
 class ConvModule(nn.Module):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .layers import ConvModule
+from .layers import ConvModule, StagedBackbone
 
 __all__ = ["MobileNetV2", "make_divisible", "apply_init_cfg"]
 
@@ -42,7 +42,7 @@ class InvertedResidual(nn.Module):
         return x + out if self.with_res_shortcut else out
 
 
-class MobileNetV2(nn.Module):
+class MobileNetV2(StagedBackbone):
     def __init__(self, *, widen_factor: float = 1.0, out_indices=(1, 2, 4, 7), frozen_stages: int = -1,
                  norm_eval: bool = False, act: str = "ReLU6", bn_eps: float = 1e-5, bn_momentum: float = 0.1):
         super().__init__()
@@ -71,22 +71,9 @@ class MobileNetV2(nn.Module):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
         self._freeze()
 
-    def _freeze(self) -> None:
-        frozen = ([self.conv1] if self.frozen_stages >= 0 else []) + \
+    def frozen_modules(self) -> list[nn.Module]:
+        return ([self.conv1] if self.frozen_stages >= 0 else []) + \
             [getattr(self, f"layer{i}") for i in range(1, self.frozen_stages + 1)]
-        for module in frozen:
-            module.eval()
-            for p in module.parameters():
-                p.requires_grad = False
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self._freeze()
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, nn.BatchNorm2d):
-                    m.eval()
-        return self
 
     def forward(self, x: Tensor) -> tuple[Tensor, ...]:
         x = self.conv1(x)

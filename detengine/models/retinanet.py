@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import bias_init_with_prob, flatten_levels, normal_init, xavier_init
+from .layers import StagedBackbone, bias_init_with_prob, flatten_levels, normal_init, xavier_init
 
 __all__ = ["ResNetBackbone", "FPN", "RetinaHeadModule"]
 
@@ -21,7 +21,7 @@ def _caffe_strides(net) -> None:
             first.conv1.stride, first.conv2.stride = first.conv2.stride, (1, 1)
 
 
-class ResNetBackbone(nn.Module):
+class ResNetBackbone(StagedBackbone):
     """torchvision ResNet (``weights=None``: nothing is downloaded) returning C3, C4, C5.
 
     Pretrained weights come from the config's ``init_cfg`` (:mod:`detengine.pretrained`; torchvision
@@ -83,21 +83,8 @@ class ResNetBackbone(nn.Module):
             out[key] = value
         return out
 
-    def _freeze(self) -> None:
-        frozen = ([self.stem] if self.frozen_stages >= 0 else []) + list(self.stages[:max(self.frozen_stages, 0)])
-        for module in frozen:
-            module.eval()
-            for p in module.parameters():
-                p.requires_grad = False
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self._freeze()
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, nn.BatchNorm2d):
-                    m.eval()
-        return self
+    def frozen_modules(self) -> list[nn.Module]:
+        return ([self.stem] if self.frozen_stages >= 0 else []) + list(self.stages[:max(self.frozen_stages, 0)])
 
     def forward(self, x: Tensor) -> tuple[Tensor, ...]:
         x = self.stem(x)
