@@ -11,6 +11,14 @@ window offers it, also when the project file changed since (then saying so, with
 recovered boxes differ from the file's). An autosave that fails (full disk) leaves
 ``autosave_problem`` set, and ``autosaveProblemChanged`` tells, until an autosave succeeds.
 
+A big project (:data:`ASYNC_AUTOSAVE_MIN_RECORDS` images + boxes or more) is autosaved off the
+GUI thread: the GUI thread takes a cheap snapshot (:meth:`AnnotationProject.snapshot`), a worker
+thread makes the JSON (in pieces, so the GUI keeps running) and writes it; the outcome comes
+back to the GUI thread as a queued signal. One write at a time: a newer autosave waits for the
+running one and replaces any older one still waiting. Save, discard and release cancel what
+is waiting and wait for a write in progress, so no recovery file appears after them. A small
+project is written at once on the GUI thread (a few milliseconds).
+
 Two windows (or another program) on one file: each document is a *session* (``PID.TOKEN``).
 Its recovery file is named after the session (``DIGEST.PID.TOKEN.json``) and is offered to
 another window only once its owner is gone (:func:`session_alive`: another process that no
@@ -25,10 +33,13 @@ under the window.
 """
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
 import socket
+import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -36,6 +47,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import shiboken6
 from PySide6.QtCore import QFileSystemWatcher, QObject, QTimer, Signal
 from PySide6.QtGui import QUndoGroup, QUndoStack
 
@@ -52,6 +64,7 @@ RECOVERY_KEY = "detscope_recovery"
 AUTOSAVE_DELAY_MS = 3000
 AUTOSAVE_MAX_WAIT_S = 30.0      # steady editing still autosaves at least this often
 WATCH_DELAY_MS = 300            # a change on disk is looked at this long after the last event (writes settle)
+ASYNC_AUTOSAVE_MIN_RECORDS = 5000   # images + boxes from which the autosave runs in a worker thread
 HOST = socket.gethostname()
 
 # the sessions of this process that a window holds: session -> "is it still held?"
@@ -119,6 +132,10 @@ class Document(QObject):
         self._autosave.timeout.connect(self._on_autosave_timer)
         self._pending_since: float | None = None
         self.autosave_problem = ""               # the last autosave failure, "" when the unsaved edits are safe
+        self._job: _AutosaveJob | None = None    # the autosave being written in the worker thread
+        self._next_job: _AutosaveJob | None = None   # the newest autosave waiting for it
+        self._write_lock = threading.Lock()      # held by the worker while it writes the recovery file
+        _bridge().finished.connect(self._on_job_finished)
 
     # ------------------------------------------------------------------ undo stacks
 
@@ -150,13 +167,85 @@ class Document(QObject):
 
     def _on_autosave_timer(self) -> None:
         self._pending_since = None
+        if self.is_dirty() and len(self.project.images) + self.project.num_boxes >= ASYNC_AUTOSAVE_MIN_RECORDS:
+            self._start_job(self._make_job())
+            return
         try:
             self.write_recovery()
         except Exception as exc:                 # a full disk, a read-only home: say so, try again later
-            text = f"autosave failed, unsaved edits are not protected: {exc}"
-            self._set_autosave_problem(text)
-            self.autosaveFailed.emit(text)
-            self._autosave.start(AUTOSAVE_DELAY_MS * 5)
+            self._autosave_failed(exc)
+
+    def _autosave_failed(self, exc: BaseException) -> None:
+        text = f"autosave failed, unsaved edits are not protected: {exc}"
+        self._set_autosave_problem(text)
+        self.autosaveFailed.emit(text)
+        self._autosave.start(AUTOSAVE_DELAY_MS * 5)
+
+    # ------------------------------------------------------------------ autosave in a worker thread
+
+    def _recovery_meta(self) -> dict:
+        return {"project_path": str(self.project.path) if self.project.path else None,
+                "image_root": str(self.project.image_root), "kind": self.project.kind,
+                "saved_at": time.time(), "dirty_images": self.dirty_images(),
+                "source_sha1": self.project.source_digest,
+                "pid": os.getpid(), "host": HOST, "session": self.session}
+
+    def _make_job(self) -> _AutosaveJob:
+        """The GUI thread's part: the project as it is now (a snapshot) and the recovery meta.
+        The garbage collector is held off until the job is done (:func:`_hold_gc`)."""
+        _hold_gc()
+        try:
+            snapshot = self.project.snapshot()
+        except BaseException:
+            _release_gc()
+            raise
+        return _AutosaveJob(self.recovery_path(), snapshot, self._recovery_meta(), self._write_lock)
+
+    def _start_job(self, job: _AutosaveJob) -> None:
+        if self._job is not None:                # one write at a time; the newest waiting one wins
+            if self._next_job is not None:
+                self._next_job.drop()
+            self._next_job = job
+            return
+        self._job = job
+        threading.Thread(target=job.run, name="detscope-autosave", daemon=True).start()
+
+    def _on_job_finished(self, job: object) -> None:
+        if job is not self._job:                 # another document's, or one cancelled since
+            return
+        self._job = None
+        if job.error is not None:
+            self._autosave_failed(job.error)
+        elif job.written:
+            self._set_autosave_problem("")
+            self.autosaved.emit(str(job.path))
+        following, self._next_job = self._next_job, None
+        if following is not None:
+            self._start_job(following)
+
+    def _cancel_autosave(self) -> None:
+        """Drop the waiting autosave and wait for a write in progress: after this, the worker
+        writes no recovery file for this document (a job still serialising stops before it writes)."""
+        if self._next_job is not None:
+            self._next_job.drop()
+            self._next_job = None
+        job, self._job = self._job, None
+        if job is not None:
+            job.cancelled = True
+            with self._write_lock:
+                pass
+
+    def flush_autosave(self, timeout: float | None = None) -> bool:
+        """Wait (blocking) until no autosave is running or waiting, handling the outcomes;
+        False when ``timeout`` seconds passed first. Tests and benchmarks use it."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._job is not None:
+            job = self._job
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not job.finished.wait(left):
+                return False
+            self._on_job_finished(job)
+        return True
 
     def _set_autosave_problem(self, text: str) -> None:
         if text != self.autosave_problem:
@@ -252,7 +341,13 @@ class Document(QObject):
         refused with :class:`~detengine.io.ReadOnlyFileError`, symlink written through)."""
         old_recovery = self.recovery_path()          # keyed by the old path: Save As must remove it too
         old_lock = lock_path_for(self.project)
-        target = self.project.save(path)
+        self._cancel_autosave()
+        try:
+            target = self.project.save(path)
+        except BaseException:
+            if self.is_dirty() and not self._autosave.isActive():    # the cancelled autosave is owed
+                self._schedule_autosave()
+            raise
         old_recovery.unlink(missing_ok=True)
         self.remember_disk(self.project.source_digest)
         if lock_path_for(self.project) != old_lock and self._claimed:     # Save As: the lock moves along
@@ -274,6 +369,7 @@ class Document(QObject):
     def discard(self) -> None:
         """The user threw the unsaved edits away: no more autosaves, no recovery file."""
         self._autosave.stop()
+        self._cancel_autosave()
         self.discard_recovery()
         self._set_autosave_problem("")
 
@@ -383,8 +479,11 @@ class Document(QObject):
 
     def release(self) -> None:
         """The window lets go of this document (closed, or another project opened): no more
-        autosaves or watching, its session no longer counts as running, it leaves the lock."""
+        autosaves or watching, its session no longer counts as running, it leaves the lock. An
+        autosave being written is waited for (the recovery file holds the edits it snapshot);
+        none is written after this."""
         self._autosave.stop()
+        self._cancel_autosave()
         self._watch_timer.stop()
         watched = self.watcher.files() + self.watcher.directories()
         if watched:
@@ -395,19 +494,18 @@ class Document(QObject):
             _remove_holder(self.lock_path(), self.session)
 
     def write_recovery(self) -> Path | None:
-        """Write the whole project to the recovery file (atomic); removes it when nothing is unsaved."""
+        """Write the whole project to the recovery file now, on this thread (atomic); removes it
+        when nothing is unsaved. An autosave running or waiting in the worker is dropped first."""
+        self._cancel_autosave()
+        return self._write_recovery_now()
+
+    def _write_recovery_now(self) -> Path | None:
         if not self.is_dirty():
             self.discard_recovery()
             self._set_autosave_problem("")
             return None
         path = self.recovery_path()
-        data = self.project.to_coco(path, for_file=True)
-        data[RECOVERY_KEY] = {"project_path": str(self.project.path) if self.project.path else None,
-                              "image_root": str(self.project.image_root), "kind": self.project.kind,
-                              "saved_at": time.time(), "dirty_images": self.dirty_images(),
-                              "source_sha1": self.project.source_digest,
-                              "pid": os.getpid(), "host": HOST, "session": self.session}
-        atomic_write_text(path, json.dumps(data, separators=(",", ":")))
+        atomic_write_text(path, self.project.to_coco_text(path, for_file=True, add={RECOVERY_KEY: self._recovery_meta()}))
         self._set_autosave_problem("")
         self.autosaved.emit(str(path))
         return path
@@ -417,6 +515,96 @@ class Document(QObject):
         for path in self._adopted:
             path.unlink(missing_ok=True)
         self._adopted.clear()
+
+
+class _AutosaveJob:
+    """One autosave: made on the GUI thread (``snapshot``: the project's copy), serialised and
+    written by :meth:`run` in a worker thread, which then posts itself back through
+    :func:`_bridge` (a queued signal: handled on the GUI thread)."""
+
+    def __init__(self, path: Path, snapshot: AnnotationProject, meta: dict, lock: threading.Lock):
+        self.path, self.snapshot, self.meta, self.lock = path, snapshot, meta, lock
+        self.cancelled = False
+        self.written = False
+        self.error: BaseException | None = None
+        self.finished = threading.Event()
+        self._gc_held = True                     # _make_job held the collector off for this job
+
+    def drop(self) -> None:
+        """Never to run (replaced by a newer one, or cancelled while waiting): let go of it."""
+        self.snapshot = None
+        self._release_gc()
+
+    def _release_gc(self) -> None:
+        if self._gc_held:
+            self._gc_held = False
+            _release_gc()
+
+    def run(self) -> None:
+        try:
+            if not self.cancelled:
+                text = self.snapshot.to_coco_text(self.path, for_file=True, add={RECOVERY_KEY: self.meta})
+                with self.lock:
+                    if not self.cancelled:
+                        atomic_write_text(self.path, text)
+                        self.written = True
+        except Exception as exc:                 # a full disk, a read-only home: the GUI thread says so
+            self.error = exc
+        finally:
+            self.snapshot = None                 # freed before the collector comes back
+            self._release_gc()
+            self.finished.set()
+            bridge = _BRIDGE[0] if _BRIDGE else None
+            if bridge is not None and shiboken6.isValid(bridge):
+                bridge.finished.emit(self)
+
+
+_GC_LOCK = threading.Lock()
+_GC_HOLD = {"count": 0, "enabled": False, "interval": 0.005}
+AUTOSAVE_SWITCH_INTERVAL_S = 0.0005     # the GIL's switch interval while an autosave job lives
+
+
+def _hold_gc() -> None:
+    """The cyclic garbage collector off while an autosave's snapshot lives: the snapshot (three
+    objects per image) and the JSON records (one dict per box) would set off full collections
+    over the whole project (0.4-0.5 s at 200,000 boxes, holding the GIL: the GUI stalls). Made
+    and freed while it is off, they are never scanned. Nested holds count; the last release
+    puts it back as it was.
+
+    Meanwhile the GIL's switch interval is :data:`AUTOSAVE_SWITCH_INTERVAL_S` (Python's 5 ms
+    otherwise): each call from Qt into Python (a repaint of the image list makes hundreds) waits
+    for the worker to hand over the GIL, up to the interval each time (600 ms stalls at 5 ms)."""
+    with _GC_LOCK:
+        if _GC_HOLD["count"] == 0:
+            _GC_HOLD["enabled"] = gc.isenabled()
+            _GC_HOLD["interval"] = sys.getswitchinterval()
+            gc.disable()
+            sys.setswitchinterval(min(_GC_HOLD["interval"], AUTOSAVE_SWITCH_INTERVAL_S))
+        _GC_HOLD["count"] += 1
+
+
+def _release_gc() -> None:
+    with _GC_LOCK:
+        _GC_HOLD["count"] -= 1
+        if _GC_HOLD["count"] == 0:
+            sys.setswitchinterval(_GC_HOLD["interval"])
+            if _GC_HOLD["enabled"]:
+                gc.enable()
+
+
+class _Bridge(QObject):
+    """Lives on the GUI thread; the worker emits ``finished(job)`` on it (queued to the GUI thread)."""
+
+    finished = Signal(object)
+
+
+_BRIDGE: list[_Bridge] = []
+
+
+def _bridge() -> _Bridge:
+    if not _BRIDGE or not shiboken6.isValid(_BRIDGE[0]):
+        _BRIDGE[:] = [_Bridge()]
+    return _BRIDGE[0]
 
 
 def _stat(path) -> tuple[int, int] | None:

@@ -104,7 +104,23 @@ class _Filter(QSortFilterProxyModel):
             return False
         return self.cat_id is None or any(b.category_id == self.cat_id for b in record.boxes)
 
+    def sort(self, column: int, order=Qt.SortOrder.AscendingOrder) -> None:
+        """"#" ascending is the project's own order: the source order, no comparisons (a 20,000
+        image list is not sorted at open, nor again on each reset or filter change)."""
+        if column == 1 and order == Qt.SortOrder.AscendingOrder:
+            column = -1
+        super().sort(column, order)
+
     def lessThan(self, left, right) -> bool:
+        column = left.column()
+        if column in (1, 2, 3):                     # straight from the project (the same order as data())
+            images = self.sourceModel().doc.project.images
+            if column == 1:
+                return left.row() < right.row()
+            a, b = images[left.row()], images[right.row()]
+            if column == 3:
+                return len(a.boxes) < len(b.boxes)
+            return a.file_name.lower() < b.file_name.lower()
         a, b = self.sourceModel().data(left), self.sourceModel().data(right)
         if a is None or b is None:                  # images not evaluated sort after the others
             return a is not None
