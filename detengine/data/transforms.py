@@ -458,7 +458,7 @@ class FilterAnnotations(Transform):
     """mmdetection's ``FilterAnnotations`` (``by_box``): boxes (ignored ones included) not wider
     than ``min_gt_bbox_wh[0]`` and taller than ``[1]`` are dropped; when none is left,
     ``keep_empty=True`` (mmdetection's default) drops the whole sample (returns None: another
-    is fetched). Masks are not modelled: ``by_mask=True`` is refused."""
+    is fetched); ``keep_empty=False`` goes on with no boxes. Masks are not modelled: ``by_mask=True`` is refused."""
 
     def __init__(self, *, min_gt_bbox_wh=(1, 1), min_gt_mask_area: int = 1, by_box: bool = True,
                  by_mask: bool = False, keep_empty: bool = True):
@@ -475,9 +475,9 @@ class FilterAnnotations(Transform):
         if len(results["boxes"]) + len(results["ignore_boxes"]) == 0:
             return results
         keep, keep_ignore = self._keep(results["boxes"]), self._keep(results["ignore_boxes"])
-        if not (keep.any() or keep_ignore.any()):
-            return None if self.keep_empty else results
-        select_boxes(results, keep, keep_ignore, type(self).__name__)
+        if not (keep.any() or keep_ignore.any()) and self.keep_empty:
+            return None
+        select_boxes(results, keep, keep_ignore, type(self).__name__)   # keep_empty=False: maybe none left
         return results
 
 

@@ -54,12 +54,22 @@ def _ssd(model, core):
     _levels(core, len(n["out_channels"]), "model.neck.out_channels")
     head = SSDHeadModule(in_channels=n["out_channels"], num_base_priors=core.num_base_priors,
                          cls_channels=core.cls_channels(), use_depthwise=h.get("use_depthwise", False),
-                         **_conv_args(h))
+                         norm=bool(h.get("norm_cfg")),    # SSDHead's defaults: no norm, no activation
+                         **{**_conv_args(h), "act": (h.get("act_cfg") or {}).get("type")})
     for part, module in (("backbone", backbone), ("neck", neck), ("bbox_head", head)):
         init = model[part].get("init_cfg")
         if init is not None and not (isinstance(init, dict) and init.get("type") == "Pretrained"):
             apply_init_cfg(module, init)                 # SSDLite's own initialisation, as mmengine applies it
     return backbone, neck, head
+
+
+def _bottleneck_width(backbone: dict) -> int:
+    """torchvision's ``width_per_group`` for mmdetection's ResNet / ResNeXt: ResNeXt's
+    ``base_width`` (default 4) when grouped; with ``groups=1`` mmdetection's ResNeXt block is a
+    ResNet block (width = planes), which is 64 here."""
+    if backbone.get("type") != "ResNeXt" or backbone.get("groups", 1) == 1:
+        return 64
+    return backbone.get("base_width", 4)
 
 
 def _retinanet(model, core):
@@ -70,7 +80,7 @@ def _retinanet(model, core):
                               norm_requires_grad=(b.get("norm_cfg") or {}).get("requires_grad", True),
                               zero_init_residual=b.get("zero_init_residual", True),
                               style=b.get("style", "pytorch"), groups=b.get("groups", 1),
-                              base_width=b.get("base_width", 4 if b.get("type") == "ResNeXt" else 64))
+                              base_width=_bottleneck_width(b))
     _norm_of(backbone, b.get("norm_cfg"), eps=1e-5, momentum=0.1)
     n = model.get("neck", {})
     out = n["out_channels"]

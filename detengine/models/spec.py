@@ -34,6 +34,7 @@ REFUSED_TYPES = {
     "FPG": "FPG is not built here",
     "BFP": "BFP is not built here",
     "ChannelMapper": "ChannelMapper is not built here",
+    "AnchorHead": "AnchorHead (1x1 conv_cls / conv_reg, no conv tower) is not built here; RetinaHead is",
     "RTMDetHead": "RTMDetHead (convs not shared across levels, no separate BN) is not built here; "
                   "RTMDetSepBNHead is",
 }
@@ -146,7 +147,7 @@ SSDNECK = {
 }
 MOBILENET_V2 = {
     "widen_factor": ACTS, "out_indices": _value([(4, 7)], "SSDLite's two levels"), "frozen_stages": ACTS,
-    "conv_cfg": _value(None), "norm_cfg": _bn_cfg, "act_cfg": _relu, "norm_eval": ACTS, "with_cp": _value(False),
+    "conv_cfg": _value(None), "norm_cfg": _norm_cfg, "act_cfg": _relu, "norm_eval": ACTS, "with_cp": _value(False),
     "init_cfg": _mmengine_init,
 }
 CSPNEXT = {
@@ -186,7 +187,7 @@ PARTS = {
     "SSD": {"backbone": {"SSDVGG": SSDVGG, "MobileNetV2": MOBILENET_V2}, "neck": {"SSDNeck": SSDNECK},
             "bbox_head": {"SSDHead": SSD_HEAD}},
     "RetinaNet": {"backbone": {"ResNet": RESNET, "ResNeXt": RESNEXT}, "neck": {"FPN": FPN},
-                  "bbox_head": {"RetinaHead": RETINA_HEAD, "AnchorHead": RETINA_HEAD}},
+                  "bbox_head": {"RetinaHead": RETINA_HEAD}},
     "RTMDet": {"backbone": {"CSPNeXt": CSPNEXT}, "neck": {"CSPNeXtPAFPN": CSPNEXT_PAFPN},
                "bbox_head": {"RTMDetSepBNHead": RTMDET_SEPBN_HEAD}},
 }

@@ -106,11 +106,12 @@ class SSDHeadModule(nn.Module):
     default, as d2l's TinySSD."""
 
     def __init__(self, *, in_channels, num_base_priors, cls_channels: int, xavier: bool = True,
-                 use_depthwise: bool = False, act: str = "ReLU", bn_eps: float = 1e-5, bn_momentum: float = 0.1):
+                 use_depthwise: bool = False, norm: bool = True, act: str | None = "ReLU", bn_eps: float = 1e-5,
+                 bn_momentum: float = 0.1):
         super().__init__()
         self.cls_channels = cls_channels
         if use_depthwise:   # SSDLite: a 3x3 depthwise ConvModule (BN, activation), then a 1x1 predictor
-            conv = dict(act=act, bn_eps=bn_eps, bn_momentum=bn_momentum)
+            conv = dict(norm=norm, act=act, bn_eps=bn_eps, bn_momentum=bn_momentum)
 
             def branch(c, out):
                 return nn.Sequential(ConvModule(c, c, 3, 1, 1, groups=c, **conv), nn.Conv2d(c, out, 1))

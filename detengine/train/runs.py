@@ -158,6 +158,8 @@ def plain_config(cfg) -> dict:
         return {str(k): plain_config(v) for k, v in cfg.items()}
     if isinstance(cfg, (list, tuple)):
         return type(cfg)(plain_config(v) for v in cfg) if isinstance(cfg, tuple) else [plain_config(v) for v in cfg]
+    if hasattr(cfg, "item") and getattr(cfg, "ndim", 1) == 0:       # numpy / torch scalars
+        cfg = cfg.item()
     return cfg if cfg is None or isinstance(cfg, (bool, int, float, str)) else str(cfg)
 
 
@@ -185,7 +187,10 @@ def config_for_checkpoint(checkpoint) -> Path | None:
     cfg = checkpoint_config(checkpoint)
     if cfg is None:
         return None
-    text = Config.from_dict(cfg).pretty_text()
+    try:
+        text = Config.from_dict(cfg).pretty_text()
+    except ValueError:                      # not writable as a config (ConfigError): none from it
+        return None
     digest = hashlib.sha1(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:16]
     name = str(cfg.get("_name") or "run").replace("/", "_").replace("\\", "_")
     folder = detscope_home() / "configs"

@@ -272,3 +272,28 @@ def test_what_mmdetection_builds_when_a_key_is_absent_is_what_is_built():
     bns = [m for m in build_detector(CONFIGS["rtmdet_tiny_8xb32-300e_coco"]).neck.modules()
            if isinstance(m, torch.nn.BatchNorm2d)]
     assert {(m.eps, m.momentum) for m in bns} == {(1e-5, 0.1)}      # norm_cfg=dict(type='SyncBN'): PyTorch's
+
+
+def test_what_the_review_found_is_built_as_mmdetection_or_refused():
+    """An AnchorHead (1x1 predictors) is refused for the network; a ResNeXt with groups=1 is a
+    ResNet (mmdetection's width = planes); SSDHead without norm/act has neither (its defaults)."""
+    import copy
+    cfg = copy.deepcopy(CONFIGS["retinanet_r50_fpn_1x_coco"])
+    cfg["bbox_head"]["type"] = "AnchorHead"
+    with pytest.raises(ConfigBuildError, match="AnchorHead"):
+        build_detector(cfg)
+    x = copy.deepcopy(CONFIGS["retinanet_x101-32x4d_fpn_1x_coco"])
+    x["backbone"].update(groups=1, depth=101)
+    r101 = CONFIGS["retinanet_r101_fpn_1x_coco"]
+    with torch.device("meta"):
+        assert _numel(build_detector(x).backbone) == REF["retinanet_r101_fpn_1x_coco"]["backbone_params"]
+        lite = copy.deepcopy(CONFIGS["ssdlite_mobilenetv2-scratch_8xb24-600e_coco"])
+        for key in ("norm_cfg", "act_cfg"):
+            del lite["bbox_head"][key]
+        head = build_detector(lite).head
+    assert r101["backbone"]["type"] == "ResNet"
+    assert not any(isinstance(m, (torch.nn.BatchNorm2d, torch.nn.ReLU6)) for m in head.modules())
+    with pytest.raises(ConfigBuildError, match="norm_cfg"):
+        build_detector(dict(CONFIGS["ssdlite_mobilenetv2-scratch_8xb24-600e_coco"],
+                            backbone=dict(CONFIGS["ssdlite_mobilenetv2-scratch_8xb24-600e_coco"]["backbone"],
+                                          norm_cfg=None)))
