@@ -7,7 +7,8 @@ own work (priors, assignment, targets, losses).
   trainable_backbone_layers=3)`` (its transform fixed at 640: ``min_size=max_size=640``).
 * RTMDet-tiny, 640x640, batch 2: ours vs mmdetection 3.3.0's when ``mmdet`` imports (run with the
   reference venv of tests/engine/fixtures/README.md); otherwise ours alone.
-* "network only": the same model's forward and a backward of the sum of its outputs, no loss.
+* "network only": the same model's forward, a backward of the sum of its outputs and the SGD
+  update: the step without DetScope's own work (priors, assignment, targets, loss).
 
 One step = forward, loss, backward, SGD update on a fixed batch (no data loading). Interleaved,
 medians, 2 torch threads by default.
@@ -50,10 +51,11 @@ def _ours(name: str, size: int, batch: int):
         sum(losses.values()).backward()
         opt.step()
 
-    def network():
+    def network():                     # all but DetScope's own work: the same update, no loss
         cls, reg, _ = model(images)
         opt.zero_grad()
         (cls.float().sum() + reg.float().sum()).backward()
+        opt.step()
     return step, network
 
 
