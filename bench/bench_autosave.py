@@ -34,9 +34,10 @@ sys.path.insert(0, str(ROOT))
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
+from bench_gui import open_window_any as open_window  # noqa: E402
+from bench_gui import random_coco  # noqa: E402
 
-BOXES_PER_IMAGE, NUM_CLASSES = 10, 80
-W, H = 640, 480
+BOXES_PER_IMAGE = 10
 
 
 def make_data(root: Path, n: int) -> Path:
@@ -48,29 +49,8 @@ def make_data(root: Path, n: int) -> Path:
     rng = np.random.default_rng(n)
     for i in range(1, 21):
         cv2.imwrite(str(images_dir / f"{i:05d}.jpg"), np.full((48, 64, 3), i * 10, np.uint8))
-    images, annotations = [], []
-    for i in range(1, n + 1):
-        images.append({"id": i, "file_name": f"{i:05d}.jpg", "width": W, "height": H})
-        for _ in range(BOXES_PER_IMAGE):
-            w, h = rng.uniform(10, 200, 2)
-            x, y = rng.uniform(0, W - w), rng.uniform(0, H - h)
-            annotations.append({"id": len(annotations) + 1, "image_id": i, "category_id": int(rng.integers(1, 81)),
-                                "bbox": [round(x, 2), round(y, 2), round(w, 2), round(h, 2)],
-                                "area": round(w * h, 2), "iscrowd": 0})
-    categories = [{"id": c, "name": f"class{c}"} for c in range(1, NUM_CLASSES + 1)]
-    path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+    path.write_text(json.dumps(random_coco(n, BOXES_PER_IMAGE, rng)))
     return path
-
-
-def open_window(app, path: Path):
-    from app.dialogs import ConsoleDialogs
-    from app.main_window import MainWindow
-
-    t0 = time.perf_counter()
-    win = MainWindow(open_path=str(path), dialogs=ConsoleDialogs(), restore_layout=False)
-    win.show()
-    app.processEvents()
-    return win, time.perf_counter() - t0
 
 
 _CLOSED = []     # closed windows are kept (hidden): a window's QThreads must not be collected while running

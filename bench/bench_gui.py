@@ -49,23 +49,30 @@ def make_data(root: Path) -> Path:
     images_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     base = (rng.random((H // 8, W // 8, 3)) * 255).astype(np.uint8)
-    images, annotations = [], []
     for i in range(1, NUM_IMAGES + 1):
         name = f"{i:05d}.jpg"
         if not (images_dir / name).exists():
             tile = cv2.resize(np.roll(base, i, axis=1), (W, H), interpolation=cv2.INTER_LINEAR)
             cv2.imwrite(str(images_dir / name), tile, [cv2.IMWRITE_JPEG_QUALITY, 85])
-        images.append({"id": i, "file_name": name, "width": W, "height": H})
-        for _ in range(BOXES_PER_IMAGE):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(random_coco(NUM_IMAGES, BOXES_PER_IMAGE, rng)))
+    return path
+
+
+def random_coco(num_images: int, boxes_per_image: int, rng) -> dict:
+    """A COCO dict of ``num_images`` W x H images named ``00001.jpg``... with random boxes of
+    NUM_CLASSES classes (the big projects of the GUI benches)."""
+    images, annotations = [], []
+    for i in range(1, num_images + 1):
+        images.append({"id": i, "file_name": f"{i:05d}.jpg", "width": W, "height": H})
+        for _ in range(boxes_per_image):
             w, h = rng.uniform(10, 200, 2)
             x, y = rng.uniform(0, W - w), rng.uniform(0, H - h)
             annotations.append({"id": len(annotations) + 1, "image_id": i, "category_id": int(rng.integers(1, 81)),
                                 "bbox": [round(x, 2), round(y, 2), round(w, 2), round(h, 2)],
                                 "area": round(w * h, 2), "iscrowd": 0})
     categories = [{"id": c, "name": f"class{c}"} for c in range(1, NUM_CLASSES + 1)]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
-    return path
+    return {"images": images, "annotations": annotations, "categories": categories}
 
 
 def open_window_any(app, path: Path):
