@@ -169,8 +169,9 @@ class Dialogs:
                                               "Checkpoint (*.pth *.pt);;All files (*)")
         return path or None
 
-    def ask_save_path(self, folder: str) -> str | None:
-        dialog = QFileDialog(self.window, "Save COCO JSON", folder, "COCO JSON (*.json)")
+    def ask_save_path(self, suggested: str) -> str | None:
+        """A file to save the project to; ``suggested``: the folder, or a path with the name to offer."""
+        dialog = QFileDialog(self.window, "Save COCO JSON", suggested, "COCO JSON (*.json)")
         dialog.setAcceptMode(QFileDialog.AcceptMode.AcceptSave)
         dialog.setDefaultSuffix("json")          # the overwrite question then sees the real name
         if dialog.exec() != QDialog.DialogCode.Accepted or not dialog.selectedFiles():

@@ -21,6 +21,7 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QMenu, QTabWidget
 
 from app import theme
+from app.annotate import document
 from app.annotate.canvas import Canvas
 from app.annotate.class_panel import ClassPanel
 from app.annotate.document import Document, holder_text, load_recovery, pending_recovery
@@ -147,7 +148,7 @@ class MainWindow(QMainWindow):
         a["open_json"] = self._action("Open COCO JSON…", self.ask_open_json, ["Ctrl+O"])
         a["open_folder"] = self._action("Open Folder (VOC or images)…", self.ask_open_folder, ["Ctrl+Shift+O"])
         a["open_sample"] = self._action("Open Sample Project", self.open_sample)
-        a["save"] = self._action("Save", self.save, ["Ctrl+S"])
+        a["save"] = self._action("Save", lambda: self.save(background=True), ["Ctrl+S"])
         a["save_as"] = self._action("Save As…", self.save_as, ["Ctrl+Shift+S"])
         a["export"] = self._action("Export Predictions (COCO results)…", lambda: self.eval_panel.ask_export())
         a["quit"] = self._action("Quit", self.close, ["Ctrl+Q"])
@@ -449,6 +450,7 @@ class MainWindow(QMainWindow):
         self.doc.autosaved.connect(lambda p: self.show_message(f"autosaved unsaved edits to {p}", 4000))
         self.doc.autosaveFailed.connect(lambda text: self.show_message(text, 15000))
         self.doc.autosaveProblemChanged.connect(self.autosave_warning.setText)
+        self.doc.saveFinished.connect(self._on_save_finished)
         self.autosave_warning.setText(self.doc.autosave_problem)
         if self.persist:                         # a crash must find this project at the next start
             settings().setValue("project/last", str(project.path or project.image_root))
@@ -617,18 +619,22 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ saving and closing
 
-    def save(self) -> bool:
+    def save(self, background: bool = False) -> bool:
+        """Save to the project's file (Save As when it has none). ``background`` (Ctrl+S): a big
+        project is written in a worker thread while the window stays usable; True then means
+        the save started (its end is said in the status bar, a failure in a dialog)."""
         if self.doc.project.path is None:
             return self.save_as()
-        return self._save_to(None)
+        return self._save_to(None, background=background)
 
     def save_as(self) -> bool:
         project = self.doc.project
-        folder = str(project.path.parent if project.path else project.image_root)
-        path = self.dialogs.ask_save_path(folder)
+        folder = project.path.parent if project.path else project.image_root
+        name = project.path.name if project.path else f"{project.image_root.name or 'annotations'}.json"
+        path = self.dialogs.ask_save_path(str(folder / name))
         return bool(path) and self._save_to(path)
 
-    def _save_to(self, path) -> bool:
+    def _save_to(self, path, background: bool = False) -> bool:
         from detengine.api import DatasetError, ReadOnlyFileError
         project = self.doc.project
         same_file = path is None or (project.path is not None and Path(path).absolute() == project.path)
@@ -642,6 +648,13 @@ class MainWindow(QMainWindow):
             if answer != "overwrite":
                 self.show_message(f"not saved: {project.path} changed on disk; your edits are still open", 10000)
                 return False
+        if background and len(project.images) + project.num_boxes >= document.ASYNC_AUTOSAVE_MIN_RECORDS:
+            running = self.doc.save_job is not None
+            self.doc.start_save(path)
+            self.show_message("a save is running: saving again when it ends" if running else
+                              f"saving {len(project.images)} images, {project.num_boxes} boxes in the background "
+                              f"(you can keep working)…", 0)
+            return True
         try:
             target = self.doc.save(path)
         except ReadOnlyFileError as exc:          # left as it is: offer another file
@@ -650,16 +663,33 @@ class MainWindow(QMainWindow):
         except (OSError, DatasetError) as exc:
             self.dialogs.error("Cannot save", f"{exc}\nNothing was overwritten; your edits are still open.")
             return False
+        self._saved(target, len(project.images), project.num_boxes)
+        return True
+
+    def _saved(self, target, images: int, boxes: int, note: str = "") -> None:
         settings().setValue("project/last", str(target))
         self._update_title()
-        self.show_message(f"saved {len(self.doc.project.images)} images, {self.doc.project.num_boxes} boxes "
-                          f"to {target}", 6000)
-        return True
+        self.show_message(f"saved {images} images, {boxes} boxes to {target}{note}", 6000)
+
+    def _on_save_finished(self, job) -> None:
+        """A background save ended: say where it went, or why not (as a save on this thread does)."""
+        from detengine.api import ReadOnlyFileError
+        if job.error is None:
+            later = " (edits made while saving are not in it yet)" if self.doc.is_dirty() else ""
+            self._saved(job.target, job.images, job.boxes, later)
+        elif isinstance(job.error, ReadOnlyFileError):
+            self.show_message("not saved", 6000)
+            self.dialogs.error("Cannot save", f"{job.error}\nNothing was overwritten; choose where to save a copy.")
+            self.save_as()
+        else:
+            self.show_message("not saved", 6000)
+            self.dialogs.error("Cannot save", f"{job.error}\nNothing was overwritten; your edits are still open.")
 
     def reload_project(self) -> bool:
         """Read the project file again, dropping this window's unsaved edits; the shown image
         stays. False (and nothing changes) when the file cannot be read."""
         from detengine.api import AnnotationProject, DatasetError
+        self.doc.wait_for_save()
         old = self.doc.project
         index = self.editor.index
         try:
@@ -691,7 +721,11 @@ class MainWindow(QMainWindow):
         self.dialogs.notice("The file changed on disk", text)
 
     def maybe_save(self, what: str) -> bool:
-        """True when it is fine to drop the current project (saved, or the user said discard)."""
+        """True when it is fine to drop the current project (saved, or the user said discard).
+        A background save still writing is waited for first (it may leave nothing unsaved)."""
+        if self.doc is not None and self.doc.save_job is not None:
+            self.show_message("waiting for the save to finish…", 0)
+            self.doc.wait_for_save()
         if self.doc is None or not self.doc.is_dirty():
             return True
         answer = self.dialogs.ask_save_changes(what)

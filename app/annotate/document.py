@@ -57,7 +57,7 @@ from detengine.api import atomic_write_text, pid_alive
 if TYPE_CHECKING:                # detengine.data imports torch: not before the window shows (app/main.py)
     from detengine.api import AnnotationProject, Box, Category
 
-__all__ = ["Document", "RECOVERY_KEY", "AUTOSAVE_DELAY_MS", "PendingRecovery", "pending_recovery", "load_recovery",
+__all__ = ["Document", "SaveJob", "RECOVERY_KEY", "AUTOSAVE_DELAY_MS", "PendingRecovery", "pending_recovery", "load_recovery",
            "session_alive", "lock_path_for", "lock_holders", "HOST", "holder_text"]
 
 RECOVERY_KEY = "detscope_recovery"
@@ -103,6 +103,7 @@ class Document(QObject):
     autosaveFailed = Signal(str)
     autosaveProblemChanged = Signal(str)
     changedOnDisk = Signal(str)
+    saveFinished = Signal(object)       # a background save ended: its SaveJob (``target`` or ``error``)
 
     def __init__(self, project: AnnotationProject, parent: QObject | None = None):
         super().__init__(parent)
@@ -135,6 +136,9 @@ class Document(QObject):
         self._job: _AutosaveJob | None = None    # the autosave being written in the worker thread
         self._next_job: _AutosaveJob | None = None   # the newest autosave waiting for it
         self._write_lock = threading.Lock()      # held by the worker while it writes the recovery file
+        self.save_job: SaveJob | None = None     # the background save running now (start_save)
+        self._save_again: object = None          # a Save asked for while one runs: its path (or True)
+        self._edits_since_snapshot = _EditLog()  # what changed while a background save was writing
         _bridge().finished.connect(self._on_job_finished)
 
     # ------------------------------------------------------------------ undo stacks
@@ -211,6 +215,9 @@ class Document(QObject):
         threading.Thread(target=job.run, name="detscope-autosave", daemon=True).start()
 
     def _on_job_finished(self, job: object) -> None:
+        if isinstance(job, SaveJob):
+            self._on_save_finished(job)
+            return
         if job is not self._job:                 # another document's, or one cancelled since
             return
         self._job = None
@@ -273,6 +280,7 @@ class Document(QObject):
     def mark_project_dirty(self, images=()) -> None:
         self._project_dirty = True
         self._touched.update(images)
+        self._edits_since_snapshot.note(images)
         self._on_change(-1)
         for i in images:
             self.dirtyChanged.emit(i)
@@ -337,34 +345,105 @@ class Document(QObject):
     # ------------------------------------------------------------------ saving
 
     def save(self, path=None) -> Path:
-        """Save the project (see :meth:`AnnotationProject.save`: versioned backup, read-only
-        refused with :class:`~detengine.io.ReadOnlyFileError`, symlink written through)."""
+        """Save the project now, on this thread (see :meth:`AnnotationProject.save`: versioned
+        backup, read-only refused with :class:`~detengine.io.ReadOnlyFileError`, symlink written
+        through). A background save still running is waited for first."""
+        self.wait_for_save()
         old_recovery = self.recovery_path()          # keyed by the old path: Save As must remove it too
         old_lock = lock_path_for(self.project)
         self._cancel_autosave()
         try:
             target = self.project.save(path)
         except BaseException:
-            if self.is_dirty() and not self._autosave.isActive():    # the cancelled autosave is owed
-                self._schedule_autosave()
+            self._owe_autosave()
             raise
-        old_recovery.unlink(missing_ok=True)
+        marks = _SaveMarks(self)
+        self._after_save(old_recovery, old_lock, marks)
+        return target
+
+    def _owe_autosave(self) -> None:
+        if self.is_dirty() and not self._autosave.isActive():    # the cancelled autosave is owed
+            self._schedule_autosave()
+
+    def _after_save(self, old_recovery: Path, old_lock: Path, marks: "_SaveMarks") -> None:
+        """The file now holds the project as ``marks`` saw it: what was not edited since is
+        clean, what was stays unsaved (and keeps its recovery file)."""
         self.remember_disk(self.project.source_digest)
         if lock_path_for(self.project) != old_lock and self._claimed:     # Save As: the lock moves along
             _remove_holder(old_lock, self.session)
             self._join_lock()
         self._watch()
-        for stack in self._stacks.values():
-            stack.setClean()
-        touched, self._touched = self._touched, set()
-        self._project_dirty = False
-        self._autosave.stop()
-        self.discard_recovery()
-        self._set_autosave_problem("")
+        since = self._edits_since_snapshot
+        for image, stack in self._stacks.items():
+            if marks.indexes.get(image, 0) == stack.index() and image not in since.images:
+                stack.setClean()
+            elif image in marks.indexes:
+                stack.resetClean()                   # edited since: unsaved until the next save, undo or not
+        touched, self._touched = self._touched, set(since.images)
+        self._project_dirty = since.project
+        if self.is_dirty():                          # edits made while the file was written
+            if old_recovery != self.recovery_path():
+                old_recovery.unlink(missing_ok=True)
+            self._schedule_autosave()
+        else:
+            old_recovery.unlink(missing_ok=True)
+            self._autosave.stop()
+            self.discard_recovery()
+            self._set_autosave_problem("")
         for image in touched:
             self.dirtyChanged.emit(image)
         self.dirtyChanged.emit(-1)
-        return target
+
+    # ------------------------------------------------------------------ saving in the background
+
+    def start_save(self, path=None) -> "SaveJob":
+        """Save in a worker thread while the window stays usable (what Ctrl+S does for a big
+        project): a snapshot is taken now and written as :meth:`save` writes; ``saveFinished``
+        brings the job back (``target`` set, or ``error``). Edits made meanwhile are not in the
+        file and stay unsaved. A Save asked for while one runs is done when it ends."""
+        if self.save_job is not None:
+            self._save_again = path if path is not None else True
+            return self.save_job
+        old_recovery, old_lock = self.recovery_path(), lock_path_for(self.project)
+        self._cancel_autosave()
+        self._autosave.stop()
+        marks = _SaveMarks(self)
+        _hold_gc()
+        try:
+            snapshot = self.project.snapshot()
+        except BaseException:
+            _release_gc()
+            raise
+        self.save_job = job = SaveJob(path, snapshot, marks, old_recovery, old_lock)
+        threading.Thread(target=job.run, name="detscope-save", daemon=True).start()
+        return job
+
+    def _on_save_finished(self, job: "SaveJob") -> None:
+        if job is not self.save_job:
+            return
+        self.save_job = None
+        if job.error is None:
+            saved = job.saved
+            self.project.path, self.project.kind, self.project.source_digest = saved
+            self._after_save(job.old_recovery, job.old_lock, job.marks)
+        else:
+            self._owe_autosave()
+        self.saveFinished.emit(job)
+        again, self._save_again = self._save_again, None
+        if again is not None and job.error is None and self.is_dirty():
+            self.start_save(None if again is True else again)
+
+    def wait_for_save(self, timeout: float | None = None) -> bool:
+        """Block until the background save (if any) has ended and been handled; False when
+        ``timeout`` seconds passed first. Closing, reloading and a save on this thread use it."""
+        job = self.save_job
+        if job is None:
+            return True
+        if not job.finished.wait(timeout):
+            return False
+        self._save_again = None
+        self._on_save_finished(job)
+        return True
 
     def discard(self) -> None:
         """The user threw the unsaved edits away: no more autosaves, no recovery file."""
@@ -440,7 +519,10 @@ class Document(QObject):
 
     def check_disk(self) -> str:
         """Look at the project file now; emit ``changedOnDisk(state)`` once per new outside
-        change. Returns :meth:`disk_state`."""
+        change. Returns :meth:`disk_state`; while a background save writes the file, ``"same"``
+        (its end looks again)."""
+        if self.save_job is not None:
+            return "same"
         path = self._file()
         if path is not None and path.exists() and str(path) not in self.watcher.files():
             self.watcher.addPath(str(path))
@@ -482,6 +564,7 @@ class Document(QObject):
         autosaves or watching, its session no longer counts as running, it leaves the lock. An
         autosave being written is waited for (the recovery file holds the edits it snapshot);
         none is written after this."""
+        self.wait_for_save()
         self._autosave.stop()
         self._cancel_autosave()
         self._watch_timer.stop()
@@ -553,6 +636,58 @@ class _AutosaveJob:
         finally:
             self.snapshot = None                 # freed before the collector comes back
             self._release_gc()
+            self.finished.set()
+            bridge = _BRIDGE[0] if _BRIDGE else None
+            if bridge is not None and shiboken6.isValid(bridge):
+                bridge.finished.emit(self)
+
+
+class _EditLog:
+    """What was edited outside the undo stacks (class edits, sizes) since the last snapshot a
+    save took: those images and the project stay unsaved after that save."""
+
+    def __init__(self):
+        self.images: set[int] = set()
+        self.project = False
+
+    def note(self, images) -> None:
+        self.images.update(images)
+        self.project = True
+
+
+class _SaveMarks:
+    """Where each undo stack stood when a save took its snapshot (so that only what was not
+    edited since becomes clean); starts a fresh :class:`_EditLog` on the document."""
+
+    def __init__(self, doc: "Document"):
+        self.indexes = {image: stack.index() for image, stack in doc._stacks.items()}
+        doc._edits_since_snapshot = _EditLog()
+
+
+class SaveJob:
+    """One background save: the snapshot written by :meth:`run` in a worker thread exactly as
+    :meth:`AnnotationProject.save` writes the project; posted back through :func:`_bridge`.
+    ``target`` is the file written, ``error`` what stopped it (the file is then as it was)."""
+
+    def __init__(self, path, snapshot: AnnotationProject, marks: _SaveMarks, old_recovery: Path, old_lock: Path):
+        self.path, self.snapshot, self.marks = path, snapshot, marks
+        self.old_recovery, self.old_lock = old_recovery, old_lock
+        self.target: Path | None = None
+        self.saved: tuple | None = None          # the snapshot's (path, kind, source_digest) after the write
+        self.error: BaseException | None = None
+        self.images = len(snapshot.images)
+        self.boxes = snapshot.num_boxes
+        self.finished = threading.Event()
+
+    def run(self) -> None:
+        try:
+            self.target = self.snapshot.save(self.path)
+            self.saved = (self.snapshot.path, self.snapshot.kind, self.snapshot.source_digest)
+        except Exception as exc:                 # read-only, a full disk: the GUI thread says so
+            self.error = exc
+        finally:
+            self.snapshot = None
+            _release_gc()
             self.finished.set()
             bridge = _BRIDGE[0] if _BRIDGE else None
             if bridge is not None and shiboken6.isValid(bridge):
