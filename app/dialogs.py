@@ -31,6 +31,7 @@ SHORTCUTS = [
     ("F / Ctrl+0", "fit the image to the window"), ("Ctrl+1", "1:1 (one image pixel per screen pixel)"),
     ("wheel / Ctrl+wheel", "zoom around the cursor"), ("middle drag / Space+drag", "pan"),
     ("Esc", "cancel drawing, clear the selection"), ("Ctrl+O", "open a COCO JSON"), ("Ctrl+Shift+O", "open a folder"),
+    ("F11", "image only: hide the panels (again: show them); View > Reset Layout puts every panel back"),
 ]
 
 

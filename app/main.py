@@ -48,6 +48,16 @@ XCB_LIBRARIES = {
 _X11_PLATFORMS = ("linux", "freebsd", "openbsd", "netbsd")
 
 
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must be WIDTHxHEIGHT, e.g. 1024x700, got {text!r}") from None
+    if not (320 <= w <= 10000 and 240 <= h <= 10000):
+        raise argparse.ArgumentTypeError(f"size {w}x{h} is outside 320x240 .. 10000x10000")
+    return w, h
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="detscope", description="DetScope: look inside dense object detectors.")
     p.add_argument("--config", default="ssd300_coco", metavar="NAME",
@@ -56,7 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--view", default="annotate", metavar="NAME",
                    help=f"view to show: {', '.join(VIEWS)} (default: annotate)")
     p.add_argument("--screenshot", type=Path, metavar="PATH",
-                   help=f"render the window offscreen at {SCREENSHOT_SIZE[0]}x{SCREENSHOT_SIZE[1]}, save a PNG, exit")
+                   help="render the window offscreen (at --size), save a PNG, exit")
+    p.add_argument("--size", type=_size, metavar="WxH",
+                   help=f"window size in pixels, e.g. 1024x700 (default: the last session's, or "
+                        f"{SCREENSHOT_SIZE[0]}x{SCREENSHOT_SIZE[1]} for --screenshot)")
     p.add_argument("--open", dest="open_path", metavar="PATH",
                    help="a COCO JSON file, a Pascal VOC folder or a folder of images (default: the last "
                         "project, else the built-in sample project)")
@@ -222,10 +235,12 @@ def _run_gui(args) -> int:
     if args.screenshot is not None:
         _configure_pyqtgraph()
         window = _create_window(args, defer_engine=False)
-        return 1 if window is None else _save_screenshot(app, window, args.screenshot)
+        return 1 if window is None else _save_screenshot(app, window, args.screenshot, args.size or SCREENSHOT_SIZE)
     window = _create_window(args, defer_engine=True)
     if window is None:
         return 1
+    if args.size:
+        window.resize(*args.size)
     _report_startup_times(app, window)
     window.engineLoaded.connect(lambda: window.config_problem and print(
         f"detscope: {window.config_problem.replace(chr(10), ' ')}", file=sys.stderr))
@@ -274,11 +289,11 @@ def _say_why_the_view_is_empty(window) -> None:
         print(f"detscope: the debug view: {failure}", file=sys.stderr)
 
 
-def _save_screenshot(app, window, path: Path) -> int:
+def _save_screenshot(app, window, path: Path, size=SCREENSHOT_SIZE) -> int:
     from PySide6.QtCore import Qt
 
     window.setAttribute(Qt.WidgetAttribute.WA_DontShowOnScreen, True)
-    window.resize(*SCREENSHOT_SIZE)
+    window.resize(*size)
     window.show()
     for _ in range(3):
         app.processEvents()

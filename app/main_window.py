@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QByteArray, QEvent, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QMenu, QTabWidget
+from PySide6.QtWidgets import QDockWidget, QFrame, QLabel, QMainWindow, QMenu, QScrollArea, QTabWidget
 
 from app import theme
 from app.annotate import document
@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 __all__ = ["MainWindow", "VIEWS"]
 
 VIEWS = ("annotate", "anchors", "assign", "loss", "nms", "scan", "train", "evaluate")
+CANVAS_SHARE = 0.52         # the canvas keeps at least this share of the window's width (docks shrink, scroll)
+DOCK_MIN_WIDTH = 160        # a dock can be made this narrow: its content scrolls
 
 
 class MainWindow(QMainWindow):
@@ -74,8 +76,8 @@ class MainWindow(QMainWindow):
         self._connect()
         self.setAcceptDrops(True)
         self.resize(1280, 800)
-        if restore_layout:
-            self._restore_layout()
+        self._layout_restored = restore_layout and self._restore_layout()
+        self._docks_fitted = False
         if defer_engine:
             self._defer_engine_steps(config, open_path, image_index, view)
             return
@@ -97,13 +99,98 @@ class MainWindow(QMainWindow):
                 ("training", "Training", _placeholder(), Qt.DockWidgetArea.RightDockWidgetArea)):
             dock = QDockWidget(title, self)
             dock.setObjectName(f"dock_{key}")
-            dock.setWidget(widget)
             self.addDockWidget(area, dock)
             self.docks[key] = dock
+            self._set_dock_content(key, widget)
         self.tabifyDockWidget(self.docks["classes"], self.docks["debug"])
         self.tabifyDockWidget(self.docks["debug"], self.docks["training"])
         self.docks["classes"].raise_()
-        self.resizeDocks([self.docks["images"], self.docks["classes"]], [290, 300], Qt.Orientation.Horizontal)
+        self._hidden_docks: list[str] = []       # the docks "Image Only" hid, shown again by the next toggle
+
+    def _set_dock_content(self, key: str, widget) -> None:
+        """``widget`` into dock ``key``, inside a scroll area (the image list scrolls by itself):
+        a dock can be made narrow without forcing the window wider or starving the canvas."""
+        old = self.docks[key].widget()
+        if key == "images":
+            widget.setMinimumWidth(DOCK_MIN_WIDTH)
+            self.docks[key].setWidget(widget)
+        else:
+            area = QScrollArea()
+            area.setWidgetResizable(True)
+            area.setFrameShape(QFrame.Shape.NoFrame)
+            area.setWidget(widget)
+            area.setMinimumWidth(DOCK_MIN_WIDTH)
+            self.docks[key].setWidget(area)
+        if old is not None:
+            old.deleteLater()
+
+    def dock_content(self, key: str):
+        """The panel a dock shows (inside its scroll area)."""
+        widget = self.docks[key].widget()
+        return widget.widget() if isinstance(widget, QScrollArea) else widget
+
+    def dock_widths(self, right: str = "classes") -> tuple[int, int]:
+        """(image list, right dock) widths that leave the canvas :data:`CANVAS_SHARE` of the
+        window: the image list ~17 % (150-290 px), the right dock the rest up to 560 px."""
+        width = max(self.width(), 640)
+        images = max(150, min(290, int(width * 0.17)))
+        wanted = 300 if right == "classes" else 560
+        room = int(width * (1 - CANVAS_SHARE)) - images - 16     # two dock separators and frames
+        return images, max(DOCK_MIN_WIDTH, min(wanted, room))
+
+    def fit_docks(self, right: str | None = None) -> None:
+        """Give the docks their :meth:`dock_widths` (the right one: ``right``'s, else the one shown)."""
+        if right is None:
+            right = next((k for k in ("debug", "training", "classes") if self._dock_shown(k)), "classes")
+        images, side = self.dock_widths(right)
+        docks = [d for d in (self.docks["images"], self.docks[right]) if d.isVisible()]
+        sizes = [images if d is self.docks["images"] else side for d in docks]
+        if docks:
+            self.resizeDocks(docks, sizes, Qt.Orientation.Horizontal)
+
+    def _dock_shown(self, key: str) -> bool:
+        dock = self.docks[key]
+        return dock.isVisible() and not dock.visibleRegion().isEmpty()
+
+    def reset_layout(self) -> None:
+        """View > Reset Layout: every dock back in its place, docked and shown, the right ones
+        tabbed, sizes that leave the canvas its share."""
+        self._hidden_docks = []
+        for key, area in (("images", Qt.DockWidgetArea.LeftDockWidgetArea),
+                          ("classes", Qt.DockWidgetArea.RightDockWidgetArea),
+                          ("debug", Qt.DockWidgetArea.RightDockWidgetArea),
+                          ("training", Qt.DockWidgetArea.RightDockWidgetArea)):
+            dock = self.docks[key]
+            dock.setFloating(False)
+            self.addDockWidget(area, dock)
+            dock.show()
+        self.tabifyDockWidget(self.docks["classes"], self.docks["debug"])
+        self.tabifyDockWidget(self.docks["debug"], self.docks["training"])
+        self.docks["classes"].raise_()
+        self.fit_docks("classes")
+
+    def toggle_image_only(self) -> None:
+        """F11: hide every dock (the image alone, as in an image viewer); again: show them back."""
+        if self._hidden_docks:
+            for key in self._hidden_docks:
+                self.docks[key].show()
+            self._hidden_docks = []
+            self.fit_docks()
+            return
+        self._hidden_docks = [k for k, d in self.docks.items() if d.isVisible()]
+        for key in self._hidden_docks:
+            self.docks[key].hide()
+        self.show_message("image only: F11 shows the panels again", 4000)
+
+    def canvas_share(self) -> float:
+        return self.canvas.width() / max(1, self.width())
+
+    def _keep_canvas_room(self) -> None:
+        """After the window's size changed: a layout saved on a bigger screen (or docks dragged
+        wide, then the window made smaller) must not starve the canvas: with less than half the
+        width, the docks are fitted again. Dragging a dock wider is left alone."""
+        if self.isVisible() and self.canvas_share() < 0.5:
+            self.fit_docks()
 
     def _build_panels(self, config: str) -> None:
         """The debug, training and evaluation panels (these import the engine: PyTorch, torchvision)."""
@@ -122,8 +209,7 @@ class MainWindow(QMainWindow):
         self.training_tabs.addTab(self.training_panel, "Train")
         self.training_tabs.addTab(self.eval_panel, "Evaluate")
         for key, widget in (("debug", self.debug_panel), ("training", self.training_tabs)):
-            self.docks[key].widget().deleteLater()
-            self.docks[key].setWidget(widget)
+            self._set_dock_content(key, widget)
         self._connect_panels()
         if problem:
             self.debug_panel.notice = self.config_problem
@@ -166,6 +252,8 @@ class MainWindow(QMainWindow):
         a["zoom_in"] = self._action("Zoom In", lambda: self.canvas.zoom_by(1.25), ["Ctrl++", "Ctrl+="])
         a["zoom_out"] = self._action("Zoom Out", lambda: self.canvas.zoom_by(0.8), ["Ctrl+-"])
         a["shortcuts"] = self._action("Keyboard Shortcuts", self.dialogs.show_shortcuts, ["F1"])
+        a["image_only"] = self._action("Image Only (hide panels)", self.toggle_image_only, ["F11"])
+        a["reset_layout"] = self._action("Reset Layout", self.reset_layout)
         for k in range(1, 10):
             a[f"class_{k}"] = self._action(f"Class {k}", lambda _=False, k=k: self.pick_class_by_key(k), [str(k)])
         a["undo"].setEnabled(False)
@@ -175,7 +263,8 @@ class MainWindow(QMainWindow):
         a, bar = self.actions_by_name, self.menuBar()
         menus = {"&File": ["open_json", "open_folder", "open_sample", None, "save", "save_as", "export", None, "quit"],
                  "&Edit": ["undo", "redo", None, "draw", "delete", "copy", "paste", "duplicate"],
-                 "&View": ["next", "prev", None, "fit", "actual", "zoom_in", "zoom_out"],
+                 "&View": ["next", "prev", None, "fit", "actual", "zoom_in", "zoom_out", None, "image_only",
+                           "reset_layout"],
                  "&Help": ["shortcuts"]}
         for title, names in menus.items():
             menu = bar.addMenu(title)
@@ -304,7 +393,7 @@ class MainWindow(QMainWindow):
     def _set_actions_enabled(self, enabled: bool) -> None:
         """Menus and shortcuts wait for the panels (Quit and the shortcut list excepted)."""
         for name, action in self.actions_by_name.items():
-            if name not in ("quit", "shortcuts", "undo", "redo"):
+            if name not in ("quit", "shortcuts", "undo", "redo", "image_only", "reset_layout"):
                 action.setEnabled(enabled)
         group = self.doc.undo_group if enabled and self.doc is not None else None
         self.actions_by_name["undo"].setEnabled(group is not None and group.canUndo())
@@ -312,13 +401,13 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ layout memory
 
-    def _restore_layout(self) -> None:
+    def _restore_layout(self) -> bool:
+        """The last session's geometry and docks; True when there was a saved dock layout."""
         s = settings()
         geometry, state = s.value("window/geometry"), s.value("window/state")
         if isinstance(geometry, QByteArray):
             self.restoreGeometry(geometry)
-        if isinstance(state, QByteArray):
-            self.restoreState(state)
+        return isinstance(state, QByteArray) and self.restoreState(state)
 
     def _save_layout(self) -> None:
         s = settings()
@@ -781,7 +870,18 @@ class MainWindow(QMainWindow):
     def _raise_dock(self, key: str) -> None:
         self.docks[key].show()
         self.docks[key].raise_()
-        self.resizeDocks([self.docks["images"], self.docks[key]], [200, 560], Qt.Orientation.Horizontal)
+        self.fit_docks(key)
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if not self._docks_fitted:               # the first show: sizes for this window's width
+            self._docks_fitted = True
+            if not self._layout_restored:
+                QTimer.singleShot(0, self.fit_docks)
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        QTimer.singleShot(0, self._keep_canvas_room)     # after the docks have their new sizes
 
     def view_drawn(self) -> bool:
         """The panels are loaded and the visible debug view, if any, shows its finished trace of

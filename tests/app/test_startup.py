@@ -173,7 +173,7 @@ def test_deferred_window_loads_step_by_step(qtbot, deferred_window):
     with qtbot.waitSignal(w.ready, timeout=120_000):
         w.show()
     assert w.engine_loaded and w.doc is not None and w.editor.index == 0
-    assert w.docks["debug"].widget() is w.debug_panel and w.debug_panel.current_page() is w.debug_panel.pages["assign"]
+    assert w.dock_content("debug") is w.debug_panel and w.debug_panel.current_page() is w.debug_panel.pages["assign"]
     assert w.debug_panel.result is not None and w.debug_panel.result.image == 0
     assert w.actions_by_name["save"].isEnabled() and not w.actions_by_name["undo"].isEnabled()
     assert w.statusBar().currentMessage().startswith("opened ")

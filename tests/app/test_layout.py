@@ -1,0 +1,59 @@
+"""Room for the image (issue "The window as a daily tool", item 1): at 1024x700 and 1280x800 the
+canvas keeps at least half the window's width whichever dock tab shows; docks can be made
+narrow (their content scrolls); View > Reset Layout and F11 (image only); a layout that starves
+the canvas (docks dragged wide, or saved on a bigger screen) is fitted again."""
+from __future__ import annotations
+
+import pytest
+from PySide6.QtCore import QByteArray, Qt
+
+from app.main_window import CANVAS_SHARE
+
+
+def settle(qtbot, win, size) -> None:
+    win.resize(*size)
+    qtbot.waitUntil(lambda: win.width() == size[0], timeout=2000)
+    qtbot.wait(30)                                        # the deferred fit after a resize
+
+
+@pytest.mark.parametrize("size", [(1024, 700), (1280, 800)])
+def test_the_canvas_keeps_half_the_width_with_any_dock_tab(qtbot, sample_window, size):
+    win = sample_window
+    settle(qtbot, win, size)
+    for view in ("annotate", "assign", "nms", "train", "evaluate"):
+        win.show_view(view)
+        qtbot.wait(20)
+        assert win.canvas.width() >= 0.5 * win.width(), (view, win.canvas.width(), win.width())
+    assert win.minimumSizeHint().width() <= 800           # the window can be made narrower than 925 px
+
+
+def test_reset_layout_and_image_only(qtbot, sample_window):
+    win = sample_window
+    settle(qtbot, win, (1024, 700))
+    win.docks["debug"].setFloating(True)
+    win.docks["images"].hide()
+    win.reset_layout()
+    qtbot.wait(20)
+    assert not win.docks["debug"].isFloating() and win.docks["images"].isVisible()
+    assert win.dockWidgetArea(win.docks["debug"]) == Qt.DockWidgetArea.RightDockWidgetArea
+    assert win.canvas_share() >= CANVAS_SHARE - 0.03
+    win.actions_by_name["image_only"].trigger()            # F11: the image alone
+    qtbot.wait(20)
+    assert not any(d.isVisible() for d in win.docks.values())
+    assert win.canvas.width() >= 0.95 * win.width()
+    win.actions_by_name["image_only"].trigger()            # again: the panels come back
+    qtbot.wait(20)
+    assert win.docks["images"].isVisible() and win.canvas.width() >= 0.5 * win.width()
+
+
+def test_a_layout_that_starves_the_canvas_is_fitted_again(qtbot, sample_window):
+    win = sample_window
+    settle(qtbot, win, (1600, 1000))
+    win.show_view("assign")
+    win.resizeDocks([win.docks["debug"]], [1300], Qt.Orientation.Horizontal)    # dragged wide
+    state = win.saveState()
+    assert isinstance(state, QByteArray)
+    settle(qtbot, win, (1024, 700))                        # the saved layout on a smaller screen
+    win.restoreState(state)
+    settle(qtbot, win, (1023, 700))
+    qtbot.waitUntil(lambda: win.canvas.width() >= 0.5 * win.width(), timeout=2000)
