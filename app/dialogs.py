@@ -116,6 +116,19 @@ class Dialogs:
         box.exec()
         return buttons.get(box.clickedButton(), "cancel")
 
+    def ask_stop_training(self, run: str) -> bool:
+        """Closing while ``run`` trains: True to stop it (after the current iteration, last.pth
+        saved) and quit, False to keep training (the window stays)."""
+        box = QMessageBox(QMessageBox.Icon.Question, "Training is running",
+                          f"Training is running ({run}).\n\nStop it and quit: it stops after the current iteration "
+                          "and saves last.pth (Resume run in the Runs tab continues it later).\nKeep training: "
+                          "the window stays open.", QMessageBox.StandardButton.NoButton, self.window)
+        stop = box.addButton("Stop it and quit", QMessageBox.ButtonRole.DestructiveRole)
+        keep = box.addButton("Keep training", QMessageBox.ButtonRole.RejectRole)
+        box.setDefaultButton(keep)
+        box.exec()
+        return box.clickedButton() == stop
+
     def notice(self, title: str, text: str) -> None:
         """A message that does not block the window (it stays until closed)."""
         box = QMessageBox(QMessageBox.Icon.Information, title, text, QMessageBox.StandardButton.Ok, self.window)

@@ -69,6 +69,7 @@ class FakeDialogs:
         self.save_path = None
         self.folder = None
         self.file_changed_answer = "cancel"
+        self.stop_training_answer = True
 
     def _log(self, *call):
         self.calls.append(call)
@@ -99,6 +100,10 @@ class FakeDialogs:
     def ask_recover(self, what, saved_at, note=""):
         self._log("ask_recover", what, note)
         return self.recover_answer
+
+    def ask_stop_training(self, run):
+        self._log("ask_stop_training", run)
+        return self.stop_training_answer
 
     def ask_run_config(self, path):
         self._log("ask_run_config", path)
