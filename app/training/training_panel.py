@@ -1,24 +1,33 @@
-"""The training panel: config, the project's train / val split, device, epochs, batch size and
-learning rate; start / pause / resume / stop; live curves (losses with smoothing, learning rate,
-AP / AP50), progress with images/s and ETA, a log; the run list (reopen a run's curves, overlay
-earlier runs, load a checkpoint as the debug views' current model).
+"""The training panel: config, the data (the open project's train / val split, or the built-in
+synthetic set as ``--data synthetic``), device, epochs, batch size, learning rate and an
+iteration limit (with a warning when the run ends inside the config's warm-up); start / pause /
+resume / stop with a status line (paused: the ETA is on hold); live curves (losses with
+smoothing, learning rate, AP / AP50) over iterations or epochs, with a legend above each plot
+that reads out the values under the cursor; a log of this run only; the run list, refreshed by
+itself (how each run ended: finished, stopped at iteration N, failed; reopen a run's curves,
+overlay any curve of other runs, resume a stopped run, load a checkpoint as the debug views'
+current model).
 
 Training runs in a child process (:class:`TrainingProcess`): the window stays responsive and
 survives a crash of the trainer.
 """
 from __future__ import annotations
 
+import bisect
+import math
+import time
 from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
 import torch
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QEventLoop, QFileSystemWatcher, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QPlainTextEdit,
@@ -33,13 +42,15 @@ from PySide6.QtWidgets import (
 
 from app import theme
 from app.debug_common import fill_table, make_table
-from app.training.training_process import TrainingProcess
+from app.training.training_process import STOP_GRACE_MS, TrainingProcess, run_state, saved_args
 from detengine.api import (
     RunCurves,
+    detscope_home,
     known_runs,
+    load_cfg,
     make_run_dir,
+    read_jsonl,
     resolve_config,
-    run_curves,
     run_summary,
     shipped_configs,
     split_indices,
@@ -47,9 +58,14 @@ from detengine.api import (
     write_split,
 )
 
-__all__ = ["TrainingPanel", "runs_root", "smooth", "Smoother", "device_choices"]
+__all__ = ["TrainingPanel", "runs_root", "smooth", "Smoother", "device_choices", "warmup_iterations"]
 
 _CURVE_COLORS = theme.CURVE_COLORS
+_RUN_COLORS = theme.GT_COLORS      # overlaid runs, one colour each (bright on the plots' black)
+_TERM_DASHES = (Qt.PenStyle.DashLine, Qt.PenStyle.DotLine, Qt.PenStyle.DashDotLine, Qt.PenStyle.DashDotDotLine)
+ALL_TERMS = "*"                    # overlay every loss term of the overlaid runs
+RUNS_POLL_MS = 5000                # the Runs tab, while shown, re-reads the runs (CLI runs elsewhere go on)
+RECENT_S = 60                      # a log written this recently may belong to a run in another process
 
 
 def runs_root() -> Path:
@@ -102,6 +118,35 @@ def device_choices() -> list[tuple[str, str]]:
     return out
 
 
+def warmup_iterations(cfg: dict, iters_per_epoch: int) -> int | None:
+    """The iteration at which the config's warm-up (its ``LinearLR`` param_scheduler) reaches
+    the full rate, or None without one. An epoch-based ``end`` counts ``iters_per_epoch`` each
+    (``convert_to_iter_based`` or not, the rate is full from that epoch on)."""
+    schedulers = cfg.get("param_scheduler") or []
+    schedulers = [schedulers] if isinstance(schedulers, dict) else schedulers
+    ends = [int(s["end"]) * (max(1, iters_per_epoch) if s.get("by_epoch", True) else 1)
+            for s in schedulers if isinstance(s, dict) and s.get("type") == "LinearLR" and s.get("end") is not None]
+    return max(ends) if ends else None
+
+
+def cut_curves(curves: RunCurves, step: int) -> None:
+    """Drop the points of ``curves`` from global step ``step`` on: a run resumed from a
+    checkpoint older than its last logged iteration (a killed run) goes on from there."""
+    n = bisect.bisect_left(curves.steps, step)
+    del curves.steps[n:]
+    del curves.lr[n:]
+    for values in curves.losses.values():
+        del values[n:]
+    curves.evals[:] = [e for e in curves.evals if e[0] < step]
+
+
+def add_event(curves: RunCurves, event: dict) -> None:
+    """``curves.add(event)``, iterations that go back (a resumed run) replacing the later points."""
+    if event.get("type") == "iter" and curves.steps and int(event["global_step"]) <= curves.steps[-1]:
+        cut_curves(curves, int(event["global_step"]))
+    curves.add(event)
+
+
 class TrainingPanel(QWidget):
     """Signals ``checkpointChosen(config path, checkpoint path)`` (load as the current model),
     ``message(text)``, ``runFinished(code, message)``."""
@@ -121,10 +166,19 @@ class TrainingPanel(QWidget):
         self._curve_items: dict[tuple, tuple] = {}        # key -> (plot, item), made once, updated with setData
         self._smoothers: dict[tuple, Smoother] = {}
         self.overlays: dict[str, RunCurves] = {}
+        self._ipe: dict[str, int] = {}                     # run name -> iterations per epoch (x in epochs)
+        self._legend_entries: dict = {}                    # plot -> [(key, run, name, colour, dashed)]
+        self._hover_x: float | None = None                 # the cursor's x on the plots, None: not over them
         self.split: tuple[list[int], list[int]] | None = None
         self.split_seed = 0
+        self._project_text = "no project open"             # what the split label says of the project's data
         self.skipped_images = 0                            # the running run's undecodable images (warnings)
-        self._log_cache: dict[Path, tuple] = {}  # run -> (log and checkpoint state, RunSummary)
+        self.paused = False                                # the trainer said it waits (a ``paused`` event)
+        self._pause_asked = False
+        self._max_iters: int | None = None                 # the running run's iteration limit (its start event)
+        self._last_log_line = None
+        self._cfg_cache: dict[str, dict | None] = {}
+        self._log_cache: dict[Path, tuple] = {}  # run -> (log and checkpoint state, RunSummary, state)
         self._redraw_timer = QTimer(self)               # coalesce: curves redraw at most every 200 ms
         self._redraw_timer.setSingleShot(True)
         self._redraw_timer.setInterval(200)
@@ -134,12 +188,40 @@ class TrainingPanel(QWidget):
     # ------------------------------------------------------------------ construction
 
     def _build(self) -> None:
+        self._build_settings()
+        self._build_controls()
+        self._build_plots()
+        self.log = QPlainTextEdit()
+        self.log.setReadOnly(True)
+        self.log.setMaximumBlockCount(3000)
+        self.runs = make_table(["run", "config", "status", "best AP", "checkpoints"])
+        self.run_buttons = {k: QPushButton(t) for k, t in (
+            ("show", "Show curves"), ("overlay", "Overlay"), ("clear", "Clear overlays"), ("continue", "Resume run"),
+            ("load", "Load best as model"), ("refresh", "Refresh"))}
+        self.run_buttons["overlay"].setToolTip("Add the run's curves to the plots (again: remove them); the Curves "
+                                               "tab's 'overlay' chooses which loss term")
+        self._layout()
+        self._connect()
+        self._update_start_from()
+        self._update_data_label()
+        self._set_running(False)
+        self._watch_runs()
+        self.redraw_curves()
+
+    def _build_settings(self) -> None:
         self.config_combo = QComboBox()
         for name in shipped_configs():
             if not name.startswith("_"):
                 self.config_combo.addItem(name, name)
         self.config_combo.setCurrentIndex(max(0, self.config_combo.findData("tinyssd_synthetic")))
+        self.data_source = QComboBox()
+        self.data_source.addItem("this project", "project")
+        self.data_source.addItem("built-in synthetic set", "synthetic")
+        self.data_source.setToolTip("This project: its images, split into train / val. The built-in synthetic "
+                                    "set: the config's data.synthetic, as `python -m detengine train CONFIG --data "
+                                    "synthetic` (the README's recipes); made on first use")
         self.split_label = QLabel()
+        self.split_label.setWordWrap(True)
         self.resplit = QPushButton("New random split")
         self.device = QComboBox()
         for label, value in device_choices():
@@ -152,6 +234,9 @@ class TrainingPanel(QWidget):
         self.amp = QCheckBox("mixed precision")
         self.amp.setToolTip("float16 autocast with a loss scaler on CUDA (mmdetection's --amp / AmpOptimWrapper); "
                             "a config with AmpOptimWrapper uses it anyway")
+        self._build_numbers()
+
+    def _build_numbers(self) -> None:
         self.epochs = QSpinBox()
         self.epochs.setRange(0, 10_000)
         self.epochs.setSpecialValueText("config's")                 # 0: the config's max_epochs, its schedule intact
@@ -168,85 +253,126 @@ class TrainingPanel(QWidget):
         self.max_iters = QSpinBox()
         self.max_iters.setRange(0, 10_000_000)
         self.max_iters.setSpecialValueText("no limit")
+
+    def _build_controls(self) -> None:
         self.buttons = {k: QPushButton(t) for k, t in (("start", "Start"), ("pause", "Pause"), ("resume", "Resume"),
                                                          ("stop", "Stop"))}
         self.progress = QProgressBar()
         self.status = QLabel("idle")
         self.status.setWordWrap(True)
+        self.warning = QLabel()
+        self.warning.setWordWrap(True)
+        self.warning.setStyleSheet(f"color: {theme.IGNORED}")
+        self.warning.hide()
         self.error = QLabel()
         self.error.setWordWrap(True)
         self.error.setStyleSheet(f"color: {theme.PROBLEM}")
+
+    def _build_plots(self) -> None:
+        """Three x-linked plots, each under a legend row (outside the data) that also reads out
+        the values at the cursor."""
         self.smoothing = QSlider(Qt.Orientation.Horizontal)
         self.smoothing.setRange(0, 99)
         self.smoothing.setValue(60)
+        self.x_axis = QComboBox()
+        self.x_axis.addItem("iterations", "iterations")
+        self.x_axis.addItem("epochs", "epochs")
+        self.overlay_term = QComboBox()
+        self.overlay_term.setToolTip("Which loss term of the overlaid runs to draw (their lr and AP are drawn too)")
+        self.overlay_term.addItem("loss", "loss")
+        self.overlay_term.addItem("every loss term", ALL_TERMS)
         self.plots = pg.GraphicsLayoutWidget()
-        self.loss_plot = self.plots.addPlot(row=0, col=0, title="loss")
+        self.legends: dict = {}                            # plot -> (title, LabelItem above it)
+        self.cursors: dict = {}                            # plot -> vertical line at the cursor
+        self.loss_plot = self._add_plot(0, "loss")
         self.loss_plot.setDownsampling(auto=True, mode="peak")
         self.loss_plot.setClipToView(True)
-        self.loss_plot.addLegend(offset=(-5, 5))
-        self.lr_plot = self.plots.addPlot(row=1, col=0, title="learning rate")
-        self.ap_plot = self.plots.addPlot(row=2, col=0, title="AP / AP50 (val)")
-        self.ap_plot.addLegend(offset=(-5, 5))
+        self.lr_plot = self._add_plot(1, "learning rate")
+        self.ap_plot = self._add_plot(2, "AP / AP50 (val)")
+        for plot in (self.lr_plot, self.ap_plot):
+            plot.setXLink(self.loss_plot)                  # one x axis: an evaluation sits under its iteration
         self.ap_plot.setYRange(0, 1)
-        self.log = QPlainTextEdit()
-        self.log.setReadOnly(True)
-        self.log.setMaximumBlockCount(3000)
-        self.runs = make_table(["run", "config", "status", "best AP", "checkpoints"])
-        self.run_buttons = {k: QPushButton(t) for k, t in (("refresh", "Refresh"), ("show", "Show curves"),
-                                                             ("overlay", "Overlay"), ("load", "Load best as model"))}
-        self._layout()
-        self._connect()
-        self._update_start_from()
-        self._set_running(False)
+        self.ap_plot.setLabel("bottom", "iteration")
+        grid = self.plots.ci.layout
+        for row, stretch in ((1, 2), (3, 1), (5, 1)):      # the loss plot gets half the height
+            grid.setRowStretchFactor(row, stretch)
 
-    def _layout(self) -> None:
+    def _add_plot(self, index: int, title: str):
+        legend = self.plots.addLabel("", row=2 * index, col=0, justify="left", size="8pt")
+        plot = self.plots.addPlot(row=2 * index + 1, col=0)
+        cursor = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen(theme.OVERLAY_CURVE,
+                                                                        style=Qt.PenStyle.DotLine))
+        cursor.hide()
+        plot.addItem(cursor, ignoreBounds=True)
+        self.legends[plot] = (title, legend)
+        self.cursors[plot] = cursor
+        return plot
+
+    def _settings_form(self) -> QFormLayout:
         form = QFormLayout()
         form.addRow("Config", self.config_combo)
-        split_row = QHBoxLayout()
-        split_row.addWidget(self.split_label, 1)
-        split_row.addWidget(self.resplit)
-        form.addRow("Data", split_row)
+        data_row = QHBoxLayout()
+        data_row.addWidget(self.data_source, 1)
+        data_row.addWidget(self.resplit)
+        form.addRow("Data", data_row)
+        form.addRow(self.split_label)
         device_row = QHBoxLayout()
         device_row.addWidget(self.device, 1)
         device_row.addWidget(self.amp)
         form.addRow("Device", device_row)
         form.addRow("Start from", self.start_from)
-        numbers = QHBoxLayout()
-        for label, w in (("epochs", self.epochs), ("batch", self.batch), ("lr", self.lr), ("max iters", self.max_iters)):
-            numbers.addWidget(QLabel(label))
-            numbers.addWidget(w)
+        numbers = QGridLayout()                            # two rows: the panel fits a narrow dock
+        for i, (label, w) in enumerate((("epochs", self.epochs), ("batch", self.batch), ("lr", self.lr),
+                                        ("max iters", self.max_iters))):
+            numbers.addWidget(QLabel(label), i // 2, 2 * (i % 2))
+            numbers.addWidget(w, i // 2, 2 * (i % 2) + 1)
         form.addRow(numbers)
+        return form
+
+    def _curves_page(self) -> QWidget:
+        row = QHBoxLayout()
+        row.addWidget(QLabel("smoothing"))
+        row.addWidget(self.smoothing, 1)
+        row.addWidget(QLabel("x"))
+        row.addWidget(self.x_axis)
+        row.addWidget(QLabel("overlay"))
+        row.addWidget(self.overlay_term)
+        page = QWidget()
+        layout = QVBoxLayout(page)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(row)
+        layout.addWidget(self.plots, 1)
+        return page
+
+    def _runs_page(self) -> QWidget:
+        page = QWidget()
+        layout = QVBoxLayout(page)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.runs, 1)
+        for keys in (("show", "overlay", "clear"), ("continue", "load", "refresh")):
+            row = QHBoxLayout()
+            for k in keys:
+                row.addWidget(self.run_buttons[k])
+            layout.addLayout(row)
+        return page
+
+    def _layout(self) -> None:
         controls = QHBoxLayout()
         for b in self.buttons.values():
             controls.addWidget(b)
-        controls.addWidget(self.progress, 1)
-        smooth_row = QHBoxLayout()
-        smooth_row.addWidget(QLabel("smoothing"))
-        smooth_row.addWidget(self.smoothing, 1)
-        live = QWidget()
-        lv = QVBoxLayout(live)
-        lv.setContentsMargins(0, 0, 0, 0)
-        lv.addLayout(smooth_row)
-        lv.addWidget(self.plots, 1)
-        runs = QWidget()
-        rv = QVBoxLayout(runs)
-        rv.setContentsMargins(0, 0, 0, 0)
-        rv.addWidget(self.runs, 1)
-        rb = QHBoxLayout()
-        for b in self.run_buttons.values():
-            rb.addWidget(b)
-        rv.addLayout(rb)
         tabs = QTabWidget()
-        tabs.addTab(live, "Curves")
+        tabs.addTab(self._curves_page(), "Curves")
         tabs.addTab(self.log, "Log")
-        tabs.addTab(runs, "Runs")
+        self.runs_page = self._runs_page()
+        tabs.addTab(self.runs_page, "Runs")
         self.tabs = tabs
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
-        layout.addLayout(form)
+        layout.addLayout(self._settings_form())
         layout.addLayout(controls)
-        layout.addWidget(self.status)
-        layout.addWidget(self.error)
+        layout.addWidget(self.progress)
+        for label in (self.status, self.warning, self.error):
+            layout.addWidget(label)
         layout.addWidget(tabs, 1)
 
     def _connect(self) -> None:
@@ -258,11 +384,50 @@ class TrainingPanel(QWidget):
         self.device.currentIndexChanged.connect(lambda _i: self._update_amp())
         self.config_combo.currentIndexChanged.connect(lambda _i: self._update_start_from())
         self.start_from.activated.connect(self._on_start_from)
+        self.data_source.currentIndexChanged.connect(lambda _i: self._update_data_label())
+        for box in (self.config_combo, self.data_source):
+            box.currentIndexChanged.connect(lambda _i: self._update_warning())
+        for box in (self.epochs, self.batch, self.max_iters):
+            box.valueChanged.connect(lambda _v: self._update_warning())
         self.smoothing.valueChanged.connect(lambda _v: self.redraw_curves())
+        self.x_axis.currentIndexChanged.connect(lambda _i: self._on_x_axis())
+        self.overlay_term.currentIndexChanged.connect(lambda _i: self.redraw_curves())
+        self.plots.scene().sigMouseMoved.connect(self._on_mouse_moved)
         self.run_buttons["refresh"].clicked.connect(self.refresh_runs)
         self.run_buttons["show"].clicked.connect(lambda: self.show_run(self.selected_run()))
         self.run_buttons["overlay"].clicked.connect(lambda: self.overlay_run(self.selected_run()))
+        self.run_buttons["clear"].clicked.connect(self.clear_overlays)
+        self.run_buttons["continue"].clicked.connect(lambda: self.resume_run(self.selected_run()))
         self.run_buttons["load"].clicked.connect(lambda: self.load_checkpoint(self.selected_run()))
+        self.runs.itemSelectionChanged.connect(self._update_run_buttons)
+        self.tabs.currentChanged.connect(lambda _i: self._poll_runs())
+
+    def _watch_runs(self) -> None:
+        """The Runs tab follows the runs root (a new folder, the CLI's registry) by a file watcher,
+        and re-reads the listed runs every few seconds while it is shown."""
+        self._runs_soon = QTimer(self)
+        self._runs_soon.setSingleShot(True)
+        self._runs_soon.setInterval(300)
+        self._runs_soon.timeout.connect(self.refresh_runs)
+        self._runs_watcher = QFileSystemWatcher(self)
+        self._runs_watcher.addPaths([str(runs_root()), str(detscope_home())])
+        self._runs_watcher.directoryChanged.connect(lambda _p: self._runs_changed())
+        self._runs_watcher.fileChanged.connect(lambda _p: self._runs_changed())
+        self._runs_timer = QTimer(self)
+        self._runs_timer.setInterval(RUNS_POLL_MS)
+        self._runs_timer.timeout.connect(self._poll_runs)
+        self._runs_timer.start()
+        self._runs_changed()
+
+    def _runs_changed(self) -> None:
+        registry = detscope_home() / "runs.txt"
+        if registry.exists() and str(registry) not in self._runs_watcher.files():
+            self._runs_watcher.addPath(str(registry))
+        self._runs_soon.start()
+
+    def _poll_runs(self) -> None:
+        if self.isVisible() and self.tabs.currentWidget() is self.runs_page:
+            self.refresh_runs()
 
     # ------------------------------------------------------------------ data
 
@@ -278,13 +443,29 @@ class TrainingPanel(QWidget):
             self.split = split_indices(project, seed=self.split_seed)
         except ValueError as exc:
             self.split = None
-            self.split_label.setText(str(exc))
-            return
-        train, val = self.split
-        tagged = all(im.extra.get("detscope_split") in ("train", "val") for im in project.images)
-        how = "the images' detscope_split tags" if tagged and self.split_seed == 0 else \
-            f"random 80/20, seed {self.split_seed}"
-        self.split_label.setText(f"open project: {len(train)} train / {len(val)} val images ({how})")
+            self._project_text = str(exc)
+        else:
+            train, val = self.split
+            tagged = all(im.extra.get("detscope_split") in ("train", "val") for im in project.images)
+            how = "the images' detscope_split tags" if tagged and self.split_seed == 0 else \
+                f"random 80/20, seed {self.split_seed}"
+            self._project_text = f"open project: {len(train)} train / {len(val)} val images ({how})"
+        self._update_data_label()
+
+    def _update_data_label(self) -> None:
+        synthetic = self.synthetic()
+        self.resplit.setEnabled(not synthetic and not self.running())
+        if synthetic:
+            opts = ((self._config_dict() or {}).get("data") or {}).get("synthetic") or {}
+            self.split_label.setText(
+                f"built-in synthetic set of the config: {opts.get('num_train', 240)} train / {opts.get('num_val', 60)} "
+                f"val images of {opts.get('image_size', 256)} px (made on first use)")
+        else:
+            self.split_label.setText(self._project_text)
+        self._update_warning()
+
+    def synthetic(self) -> bool:
+        return self.data_source.currentData() == "synthetic"
 
     def new_split(self) -> None:
         """A seeded random 80/20 split (tags ignored), written into the images' detscope_split."""
@@ -300,39 +481,128 @@ class TrainingPanel(QWidget):
         self.doc.mark_project_dirty()
         self._update_split()
 
+    def _config_dict(self) -> dict | None:
+        """The chosen config as a dict (read once per config; a broken one: None)."""
+        name = self.config_combo.currentData()
+        if name not in self._cfg_cache:
+            try:
+                self._cfg_cache[name] = load_cfg(self.config())
+            except (Exception, SystemExit):
+                self._cfg_cache[name] = None
+        return self._cfg_cache[name]
+
+    def warmup_warning(self) -> str:
+        """A sentence when the run would end inside the config's warm-up, else ``""``."""
+        cfg = self._config_dict()
+        if not cfg:
+            return ""
+        if self.synthetic():
+            images = int(((cfg.get("data") or {}).get("synthetic") or {}).get("num_train", 240))
+        else:
+            images = len(self.split[0]) if self.split else 0
+        batch = self.batch.value() or int((cfg.get("train_dataloader") or {}).get("batch_size", 8))
+        epochs = self.epochs.value() or int((cfg.get("train_cfg") or {}).get("max_epochs", 12))
+        ipe = max(1, math.ceil(images / max(batch, 1)))
+        warmup, total, limit = warmup_iterations(cfg, ipe), epochs * ipe, self.max_iters.value()
+        length = f"max iters {limit}" if limit and limit < total else f"{epochs} epoch(s) of {ipe} iterations"
+        total = min(total, limit) if limit else total
+        if not images or warmup is None or total >= warmup:
+            return ""
+        return (f"warning: this run ({length}) ends inside the config's warm-up (LinearLR, {warmup} iterations): "
+                f"the learning rate never reaches its full value")
+
+    def _update_warning(self) -> None:
+        text = self.warmup_warning()
+        self.warning.setText(text)
+        self.warning.setVisible(bool(text))
+
     # ------------------------------------------------------------------ run control
 
     def config(self) -> str:
         return str(resolve_config(self.config_combo.currentData()))
 
+    def running(self) -> bool:
+        return self.process is not None and self.process.running()
+
     def start(self) -> bool:
-        if self.process is not None and self.process.running():
+        """A new run of the chosen config on the chosen data (a new run folder)."""
+        if self.running():
             return False
-        if self.split is None or not self.doc.project.categories:
+        synthetic = self.synthetic()
+        if not synthetic and (self.split is None or not self.doc.project.categories):
             self._fail("the project needs classes and at least 2 images (train and val) to train")
             return False
+        self._clear_log()
         run_dir = make_run_dir(runs_root(), self.config_combo.currentData())
-        project = self.doc.project
-        train, val = self._readable(*self.split)
-        if not train or not val:
-            self._fail("no readable images left in the train or the val split")
+        if not synthetic:
+            project = self.doc.project
+            train, val = self._readable(*self.split)
+            if not train or not val:
+                self._fail("no readable images left in the train or the val split")
+                return False
+            write_split(project, train, run_dir / "train.json")
+            write_split(project, val, run_dir / "val.json")
+        self._append_log(f"run folder: {run_dir}")
+        if self.warning.text():
+            self._append_log(self.warning.text())
+        self._launch(run_dir, self.train_args(run_dir, None if synthetic else self.doc.project.image_root),
+                     RunCurves(run_dir.name))
+        return True
+
+    def resumable(self, run: Path | None) -> str | None:
+        """Why ``run`` cannot be resumed from the window, or None when it can: a run the window
+        started (its arguments are kept), not finished, with a ``last.pth``, not running."""
+        if run is None:
+            return "no run is selected"
+        if self.running():
+            return "a run is in progress"
+        if saved_args(run) is None:
+            return (f"it was not started from the window; resume it with `python -m detengine train CONFIG --data "
+                    f"... --resume {run / 'last.pth'} --work-dir {run}`")
+        if not (run / "last.pth").exists():
+            return "it has no last.pth"
+        state = self._summary(run)[1]
+        if state == "finished":
+            return "it finished"
+        log = run / "log.jsonl"
+        if state == "unfinished" and log.exists() and time.time() - log.stat().st_mtime < RECENT_S:
+            return "its log is being written: it may be running in another window"
+        return None
+
+    def resume_run(self, run: Path | None) -> bool:
+        """Continue a stopped run where it stopped: the same config and data (its arguments),
+        ``--resume <run>/last.pth --work-dir <run>``; its curves go on from its last iteration."""
+        why = self.resumable(run)
+        if why is not None:
+            self._fail(f"cannot resume {run.name if run else 'a run'}: {why}")
             return False
-        write_split(project, train, run_dir / "train.json")
-        write_split(project, val, run_dir / "val.json")
-        args = self.train_args(run_dir, project.image_root)
-        self.process = TrainingProcess(run_dir, args, self)
+        curves = self._curves_of(run)
+        self._clear_log()
+        done = curves.steps[-1] + 1 if curves.steps else 0
+        self._append_log(f"resuming {run} from last.pth (the log ends after iteration {done})")
+        self._launch(run, saved_args(run), curves, resume_from=run / "last.pth")
+        self.tabs.setCurrentIndex(0)
+        return True
+
+    def _launch(self, run_dir: Path, args: list[str], curves: RunCurves, resume_from: Path | None = None) -> None:
+        self.process = TrainingProcess(run_dir, args, self, resume_from=resume_from)
         self.process.event.connect(self._on_event)
         self.process.log.connect(self._append_log)
         self.process.state.connect(self._on_state)
         self.process.finished.connect(self._on_finished)
-        self.curves = self.live = RunCurves(run_dir.name)
+        self._smoothers = {k: v for k, v in self._smoothers.items() if k[0] != curves.name}
+        self.curves = self.live = curves
         self.error.setText("")
         self.skipped_images = 0
+        self.paused = self._pause_asked = False
+        self._max_iters = None
         self.progress.setValue(0)
-        self._append_log(f"run folder: {run_dir}")
+        self.progress.setFormat("%p%")
         self.process.start()
         self._set_running(True)
-        return True
+        self.status.setText("starting the trainer…")
+        self.refresh_runs()
+        self.redraw_curves()
 
     def _readable(self, train: list[int], val: list[int]) -> tuple[list[int], list[int]]:
         """Leave out images known to be unreadable before the run (one that only fails to decode
@@ -348,21 +618,57 @@ class TrainingPanel(QWidget):
 
     def pause(self) -> None:
         if self.process:
+            self._pause_asked = True
             self.process.pause()
 
     def resume(self) -> None:
         if self.process:
+            self._pause_asked = False
             self.process.resume()
 
     def stop(self) -> None:
         if self.process:
             self.process.stop()
 
+    def confirm_close(self) -> bool:
+        """Asked before the window closes: True when it may close. While a run trains, the user
+        chooses between stopping it (it stops after the current iteration and saves last.pth
+        before this returns; Resume run continues it later) and keeping it (False)."""
+        if not self.running():
+            return True
+        if not self.window.dialogs.ask_stop_training(self.process.run_dir.name):
+            return False
+        self.stop()
+        self.wait_for_end(STOP_GRACE_MS)
+        return True
+
+    def wait_for_end(self, timeout_ms: int) -> bool:
+        """Wait until the run's process has ended, the window still painting (no user input);
+        killed when it takes longer than ``timeout_ms``. True when it ended by itself."""
+        process = self.process
+        if process is None or not process.running():
+            return True
+        loop = QEventLoop()
+        timer = QTimer(loop)
+        timer.setSingleShot(True)
+        timer.timeout.connect(loop.quit)
+        process.finished.connect(loop.quit)
+        timer.start(timeout_ms)
+        loop.exec(QEventLoop.ProcessEventsFlag.ExcludeUserInputEvents)
+        if not process.running():
+            return True
+        process.proc.kill()
+        process.proc.waitForFinished(5000)
+        return False
+
     def train_args(self, run_dir: Path, image_root) -> list[str]:
         """The ``python -m detengine train`` arguments for the panel's choices."""
-        args = [self.config(), "--data", str(run_dir / "train.json"), "--val-data", str(run_dir / "val.json"),
-                "--images", str(image_root), "--device", self.device.currentData(),
-                "--workers", "0"]
+        if self.synthetic():
+            data = ["--data", "synthetic"]
+        else:
+            data = ["--data", str(run_dir / "train.json"), "--val-data", str(run_dir / "val.json"),
+                    "--images", str(image_root)]
+        args = [self.config(), *data, "--device", self.device.currentData(), "--workers", "0"]
         if self.batch.value() > 0:
             args += ["--batch-size", str(self.batch.value())]
         if self.epochs.value() > 0:
@@ -414,14 +720,18 @@ class TrainingPanel(QWidget):
         self._update_start_from()
         self.start_from.setCurrentIndex(self.start_from.findData("checkpoint"))
 
+
     def _set_running(self, running: bool, paused: bool = False) -> None:
         self.buttons["start"].setEnabled(not running)
         self.buttons["pause"].setEnabled(running and not paused)
         self.buttons["resume"].setEnabled(running and paused)
         self.buttons["stop"].setEnabled(running)
-        for w in (self.config_combo, self.device, self.epochs, self.batch, self.lr, self.max_iters, self.resplit):
+        for w in (self.config_combo, self.data_source, self.device, self.start_from, self.epochs, self.batch,
+                  self.lr, self.max_iters):
             w.setEnabled(not running)
+        self.resplit.setEnabled(not running and not self.synthetic())
         self._update_amp(running)
+        self._update_run_buttons()
 
     def _update_amp(self, running: bool = False) -> None:
         """Mixed precision is a CUDA feature: offered only with a CUDA device."""
@@ -431,24 +741,23 @@ class TrainingPanel(QWidget):
             self.amp.setChecked(False)
 
     def _on_state(self, state: str) -> None:
+        """What was asked (the trainer acts between two iterations: its events say when)."""
         self._set_running(True, paused=state == "paused")
         if state == "stopping":                           # a stop is final: no pause after it
             self.buttons["pause"].setEnabled(False)
             self.buttons["resume"].setEnabled(False)
-        self.status.setText(state)
+            self.status.setText("stopping after the current iteration (last.pth is saved)…")
+        elif state == "paused" and not self.paused:
+            self.status.setText("pausing after the current iteration…")
+        elif self.paused:
+            self.status.setText("resuming…")
 
     def _on_event(self, e: dict) -> None:
         kind = e.get("type")
-        self.live.add(e)                                  # the live run's curves, whatever is shown
+        add_event(self.live, e)                           # the live run's curves, whatever is shown
         if kind == "iter":
-            total = e["iters_per_epoch"] * e["max_epochs"]
-            self.progress.setMaximum(total)
-            self.progress.setValue(e["global_step"] + 1)
-            eta = int(e.get("eta_s", 0))
-            self.status.setText(f"epoch {e['epoch'] + 1}/{e['max_epochs']}, iteration {e['iter'] + 1}/"
-                                f"{e['iters_per_epoch']}, {e['images_per_s']:.1f} images/s, ETA {eta // 60}:{eta % 60:02d}, "
-                                f"loss {e['loss']:.4f}" + self._skipped_text())
-        elif kind in ("eval",):
+            self._on_iter(e)
+        elif kind == "eval":
             m = e["metrics"]
             self._append_log(f"epoch {e['epoch'] + 1}: AP {m['AP']:.4f}, AP50 {m['AP50']:.4f}")
         elif kind == "warning":
@@ -456,15 +765,48 @@ class TrainingPanel(QWidget):
                 self.skipped_images = int(e.get("unreadable", self.skipped_images + 1))
                 self.status.setText(self.status.text().split(" — ")[0] + self._skipped_text())
             self._append_log("warning: " + e.get("message", ""))
-        elif kind in ("start", "data", "stop", "end", "paused", "resumed", "error"):
+        elif kind in ("paused", "resumed"):
+            self._on_paused(e) if kind == "paused" else self._on_resumed()
+            self._append_log(e.get("message", kind))
+        elif kind == "checkpoint":
+            self._append_log(f"checkpoint after iteration {e.get('global_step')}: {e.get('path')}")
+        elif kind in ("start", "data", "stop", "end", "error"):
+            if kind == "start":
+                self._max_iters = (e.get("settings") or {}).get("max_iters")
             self._append_log(e.get("message", kind))
         if kind in ("iter", "eval") and not self._redraw_timer.isActive():
             self._redraw_timer.start()
+
+    def _on_iter(self, e: dict) -> None:
+        self._ipe[self.live.name] = int(e["iters_per_epoch"])
+        total = e["iters_per_epoch"] * e["max_epochs"]
+        self.progress.setMaximum(min(total, self._max_iters) if self._max_iters else total)
+        self.progress.setValue(e["global_step"] + 1)
+        eta = int(e.get("eta_s", 0))
+        pausing = " — pausing after this iteration" if self._pause_asked else ""
+        self.status.setText(f"epoch {e['epoch'] + 1}/{e['max_epochs']}, iteration {e['iter'] + 1}/"
+                            f"{e['iters_per_epoch']} ({e['global_step'] + 1} in all), {e['images_per_s']:.1f} images/s, "
+                            f"ETA {eta // 60}:{eta % 60:02d}, loss {e['loss']:.4f}{pausing}" + self._skipped_text())
+
+    def _on_paused(self, e: dict) -> None:
+        """The trainer waits: no ETA (it would count the pause); the progress says paused."""
+        self.paused = True
+        self.progress.setFormat("paused — %p%")
+        done = e.get("global_step", self.curve_points())
+        self.status.setText(f"paused after iteration {done} — ETA on hold; Resume continues, Stop saves last.pth"
+                            + self._skipped_text())
+
+    def _on_resumed(self) -> None:
+        self.paused = False
+        self.progress.setFormat("%p%")
+        self.status.setText("resumed: the ETA follows with the next iteration")
 
     def _skipped_text(self) -> str:
         return f" — {self.skipped_images} unreadable image(s) skipped" if self.skipped_images else ""
 
     def _on_finished(self, code: int, message: str) -> None:
+        self.paused = self._pause_asked = False
+        self.progress.setFormat("%p%")
         self._set_running(False)
         self.redraw_curves()
         self.status.setText(message + self._skipped_text())
@@ -478,39 +820,101 @@ class TrainingPanel(QWidget):
         self.error.setText(message)
         self.message.emit(message)
 
+    def _clear_log(self) -> None:
+        self.log.clear()
+        self._last_log_line = None
+
     def _append_log(self, line: str) -> None:
+        """One line; the same line again right after it (an event and the process's last word
+        saying the same thing) is not repeated."""
+        same = line.rstrip(". ")
+        if same == self._last_log_line:
+            return
+        self._last_log_line = same
         self.log.appendPlainText(line)
 
     # ------------------------------------------------------------------ curves
 
     def redraw_curves(self) -> None:
         """Curve items are made once and updated with ``setData`` (smoothing extended per point);
-        items of curves no longer shown are removed."""
+        items of curves no longer shown are removed. Overlaid runs first, one colour each."""
         weight = self.smoothing.value() / 100
-        shown = set()
-
-        def put(plot, key, x, y, **style):
-            if key not in self._curve_items:
-                self._curve_items[key] = (plot, plot.plot(**style))
-            self._curve_items[key][1].setData(x, y)
-            shown.add(key)
-        for name, run in self.overlays.items():
+        self._shown, entries = set(), {plot: [] for plot in self.legends}
+        for n, run in enumerate(self.overlays.values()):
             if run.steps:
-                put(self.loss_plot, ("overlay", name), run.steps, self._smoothed((name, "loss"), run.losses["loss"], weight),
-                    pen=pg.mkPen(theme.OVERLAY_CURVE, width=1, style=Qt.PenStyle.DashLine), name=f"{name} loss")
+                self._draw_overlay(run, _RUN_COLORS[n % len(_RUN_COLORS)], weight, entries)
         run = self.curves
         if run is not None and run.steps:
-            for n, (name, values) in enumerate(run.losses.items()):
-                put(self.loss_plot, ("loss", name), run.steps, self._smoothed((run.name, name), values, weight),
-                    pen=pg.mkPen(_CURVE_COLORS[n % len(_CURVE_COLORS)], width=1.5), name=name)
-            put(self.lr_plot, ("lr",), run.steps, run.lr, pen=pg.mkPen(theme.LR_CURVE))
-            if run.evals:
-                steps, ap, ap50 = zip(*run.evals)
-                put(self.ap_plot, ("AP",), steps, ap, pen=theme.AP_CURVE, symbol="o", symbolSize=6, name="AP")
-                put(self.ap_plot, ("AP50",), steps, ap50, pen=theme.AP50_CURVE, symbol="t", symbolSize=6, name="AP50")
-        for key in [k for k in self._curve_items if k not in shown]:
+            self._draw_run(run, weight, entries)
+        for key in [k for k in self._curve_items if k not in self._shown]:
             plot, item = self._curve_items.pop(key)
-            plot.removeItem(item)  # and its legend entry
+            plot.removeItem(item)
+        self._legend_entries = entries
+        self._fit_ap_axis()
+        self._update_legends()
+
+    def _put(self, plot, key, x, y, pen, entries, entry, **style) -> None:
+        """Draw (or update) one curve; ``entry``: its legend line (run, name, colour, dashed)."""
+        if key not in self._curve_items:
+            self._curve_items[key] = (plot, plot.plot(**style))
+        item = self._curve_items[key][1]
+        item.setPen(pen)
+        item.setData(x, y)
+        self._shown.add(key)
+        entries[plot].append((key, *entry))
+
+    def _draw_run(self, run: RunCurves, weight: float, entries) -> None:
+        x = self._x(run, run.steps)
+        for n, (name, values) in enumerate(run.losses.items()):
+            color = _CURVE_COLORS[n % len(_CURVE_COLORS)]
+            self._put(self.loss_plot, ("loss", name), x, self._smoothed((run.name, name), values, weight),
+                      pg.mkPen(color, width=1.5), entries, ("", name, color, False))
+        self._put(self.lr_plot, ("lr",), x, run.lr, pg.mkPen(theme.LR_CURVE), entries,
+                  ("", "lr", theme.LR_CURVE, False))
+        if run.evals:
+            ex = self._x(run, [s for s, _, _ in run.evals])
+            for k, (name, color, symbol) in enumerate((("AP", theme.AP_CURVE, "o"), ("AP50", theme.AP50_CURVE, "t"))):
+                self._put(self.ap_plot, (name,), ex, [e[k + 1] for e in run.evals], pg.mkPen(color), entries,
+                          ("", name, color, False), symbol=symbol, symbolSize=6, symbolBrush=color, symbolPen=color)
+
+    def _draw_overlay(self, run: RunCurves, color: str, weight: float, entries) -> None:
+        """Another run's chosen loss term(s), lr and AP / AP50, dashed, in the run's colour."""
+        x = self._x(run, run.steps)
+        choice = self.overlay_term.currentData() or "loss"
+        terms = list(run.losses) if choice == ALL_TERMS else [t for t in (choice,) if t in run.losses]
+        for k, term in enumerate(terms):
+            self._put(self.loss_plot, ("overlay", run.name, "loss", term), x,
+                      self._smoothed((run.name, term), run.losses[term], weight),
+                      pg.mkPen(color, width=1, style=_TERM_DASHES[k % len(_TERM_DASHES)]), entries,
+                      (run.name, term, color, True))
+        dashed = pg.mkPen(color, width=1, style=Qt.PenStyle.DashLine)
+        self._put(self.lr_plot, ("overlay", run.name, "lr"), x, run.lr, dashed, entries, (run.name, "lr", color, True))
+        if run.evals:
+            ex = self._x(run, [s for s, _, _ in run.evals])
+            for k, (name, symbol) in enumerate((("AP", "o"), ("AP50", "t"))):
+                self._put(self.ap_plot, ("overlay", run.name, name), ex, [e[k + 1] for e in run.evals], dashed,
+                          entries, (run.name, name, color, True), symbol=symbol, symbolSize=6, symbolBrush=color,
+                          symbolPen=color)
+
+    def _x(self, run: RunCurves, steps) -> np.ndarray:
+        """Iterations done at each point (global step + 1), or epochs (iterations / per epoch)."""
+        x = np.asarray(steps, dtype=np.float64) + 1
+        if self.x_axis.currentData() == "epochs":
+            x /= self._ipe.get(run.name) or 1
+        return x
+
+    def _on_x_axis(self) -> None:
+        self.ap_plot.setLabel("bottom", "epoch" if self.x_axis.currentData() == "epochs" else "iteration")
+        self.redraw_curves()
+        self.loss_plot.enableAutoRange(x=True)
+
+    def _fit_ap_axis(self) -> None:
+        """AP from 0 to a little above the best shown (at least 0.05: one small value is still a
+        readable plot, not a degenerate range), at most 1."""
+        values = [float(v) for plot, item in self._curve_items.values() if plot is self.ap_plot
+                  for v in (item.yData if item.yData is not None else ())]
+        top = 1.0 if not values else min(1.0, max(0.05, 1.15 * max(values)))
+        self.ap_plot.setYRange(min(0.0, *values) if values else 0.0, top, padding=0.02)
 
     def _smoothed(self, key, values, weight: float) -> np.ndarray:
         smoother = self._smoothers.get(key)
@@ -521,51 +925,156 @@ class TrainingPanel(QWidget):
     def curve_points(self) -> int:
         return 0 if self.live is None else len(self.live.steps)
 
+    # ------------------------------------------------------------------ legends and the read-out
+
+    def _on_mouse_moved(self, pos) -> None:
+        for plot in self.legends:
+            if plot.vb.sceneBoundingRect().contains(pos):
+                self.set_hover(plot.vb.mapSceneToView(pos).x())
+                return
+        self.set_hover(None)
+
+    def set_hover(self, x: float | None) -> None:
+        """The read-out at ``x`` (None: none): a line through the plots, the values in the legends."""
+        self._hover_x = x
+        for cursor in self.cursors.values():
+            cursor.setVisible(x is not None)
+            if x is not None:
+                cursor.setValue(x)
+        self._update_legends()
+
+    def _update_legends(self) -> None:
+        """Above each plot: its title (and the cursor's x), then each shown curve in its colour
+        (with its value at the cursor), one line for this run and one per overlaid run."""
+        unit = "epoch" if self.x_axis.currentData() == "epochs" else "iteration"
+        for plot, (title, label) in self.legends.items():
+            lines: dict[str, list[str]] = {"": [f"<b>{title}</b>"]}
+            if self._hover_x is not None:
+                lines[""].append(f"{unit} {self._hover_x:.4g}:")
+            for key, run, name, color, dashed in self._legend_entries.get(plot, ()):
+                mark = "┅" if dashed else "━"
+                lines.setdefault(run, [run + ":"] if run else []).append(
+                    f'<span style="color: {color}">{mark} {name}{self._value_text(plot, key)}</span>')
+            label.setText("<br>".join("&nbsp;&nbsp;".join(parts) for parts in lines.values()))
+
+    def _value_text(self, plot, key) -> str:
+        """`` 0.512`` (the curve's point nearest the cursor), with ``@x`` when that point is far."""
+        x = self._hover_x
+        item = self._curve_items[key][1]
+        if x is None or item.xData is None or not len(item.xData):
+            return ""
+        xs = item.xData
+        i = int(np.clip(np.searchsorted(xs, x), 0, len(xs) - 1))
+        if i > 0 and abs(xs[i - 1] - x) <= abs(xs[i] - x):
+            i -= 1
+        (lo, hi), _ = plot.vb.viewRange()
+        where = f" @{xs[i]:.4g}" if abs(xs[i] - x) > 0.01 * (hi - lo) else ""
+        return f" {item.yData[i]:.4g}{where}"
+
+    def legend_text(self, plot) -> str:
+        return self.legends[plot][1].text
+
     # ------------------------------------------------------------------ runs
 
     def run_dirs(self) -> list[Path]:
         return known_runs(runs_root())
 
     def refresh_runs(self) -> None:
+        """Re-read the run list (the selected run stays selected)."""
+        selected = self.selected_run()
         rows = []
         self._runs = self.run_dirs()
         for run in self._runs:
-            summary = self._summary(run)
-            running = self.process and self.process.run_dir.resolve() == run and self.process.running()
+            summary, state = self._summary(run)
             best = summary.best_ap
-            rows.append([run.name, summary.config, "running" if running else summary.status,
+            rows.append([run.name, summary.config, "running" if self._is_running(run) else state,
                          f"{best:.4f}" if best is not None else "-", ", ".join(summary.checkpoints) or "none"])
+        self.runs.blockSignals(True)
         fill_table(self.runs, rows)
+        if selected in self._runs:
+            self.runs.selectRow(self._runs.index(selected))
+        self.runs.blockSignals(False)
+        self._update_run_buttons()
+
+    def _is_running(self, run: Path) -> bool:
+        return self.running() and self.process.run_dir.resolve() == run
 
     def _summary(self, run: Path):
-        """The run's :class:`RunSummary`, re-read only when its log or checkpoints changed (runs
-        of many epochs have logs of many megabytes)."""
+        """The run's (:class:`RunSummary`, how it ended), re-read only when its log or
+        checkpoints changed (runs of many epochs have logs of many megabytes)."""
         log = run / "log.jsonl"
         key = ((log.stat().st_mtime_ns, log.stat().st_size) if log.exists() else None,
                tuple(sorted(p.name for p in run.glob("*.pth"))))
         if run in self._log_cache and self._log_cache[run][0] == key:
-            return self._log_cache[run][1]
-        summary = run_summary(run)
-        self._log_cache[run] = (key, summary)
-        return summary
+            return self._log_cache[run][1:]
+        summary, state = run_summary(run), run_state(run)
+        self._log_cache[run] = (key, summary, state)
+        return summary, state
+
+    def run_status(self, run: Path) -> str:
+        """The Runs tab's status of ``run`` (as listed at the last refresh)."""
+        return self.runs.item(self._runs.index(run), 2).text()
 
     def selected_run(self) -> Path | None:
-        row = self.runs.currentRow()
+        rows = self.runs.selectionModel().selectedRows()
+        row = rows[0].row() if rows else self.runs.currentRow()
         return self._runs[row] if 0 <= row < len(self._runs) else None
 
+    def _update_run_buttons(self) -> None:
+        run = self.selected_run()
+        for key in ("show", "overlay", "load"):
+            self.run_buttons[key].setEnabled(run is not None)
+        self.run_buttons["clear"].setEnabled(bool(self.overlays))
+        why = self.resumable(run)
+        self.run_buttons["continue"].setEnabled(why is None)
+        self.run_buttons["continue"].setToolTip(
+            "Continue the selected run where it stopped: its config and data, from its last.pth; its curves go on"
+            if why is None else f"Cannot resume: {why}")
+
     def _curves_of(self, run: Path) -> RunCurves:
-        return run_curves(run)
+        """The run's curves from its log (a resumed run's sessions joined), and its iterations
+        per epoch (x in epochs)."""
+        curves = RunCurves(run.name)
+        log = run / "log.jsonl"
+        for e in read_jsonl(log) if log.exists() else []:
+            if e.get("type") == "iter":
+                self._ipe[run.name] = int(e.get("iters_per_epoch") or 1)
+            add_event(curves, e)
+        return curves
 
     def show_run(self, run: Path | None) -> None:
         if run is not None:
-            self.curves = self._curves_of(run)
+            self.curves = self.live if self._is_running(run) else self._curves_of(run)
             self.redraw_curves()
             self.tabs.setCurrentIndex(0)
 
     def overlay_run(self, run: Path | None) -> None:
-        if run is not None:
+        """Overlay ``run``'s curves on the plots (a run overlaid already: removed)."""
+        if run is None:
+            return
+        if self.overlays.pop(run.name, None) is None:
             self.overlays[run.name] = self._curves_of(run)
-            self.redraw_curves()
+        self._update_overlay_terms()
+        self._update_run_buttons()
+        self.redraw_curves()
+
+    def clear_overlays(self) -> None:
+        self.overlays.clear()
+        self._update_overlay_terms()
+        self._update_run_buttons()
+        self.redraw_curves()
+
+    def _update_overlay_terms(self) -> None:
+        """The overlay choice lists the loss terms of the overlaid runs (the choice kept)."""
+        terms = ["loss"] + sorted({t for run in self.overlays.values() for t in run.losses} - {"loss"})
+        current = self.overlay_term.currentData() or "loss"
+        self.overlay_term.blockSignals(True)
+        self.overlay_term.clear()
+        for term in terms:
+            self.overlay_term.addItem(term, term)
+        self.overlay_term.addItem("every loss term", ALL_TERMS)
+        self.overlay_term.setCurrentIndex(max(0, self.overlay_term.findData(current)))
+        self.overlay_term.blockSignals(False)
 
     def load_checkpoint(self, run: Path | None, name: str | None = None) -> str | None:
         """Make a run's checkpoint (best, else last) the current model of the debug views."""
@@ -581,6 +1090,7 @@ class TrainingPanel(QWidget):
         return str(ckpt)
 
     def shutdown(self) -> None:
+        self._runs_timer.stop()
         if self.process is not None and self.process.running():
             self.process.stop()
             self.process.proc.waitForFinished(15_000)

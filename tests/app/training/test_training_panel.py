@@ -129,12 +129,12 @@ def test_run_list_follows_a_growing_log_and_warnings_reach_the_log(win):
     log.write_text(json.dumps({"type": "eval", "epoch": 0, "metrics": {"AP": 0.25}}) + "\n")
     panel.refresh_runs()
     row = next(r for r in range(panel.runs.rowCount()) if panel.runs.item(r, 0).text() == run.name)
-    assert (panel.runs.item(row, 2).text(), panel.runs.item(row, 3).text()) == ("?", "0.2500")
+    assert (panel.runs.item(row, 2).text(), panel.runs.item(row, 3).text()) == ("unfinished", "0.2500")
     with log.open("a") as f:                                                    # the run goes on: read again
         f.write(json.dumps({"type": "eval", "epoch": 1, "metrics": {"AP": 0.5}}) + "\n")
         f.write(json.dumps({"type": "end", "message": "done"}) + "\n")
     panel.refresh_runs()
-    assert (panel.runs.item(row, 2).text(), panel.runs.item(row, 3).text()) == ("end", "0.5000")
+    assert (panel.runs.item(row, 2).text(), panel.runs.item(row, 3).text()) == ("finished", "0.5000")
     panel.live = RunCurves("live")                                              # as during a run
     panel._on_event({"type": "warning", "message": "custom_hooks: 'SyncNormHook' is not supported here"})
     assert panel.log.toPlainText().splitlines()[-1] == "warning: custom_hooks: 'SyncNormHook' is not supported here"
@@ -187,7 +187,7 @@ def test_a_cli_run_appears_in_the_runs_tab(win, tmp_path):
     rows = {panel.runs.item(r, 0).text(): r for r in range(panel.runs.rowCount())}
     assert run.name in rows
     r = rows[run.name]
-    assert [panel.runs.item(r, c).text() for c in (1, 2)] == ["tinyssd_banana", "end"]
+    assert [panel.runs.item(r, c).text() for c in (1, 2)] == ["tinyssd_banana", "finished"]
     assert panel.runs.item(r, 3).text() != "-" and "last.pth" in panel.runs.item(r, 4).text()
 
 
