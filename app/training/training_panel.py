@@ -747,8 +747,9 @@ class TrainingPanel(QWidget):
             self.buttons["pause"].setEnabled(False)
             self.buttons["resume"].setEnabled(False)
             self.status.setText("stopping after the current iteration (last.pth is saved)…")
-        elif state == "paused" and not self.paused:
-            self.status.setText("pausing after the current iteration…")
+        elif state == "paused":
+            if not self.paused:                           # the trainer says when it waits (its event)
+                self.status.setText("pausing after the current iteration…")
         elif self.paused:
             self.status.setText("resuming…")
 
