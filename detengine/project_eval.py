@@ -30,9 +30,10 @@ class ImagePredictions:
 
 
 def match_detections(boxes, scores, labels, gt_boxes, gt_labels, iou_thr: float = 0.5):
-    """COCO-style greedy matching: detections by descending score take the unmatched GT of their
-    class with the highest IoU >= ``iou_thr``. Returns (tp (K,) bool, matched GT (K,) or -1,
-    missed GT indices)."""
+    """COCO-style greedy matching of one traced image (the NMS view): detections by descending
+    score take the unmatched GT of their class with the highest IoU >= ``iou_thr``; no crowd rule,
+    no 100-detection cap (the evaluation's counts use COCOeval's own: :func:`per_image_counts`).
+    Returns (tp (K,) bool, matched GT (K,) or -1, missed GT indices)."""
     boxes, gt_boxes = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4), \
         torch.as_tensor(gt_boxes, dtype=torch.float32).reshape(-1, 4)
     scores, labels = torch.as_tensor(scores).reshape(-1), torch.as_tensor(labels).reshape(-1)
@@ -84,30 +85,20 @@ def predict_images(model, test_pipeline, items, *, size_divisor=None, batch_size
     return out, problems
 
 
-def per_image_counts(gt: dict, predictions: dict, label_to_cat_id: dict[int, int],
-                     score_thr: float = 0.0) -> dict[int, tuple[int, int, int]]:
-    """Per image id: (TP, FP, missed GT) at IoU 0.5 of the detections scoring >= ``score_thr``."""
-    cat_to_label = {c: lab for lab, c in label_to_cat_id.items()}
-    by_image: dict[int, list] = {}
-    for ann in gt["annotations"]:
-        if not ann.get("iscrowd", 0) and ann["category_id"] in cat_to_label:
-            by_image.setdefault(ann["image_id"], []).append(ann)
-    out = {}
-    for image_id, p in predictions.items():
-        anns = by_image.get(image_id, [])
-        gt_boxes = np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
-                             for a in anns], np.float64).reshape(-1, 4)
-        gt_labels = np.array([cat_to_label[a["category_id"]] for a in anns], np.int64)
-        keep = p.scores >= score_thr
-        tp, _, missed = match_detections(p.boxes[keep], p.scores[keep], p.labels[keep], gt_boxes, gt_labels)
-        out[image_id] = (int(tp.sum()), int((~tp).sum()), len(missed))
-    return out
+def per_image_counts(matches: dict, score_thr: float = 0.0) -> dict[int, tuple[int, int, int]]:
+    """Per image id: (TP, FP, missed GT) of the detections scoring >= ``score_thr``, from
+    COCOeval's own matches (``matches``: {image id: :class:`~detengine.evaluation.ImageMatches`},
+    IoU 0.5, area "all", 100 detections per class), so they agree with the AP beside them: a
+    detection on a crowd box is neither TP nor FP, a crowd box is never missed. Cheap: the
+    slider recounts without evaluating again."""
+    return {image_id: m.counts(score_thr) for image_id, m in matches.items()}
 
 
 def evaluate_predictions(gt: dict, predictions: dict, label_to_cat_id: dict[int, int], *,
                          backend: str = "faster-coco-eval", score_thr: float = 0.0) -> tuple[CocoMetrics, dict, list[dict]]:
-    """COCO metrics of ``predictions`` ({image id: ImagePredictions}) against the COCO dict ``gt``,
-    per-image ``(tp, fp, missed)`` at IoU 0.5, and the COCO results list (for export)."""
+    """COCO metrics of ``predictions`` ({image id: ImagePredictions}) against the COCO dict ``gt``
+    (with COCOeval's per-image matches, ``metrics.image_matches``), per-image ``(tp, fp, missed)``
+    at ``score_thr`` (:func:`per_image_counts`), and the COCO results list (for export)."""
 
     class _Det:                                   # what detections_to_coco_results reads
         def __init__(self, image_id, p):
@@ -117,8 +108,8 @@ def evaluate_predictions(gt: dict, predictions: dict, label_to_cat_id: dict[int,
 
     dets = [_Det(i, p) for i, p in predictions.items()]
     results = detections_to_coco_results(dets, label_to_cat_id)
-    metrics = evaluate_coco(gt, results, backend=backend, image_ids=list(predictions))
-    return metrics, per_image_counts(gt, predictions, label_to_cat_id, score_thr), results
+    metrics = evaluate_coco(gt, results, backend=backend, image_ids=list(predictions), matches=True)
+    return metrics, per_image_counts(metrics.image_matches, score_thr), results
 
 
 @dataclass(frozen=True)
@@ -236,8 +227,9 @@ def load_model(cfg: dict, num_classes: int, checkpoint: str | None = None, *, se
 
 @dataclass
 class EvalResult:
-    """An evaluation of a model on some images of a project: COCO ``metrics``, per image TP / FP /
-    missed counts (``per_image``), the COCO ``results`` list, the raw ``predictions`` per image id,
+    """An evaluation of a model on some images of a project: COCO ``metrics`` (with COCOeval's
+    per-image matches, ``metrics.image_matches``), per image TP / FP / missed counts at the score
+    threshold asked (``per_image``), the COCO ``results`` list, the raw ``predictions`` per image id,
     the ``problems`` met (unreadable images, classes only one side has), the ``model``'s name,
     ``label_to_cat`` (model label -> project category id) and the ground truth ``gt`` (COCO dict)."""
 

@@ -193,12 +193,13 @@ class EvalPanel(QWidget):
         self.window.image_list.set_eval_counts({row_of[i]: c for i, c in per_image.items() if i in row_of})
 
     def recount(self) -> None:
-        """Per-image TP / FP / missed of the detections above the score slider."""
+        """Per-image TP / FP / missed of the detections above the score slider (COCOeval's matches
+        of the evaluation, counted again: no new evaluation)."""
         from detengine.api import per_image_counts
         r = self.result
         if r is None or self._evaluating_doc != id(self.window.doc):
             return
-        self._show_counts(per_image_counts(r.gt, r.predictions, r.label_to_cat, self.score.value() / 100))
+        self._show_counts(per_image_counts(r.metrics.image_matches, self.score.value() / 100))
 
     # ------------------------------------------------------------------ predictions on the canvas
 
