@@ -826,6 +826,9 @@ class MainWindow(QMainWindow):
         return False
 
     def closeEvent(self, event) -> None:
+        if self.engine_loaded and not self.training_panel.confirm_close():    # asked first: "keep training"
+            event.ignore()                                                       # must not drop the edits
+            return
         if not self.maybe_save("The project"):
             event.ignore()
             return

@@ -83,9 +83,11 @@ def test_closing_asks_while_training_and_quit_stops_the_run(qtbot, panel):
     panel.max_iters.setValue(500)
     assert panel.start()
     qtbot.waitUntil(lambda: panel.curve_points() >= 1, timeout=RUN_TIMEOUT)
-    dialogs.stop_training_answer = False                                         # keep training
-    assert not panel.confirm_close()
-    assert dialogs.calls[-1] == ("ask_stop_training", panel.process.run_dir.name) and panel.running()
+    window = panel.window
+    dialogs.stop_training_answer = False                                         # Ctrl+Q, "keep training"
+    window.actions_by_name["quit"].trigger()
+    assert window.isVisible() and panel.running()
+    assert dialogs.calls[-1] == ("ask_stop_training", panel.process.run_dir.name)
     dialogs.stop_training_answer = True                                          # stop it and quit
     assert panel.confirm_close()
     assert not panel.running()
