@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from .shipped import ConfigNotFound, config_dir, find_config
+from .shipped import ConfigNotFound, config_dir, find_config, shipped_configs
 
 __all__ = ["main", "parse_box"]
 
@@ -48,10 +48,50 @@ def _config_file(name: str) -> Path:
     return path
 
 
+def _cfg_option(text: str) -> tuple[str, object]:
+    """One ``--cfg-options`` item, ``KEY=VALUE``, its value read as mmengine's DictAction does."""
+    from .config import ConfigError, parse_cfg_options
+    try:
+        return next(iter(parse_cfg_options([text]).items()))
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_cfg_options(p) -> None:
+    p.add_argument("--cfg-options", nargs="+", action="extend", type=_cfg_option, default=[], metavar="KEY=VALUE",
+                   help="override config values, as mmdetection's tools: dotted keys (a digit indexes a list), "
+                        "values read as Python (1, 0.1, True, None, [a,b], (a,b), nested; a,b is a list), e.g. "
+                        "model.test_cfg.score_thr=0.3 train_dataloader.batch_size=4; quote a value with brackets or spaces; "
+                        "put it last (it takes every KEY=VALUE after it)")
+
+
+def _load_cfg(args) -> dict:
+    """The config dict of ``args.config`` with ``--cfg-options`` applied (before anything is built)."""
+    from .config import apply_cfg_options, load_config
+    cfg = load_config(_config_file(args.config)).to_dict()
+    return apply_cfg_options(cfg, dict(args.cfg_options)) if args.cfg_options else cfg
+
+
+def _subparser(sub, name: str, help: str, description: str, example: str):
+    """A subcommand whose --help ends with an example and the shipped configs."""
+    epilog = f"example:\n  %(prog)s {example}\n\nshipped configs (give a name or a config file):\n  " + \
+        "\n  ".join(_shipped_names())
+    return sub.add_parser(name, help=help, description=description, epilog=epilog,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def _shipped_names() -> list[str]:
+    try:
+        return shipped_configs()
+    except FileNotFoundError as exc:  # a broken install: --help still works and says so
+        return [str(exc)]
+
+
 def _add_inspect(sub) -> None:
-    p = sub.add_parser("inspect", help="trace anchors, assignment, loss and NMS for one image",
-                       description="Trace one image through a dense head: priors per level, assignment per GT "
-                                   "and level, GTs with no positive, loss breakdown and NMS stages.")
+    p = _subparser(sub, "inspect", "trace anchors, assignment, loss and NMS for one image",
+                   "Trace one image through a dense head: priors per level, assignment per GT "
+                   "and level, GTs with no positive, loss breakdown and NMS stages.",
+                   "--config ssd300_coco --gt 10,20,120,200,0 --random-preds 0 --cfg-options model.test_cfg.score_thr=0.3")
     p.add_argument("--config", required=True, help="config file or shipped name (ssd300_coco, ...)")
     p.add_argument("--image-size", nargs=2, type=int, metavar=("WIDTH", "HEIGHT"),
                    help="network input size in pixels, width then height as mmdetection's scale=(w, h); "
@@ -68,6 +108,7 @@ def _add_inspect(sub) -> None:
     p.add_argument("--iou-thr", type=float, help="override test_cfg.nms.iou_threshold")
     p.add_argument("--max-per-img", type=int, help="override test_cfg.max_per_img")
     p.add_argument("--json", type=Path, metavar="PATH", help="write the whole trace as JSON")
+    _add_cfg_options(p)
 
 
 def _run_inspect(args) -> int:
@@ -78,7 +119,7 @@ def _run_inspect(args) -> int:
 
     if args.json:
         check_output_path(args.json, "file", "--json")
-    model = model_config(str(_config_file(args.config)))
+    model = model_config(_load_cfg(args))
     shape = (args.image_size[1], args.image_size[0]) if args.image_size else None
     boxes = torch.tensor([g[:4] for g in args.gt], dtype=torch.float32).reshape(-1, 4)
     labels = torch.tensor([int(g[4]) for g in args.gt], dtype=torch.long)
@@ -110,8 +151,10 @@ def _add_data_args(p) -> None:
 
 
 def _add_train(sub) -> None:
-    p = sub.add_parser("train", help="train a detector", description="Train a detector from a config; "
-                       "also runs under torchrun (DistributedDataParallel).")
+    p = _subparser(sub, "train", "train a detector", "Train a detector from a config; also runs under torchrun "
+                   "(DistributedDataParallel).", "tinyssd_synthetic --epochs 2 --work-dir runs/tiny "
+                   "--cfg-options train_dataloader.batch_size=4\n  %(prog)s tinyssd_synthetic --work-dir runs/tiny "
+                   "--resume          (continue its latest checkpoint)")
     p.add_argument("config", help="config file or shipped name")
     _add_data_args(p)
     p.add_argument("--epochs", type=int, help="override train_cfg.max_epochs")
@@ -121,9 +164,9 @@ def _add_train(sub) -> None:
     p.add_argument("--amp", action="store_true", default=None,
                    help="mixed precision on CUDA (as mmdetection's --amp: AmpOptimWrapper); ignored on CPU")
     p.add_argument("--workers", type=int, help="data-loading worker processes")
-    p.add_argument("--resume", metavar="CKPT|auto",
-                   help="continue a run exactly from its checkpoint; 'auto': the latest checkpoint of --work-dir "
-                        "(else of the newest runs/<config>-* folder), as the config's resume=True")
+    p.add_argument("--resume", nargs="?", const="auto", metavar="CKPT",
+                   help="continue a run exactly from its checkpoint; without CKPT (or 'auto'): the latest checkpoint "
+                        "of --work-dir (else of the newest runs/<config>-* folder), as the config's resume=True")
     p.add_argument("--load-from", metavar="CKPT",
                    help="start from every fitting weight of a checkpoint (DetScope's or mmdetection's; a path, URL, "
                         "torchvision:// or open-mmlab:// name), as the config's load_from: fine-tuning")
@@ -133,40 +176,54 @@ def _add_train(sub) -> None:
     p.add_argument("--control", metavar="FILE",
                    help="a file holding run / pause / stop, read after every iteration (the window uses it)")
     p.add_argument("--backend", default="faster-coco-eval", choices=["faster-coco-eval", "pycocotools"])
+    p.add_argument("--seed", type=int, help="override randomness.seed (data order, augmentation, initialisation)")
+    p.add_argument("--auto-scale-lr", action="store_true",
+                   help="scale the learning rate by (total batch size) / auto_scale_lr.base_batch_size, as "
+                        "mmdetection's --auto-scale-lr (the config, or --cfg-options, gives base_batch_size)")
+    _add_cfg_options(p)
 
 
 def _add_eval_export(sub) -> None:
-    p = sub.add_parser("eval", help="COCO evaluation of a checkpoint")
-    p.add_argument("config")
+    p = _subparser(sub, "eval", "COCO evaluation of a checkpoint", "COCO bbox evaluation of a checkpoint on the "
+                   "val split of the data (or --val-data).",
+                   "tinyssd_synthetic runs/tiny/last.pth --work-dir runs/tiny/eval --cfg-options model.test_cfg.score_thr=0.05")
+    p.add_argument("config", help="config file or shipped name")
     p.add_argument("checkpoint")
     _add_data_args(p)
     p.add_argument("--backend", default="faster-coco-eval", choices=["faster-coco-eval", "pycocotools"])
-    p = sub.add_parser("export", help="write COCO results JSON of a checkpoint's detections")
-    p.add_argument("config")
+    p.add_argument("--work-dir", type=Path, help="also write the metrics to WORK_DIR/eval_<checkpoint>.json")
+    _add_cfg_options(p)
+    p = _subparser(sub, "export", "write COCO results JSON of a checkpoint's detections", "Predict a split with "
+                   "a checkpoint and write its detections as COCO results JSON (what COCO.loadRes reads).",
+                   "tinyssd_synthetic runs/tiny/last.pth --out preds.json --split val")
+    p.add_argument("config", help="config file or shipped name")
     p.add_argument("checkpoint")
-    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path, help="the results file (export has no --work-dir: this is "
+                                                           "its one output)")
     p.add_argument("--split", default="val", choices=["val", "train"])
     _add_data_args(p)
+    _add_cfg_options(p)
 
 
 def _add_scan(sub) -> None:
-    p = sub.add_parser("scan", help="every GT of a dataset under a config's assigner: the GTs with too few positives",
-                       description="The window's Dataset scan from the command line: each GT's best prior IoU and "
-                                   "positives under the config's assigner, listing the GTs with fewer than K.")
+    p = _subparser(sub, "scan", "every GT of a dataset under a config's assigner: the GTs with too few positives",
+                   "The window's Dataset scan from the command line: each GT's best prior IoU and "
+                   "positives under the config's assigner, listing the GTs with fewer than K.",
+                   "data/annotations.json --config ssd300_coco --fewer-than 2")
     p.add_argument("path", help="a COCO JSON file, a Pascal VOC folder or a folder of images")
     p.add_argument("--config", required=True, help="config file or shipped name (ssd300_coco, ...)")
     p.add_argument("--fewer-than", type=int, default=1, metavar="K", help="list GTs with fewer than K positives "
                                                                           "(default 1: the GTs with none)")
     p.add_argument("--checkpoint", help="the model whose predictions a prediction-weighing assigner (RTMDet's "
                                         "DSL) uses; without it, a freshly initialised head")
+    _add_cfg_options(p)
 
 
 def _run_scan(args) -> int:
     from .api import AnnotationProject, load_model
-    from .config import load_config
     from .scan import scan_items, scan_project
     project = AnnotationProject.open(args.path)
-    cfg = load_config(_config_file(args.config)).to_dict()
+    cfg = _load_cfg(args)
     categories = list(project.categories)
     loaded = load_model(cfg, max(1, len(categories)), args.checkpoint) if args.checkpoint else None
     result = scan_project(scan_items(project, size_of=_image_size), cfg, categories, loaded=loaded,
@@ -217,6 +274,23 @@ def inject_nan_fault(trainer) -> None:
     model.loss_from_outputs = poisoned
 
 
+def _train_cfg(args) -> dict:
+    """The config to train: ``--cfg-options``, then ``--seed`` and ``--auto-scale-lr`` (as
+    mmdetection's tools/train.py: the flag enables the config's ``auto_scale_lr``)."""
+    from .config import apply_cfg_options
+    cfg = _load_cfg(args)
+    options: dict = {}
+    if args.seed is not None:
+        options["randomness.seed"] = args.seed
+    if args.auto_scale_lr:
+        if "base_batch_size" not in (cfg.get("auto_scale_lr") or {}):
+            raise ValueError("--auto-scale-lr: the config has no auto_scale_lr.base_batch_size (the total batch its "
+                             "lr is meant for; mmdetection's configs give it, e.g. 16): add --cfg-options "
+                             "auto_scale_lr.base_batch_size=16")
+        options["auto_scale_lr.enable"] = True
+    return apply_cfg_options(cfg, options) if options else cfg
+
+
 def _run_train(args) -> int:
     from .train import distributed
     from .train.control import ControlFile, install_stop_signals
@@ -228,8 +302,9 @@ def _run_train(args) -> int:
         if args.control:
             trainer.control = ControlFile(args.control)
         inject_nan_fault(trainer)
+    cfg = _train_cfg(args)
     try:
-        summary = train_from_config(str(_config_file(args.config)), args.data, epochs=args.epochs,
+        summary = train_from_config(cfg, args.data, epochs=args.epochs,
                                     device=args.device, resume=args.resume, work_dir=args.work_dir,
                                     batch_size=args.batch_size, lr=args.lr, max_iters=args.max_iters,
                                     val_data=args.val_data, images=args.images, eval_backend=args.backend,
@@ -261,19 +336,33 @@ def _warn_skipped(problems: list[str]) -> None:
 
 
 def _run_eval(args) -> int:
+    from .io import atomic_write_text, check_output_path
     from .train.runner import evaluate_checkpoint
+    out = None
+    if args.work_dir:
+        out = check_output_path(args.work_dir / f"eval_{Path(args.checkpoint).stem}.json", "file", "--work-dir")
     problems: list[str] = []
-    metrics = evaluate_checkpoint(str(_config_file(args.config)), args.checkpoint, args.data, backend=args.backend,
+    metrics = evaluate_checkpoint(_load_cfg(args), args.checkpoint, args.data, backend=args.backend,
                                   device=args.device, val_data=args.val_data, images=args.images, problems=problems)
     _warn_skipped(problems)
     print(metrics.summary())
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out, json.dumps(_metrics_json(metrics, args), indent=1))
+        print(f"metrics written to {out}")
     return 0
+
+
+def _metrics_json(metrics, args) -> dict:
+    return {"config": str(args.config), "checkpoint": str(args.checkpoint), "backend": metrics.backend,
+            "num_images": metrics.num_images, "num_detections": metrics.num_detections, "metrics": metrics.stats,
+            "per_class_ap": {str(metrics.class_names.get(c, c)): ap for c, ap in metrics.per_class_ap.items()}}
 
 
 def _run_export(args) -> int:
     from .train.runner import export_checkpoint
     problems: list[str] = []
-    n = export_checkpoint(str(_config_file(args.config)), args.checkpoint, args.out, args.data, device=args.device,
+    n = export_checkpoint(_load_cfg(args), args.checkpoint, args.out, args.data, device=args.device,
                           val_data=args.val_data, images=args.images, split=args.split, problems=problems)
     _warn_skipped(problems)
     print(f"wrote {n} detections to {args.out}")

@@ -37,7 +37,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Config", "ConfigDict", "ConfigError", "load_config", "merge_dicts"]
+__all__ = ["Config", "ConfigDict", "ConfigError", "load_config", "merge_dicts", "parse_cfg_value", "parse_cfg_options",
+           "apply_cfg_options"]
 
 BASE_KEY = "_base_"
 DELETE_KEY = "_delete_"
@@ -245,6 +246,90 @@ def merge_dicts(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[st
         else:
             merged[key] = _copy_plain(value, drop_delete=True)
     return merged
+
+
+# --------------------------------------------------------------------------- command-line overrides
+
+
+def parse_cfg_value(text: str) -> Any:
+    """A ``--cfg-options`` value as mmengine's ``DictAction`` reads it: ``1`` -> int, ``0.1`` ->
+    float, ``true`` / ``False`` -> bool, ``None``, ``[a,b]`` -> list, ``(a,b)`` -> tuple, nested
+    (``[(1,2),(3,4)]``), a bare comma list ``a,b`` -> list, anything else a string. Quotes around
+    the value and all spaces are dropped, as there."""
+    text = text.strip("'\"").replace(" ", "")
+    if text.startswith("(") and text.endswith(")"):
+        return tuple(parse_cfg_value(part) for part in _split_top_level(text[1:-1]))
+    if text.startswith("[") and text.endswith("]"):
+        return [parse_cfg_value(part) for part in _split_top_level(text[1:-1])]
+    if "," in text:
+        return [parse_cfg_value(part) for part in _split_top_level(text)]
+    return _parse_scalar(text)
+
+
+def _parse_scalar(text: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    return None if text == "None" else text
+
+
+def _split_top_level(text: str) -> list[str]:
+    """``"1,(2,3),[a,b]"`` -> ``["1", "(2,3)", "[a,b]"]``: commas outside brackets split."""
+    if text.count("(") != text.count(")") or text.count("[") != text.count("]"):
+        raise ConfigError(f"--cfg-options: unbalanced brackets in {text!r}")
+    parts, depth, start = [], 0, 0
+    for k, char in enumerate(text):
+        depth += (char in "([") - (char in ")]")
+        if char == "," and depth == 0:
+            parts.append(text[start:k])
+            start = k + 1
+    if start < len(text):              # "1," is (1,): a trailing comma adds no element
+        parts.append(text[start:])
+    return parts
+
+
+def parse_cfg_options(pairs: list[str]) -> dict[str, Any]:
+    """``["model.test_cfg.score_thr=0.3", ...]`` -> ``{"model.test_cfg.score_thr": 0.3}``, split
+    on the first ``=``; a later key wins."""
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--cfg-options wants KEY=VALUE, got {pair!r}")
+        options[key] = parse_cfg_value(value)
+    return options
+
+
+def apply_cfg_options(cfg: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of the config dict ``cfg`` with ``options`` (dotted keys, as mmengine's
+    ``Config.merge_from_dict``) set: missing dict keys are created, a digit indexes a list
+    (``train_pipeline.1.scale``), a key through a value that is neither dict nor list is an
+    error. ``cfg`` is not modified."""
+    out = _copy_plain(cfg)
+    for key, value in options.items():
+        _set_dotted(out, key, value)
+    return out
+
+
+def _set_dotted(node: Any, key: str, value: Any) -> None:
+    parts = key.split(".")
+    for depth, part in enumerate(parts):
+        here = ".".join(parts[:depth + 1])
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(f"--cfg-options {key}: {here} is not an index of a list of {len(node)}")
+            part = int(part)
+        elif not isinstance(node, dict):
+            raise ConfigError(f"--cfg-options {key}: {'.'.join(parts[:depth])} is {_short(node)}, not a dict or list")
+        if depth == len(parts) - 1:
+            node[part] = _copy_plain(value)
+        elif isinstance(node, dict) and part not in node:
+            node[part] = {}
+        node = node[part]
 
 
 # --------------------------------------------------------------------------- validation
