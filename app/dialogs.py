@@ -157,6 +157,13 @@ class Dialogs:
         name, ok = QInputDialog.getText(self.window, title, "Class name:", text=initial)
         return name.strip() if ok and name.strip() else None
 
+    def ask_color(self, name: str, current: str) -> str | None:
+        """A colour for class ``name`` (``"#rrggbb"``), or None when cancelled."""
+        from PySide6.QtGui import QColor
+        from PySide6.QtWidgets import QColorDialog
+        color = QColorDialog.getColor(QColor(current), self.window, f"Colour of {name!r}")
+        return color.name() if color.isValid() else None
+
     def ask_merge_target(self, name: str, others: list[tuple[int, str]]) -> int | None:
         names = [n for _, n in others]
         choice, ok = QInputDialog.getItem(self.window, f"Merge {name!r}",

@@ -12,6 +12,7 @@ the first paint, one step per event-loop turn with the status bar saying what is
 from __future__ import annotations
 
 import importlib
+import json
 import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -294,6 +295,7 @@ class MainWindow(QMainWindow):
         self.class_panel.renameRequested.connect(self.rename_class)
         self.class_panel.mergeRequested.connect(self.merge_class)
         self.class_panel.deleteRequested.connect(self.delete_class)
+        self.class_panel.colorRequested.connect(self.recolor_class)
         self.editor.currentClassChanged.connect(lambda cid: self.class_panel.select(cid if cid >= 0 else None))
         self.editor.message.connect(self.show_message)
         self.editor.imageProblem.connect(self._on_image_problem)
@@ -526,6 +528,8 @@ class MainWindow(QMainWindow):
         from an autosave: unsaved as a whole, those images marked."""
         old = self.doc
         self.doc = Document(project, self)
+        self.doc.categoriesChanged.connect(self._apply_class_colors)    # first: before any view redraws
+        self._apply_class_colors()
         if old is not None:
             old.release()
             old.deleteLater()
@@ -671,6 +675,23 @@ class MainWindow(QMainWindow):
                 self.doc.rename_category(cat_id, name)
             except ValueError as exc:
                 self.dialogs.error("Cannot rename class", str(exc))
+
+    def recolor_class(self, cat_id: int) -> None:
+        """The user picks a class's colour; kept in the settings by class name (so it holds in
+        every project with that class) and shown at once everywhere the class is drawn."""
+        name = self.doc.project.category(cat_id).name
+        color = self.dialogs.ask_color(name, theme.class_color(cat_id).name())
+        if not color:
+            return
+        chosen = _chosen_class_colors()
+        chosen[name] = color
+        settings().setValue("classes/colors", json.dumps(chosen))
+        self.doc.categoriesChanged.emit()        # every view redraws its classes (nothing to save)
+
+    def _apply_class_colors(self) -> None:
+        """The colours the user chose (by class name) onto the open project's category ids."""
+        chosen = _chosen_class_colors()
+        theme.set_class_colors({c.id: chosen[c.name] for c in self.doc.project.categories if c.name in chosen})
 
     def merge_class(self, cat_id: int) -> None:
         others = self._others(cat_id)
@@ -927,6 +948,15 @@ class MainWindow(QMainWindow):
         name = project.path.name if project.path else f"{project.image_root.name} (not saved yet)"
         self.setWindowModified(self.doc.is_dirty())
         self.setWindowTitle(f"DetScope — {name}[*]")
+
+
+def _chosen_class_colors() -> dict[str, str]:
+    """The user's class colours, ``{class name: "#rrggbb"}`` (settings; a damaged entry: none)."""
+    try:
+        chosen = json.loads(str(settings().value("classes/colors", "{}")))
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in chosen.items()} if isinstance(chosen, dict) else {}
 
 
 def _holds(window: MainWindow, doc: Document):

@@ -5,26 +5,29 @@ from __future__ import annotations
 
 from PySide6.QtGui import QColor
 
-__all__ = ["CLASS_PALETTE", "LEVEL_COLORS", "GT_COLORS", "CURVE_COLORS", "class_color", "level_color", "gt_color",
+__all__ = ["CLASS_PALETTE", "LEVEL_COLORS", "GT_COLORS", "CURVE_COLORS", "RUN_COLORS", "class_color", "level_color",
+           "gt_color", "palette_class_color", "set_class_colors", "text_color_on", "TEXT_ON_DARK", "WARNING",
            "PROBLEM", "UNREADABLE", "TP", "FP", "MISSED", "HARD_NEGATIVE", "NEGATIVE", "IGNORED", "SUPPRESSED",
            "SUPPRESSOR", "VICTIM", "FOCUS", "TEXT_ON_LIGHT", "CANVAS_BACKGROUND", "PLACEHOLDER_FILL",
            "PLACEHOLDER_EDGE", "PLACEHOLDER_TEXT", "CONTOUR_POS", "CONTOUR_NEG", "LOSS_CLS", "LOSS_REG", "LOSS_POS",
            "OVERLAY_CURVE", "LR_CURVE", "AP_CURVE", "AP50_CURVE"]
 
-# classes: a fixed, well-separated palette indexed by COCO category id, so a class keeps its
-# colour across sessions, projects and renames
-CLASS_PALETTE = ["#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6",
-                 "#bfef45", "#fabed4", "#469990", "#dcbeff", "#9a6324", "#fffac8", "#800000", "#aaffc3",
-                 "#808000", "#ffd8b1", "#000075", "#a9a9a9"]
+# Palettes are colour-blind aware (Okabe-Ito / Paul Tol hues, checked under simulated deutan and
+# protan vision by tests/app/test_theme_colours.py) and keep clear of the status colours below:
+# no red (problem, FP), no TP green, no ignored amber, no hard-negative magenta, no grey or white.
+# classes: indexed by COCO category id, so a class keeps its colour across sessions, projects and
+# renames; the user can pick another one (View: the class list's colour button, kept by name)
+CLASS_PALETTE = ["#88ccee", "#ffa07a", "#e7298a", "#b28dff", "#bbcc33", "#ffaabb", "#0072b2", "#a6761d",
+                 "#e8e59a", "#bc80bd", "#882255", "#332288"]
 LEVEL_COLORS = ["#4ea1ff", "#3ddbb0", "#b48cff", "#8fd14f", "#ff7eb6", "#5ce1e6", "#c9c9c9", "#9fa8ff"]
-GT_COLORS = ["#ff4d4d", "#ffd21f", "#3dff8a", "#38c7ff", "#ff8cf0", "#ff9f0a", "#b4ff38", "#c69cff",
-             "#ffffff", "#ff6f91"]
+GT_COLORS = ["#56b4e9", "#ffa07a", "#00b894", "#b28dff", "#e8e59a", "#4a7fd6", "#cc79a7", "#7ad7d0"]
 CURVE_COLORS = ["#ffffff", "#4ea1ff", "#ff9f0a", "#3ddbb0", "#ff7eb6", "#b48cff"]
+RUN_COLORS = ["#88ccee", "#ffa07a", "#b28dff", "#bbcc33", "#ffaabb", "#00b894", "#e8e59a", "#4a7fd6"]  # overlaid runs
 
 # states
 PROBLEM = "#e03131"          # a GT no prior covers, an error message
 UNREADABLE = "#d03030"       # an image that cannot be read (image list)
-TP, FP, MISSED = "#2fbf4a", "#ff3b3b", "#ffd21f"
+TP, FP, MISSED = "#38d1a0", "#ff3b3b", "#ffd21f"    # TP a blue-green: told from FP red also by deutans
 HARD_NEGATIVE = "#ff2bd6"    # SSD's mined negatives
 NEGATIVE = "#8a8f98"         # negatives drawn faint, the negative share of a loss
 IGNORED = "#ffb000"
@@ -32,7 +35,8 @@ SUPPRESSED = "#b0b8c8"       # boxes NMS removed (dashed)
 SUPPRESSOR = "#38c7ff"       # the kept box that removed the clicked one
 VICTIM = "#ff9f0a"           # the boxes the clicked kept box removed
 FOCUS = "#ffffff"            # the clicked prior / box, the "why" box
-TEXT_ON_LIGHT = "#000000"
+TEXT_ON_LIGHT, TEXT_ON_DARK = "#000000", "#ffffff"
+WARNING = "#ffb000"          # a warning line (not an error): the training panel's warm-up note
 CANVAS_BACKGROUND = "#1b1e24"
 PLACEHOLDER_FILL, PLACEHOLDER_EDGE, PLACEHOLDER_TEXT = "#3a3f4b", "#ff6b6b", "#ffd0d0"  # an unreadable image
 CONTOUR_POS, CONTOUR_NEG = "#ff4d4d", "#ffd21f"  # the IoU heat map's positive / negative thresholds
@@ -40,8 +44,31 @@ LOSS_CLS, LOSS_REG, LOSS_POS = "#4ea1ff", "#ff9f0a", "#3ddbb0"
 OVERLAY_CURVE, LR_CURVE, AP_CURVE, AP50_CURVE = "#808080", "#3ddbb0", "#4ea1ff", "#ff9f0a"
 
 
-def class_color(cat_id: int) -> QColor:
+_CLASS_CHOSEN: dict[int, str] = {}     # the user's colours of the open project's classes (by category id)
+
+
+def set_class_colors(chosen: dict[int, str]) -> None:
+    """The colours the user picked for the open project's classes (``{cat_id: "#rrggbb"}``);
+    the others keep their palette colour."""
+    _CLASS_CHOSEN.clear()
+    _CLASS_CHOSEN.update(chosen)
+
+
+def palette_class_color(cat_id: int) -> QColor:
     return QColor(CLASS_PALETTE[(cat_id - 1) % len(CLASS_PALETTE)]) if cat_id > 0 else QColor(FOCUS)
+
+
+def class_color(cat_id: int) -> QColor:
+    chosen = _CLASS_CHOSEN.get(cat_id)
+    return QColor(chosen) if chosen else palette_class_color(cat_id)
+
+
+def text_color_on(background: QColor) -> QColor:
+    """Black or white, whichever reads better on ``background`` (WCAG relative luminance)."""
+    def linear(c: float) -> float:
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+    lum = 0.2126 * linear(background.redF()) + 0.7152 * linear(background.greenF()) + 0.0722 * linear(background.blueF())
+    return QColor(TEXT_ON_LIGHT) if lum > 0.18 else QColor(TEXT_ON_DARK)
 
 
 def level_color(level: int) -> str:

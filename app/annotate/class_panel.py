@@ -26,7 +26,7 @@ def _swatch(color: QColor) -> QIcon:
 class ClassPanel(QWidget):
     """Signals: ``classActivated(cat_id)`` when the user picks a class (click, or number key
     via the window); ``addRequested()``, ``renameRequested(id)``, ``mergeRequested(id)``,
-    ``deleteRequested(id)`` for the window's dialogs."""
+    ``deleteRequested(id)``, ``colorRequested(id)`` for the window's dialogs."""
 
     classActivated = Signal(int)
     currentClassPicked = Signal(int)
@@ -34,6 +34,7 @@ class ClassPanel(QWidget):
     renameRequested = Signal(int)
     mergeRequested = Signal(int)
     deleteRequested = Signal(int)
+    colorRequested = Signal(int)
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -43,7 +44,8 @@ class ClassPanel(QWidget):
                              "Keys 1-9 pick the first nine classes.")
         buttons = QHBoxLayout()
         self.buttons = {}
-        for key, text in (("add", "Add"), ("rename", "Rename"), ("merge", "Merge into…"), ("delete", "Delete")):
+        for key, text in (("add", "Add"), ("rename", "Rename"), ("merge", "Merge into…"), ("delete", "Delete"),
+                          ("color", "Colour…")):
             button = QPushButton(text)
             buttons.addWidget(button)
             self.buttons[key] = button
@@ -61,6 +63,8 @@ class ClassPanel(QWidget):
         self.buttons["rename"].clicked.connect(lambda: self._emit_for_current(self.renameRequested))
         self.buttons["merge"].clicked.connect(lambda: self._emit_for_current(self.mergeRequested))
         self.buttons["delete"].clicked.connect(lambda: self._emit_for_current(self.deleteRequested))
+        self.buttons["color"].clicked.connect(lambda: self._emit_for_current(self.colorRequested))
+        self.buttons["color"].setToolTip("Pick the colour of the selected class (kept for this class name)")
         self.list.itemDoubleClicked.connect(lambda item: self.renameRequested.emit(item.data(Qt.ItemDataRole.UserRole)))
 
     def _emit_for_current(self, signal) -> None:
@@ -92,7 +96,7 @@ class ClassPanel(QWidget):
             self.list.addItem(item)
         self.list.blockSignals(False)
         self.select(current)
-        for key in ("rename", "merge", "delete"):
+        for key in ("rename", "merge", "delete", "color"):
             self.buttons[key].setEnabled(self.list.count() > 0)
 
     def select(self, cat_id: int | None) -> None:

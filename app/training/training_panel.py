@@ -61,7 +61,7 @@ from detengine.api import (
 __all__ = ["TrainingPanel", "runs_root", "smooth", "Smoother", "device_choices", "warmup_iterations"]
 
 _CURVE_COLORS = theme.CURVE_COLORS
-_RUN_COLORS = theme.GT_COLORS      # overlaid runs, one colour each (bright on the plots' black)
+_RUN_COLORS = theme.RUN_COLORS     # overlaid runs, one colour each (bright on the plots' black)
 _TERM_DASHES = (Qt.PenStyle.DashLine, Qt.PenStyle.DotLine, Qt.PenStyle.DashDotLine, Qt.PenStyle.DashDotDotLine)
 ALL_TERMS = "*"                    # overlay every loss term of the overlaid runs
 RUNS_POLL_MS = 5000                # the Runs tab, while shown, re-reads the runs (CLI runs elsewhere go on)
@@ -262,7 +262,7 @@ class TrainingPanel(QWidget):
         self.status.setWordWrap(True)
         self.warning = QLabel()
         self.warning.setWordWrap(True)
-        self.warning.setStyleSheet(f"color: {theme.IGNORED}")
+        self.warning.setStyleSheet(f"color: {theme.WARNING}")
         self.warning.hide()
         self.error = QLabel()
         self.error.setWordWrap(True)

@@ -61,6 +61,7 @@ class FakeDialogs:
     def __init__(self):
         self.calls: list[tuple] = []
         self.save_answer = "discard"
+        self.color_answer = None
         self.recover_answer = True
         self.run_config_answer = True
         self.class_names: list[str] = []
@@ -112,6 +113,10 @@ class FakeDialogs:
     def ask_class_name(self, existing, title="New class", initial=""):
         self._log("ask_class_name", title, initial)
         return self.class_names.pop(0) if self.class_names else None
+
+    def ask_color(self, name, current):
+        self._log("ask_color", name, current)
+        return self.color_answer
 
     def ask_merge_target(self, name, others):
         self._log("ask_merge_target", name, others)
