@@ -311,6 +311,7 @@ class MainWindow(QMainWindow):
         self.debug_panel.pages["scan"].jumpRequested.connect(self.jump_to_box)
         self.training_panel.checkpointChosen.connect(self.use_checkpoint)
         self.training_panel.message.connect(self.show_message)
+        self.training_panel.splitChanged.connect(self.image_list.set_val_rows)
         self.eval_panel.message.connect(self.show_message)
         self.editor.imageShown.connect(lambda _i: self.eval_panel.show_predictions())
 

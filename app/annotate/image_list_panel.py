@@ -87,18 +87,23 @@ class ImageTableModel(QAbstractTableModel):
 
 
 class _Filter(QSortFilterProxyModel):
-    """Rows whose file name contains the text (any case) and that hold a box of the class."""
+    """Rows whose file name contains the text (any case), that hold a box of the class and, with
+    ``only`` set, that are among those rows (the validation split)."""
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self.text = ""
         self.cat_id: int | None = None
+        self.only: set[int] | None = None
+        self.order = Qt.SortOrder.AscendingOrder
 
-    def set_filter(self, text: str, cat_id: int | None) -> None:
-        self.text, self.cat_id = text.lower(), cat_id
+    def set_filter(self, text: str, cat_id: int | None, only: set[int] | None = None) -> None:
+        self.text, self.cat_id, self.only = text.lower(), cat_id, only
         self.invalidateFilter()
 
     def filterAcceptsRow(self, row: int, parent) -> bool:
+        if self.only is not None and row not in self.only:
+            return False
         record = self.sourceModel().doc.project.images[row]
         if self.text and self.text not in record.file_name.lower():
             return False
@@ -107,6 +112,7 @@ class _Filter(QSortFilterProxyModel):
     def sort(self, column: int, order=Qt.SortOrder.AscendingOrder) -> None:
         """"#" ascending is the project's own order: the source order, no comparisons (a 20,000
         image list is not sorted at open, nor again on each reset or filter change)."""
+        self.order = order
         if column == 1 and order == Qt.SortOrder.AscendingOrder:
             column = -1
         super().sort(column, order)
@@ -122,8 +128,9 @@ class _Filter(QSortFilterProxyModel):
                 return len(a.boxes) < len(b.boxes)
             return a.file_name.lower() < b.file_name.lower()
         a, b = self.sourceModel().data(left), self.sourceModel().data(right)
-        if a is None or b is None:                  # images not evaluated sort after the others
-            return a is not None
+        if a is None or b is None:                  # images not evaluated sort after the others, either way
+            descending = self.order == Qt.SortOrder.DescendingOrder     # (Qt then asks lessThan(right, left))
+            return a is None and b is not None if descending else a is not None and b is None
         if isinstance(a, int) and isinstance(b, int):
             return a < b
         return str(a).lower() < str(b).lower()
@@ -148,6 +155,13 @@ class ImageListPanel(QWidget):
         self.filter_edit.setClearButtonEnabled(True)
         self.class_combo = QComboBox()
         self.class_combo.setToolTip("Show only images with a box of this class")
+        self.scope_combo = QComboBox()
+        self.scope_combo.addItem("All images", "all")
+        self.scope_combo.addItem("Validation split", "val")
+        self.scope_combo.setToolTip("Validation split: the images the Evaluate panel evaluates (the Train "
+                                    "panel's split)")
+        self.scope_combo.setEnabled(False)
+        self.val_rows: set[int] | None = None
         self.table = QTableView()
         self.table.setModel(self.proxy)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -158,6 +172,7 @@ class ImageListPanel(QWidget):
         self.table.verticalHeader().hide()
         self.table.verticalHeader().setDefaultSectionSize(20)
         self.table.setWordWrap(False)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideLeft)     # a long path keeps its file name
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
         for col, width in ((0, 22), (1, 44), (3, 46), (4, 34), (5, 34), (6, 50)):
@@ -171,9 +186,11 @@ class ImageListPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addLayout(top)
+        layout.addWidget(self.scope_combo)
         layout.addWidget(self.table)
         self.filter_edit.textChanged.connect(self._apply_filter)
         self.class_combo.currentIndexChanged.connect(self._apply_filter)
+        self.scope_combo.currentIndexChanged.connect(self._apply_filter)
         self.table.selectionModel().currentRowChanged.connect(self._on_current_changed)
 
     def set_document(self, doc) -> None:
@@ -204,7 +221,16 @@ class ImageListPanel(QWidget):
             self.model.refresh_row(image)
 
     def _apply_filter(self, *_args) -> None:
-        self.proxy.set_filter(self.filter_edit.text(), self.class_combo.currentData())
+        only = self.val_rows if self.scope_combo.currentData() == "val" else None
+        self.proxy.set_filter(self.filter_edit.text(), self.class_combo.currentData(), only)
+
+    def set_val_rows(self, rows) -> None:
+        """The validation split's images (rows), for the "Validation split" filter; None: unknown."""
+        self.val_rows = None if rows is None else set(rows)
+        self.scope_combo.setEnabled(self.val_rows is not None)
+        if self.val_rows is None:
+            self.scope_combo.setCurrentIndex(0)
+        self._apply_filter()
 
     def _on_current_changed(self, current: QModelIndex, _previous) -> None:
         if current.isValid():
@@ -216,6 +242,7 @@ class ImageListPanel(QWidget):
         if not proxy_index.isValid():
             self.filter_edit.clear()
             self.class_combo.setCurrentIndex(0)
+            self.scope_combo.setCurrentIndex(0)
             proxy_index = self.proxy.mapFromSource(self.model.index(index, 0))
         self.table.setCurrentIndex(proxy_index)
         self.table.scrollTo(proxy_index)

@@ -154,6 +154,7 @@ class TrainingPanel(QWidget):
     checkpointChosen = Signal(str, str)
     message = Signal(str)
     runFinished = Signal(int, str)
+    splitChanged = Signal(object)       # the validation split's images (a list of rows), or None
 
     def __init__(self, window, parent=None):
         super().__init__(parent)
@@ -444,8 +445,10 @@ class TrainingPanel(QWidget):
         except ValueError as exc:
             self.split = None
             self._project_text = str(exc)
+            self.splitChanged.emit(None)
         else:
             train, val = self.split
+            self.splitChanged.emit(list(val))
             tagged = all(im.extra.get("detscope_split") in ("train", "val") for im in project.images)
             how = "the images' detscope_split tags" if tagged and self.split_seed == 0 else \
                 f"random 80/20, seed {self.split_seed}"

@@ -45,3 +45,25 @@ def test_opening_sorts_nothing_and_the_columns_still_sort(qtbot, tmp_path, monke
     calls.clear()
     win.image_list.filter_edit.setText("img")
     assert shown_rows(win) == [0, 1, 2] and calls == []
+
+
+def test_the_worst_images_come_first_and_unevaluated_rows_sort_last_either_way(qtbot, sample_window):
+    win = sample_window
+    panel, table = win.image_list, win.image_list.table
+    val = [5, 17, 40, 299]
+    counts = {5: (2, 1, 0), 17: (0, 4, 1), 40: (1, 0, 2), 299: (3, 2, 0)}     # (TP, FP, missed) of val images
+    panel.set_eval_counts(counts)
+    for order, first in ((Qt.SortOrder.DescendingOrder, [17, 299, 5, 40]), (Qt.SortOrder.AscendingOrder, [40, 5, 299, 17])):
+        table.sortByColumn(5, order)                                  # FP
+        shown = [panel.proxy.mapToSource(panel.proxy.index(r, 0)).row() for r in range(panel.proxy.rowCount())]
+        assert shown[:4] == first and set(shown[4:]) == set(range(300)) - set(val)    # empty cells last
+    table.sortByColumn(5, Qt.SortOrder.DescendingOrder)
+    win.show_image(17)                                                # N steps down the worst list
+    win.actions_by_name["next"].trigger()
+    assert win.editor.index == 299
+    assert panel.scope_combo.isEnabled() and len(panel.val_rows) == 60     # the Train panel's split, told
+    panel.set_val_rows(val)                                           # the validation split only
+    panel.scope_combo.setCurrentIndex(panel.scope_combo.findData("val"))
+    assert panel.visible_count() == 4
+    panel.select_image(0)                                             # a hidden image: the filters are cleared
+    assert panel.visible_count() == 300
