@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -70,6 +71,32 @@ def _load_cfg(args) -> dict:
     from .config import apply_cfg_options, load_config
     cfg = load_config(_config_file(args.config)).to_dict()
     return apply_cfg_options(cfg, dict(args.cfg_options)) if args.cfg_options else cfg
+
+
+@contextlib.contextmanager
+def _progress(desc: str, unit: str = "img"):
+    """A progress bar on a terminal (rank 0 under torchrun), else None: the loop reports nothing."""
+    from .progress import progress_bar
+    bar = progress_bar(desc, unit)
+    try:
+        yield bar
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _make_synthetic_data(cfg: dict, data) -> None:
+    """Generate the built-in data set with a progress bar when it is the data and not made yet;
+    the job's data loading then finds it complete. Without a terminal the job makes it silently."""
+    from .progress import shows_bars
+    if not shows_bars():
+        return
+    from .data.synthetic import ensure_synthetic_dataset
+    from .train.data import resolve_data
+    kind, opts = resolve_data(data, cfg)
+    if kind == "synthetic":
+        with _progress("synthetic data set") as bar:
+            ensure_synthetic_dataset(**opts, progress=bar)
 
 
 def _subparser(sub, name: str, help: str, description: str, example: str):
@@ -226,8 +253,9 @@ def _run_scan(args) -> int:
     cfg = _load_cfg(args)
     categories = list(project.categories)
     loaded = load_model(cfg, max(1, len(categories)), args.checkpoint) if args.checkpoint else None
-    result = scan_project(scan_items(project, size_of=_image_size), cfg, categories, loaded=loaded,
-                          checkpoint=args.checkpoint)
+    with _progress("scan") as bar:
+        result = scan_project(scan_items(project, size_of=_image_size), cfg, categories, loaded=loaded,
+                              checkpoint=args.checkpoint, progress=bar)
     rows, where = result.rows, result.where
     weak = result.weak(args.fewer_than)
     print(f"{len(rows)} GTs in {result.images} images; {len(weak)} with fewer than {args.fewer_than} positives")
@@ -292,6 +320,8 @@ def _train_cfg(args) -> dict:
 
 
 def _run_train(args) -> int:
+    from .io import check_output_path
+    from .progress import progress_bar, shows_bars
     from .train import distributed
     from .train.control import ControlFile, install_stop_signals
     from .train.runner import train_from_config
@@ -303,13 +333,16 @@ def _run_train(args) -> int:
             trainer.control = ControlFile(args.control)
         inject_nan_fault(trainer)
     cfg = _train_cfg(args)
+    check_output_path(args.work_dir or "runs", "folder", "run" if args.work_dir else "runs")  # before any work
+    _make_synthetic_data(cfg, args.data)
     try:
         summary = train_from_config(cfg, args.data, epochs=args.epochs,
                                     device=args.device, resume=args.resume, work_dir=args.work_dir,
                                     batch_size=args.batch_size, lr=args.lr, max_iters=args.max_iters,
                                     val_data=args.val_data, images=args.images, eval_backend=args.backend,
                                     num_workers=args.workers, amp=args.amp, trainer_hook=hook,
-                                    load_from=args.load_from, pretrained=not args.no_pretrained)
+                                    load_from=args.load_from, pretrained=not args.no_pretrained,
+                                    progress=progress_bar if shows_bars() else None)
         rc = 0
     except TrainingDiverged as exc:  # every rank stops at the same step (the ranks agree on NaN)
         print(f"error: {exc}", file=sys.stderr)
@@ -342,8 +375,11 @@ def _run_eval(args) -> int:
     if args.work_dir:
         out = check_output_path(args.work_dir / f"eval_{Path(args.checkpoint).stem}.json", "file", "--work-dir")
     problems: list[str] = []
-    metrics = evaluate_checkpoint(_load_cfg(args), args.checkpoint, args.data, backend=args.backend,
-                                  device=args.device, val_data=args.val_data, images=args.images, problems=problems)
+    cfg = _load_cfg(args)
+    _make_synthetic_data(cfg, args.data)
+    with _progress("eval") as bar:
+        metrics = evaluate_checkpoint(cfg, args.checkpoint, args.data, backend=args.backend, device=args.device,
+                                      val_data=args.val_data, images=args.images, problems=problems, progress=bar)
     _warn_skipped(problems)
     print(metrics.summary())
     if out is not None:
@@ -356,14 +392,20 @@ def _run_eval(args) -> int:
 def _metrics_json(metrics, args) -> dict:
     return {"config": str(args.config), "checkpoint": str(args.checkpoint), "backend": metrics.backend,
             "num_images": metrics.num_images, "num_detections": metrics.num_detections, "metrics": metrics.stats,
-            "per_class_ap": {str(metrics.class_names.get(c, c)): ap for c, ap in metrics.per_class_ap.items()}}
+            "per_class_ap": {str(metrics.class_names.get(c, c)): None if ap != ap else ap  # NaN (no GT): null
+                             for c, ap in metrics.per_class_ap.items()}}
 
 
 def _run_export(args) -> int:
+    from .io import check_output_path
     from .train.runner import export_checkpoint
+    check_output_path(args.out, "file", "results")                              # before any work
     problems: list[str] = []
-    n = export_checkpoint(_load_cfg(args), args.checkpoint, args.out, args.data, device=args.device,
-                          val_data=args.val_data, images=args.images, split=args.split, problems=problems)
+    cfg = _load_cfg(args)
+    _make_synthetic_data(cfg, args.data)
+    with _progress("export") as bar:
+        n = export_checkpoint(cfg, args.checkpoint, args.out, args.data, device=args.device, val_data=args.val_data,
+                              images=args.images, split=args.split, problems=problems, progress=bar)
     _warn_skipped(problems)
     print(f"wrote {n} detections to {args.out}")
     return 0

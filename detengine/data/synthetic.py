@@ -28,11 +28,13 @@ with a missing file) is regenerated, so a killed generation is never mistaken fo
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -325,7 +327,8 @@ def _clear(paths: SyntheticPaths) -> None:
             shutil.rmtree(d)
 
 
-def _write_split(paths: SyntheticPaths, split: str, seed: int, count: int, image_size: int) -> None:
+def _write_split(paths: SyntheticPaths, split: str, seed: int, count: int, image_size: int,
+                 on_image: Callable[[], None] | None = None) -> None:
     folder = paths.train_dir if split == "train" else paths.val_dir
     folder.mkdir(parents=True, exist_ok=True)
     images, anns = [], []
@@ -342,6 +345,8 @@ def _write_split(paths: SyntheticPaths, split: str, seed: int, count: int, image
             w, h = box[2] - box[0], box[3] - box[1]
             anns.append({"image_id": i + 1, "category_id": label + 1, "bbox": [box[0], box[1], w, h],
                          "area": w * h, "iscrowd": 0})
+        if on_image is not None:
+            on_image()
     cats = [{"id": k + 1, "name": n, "supercategory": "shape"} for k, n in enumerate(SYNTHETIC_CLASSES)]
     out = paths.train_json if split == "train" else paths.val_json
     write_coco(out, images, anns, cats, info={"description": f"DetScope synthetic shapes v{GENERATOR_VERSION}, "
@@ -366,9 +371,10 @@ def _locked(root: Path):
 
 
 def ensure_synthetic_dataset(root=None, *, seed: int = 0, num_train: int = 240, num_val: int = 60,
-                             image_size: int = 256) -> SyntheticPaths:
+                             image_size: int = 256, progress: Callable[[int, int], None] | None = None) -> SyntheticPaths:
     """Return the synthetic dataset's paths, generating it first if ``root`` does not already
-    hold a complete generation with these parameters (see the module docstring)."""
+    hold a complete generation with these parameters (see the module docstring).
+    ``progress(done, total)`` is called after each generated image (not at all when it exists)."""
     if image_size < 64 or num_train < 0 or num_val < 0:
         raise ValueError(f"synthetic dataset needs image_size >= 64 and counts >= 0, got "
                          f"image_size={image_size}, num_train={num_train}, num_val={num_val}")
@@ -382,7 +388,9 @@ def ensure_synthetic_dataset(root=None, *, seed: int = 0, num_train: int = 240, 
             return paths
         _clear(paths)
         (paths.root / _MARKER).write_text("made by detengine.data.synthetic\n", encoding="utf-8")
+        made = itertools.count(1)
+        on_image = None if progress is None else (lambda: progress(next(made), num_train + num_val))
         for split in _SPLITS:
-            _write_split(paths, split, seed, counts[split], image_size)
+            _write_split(paths, split, seed, counts[split], image_size, on_image)
         atomic_write_text(paths.root / _MANIFEST, json.dumps(expected, indent=1))
     return paths

@@ -15,7 +15,9 @@ from collections import deque
 from pathlib import Path
 from typing import Callable
 
-__all__ = ["EventBus", "JsonlWriter", "ConsolePrinter", "read_jsonl"]
+from ..progress import write_line
+
+__all__ = ["EventBus", "JsonlWriter", "ConsolePrinter", "EpochProgress", "read_jsonl"]
 
 
 class EventBus:
@@ -92,7 +94,8 @@ def _fmt_eta(seconds: float) -> str:
 
 
 class ConsolePrinter:
-    """A progress line every ``every`` iterations, and each evaluation and error."""
+    """A progress line every ``every`` iterations, and each evaluation and error (written above
+    a progress bar on the same terminal, if one is drawn)."""
 
     def __init__(self, every: int = 10, stream=None):
         self.every = max(1, every)
@@ -102,13 +105,45 @@ class ConsolePrinter:
         kind = e["type"]
         if kind == "iter" and (e["iter"] % self.every == 0 or e.get("last_in_epoch")):
             losses = " ".join(f"{k} {v:.4f}" for k, v in e["losses"].items())
-            print(f"epoch {e['epoch'] + 1}/{e['max_epochs']} iter {e['iter'] + 1}/{e['iters_per_epoch']}  "
-                  f"loss {e['loss']:.4f} ({losses})  lr {e['lr']:.2e}  {e['images_per_s']:.1f} img/s  "
-                  f"eta {_fmt_eta(e['eta_s'])}", file=self.stream, flush=True)
+            write_line(f"epoch {e['epoch'] + 1}/{e['max_epochs']} iter {e['iter'] + 1}/{e['iters_per_epoch']}  "
+                       f"loss {e['loss']:.4f} ({losses})  lr {e['lr']:.2e}  {e['images_per_s']:.1f} img/s  "
+                       f"eta {_fmt_eta(e['eta_s'])}", self.stream)
         elif kind == "eval":
             m = e["metrics"]
-            print(f"epoch {e['epoch'] + 1} eval: AP {m.get('AP', 0):.4f}  AP50 {m.get('AP50', 0):.4f}  "
-                  f"AP75 {m.get('AP75', 0):.4f}", file=self.stream, flush=True)
+            write_line(f"epoch {e['epoch'] + 1} eval: AP {m.get('AP', 0):.4f}  AP50 {m.get('AP50', 0):.4f}  "
+                       f"AP75 {m.get('AP75', 0):.4f}", self.stream)
         elif kind in ("error", "warning", "stop", "end", "checkpoint", "start", "data"):
             text = e.get("message") or e.get("path") or ""
-            print(f"[{kind}] {text}", file=self.stream, flush=True)
+            write_line(f"[{kind}] {text}", self.stream)
+
+
+class EpochProgress:
+    """A progress bar per epoch from the ``"iter"`` events, with the loss, the learning rate,
+    images/s and the ETA of the whole run after it. ``factory(desc, unit)`` gives the bar, a
+    ``bar(done, total, **postfix)`` callable with ``close()`` (the CLI's
+    :func:`~detengine.progress.progress_bar`), or None; the epoch's last iteration, a stop, an
+    error or the end closes it."""
+
+    def __init__(self, factory: Callable):
+        self.factory = factory
+        self.epoch: int | None = None
+        self.bar = None
+
+    def __call__(self, e: dict) -> None:
+        if e["type"] == "iter":
+            if e["epoch"] != self.epoch:
+                self.close()
+                self.epoch = e["epoch"]
+                self.bar = self.factory(f"epoch {e['epoch'] + 1}/{e['max_epochs']}", "it")
+            if self.bar is not None:
+                self.bar(e["iter"] + 1, e["iters_per_epoch"], loss=f"{e['loss']:.4f}", lr=f"{e['lr']:.2e}",
+                         img_s=f"{e['images_per_s']:.1f}", eta=_fmt_eta(e["eta_s"]))
+            if e.get("last_in_epoch"):
+                self.close()
+        elif e["type"] in ("stop", "error", "end"):
+            self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        self.bar = None

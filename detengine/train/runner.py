@@ -13,7 +13,7 @@ from ..models import build_detector
 from ..shipped import find_config
 from . import distributed as dist
 from .data import EvalSet, build_data
-from .events import ConsolePrinter, EventBus, JsonlWriter
+from .events import ConsolePrinter, EpochProgress, EventBus, JsonlWriter
 from .runs import make_run_dir, plain_config, register_run
 from .settings import config_warnings, run_warnings, settings_from_config, uses_syncbn
 from .trainer import Trainer, pick_device
@@ -31,9 +31,10 @@ def load_cfg(config) -> dict:
 
 
 def predict_dataset(model, eval_set, collate, *, batch_size: int = 8, device=None, indices=None, problems=None,
-                    **overrides):
+                    progress=None, **overrides):
     """Detections (original image pixels) for ``indices`` (default all) of ``eval_set``. An image
-    that cannot be read is skipped, its message appended to ``problems`` (a list) when given."""
+    that cannot be read is skipped, its message appended to ``problems`` (a list) when given.
+    ``progress(done, total)`` is called after each batch."""
     device = device or next(model.parameters()).device
     indices = list(range(len(eval_set))) if indices is None else list(indices)
     model.eval()
@@ -47,24 +48,27 @@ def predict_dataset(model, eval_set, collate, *, batch_size: int = 8, device=Non
                 if problems is None:
                     raise
                 problems.append(f"{exc}: skipped")
-        if not samples:
-            continue
-        batch = collate(samples)
-        batch["images"] = batch["images"].to(device)
-        out += model.predict(batch, record=False, **overrides)
+        if samples:
+            batch = collate(samples)
+            batch["images"] = batch["images"].to(device)
+            out += model.predict(batch, record=False, **overrides)
+        if progress is not None:
+            progress(min(start + batch_size, len(indices)), len(indices))
     return out
 
 
 def evaluate_model(model, dataset, test_pipeline, collate, *, backend: str = "faster-coco-eval",
-                   batch_size: int = 8, label_to_cat: dict[int, int] | None = None, problems=None, **overrides):
+                   batch_size: int = 8, label_to_cat: dict[int, int] | None = None, problems=None, progress=None,
+                   **overrides):
     """COCO metrics on ``dataset`` (a CocoDataset); each rank predicts its shard, rank 0 scores.
     ``label_to_cat``: model label -> category id (default: the dataset's own labels). Images that
-    cannot be read are skipped (listed in ``problems`` on rank 0) and left out of the metrics."""
+    cannot be read are skipped (listed in ``problems`` on rank 0) and left out of the metrics.
+    ``progress(done, total)``: this rank's predictions (give it on rank 0 only for one bar)."""
     eval_set = EvalSet(dataset, test_pipeline)
     mine = list(range(dist.rank(), len(eval_set), dist.world_size()))  # no padding: each image once
     mine_problems: list[str] = []
     dets = predict_dataset(model, eval_set, collate, batch_size=batch_size, indices=mine, problems=mine_problems,
-                           **overrides)
+                           progress=progress, **overrides)
     results = detections_to_coco_results(dets, label_to_cat or _label_map(dataset))
     gathered = dist.all_gather_objects((results, [int(d.meta["image_id"]) for d in dets], mine_problems))
     metrics = None
@@ -139,14 +143,17 @@ def _label_map(dataset) -> dict[int, int]:
 def train_from_config(config, data=None, *, epochs=None, device=None, resume=None, work_dir=None, runs_root="runs",
                       batch_size=None, lr=None, max_iters=None, val_data=None, images=None, events=None,
                       console=True, eval_backend="faster-coco-eval", num_workers=None, amp=None, trainer_hook=None,
-                      load_from=None, pretrained: bool = True):
+                      load_from=None, pretrained: bool = True, progress=None):
     """Train a detector; returns the trainer's summary (with ``work_dir``). ``trainer_hook(trainer)``
     is called before the loop starts (the GUI keeps the trainer to stop or step it).
 
     Where the weights start (mmengine's order): ``resume`` (a checkpoint, or ``"auto"`` / the
     config's ``resume=True``: the latest of the work folder) continues a run exactly; else
     ``load_from`` (argument, else the config's) loads every fitting weight; else the backbone's
-    ``init_cfg`` Pretrained checkpoint (``pretrained=False``: a random backbone, said in the log)."""
+    ``init_cfg`` Pretrained checkpoint (``pretrained=False``: a random backbone, said in the log).
+
+    ``progress``: a factory ``(desc, unit) -> bar or None`` (the CLI's
+    :func:`~detengine.progress.progress_bar`): a bar per epoch and per evaluation, on rank 0."""
     cfg = load_cfg(config)
     # the run folder is checked before anything starts (every rank: none waits for a failed one)
     check_output_path(work_dir or runs_root, "folder", "run" if work_dir else "runs")
@@ -188,6 +195,8 @@ def train_from_config(config, data=None, *, epochs=None, device=None, resume=Non
         events.subscribe(JsonlWriter(run_dir / "log.jsonl"))
         if console:
             events.subscribe(ConsolePrinter(settings.log_interval))
+        if progress is not None:
+            events.subscribe(EpochProgress(progress))
     run_dir = Path(dist.broadcast_object(str(run_dir)))
     if dist.is_main():
         for message in notes:
@@ -197,8 +206,13 @@ def train_from_config(config, data=None, *, epochs=None, device=None, resume=Non
         if bundle.val is None:
             return None
         problems: list[str] = []
-        metrics = evaluate_model(m, bundle.val, bundle.test_pipeline, bundle.collate, backend=eval_backend,
-                                 batch_size=settings.batch_size, problems=problems)
+        bar = progress(f"val (epoch {epoch})", "img") if progress is not None and dist.is_main() else None
+        try:
+            metrics = evaluate_model(m, bundle.val, bundle.test_pipeline, bundle.collate, backend=eval_backend,
+                                     batch_size=settings.batch_size, problems=problems, progress=bar)
+        finally:
+            if bar is not None:
+                bar.close()
         if problems and dist.is_main():
             events.emit({"type": "warning", "kind": "unreadable_val_image",
                          "message": f"evaluation skipped {len(problems)} unreadable val image(s) (left out of the "
@@ -225,9 +239,9 @@ def train_from_config(config, data=None, *, epochs=None, device=None, resume=Non
         summary = trainer.run()
     finally:
         for fn in list(events._subscribers):
-            if isinstance(fn, (JsonlWriter, ConsolePrinter)):
+            if isinstance(fn, (JsonlWriter, ConsolePrinter, EpochProgress)):
                 events.unsubscribe(fn)
-                if isinstance(fn, JsonlWriter):
+                if isinstance(fn, (JsonlWriter, EpochProgress)):
                     fn.close()
     summary["work_dir"] = str(run_dir)
     return summary
@@ -277,22 +291,24 @@ def _checkpoint_model(cfg: dict, checkpoint, dataset, device):
 
 
 def evaluate_checkpoint(config, checkpoint, data=None, *, backend="faster-coco-eval", device=None, val_data=None,
-                        images=None, batch_size=8, problems=None):
+                        images=None, batch_size=8, problems=None, progress=None):
     """COCO metrics of a checkpoint on the val split (or ``val_data``); its classes meet the
-    data's by name (:func:`checkpoint_label_map`). Unreadable images: skipped, listed in ``problems``."""
+    data's by name (:func:`checkpoint_label_map`). Unreadable images: skipped, listed in ``problems``.
+    ``progress(done, total)``: the predictions."""
     dev = pick_device(device)
     cfg = load_cfg(config)
     bundle = build_data(cfg, data, val_data=val_data, images=images)
     dataset = bundle.val if bundle.val is not None else bundle.train.dataset
     model, label_to_cat = _checkpoint_model(cfg, checkpoint, dataset, dev)
     return evaluate_model(model, dataset, bundle.test_pipeline, bundle.collate, backend=backend, batch_size=batch_size,
-                          label_to_cat=label_to_cat, problems=problems)
+                          label_to_cat=label_to_cat, problems=problems, progress=progress)
 
 
 def export_checkpoint(config, checkpoint, out, data=None, *, device=None, val_data=None, images=None,
-                      split="val", batch_size=8, problems=None) -> int:
+                      split="val", batch_size=8, problems=None, progress=None) -> int:
     """Write COCO results JSON of a checkpoint's detections on a split; returns the count. The
-    output path is checked first; the classes meet the data's by name (:func:`checkpoint_label_map`)."""
+    output path is checked first; the classes meet the data's by name (:func:`checkpoint_label_map`).
+    ``progress(done, total)``: the predictions."""
     check_output_path(out, "file", "results")
     dev = pick_device(device)
     cfg = load_cfg(config)
@@ -300,7 +316,7 @@ def export_checkpoint(config, checkpoint, out, data=None, *, device=None, val_da
     dataset = bundle.val if (split == "val" and bundle.val is not None) else bundle.train.dataset
     model, label_to_cat = _checkpoint_model(cfg, checkpoint, dataset, dev)
     dets = predict_dataset(model, EvalSet(dataset, bundle.test_pipeline), bundle.collate, batch_size=batch_size,
-                           problems=[] if problems is None else problems)
+                           problems=[] if problems is None else problems, progress=progress)
     results = detections_to_coco_results(dets, label_to_cat)
     write_results(out, results)
     return len(results)
