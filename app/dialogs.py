@@ -12,13 +12,15 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QInputDialog,
     QLabel,
+    QLineEdit,
+    QListWidget,
     QMessageBox,
     QPlainTextEdit,
     QRadioButton,
     QVBoxLayout,
 )
 
-__all__ = ["Dialogs", "ConsoleDialogs", "ProblemsDialog", "SHORTCUTS"]
+__all__ = ["Dialogs", "ConsoleDialogs", "ProblemsDialog", "ClassPickDialog", "SHORTCUTS"]
 
 SHORTCUTS = [
     ("N / D", "next image"), ("P / A", "previous image"), ("W", "draw a box (next drag draws, even over a box)"),
@@ -32,7 +34,46 @@ SHORTCUTS = [
     ("wheel / Ctrl+wheel", "zoom around the cursor"), ("middle drag / Space+drag", "pan"),
     ("Esc", "cancel drawing, clear the selection"), ("Ctrl+O", "open a COCO JSON"), ("Ctrl+Shift+O", "open a folder"),
     ("F11", "image only: hide the panels (again: show them); View > Reset Layout puts every panel back"),
+    ("Ctrl+A", "select every box of the image"), ("Ctrl+H / Ctrl+L", "show or hide the boxes / their class names"),
 ]
+
+
+class ClassPickDialog(QDialog):
+    """The class of a new box, as labelme asks it: a name field (type-ahead filters the list of
+    the project's classes; a name not in it makes a new class) over the list; Enter or a double
+    click takes it."""
+
+    def __init__(self, names: list[str], current: str, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("Class of the new box")
+        self.names = list(names)
+        self.edit = QLineEdit(current)
+        self.edit.setPlaceholderText("class name (a new name makes a new class)")
+        self.edit.selectAll()
+        self.list = QListWidget()
+        self.list.addItems(self.names)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.edit)
+        layout.addWidget(self.list)
+        layout.addWidget(buttons)
+        self.edit.textEdited.connect(self.filter)
+        self.edit.returnPressed.connect(self.accept)
+        self.list.currentTextChanged.connect(lambda text: text and self.edit.setText(text))
+        self.list.itemDoubleClicked.connect(lambda _item: self.accept())
+        self.filter(current if current not in self.names else "")
+
+    def filter(self, text: str) -> None:
+        """Only the classes whose name holds ``text`` (any case); the first one is highlighted."""
+        needle = text.strip().lower()
+        for row in range(self.list.count()):
+            item = self.list.item(row)
+            item.setHidden(bool(needle) and needle not in item.text().lower())
+
+    def name(self) -> str:
+        return self.edit.text().strip()
 
 
 class ProblemsDialog(QDialog):
@@ -156,6 +197,12 @@ class Dialogs:
     def ask_class_name(self, existing: list[str], title: str = "New class", initial: str = "") -> str | None:
         name, ok = QInputDialog.getText(self.window, title, "Class name:", text=initial)
         return name.strip() if ok and name.strip() else None
+
+    def ask_box_class(self, names: list[str], current: str) -> str | None:
+        dialog = ClassPickDialog(names, current, self.window)
+        if dialog.exec() != QDialog.DialogCode.Accepted or not dialog.name():
+            return None
+        return dialog.name()
 
     def ask_color(self, name: str, current: str) -> str | None:
         """A colour for class ``name`` (``"#rrggbb"``), or None when cancelled."""

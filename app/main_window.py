@@ -68,11 +68,13 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.canvas)
         self.editor = Editor(self.canvas, self)
         self.editor.ask_class_name = lambda: self.dialogs.ask_class_name(self._class_names())
+        self.editor.ask_box_class = lambda names, current: self.dialogs.ask_box_class(names, current)
         self._build_docks()
         if not defer_engine:
             self._build_panels(config)
         self._build_actions()
         self._build_menus()
+        self._build_toolbar()
         self._build_status_bar()
         self._connect()
         self.setAcceptDrops(True)
@@ -254,18 +256,73 @@ class MainWindow(QMainWindow):
         a["zoom_out"] = self._action("Zoom Out", lambda: self.canvas.zoom_by(0.8), ["Ctrl+-"])
         a["shortcuts"] = self._action("Keyboard Shortcuts", self.dialogs.show_shortcuts, ["F1"])
         a["image_only"] = self._action("Image Only (hide panels)", self.toggle_image_only, ["F11"])
+        a["select_all"] = self._action("Select All Boxes", self.editor.select_all, ["Ctrl+A"])
+        a["show_boxes"] = self._toggle("Show Boxes", lambda on: self.editor.set_visibility(boxes=on), ["Ctrl+H"],
+                                       "view/show_boxes", True)
+        a["show_labels"] = self._toggle("Show Class Names", lambda on: self.editor.set_visibility(labels=on),
+                                        ["Ctrl+L"], "view/show_labels", True)
+        a["ask_each_box"] = self._toggle("Ask Class for Each New Box", self._set_ask_each_box, [],
+                                         "annotate/ask_each_box", False,
+                                         "On: every box you draw asks its class (type to filter, a new name adds "
+                                         "a class), as labelme does. Off: it takes the current class.")
         a["reset_layout"] = self._action("Reset Layout", self.reset_layout)
         for k in range(1, 10):
             a[f"class_{k}"] = self._action(f"Class {k}", lambda _=False, k=k: self.pick_class_by_key(k), [str(k)])
         a["undo"].setEnabled(False)
         a["redo"].setEnabled(False)
 
+    def _toggle(self, text: str, slot, keys: list[str], setting: str, default: bool, tip: str = "") -> QAction:
+        """A checkable action whose state is kept in the settings (under ``setting``)."""
+        action = self._action(text, lambda: None, keys, tip)
+        action.setCheckable(True)
+        stored = settings().value(setting, default) if self.persist else default
+        on = stored in (True, "true", "1", 1) if not isinstance(stored, bool) else stored
+        action.setChecked(on)
+        slot(on)
+
+        def changed(state: bool) -> None:
+            if self.persist:
+                settings().setValue(setting, state)
+            slot(state)
+        action.toggled.connect(changed)
+        return action
+
+    def _set_ask_each_box(self, on: bool) -> None:
+        self.editor.ask_each_box = on
+
+    def _build_toolbar(self) -> None:
+        """Modes, open, previous / next, save, fit, what is shown: the annotator's daily buttons."""
+        from PySide6.QtWidgets import QStyle, QToolBar
+        bar = QToolBar("Tools", self)
+        bar.setObjectName("toolbar_tools")
+        bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        style = self.style()
+        icons = {"open_json": QStyle.StandardPixmap.SP_DialogOpenButton, "save": QStyle.StandardPixmap.SP_DialogSaveButton,
+                 "prev": QStyle.StandardPixmap.SP_ArrowBack, "next": QStyle.StandardPixmap.SP_ArrowForward}
+        for name in ("open_json", "save", None, "prev", "next", None, "draw", "fit", None, "show_boxes", "show_labels",
+                     "ask_each_box"):
+            if name is None:
+                bar.addSeparator()
+                continue
+            action = self.actions_by_name[name]
+            if name in icons:
+                action.setIcon(style.standardIcon(icons[name]))
+            bar.addAction(action)
+        short = {"open_json": "Open", "prev": "Prev", "next": "Next", "draw": "Draw", "fit": "Fit",
+                 "show_boxes": "Boxes", "show_labels": "Names", "ask_each_box": "Ask class"}
+        for name, text in short.items():
+            action = self.actions_by_name[name]
+            action.setIconText(text)
+        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, bar)
+        self.toolbar = bar
+
     def _build_menus(self) -> None:
         a, bar = self.actions_by_name, self.menuBar()
         menus = {"&File": ["open_json", "open_folder", "open_sample", None, "save", "save_as", "export", None, "quit"],
-                 "&Edit": ["undo", "redo", None, "draw", "delete", "copy", "paste", "duplicate"],
-                 "&View": ["next", "prev", None, "fit", "actual", "zoom_in", "zoom_out", None, "image_only",
-                           "reset_layout"],
+                 "&Edit": ["undo", "redo", None, "draw", "select_all", "delete", "copy", "paste", "duplicate", None,
+                           "ask_each_box"],
+                 "&View": ["next", "prev", None, "fit", "actual", "zoom_in", "zoom_out", None, "show_boxes",
+                           "show_labels", None, "image_only", "reset_layout"],
                  "&Help": ["shortcuts"]}
         for title, names in menus.items():
             menu = bar.addMenu(title)

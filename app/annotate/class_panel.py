@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QIcon, QPixmap
-from PySide6.QtWidgets import QHBoxLayout, QListWidget, QListWidgetItem, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QGridLayout, QListWidget, QListWidgetItem, QPushButton, QVBoxLayout, QWidget
 
 from app.theme import class_color
 
@@ -42,12 +42,12 @@ class ClassPanel(QWidget):
         self.list = QListWidget()
         self.list.setToolTip("Click: make this the class of the selected boxes and of the next box.\n"
                              "Keys 1-9 pick the first nine classes.")
-        buttons = QHBoxLayout()
+        buttons = QGridLayout()                      # two rows: the dock can be narrow
         self.buttons = {}
-        for key, text in (("add", "Add"), ("rename", "Rename"), ("merge", "Merge into…"), ("delete", "Delete"),
-                          ("color", "Colour…")):
+        for i, (key, text) in enumerate((("add", "Add"), ("rename", "Rename"), ("color", "Colour…"),
+                                         ("merge", "Merge into…"), ("delete", "Delete"))):
             button = QPushButton(text)
-            buttons.addWidget(button)
+            buttons.addWidget(button, i // 3, i % 3)
             self.buttons[key] = button
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)

@@ -41,6 +41,11 @@ class Editor(QObject):
         self._clipboard_image = -1
         self.cache = ImageCache()
         self.ask_class_name = lambda: None      # set by the window: asks for a class name when there is none
+        # set by the window: (class names, the current one) -> the name for a new box, or None (cancelled)
+        self.ask_box_class = lambda names, current: current
+        self.ask_each_box = False               # True: every new box asks its class (labelme); else the last one
+        self.show_labels = True                 # the class name tags on the boxes
+        self.show_boxes = True                  # the boxes at all (to look at the image underneath)
         canvas.boxDrawn.connect(self.add_drawn_box)
         canvas.boxesEdited.connect(self._on_boxes_edited)
         canvas.nudgeRequested.connect(self.nudge)
@@ -92,10 +97,25 @@ class Editor(QObject):
             return
         names = {c.id: c.name for c in self.project.categories}
         drawn = []
-        for box in self.project.images[self.index].boxes:
-            label = names.get(box.category_id, f"class {box.category_id}")
-            drawn.append((box.id, box.xyxy, class_color(box.category_id), label + (" (crowd)" if box.iscrowd else "")))
+        for box in self.project.images[self.index].boxes if self.show_boxes else ():
+            label = names.get(box.category_id, f"class {box.category_id}") + (" (crowd)" if box.iscrowd else "")
+            drawn.append((box.id, box.xyxy, class_color(box.category_id), label if self.show_labels else ""))
         self.canvas.set_boxes(drawn)
+
+    def set_visibility(self, *, boxes: bool | None = None, labels: bool | None = None) -> None:
+        """Hide or show the boxes (hidden boxes cannot be selected) or just their class tags."""
+        if boxes is not None:
+            self.show_boxes = boxes
+            if not boxes:
+                self.canvas.set_selection([])
+        if labels is not None:
+            self.show_labels = labels
+        self.refresh_boxes()
+
+    def select_all(self) -> None:
+        """Ctrl+A: every box of the image (shown ones)."""
+        if self.index >= 0 and self.show_boxes:
+            self.canvas.set_selection([b.id for b in self.project.images[self.index].boxes])
 
     def _on_boxes_changed(self, image: int) -> None:
         if image == self.index:
@@ -123,11 +143,21 @@ class Editor(QObject):
                                     f"class -> {name}"))
 
     def _class_for_new_box(self) -> int | None:
-        if self.current_class is not None:
+        """The current class, or (with ``ask_each_box``, or when there is no class yet) the one
+        the user names: an existing class, or a new one made on the spot."""
+        if self.current_class is not None and not self.ask_each_box:
             return self.current_class
-        name = self.ask_class_name()
+        if self.current_class is None and not self.project.categories:
+            name = self.ask_class_name()
+        else:
+            current = self.project.category(self.current_class).name if self.current_class is not None else ""
+            name = self.ask_box_class([c.name for c in self.project.categories], current)
         if not name:
             return None
+        existing = {c.name: c.id for c in self.project.categories}
+        if name in existing:
+            self.set_current_class(existing[name])
+            return existing[name]
         try:
             category = self.doc.add_category(name)
         except ValueError as exc:

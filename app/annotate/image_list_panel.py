@@ -175,7 +175,7 @@ class ImageListPanel(QWidget):
         self.table.setTextElideMode(Qt.TextElideMode.ElideLeft)     # a long path keeps its file name
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
-        for col, width in ((0, 22), (1, 44), (3, 46), (4, 34), (5, 34), (6, 50)):
+        for col, width in ((0, 18), (1, 40), (3, 42), (4, 30), (5, 30), (6, 46)):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.Fixed)
             header.resizeSection(col, width)
         for col in (4, 5, 6):                      # TP / FP / missed: shown once an evaluation ran
