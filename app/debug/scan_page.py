@@ -24,6 +24,8 @@ from app.trace_worker import TraceRunner
 
 __all__ = ["ScanPage"]
 
+POWERS_OF_TWO = [2 ** k for k in range(0, 14)]     # the scatter's axis ticks (1 .. 8192 px)
+
 
 class ScanPage(DebugPage):
     progress = Signal(int, int)
@@ -53,17 +55,25 @@ class ScanPage(DebugPage):
         self.summary = QLabel("Scans every GT of the project with the current config and assigner parameters.")
         self.summary.setWordWrap(True)
         self.table = make_table(["image", "file", "box id", "w x h (input px)", "best IoU", "positives"])
-        self.plot = pg.PlotWidget()
+        # the scatter, its colour bar beside it and the legend under it (never over the points)
+        self.plot_widget = pg.GraphicsLayoutWidget()
+        self.plot = self.plot_widget.addPlot(row=0, col=0)
         self.plot.setLogMode(True, True)
         self.plot.setLabel("bottom", "GT width (input px)")
         self.plot.setLabel("left", "GT height (input px)")
-        self.plot.addLegend(offset=(5, 5))
+        for side in ("bottom", "left"):          # powers of two: labels that never overlap
+            self.plot.getAxis(side).setTicks([[(np.log10(v), str(v)) for v in POWERS_OF_TWO], []])
+        self.colorbar = pg.ColorBarItem(values=(0, 1), colorMap=pg.colormap.get("viridis"), width=12,
+                                        interactive=False, label="best IoU")
+        self.plot_widget.addItem(self.colorbar, row=0, col=1)
+        self.legend = pg.LegendItem(colCount=3)
+        self.plot_widget.addItem(self.legend, row=1, col=0, colspan=2)
         top = QHBoxLayout()
         for w in (self.start, self.cancel, self.k):
             top.addWidget(w)
         top.addWidget(self.bar, 1)
         split = QSplitter(Qt.Orientation.Vertical)
-        split.addWidget(self.plot)
+        split.addWidget(self.plot_widget)
         split.addWidget(self.table)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
@@ -167,22 +177,28 @@ class ScanPage(DebugPage):
 
     def _draw_plot(self) -> None:
         self.plot.clear()
+        self.legend.clear()
         rows = self.scan.rows
         if len(rows):
             cmap = pg.colormap.get("viridis")
             if self.scan.is_point:  # 0 positives dark, 2k or more bright
-                value, legend = rows[:, 1] / (2.0 * self.k.value()), "GT (colour: positives)"
+                top = 2 * self.k.value()
+                value, legend, label = rows[:, 1] / top, "GT (colour: positives)", "positives"
+                self.colorbar.setLevels((0, top))
             else:
-                value, legend = rows[:, 0], "GT (colour: best IoU)"
+                value, legend, label = rows[:, 0], "GT (colour: best IoU)", "best IoU"
+                self.colorbar.setLevels((0, 1))
+            self.colorbar.axis.setLabel(label)
             brushes = [pg.mkBrush(c) for c in cmap.map(np.clip(value, 0, 1), mode="qcolor")]
             # PlotDataItem (not a bare ScatterPlotItem): it follows the plot's log axes
             self.scatter = self.plot.plot(np.maximum(rows[:, 2], 1), np.maximum(rows[:, 3], 1), pen=None, symbol="o",
-                                          symbolSize=6, symbolBrush=brushes, symbolPen=None, name=legend)
+                                          symbolSize=6, symbolBrush=brushes, symbolPen=None)
             self.scatter.sigPointsClicked.connect(self._on_point)
+            self.legend.addItem(self.scatter, legend)
         for level, wh in enumerate(self.scan.shapes):
-            self.plot.plot(wh[:, 0], wh[:, 1], pen=None, symbol="+", symbolSize=16,
-                           symbolPen=pg.mkPen(level_color(level), width=2), symbolBrush=None,
-                           name=f"P{level} stride" if self.scan.is_point else f"P{level} prior shapes")
+            item = self.plot.plot(wh[:, 0], wh[:, 1], pen=None, symbol="+", symbolSize=16,
+                                  symbolPen=pg.mkPen(level_color(level), width=2), symbolBrush=None)
+            self.legend.addItem(item, f"P{level} stride" if self.scan.is_point else f"P{level} priors")
 
     def _on_point(self, _item, points, _event=None) -> None:
         if not points:
