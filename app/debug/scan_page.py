@@ -192,13 +192,14 @@ class ScanPage(DebugPage):
             brushes = [pg.mkBrush(c) for c in cmap.map(np.clip(value, 0, 1), mode="qcolor")]
             # PlotDataItem (not a bare ScatterPlotItem): it follows the plot's log axes
             self.scatter = self.plot.plot(np.maximum(rows[:, 2], 1), np.maximum(rows[:, 3], 1), pen=None, symbol="o",
-                                          symbolSize=6, symbolBrush=brushes, symbolPen=None)
+                                          symbolSize=6, symbolBrush=brushes, symbolPen=None, name=legend)
             self.scatter.sigPointsClicked.connect(self._on_point)
             self.legend.addItem(self.scatter, legend)
         for level, wh in enumerate(self.scan.shapes):
+            name = f"P{level} stride" if self.scan.is_point else f"P{level} priors"
             item = self.plot.plot(wh[:, 0], wh[:, 1], pen=None, symbol="+", symbolSize=16,
-                                  symbolPen=pg.mkPen(level_color(level), width=2), symbolBrush=None)
-            self.legend.addItem(item, f"P{level} stride" if self.scan.is_point else f"P{level} priors")
+                                  symbolPen=pg.mkPen(level_color(level), width=2), symbolBrush=None, name=name)
+            self.legend.addItem(item, name)
 
     def _on_point(self, _item, points, _event=None) -> None:
         if not points:
