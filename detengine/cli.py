@@ -99,6 +99,15 @@ def _make_synthetic_data(cfg: dict, data) -> None:
             ensure_synthetic_dataset(**opts, progress=bar)
 
 
+def _test_cfg_options(args) -> dict:
+    """The ``--cfg-options model.test_cfg.*`` values as a test_cfg dict: eval and export put them
+    over the checkpoint's own post-processing (a DetScope checkpoint carries its model, so other
+    ``model.*`` keys do not reach it)."""
+    from .config import apply_cfg_options
+    prefix = "model.test_cfg."
+    return apply_cfg_options({}, {k[len(prefix):]: v for k, v in args.cfg_options if k.startswith(prefix)})
+
+
 def _subparser(sub, name: str, help: str, description: str, example: str):
     """A subcommand whose --help ends with an example and the shipped configs."""
     epilog = f"example:\n  %(prog)s {example}\n\nshipped configs (give a name or a config file):\n  " + \
@@ -212,7 +221,8 @@ def _add_train(sub) -> None:
 
 def _add_eval_export(sub) -> None:
     p = _subparser(sub, "eval", "COCO evaluation of a checkpoint", "COCO bbox evaluation of a checkpoint on the "
-                   "val split of the data (or --val-data).",
+                   "val split of the data (or --val-data). A DetScope checkpoint carries its own model: of the model "
+                   "keys, --cfg-options model.test_cfg.* (post-processing) applies to it.",
                    "tinyssd_synthetic runs/tiny/last.pth --work-dir runs/tiny/eval --cfg-options model.test_cfg.score_thr=0.05")
     p.add_argument("config", help="config file or shipped name")
     p.add_argument("checkpoint")
@@ -221,7 +231,8 @@ def _add_eval_export(sub) -> None:
     p.add_argument("--work-dir", type=Path, help="also write the metrics to WORK_DIR/eval_<checkpoint>.json")
     _add_cfg_options(p)
     p = _subparser(sub, "export", "write COCO results JSON of a checkpoint's detections", "Predict a split with "
-                   "a checkpoint and write its detections as COCO results JSON (what COCO.loadRes reads).",
+                   "a checkpoint and write its detections as COCO results JSON (what COCO.loadRes reads). Of the "
+                   "model keys, --cfg-options model.test_cfg.* applies to a DetScope checkpoint (it carries its model).",
                    "tinyssd_synthetic runs/tiny/last.pth --out preds.json --split val")
     p.add_argument("config", help="config file or shipped name")
     p.add_argument("checkpoint")
@@ -379,7 +390,8 @@ def _run_eval(args) -> int:
     _make_synthetic_data(cfg, args.data)
     with _progress("eval") as bar:
         metrics = evaluate_checkpoint(cfg, args.checkpoint, args.data, backend=args.backend, device=args.device,
-                                      val_data=args.val_data, images=args.images, problems=problems, progress=bar)
+                                      val_data=args.val_data, images=args.images, problems=problems, progress=bar,
+                                      test_cfg=_test_cfg_options(args))
     _warn_skipped(problems)
     print(metrics.summary())
     if out is not None:
@@ -405,7 +417,8 @@ def _run_export(args) -> int:
     _make_synthetic_data(cfg, args.data)
     with _progress("export") as bar:
         n = export_checkpoint(cfg, args.checkpoint, args.out, args.data, device=args.device, val_data=args.val_data,
-                              images=args.images, split=args.split, problems=problems, progress=bar)
+                              images=args.images, split=args.split, problems=problems, progress=bar,
+                              test_cfg=_test_cfg_options(args))
     _warn_skipped(problems)
     print(f"wrote {n} detections to {args.out}")
     return 0

@@ -282,39 +282,45 @@ def _model_from_checkpoint(config, checkpoint, device):
     return cfg, load_model(cfg, num_classes, str(checkpoint)).model.to(device)
 
 
-def _checkpoint_model(cfg: dict, checkpoint, dataset, device):
-    """(model on ``device``, model label -> the dataset's category id) of ``checkpoint``."""
+def _checkpoint_model(cfg: dict, checkpoint, dataset, device, test_cfg: dict | None = None):
+    """(model on ``device``, model label -> the dataset's category id) of ``checkpoint``.
+    ``test_cfg``: post-processing values put over the model's own (DetScope's checkpoints carry
+    their model, so the config's ``model`` does not reach them)."""
+    from ..config import merge_dicts
     from ..project_eval import checkpoint_class_names, load_model
     loaded = load_model(cfg, len(dataset.class_names), str(checkpoint))
+    if test_cfg:
+        loaded.model.core.test_cfg = merge_dicts(loaded.model.core.test_cfg, test_cfg)
     label_to_cat = checkpoint_label_map(checkpoint_class_names(checkpoint), dataset, loaded.num_classes, checkpoint)
     return loaded.model.to(device), label_to_cat
 
 
 def evaluate_checkpoint(config, checkpoint, data=None, *, backend="faster-coco-eval", device=None, val_data=None,
-                        images=None, batch_size=8, problems=None, progress=None):
+                        images=None, batch_size=8, problems=None, progress=None, test_cfg=None):
     """COCO metrics of a checkpoint on the val split (or ``val_data``); its classes meet the
     data's by name (:func:`checkpoint_label_map`). Unreadable images: skipped, listed in ``problems``.
-    ``progress(done, total)``: the predictions."""
+    ``progress(done, total)``: the predictions. ``test_cfg``: post-processing values over the
+    checkpoint's (``model.test_cfg`` keys: ``score_thr``, ``nms.iou_threshold``, ...)."""
     dev = pick_device(device)
     cfg = load_cfg(config)
     bundle = build_data(cfg, data, val_data=val_data, images=images)
     dataset = bundle.val if bundle.val is not None else bundle.train.dataset
-    model, label_to_cat = _checkpoint_model(cfg, checkpoint, dataset, dev)
+    model, label_to_cat = _checkpoint_model(cfg, checkpoint, dataset, dev, test_cfg)
     return evaluate_model(model, dataset, bundle.test_pipeline, bundle.collate, backend=backend, batch_size=batch_size,
                           label_to_cat=label_to_cat, problems=problems, progress=progress)
 
 
 def export_checkpoint(config, checkpoint, out, data=None, *, device=None, val_data=None, images=None,
-                      split="val", batch_size=8, problems=None, progress=None) -> int:
+                      split="val", batch_size=8, problems=None, progress=None, test_cfg=None) -> int:
     """Write COCO results JSON of a checkpoint's detections on a split; returns the count. The
     output path is checked first; the classes meet the data's by name (:func:`checkpoint_label_map`).
-    ``progress(done, total)``: the predictions."""
+    ``progress(done, total)``: the predictions; ``test_cfg``: as :func:`evaluate_checkpoint`'s."""
     check_output_path(out, "file", "results")
     dev = pick_device(device)
     cfg = load_cfg(config)
     bundle = build_data(cfg, data, val_data=val_data, images=images)
     dataset = bundle.val if (split == "val" and bundle.val is not None) else bundle.train.dataset
-    model, label_to_cat = _checkpoint_model(cfg, checkpoint, dataset, dev)
+    model, label_to_cat = _checkpoint_model(cfg, checkpoint, dataset, dev, test_cfg)
     dets = predict_dataset(model, EvalSet(dataset, bundle.test_pipeline), bundle.collate, batch_size=batch_size,
                            problems=[] if problems is None else problems, progress=progress)
     results = detections_to_coco_results(dets, label_to_cat)

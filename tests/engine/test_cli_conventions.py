@@ -3,6 +3,8 @@ merge_from_dict keys), a bare --resume, --seed, --auto-scale-lr, --work-dir, and
 example and the shipped configs. Training is stubbed at Trainer.run: nothing trains here."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from detengine.cli import main
@@ -74,6 +76,7 @@ def stub_training(monkeypatch):
 
     def run(self):
         seen.update(lr=self.s.lr, seed=self.s.seed, batch_size=self.s.batch_size)
+        self.save("last.pth")                                          # an untrained checkpoint, to evaluate
         return {}
     monkeypatch.setattr(Trainer, "run", run)
     monkeypatch.setattr(Trainer, "resume", lambda self, path: seen.update(resumed=str(path)))
@@ -130,3 +133,15 @@ def test_eval_work_dir_is_checked_first(tmp_path, capsys):
     assert main(["eval", "tinyssd_synthetic", str(tmp_path / "none.pth"), "--work-dir", str(blocker)]) == 2
     err = capsys.readouterr().err
     assert "is a file, not a folder" in err and "--work-dir" in err and "Traceback" not in err
+
+
+def test_eval_applies_test_cfg_options_and_writes_metrics_to_the_work_dir(tmp_path, tiny_config, stub_training):
+    run = tmp_path / "run"
+    assert main(["train", tiny_config, "--device", "cpu", "--work-dir", str(run)]) == 0
+    assert main(["eval", tiny_config, str(run / "last.pth"), "--device", "cpu", "--work-dir", str(tmp_path / "ev"),
+                 "--cfg-options", "model.test_cfg.score_thr=0.99"]) == 0
+    written = json.loads((tmp_path / "ev" / "eval_last.json").read_text())
+    # an untrained TinySSD scores about 1/6 per class: thousands of detections pass the checkpoint's own
+    # score_thr (0.01), none passes 0.99
+    assert written["num_detections"] == 0 and written["num_images"] == 4
+    assert set(written["metrics"]) >= {"AP", "AP50"} and written["checkpoint"] == str(run / "last.pth")
