@@ -4,12 +4,20 @@ one (a toggle, remembered), a toolbar with the daily actions, Ctrl+A, hide boxes
 and Save As proposes a file name."""
 from __future__ import annotations
 
+import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 
 from app.dialogs import ClassPickDialog
-from tests.app.annotate.test_editor import boxes, drag, open_window  # noqa: F401  (fixtures below)
-from tests.app.annotate.test_editor import coco_path, win  # noqa: F401
+from tests.app.annotate.test_editor import boxes, drag, open_window
+from tests.app.projects import make_coco_project
+
+
+@pytest.fixture
+def win(qtbot, tmp_path):
+    w = open_window(qtbot, make_coco_project(tmp_path / "project"))
+    yield w
+    w.doc._autosave.stop()
 
 
 def test_each_new_box_asks_its_class_when_the_toggle_is_on(qtbot, win):
