@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QByteArray, QEvent, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QFrame, QLabel, QMainWindow, QMenu, QScrollArea, QTabWidget
+from PySide6.QtWidgets import QComboBox, QDockWidget, QFrame, QLabel, QMainWindow, QMenu, QScrollArea, QTabWidget
 
 from app import theme
 from app.annotate import document
@@ -118,6 +118,9 @@ class MainWindow(QMainWindow):
             widget.setMinimumWidth(DOCK_MIN_WIDTH)
             self.docks[key].setWidget(widget)
         else:
+            for combo in widget.findChildren(QComboBox):     # long entries elide instead of widening the dock
+                combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+                combo.setMinimumContentsLength(10)
             area = QScrollArea()
             area.setWidgetResizable(True)
             area.setFrameShape(QFrame.Shape.NoFrame)
@@ -364,6 +367,7 @@ class MainWindow(QMainWindow):
 
     def _connect_panels(self) -> None:
         self.docks["debug"].visibilityChanged.connect(self.debug_panel.set_active)
+        self.docks["debug"].visibilityChanged.connect(lambda _v: self.eval_panel.show_predictions())
         self.debug_panel.message.connect(self.show_message)
         self.debug_panel.pages["scan"].jumpRequested.connect(self.jump_to_box)
         self.training_panel.checkpointChosen.connect(self.use_checkpoint)

@@ -65,12 +65,27 @@ class ImageMatches:
     is_ignored: np.ndarray
     matched_gt: np.ndarray
     gt_ignored: np.ndarray
+    dt_index: np.ndarray | None = None      # (K,) each detection's position in the results list evaluated
+    gt_ids: np.ndarray | None = None        # (G,) the GT annotations' ids
 
     @classmethod
-    def empty(cls, num_gt: int = 0, gt_ignored=None) -> ImageMatches:
+    def empty(cls, num_gt: int = 0, gt_ignored=None, gt_ids=None) -> ImageMatches:
         no = np.zeros(0, bool)
         ignored = np.zeros(num_gt, bool) if gt_ignored is None else np.asarray(gt_ignored, bool)
-        return cls(np.zeros(0), no, no, np.zeros(0, np.int64), ignored)
+        ids = np.zeros(len(ignored), np.int64) if gt_ids is None else np.asarray(gt_ids, np.int64)
+        return cls(np.zeros(0), no, no, np.zeros(0, np.int64), ignored, np.zeros(0, np.int64), ids)
+
+    def outcome(self, score_thr: float = 0.0) -> tuple[dict[int, str], list[int]]:
+        """What COCOeval made of each detection scoring >= ``score_thr``: ``{results index: "tp" |
+        "fp" | "ignored"}`` (a detection outside COCO's 100 per class is not in it), and the ids
+        of the GTs no such detection found (crowd GTs are never missed)."""
+        kept = self.scores >= score_thr
+        status = np.where(self.is_tp, "tp", np.where(self.is_ignored, "ignored", "fp"))
+        found = np.zeros(len(self.gt_ignored), bool)
+        found[self.matched_gt[kept & self.is_tp]] = True
+        missed = self.gt_ids[~found & ~self.gt_ignored]
+        return ({int(i): str(st) for i, st, k in zip(self.dt_index, status, kept, strict=True) if k},
+                [int(g) for g in missed])
 
     def counts(self, score_thr: float = 0.0) -> tuple[int, int, int]:
         """(TP, FP, missed GT) of the detections scoring >= ``score_thr``."""
@@ -197,7 +212,9 @@ def _concat_matches(parts: list[ImageMatches]) -> ImageMatches:
     matched = [np.where(p.matched_gt >= 0, p.matched_gt + off, -1) for p, off in zip(parts, offsets)]
     return ImageMatches(np.concatenate([p.scores for p in parts]), np.concatenate([p.is_tp for p in parts]),
                         np.concatenate([p.is_ignored for p in parts]), np.concatenate(matched).astype(np.int64),
-                        np.concatenate([p.gt_ignored for p in parts]))
+                        np.concatenate([p.gt_ignored for p in parts]),
+                        np.concatenate([p.dt_index for p in parts]).astype(np.int64),
+                        np.concatenate([p.gt_ids for p in parts]).astype(np.int64))
 
 
 def _matches_from_eval_imgs(ev, image_ids) -> dict[int, ImageMatches]:
@@ -210,9 +227,9 @@ def _matches_from_eval_imgs(ev, image_ids) -> dict[int, ImageMatches]:
         gt_index = {int(g): k for k, g in enumerate(e["gtIds"])}
         dt_matches, dt_ignored = np.asarray(e["dtMatches"])[t], np.asarray(e["dtIgnore"], bool)[t]
         matched = np.array([gt_index.get(int(m), -1) for m in dt_matches], np.int64)
-        parts[int(e["image_id"])].append(ImageMatches(
+        parts[int(e["image_id"])].append(ImageMatches(     # loadRes numbered the results 1.. in list order
             np.asarray(e["dtScores"], np.float64), (matched >= 0) & ~dt_ignored, dt_ignored, matched,
-            np.asarray(e["gtIgnore"], bool)))
+            np.asarray(e["gtIgnore"], bool), np.asarray(e["dtIds"], np.int64) - 1, np.asarray(e["gtIds"], np.int64)))
     return {int(i): _concat_matches(parts.get(int(i), [])) for i in image_ids}
 
 
@@ -226,9 +243,9 @@ def coco_image_matches(gt: dict, results: list[dict], image_ids=None) -> dict[in
     for a in gt["annotations"]:
         if a["image_id"] in wanted and a["category_id"] in cats:
             gts[a["image_id"], a["category_id"]].append(a)
-    for r in results:
+    for k, r in enumerate(results):
         if r["image_id"] in wanted and r["category_id"] in cats:
-            dts[r["image_id"], r["category_id"]].append(r)
+            dts[r["image_id"], r["category_id"]].append((k, r))
     parts: dict[int, list[ImageMatches]] = defaultdict(list)
     for key in sorted(set(gts) | set(dts), key=lambda k: (k[1], k[0])):
         parts[key[0]].append(_match_per_class(gts.get(key, []), dts.get(key, [])))
@@ -247,7 +264,7 @@ def _bbox_iou_coco(dt_xywh: np.ndarray, gt_xywh: np.ndarray, crowd: np.ndarray) 
     return np.divide(inter, union, out=np.zeros_like(inter), where=inter > 0)
 
 
-def _match_per_class(gt_anns: list[dict], dt_anns: list[dict]) -> ImageMatches:
+def _match_per_class(gt_anns: list[dict], indexed_dts: list[tuple[int, dict]]) -> ImageMatches:
     """pycocotools' ``evaluateImg`` for one image and class at IoU 0.5, area "all", maxDets 100:
     GTs sorted regular first, detections by descending score (stable); each detection takes the
     best-IoU free regular GT, else a crowd GT (which any number may share)."""
@@ -256,10 +273,12 @@ def _match_per_class(gt_anns: list[dict], dt_anns: list[dict]) -> ImageMatches:
     gt_order = np.argsort(crowd | (area < _AREA_ALL[0]) | (area > _AREA_ALL[1]), kind="mergesort")
     gt_anns, crowd = [gt_anns[k] for k in gt_order], crowd[gt_order]
     ignored = crowd | (area[gt_order] < _AREA_ALL[0]) | (area[gt_order] > _AREA_ALL[1])
-    dt_order = np.argsort([-d["score"] for d in dt_anns], kind="mergesort")[:_MAX_DETS]
-    dt_anns = [dt_anns[k] for k in dt_order]
+    gt_ids = np.array([a.get("id", -1) for a in gt_anns], np.int64)
+    dt_order = np.argsort([-d["score"] for _, d in indexed_dts], kind="mergesort")[:_MAX_DETS]
+    dt_index = np.array([indexed_dts[k][0] for k in dt_order], np.int64)
+    dt_anns = [indexed_dts[k][1] for k in dt_order]
     if not dt_anns:
-        return ImageMatches.empty(len(gt_anns), ignored)
+        return ImageMatches.empty(len(gt_anns), ignored, gt_ids)
     scores = np.array([d["score"] for d in dt_anns], np.float64)
     dt_xywh = np.array([d["bbox"] for d in dt_anns], np.float64).reshape(-1, 4)
     gt_xywh = np.array([a["bbox"] for a in gt_anns], np.float64).reshape(-1, 4)
@@ -267,7 +286,7 @@ def _match_per_class(gt_anns: list[dict], dt_anns: list[dict]) -> ImageMatches:
     hit = matched >= 0
     is_ignored = (dt_xywh[:, 2] * dt_xywh[:, 3] < _AREA_ALL[0]) | (dt_xywh[:, 2] * dt_xywh[:, 3] > _AREA_ALL[1])
     is_ignored[hit] = ignored[matched[hit]]           # matched: the GT's flag; unmatched: outside the area range
-    return ImageMatches(scores, hit & ~is_ignored, is_ignored, matched, ignored)
+    return ImageMatches(scores, hit & ~is_ignored, is_ignored, matched, ignored, dt_index, gt_ids)
 
 
 def _greedy_coco(iou: np.ndarray, crowd: np.ndarray, ignored: np.ndarray) -> np.ndarray:

@@ -242,6 +242,23 @@ class EvalResult:
     label_to_cat: dict[int, int]
     gt: dict
 
+    def outcome(self, image_id: int, score_thr: float = 0.0) -> tuple[list[str | None], list[int]]:
+        """What COCOeval made of image ``image_id``'s predictions (``predictions[image_id]``, in
+        their order) that score >= ``score_thr``: "tp", "fp", "ignored" (on a crowd box), or None
+        (below the threshold, or beyond COCO's 100 per class: not evaluated); and the ids of its
+        GT boxes that none of them found. The same matches as the AP and the per-image counts."""
+        first = 0
+        for i, p in self.predictions.items():     # the results list holds each image's predictions in turn
+            if i == image_id:
+                break
+            first += len(p.scores)
+        p = self.predictions.get(image_id)
+        matches = self.metrics.image_matches.get(image_id)
+        if p is None or matches is None:
+            return [], []
+        status, missed = matches.outcome(score_thr)
+        return [status.get(first + k) for k in range(len(p.scores))], missed
+
 
 def project_gt(project, indices: list[int]) -> tuple[list[tuple[int, str]], dict]:
     """What an evaluation of ``indices`` needs from a project, taken on the caller's thread:

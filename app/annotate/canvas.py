@@ -161,7 +161,7 @@ class Canvas(QGraphicsView):
             item.set_view_scale(scale)
             item.setZValue(0.5)
             item.set_geometry(*xyxy)
-            item.set_style(color, f"{name} {score:.2f}")
+            item.set_style(color, name if score is None else f"{name} {score:.2f}")   # None: a marked GT
             item.add_to(self.scene())
             self.prediction_items.append(item)
 

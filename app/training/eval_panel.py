@@ -11,8 +11,10 @@ from pathlib import Path
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QFileDialog,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QProgressBar,
@@ -23,6 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app import theme
 from app.annotate.commands import AddBoxes
 from app.debug_common import fill_table, make_table
 from app.theme import class_color
@@ -37,7 +40,11 @@ from detengine.api import (
     write_results,
 )
 
-__all__ = ["EvalPanel"]
+__all__ = ["EvalPanel", "OUTCOME_STYLE"]
+
+# what COCOeval made of a shown prediction: (colour, tag); None: not evaluated (beyond COCO's 100 per class)
+OUTCOME_STYLE = {"tp": (theme.TP, "TP"), "fp": (theme.FP, "FP"), "ignored": (theme.NEGATIVE, "crowd"),
+                 None: (theme.NEGATIVE, "")}
 
 
 class EvalPanel(QWidget):
@@ -60,11 +67,13 @@ class EvalPanel(QWidget):
         self.progress.connect(lambda d, t: (self.bar.setMaximum(t), self.bar.setValue(d)))
 
     def _build(self) -> None:
-        self.evaluate_button = QPushButton("Evaluate current model on val")
+        self.evaluate_button = QPushButton("Evaluate on val")
+        self.evaluate_button.setToolTip("Evaluate the current model (the Debug dock's) on the validation split")
         self.image_button = QPushButton("This image")
         self.image_button.setToolTip("Predict and score only the image on the canvas")
         self.export_button = QPushButton("Export predictions…")
-        self.accept_button = QPushButton("Accept shown predictions as GT")
+        self.accept_button = QPushButton("Accept as GT")
+        self.accept_button.setToolTip("Add the predictions shown on this image as ground-truth boxes (undoable)")
         self.bar = QProgressBar()
         self.info = QLabel("The current model is the Debug dock's model (a checkpoint from a run, or random init).")
         self.info.setWordWrap(True)
@@ -78,12 +87,12 @@ class EvalPanel(QWidget):
         self.pr.setLabel("bottom", "recall")
         self.pr.setLabel("left", "precision")
         self.pr.addLegend(offset=(-5, -5))
-        top = QHBoxLayout()
-        for w in (self.evaluate_button, self.image_button, self.export_button, self.accept_button):
-            top.addWidget(w)
-        top.addWidget(self.bar, 1)
+        top = QGridLayout()                       # two rows of buttons: the dock can be narrow
+        for k, w in enumerate((self.evaluate_button, self.image_button, self.export_button, self.accept_button)):
+            top.addWidget(w, k // 2, k % 2)
+        top.addWidget(self.bar, 2, 0, 1, 2)
         score_row = QHBoxLayout()
-        score_row.addWidget(QLabel("show predictions with score >="))
+        score_row.addWidget(QLabel("min score"))
         score_row.addWidget(self.score, 1)
         score_row.addWidget(self.score_label)
         tables = QSplitter(Qt.Orientation.Horizontal)
@@ -218,10 +227,40 @@ class EvalPanel(QWidget):
                 if p.scores[k] >= thr and l2c.get(int(p.labels[k])) in known]
 
     def show_predictions(self) -> None:
+        """The shown image's predictions above the slider, coloured by what COCOeval made of them
+        (TP / FP; grey: on a crowd box, or beyond COCO's 100 per class), and its GTs that none
+        of them found marked "missed": the same matches as the counts and the AP."""
         self._score_text()
-        names = {c.id: c.name for c in self.window.doc.project.categories}
-        self.window.canvas.set_predictions([(xyxy, class_color(c), names.get(c, str(c)), s)
-                                            for xyxy, c, s in self.shown_predictions()])
+        debug_view = self.window.engine_loaded and self.window.debug_panel.active    # its own overlays there
+        self.window.canvas.set_predictions([] if debug_view else self.prediction_marks())
+
+    def prediction_marks(self) -> list[tuple]:
+        """``[(xyxy, colour, label, score or None)]``: the predictions, then the missed GTs."""
+        shown = self.shown_predictions()
+        if not shown:
+            return []
+        project = self.window.doc.project
+        names = {c.id: c.name for c in project.categories}
+        record = project.images[self.window.editor.index]
+        status, missed = self.result.outcome(record.id, self.score.value() / 100)
+        status = [s for s, keep in zip(status, self._shown_mask(record.id), strict=True) if keep]
+        marks = []
+        for (xyxy, c, score), outcome in zip(shown, status, strict=True):
+            color, tag = OUTCOME_STYLE.get(outcome, OUTCOME_STYLE[None])
+            marks.append((xyxy, QColor(color), f"{tag} {names.get(c, str(c))}".strip(), score))
+        boxes = {b.id: b for b in record.boxes}
+        for gt_id in missed:
+            if gt_id in boxes:
+                box = boxes[gt_id]
+                marks.append((box.xyxy, QColor(theme.MISSED), f"missed {names.get(box.category_id, '')}".strip(), None))
+        return marks
+
+    def _shown_mask(self, image_id: int) -> list[bool]:
+        """Which of the image's predictions :meth:`shown_predictions` keeps (score and known class)."""
+        p = self.result.predictions[image_id]
+        thr, l2c = self.score.value() / 100, self.result.label_to_cat
+        known = set(self.window.doc.project.category_ids())
+        return [bool(p.scores[k] >= thr and l2c.get(int(p.labels[k])) in known) for k in range(len(p.scores))]
 
     def accept_predictions(self) -> int:
         """Add the shown predictions of this image as GT boxes (one undo step)."""
@@ -242,8 +281,10 @@ class EvalPanel(QWidget):
     # ------------------------------------------------------------------ export
 
     def ask_export(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export predictions (COCO results JSON)", "predictions.json",
-                                              "JSON (*.json)")
+        project = self.window.doc.project                 # beside the project, not wherever the program started
+        folder = project.path.parent if project.path is not None else project.image_root
+        path, _ = QFileDialog.getSaveFileName(self, "Export predictions (COCO results JSON)",
+                                              str(folder / "predictions.json"), "JSON (*.json)")
         if path:
             self.export_to(path)
 

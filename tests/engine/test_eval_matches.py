@@ -139,3 +139,21 @@ def test_numpy_matching_equals_pycocotools_evalimgs(seed):
     for thr in (0.0, 0.4, 0.6):
         expected = evalimgs_counts(gt, results, ids, thr) if results else per_image_counts(ours, thr)
         assert per_image_counts(ours, thr) == expected == per_image_counts(theirs, thr)
+
+
+@pytest.mark.parametrize("backend", ["faster-coco-eval", "pycocotools"])
+def test_each_prediction_s_outcome_is_coco_s_and_adds_up_to_the_counts(backend):
+    """The canvas colours each prediction TP / FP and marks missed GTs from the same matches."""
+    from detengine.project_eval import EvalResult
+    gt, preds = hand_made_case()
+    metrics, per_image, results = evaluate_predictions(gt, preds, LABEL_TO_CAT, backend=backend)
+    result = EvalResult(metrics, per_image, results, preds, [], "model", LABEL_TO_CAT, gt)
+    status, missed = result.outcome(1)
+    assert status == ["tp", "fp", "fp", "ignored"] and missed == []     # duplicate and wrong class: FP; crowd
+    assert result.outcome(2) == ([], [3])                               # the dog nobody found
+    status, missed = result.outcome(4)
+    assert status.count("fp") == 100 and status[-1] is None             # the 101st is beyond COCO's 100
+    assert result.outcome(1, score_thr=0.95) == ([None] * 4, [1])       # above every score: the cat is missed
+    for image_id, (tp, fp, miss) in per_image_counts(metrics.image_matches, 0.75).items():
+        status, missed = result.outcome(image_id, 0.75)
+        assert (status.count("tp"), status.count("fp"), len(missed)) == (tp, fp, miss)

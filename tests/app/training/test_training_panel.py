@@ -97,7 +97,8 @@ def test_accept_predictions_as_gt_is_undoable(qtbot, win):
     assert evaluator.result.metrics.num_images == 1
     evaluator.score.setValue(0)
     shown = evaluator.shown_predictions()
-    assert len(win.canvas.prediction_items) == len(shown) > 0
+    marks = evaluator.prediction_marks()                          # the predictions, then the missed GTs
+    assert len(win.canvas.prediction_items) == len(marks) and sum(m[3] is not None for m in marks) == len(shown) > 0
     before = len(win.doc.project.images[250].boxes)
     added = evaluator.accept_predictions()
     assert len(win.doc.project.images[250].boxes) == before + added > before
