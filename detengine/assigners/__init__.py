@@ -2,8 +2,9 @@
 from .atss import ATSSAssigner
 from .classic import D2LGreedyAssigner, SSDPytorchMatcher
 from .dynamic_soft_label import DynamicSoftLabelAssigner
+from .fcos import FCOSAssigner
 from .max_iou import MaxIoUAssigner
 from .result import REASON_TEXT, AssignResult, Reason
 
 __all__ = ["AssignResult", "Reason", "REASON_TEXT", "MaxIoUAssigner", "ATSSAssigner",
-           "DynamicSoftLabelAssigner", "SSDPytorchMatcher", "D2LGreedyAssigner"]
+           "DynamicSoftLabelAssigner", "SSDPytorchMatcher", "D2LGreedyAssigner", "FCOSAssigner"]

@@ -32,6 +32,11 @@ class Reason:
     POS_FORCED_BEST_PRIOR = 14
     POS_GREEDY = 15
     IGNORED_BELOW_NEG_RANGE = 16
+    OUTSIDE_GT = 17
+    OUTSIDE_CENTER_REGION = 18
+    OUTSIDE_REGRESS_RANGE = 19
+    LOST_TO_SMALLER_GT = 20
+    POS_FCOS = 21
 
 
 REASON_TEXT = {
@@ -52,6 +57,16 @@ REASON_TEXT = {
     Reason.POS_FORCED_BEST_PRIOR: "positive: forced as the best prior of its GT (overlap set to 2)",
     Reason.POS_GREEDY: "positive: taken by the greedy largest-IoU step",
     Reason.IGNORED_BELOW_NEG_RANGE: "ignored: max IoU below the lower end of the negative range",
+    # FCOS (its point rule; per (GT, point) pair in ``extras["pair_reasons"]``, per point here)
+    Reason.OUTSIDE_GT: "negative for this GT: the point is outside the GT box",
+    Reason.OUTSIDE_CENTER_REGION: "negative: inside a GT box, but outside its centre region "
+                                  "(centre +- center_sample_radius x stride, clipped to the box)",
+    Reason.OUTSIDE_REGRESS_RANGE: "negative: inside a GT, but max(l, t, r, b) to it is outside this level's "
+                                  "regress range",
+    Reason.LOST_TO_SMALLER_GT: "not this GT's: the point qualifies, but a smaller GT (or an equal one listed "
+                               "first) takes it",
+    Reason.POS_FCOS: "positive: inside the GT (its centre region with center_sampling), max(l, t, r, b) within "
+                     "the level's regress range; the smallest such GT",
 }
 
 
