@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import inspect as _inspect
 
-from . import assigners, coders, losses, priors
+from . import assigners, coders, dense_losses, losses, priors
 from .heads import (
     AnchorHeadCore,
     HeadCore,
@@ -20,6 +20,7 @@ from .heads import (
     StrideRule,
     TinySSDHeadCore,
 )
+from .heads.fcos import FCOSHeadCore
 from .samplers import PseudoSampler
 
 __all__ = ["build", "build_head_core", "ConfigBuildError", "REGISTRY", "HEAD_TYPES", "default_input_shape"]
@@ -35,13 +36,13 @@ REGISTRY = {
         priors.LegacySSDAnchorGenerator, priors.MlvlPointGenerator, priors.D2LPriorGenerator)},
     "assigner": {c.__name__: c for c in (
         assigners.MaxIoUAssigner, assigners.ATSSAssigner, assigners.DynamicSoftLabelAssigner,
-        assigners.SSDPytorchMatcher, assigners.D2LGreedyAssigner)},
+        assigners.SSDPytorchMatcher, assigners.D2LGreedyAssigner, assigners.FCOSAssigner)},
     "sampler": {"PseudoSampler": PseudoSampler},
     "bbox_coder": {c.__name__: c for c in (
         coders.DeltaXYWHBBoxCoder, coders.LegacyDeltaXYWHBBoxCoder, coders.DistancePointBBoxCoder, coders.D2LOffsetCoder)},
     "loss": {c.__name__: c for c in (
-        losses.CrossEntropyLoss, losses.SmoothL1Loss, losses.L1Loss, losses.FocalLoss,
-        losses.QualityFocalLoss, losses.GIoULoss)},
+        dense_losses.CrossEntropyLoss, losses.SmoothL1Loss, losses.L1Loss, losses.FocalLoss,
+        losses.QualityFocalLoss, losses.GIoULoss, dense_losses.IoULoss)},
 }
 
 # Head type -> (core class, score layout). RTMDetSepBNHead and RTMDetHead share the logic.
@@ -52,6 +53,7 @@ HEAD_TYPES = {
     "RTMDetHead": RTMDetHeadCore,
     "RTMDetSepBNHead": RTMDetHeadCore,
     "TinySSDHead": TinySSDHeadCore,
+    "FCOSHead": FCOSHeadCore,
 }
 
 IGNORED_KEYS = {"iou_calculator", "init_cfg", "debug", "gpu_assign_thr", "avg_non_ignore",
@@ -133,6 +135,8 @@ def build_head_core(model: dict) -> HeadCore:
     train_cfg = copy.deepcopy(model.get("train_cfg") or {})
     test_cfg = copy.deepcopy(model.get("test_cfg") or {})
     core_cls = HEAD_TYPES[head["type"]]
+    if core_cls is FCOSHeadCore:
+        return _fcos_core(head, train_cfg, test_cfg)
     gen_cfg = head.get("anchor_generator") or head.get("prior_generator")
     if gen_cfg is None:
         raise ConfigBuildError(f"{head['type']} needs an anchor_generator / prior_generator")
@@ -159,6 +163,29 @@ def build_head_core(model: dict) -> HeadCore:
     core = core_cls(**kwargs)
     core.exp_on_reg = bool(head.get("exp_on_reg", False))
     return core
+
+
+def _fcos_core(head: dict, train_cfg: dict, test_cfg: dict) -> FCOSHeadCore:
+    """FCOSHead: points at ``(i + 0.5) * stride`` of the head's ``strides`` (its own
+    MlvlPointGenerator), the point rule from the head's keys. mmdetection's FCOS reads no
+    ``train_cfg``; a ``train_cfg.assigner`` of type ``FCOSAssigner`` (DetScope's name for that rule)
+    overrides them, any other assigner is not FCOS's and is left aside, as there."""
+    strides = list(head.get("strides", (4, 8, 16, 32, 64)))
+    rule = {"type": "FCOSAssigner", "regress_ranges": head.get("regress_ranges", assigners.fcos.DEFAULT_REGRESS_RANGES),
+            "center_sampling": head.get("center_sampling", False),
+            "center_sample_radius": head.get("center_sample_radius", 1.5)}
+    given = train_cfg.get("assigner") or {}
+    if given.get("type") == "FCOSAssigner":
+        rule.update({k: v for k, v in given.items() if k != "_delete_"})
+    return FCOSHeadCore(
+        num_classes=head["num_classes"], prior_generator=priors.MlvlPointGenerator(strides=strides, offset=0.5),
+        featmap_rule=StrideRule(strides), assigner=build(rule, "assigner"),
+        bbox_coder=build(head.get("bbox_coder", {"type": "DistancePointBBoxCoder"}), "bbox_coder"),
+        loss_cls=build(head.get("loss_cls", _default_loss_cls("FCOSHead")), "loss"),
+        loss_bbox=build(head.get("loss_bbox", {"type": "IoULoss", "loss_weight": 1.0}), "loss"),
+        loss_centerness=build(head.get("loss_centerness", {"type": "CrossEntropyLoss", "use_sigmoid": True,
+                                                          "loss_weight": 1.0}), "loss"),
+        norm_on_bbox=head.get("norm_on_bbox", False), test_cfg=test_cfg, train_cfg=train_cfg)
 
 
 def _default_assigner(head_type: str) -> dict:

@@ -1,0 +1,69 @@
+"""The losses the anchor-free heads add (FCOS, ATSS), with mmdetection 3.3.0's semantics and the
+call convention of :mod:`detengine.losses`: ``IoULoss`` (UnitBox's ``-log IoU``, Yu et al. 2016)
+and ``CrossEntropyLoss`` with ``use_sigmoid=True`` (binary cross-entropy on logits: FCOS's and
+ATSS's centerness branch).
+"""
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor
+
+from . import losses
+from .boxes import bbox_overlaps
+
+__all__ = ["iou_loss", "IoULoss", "CrossEntropyLoss"]
+
+
+def iou_loss(pred: Tensor, target: Tensor, mode: str = "log", eps: float = 1e-6) -> Tensor:
+    """(N,) loss of aligned xyxy boxes from their IoU clamped to >= ``eps``: ``-log IoU``
+    (``"log"``, UnitBox), ``1 - IoU`` (``"linear"``) or ``1 - IoU^2`` (``"square"``)."""
+    ious = bbox_overlaps(pred, target, is_aligned=True).clamp(min=eps)
+    if mode == "log":
+        return -ious.log()
+    if mode == "linear":
+        return 1 - ious
+    if mode == "square":
+        return 1 - ious ** 2
+    raise ValueError(f"mode must be 'log', 'linear' or 'square', got {mode!r}")
+
+
+class IoULoss(losses.GIoULoss):
+    """mmdetection's ``IoULoss``: decoded boxes (N, 4) against targets (N, 4); weight (N,) or
+    (N, 4) (averaged over the 4), no positive weight -> a zero that keeps the graph."""
+
+    def __init__(self, *, linear: bool = False, eps: float = 1e-6, mode: str = "log", **kw):
+        super().__init__(eps=eps, **kw)
+        if mode not in ("log", "linear", "square"):
+            raise ValueError(f"mode must be 'log', 'linear' or 'square', got {mode!r}")
+        self.mode = "linear" if linear else mode
+
+    def elementwise(self, pred, target):
+        return iou_loss(pred, target, self.mode, self.eps)
+
+
+class CrossEntropyLoss(losses.CrossEntropyLoss):
+    """:class:`detengine.losses.CrossEntropyLoss`, and with ``use_sigmoid=True`` mmdetection's
+    ``binary_cross_entropy``: logits against a target of the same shape (soft values in [0, 1],
+    entries < 0 or equal to ``ignore_index`` weigh 0), or class indices (N,) one-hot over the C
+    columns (index C = background: an all-zero row)."""
+
+    def __init__(self, *, use_sigmoid: bool = False, ignore_index: int = -100, class_weight=None, **kw):
+        super().__init__(use_sigmoid=False, ignore_index=ignore_index, class_weight=class_weight, **kw)
+        if use_sigmoid and class_weight is not None:
+            raise ValueError("CrossEntropyLoss(use_sigmoid=True, class_weight=...) is not built here")
+        self.use_sigmoid = bool(use_sigmoid)
+
+    def elementwise(self, pred, target):
+        if not self.use_sigmoid:
+            return super().elementwise(pred, target)
+        if target.dim() == pred.dim():
+            valid = ((target >= 0) & (target != self.ignore_index)).to(pred.dtype)
+            return F.binary_cross_entropy_with_logits(pred, target.to(pred.dtype), reduction="none") * valid
+        labels = target.long()
+        keep = (labels >= 0) & (labels != self.ignore_index)
+        onehot = pred.new_zeros(pred.shape)
+        fg = keep & (labels < pred.shape[-1])
+        onehot[fg.nonzero().view(-1), labels[fg]] = 1
+        loss = F.binary_cross_entropy_with_logits(pred, onehot, reduction="none")
+        return loss * keep[:, None].to(pred.dtype)
+

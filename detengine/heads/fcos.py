@@ -1,0 +1,185 @@
+"""FCOS's head logic (Tian et al. 2019), as mmdetection 3.3.0's ``FCOSHead.loss_by_feat`` and
+``BaseDenseHead.predict_by_feat`` with score factors.
+
+Layout of the head outputs, per image, in point order (level, row, column):
+
+- ``cls_scores`` (Tensor[A, C + 1]): the C class logits, then the centerness logit in the last
+  column (the trace and the detector carry two tensors per image; centerness is a score factor);
+- ``bbox_preds`` (Tensor[A, 4]): ``(l, t, r, b)`` distances in input PIXELS, as mmdetection's
+  ``forward`` emits them at test time. With ``norm_on_bbox`` mmdetection trains on distances in
+  stride units; the loss here divides by the stride first (exact: strides are powers of two).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..postprocess import Stage, _filter_topk, _nms_stages
+from .anchor_head import AnchorHeadCore
+from .base import ImageLoss, Targets
+
+__all__ = ["FCOSHeadCore", "FCOSNormalisers", "FCOSImageLoss", "centerness_target"]
+
+_EPS = torch.finfo(torch.float32).eps
+
+
+def centerness_target(bbox_targets: Tensor) -> Tensor:
+    """(P,) ``sqrt(min(l, r) / max(l, r) * min(t, b) / max(t, b))`` of (P, 4) ``(l, t, r, b)``
+    targets of positives (FCOS eq. 3)."""
+    if bbox_targets.shape[0] == 0:
+        return bbox_targets.new_zeros(0)
+    lr, tb = bbox_targets[:, [0, 2]], bbox_targets[:, [1, 3]]
+    ratio = (lr.min(dim=-1).values / lr.max(dim=-1).values) * (tb.min(dim=-1).values / tb.max(dim=-1).values)
+    return torch.sqrt(ratio)
+
+
+@dataclass(frozen=True)
+class FCOSNormalisers:
+    """The batch's two normalisers: ``num_pos`` (the class and centerness losses:
+    ``max(mean over ranks of the batch's positives, 1)``) and ``centerness`` (the box loss:
+    ``max(mean over ranks of the sum of the positives' centerness targets, 1e-6)``)."""
+
+    num_pos: float
+    centerness: float
+
+    def __float__(self) -> float:
+        return float(self.num_pos)
+
+
+@dataclass
+class FCOSImageLoss(ImageLoss):
+    """:class:`ImageLoss` plus the centerness loss of each point (0 off positives), normalised
+    so that ``centerness_per_prior.sum() == terms["loss_centerness"]``."""
+
+    centerness_per_prior: Tensor | None = None
+
+
+class FCOSHeadCore(AnchorHeadCore):
+    """FCOS: the point rule of :class:`~detengine.assigners.FCOSAssigner`, focal loss over every
+    point, IoU / GIoU loss of the positives' boxes weighted by their centerness target, BCE on the
+    centerness logit; at test time class sigmoid x centerness sigmoid."""
+
+    def __init__(self, *, loss_centerness, norm_on_bbox: bool = False, **kw):
+        kw.setdefault("score_layout", "sigmoid+centerness")
+        super().__init__(**kw)
+        self.loss_centerness = loss_centerness
+        self.norm_on_bbox = bool(norm_on_bbox)
+
+    def cls_channels(self) -> int:
+        return self.num_classes + 1              # + the centerness logit
+
+    def needs_predictions(self) -> bool:
+        return False
+
+    def _units(self, priors: Tensor) -> Tensor:
+        """(A, 1) what pixel distances are divided by for the loss: the stride, or 1."""
+        return priors[:, 2:3] if self.norm_on_bbox else priors.new_ones((priors.shape[0], 1))
+
+    def targets(self, priors, gt_boxes, gt_labels, img_shape, gt_boxes_ignore=None, cls_scores=None,
+                bbox_preds=None) -> Targets:
+        """``get_targets``: labels, ``(l, t, r, b)`` targets (in stride units with
+        ``norm_on_bbox``) and centerness targets of the positives. Every point takes part: FCOS
+        uses neither valid flags nor ignored boxes."""
+        points = priors.tensor
+        assign_result = self.assigner.assign(points, gt_boxes, gt_labels, num_level_priors=priors.num_per_level)
+        sampling = self.sampler.sample(assign_result, points, gt_boxes)
+        a, pos = len(priors), sampling.pos_inds
+        labels = points.new_full((a,), self.num_classes, dtype=torch.long)
+        bbox_targets = points.new_zeros((a, 4))
+        centerness = points.new_zeros(a)
+        if pos.numel() > 0:
+            labels[pos] = gt_labels[sampling.pos_assigned_gt_inds].long()
+            encoded = self.bbox_coder.encode(points[pos], sampling.pos_gt_boxes)
+            bbox_targets[pos] = encoded / self._units(points[pos])
+            centerness[pos] = centerness_target(bbox_targets[pos])
+        inside = torch.ones(a, dtype=torch.bool, device=points.device)
+        return Targets(assign_result, sampling, labels, points.new_ones(a), bbox_targets,
+                       centerness[:, None].expand(a, 4).clone(), inside, extras={"centerness_targets": centerness})
+
+    def avg_factor_of(self, targets: Targets) -> tuple[float, float]:
+        return float(targets.num_pos), float(targets.extras["centerness_targets"].sum())
+
+    @staticmethod
+    def reduce_avg_factor(values, across_ranks: bool = False) -> FCOSNormalisers:
+        """``loss_by_feat``'s ``num_pos`` and ``centerness_denorm`` from the images' (positives,
+        centerness sum); with ``across_ranks`` averaged over the ranks (``reduce_mean``, float32)."""
+        from ..train.distributed import is_distributed, reduce_mean
+        pairs = [v if isinstance(v, (tuple, list)) else (v, v) for v in values]
+        total = torch.tensor([sum(p[0] for p in pairs), sum(p[1] for p in pairs)], dtype=torch.float32)
+        if across_ranks and is_distributed():
+            total = reduce_mean(total)
+        num_pos, centerness = (float(v) for v in total)
+        return FCOSNormalisers(max(num_pos, 1.0), max(centerness, 1e-6))
+
+    def loss_image(self, cls_scores, bbox_preds, priors, targets, avg_factor) -> FCOSImageLoss:
+        norm = avg_factor if isinstance(avg_factor, FCOSNormalisers) else FCOSNormalisers(float(avg_factor), 1e-6)
+        logits, ctr_logits = cls_scores[:, :self.num_classes], cls_scores[:, self.num_classes]
+        cls_raw = self.loss_cls.per_prior(logits, targets.labels)   # (A,), summed over classes
+        cls_per_prior = cls_raw * self.loss_cls.loss_weight / (norm.num_pos + _EPS)
+        pos = targets.sampling_result.pos_inds
+        bbox_per_prior = bbox_preds.new_zeros(len(priors))
+        ctr_per_prior = bbox_preds.new_zeros(len(priors))
+        if pos.numel() > 0:
+            bbox_el, ctr_el = self._positive_losses(ctr_logits[pos], bbox_preds[pos], priors.tensor[pos], targets, pos)
+            bbox_per_prior = bbox_per_prior.index_put((pos,), bbox_el / (norm.centerness + _EPS))
+            ctr_per_prior = ctr_per_prior.index_put((pos,), ctr_el / (norm.num_pos + _EPS))
+            loss_bbox, loss_ctr = bbox_per_prior.sum(), ctr_per_prior.sum()
+        else:                                               # zeros that keep the graph, as the reference
+            loss_bbox, loss_ctr = bbox_preds[pos].sum(), ctr_logits[pos].sum()
+        terms = {"loss_cls": cls_per_prior.sum(), "loss_bbox": loss_bbox, "loss_centerness": loss_ctr}
+        decoded = self.decode(priors.tensor, bbox_preds).detach()
+        return FCOSImageLoss(cls_per_prior, bbox_per_prior, cls_raw.detach(), terms, float(norm.num_pos),
+                             decoded_pred_boxes=decoded, centerness_per_prior=ctr_per_prior)
+
+    def _positive_losses(self, ctr_logits, bbox_preds, points, targets, pos) -> tuple[Tensor, Tensor]:
+        """Per positive: the box loss (times its centerness target and loss weight) on boxes
+        decoded from the point and the distances in loss units, and the weighted centerness BCE."""
+        ctr_t = targets.extras["centerness_targets"][pos]
+        units = self._units(points)
+        pred_boxes = self.bbox_coder.decode(points, bbox_preds / units)
+        target_boxes = self.bbox_coder.decode(points, targets.bbox_targets[pos])
+        bbox_el = self.loss_bbox.elementwise(pred_boxes, target_boxes) * ctr_t * self.loss_bbox.loss_weight
+        ctr_el = self.loss_centerness.elementwise(ctr_logits, ctr_t) * self.loss_centerness.loss_weight
+        return bbox_el, ctr_el
+
+    def predict(self, cls_scores, bbox_preds, priors, img_shape, record: bool = True, **overrides):
+        """Per level the top ``nms_pre`` (point, class) pairs with class sigmoid > ``score_thr``;
+        their boxes decoded (clipped to ``img_shape``), scores times the centerness sigmoid, then
+        size filter, per-class NMS, ``max_per_img`` (``_bbox_post_process``)."""
+        cfg = self.test_config(**overrides)
+        probs = cls_scores[:, :self.num_classes].sigmoid()
+        factors = cls_scores[:, self.num_classes].sigmoid()
+        raw_stage = torch.full(probs.shape, Stage.BELOW_SCORE_THR, dtype=torch.uint8, device=probs.device)
+        above = probs > cfg["score_thr"]
+        raw_stage[above] = Stage.OUTSIDE_NMS_PRE
+        sc, pr, lb, n_above, start = [], [], [], 0, 0
+        for count in priors.num_per_level:
+            s, p, c, n = _filter_topk(probs[start:start + count], above[start:start + count], cfg["nms_pre"])
+            sc.append(s), pr.append(p + start), lb.append(c)
+            n_above, start = n_above + n, start + count
+        cls_part, prior_idx, labels = torch.cat(sc), torch.cat(pr), torch.cat(lb)
+        boxes = self.decode(priors.tensor[prior_idx], bbox_preds[prior_idx], img_shape)
+        scores = cls_part * factors[prior_idx]
+        counts = {"raw": int(probs.numel()), "score_thr": n_above, "nms_pre": int(scores.numel())}
+        result = _nms_stages(boxes, scores, labels, prior_idx, cfg["min_bbox_size"], cfg["iou_threshold"],
+                             cfg["max_per_img"], class_agnostic=False, counts=counts, record=record)
+        raw_stage[result.cand_prior, result.cand_label] = result.cand_stage
+        result.raw_stage = raw_stage
+        result.params = dict(score_layout=self.score_layout, score_factor="centerness", record=record, **cfg)
+        return result
+
+    def init_predictions(self, priors):
+        """A freshly initialised FCOSHead: class bias ``bias_init_with_prob(0.01)``, centerness and
+        regression ~0 (weights ~N(0, 0.01)): distances exp(0) = 1 px, or 0 with ``norm_on_bbox``."""
+        a = len(priors)
+        cls = priors.tensor.new_zeros((a, self.cls_channels()))
+        cls[:, :self.num_classes] = -4.59511985013459
+        reg = priors.tensor.new_full((a, 4), 0.0 if self.norm_on_bbox else 1.0)
+        return cls, reg
+
+    def empty_predictions(self, priors):
+        a = len(priors)
+        return priors.tensor.new_zeros((a, self.cls_channels())), priors.tensor.new_zeros((a, 4))
+
