@@ -7,6 +7,7 @@ import torch
 
 from ..builder import ConfigBuildError, build_head_core
 from .detector import DenseDetector
+from .fcos import FCOSHeadModule
 from .mobilenet import MobileNetV2, apply_init_cfg
 from .retinanet import FPN, ResNetBackbone, RetinaHeadModule
 from .rtmdet import CSPNeXt, CSPNeXtPAFPN, RTMDetSepBNHeadModule
@@ -72,7 +73,8 @@ def _bottleneck_width(backbone: dict) -> int:
     return backbone.get("base_width", 4)
 
 
-def _retinanet(model, core):
+def _resnet_fpn(model, core):
+    """ResNet / ResNeXt + FPN (RetinaNet, FCOS): (backbone, neck, FPN out_channels)."""
     b = model.get("backbone", {})  # mmdetection's ResNet defaults where the config is silent
     backbone = ResNetBackbone(depth=b.get("depth", 50), out_indices=b.get("out_indices", (0, 1, 2, 3)),
                               frozen_stages=b.get("frozen_stages", -1), norm_eval=b.get("norm_eval", True),
@@ -94,6 +96,11 @@ def _retinanet(model, core):
                add_extra_convs="on_input" if extra is True else extra, start_level=start,
                relu_before_extra_convs=n.get("relu_before_extra_convs", False))
     _levels(core, n["num_outs"], f"model.neck (FPN, num_outs={n['num_outs']})")
+    return backbone, neck, out
+
+
+def _retinanet(model, core):
+    backbone, neck, out = _resnet_fpn(model, core)
     h = model["bbox_head"]
     _same("model.bbox_head.in_channels", h.get("in_channels"), [out])
     nb = core.num_base_priors
@@ -147,11 +154,19 @@ def _tinyssd(model, core):
     return backbone, None, head
 
 
-DETECTOR_TYPES = {"SSD": _ssd, "RetinaNet": _retinanet, "RTMDet": _rtmdet, "TinySSD": _tinyssd}
+def _fcos(model, core):
+    backbone, neck, out = _resnet_fpn(model, core)
+    h = model["bbox_head"]
+    _same("model.bbox_head.in_channels", h.get("in_channels"), [out])
+    return backbone, neck, FCOSHeadModule.from_config(h, in_channels=out, strides=core.prior_generator.strides,
+                                                      num_classes=core.num_classes)
+
+
+DETECTOR_TYPES = {"SSD": _ssd, "RetinaNet": _retinanet, "RTMDet": _rtmdet, "TinySSD": _tinyssd, "FCOS": _fcos}
 
 
 def build_detector(model_cfg: dict) -> DenseDetector:
-    """A trainable detector for a ``model`` config dict (SSD, RetinaNet, RTMDet, TinySSD): exactly
+    """A trainable detector for a ``model`` config dict (SSD, RetinaNet, RTMDet, FCOS, TinySSD): exactly
     the network mmdetection builds from it, or ``ConfigBuildError`` naming the key and why
     (:mod:`detengine.models.spec`)."""
     model_cfg = copy.deepcopy(model_cfg)

@@ -182,6 +182,22 @@ RTMDET_SEPBN_HEAD = {
     "use_depthwise": _value(False), "norm_cfg": _norm_cfg, "act_cfg": _act("SiLU"), "conv_cfg": _value(None),
 }
 
+
+def _gn_cfg(value, where):
+    """GroupNorm (FCOS's towers): ``num_groups`` and ``requires_grad`` act; or no norm."""
+    if value is not None and (not isinstance(value, dict) or value.get("type") != "GN"
+                              or set(value) - {"type", "num_groups", "requires_grad"}):
+        raise ConfigBuildError(f"{where}={value!r} is not built here (None or dict(type='GN', num_groups=..., "
+                               f"requires_grad=...))")
+
+
+FCOS_HEAD = {  # AnchorFreeHead takes no prior generator (its points come from ``strides``)
+    **dict.fromkeys(("num_classes", "bbox_coder", "loss_cls", "loss_bbox", "train_cfg", "test_cfg"), ACTS), "init_cfg": _default_init, "in_channels": ACTS, "stacked_convs": ACTS,
+    "feat_channels": ACTS, "strides": ACTS, "regress_ranges": ACTS, "center_sampling": ACTS,
+    "center_sample_radius": ACTS, "norm_on_bbox": ACTS, "centerness_on_reg": ACTS, "loss_centerness": ACTS,
+    "conv_bias": _value(["auto", True, False]), "dcn_on_last_conv": _value(False, "deformable convs"),
+    "conv_cfg": _value(None), "norm_cfg": _gn_cfg, "cls_predictor_cfg": _value(None, "NormedConv2d"),
+}
 #: detector kind -> {part: {type: spec}}
 PARTS = {
     "SSD": {"backbone": {"SSDVGG": SSDVGG, "MobileNetV2": MOBILENET_V2}, "neck": {"SSDNeck": SSDNECK},
@@ -190,6 +206,8 @@ PARTS = {
                   "bbox_head": {"RetinaHead": RETINA_HEAD}},
     "RTMDet": {"backbone": {"CSPNeXt": CSPNEXT}, "neck": {"CSPNeXtPAFPN": CSPNEXT_PAFPN},
                "bbox_head": {"RTMDetSepBNHead": RTMDET_SEPBN_HEAD}},
+    "FCOS": {"backbone": {"ResNet": RESNET, "ResNeXt": RESNEXT}, "neck": {"FPN": FPN},
+             "bbox_head": {"FCOSHead": FCOS_HEAD}},
 }
 _MODEL_KEYS = ("type", "data_preprocessor", "backbone", "neck", "bbox_head", "train_cfg", "test_cfg", "init_cfg")
 #: DetDataPreprocessor: normalisation and padding act (the pipeline's last steps, collate)
@@ -202,7 +220,7 @@ DATA_PREPROCESSOR = {
 }
 # SingleStageDetector (the type mmdetection's own SSD files use) is the detector its head makes
 _KIND_OF_HEAD = {"SSDHead": "SSD", "RetinaHead": "RetinaNet", "AnchorHead": "RetinaNet",
-                 "RTMDetSepBNHead": "RTMDet", "RTMDetHead": "RTMDet"}
+                 "RTMDetSepBNHead": "RTMDet", "RTMDetHead": "RTMDet", "FCOSHead": "FCOS"}
 
 
 def detector_kind(model: dict) -> str:
