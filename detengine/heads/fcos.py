@@ -20,7 +20,8 @@ from ..postprocess import Stage, _filter_topk, _nms_stages
 from .anchor_head import AnchorHeadCore
 from .base import ImageLoss, Targets
 
-__all__ = ["FCOSHeadCore", "FCOSNormalisers", "FCOSImageLoss", "centerness_target"]
+__all__ = ["CenternessHeadCore", "FCOSHeadCore", "CenternessNormalisers", "CenternessImageLoss",
+           "centerness_target"]
 
 _EPS = torch.finfo(torch.float32).eps
 
@@ -36,10 +37,10 @@ def centerness_target(bbox_targets: Tensor) -> Tensor:
 
 
 @dataclass(frozen=True)
-class FCOSNormalisers:
-    """The batch's two normalisers: ``num_pos`` (the class and centerness losses:
-    ``max(mean over ranks of the batch's positives, 1)``) and ``centerness`` (the box loss:
-    ``max(mean over ranks of the sum of the positives' centerness targets, 1e-6)``)."""
+class CenternessNormalisers:
+    """The batch's two normalisers: ``num_pos`` divides the class and centerness losses,
+    ``centerness`` (the sum of the positives' centerness targets) the box loss; each head says how
+    they are made from the images' counts (:meth:`CenternessHeadCore.reduce_avg_factor`)."""
 
     num_pos: float
     centerness: float
@@ -49,29 +50,107 @@ class FCOSNormalisers:
 
 
 @dataclass
-class FCOSImageLoss(ImageLoss):
+class CenternessImageLoss(ImageLoss):
     """:class:`ImageLoss` plus the centerness loss of each point (0 off positives), normalised
     so that ``centerness_per_prior.sum() == terms["loss_centerness"]``."""
 
     centerness_per_prior: Tensor | None = None
 
 
-class FCOSHeadCore(AnchorHeadCore):
-    """FCOS: the point rule of :class:`~detengine.assigners.FCOSAssigner`, focal loss over every
-    point, IoU / GIoU loss of the positives' boxes weighted by their centerness target, BCE on the
-    centerness logit; at test time class sigmoid x centerness sigmoid."""
+class CenternessHeadCore(AnchorHeadCore):
+    """What FCOS and ATSS share: a centerness logit after the C class logits, three losses
+    (class over every weighted prior, box on positives weighted by their centerness target,
+    centerness BCE), and test-time scores ``class sigmoid x centerness sigmoid``. Subclasses make
+    the targets (``extras["centerness_targets"]``), the normalisers and the positives' losses."""
 
-    def __init__(self, *, loss_centerness, norm_on_bbox: bool = False, **kw):
+    def __init__(self, *, loss_centerness, **kw):
         kw.setdefault("score_layout", "sigmoid+centerness")
         super().__init__(**kw)
         self.loss_centerness = loss_centerness
-        self.norm_on_bbox = bool(norm_on_bbox)
 
     def cls_channels(self) -> int:
         return self.num_classes + 1              # + the centerness logit
 
     def needs_predictions(self) -> bool:
         return False
+
+    @staticmethod
+    def _batch_totals(values, across_ranks: bool) -> tuple[float, float]:
+        """Sums of the images' (count, centerness sum) pairs; with ``across_ranks`` averaged over
+        the ranks (mmdetection's ``reduce_mean``, in float32)."""
+        from ..train.distributed import is_distributed, reduce_mean
+        pairs = [v if isinstance(v, (tuple, list)) else (v, v) for v in values]
+        total = torch.tensor([sum(p[0] for p in pairs), sum(p[1] for p in pairs)], dtype=torch.float32)
+        if across_ranks and is_distributed():
+            total = reduce_mean(total)
+        return float(total[0]), float(total[1])
+
+    def _bbox_divisor(self, norm: CenternessNormalisers) -> float:
+        raise NotImplementedError
+
+    def _positive_losses(self, ctr_logits, bbox_preds, priors, targets, pos) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def loss_image(self, cls_scores, bbox_preds, priors, targets, avg_factor) -> CenternessImageLoss:
+        norm = avg_factor if isinstance(avg_factor, CenternessNormalisers) else \
+            CenternessNormalisers(float(avg_factor), 1.0)
+        logits, ctr_logits = cls_scores[:, :self.num_classes], cls_scores[:, self.num_classes]
+        cls_raw = self.loss_cls.per_prior(logits, targets.labels)   # (A,), summed over classes
+        cls_per_prior = cls_raw * targets.label_weights * self.loss_cls.loss_weight / (norm.num_pos + _EPS)
+        pos = targets.sampling_result.pos_inds
+        bbox_per_prior = bbox_preds.new_zeros(len(priors))
+        ctr_per_prior = bbox_preds.new_zeros(len(priors))
+        if pos.numel() > 0:
+            bbox_el, ctr_el = self._positive_losses(ctr_logits[pos], bbox_preds[pos], priors.tensor[pos], targets, pos)
+            bbox_per_prior = bbox_per_prior.index_put((pos,), bbox_el / self._bbox_divisor(norm))
+            ctr_per_prior = ctr_per_prior.index_put((pos,), ctr_el / (norm.num_pos + _EPS))
+            loss_bbox, loss_ctr = bbox_per_prior.sum(), ctr_per_prior.sum()
+        else:                                               # zeros that keep the graph, as the reference
+            loss_bbox, loss_ctr = bbox_preds[pos].sum(), ctr_logits[pos].sum()
+        terms = {"loss_cls": cls_per_prior.sum(), "loss_bbox": loss_bbox, "loss_centerness": loss_ctr}
+        decoded = self.decode(priors.tensor, bbox_preds).detach()
+        return CenternessImageLoss(cls_per_prior, bbox_per_prior, cls_raw.detach(), terms, float(norm.num_pos),
+                                   decoded_pred_boxes=decoded, centerness_per_prior=ctr_per_prior)
+
+    def predict(self, cls_scores, bbox_preds, priors, img_shape, record: bool = True, **overrides):
+        """Per level the top ``nms_pre`` (point, class) pairs with class sigmoid > ``score_thr``;
+        their boxes decoded (clipped to ``img_shape``), scores times the centerness sigmoid, then
+        size filter, per-class NMS, ``max_per_img`` (``_bbox_post_process``)."""
+        cfg = self.test_config(**overrides)
+        probs = cls_scores[:, :self.num_classes].sigmoid()
+        factors = cls_scores[:, self.num_classes].sigmoid()
+        raw_stage = torch.full(probs.shape, Stage.BELOW_SCORE_THR, dtype=torch.uint8, device=probs.device)
+        above = probs > cfg["score_thr"]
+        raw_stage[above] = Stage.OUTSIDE_NMS_PRE
+        sc, pr, lb, n_above, start = [], [], [], 0, 0
+        for count in priors.num_per_level:
+            s, p, c, n = _filter_topk(probs[start:start + count], above[start:start + count], cfg["nms_pre"])
+            sc.append(s), pr.append(p + start), lb.append(c)
+            n_above, start = n_above + n, start + count
+        cls_part, prior_idx, labels = torch.cat(sc), torch.cat(pr), torch.cat(lb)
+        boxes = self.decode(priors.tensor[prior_idx], bbox_preds[prior_idx], img_shape)
+        scores = cls_part * factors[prior_idx]
+        counts = {"raw": int(probs.numel()), "score_thr": n_above, "nms_pre": int(scores.numel())}
+        result = _nms_stages(boxes, scores, labels, prior_idx, cfg["min_bbox_size"], cfg["iou_threshold"],
+                             cfg["max_per_img"], class_agnostic=False, counts=counts, record=record)
+        raw_stage[result.cand_prior, result.cand_label] = result.cand_stage
+        result.raw_stage = raw_stage
+        result.params = dict(score_layout=self.score_layout, score_factor="centerness", record=record, **cfg)
+        return result
+
+    def empty_predictions(self, priors):
+        a = len(priors)
+        return priors.tensor.new_zeros((a, self.cls_channels())), priors.tensor.new_zeros((a, 4))
+
+
+class FCOSHeadCore(CenternessHeadCore):
+    """FCOS: the point rule of :class:`~detengine.assigners.FCOSAssigner`, focal loss over every
+    point, IoU / GIoU loss of the positives' boxes weighted by their centerness target, BCE on the
+    centerness logit; at test time class sigmoid x centerness sigmoid."""
+
+    def __init__(self, *, norm_on_bbox: bool = False, **kw):
+        super().__init__(**kw)
+        self.norm_on_bbox = bool(norm_on_bbox)
 
     def _units(self, priors: Tensor) -> Tensor:
         """(A, 1) what pixel distances are divided by for the loss: the stride, or 1."""
@@ -101,37 +180,15 @@ class FCOSHeadCore(AnchorHeadCore):
     def avg_factor_of(self, targets: Targets) -> tuple[float, float]:
         return float(targets.num_pos), float(targets.extras["centerness_targets"].sum())
 
-    @staticmethod
-    def reduce_avg_factor(values, across_ranks: bool = False) -> FCOSNormalisers:
-        """``loss_by_feat``'s ``num_pos`` and ``centerness_denorm`` from the images' (positives,
-        centerness sum); with ``across_ranks`` averaged over the ranks (``reduce_mean``, float32)."""
-        from ..train.distributed import is_distributed, reduce_mean
-        pairs = [v if isinstance(v, (tuple, list)) else (v, v) for v in values]
-        total = torch.tensor([sum(p[0] for p in pairs), sum(p[1] for p in pairs)], dtype=torch.float32)
-        if across_ranks and is_distributed():
-            total = reduce_mean(total)
-        num_pos, centerness = (float(v) for v in total)
-        return FCOSNormalisers(max(num_pos, 1.0), max(centerness, 1e-6))
+    @classmethod
+    def reduce_avg_factor(cls, values, across_ranks: bool = False) -> CenternessNormalisers:
+        """``loss_by_feat``'s ``num_pos = max(reduce_mean(positives), 1)`` and
+        ``centerness_denorm = max(reduce_mean(sum of centerness targets), 1e-6)``."""
+        num_pos, centerness = cls._batch_totals(values, across_ranks)
+        return CenternessNormalisers(max(num_pos, 1.0), max(centerness, 1e-6))
 
-    def loss_image(self, cls_scores, bbox_preds, priors, targets, avg_factor) -> FCOSImageLoss:
-        norm = avg_factor if isinstance(avg_factor, FCOSNormalisers) else FCOSNormalisers(float(avg_factor), 1e-6)
-        logits, ctr_logits = cls_scores[:, :self.num_classes], cls_scores[:, self.num_classes]
-        cls_raw = self.loss_cls.per_prior(logits, targets.labels)   # (A,), summed over classes
-        cls_per_prior = cls_raw * self.loss_cls.loss_weight / (norm.num_pos + _EPS)
-        pos = targets.sampling_result.pos_inds
-        bbox_per_prior = bbox_preds.new_zeros(len(priors))
-        ctr_per_prior = bbox_preds.new_zeros(len(priors))
-        if pos.numel() > 0:
-            bbox_el, ctr_el = self._positive_losses(ctr_logits[pos], bbox_preds[pos], priors.tensor[pos], targets, pos)
-            bbox_per_prior = bbox_per_prior.index_put((pos,), bbox_el / (norm.centerness + _EPS))
-            ctr_per_prior = ctr_per_prior.index_put((pos,), ctr_el / (norm.num_pos + _EPS))
-            loss_bbox, loss_ctr = bbox_per_prior.sum(), ctr_per_prior.sum()
-        else:                                               # zeros that keep the graph, as the reference
-            loss_bbox, loss_ctr = bbox_preds[pos].sum(), ctr_logits[pos].sum()
-        terms = {"loss_cls": cls_per_prior.sum(), "loss_bbox": loss_bbox, "loss_centerness": loss_ctr}
-        decoded = self.decode(priors.tensor, bbox_preds).detach()
-        return FCOSImageLoss(cls_per_prior, bbox_per_prior, cls_raw.detach(), terms, float(norm.num_pos),
-                             decoded_pred_boxes=decoded, centerness_per_prior=ctr_per_prior)
+    def _bbox_divisor(self, norm: CenternessNormalisers) -> float:
+        return norm.centerness + _EPS           # the box loss's avg_factor
 
     def _positive_losses(self, ctr_logits, bbox_preds, points, targets, pos) -> tuple[Tensor, Tensor]:
         """Per positive: the box loss (times its centerness target and loss weight) on boxes
@@ -144,32 +201,6 @@ class FCOSHeadCore(AnchorHeadCore):
         ctr_el = self.loss_centerness.elementwise(ctr_logits, ctr_t) * self.loss_centerness.loss_weight
         return bbox_el, ctr_el
 
-    def predict(self, cls_scores, bbox_preds, priors, img_shape, record: bool = True, **overrides):
-        """Per level the top ``nms_pre`` (point, class) pairs with class sigmoid > ``score_thr``;
-        their boxes decoded (clipped to ``img_shape``), scores times the centerness sigmoid, then
-        size filter, per-class NMS, ``max_per_img`` (``_bbox_post_process``)."""
-        cfg = self.test_config(**overrides)
-        probs = cls_scores[:, :self.num_classes].sigmoid()
-        factors = cls_scores[:, self.num_classes].sigmoid()
-        raw_stage = torch.full(probs.shape, Stage.BELOW_SCORE_THR, dtype=torch.uint8, device=probs.device)
-        above = probs > cfg["score_thr"]
-        raw_stage[above] = Stage.OUTSIDE_NMS_PRE
-        sc, pr, lb, n_above, start = [], [], [], 0, 0
-        for count in priors.num_per_level:
-            s, p, c, n = _filter_topk(probs[start:start + count], above[start:start + count], cfg["nms_pre"])
-            sc.append(s), pr.append(p + start), lb.append(c)
-            n_above, start = n_above + n, start + count
-        cls_part, prior_idx, labels = torch.cat(sc), torch.cat(pr), torch.cat(lb)
-        boxes = self.decode(priors.tensor[prior_idx], bbox_preds[prior_idx], img_shape)
-        scores = cls_part * factors[prior_idx]
-        counts = {"raw": int(probs.numel()), "score_thr": n_above, "nms_pre": int(scores.numel())}
-        result = _nms_stages(boxes, scores, labels, prior_idx, cfg["min_bbox_size"], cfg["iou_threshold"],
-                             cfg["max_per_img"], class_agnostic=False, counts=counts, record=record)
-        raw_stage[result.cand_prior, result.cand_label] = result.cand_stage
-        result.raw_stage = raw_stage
-        result.params = dict(score_layout=self.score_layout, score_factor="centerness", record=record, **cfg)
-        return result
-
     def init_predictions(self, priors):
         """A freshly initialised FCOSHead: class bias ``bias_init_with_prob(0.01)``, centerness and
         regression ~0 (weights ~N(0, 0.01)): distances exp(0) = 1 px, or 0 with ``norm_on_bbox``."""
@@ -178,8 +209,3 @@ class FCOSHeadCore(AnchorHeadCore):
         cls[:, :self.num_classes] = -4.59511985013459
         reg = priors.tensor.new_full((a, 4), 0.0 if self.norm_on_bbox else 1.0)
         return cls, reg
-
-    def empty_predictions(self, priors):
-        a = len(priors)
-        return priors.tensor.new_zeros((a, self.cls_channels())), priors.tensor.new_zeros((a, 4))
-
