@@ -20,6 +20,7 @@ from .heads import (
     StrideRule,
     TinySSDHeadCore,
 )
+from .heads.atss import ATSSHeadCore
 from .heads.fcos import FCOSHeadCore
 from .samplers import PseudoSampler
 
@@ -54,6 +55,7 @@ HEAD_TYPES = {
     "RTMDetSepBNHead": RTMDetHeadCore,
     "TinySSDHead": TinySSDHeadCore,
     "FCOSHead": FCOSHeadCore,
+    "ATSSHead": ATSSHeadCore,
 }
 
 IGNORED_KEYS = {"iou_calculator", "init_cfg", "debug", "gpu_assign_thr", "avg_non_ignore",
@@ -151,7 +153,7 @@ def build_head_core(model: dict) -> HeadCore:
         loss_bbox=build(head.get("loss_bbox", _default_loss_bbox(head["type"], train_cfg)), "loss"),
         allowed_border=train_cfg.get("allowed_border", -1),
         pos_weight=train_cfg.get("pos_weight", -1),
-        reg_decoded_bbox=head.get("reg_decoded_bbox", head["type"].startswith("RTMDet")),
+        reg_decoded_bbox=head.get("reg_decoded_bbox", head["type"].startswith("RTMDet") or core_cls is ATSSHeadCore),
         test_cfg=test_cfg, train_cfg=train_cfg,
     )
     if core_cls is SSDHeadCore:
@@ -160,9 +162,14 @@ def build_head_core(model: dict) -> HeadCore:
                       mining=train_cfg.get("hard_negative_mining", "mmdet"))
     if core_cls is TinySSDHeadCore:
         kwargs["neg_pos_ratio"] = train_cfg.get("neg_pos_ratio")
+    if core_cls is ATSSHeadCore:
+        kwargs["loss_centerness"] = build(head.get("loss_centerness", _DEFAULT_LOSS_CENTERNESS), "loss")
     core = core_cls(**kwargs)
     core.exp_on_reg = bool(head.get("exp_on_reg", False))
     return core
+
+
+_DEFAULT_LOSS_CENTERNESS = {"type": "CrossEntropyLoss", "use_sigmoid": True, "loss_weight": 1.0}
 
 
 def _fcos_core(head: dict, train_cfg: dict, test_cfg: dict) -> FCOSHeadCore:
@@ -183,8 +190,7 @@ def _fcos_core(head: dict, train_cfg: dict, test_cfg: dict) -> FCOSHeadCore:
         bbox_coder=build(head.get("bbox_coder", {"type": "DistancePointBBoxCoder"}), "bbox_coder"),
         loss_cls=build(head.get("loss_cls", _default_loss_cls("FCOSHead")), "loss"),
         loss_bbox=build(head.get("loss_bbox", {"type": "IoULoss", "loss_weight": 1.0}), "loss"),
-        loss_centerness=build(head.get("loss_centerness", {"type": "CrossEntropyLoss", "use_sigmoid": True,
-                                                          "loss_weight": 1.0}), "loss"),
+        loss_centerness=build(head.get("loss_centerness", _DEFAULT_LOSS_CENTERNESS), "loss"),
         norm_on_bbox=head.get("norm_on_bbox", False), test_cfg=test_cfg, train_cfg=train_cfg)
 
 

@@ -6,6 +6,7 @@ import copy
 import torch
 
 from ..builder import ConfigBuildError, build_head_core
+from .atss import ATSSHeadModule
 from .detector import DenseDetector
 from .fcos import FCOSHeadModule
 from .mobilenet import MobileNetV2, apply_init_cfg
@@ -162,11 +163,23 @@ def _fcos(model, core):
                                                       num_classes=core.num_classes)
 
 
-DETECTOR_TYPES = {"SSD": _ssd, "RetinaNet": _retinanet, "RTMDet": _rtmdet, "TinySSD": _tinyssd, "FCOS": _fcos}
+def _atss(model, core):
+    backbone, neck, out = _resnet_fpn(model, core)
+    h = model["bbox_head"]
+    _same("model.bbox_head.in_channels", h.get("in_channels"), [out])
+    nb = core.num_base_priors
+    if len(set(nb)) != 1:
+        raise ConfigBuildError(f"ATSSHead shares its convs across levels; anchors per cell differ: {nb}")
+    return backbone, neck, ATSSHeadModule.from_config(h, in_channels=out, num_levels=len(nb), num_base_priors=nb[0],
+                                                      num_classes=core.num_classes)
+
+
+DETECTOR_TYPES = {"SSD": _ssd, "RetinaNet": _retinanet, "RTMDet": _rtmdet, "TinySSD": _tinyssd, "FCOS": _fcos,
+                  "ATSS": _atss}
 
 
 def build_detector(model_cfg: dict) -> DenseDetector:
-    """A trainable detector for a ``model`` config dict (SSD, RetinaNet, RTMDet, FCOS, TinySSD): exactly
+    """A trainable detector for a ``model`` config dict (SSD, RetinaNet, RTMDet, FCOS, ATSS, TinySSD): exactly
     the network mmdetection builds from it, or ``ConfigBuildError`` naming the key and why
     (:mod:`detengine.models.spec`)."""
     model_cfg = copy.deepcopy(model_cfg)

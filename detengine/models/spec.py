@@ -198,6 +198,13 @@ FCOS_HEAD = {  # AnchorFreeHead takes no prior generator (its points come from `
     "conv_bias": _value(["auto", True, False]), "dcn_on_last_conv": _value(False, "deformable convs"),
     "conv_cfg": _value(None), "norm_cfg": _gn_cfg, "cls_predictor_cfg": _value(None, "NormedConv2d"),
 }
+ATSS_HEAD = {  # AnchorHead's keys (an anchor_generator, no prior_generator) and ATSSHead's own
+    **dict.fromkeys(("num_classes", "anchor_generator", "bbox_coder", "loss_cls", "loss_bbox", "train_cfg",
+                     "test_cfg", "in_channels", "feat_channels", "stacked_convs", "pred_kernel_size",
+                     "loss_centerness"), ACTS),
+    "reg_decoded_bbox": _value(True, "ATSSHead compares decoded boxes with its targets"),
+    "init_cfg": _default_init, "conv_cfg": _value(None), "norm_cfg": _gn_cfg,
+}
 #: detector kind -> {part: {type: spec}}
 PARTS = {
     "SSD": {"backbone": {"SSDVGG": SSDVGG, "MobileNetV2": MOBILENET_V2}, "neck": {"SSDNeck": SSDNECK},
@@ -208,6 +215,8 @@ PARTS = {
                "bbox_head": {"RTMDetSepBNHead": RTMDET_SEPBN_HEAD}},
     "FCOS": {"backbone": {"ResNet": RESNET, "ResNeXt": RESNEXT}, "neck": {"FPN": FPN},
              "bbox_head": {"FCOSHead": FCOS_HEAD}},
+    "ATSS": {"backbone": {"ResNet": RESNET, "ResNeXt": RESNEXT}, "neck": {"FPN": FPN},
+             "bbox_head": {"ATSSHead": ATSS_HEAD}},
 }
 _MODEL_KEYS = ("type", "data_preprocessor", "backbone", "neck", "bbox_head", "train_cfg", "test_cfg", "init_cfg")
 #: DetDataPreprocessor: normalisation and padding act (the pipeline's last steps, collate)
@@ -220,7 +229,8 @@ DATA_PREPROCESSOR = {
 }
 # SingleStageDetector (the type mmdetection's own SSD files use) is the detector its head makes
 _KIND_OF_HEAD = {"SSDHead": "SSD", "RetinaHead": "RetinaNet", "AnchorHead": "RetinaNet",
-                 "RTMDetSepBNHead": "RTMDet", "RTMDetHead": "RTMDet", "FCOSHead": "FCOS"}
+                 "RTMDetSepBNHead": "RTMDet", "RTMDetHead": "RTMDet", "FCOSHead": "FCOS",
+                 "ATSSHead": "ATSS"}
 
 
 def detector_kind(model: dict) -> str:
