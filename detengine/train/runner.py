@@ -14,6 +14,7 @@ from ..shipped import find_config
 from . import distributed as dist
 from .data import EvalSet, build_data
 from .events import ConsolePrinter, EpochProgress, EventBus, JsonlWriter
+from .outputs import RunOutputs
 from .runs import make_run_dir, plain_config, register_run
 from .settings import config_warnings, run_warnings, settings_from_config, uses_syncbn
 from .trainer import Trainer, pick_device
@@ -59,11 +60,12 @@ def predict_dataset(model, eval_set, collate, *, batch_size: int = 8, device=Non
 
 def evaluate_model(model, dataset, test_pipeline, collate, *, backend: str = "faster-coco-eval",
                    batch_size: int = 8, label_to_cat: dict[int, int] | None = None, problems=None, progress=None,
-                   **overrides):
+                   results_out: list | None = None, **overrides):
     """COCO metrics on ``dataset`` (a CocoDataset); each rank predicts its shard, rank 0 scores.
     ``label_to_cat``: model label -> category id (default: the dataset's own labels). Images that
     cannot be read are skipped (listed in ``problems`` on rank 0) and left out of the metrics.
-    ``progress(done, total)``: this rank's predictions (give it on rank 0 only for one bar)."""
+    ``progress(done, total)``: this rank's predictions (give it on rank 0 only for one bar).
+    ``results_out``: a list that gets the COCO results scored, on rank 0 (the run's pictures)."""
     eval_set = EvalSet(dataset, test_pipeline)
     mine = list(range(dist.rank(), len(eval_set), dist.world_size()))  # no padding: each image once
     mine_problems: list[str] = []
@@ -77,8 +79,10 @@ def evaluate_model(model, dataset, test_pipeline, collate, *, backend: str = "fa
         ids = [i for part in gathered for i in part[1]] if skipped else None
         if problems is not None:
             problems += skipped
-        metrics = evaluate_coco(dataset.coco.dataset, [r for part in gathered for r in part[0]], backend=backend,
-                                image_ids=ids)
+        results = [r for part in gathered for r in part[0]]
+        metrics = evaluate_coco(dataset.coco.dataset, results, backend=backend, image_ids=ids)
+        if results_out is not None:
+            results_out += results
     return dist.broadcast_object(metrics)
 
 
@@ -185,6 +189,7 @@ def train_from_config(config, data=None, *, epochs=None, device=None, resume=Non
         settings.lr *= ratio
     events = events or EventBus()
     run_dir = Path(work_dir) if work_dir else None
+    outputs = None
     if dist.is_main():
         run_dir = run_dir or make_run_dir(runs_root, Path(str(cfg.get("_name", "run"))).stem)
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -193,6 +198,7 @@ def train_from_config(config, data=None, *, epochs=None, device=None, resume=Non
         (run_dir / "config.py").write_text(Config.from_dict(cfg_to_save).pretty_text())
         (run_dir / "classes.txt").write_text("\n".join(bundle.class_names) + "\n")
         events.subscribe(JsonlWriter(run_dir / "log.jsonl"))
+        outputs = RunOutputs(events, run_dir)  # TensorBoard, results.csv, plots
         if console:
             events.subscribe(ConsolePrinter(settings.log_interval))
         if progress is not None:
@@ -206,13 +212,17 @@ def train_from_config(config, data=None, *, epochs=None, device=None, resume=Non
         if bundle.val is None:
             return None
         problems: list[str] = []
+        results: list[dict] = []
         bar = progress(f"val (epoch {epoch})", "img") if progress is not None and dist.is_main() else None
         try:
             metrics = evaluate_model(m, bundle.val, bundle.test_pipeline, bundle.collate, backend=eval_backend,
-                                     batch_size=settings.batch_size, problems=problems, progress=bar)
+                                     batch_size=settings.batch_size, problems=problems, progress=bar,
+                                     results_out=results)
         finally:
             if bar is not None:
                 bar.close()
+        if outputs is not None and metrics is not None:
+            outputs.add_validation(bundle.val, metrics, results, _label_map(bundle.val), epoch)
         if problems and dist.is_main():
             events.emit({"type": "warning", "kind": "unreadable_val_image",
                          "message": f"evaluation skipped {len(problems)} unreadable val image(s) (left out of the "
@@ -238,6 +248,8 @@ def train_from_config(config, data=None, *, epochs=None, device=None, resume=Non
     try:
         summary = trainer.run()
     finally:
+        if outputs is not None:
+            outputs.close()
         for fn in list(events._subscribers):
             if isinstance(fn, (JsonlWriter, ConsolePrinter, EpochProgress)):
                 events.unsubscribe(fn)

@@ -2,8 +2,9 @@
 
 A run folder is ``<root>/<config>-<YYYYmmdd-HHMMSS>`` (``-2``, ``-3``... when taken) holding
 ``config.py``, ``log.jsonl``, ``last.pth``, ``best.pth`` (and ``command.txt`` when the window
-started it). The CLI puts runs under ``./runs`` unless ``--work-dir`` says otherwise; the window
-under DetScope's folder. Every run registers its folder in DetScope's folder (``runs.txt``), so
+started it), and for other tools TensorBoard event files, ``results.csv`` and PNG plots
+(:mod:`detengine.train.outputs`). The CLI puts runs under ``./runs`` unless ``--work-dir`` says
+otherwise; the window under DetScope's folder. Every run registers its folder in DetScope's folder (``runs.txt``), so
 the window lists the CLI's runs wherever they are.
 """
 from __future__ import annotations
@@ -87,13 +88,16 @@ def known_runs(root=None) -> list[Path]:
 
 @dataclass(frozen=True)
 class RunSummary:
-    """One row of the Runs tab: ``status`` is how the log ends (``end``, ``stop``, ``error``, ``?``)."""
+    """One row of the Runs tab: ``status`` is how the log ends (``end``, ``stop``, ``error``, ``?``);
+    ``outputs``: the files for other tools in the folder (``results.csv``, the PNG plots, and
+    ``tensorboard`` when it holds event files)."""
 
     path: Path
     config: str
     status: str
     aps: tuple[float, ...]
     checkpoints: tuple[str, ...]
+    outputs: tuple[str, ...] = ()
 
     @property
     def best_ap(self) -> float | None:
@@ -105,7 +109,10 @@ def run_summary(path) -> RunSummary:
     events = read_jsonl(path / "log.jsonl") if (path / "log.jsonl").exists() else []
     status = next((e["type"] for e in reversed(events) if e.get("type") in ("end", "stop", "error")), "?")
     aps = tuple(float(e["metrics"]["AP"]) for e in events if e.get("type") == "eval" and "AP" in e.get("metrics", {}))
-    return RunSummary(path, _config_name(path, events), status, aps, tuple(sorted(p.name for p in path.glob("*.pth"))))
+    outputs = tuple(sorted(p.name for p in [*path.glob("*.png"), *path.glob("results.csv")]))
+    outputs += ("tensorboard",) if next(path.glob("events.out.tfevents.*"), None) else ()
+    return RunSummary(path, _config_name(path, events), status, aps, tuple(sorted(p.name for p in path.glob("*.pth"))),
+                      outputs)
 
 
 def _config_name(path: Path, events: list[dict]) -> str:
