@@ -281,6 +281,43 @@ def _run_scan(args) -> int:
     return 0
 
 
+def _add_fit_anchors(sub) -> None:
+    p = _subparser(sub, "fit-anchors", "fit the anchor generator's settings to a dataset's boxes",
+                   "Search the anchor settings (SSD: per-level min/max sizes and ratios; RetinaNet: "
+                   "octave_base_scale and ratios) that cover the dataset's boxes best at the network input size "
+                   "(SciPy's differential evolution on every GT's best prior IoU at its real position), then "
+                   "scan before and after under the config's real assigner. Prints both and the config snippet.",
+                   "data/annotations.json --config ssd300_coco")
+    p.add_argument("path", help="a COCO JSON file, a Pascal VOC folder or a folder of images")
+    p.add_argument("--config", required=True, help="config file or shipped name (ssd300_coco, ...)")
+    p.add_argument("--split", choices=["train", "all"], default="train",
+                   help="the images fitted to: the training split (default: the images' detscope_split tags, "
+                        "else a seeded 80/20 split) or all")
+    p.add_argument("--seed", type=int, default=0, help="the search's seed (default 0)")
+    p.add_argument("--iters", type=int, default=60, help="differential evolution generations (default 60)")
+    _add_cfg_options(p)
+
+
+def _run_fit_anchors(args) -> int:
+    from .anchor_fit import fit_anchors
+    from .api import AnnotationProject, split_indices
+    from .scan import scan_items
+    project = AnnotationProject.open(args.path)
+    cfg = _load_cfg(args)
+    wanted = set(split_indices(project)[0]) if args.split == "train" else set(range(len(project.images)))
+    items = [it for it in scan_items(project, size_of=_image_size) if it.index in wanted]
+    with _progress("scan") as bar:
+        fit = fit_anchors(items, cfg, list(project.categories), seed=args.seed, max_iter=args.iters, progress=bar)
+    print(f"{len(items)} images ({args.split}), {fit.before_coverage.gts} GTs, config {args.config}")
+    print(fit.table())
+    if fit.improved:
+        print("fitted settings (paste into the config):")
+    else:
+        print("no setting covering more GTs was found; the config's own settings:")
+    print(fit.snippet)
+    return 0
+
+
 def _image_size(path):
     """(width, height) from the file (images without a size in the annotation file)."""
     from .data.errors import ImageReadError
@@ -432,9 +469,10 @@ def main(argv=None) -> int:
     _add_train(sub)
     _add_eval_export(sub)
     _add_scan(sub)
+    _add_fit_anchors(sub)
     args = parser.parse_args(argv)
     commands = {"inspect": _run_inspect, "train": _run_train, "eval": _run_eval, "export": _run_export,
-                "scan": _run_scan}
+                "scan": _run_scan, "fit-anchors": _run_fit_anchors}
     try:
         return commands[args.command](args)
     except (ValueError, TypeError, KeyError, FileNotFoundError) as exc:  # bad config or input: a message
