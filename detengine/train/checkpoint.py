@@ -67,10 +67,12 @@ _MMDET_RENAMES = (
     (r"^neck\.lateral_convs\.(\d+)\.conv\.", lambda m, n: f"neck.lateral_convs.{m[1]}."),
     (r"^neck\.fpn_convs\.(\d+)\.conv\.", lambda m, n: f"neck.fpn_convs.{m[1]}." if int(m[1]) < n
      else f"neck.extra_convs.{int(m[1]) - n}."),
-    # RetinaHead: its towers are ConvModules (cls_convs.i.conv); ours interleave conv and ReLU
-    (r"^head\.(cls|reg)_convs\.(\d+)\.conv\.", lambda m, n: f"head.{m[1]}_convs.{2 * int(m[2])}."),
 )
 _MMDET_RULES = tuple((re.compile(pattern), repl) for pattern, repl in _MMDET_RENAMES)
+# RetinaHead only: its towers are ConvModules (cls_convs.i.conv); ours interleave conv and ReLU in one
+# Sequential. FCOS / ATSS towers keep mmdetection's ConvModule names (cls_convs.i.conv, cls_convs.i.gn).
+_RETINA_TOWER_RULE = (re.compile(r"^head\.(cls|reg)_convs\.(\d+)\.conv\."),
+                      lambda m, n: f"head.{m[1]}_convs.{2 * int(m[2])}.")
 
 
 def _num_fpn_outputs(model: torch.nn.Module) -> int:
@@ -78,9 +80,17 @@ def _num_fpn_outputs(model: torch.nn.Module) -> int:
     return len(lateral) if isinstance(lateral, torch.nn.ModuleList) else 0
 
 
-def mmdet_to_detscope_name(key: str, num_fpn_outputs: int = 0) -> str:
-    """One mmdetection 3.x parameter name as DetScope names it (rules applied in order)."""
-    for pattern, repl in _MMDET_RULES:
+def _has_retina_towers(model: torch.nn.Module) -> bool:
+    """The head's towers are one Sequential of conv, ReLU, conv ... (RetinaHead's layout here)."""
+    tower = getattr(getattr(model, "head", None), "cls_convs", None)
+    return isinstance(tower, torch.nn.Sequential) and len(tower) > 0 and isinstance(tower[0], torch.nn.Conv2d)
+
+
+def mmdet_to_detscope_name(key: str, num_fpn_outputs: int = 0, retina_towers: bool = True) -> str:
+    """One mmdetection 3.x parameter name as DetScope names it (rules applied in order);
+    ``retina_towers``: the model's head is a RetinaHead (its ConvModule towers are renumbered)."""
+    rules = _MMDET_RULES + ((_RETINA_TOWER_RULE,) if retina_towers else ())
+    for pattern, repl in rules:
         key = pattern.sub(lambda m: repl(m, num_fpn_outputs), key, count=1)
     return key
 
@@ -95,12 +105,12 @@ def from_mmdet_names(model: torch.nn.Module, state: dict) -> dict:
     otherwise ``state`` unchanged."""
     if not _is_mmdet_layout(state) or set(state) == set(model.state_dict()):
         return state
-    n = _num_fpn_outputs(model)
+    n, retina = _num_fpn_outputs(model), _has_retina_towers(model)
     # SSDLite's MobileNetV2 has mmdetection's own names (its conv1 / layerN are not a ResNet's)
     own_backbone = hasattr(getattr(model, "backbone", None), "layer7")
 
     def name(key: str) -> str:
-        return key if own_backbone and key.startswith("backbone.") else mmdet_to_detscope_name(key, n)
+        return key if own_backbone and key.startswith("backbone.") else mmdet_to_detscope_name(key, n, retina)
     return {name(key): value for key, value in state.items() if not key.startswith("data_preprocessor.")}
 
 
@@ -123,8 +133,8 @@ def load_state_checked(model: torch.nn.Module, state: dict, source) -> None:
         if any(k.startswith(marker) for k in state):
             raise ValueError(f"{source} is a state dict of {why}")
     renamed = from_mmdet_names(model, state)
-    n = _num_fpn_outputs(model)
-    original = ({mmdet_to_detscope_name(k, n): k for k in state if not k.startswith("data_preprocessor.")}
+    n, retina = _num_fpn_outputs(model), _has_retina_towers(model)
+    original = ({mmdet_to_detscope_name(k, n, retina): k for k in state if not k.startswith("data_preprocessor.")}
                 if renamed is not state else {})
     state = renamed
     own = model.state_dict()
