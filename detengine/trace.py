@@ -221,21 +221,25 @@ def coverage(priors: Priors, gt_boxes: Tensor, assign_result: AssignResult, iou:
 
 
 def loss_breakdown(loss: ImageLoss, priors: Priors, assign_result: AssignResult, num_gts: int) -> dict:
-    """Per level, per GT, positive vs negative shares; every part sums to the terms."""
+    """Per level, per GT, positive vs negative shares; every part sums to the terms. Heads with
+    more terms (FCOS / ATSS ``loss_centerness``, GFL ``loss_dfl``) add them per level and per GT
+    from their loss's ``extra_per_prior()``."""
     pos = assign_result.gt_inds > 0
-    cls, box = loss.cls_per_prior.detach().float(), loss.bbox_per_prior.detach().float()
-    per_gt_cls = cls.new_zeros(num_gts)
-    per_gt_box = cls.new_zeros(num_gts)
+    per_prior = {"loss_cls": loss.cls_per_prior, "loss_bbox": loss.bbox_per_prior}
+    if hasattr(loss, "extra_per_prior"):
+        per_prior.update(loss.extra_per_prior())
+    names = list(per_prior)
+    stacked = torch.stack([per_prior[k].detach().float() for k in names])           # (T, A)
+    per_gt = stacked.new_zeros((len(names), num_gts))
     if num_gts and pos.any():
-        gt_of = assign_result.gt_inds[pos] - 1
-        per_gt_cls.index_add_(0, gt_of, cls[pos])
-        per_gt_box.index_add_(0, gt_of, box[pos])
-    per_level = cls.new_zeros(2, priors.num_levels).index_add_(1, priors.level, torch.stack([cls, box]))
+        per_gt.index_add_(1, assign_result.gt_inds[pos] - 1, stacked[:, pos])
+    per_level = stacked.new_zeros((len(names), priors.num_levels)).index_add_(1, priors.level, stacked)
+    cls = stacked[0]
     return {
         "terms": {k: float(v.detach()) for k, v in loss.terms.items()},
         "total": float(sum(float(v.detach()) for v in loss.terms.values())),
-        "per_level": {"loss_cls": per_level[0].tolist(), "loss_bbox": per_level[1].tolist()},
-        "per_gt": {"loss_cls": per_gt_cls.tolist(), "loss_bbox": per_gt_box.tolist()},
+        "per_level": {k: per_level[i].tolist() for i, k in enumerate(names)},
+        "per_gt": {k: per_gt[i].tolist() for i, k in enumerate(names)},
         "cls_positive": float(cls[pos].sum()), "cls_negative": float(cls[~pos].sum()),
         "avg_factor": loss.avg_factor,
     }

@@ -125,6 +125,15 @@ class AssignResult:
         pos = self.gt_inds[self.gt_inds > 0] - 1
         return torch.bincount(pos, minlength=self.num_gts)[: self.num_gts]
 
+    def why_per_gt(self, prior: int) -> list[str]:
+        """For assigners that keep a reason per (GT, prior) pair (``extras["pair_reasons"]``,
+        Tensor[G, A] uint8: FCOS, task-aligned): one line per GT, ``"GT k: <reason text>"``, for the
+        "Why?" of ``prior``; ``[]`` for the other assigners."""
+        pair = self.extras.get("pair_reasons")
+        if pair is None or pair.dim() != 2 or not 0 <= prior < pair.shape[1]:
+            return []
+        return [f"GT{k}: {REASON_TEXT.get(int(code), '?')}" for k, code in enumerate(pair[:, prior].tolist())]
+
     def unmap(self, valid: Tensor) -> "AssignResult":
         """Scatter a result computed on ``priors[valid]`` back to all priors (invalid: ignored)."""
         a = int(valid.shape[0])
@@ -137,7 +146,12 @@ class AssignResult:
         reasons = torch.full((a,), Reason.INVALID_PRIOR, dtype=torch.uint8, device=valid.device)
         if self.reasons is not None:
             reasons[valid] = self.reasons
-        return AssignResult(self.num_gts, gt_inds, max_overlaps, labels, reasons, dict(self.extras))
+        extras = dict(self.extras)
+        pair = extras.get("pair_reasons")
+        if pair is not None and pair.dim() == 2 and pair.shape[1] == int(valid.sum()) != a:
+            extras["pair_reasons"] = pair.new_full((pair.shape[0], a), Reason.INVALID_PRIOR)
+            extras["pair_reasons"][:, valid] = pair
+        return AssignResult(self.num_gts, gt_inds, max_overlaps, labels, reasons, extras)
 
     @classmethod
     def random(cls, num_priors: int = 20, num_gts: int = 3, num_classes: int = 4, seed: int = 0,

@@ -56,6 +56,10 @@ class CenternessImageLoss(ImageLoss):
 
     centerness_per_prior: Tensor | None = None
 
+    def extra_per_prior(self) -> dict[str, Tensor]:
+        """The terms beyond class and box, per prior (the trace's loss breakdown)."""
+        return {} if self.centerness_per_prior is None else {"loss_centerness": self.centerness_per_prior}
+
 
 class CenternessHeadCore(AnchorHeadCore):
     """What FCOS and ATSS share: a centerness logit after the C class logits, three losses
