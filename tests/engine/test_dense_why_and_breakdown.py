@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from detengine.assigners import REASON_TEXT, AssignResult, FCOSAssigner, Reason
 from detengine.api import inspect
+from detengine.assigners import REASON_TEXT, AssignResult, FCOSAssigner, Reason
 
 
 def test_why_per_gt_reads_the_pair_reasons():
