@@ -22,6 +22,7 @@ from .heads import (
 )
 from .heads.atss import ATSSHeadCore
 from .heads.fcos import FCOSHeadCore
+from .heads.gfl import GFLHeadCore
 from .samplers import PseudoSampler
 
 __all__ = ["build", "build_head_core", "ConfigBuildError", "REGISTRY", "HEAD_TYPES", "default_input_shape"]
@@ -43,7 +44,7 @@ REGISTRY = {
         coders.DeltaXYWHBBoxCoder, coders.LegacyDeltaXYWHBBoxCoder, coders.DistancePointBBoxCoder, coders.D2LOffsetCoder)},
     "loss": {c.__name__: c for c in (
         dense_losses.CrossEntropyLoss, losses.SmoothL1Loss, losses.L1Loss, losses.FocalLoss,
-        losses.QualityFocalLoss, losses.GIoULoss, dense_losses.IoULoss)},
+        losses.QualityFocalLoss, losses.GIoULoss, dense_losses.IoULoss, dense_losses.DistributionFocalLoss)},
 }
 
 # Head type -> (core class, score layout). RTMDetSepBNHead and RTMDetHead share the logic.
@@ -56,6 +57,7 @@ HEAD_TYPES = {
     "TinySSDHead": TinySSDHeadCore,
     "FCOSHead": FCOSHeadCore,
     "ATSSHead": ATSSHeadCore,
+    "GFLHead": GFLHeadCore,
 }
 
 IGNORED_KEYS = {"iou_calculator", "init_cfg", "debug", "gpu_assign_thr", "avg_non_ignore",
@@ -146,7 +148,7 @@ def build_head_core(model: dict) -> HeadCore:
         num_classes=head["num_classes"],
         prior_generator=build(gen_cfg, "prior_generator"),
         featmap_rule=_featmap_rule(model, head),
-        bbox_coder=build(head.get("bbox_coder", {"type": "DeltaXYWHBBoxCoder"}), "bbox_coder"),
+        bbox_coder=build(head.get("bbox_coder", _default_bbox_coder(head["type"])), "bbox_coder"),
         assigner=build(train_cfg.get("assigner", _default_assigner(head["type"])), "assigner"),
         sampler=build(train_cfg.get("sampler", {"type": "PseudoSampler"}), "sampler"),
         loss_cls=build(head.get("loss_cls", _default_loss_cls(head["type"])), "loss"),
@@ -164,12 +166,32 @@ def build_head_core(model: dict) -> HeadCore:
         kwargs["neg_pos_ratio"] = train_cfg.get("neg_pos_ratio")
     if core_cls is ATSSHeadCore:
         kwargs["loss_centerness"] = build(head.get("loss_centerness", _DEFAULT_LOSS_CENTERNESS), "loss")
+    if core_cls is GFLHeadCore:
+        _check_gfl(head, kwargs)
+        kwargs.update(loss_dfl=build(head.get("loss_dfl", _DEFAULT_LOSS_DFL), "loss"), reg_max=head.get("reg_max", 16))
     core = core_cls(**kwargs)
     core.exp_on_reg = bool(head.get("exp_on_reg", False))
     return core
 
 
 _DEFAULT_LOSS_CENTERNESS = {"type": "CrossEntropyLoss", "use_sigmoid": True, "loss_weight": 1.0}
+_DEFAULT_LOSS_DFL = {"type": "DistributionFocalLoss", "loss_weight": 0.25}
+
+
+def _check_gfl(head: dict, kwargs: dict) -> None:
+    """GFLHead: one anchor per cell (it regresses distances from the anchor's centre), square
+    strides, QFL (it is called with the IoU targets), the distance coder."""
+    nb = kwargs["prior_generator"].num_base_priors
+    if set(nb) != {1}:
+        raise ConfigBuildError(f"GFLHead is anchor-free: one anchor per cell, got {nb} (ratios / scales)")
+    if any(sw != sh for sw, sh in kwargs["prior_generator"].strides):
+        raise ConfigBuildError(f"GFLHead needs square strides, got {kwargs['prior_generator'].strides}")
+    if not isinstance(kwargs["loss_cls"], losses.QualityFocalLoss):
+        raise ConfigBuildError(f"model.bbox_head.loss_cls={head.get('loss_cls')!r}: GFLHead trains its class "
+                               f"scores with QualityFocalLoss against the IoU")
+    if not isinstance(kwargs["bbox_coder"], coders.DistancePointBBoxCoder):
+        raise ConfigBuildError(f"model.bbox_head.bbox_coder={head.get('bbox_coder')!r}: GFLHead regresses "
+                               f"distances (DistancePointBBoxCoder)")
 
 
 def _fcos_core(head: dict, train_cfg: dict, test_cfg: dict) -> FCOSHeadCore:
@@ -195,6 +217,8 @@ def _fcos_core(head: dict, train_cfg: dict, test_cfg: dict) -> FCOSHeadCore:
 
 
 def _default_assigner(head_type: str) -> dict:
+    if head_type == "GFLHead":
+        return {"type": "ATSSAssigner", "topk": 9}
     if head_type.startswith("RTMDet"):
         return {"type": "DynamicSoftLabelAssigner", "topk": 13}
     if head_type == "TinySSDHead":
@@ -202,10 +226,14 @@ def _default_assigner(head_type: str) -> dict:
     return {"type": "MaxIoUAssigner", "pos_iou_thr": 0.5, "neg_iou_thr": 0.4, "min_pos_iou": 0.0}
 
 
+def _default_bbox_coder(head_type: str) -> dict:
+    return {"type": "DistancePointBBoxCoder"} if head_type == "GFLHead" else {"type": "DeltaXYWHBBoxCoder"}
+
+
 def _default_loss_cls(head_type: str) -> dict:
     if head_type in ("SSDHead", "TinySSDHead"):
         return {"type": "CrossEntropyLoss", "loss_weight": 1.0}
-    if head_type.startswith("RTMDet"):
+    if head_type.startswith("RTMDet") or head_type == "GFLHead":
         return {"type": "QualityFocalLoss", "use_sigmoid": True, "beta": 2.0, "loss_weight": 1.0}
     return {"type": "FocalLoss", "use_sigmoid": True, "gamma": 2.0, "alpha": 0.25, "loss_weight": 1.0}
 
@@ -215,7 +243,7 @@ def _default_loss_bbox(head_type: str, train_cfg: dict) -> dict:
         return {"type": "SmoothL1Loss", "beta": train_cfg.get("smoothl1_beta", 1.0), "loss_weight": 1.0}
     if head_type == "TinySSDHead":
         return {"type": "L1Loss", "loss_weight": 1.0}
-    if head_type.startswith("RTMDet"):
+    if head_type.startswith("RTMDet") or head_type == "GFLHead":
         return {"type": "GIoULoss", "loss_weight": 2.0}
     return {"type": "L1Loss", "loss_weight": 1.0}
 

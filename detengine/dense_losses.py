@@ -1,7 +1,7 @@
-"""The losses the anchor-free heads add (FCOS, ATSS), with mmdetection 3.3.0's semantics and the
-call convention of :mod:`detengine.losses`: ``IoULoss`` (UnitBox's ``-log IoU``, Yu et al. 2016)
-and ``CrossEntropyLoss`` with ``use_sigmoid=True`` (binary cross-entropy on logits: FCOS's and
-ATSS's centerness branch).
+"""The losses the anchor-free heads add (FCOS, ATSS, GFL), with mmdetection 3.3.0's semantics and
+the call convention of :mod:`detengine.losses`: ``IoULoss`` (UnitBox's ``-log IoU``, Yu et al.
+2016), ``CrossEntropyLoss`` with ``use_sigmoid=True`` (binary cross-entropy on logits: FCOS's and
+ATSS's centerness branch) and ``DistributionFocalLoss`` (GFL's box distribution).
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from torch import Tensor
 from . import losses
 from .boxes import bbox_overlaps
 
-__all__ = ["iou_loss", "IoULoss", "CrossEntropyLoss"]
+__all__ = ["iou_loss", "IoULoss", "CrossEntropyLoss", "distribution_focal_loss", "DistributionFocalLoss"]
 
 
 def iou_loss(pred: Tensor, target: Tensor, mode: str = "log", eps: float = 1e-6) -> Tensor:
@@ -67,3 +67,22 @@ class CrossEntropyLoss(losses.CrossEntropyLoss):
         loss = F.binary_cross_entropy_with_logits(pred, onehot, reduction="none")
         return loss * keep[:, None].to(pred.dtype)
 
+
+
+def distribution_focal_loss(pred: Tensor, label: Tensor) -> Tensor:
+    """(N,) DFL (Li et al. 2020, "Generalized Focal Loss", eq. 6) of ``pred`` (N, n + 1) logits of
+    the distribution over ``{0, ..., n}`` against continuous targets ``label`` (N,) in ``[0, n)``:
+    cross-entropy at the two integers around the target, weighted by the distance to the other."""
+    left = label.long()
+    right = left + 1
+    weight_left = right.float() - label
+    weight_right = label - left.float()
+    return (F.cross_entropy(pred, left, reduction="none") * weight_left
+            + F.cross_entropy(pred, right, reduction="none") * weight_right)
+
+
+class DistributionFocalLoss(losses._Loss):
+    """mmdetection's ``DistributionFocalLoss``: (N, n + 1) logits against (N,) distances in bins."""
+
+    def elementwise(self, pred, target):
+        return distribution_focal_loss(pred, target)

@@ -165,7 +165,7 @@ def _check_gt(gt_boxes, gt_labels, num_classes: int) -> tuple[Tensor, Tensor]:
     return boxes, labels
 
 
-def _check_predictions(predictions, num_priors: int, channels: int) -> tuple[Tensor, Tensor]:
+def _check_predictions(predictions, num_priors: int, channels: int, reg_channels: int = 4) -> tuple[Tensor, Tensor]:
     if isinstance(predictions, dict):
         cls, reg = predictions["cls_scores"], predictions["bbox_preds"]
     else:
@@ -173,8 +173,8 @@ def _check_predictions(predictions, num_priors: int, channels: int) -> tuple[Ten
     cls, reg = torch.as_tensor(cls, dtype=torch.float32), torch.as_tensor(reg, dtype=torch.float32)
     if tuple(cls.shape) != (num_priors, channels):
         raise ValueError(f"cls_scores must be (A, K) = {(num_priors, channels)}, got {tuple(cls.shape)}")
-    if tuple(reg.shape) != (num_priors, 4):
-        raise ValueError(f"bbox_preds must be (A, 4) = {(num_priors, 4)}, got {tuple(reg.shape)}")
+    if tuple(reg.shape) != (num_priors, reg_channels):
+        raise ValueError(f"bbox_preds must be (A, {reg_channels}) = {(num_priors, reg_channels)}, got {tuple(reg.shape)}")
     for name, t in (("cls_scores", cls), ("bbox_preds", reg)):
         if bool(torch.isfinite(t.sum())):
             continue  # one reduction; the count below only runs when something is off
@@ -184,6 +184,11 @@ def _check_predictions(predictions, num_priors: int, channels: int) -> tuple[Ten
     return cls, reg
 
 
+def _reg_channels(core: HeadCore) -> int:
+    """Regression channels per prior: 4, or a head's own (GFL: 4 distributions of reg_max + 1 bins)."""
+    return core.reg_channels() if hasattr(core, "reg_channels") else 4
+
+
 def random_predictions(core: HeadCore, priors: Priors, seed: int = 0, cls_std: float = 1.0,
                        reg_std: float = 0.5) -> tuple[Tensor, Tensor]:
     """Seeded random head outputs (N(0, std) logits and regression; RTMDet: positive distances
@@ -191,7 +196,7 @@ def random_predictions(core: HeadCore, priors: Priors, seed: int = 0, cls_std: f
     g = torch.Generator().manual_seed(seed)
     a = len(priors)
     cls = torch.randn(a, core.cls_channels(), generator=g) * cls_std
-    reg = torch.randn(a, 4, generator=g) * reg_std
+    reg = torch.randn(a, _reg_channels(core), generator=g) * reg_std
     if priors.is_point:
         reg = priors.tensor[:, 2:3] * torch.exp(reg)
     return cls, reg
@@ -299,7 +304,7 @@ def inspect(image_shape, gt_boxes, gt_labels, config, predictions=None, *, gt_bo
         cls, reg = core.init_predictions(priors)
         source = "init"
     elif predictions is not None:
-        cls, reg = _check_predictions(predictions, len(priors), core.cls_channels())
+        cls, reg = _check_predictions(predictions, len(priors), core.cls_channels(), _reg_channels(core))
         source = "given"
     elif core.needs_predictions():
         cls, reg = core.init_predictions(priors)

@@ -9,6 +9,7 @@ from ..builder import ConfigBuildError, build_head_core
 from .atss import ATSSHeadModule
 from .detector import DenseDetector
 from .fcos import FCOSHeadModule
+from .gfl import GFLHeadModule
 from .mobilenet import MobileNetV2, apply_init_cfg
 from .retinanet import FPN, ResNetBackbone, RetinaHeadModule
 from .rtmdet import CSPNeXt, CSPNeXtPAFPN, RTMDetSepBNHeadModule
@@ -174,12 +175,20 @@ def _atss(model, core):
                                                       num_classes=core.num_classes)
 
 
+def _gfl(model, core):
+    backbone, neck, out = _resnet_fpn(model, core)
+    h = model["bbox_head"]
+    _same("model.bbox_head.in_channels", h.get("in_channels"), [out])
+    return backbone, neck, GFLHeadModule.from_config(h, in_channels=out, num_levels=len(core.num_base_priors),
+                                                     num_classes=core.num_classes)
+
+
 DETECTOR_TYPES = {"SSD": _ssd, "RetinaNet": _retinanet, "RTMDet": _rtmdet, "TinySSD": _tinyssd, "FCOS": _fcos,
-                  "ATSS": _atss}
+                  "ATSS": _atss, "GFL": _gfl}
 
 
 def build_detector(model_cfg: dict) -> DenseDetector:
-    """A trainable detector for a ``model`` config dict (SSD, RetinaNet, RTMDet, FCOS, ATSS, TinySSD): exactly
+    """A trainable detector for a ``model`` config dict (SSD, RetinaNet, RTMDet, FCOS, ATSS, GFL, TinySSD): exactly
     the network mmdetection builds from it, or ``ConfigBuildError`` naming the key and why
     (:mod:`detengine.models.spec`)."""
     model_cfg = copy.deepcopy(model_cfg)

@@ -205,6 +205,12 @@ ATSS_HEAD = {  # AnchorHead's keys (an anchor_generator, no prior_generator) and
     "reg_decoded_bbox": _value(True, "ATSSHead compares decoded boxes with its targets"),
     "init_cfg": _default_init, "conv_cfg": _value(None), "norm_cfg": _gn_cfg,
 }
+GFL_HEAD = {  # AnchorHead's keys and GFLHead's own (one anchor per cell: checked by the head core's builder)
+    **dict.fromkeys(("num_classes", "anchor_generator", "bbox_coder", "loss_cls", "loss_bbox", "train_cfg",
+                     "test_cfg", "in_channels", "feat_channels", "stacked_convs", "loss_dfl", "reg_max"), ACTS),
+    "reg_decoded_bbox": _value([False, True], "GFLHead decodes its distances itself, whatever the flag says"),
+    "init_cfg": _default_init, "conv_cfg": _value(None), "norm_cfg": _gn_cfg,
+}
 #: detector kind -> {part: {type: spec}}
 PARTS = {
     "SSD": {"backbone": {"SSDVGG": SSDVGG, "MobileNetV2": MOBILENET_V2}, "neck": {"SSDNeck": SSDNECK},
@@ -217,6 +223,8 @@ PARTS = {
              "bbox_head": {"FCOSHead": FCOS_HEAD}},
     "ATSS": {"backbone": {"ResNet": RESNET, "ResNeXt": RESNEXT}, "neck": {"FPN": FPN},
              "bbox_head": {"ATSSHead": ATSS_HEAD}},
+    "GFL": {"backbone": {"ResNet": RESNET, "ResNeXt": RESNEXT}, "neck": {"FPN": FPN},
+            "bbox_head": {"GFLHead": GFL_HEAD}},
 }
 _MODEL_KEYS = ("type", "data_preprocessor", "backbone", "neck", "bbox_head", "train_cfg", "test_cfg", "init_cfg")
 #: DetDataPreprocessor: normalisation and padding act (the pipeline's last steps, collate)
@@ -230,7 +238,7 @@ DATA_PREPROCESSOR = {
 # SingleStageDetector (the type mmdetection's own SSD files use) is the detector its head makes
 _KIND_OF_HEAD = {"SSDHead": "SSD", "RetinaHead": "RetinaNet", "AnchorHead": "RetinaNet",
                  "RTMDetSepBNHead": "RTMDet", "RTMDetHead": "RTMDet", "FCOSHead": "FCOS",
-                 "ATSSHead": "ATSS"}
+                 "ATSSHead": "ATSS", "GFLHead": "GFL"}
 
 
 def detector_kind(model: dict) -> str:
