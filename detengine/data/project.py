@@ -175,15 +175,36 @@ class AnnotationProject:
 
     @classmethod
     def open(cls, path, *, image_root=None, size_of: Callable | None = None) -> "AnnotationProject":
-        """Open a COCO JSON file, a Pascal VOC folder or a plain image folder, by what ``path`` is."""
-        path = Path(path)
-        if path.is_file():
-            return cls.from_coco(path, image_root=image_root)
-        if not path.is_dir():
-            raise DatasetError(f"{path}: no such file or folder", path=path)
-        if (path / "Annotations").is_dir() and (path / "JPEGImages").is_dir():
-            return cls.from_voc(path)
-        return cls.from_folder(path, size_of=size_of)
+        """Open a COCO JSON file, a Pascal VOC folder, a YOLO dataset (``data.yaml``, or a folder
+        of images and ``.txt`` labels), a labelme folder or a plain image folder, by what ``path``
+        is (:func:`detengine.data.formats.detect_format`). ``image_root``: a COCO file's image
+        folder; ``size_of(path) -> (w, h) | None``: image sizes (default for YOLO / labelme: the
+        file header, :func:`detengine.data.image_size.read_image_size`)."""
+        from .formats import detect_format, read_parsed
+        kind, source = detect_format(path)
+        if kind == "coco":
+            return cls.from_coco(source, image_root=image_root)
+        if kind == "voc":
+            return cls.from_voc(source)
+        if kind == "folder":
+            return cls.from_folder(source, size_of=size_of)
+        return cls.from_parsed(read_parsed(kind, source, size_of=size_of))
+
+    @classmethod
+    def from_parsed(cls, parsed) -> "AnnotationProject":
+        """A project of what a format reader read (:class:`~detengine.data.parsed.ParsedDataset`):
+        label ``k`` becomes category ``k + 1``, box ids run ``1..N``, each image's split becomes
+        its ``detscope_split`` tag (:func:`split_indices` follows it)."""
+        images, next_id = [], 1
+        for image_id, parsed_image in enumerate(parsed.images, start=1):
+            split = {SPLIT_KEY: parsed_image.split} if parsed_image.split else {}
+            record = ImageRecord(image_id, parsed_image.file_name, parsed_image.width, parsed_image.height, extra=split)
+            for label, x1, y1, x2, y2, iscrowd in parsed_image.boxes:
+                record.boxes.append(Box(next_id, label + 1, x1, y1, x2, y2, iscrowd=iscrowd))
+                next_id += 1
+            images.append(record)
+        categories = [Category(i, name) for i, name in enumerate(parsed.class_names, start=1)]
+        return cls(images, categories, image_root=parsed.image_root, kind=parsed.kind, problems=parsed.problems)
 
     @classmethod
     def from_coco(cls, path, *, image_root=None) -> "AnnotationProject":
@@ -746,10 +767,11 @@ SPLIT_KEY = "detscope_split"
 
 
 def split_indices(project: AnnotationProject, val_fraction: float = 0.2, seed: int = 0) -> tuple[list[int], list[int]]:
-    """(train, val) image indices: the images' ``detscope_split`` tags when every image has one,
-    else a seeded random split with ``val_fraction`` of the images (at least one each)."""
+    """(train, val) image indices: the images' ``detscope_split`` tags when every image has one
+    (``test`` images, a YOLO data.yaml's test split, are in neither), else a seeded random split
+    with ``val_fraction`` of the images (at least one each)."""
     tags = [im.extra.get(SPLIT_KEY) for im in project.images]
-    if tags and all(t in ("train", "val") for t in tags) and "train" in tags and "val" in tags:
+    if tags and all(t in ("train", "val", "test") for t in tags) and "train" in tags and "val" in tags:
         return ([i for i, t in enumerate(tags) if t == "train"], [i for i, t in enumerate(tags) if t == "val"])
     n = len(project.images)
     if n < 2:
