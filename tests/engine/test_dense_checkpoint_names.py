@@ -1,4 +1,4 @@
-"""mmdetection checkpoints of FCOS and ATSS load by name: their heads' towers are ConvModules with
+"""mmdetection checkpoints of FCOS, ATSS and GFL load by name: their heads' towers are ConvModules with
 GroupNorm (``cls_convs.N.conv`` and ``cls_convs.N.gn`` under the same N), which keep mmdetection's
 names here; only RetinaHead's towers (conv, ReLU interleaved in one Sequential) are renumbered."""
 from __future__ import annotations
@@ -59,18 +59,20 @@ def _tower_keys(prefix: str, stacked: int, own: tuple[str, ...]) -> list[str]:
     return keys + [f"bbox_head.scales.{i}.scale" for i in range(5)]
 
 
-def test_full_fcos_and_atss_checkpoints_map_onto_every_parameter():
-    """ResNet-50 + FPN + the GN head of mmdetection's fcos / atss configs: every mmdetection key
+def test_full_fcos_atss_and_gfl_checkpoints_map_onto_every_parameter():
+    """ResNet-50 + FPN + the GN head of mmdetection's fcos / atss / gfl configs: every mmdetection key
     translates to one DetScope key, and together they are the model's state dict."""
     ref = torch.load(FIXTURES / "mmdet_fcos_reference.pt", weights_only=True)
     atss = torch.load(FIXTURES / "mmdet_atss_reference.pt", weights_only=True)
     body = [k for k in mmdet_retinanet_r50_keys() if not k.startswith("bbox_head.")]
+    gfl = torch.load(FIXTURES / "mmdet_gfl_reference.pt", weights_only=True)
     cases = [(ref["configs"]["fcos_r50-caffe_fpn_gn-head_1x_coco"]["model"], ("conv_cls", "conv_reg", "conv_centerness")),
-             (atss["configs"]["atss_r50_fpn_1x_coco"]["model"], ("atss_cls", "atss_reg", "atss_centerness"))]
+             (atss["configs"]["atss_r50_fpn_1x_coco"]["model"], ("atss_cls", "atss_reg", "atss_centerness")),
+             (gfl["configs"]["gfl_r50_fpn_1x_coco"]["model"], ("gfl_cls", "gfl_reg"))]
     for model_cfg, own in cases:
         with torch.device("meta"):
             model = build_detector(model_cfg)
-        keys = body + _tower_keys("bbox_head", 4, own)
+        keys = body + _tower_keys("bbox_head", 4, own) + (["bbox_head.integral.project"] if "gfl_cls" in own else [])
         renamed = from_mmdet_names(model, {k: torch.empty(0) for k in keys})
         assert sorted(renamed) == sorted(model.state_dict()), model_cfg["type"]
 
