@@ -32,6 +32,11 @@ _LAZY = {
     "split_indices": "data.project", "write_split": "data.project", "sample_project": "data.project",
     "DatasetError": "data.errors", "atomic_write_text": "io", "ReadOnlyFileError": "io", "pid_alive": "io",
     "check_output_path": "io", "OutputPathError": "io",
+    # datasets in and out: YOLO / labelme / VOC / COCO, and what a dataset holds
+    "detect_format": "data.formats", "OPEN_FORMATS": "data.formats", "DatasetProblem": "data.errors",
+    "export_project": "data.export", "convert_dataset": "data.export", "ExportResult": "data.export",
+    "EXPORT_FORMATS": "data.export", "IMAGE_MODES": "data.export", "read_image_size": "data.image_size",
+    "dataset_stats": "data.stats", "DatasetStats": "data.stats", "Histogram": "data.stats",
     # evaluation on a project
     "checkpoint_class_names": "project_eval", "class_map": "project_eval", "per_image_counts": "project_eval",
     "LabelMap": "project_eval", "model_label_map": "project_eval",

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from . import cli_data
 from .shipped import ConfigNotFound, config_dir, find_config, shipped_configs
 
 __all__ = ["main", "parse_box"]
@@ -470,9 +471,10 @@ def main(argv=None) -> int:
     _add_eval_export(sub)
     _add_scan(sub)
     _add_fit_anchors(sub)
+    cli_data.add_parsers(sub)
     args = parser.parse_args(argv)
     commands = {"inspect": _run_inspect, "train": _run_train, "eval": _run_eval, "export": _run_export,
-                "scan": _run_scan, "fit-anchors": _run_fit_anchors}
+                "scan": _run_scan, "fit-anchors": _run_fit_anchors, **cli_data.COMMANDS}
     try:
         return commands[args.command](args)
     except (ValueError, TypeError, KeyError, FileNotFoundError) as exc:  # bad config or input: a message
