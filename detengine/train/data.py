@@ -368,7 +368,9 @@ def train_stages_for(cfg: dict, seed: int = 0) -> list[tuple[int, object]]:
 
 
 def resolve_data(data: str | None, cfg: dict) -> tuple[str, dict]:
-    """Which data set to use: ``"synthetic"`` (default), a COCO JSON file, or a VOC root."""
+    """Which data set to use: ``"synthetic"`` (default), a COCO JSON file, a VOC root, or
+    ``"project"``: a dataset :class:`~detengine.data.project.AnnotationProject` opens (a YOLO
+    ``data.yaml`` or folder, a labelme folder), trained on as COCO (:func:`_project_sets`)."""
     data = data or cfg.get("data", {}).get("default", "synthetic")
     if data == "synthetic":
         return "synthetic", dict(cfg.get("data", {}).get("synthetic", {}))
@@ -379,7 +381,33 @@ def resolve_data(data: str | None, cfg: dict) -> tuple[str, dict]:
         return "coco", {"ann_file": path}
     if (path / "Annotations").is_dir():
         return "voc", {"root": path}
-    raise DatasetError(f"--data must be 'synthetic', a COCO .json file or a Pascal VOC folder, got {data!r}")
+    if path.exists():
+        from ..data.formats import detect_format
+        kind, source = detect_format(path)
+        if kind in ("yolo", "labelme"):
+            return "project", {"path": source}
+    raise DatasetError(f"--data must be 'synthetic', a COCO .json file, a Pascal VOC folder, a YOLO data.yaml or "
+                       f"folder (images + .txt labels) or a labelme folder, got {data!r}")
+
+
+def _project_sets(path: Path) -> tuple[CocoDataset, CocoDataset | None, str]:
+    """(train, val, description) of a YOLO / labelme dataset, through the annotation project as
+    COCO: the images tagged ``train`` (every image when none is) and those tagged ``val`` (None
+    when none is: as a VOC folder without a test list). ``test`` images are in neither. The COCO
+    files live only while the datasets read them (everything is read at construction)."""
+    import tempfile
+
+    from ..data.project import SPLIT_KEY, AnnotationProject, write_split
+    project = AnnotationProject.open(path)
+    tags = [im.extra.get(SPLIT_KEY) for im in project.images]
+    train_idx = [i for i, t in enumerate(tags) if t == "train"] if "train" in tags else list(range(len(tags)))
+    val_idx = [i for i, t in enumerate(tags) if t == "val"] if "train" in tags else []
+    with tempfile.TemporaryDirectory(prefix="detscope-data-") as tmp:
+        train = CocoDataset(write_split(project, train_idx, Path(tmp) / "train.json"), project.image_root)
+        val = CocoDataset(write_split(project, val_idx, Path(tmp) / "val.json"), project.image_root) if val_idx else None
+    counts = f"{len(train)} train" + (f" / {len(val)} val" if val is not None else "") + " images"
+    problems = f", {len(project.problems)} problems at open (detengine stats lists them)" if project.problems else ""
+    return train, val, f"{project.kind} {path} ({counts}{problems})"
 
 
 def _coco_images(ann_file: Path, images: str | None) -> Path:
@@ -406,6 +434,8 @@ def build_data(cfg: dict, data: str | None = None, *, val_data: str | None = Non
         train = CocoDataset(opts["ann_file"], _coco_images(opts["ann_file"], images))
         val = CocoDataset(Path(val_data), _coco_images(Path(val_data), images)) if val_data else None
         desc = f"COCO {opts['ann_file']} ({len(train)} images)" + (f", val {val_data}" if val_data else "")
+    elif kind == "project":
+        train, val, desc = _project_sets(opts["path"])
     else:
         train = VocDataset(opts["root"], split="trainval")
         val = VocDataset(opts["root"], split="test") if (Path(opts["root"]) / "ImageSets/Main/test.txt").exists() \
