@@ -82,6 +82,9 @@ class DenseDetector(nn.Module):
         avg = self.core.reduce_avg_factor([self.core.avg_factor_of(t) for t in targets], across_ranks=across_ranks)
         per_image = [self.core.loss_image(c, r, p, t, avg) for c, r, p, t in zip(cls, reg, priors, targets)]
         losses = {k: sum(loss.terms[k] for loss in per_image) for k in per_image[0].terms}
+        if getattr(self, "want_assign_stats", False):       # the trainer asks at its logging interval
+            from ..assign_stats import assignment_stats
+            self.assign_stats = assignment_stats(targets, priors, batch["gt_boxes"])
         trace = None
         if trace_index is not None:
             trace = self._trace(batch, trace_index, shape, priors, targets, cls, reg, per_image)

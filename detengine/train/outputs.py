@@ -172,6 +172,7 @@ class TensorBoardLog:
                       "train/lr": e["lr"]}
             if e.get("grad_norm") is not None:
                 values["train/grad_norm"] = e["grad_norm"]
+            values.update(e.get("assign") or {})          # assign/* at the logging interval
             self._scalars(values, e["global_step"], e["time"])
         elif kind == "eval":
             m = e["metrics"]
@@ -205,6 +206,15 @@ def _read_rows(path: Path) -> dict[int, dict[str, float]]:
         return {}
 
 
+def _assign_order(name: str) -> tuple:
+    """assign/* columns in :func:`~detengine.assign_stats.stat_names` order (levels by number)."""
+    from ..assign_stats import stat_names
+    fixed = stat_names(0)
+    if name in fixed:
+        return (0, fixed.index(name), 0)
+    return (1, 0, int(name.rsplit("_", 1)[-1]) if name.rsplit("_", 1)[-1].isdigit() else 0)
+
+
 class ResultsCsv:
     """``results.csv``, one row per epoch as Ultralytics users expect: ``epoch`` (from 1), the
     mean over the epoch's iterations of ``train/loss`` (the total) and of each ``train/<term>``,
@@ -219,14 +229,17 @@ class ResultsCsv:
         self.rows = _read_rows(self.path)
         self._epoch, self._count, self._lr = None, 0, float("nan")
         self._sums: dict[str, float] = {}
+        self._assign: dict[str, list[float]] = {}      # assign/* of the epoch's logged iterations
 
     def __call__(self, e: dict) -> None:
         kind = e["type"]
         if kind == "iter":
             if e["epoch"] != self._epoch:
-                self._epoch, self._count, self._sums = e["epoch"], 0, {}
+                self._epoch, self._count, self._sums, self._assign = e["epoch"], 0, {}, {}
             for key, value in (("loss", e["loss"]), *e["losses"].items()):
                 self._sums[key] = self._sums.get(key, 0.0) + float(value)
+            for key, value in (e.get("assign") or {}).items():
+                self._assign.setdefault(key, []).append(float(value))
             self._count, self._lr = self._count + 1, float(e["lr"])
             if e.get("last_in_epoch"):
                 self._close_epoch()
@@ -240,15 +253,17 @@ class ResultsCsv:
     def _close_epoch(self) -> None:
         row = self.rows.setdefault(self._epoch + 1, {})
         row.update({f"train/{k}": s / self._count for k, s in self._sums.items()})
+        row.update({k: sum(v) / len(v) for k, v in self._assign.items()})
         row["lr"] = self._lr
-        self._count, self._sums = 0, {}
+        self._count, self._sums, self._assign = 0, {}, {}
         self.write()
 
     def columns(self) -> list[str]:
         train = {"train/loss": None}
         for epoch in sorted(self.rows):
             train.update(dict.fromkeys(k for k in self.rows[epoch] if k.startswith("train/")))
-        return ["epoch", *train, "lr", *(f"val/{n}" for n in COCO_METRIC_NAMES)]
+        assign = dict.fromkeys(k for epoch in sorted(self.rows) for k in self.rows[epoch] if k.startswith("assign/"))
+        return ["epoch", *train, "lr", *(f"val/{n}" for n in COCO_METRIC_NAMES), *sorted(assign, key=_assign_order)]
 
     def write(self) -> None:
         columns = self.columns()

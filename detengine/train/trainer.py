@@ -259,6 +259,8 @@ class Trainer:
         self._note_unreadable(batch)
         batch = self._to_device(batch)
         self.model.train()
+        self.model.want_assign_stats = self.global_step % max(self.s.log_interval, 1) == 0
+        self.model.assign_stats = None
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
             outputs = self.forward_module(batch["images"])
             losses, _ = self.model.loss_from_outputs(batch, outputs, across_ranks=self.world > 1)
@@ -274,7 +276,8 @@ class Trainer:
         self.scheduler.step()
         if self.ema is not None:
             self.ema.update(self.model, self.global_step, self.epoch)
-        event = self._iter_event(logged, grad_norm, lr, len(batch["images"]), time.perf_counter() - t0)
+        event = self._iter_event(logged, grad_norm, lr, len(batch["images"]), time.perf_counter() - t0,
+                                 self.model.assign_stats)
         self._advance()
         return event
 
@@ -338,7 +341,10 @@ class Trainer:
             self._check_finite({"gradient_norm": norm})
         return norm
 
-    def _iter_event(self, losses: dict[str, float], grad_norm, lr: float, batch_images, seconds) -> dict:
+    def _iter_event(self, losses: dict[str, float], grad_norm, lr: float, batch_images, seconds,
+                    assign: dict | None = None) -> dict:
+        """The ``iter`` event; ``assign``: this batch's assignment statistics (every
+        ``log_interval`` steps, :mod:`detengine.assign_stats`; this rank's batch)."""
         self._step_times = (self._step_times + [seconds])[-20:]
         mean_t = sum(self._step_times) / len(self._step_times)
         remaining = (self.s.max_epochs - self.epoch) * self.iters_per_epoch - self.iter_in_epoch - 1
@@ -350,7 +356,8 @@ class Trainer:
             "losses": losses, "loss": sum(losses.values()),
             "lr": lr, "grad_norm": grad_norm,
             "images_per_s": batch_images * self.world / max(seconds, 1e-9), "eta_s": max(remaining, 0) * mean_t,
-            "last_in_epoch": self.iter_in_epoch + 1 == self.iters_per_epoch})
+            "last_in_epoch": self.iter_in_epoch + 1 == self.iters_per_epoch,
+            **({"assign": assign} if assign else {})})
 
     def _advance(self) -> None:
         self.global_step += 1

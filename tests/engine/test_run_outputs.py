@@ -133,3 +133,27 @@ def test_confusion_matrix_with_nothing_on_one_side(num_pred, num_gt):
     expected[[0, 1][:num_pred], 2] = 1        # every detection on background
     np.testing.assert_array_equal(matrix, expected)
     assert confusion_matrix([], 2).shape == (3, 3)
+
+
+def test_assignment_statistics_are_logged_under_stable_names(run):
+    """The trainer's assign/* numbers at its logging interval: in log.jsonl, TensorBoard and
+    results.csv (issue "What no tool shows", part 1)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from detengine.assign_stats import stat_names
+    work_dir, events = run
+    logged = [e for e in _iters(events) if "assign" in e]
+    assert logged and logged[0]["global_step"] == 0
+    stats = logged[0]["assign"]
+    levels = sum(k.startswith("assign/pos_level_") for k in stats)
+    assert levels >= 2 and set(stats) <= set(stat_names(levels))
+    assert {"assign/gt_zero_pos_frac", "assign/pos_per_gt_mean", "assign/num_gts"} <= set(stats)
+    assert 0 <= stats["assign/gt_zero_pos_frac"] <= 1 and stats["assign/num_gts"] > 0
+    acc = EventAccumulator(str(work_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    (first,) = [s for s in acc.Scalars("assign/gt_zero_pos_frac") if s.step == 0]
+    assert first.value == pytest.approx(stats["assign/gt_zero_pos_frac"], rel=1e-6)
+    with open(work_dir / RESULTS_CSV, newline="") as f:
+        row = next(csv.DictReader(f))
+    epoch0 = [e["assign"]["assign/pos_per_gt_mean"] for e in logged if e["epoch"] == 0]
+    assert float(row["assign/pos_per_gt_mean"]) == pytest.approx(np.mean(epoch0), rel=1e-12)
