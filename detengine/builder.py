@@ -38,7 +38,8 @@ REGISTRY = {
         priors.LegacySSDAnchorGenerator, priors.MlvlPointGenerator, priors.D2LPriorGenerator)},
     "assigner": {c.__name__: c for c in (
         assigners.MaxIoUAssigner, assigners.ATSSAssigner, assigners.DynamicSoftLabelAssigner,
-        assigners.SSDPytorchMatcher, assigners.D2LGreedyAssigner, assigners.FCOSAssigner)},
+        assigners.SSDPytorchMatcher, assigners.D2LGreedyAssigner, assigners.FCOSAssigner,
+        assigners.TaskAlignedAssigner)},
     "sampler": {"PseudoSampler": PseudoSampler},
     "bbox_coder": {c.__name__: c for c in (
         coders.DeltaXYWHBBoxCoder, coders.LegacyDeltaXYWHBBoxCoder, coders.DistancePointBBoxCoder, coders.D2LOffsetCoder)},

@@ -37,6 +37,11 @@ class Reason:
     OUTSIDE_REGRESS_RANGE = 19
     LOST_TO_SMALLER_GT = 20
     POS_FCOS = 21
+    NOT_TOPK_ALIGNED = 22
+    ZERO_ALIGNMENT = 23
+    ANCHOR_OUTSIDE_GT = 24
+    LOST_TO_HIGHER_IOU = 25
+    POS_TASK_ALIGNED = 26
 
 
 REASON_TEXT = {
@@ -67,6 +72,17 @@ REASON_TEXT = {
                                "first) takes it",
     Reason.POS_FCOS: "positive: inside the GT (its centre region with center_sampling), max(l, t, r, b) within "
                      "the level's regress range; the smallest such GT",
+    # task-aligned (TOOD, YOLOv6/v8): metric t = score^alpha x IoU(predicted box, GT)^beta; per pair in
+    # ``extras["pair_reasons"]``
+    Reason.NOT_TOPK_ALIGNED: "negative: not among the top-k alignment metrics (score^alpha x IoU^beta of its "
+                             "predicted box) of any GT, over all levels",
+    Reason.ZERO_ALIGNMENT: "negative: among a GT's top-k, but its alignment metric is 0 (no overlap, or score 0)",
+    Reason.ANCHOR_OUTSIDE_GT: "negative: among a GT's top-k alignment metrics, but the anchor's centre is not "
+                              "inside the GT (by more than 0.01)",
+    Reason.LOST_TO_HIGHER_IOU: "not this GT's: the prior qualifies, but its predicted box overlaps another GT more "
+                               "(or as much, listed first), which takes it",
+    Reason.POS_TASK_ALIGNED: "positive: among the GT's top-k alignment metrics, metric > 0, anchor centre inside "
+                             "the GT; of such GTs the one its predicted box overlaps most",
 }
 
 

@@ -1,0 +1,110 @@
+"""TOOD against mmdetection 3.3.0 (``fixtures/make_tood_reference.py``): the task-aligned assigner
+(positives, IoU, raw metrics) of three settings on a batch with conflicting GTs and a no-GT image;
+the per-pair reasons by hand; the empty combinations."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from detengine.assigners import Reason, TaskAlignedAssigner
+from detengine.priors import AnchorGenerator
+from tests.engine.fixtures.det_random import det_randn, det_uniform
+from tests.engine.fixtures.make_fcos_reference import featmap_sizes
+from tests.floats import assert_ulp_close
+
+FIXTURE = Path(__file__).parent / "fixtures" / "mmdet_tood_reference.pt"
+
+
+@pytest.fixture(scope="module")
+def R():
+    return torch.load(FIXTURE, weights_only=True)
+
+
+def _flat(per_level, k):
+    return torch.cat([t.permute(0, 2, 3, 1).reshape(t.shape[0], -1, k) for t in per_level], dim=1)
+
+
+def head_outputs(R):
+    """The fixture's (3, A, C) class probabilities and (3, A, 4) boxes in stride units, rebuilt."""
+    seeds, c, cls, boxes = R["meta"]["seeds"], R["meta"]["num_classes"], [], []
+    for i, (h, w) in enumerate(featmap_sizes()):
+        cls.append(det_randn((3, c, h, w), seeds["cls"] + i, scale=1.5, shift=-2.0).sigmoid())
+        ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64),
+                                indexing="ij")
+        shift = (det_uniform(3 * 2 * h * w, seeds["shift"] + i).view(3, 2, h, w) - 0.5) * 0.5
+        dist = 0.25 + 4.0 * det_uniform(3 * 4 * h * w, seeds["dist"] + i).view(3, 4, h, w)
+        cx, cy = xs + shift[:, 0], ys + shift[:, 1]
+        boxes.append(torch.stack([cx - dist[:, 0], cy - dist[:, 1], cx + dist[:, 2], cy + dist[:, 3]], 1).float())
+    return _flat(cls, c), _flat(boxes, 4)
+
+
+def _pixel_boxes(R, boxes):
+    strides = torch.cat([torch.full((h * w, 1), float(s)) for (h, w), s in zip(featmap_sizes(), R["meta"]["strides"])])
+    return boxes * strides
+
+
+def _anchors(R):
+    gen = AnchorGenerator(strides=R["meta"]["strides"], ratios=[1.0], octave_base_scale=8, scales_per_octave=1)
+    return gen.grid_priors(featmap_sizes()).tensor
+
+
+@pytest.mark.parametrize("case", ["tood", "loose", "tiny_topk"])
+def test_task_aligned_assignment_matches_mmdet(R, case):
+    """gt_inds and labels exactly; the matched IoU (-1e8 off positives) and raw metric within the
+    fixtures' ULP budget."""
+    ref = R["assigner"][case]
+    s = ref["settings"]
+    scores, boxes = head_outputs(R)
+    pixels, anchors = _pixel_boxes(R, boxes), _anchors(R)
+    assigner = TaskAlignedAssigner(topk=s["topk"], alpha=s["alpha"], beta=s["beta"])
+    for img, (gt, expected) in enumerate(zip(R["meta"]["gts"], ref["images"], strict=True)):
+        result = assigner.assign(anchors, gt["bboxes"], gt["labels"], pred_scores=scores[img], pred_boxes=pixels[img])
+        assert_ulp_close(result.gt_inds, expected["gt_inds"].long(), what="gt_inds")
+        assert_ulp_close(result.labels, expected["labels"].long(), what="labels")
+        assert_ulp_close(result.max_overlaps, expected["max_overlaps"], what="max_overlaps")
+        assert_ulp_close(result.extras["assign_metrics"], expected["assign_metrics"], what="assign_metrics")
+        pos = result.gt_inds > 0
+        assert (result.reasons[pos] == Reason.POS_TASK_ALIGNED).all()
+        assert set(result.reasons[~pos].tolist()) <= {Reason.NOT_TOPK_ALIGNED, Reason.ZERO_ALIGNMENT,
+                                                     Reason.ANCHOR_OUTSIDE_GT, Reason.NO_GT}
+
+
+def test_why_a_prior_is_not_task_aligned():
+    """By hand: anchors centred at x = 10, 25, 35, 90 (y = 10); GT0 spans x 0..40, GT1 20..60.
+    Anchor 0 predicts a box far away (metric 0), anchors 1 and 2 sit in both GTs and predict boxes
+    overlapping GT0 (IoU 0.95 vs 0.3) and GT1 (0.95 vs 0.3); anchor 3's centre is in neither."""
+    anchors = torch.tensor([[5.0, 5, 15, 15], [20, 5, 30, 15], [30, 5, 40, 15], [85, 5, 95, 15]])
+    gts = torch.tensor([[0.0, 0, 40, 20], [20, 0, 60, 20]])
+    preds = torch.tensor([[100.0, 100, 110, 110], [0, 0, 38, 20], [22, 0, 60, 20], [24, 0, 58, 20]])
+    scores = torch.full((4, 2), 0.5)
+    result = TaskAlignedAssigner(topk=4).assign(anchors, gts, torch.tensor([0, 1]), pred_scores=scores,
+                                                pred_boxes=preds)
+    assert result.gt_inds.tolist() == [0, 1, 2, 0]
+    pair = result.extras["pair_reasons"]
+    assert pair[0].tolist() == [Reason.ZERO_ALIGNMENT, Reason.POS_TASK_ALIGNED, Reason.LOST_TO_HIGHER_IOU,
+                                Reason.ANCHOR_OUTSIDE_GT]
+    assert pair[1].tolist() == [Reason.ZERO_ALIGNMENT, Reason.LOST_TO_HIGHER_IOU, Reason.POS_TASK_ALIGNED,
+                                Reason.ANCHOR_OUTSIDE_GT]
+    assert result.reasons.tolist() == [Reason.ZERO_ALIGNMENT, Reason.POS_TASK_ALIGNED, Reason.POS_TASK_ALIGNED,
+                                       Reason.ANCHOR_OUTSIDE_GT]
+    assert result.max_overlaps[0] == -1e8 and result.extras["assign_metrics"][0] == 0
+    torch.testing.assert_close(result.extras["assign_metrics"][1], torch.tensor(0.5 * 0.95 ** 6))
+    assert "overlaps another GT more" in result.why_per_gt(2)[0]
+    top1 = TaskAlignedAssigner(topk=1).assign(anchors, gts, torch.tensor([0, 1]), pred_scores=scores,
+                                              pred_boxes=preds)
+    assert top1.gt_inds.tolist() == [0, 1, 2, 0]
+    assert top1.extras["pair_reasons"][0, 2] == Reason.NOT_TOPK_ALIGNED
+    assert top1.reasons[0] == Reason.NOT_TOPK_ALIGNED
+
+
+@pytest.mark.parametrize("num_gts, num_priors", [(0, 4), (2, 0), (0, 0)])
+def test_empty_task_aligned_assignments_are_shaped(R, num_gts, num_priors):
+    anchors = torch.tensor([[0.0, 0, 8, 8], [8, 0, 16, 8], [0, 8, 8, 16], [8, 8, 16, 16]])[:num_priors]
+    gts = torch.tensor([[0.0, 0, 10, 10], [4, 4, 16, 16]])[:num_gts]
+    result = TaskAlignedAssigner().assign(anchors, gts, torch.zeros(num_gts, dtype=torch.long),
+                                          pred_scores=torch.full((num_priors, 3), 0.5), pred_boxes=anchors)
+    assert result.gt_inds.tolist() == [0] * num_priors and result.max_overlaps.tolist() == [0.0] * num_priors
+    assert result.extras["pair_reasons"].shape == (num_gts, num_priors)
+    assert R["assigner"]["no_priors"]["gt_inds"].numel() == 0
