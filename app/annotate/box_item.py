@@ -1,5 +1,6 @@
 """One box on the canvas: a rectangle in image pixels drawn with a cosmetic pen, its label in
-screen pixels (it does not grow with the zoom), and eight resize handles when selected.
+screen pixels (it does not grow with the zoom), and eight resize handles when selected (smaller
+on a small box, none on a tiny one, so they never hide the box they resize).
 
 The item only draws; the canvas does hit-testing and dragging and tells the editor, which
 changes the project through undo commands; the canvas then updates the item from the project.
@@ -12,9 +13,10 @@ from PySide6.QtWidgets import QGraphicsItem
 
 from app import theme
 
-__all__ = ["BoxItem", "LabelItem", "HANDLE_PX", "handle_points"]
+__all__ = ["BoxItem", "LabelItem", "HANDLE_PX", "MIN_HANDLE_PX", "handle_points", "handle_half"]
 
 HANDLE_PX = 8.0          # handle square side, screen pixels
+MIN_HANDLE_PX = 3.0      # below this a box gets no handles (zoom in to resize it; it still moves)
 _FONT: list = []         # (font, metrics), made on first use (a QApplication must exist by then)
 
 
@@ -32,6 +34,16 @@ def handle_points(rect: QRectF) -> list[QPointF]:
     cx, cy = (l + r) / 2, (t + b) / 2
     return [QPointF(l, t), QPointF(cx, t), QPointF(r, t), QPointF(r, cy), QPointF(r, b), QPointF(cx, b),
             QPointF(l, b), QPointF(l, cy)]
+
+
+def handle_half(rect: QRectF, view_scale: float) -> float:
+    """Half a handle's side in image pixels for ``rect`` at ``view_scale`` (screen px per image
+    px): ``HANDLE_PX`` on screen, shrunk to a quarter of the box's shorter side (three handles
+    then cover at most half of an edge, and reach an eighth of the way in); 0 when that is below
+    ``MIN_HANDLE_PX`` (no handles)."""
+    scale = max(view_scale, 1e-6)
+    side_px = min(HANDLE_PX, min(rect.width(), rect.height()) * scale / 4)
+    return side_px / 2 / scale if side_px >= MIN_HANDLE_PX else 0.0
 
 
 class LabelItem(QGraphicsItem):
@@ -79,6 +91,7 @@ class BoxItem(QGraphicsItem):
         self.color = QColor(theme.FOCUS)
         self.selected = False
         self.view_scale = 1.0                  # screen pixels per image pixel; handles depend on it
+        self.handles = True                    # False: selected but not editable (a debug view inspects)
         self.label = LabelItem()                   # a separate scene item (the canvas adds it) drawn on top
         self.setZValue(1)
         self.setAcceptedMouseButtons(Qt.MouseButton.NoButton)   # the canvas handles the mouse
@@ -108,6 +121,11 @@ class BoxItem(QGraphicsItem):
             self.setZValue(2 if selected else 1)
             self.update()
 
+    def set_handles(self, on: bool) -> None:
+        if on != self.handles:
+            self.handles = on
+            self.update()
+
     def set_view_scale(self, scale: float) -> None:
         self.prepareGeometryChange()
         self.view_scale = max(scale, 1e-6)
@@ -126,11 +144,13 @@ class BoxItem(QGraphicsItem):
         fill.setAlpha(50 if self.selected else 0)
         painter.setBrush(QBrush(fill) if self.selected else Qt.BrushStyle.NoBrush)
         painter.drawRect(self.rect)
-        if self.selected:
+        if self.selected and self.handles:
             self._paint_handles(painter)
 
     def _paint_handles(self, painter) -> None:
-        half = HANDLE_PX / 2 / self.view_scale
+        half = handle_half(self.rect, self.view_scale)
+        if half <= 0:
+            return
         pen = QPen(QColor(theme.TEXT_ON_LIGHT), 1.0)
         pen.setCosmetic(True)
         painter.setPen(pen)

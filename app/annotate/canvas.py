@@ -1,6 +1,11 @@
 """The image canvas: zoom / pan / fit, boxes drawn in class colours, and the mouse and key
 gestures of an annotation tool (draw, select, move, resize by eight handles, nudge).
 
+Two modes. Editing (the default): the gestures above. Inspecting (:meth:`set_inspect`, while a
+debug view is shown and its edit mode is off): a left click only asks the view (``clicked``), a
+left drag pans, boxes show no handles and cannot be selected, moved, resized, drawn or nudged
+by the mouse or the arrows; so a click that asks "why?" can never also move a box.
+
 Scene coordinates are image pixels (the image's top-left pixel covers [0, 1) x [0, 1)). The
 canvas never changes the project: gestures are previewed on the items and reported by signal
 (``boxDrawn``, ``boxesEdited``, ``nudgeRequested``, ...) to the editor, which pushes undo
@@ -19,12 +24,15 @@ from PySide6.QtWidgets import (
 )
 
 from app import theme
-from app.annotate.box_item import HANDLE_PX, BoxItem, handle_points
+from app.annotate.box_item import BoxItem, handle_half, handle_points
 
 __all__ = ["Canvas", "MIN_BOX_PX", "clamp_shift"]
 
 MIN_BOX_PX = 1.0             # a drawn or resized box narrower or lower than this (image px) is refused
 _CLICK_SLOP_PX = 3           # a press-release closer than this (screen px) is a click, not a drag
+_INSPECT_SLOP_PX = 6         # inspecting: a click may wobble this much (screen px) before it pans
+_JUMP_MARGIN = 0.5           # zoom_to_rect: margin on each side, as a fraction of the box's longer side
+_JUMP_MARGIN_MIN_PX = 8.0    # ... and at least this many image pixels
 _ZOOM_STEP = 1.0015          # per wheel-delta unit (120 per notch: x1.2 per notch)
 _MIN_SCALE, _MAX_SCALE = 0.01, 64.0
 _BACKGROUND = QColor(theme.CANVAS_BACKGROUND)
@@ -47,6 +55,7 @@ class Canvas(QGraphicsView):
     ``"move"`` or ``"resize"``; ``nudgeRequested(dx, dy)``; ``selectionChanged(list)``;
     ``boxMenuRequested(id, QPoint global)``; ``cursorMoved(x, y)`` in image pixels;
     ``clicked(x, y)`` for a left click without a drag (the debug views probe anchors with it);
+    ``escaped()`` on Esc (after cancelling a gesture and clearing the selection);
     ``message(text)`` for the status bar; ``zoomChanged(scale)``."""
 
     boxDrawn = Signal(float, float, float, float)
@@ -56,6 +65,7 @@ class Canvas(QGraphicsView):
     boxMenuRequested = Signal(int, QPoint)
     cursorMoved = Signal(float, float)
     clicked = Signal(float, float)
+    escaped = Signal()
     message = Signal(str)
     zoomChanged = Signal(float)
 
@@ -79,6 +89,7 @@ class Canvas(QGraphicsView):
         self.prediction_items: list[BoxItem] = []   # dashed, read-only (a model's detections)
         self.selected: list[int] = []
         self.draw_mode = False                  # W: the next drag draws even over a box
+        self.inspect = False                    # a debug view asks: clicks inspect, drags pan, nothing edits
         self._pixmap_item = QGraphicsPixmapItem()
         self._pixmap_item.setZValue(-10)
         self.scene().addItem(self._pixmap_item)
@@ -144,6 +155,7 @@ class Canvas(QGraphicsView):
             if item is None:
                 item = self.items[box_id] = BoxItem(box_id)
                 item.set_view_scale(scale)
+                item.set_handles(not self.inspect)
                 item.add_to(self.scene())
             item.set_geometry(*xyxy)
             item.set_style(color, label)
@@ -181,6 +193,19 @@ class Canvas(QGraphicsView):
             item.set_selected(box_id in self.selected)
         if changed and emit:
             self.selectionChanged.emit(list(self.selected))
+
+    # ------------------------------------------------------------------ mode
+
+    def set_inspect(self, on: bool) -> None:
+        """Inspect (``True``: clicks ask a debug view, nothing is edited) or edit (``False``)."""
+        if on == self.inspect:
+            return
+        self._cancel_drag()
+        self.inspect = on
+        self.draw_mode = False
+        for item in self.items.values():
+            item.set_handles(not on)
+        self._update_hover_cursor(self.mapToScene(self.viewport().mapFromGlobal(QCursor.pos())))
 
     # ------------------------------------------------------------------ zoom
 
@@ -221,6 +246,29 @@ class Canvas(QGraphicsView):
         self._scroll_to_keep(before, anchor)
         self._fit_pending = False
         self._after_zoom()
+
+    def zoom_to_rect(self, x1: float, y1: float, x2: float, y2: float) -> None:
+        """Centre the image rectangle and zoom so that it fills the view but for a margin of half
+        its longer side (at least ``_JUMP_MARGIN_MIN_PX`` image px) on every side: jump to a box."""
+        w, h = max(x2 - x1, 0.0), max(y2 - y1, 0.0)
+        m = max(_JUMP_MARGIN * max(w, h), _JUMP_MARGIN_MIN_PX)
+        target = QRectF(x1 - m, y1 - m, w + 2 * m, h + 2 * m)
+        view = self.viewport().rect()
+        scale = min(view.width() / target.width(), view.height() / target.height())
+        scale = min(max(scale, _MIN_SCALE), _MAX_SCALE)
+        self.resetTransform()
+        self.scale(scale, scale)
+        self._update_scene_rect()
+        self.centerOn(target.center())
+        self._fit_pending = False
+        self._after_zoom()
+
+    def zoom_to_box(self, box_id: int) -> None:
+        """:meth:`zoom_to_rect` on a drawn box (nothing when it is not drawn)."""
+        item = self.items.get(box_id)
+        if item is not None:
+            r = item.rect
+            self.zoom_to_rect(r.left(), r.top(), r.right(), r.bottom())
 
     def _update_scene_rect(self) -> None:
         """The image plus a viewport's worth of margin on every side, so that any image point
@@ -278,11 +326,17 @@ class Canvas(QGraphicsView):
         return min(hits)[1] if hits else None
 
     def handle_at(self, p: QPointF) -> tuple[int, int] | None:
-        """``(box id, handle 0..7)`` of a selected box's handle under ``p``."""
-        full_reach = (HANDLE_PX / 2 + 2) / self.scale_factor()
+        """``(box id, handle 0..7)`` of a selected box's handle under ``p`` (what is drawn: none
+        when inspecting or on a box too small for handles)."""
+        if self.inspect:
+            return None
+        scale = self.scale_factor()
         for box_id in reversed(self.selected):
             rect = self.items[box_id].rect
-            reach = min(full_reach, rect.width() / 4, rect.height() / 4)     # small boxes stay movable
+            half = handle_half(rect, scale)
+            if half <= 0:
+                continue
+            reach = min(half + 2 / scale, rect.width() / 4, rect.height() / 4)     # small boxes stay movable
             for k, h in enumerate(handle_points(rect)):
                 if abs(h.x() - p.x()) <= reach and abs(h.y() - p.y()) <= reach:
                     return box_id, k
@@ -303,6 +357,8 @@ class Canvas(QGraphicsView):
         self._drag = self._start_gesture(p, pos, event.modifiers())
 
     def _start_gesture(self, p: QPointF, pos: QPoint, modifiers) -> dict:
+        if self.inspect:                         # a click asks the view; past the slop it pans
+            return {"kind": "inspect", "press": pos, "last": pos, "slop": _INSPECT_SLOP_PX}
         if self.draw_mode:
             return {"kind": "draw", "start": self._clip_point(p), "press": pos}
         handle = self.handle_at(p)
@@ -330,6 +386,9 @@ class Canvas(QGraphicsView):
         if drag is None:
             self._update_hover_cursor(p)
             return
+        if drag["kind"] == "inspect" and self._dragged(drag, pos):
+            drag["kind"], drag["panned"] = "pan", True
+            self.viewport().setCursor(Qt.CursorShape.ClosedHandCursor)
         if drag["kind"] == "pan":
             delta = pos - drag["last"]
             drag["last"] = pos
@@ -344,7 +403,7 @@ class Canvas(QGraphicsView):
             self._preview_resize(drag, p)
 
     def _dragged(self, drag: dict, pos: QPoint) -> bool:
-        return (pos - drag["press"]).manhattanLength() >= _CLICK_SLOP_PX
+        return (pos - drag["press"]).manhattanLength() >= drag.get("slop", _CLICK_SLOP_PX)
 
     def _preview_move(self, drag: dict, p: QPointF) -> None:
         dx, dy = p.x() - drag["start"].x(), p.y() - drag["start"].y()
@@ -381,7 +440,7 @@ class Canvas(QGraphicsView):
             return super().mouseReleaseEvent(event)
         kind = drag["kind"]
         pos = event.position().toPoint()
-        if "press" in drag and not self._dragged(drag, pos):
+        if "press" in drag and not drag.get("panned") and not self._dragged(drag, pos):
             p = self.mapToScene(pos)
             self.clicked.emit(p.x(), p.y())
         if kind == "pan":
@@ -433,13 +492,13 @@ class Canvas(QGraphicsView):
             self.items[drag["id"]].set_geometry(r.left(), r.top(), r.right(), r.bottom())
 
     def mouseDoubleClickEvent(self, event) -> None:
-        box_id = self.box_at(self.mapToScene(event.position().toPoint()))
+        box_id = None if self.inspect else self.box_at(self.mapToScene(event.position().toPoint()))
         if box_id is not None and event.button() == Qt.MouseButton.LeftButton:
             self._set_selected([box_id], emit=True)
             self.boxMenuRequested.emit(box_id, event.globalPosition().toPoint())
 
     def contextMenuEvent(self, event) -> None:
-        box_id = self.box_at(self.mapToScene(event.pos()))
+        box_id = None if self.inspect else self.box_at(self.mapToScene(event.pos()))
         if box_id is not None:
             if box_id not in self.selected:
                 self._set_selected([box_id], emit=True)
@@ -448,7 +507,7 @@ class Canvas(QGraphicsView):
     def _update_hover_cursor(self, p: QPointF) -> None:
         if self._space:
             shape = Qt.CursorShape.OpenHandCursor
-        elif self.draw_mode:
+        elif self.inspect or self.draw_mode:
             shape = Qt.CursorShape.CrossCursor
         elif (handle := self.handle_at(p)) is not None:
             shape = _HANDLE_CURSORS[handle[1]]
@@ -467,7 +526,7 @@ class Canvas(QGraphicsView):
             self.viewport().setCursor(Qt.CursorShape.OpenHandCursor)
             return
         arrows = {Qt.Key.Key_Left: (-1, 0), Qt.Key.Key_Right: (1, 0), Qt.Key.Key_Up: (0, -1), Qt.Key.Key_Down: (0, 1)}
-        if key in arrows and self.selected:
+        if key in arrows and self.selected and not self.inspect:
             step = 10.0 if event.modifiers() & Qt.KeyboardModifier.ShiftModifier else 1.0
             dx, dy = arrows[key]
             self.nudgeRequested.emit(dx * step, dy * step)
@@ -476,6 +535,7 @@ class Canvas(QGraphicsView):
             self._cancel_drag()
             self.draw_mode = False
             self._set_selected([], emit=True)
+            self.escaped.emit()
             return
         super().keyPressEvent(event)
 
@@ -491,7 +551,11 @@ class Canvas(QGraphicsView):
         super().keyReleaseEvent(event)
 
     def start_draw_mode(self) -> None:
-        """W: the next drag draws a box, even when it starts on an existing box."""
+        """W: the next drag draws a box, even when it starts on an existing box (not while
+        inspecting: the debug view's edit mode comes first)."""
+        if self.inspect:
+            self.message.emit("a debug view is inspecting: press E (Edit boxes) to draw, move or resize boxes")
+            return
         self.draw_mode = True
         self.viewport().setCursor(Qt.CursorShape.CrossCursor)
         self.message.emit("draw mode: drag to draw a box (Esc cancels)")
