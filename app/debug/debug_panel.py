@@ -5,6 +5,9 @@ Every edit of the image's boxes (saved or not), image switch, config / model cha
 parameter change schedules a trace on the worker thread (:class:`TraceRunner`); the newest
 result is handed to the views, which draw it over the image (:class:`Overlay`) and in their
 own tables and plots. Nothing here computes detector logic: it all comes from the trace.
+
+While the dock is shown the canvas inspects (a click asks the view and never edits a box) until
+the user turns on "Edit boxes" (E); the hint beside the toggle says which mode is on.
 """
 from __future__ import annotations
 
@@ -12,8 +15,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLabel, QPushButton, QTabWidget, QVBoxLayout, QWidget
+from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QTabWidget,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from app.debug.anchors_page import AnchorsPage
 from app.debug.assign_page import AssignPage
@@ -30,6 +43,9 @@ __all__ = ["DebugPanel", "RANDOM_INIT", "NO_MODEL"]
 NO_MODEL = "none"
 RANDOM_INIT = "random"
 _DEBOUNCE_MS = 15
+INSPECT_HINT = ("Inspecting: a click on the image asks this view, a drag pans; boxes are not edited. "
+                "E: edit boxes")
+EDIT_HINT = "Editing boxes: clicks select, move and resize them (the view is not asked). E: back to inspecting"
 
 
 DEFAULT_CONFIG = "ssd300_coco"
@@ -125,7 +141,9 @@ class DebugPanel(QWidget):
         self.runner.done.connect(self._on_done)
         self.runner.failed.connect(self._on_failed)
         canvas.clicked.connect(self._on_canvas_click)
+        canvas.escaped.connect(self._on_escape)
         canvas.selectionChanged.connect(self._on_box_selection)
+        self.pages["scan"].jumpRequested.connect(self._zoom_to_jumped, Qt.ConnectionType.QueuedConnection)
         canvas.zoomChanged.connect(lambda _s: self.current_page().on_zoom() if self.active and self.result else None)
         editor.imageShown.connect(self._on_image_shown)
 
@@ -146,6 +164,7 @@ class DebugPanel(QWidget):
         self.snippet_button = QPushButton("Copy config snippet")
         self.status = QLabel()
         self.status.setWordWrap(True)
+        mode = self._build_mode_row()
         self.pages = {"anchors": AnchorsPage(self), "assign": AssignPage(self), "loss": LossPage(self),
                       "nms": NmsPage(self), "scan": ScanPage(self)}
         self.tabs = QTabWidget()
@@ -162,6 +181,7 @@ class DebugPanel(QWidget):
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addLayout(top)
         layout.addWidget(self.status)
+        layout.addLayout(mode)
         layout.addWidget(self.tabs, 1)
         self.config_combo.activated.connect(self._on_config_chosen)
         self.model_combo.activated.connect(self._on_model_chosen)
@@ -170,7 +190,46 @@ class DebugPanel(QWidget):
         for page in self.pages.values():
             page.changed.connect(self.schedule)
 
+    def _build_mode_row(self) -> QHBoxLayout:
+        """The "Edit boxes" toggle (E, while the dock is shown), its hint, and Esc in the dock."""
+        self.edit_action = QAction("Edit boxes", self)
+        self.edit_action.setCheckable(True)
+        self.edit_action.setShortcut(QKeySequence("E"))
+        self.edit_action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        self.edit_action.setToolTip("Off: a click on the image asks the debug view and never edits a box (E)")
+        self.edit_action.toggled.connect(self._on_edit_toggled)
+        self.addAction(self.edit_action)
+        escape = QAction("Leave the selection", self)
+        escape.setShortcut(QKeySequence(Qt.Key.Key_Escape))
+        escape.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        escape.triggered.connect(self._on_escape)
+        self.addAction(escape)
+        button = QToolButton()
+        button.setDefaultAction(self.edit_action)
+        button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        self.mode_hint = QLabel(INSPECT_HINT)
+        self.mode_hint.setWordWrap(True)
+        row = QHBoxLayout()
+        row.addWidget(button)
+        row.addWidget(self.mode_hint, 1)
+        return row
+
     # ------------------------------------------------------------------ state
+
+    @property
+    def edit_mode(self) -> bool:
+        return self.edit_action.isChecked()
+
+    def set_edit_mode(self, on: bool) -> None:
+        self.edit_action.setChecked(on)
+
+    def _on_edit_toggled(self, on: bool) -> None:
+        self._apply_mode()
+        self.message.emit(EDIT_HINT if on else INSPECT_HINT)
+
+    def _apply_mode(self) -> None:
+        self.mode_hint.setText(EDIT_HINT if self.edit_mode else INSPECT_HINT)
+        self.canvas.set_inspect(self.active and not self.edit_mode)
 
     def current_page(self):
         return self.tabs.currentWidget()
@@ -178,6 +237,7 @@ class DebugPanel(QWidget):
     def set_active(self, active: bool) -> None:
         """The dock became visible (draw) or hidden (clear the overlay, stop tracing)."""
         self.active = active
+        self._apply_mode()
         if active:
             self.schedule()
         else:
@@ -422,7 +482,11 @@ class DebugPanel(QWidget):
     def _on_box_selection(self, ids) -> None:
         """Selecting one GT box on the canvas selects it in the Assignment view (its positives
         and heat map)."""
-        if self.active and self.result is not None and self.current_page() is self.pages["assign"] and len(ids) == 1:
+        if not (self.active and self.result is not None and self.current_page() is self.pages["assign"]):
+            return
+        if not ids:                              # an empty click (edit mode), Esc, another image
+            self.pages["assign"].select_gt(None)
+        elif len(ids) == 1:
             box_ids = self.result.box_ids
             crowd = set(self.result.main.ignore_index)
             traced = [b for i, b in enumerate(box_ids) if i not in crowd]
@@ -430,8 +494,19 @@ class DebugPanel(QWidget):
                 self.pages["assign"].select_gt(traced.index(ids[0]))
 
     def _on_canvas_click(self, x: float, y: float) -> None:
-        if self.active and self.result is not None:
+        if self.active and self.result is not None and not self.edit_mode:
             self.current_page().on_click(x, y)
+
+    def _on_escape(self) -> None:
+        """Esc on the canvas or in the dock: the view leaves its selection (a GT, a clicked box)."""
+        leave = getattr(self.current_page(), "on_escape", None)
+        if self.active and leave is not None:
+            leave()
+
+    def _zoom_to_jumped(self, image: int, box_id: int) -> None:
+        """After the window has shown a box the scan jumped to (queued behind it): zoom to it."""
+        if image == self.editor.index:
+            self.canvas.zoom_to_box(box_id)
 
     # ------------------------------------------------------------------ header actions
 
