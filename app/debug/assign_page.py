@@ -2,12 +2,17 @@
 or ignored (hatched); the assigner and its parameters; per-GT counts per level; a GT's IoU
 heat map over each level's grid with the threshold contours; "Why?" for the prior under a
 click; and a second parameter set side by side.
+
+Selecting a GT (its table row, or a click inside its box) shows only its positives and its heat
+map; clicking the row again, Esc, or a click on the image away from every GT and from the
+selected GT's positives shows all GTs again. The counts line says what each drawing leaves out.
 """
 from __future__ import annotations
 
+import numpy as np
 import pyqtgraph as pg
 import torch
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -58,6 +63,16 @@ def why_text(trace, prior: int, class_names: list[str]) -> str:
         if key in ar.extras and gt > 0:
             lines.append(f"  ATSS threshold of GT{gt - 1}: {float(ar.extras[key][gt - 1]):.3f}")
     return "\n".join(lines)
+
+
+def _smallest_containing(boxes: np.ndarray, x: float, y: float) -> int | None:
+    """Index of the smallest of ``boxes`` (N, 4) xyxy containing (x, y), or None."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    inside = (boxes[:, 0] <= x) & (x <= boxes[:, 2]) & (boxes[:, 1] <= y) & (y <= boxes[:, 3])
+    if not inside.any():
+        return None
+    area = np.where(inside, (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), np.inf)
+    return int(np.argmin(area))
 
 
 def _class_defaults(kind: str) -> dict:
@@ -176,14 +191,17 @@ class AssignPage(DebugPage):
         self.show_ignored = QCheckBox("ignored (hatched)")
         self.show_ignored.setChecked(True)
         self.table = make_table(["GT", "class", "positives", "per level", "B positives"])
-        self.table.setToolTip("Click a GT: only its positives, and its IoU heat map per level")
+        self.table.setToolTip("Click a GT: only its positives, and its IoU heat map per level. Click it again, "
+                              "press Esc or click the image away from the GTs: all GTs. Double-click: zoom to it")
+        self.table.viewport().installEventFilter(self)
         self.heat = pg.GraphicsLayoutWidget()
         self.heat.setMinimumHeight(120)
         self.counts = QLabel()
         self.counts.setWordWrap(True)
         self.why = QPlainTextEdit()
         self.why.setReadOnly(True)
-        self.why.setPlaceholderText("Click an anchor on the image: why did it get its label?")
+        self.why.setPlaceholderText("Click an anchor on the image: why did it get its label? (A click inside a GT "
+                                    "box also selects that GT; a click away from the GTs shows them all)")
         params = QHBoxLayout()
         params.addWidget(self.editor_a, 1)
         side = QVBoxLayout()
@@ -211,6 +229,7 @@ class AssignPage(DebugPage):
         self.show_neg.toggled.connect(lambda _c: self.redraw())
         self.show_ignored.toggled.connect(lambda _c: self.redraw())
         self.table.itemSelectionChanged.connect(self._on_gt_selected)
+        self.table.cellDoubleClicked.connect(lambda row, _c: self.zoom_to_gt(row))
 
     # ------------------------------------------------------------------ parameters
 
@@ -252,7 +271,6 @@ class AssignPage(DebugPage):
         it = result.main
         trace = it.trace
         names = self.panel.class_names()
-        ar = trace.assign_result
         cov_rows, _ = coverage_rows(it, names)
         other = result.compare
         rows, colors = [], []
@@ -268,18 +286,34 @@ class AssignPage(DebugPage):
             self.table.selectRow(self.selected_gt)
         else:
             self.selected_gt = None
+            self.table.clearSelection()
         self.table.blockSignals(False)
         draw_gt_tags(result, overlay, self.selected_gt)
         self._draw_labels(it, overlay)
         self._draw_heat(it)
         if self.why_prior is not None and self.why_prior < len(trace.priors):
             self._draw_why(it, overlay, self.why_prior)
-        counts = (f"{trace.assigner_name}: {ar.num_pos} positive, {ar.num_neg} negative, "
-                            f"{ar.num_ignored} ignored")
+        counts = self.counts_text(trace)
         if other is not None:
             o = other.trace.assign_result
             counts += f"  |  B {other.trace.assigner_name}: {o.num_pos} / {o.num_neg} / {o.num_ignored}"
         self.counts.setText(counts)
+
+    def counts_text(self, trace) -> str:
+        """``MaxIoUAssigner: 29 positive, 8703 negative (hidden: ...), 17 ignored``: every count
+        the image does not show in full says so."""
+        ar = trace.assign_result
+        pos = f"{ar.num_pos} positive"
+        if self.selected_gt is not None:
+            k = self.selected_gt
+            pos += f" (showing GT{k}'s {int((ar.gt_inds == k + 1).sum())} only; Esc: all GTs)"
+        neg = f"{ar.num_neg} negative"
+        if ar.num_neg and not self.show_neg.isChecked():
+            neg += " (hidden: tick 'negatives')"
+        ignored = f"{ar.num_ignored} ignored"
+        if ar.num_ignored and not self.show_ignored.isChecked():
+            ignored += " (hidden: tick 'ignored')"
+        return f"{trace.assigner_name}: {pos}, {neg}, {ignored}"
 
     def _draw_labels(self, it, overlay) -> None:
         trace = it.trace
@@ -291,12 +325,12 @@ class AssignPage(DebugPage):
             mask = gt_inds == k + 1
             if mask.any():
                 overlay.rects("positives", it.to_original(boxes[mask].numpy(), clip=False), gt_color(k), width=1.5)
-        if self.show_ignored.isChecked() and self.selected_gt is None:
+        if self.show_ignored.isChecked():              # a GT's selection hides other GTs' positives only
             mask = gt_inds == -1
             if mask.any():
                 overlay.rects("ignored", it.to_original(boxes[mask].numpy(), clip=False), _IGNORED, width=1.0,
                               alpha=200, brush=Qt.BrushStyle.BDiagPattern)
-        if self.show_neg.isChecked() and self.selected_gt is None:
+        if self.show_neg.isChecked():
             mask = gt_inds == 0
             centers = trace.priors.centers[mask].numpy()
             overlay.points("negatives", it.input.points_to_original(centers), _NEG_FAINT, size=2.0)
@@ -328,11 +362,12 @@ class AssignPage(DebugPage):
             self.heat.addItem(label, row=1, col=lv)
 
     def _on_gt_selected(self) -> None:
-        row = self.table.currentRow()
-        self.selected_gt = row if row >= 0 else None
+        rows = self.table.selectionModel().selectedRows()       # not currentRow(): it outlives a deselection
+        self.selected_gt = rows[0].row() if rows else None
         self.redraw()
 
     def select_gt(self, k: int | None) -> None:
+        """Show GT ``k`` alone (its positives, its heat map), or all GTs (``None``)."""
         if k is None:
             self.table.clearSelection()
             self.selected_gt = None
@@ -340,12 +375,57 @@ class AssignPage(DebugPage):
         else:
             self.table.selectRow(k)
 
+    def on_escape(self) -> None:
+        """Esc: back to all GTs; with none selected, drop the "Why?" mark."""
+        if self.selected_gt is not None:
+            self.select_gt(None)
+        elif self.why_prior is not None:
+            self.why_prior = None
+            self.why.clear()
+            self.redraw()
+
+    def eventFilter(self, watched, event) -> bool:
+        """A press on the selected GT's row deselects it (the table alone would keep it)."""
+        if (watched is self.table.viewport() and event.type() == QEvent.Type.MouseButtonPress
+                and event.button() == Qt.MouseButton.LeftButton and self.selected_gt is not None
+                and self.table.rowAt(int(event.position().y())) == self.selected_gt):
+            self.select_gt(None)
+            return True
+        return super().eventFilter(watched, event)
+
+    def zoom_to_gt(self, k: int) -> None:
+        it = self.result.main if self.result is not None else None
+        if it is not None and 0 <= k < len(it.trace.gt_boxes):
+            self.panel.canvas.zoom_to_rect(*it.to_original(it.trace.gt_boxes[k:k + 1].numpy())[0].tolist())
+
     # ------------------------------------------------------------------ Why?
 
     def on_click(self, x: float, y: float) -> None:
+        """Why? for the prior under the click; the GT selection follows the click (the selected
+        GT stays while the click is on it or on one of its positives)."""
         it = self.result.main
         self.why_prior = self.prior_at(it, x, y)
-        self.redraw()
+        k = self.selected_gt
+        if k is None or not self._on_gt_or_its_positives(it, k, x, y):
+            k = self.gt_at(it, x, y)
+        if k != self.selected_gt:
+            self.select_gt(k)
+        else:
+            self.redraw()
+
+    @staticmethod
+    def gt_at(it, x: float, y: float) -> int | None:
+        """The smallest traced GT whose box (original pixels) contains (x, y)."""
+        return _smallest_containing(it.to_original(it.trace.gt_boxes.numpy()), x, y)
+
+    @staticmethod
+    def _on_gt_or_its_positives(it, k: int, x: float, y: float) -> bool:
+        trace = it.trace
+        boxes = [it.to_original(trace.gt_boxes[k:k + 1].numpy())]
+        mask = trace.assign_result.gt_inds == k + 1
+        if mask.any():
+            boxes.append(it.to_original(trace.priors.boxes[mask].numpy(), clip=False))
+        return _smallest_containing(np.concatenate(boxes), x, y) is not None
 
     def prior_at(self, it, x: float, y: float) -> int:
         """The prior a click means: among the priors whose cell contains the click (every level),
