@@ -2,13 +2,28 @@
 threshold, the per-level top-k, NMS and max_per_img) with live sliders; what each kept box
 suppressed and what suppressed a dropped box; true / false positives against the GT at IoU 0.5
 and the GTs nothing found.
+
+Readable by default: only the ``DEFAULT_TOP_K`` highest-scoring detections are drawn (a weak or
+untrained model keeps hundreds) and, when suppressed boxes are shown, only those the drawn boxes
+suppressed; a line under the controls says what is hidden, and "show all" draws everything. The
+counts and TP / FP / missed always cover every detection. (The Evaluate panel's "min score" is a
+display filter of its own predictions, not this score_thr: the two are not linked.)
 """
 from __future__ import annotations
 
 import torch
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import QCheckBox, QFormLayout, QHBoxLayout, QPlainTextEdit, QSpinBox, QSplitter, QVBoxLayout
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QSpinBox,
+    QSplitter,
+    QVBoxLayout,
+)
 
 from app import theme
 from app.debug.anchors_page import draw_gt_tags
@@ -17,7 +32,9 @@ from app.debug_common import fill_table, make_table, threshold_slider
 from app.theme import class_color
 from detengine.api import STAGE_TEXT, Stage, match_detections
 
-__all__ = ["NmsPage", "match_detections", "TP_COLOR", "FP_COLOR"]
+__all__ = ["NmsPage", "match_detections", "TP_COLOR", "FP_COLOR", "DEFAULT_TOP_K", "shown_text"]
+
+DEFAULT_TOP_K = 20           # detections drawn when the view opens (highest scores first)
 
 TP_COLOR, FP_COLOR, MISSED_COLOR = theme.TP, theme.FP, theme.MISSED
 STAGE_NAMES = {"raw": "raw (prior, class) pairs", "score_thr": "after score_thr", "nms_pre": "after per-level top-k",
@@ -33,6 +50,7 @@ class NmsPage(DebugPage):
         self.defaults: dict = {}
         self.initial: dict = {}                # the sliders' positions for the config's test_cfg
         self.summary = ""                      # the detections line shown when no box is clicked
+        self.drawn = torch.zeros(0, dtype=torch.long)   # candidate indices drawn (what a click can pick)
         self._build()
         self.config_changed(panel.cfg)
 
@@ -44,6 +62,13 @@ class NmsPage(DebugPage):
         self.show_suppressed = QCheckBox("suppressed boxes (dashed)")
         self.mark_tp = QCheckBox("mark TP / FP vs GT at IoU 0.5")
         self.mark_tp.setChecked(True)
+        self.top_k = QSpinBox()
+        self.top_k.setRange(1, 100000)
+        self.top_k.setValue(DEFAULT_TOP_K)
+        self.top_k.setToolTip("Draw only this many detections, the highest scores first")
+        self.show_all = QCheckBox("show all")
+        self.shown = QLabel()
+        self.shown.setWordWrap(True)
         form = QFormLayout()
         form.addRow("score_thr", self.score.row)
         form.addRow("NMS iou_threshold", self.iou.row)
@@ -52,6 +77,12 @@ class NmsPage(DebugPage):
         checks.addWidget(self.show_suppressed)
         checks.addWidget(self.mark_tp)
         checks.addStretch(1)
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Draw the top"))
+        top.addWidget(self.top_k)
+        top.addWidget(QLabel("by score"))
+        top.addWidget(self.show_all)
+        top.addStretch(1)
         self.stages = make_table(["stage", "candidates"])
         self.detail = QPlainTextEdit()
         self.detail.setReadOnly(True)
@@ -64,10 +95,18 @@ class NmsPage(DebugPage):
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addLayout(form)
         layout.addLayout(checks)
+        layout.addLayout(top)
+        layout.addWidget(self.shown)
         layout.addWidget(split, 1)
         self.max_det.valueChanged.connect(lambda _v: self.changed.emit())
         self.show_suppressed.toggled.connect(lambda _c: self.redraw())
         self.mark_tp.toggled.connect(lambda _c: self.redraw())
+        self.top_k.valueChanged.connect(lambda _v: self.redraw())
+        self.show_all.toggled.connect(self._on_show_all)
+
+    def _on_show_all(self, on: bool) -> None:
+        self.top_k.setEnabled(not on)
+        self.redraw()
 
     # ------------------------------------------------------------------ parameters
 
@@ -126,6 +165,8 @@ class NmsPage(DebugPage):
         record = it.trace.postprocess
         if record is None:
             fill_table(self.stages, [["no predictions: choose a model above", ""]])
+            self.shown.setText("")
+            self.drawn = torch.zeros(0, dtype=torch.long)
             return
         rows = [[STAGE_NAMES.get(k, k), int(v)] for k, v in record.counts.items()]
         fill_table(self.stages, rows)
@@ -140,7 +181,8 @@ class NmsPage(DebugPage):
         trace = it.trace
         tp, _, missed = match_detections(record.boxes, record.scores, record.labels, trace.gt_boxes, trace.gt_labels)
         boxes = it.to_original(record.boxes.numpy())
-        for d in range(len(boxes)):
+        n_shown = len(boxes) if self.show_all.isChecked() else min(len(boxes), self.top_k.value())
+        for d in range(n_shown):                  # detections come sorted by score
             label = int(record.labels[d])
             if self.mark_tp.isChecked():
                 color = TP_COLOR if tp[d] else FP_COLOR
@@ -149,10 +191,17 @@ class NmsPage(DebugPage):
             overlay.rects("kept", boxes[d:d + 1], color, width=2.0)
             name = names[label] if label < len(names) else str(label)
             overlay.text("kept_labels", boxes[d, 0], boxes[d, 3], f"{name} {float(record.scores[d]):.2f}", color)
+        sup = record.cand_stage == Stage.SUPPRESSED
+        n_sup = int(sup.sum())
+        if not self.show_all.isChecked():         # only what the drawn boxes suppressed
+            sup &= torch.isin(record.suppressed_by, record.kept[:n_shown])
+        self.drawn = record.kept[:n_shown]
         if self.show_suppressed.isChecked():
-            sup = record.cand_stage == Stage.SUPPRESSED
             overlay.rects("suppressed", it.to_original(record.cand_box[sup].numpy()), theme.SUPPRESSED, width=1.0,
                           alpha=160, dash=True)
+            self.drawn = torch.cat([self.drawn, sup.nonzero().view(-1)])
+        self.shown.setText(shown_text(len(boxes), n_shown, n_sup, int(sup.sum()) if self.show_suppressed.isChecked()
+                                      else None))
         if self.mark_tp.isChecked() and missed:
             gts = it.to_original(trace.gt_boxes[missed].numpy())
             overlay.rects("missed", gts, MISSED_COLOR, width=3.0, z=3.6)
@@ -169,12 +218,10 @@ class NmsPage(DebugPage):
         self.redraw()
 
     def candidate_at(self, x: float, y: float) -> int | None:
-        """The kept (or, when shown, suppressed) candidate under the click, smallest first."""
+        """The drawn kept (or, when shown, suppressed) candidate under the click, smallest first."""
         it = self.result.main
         record = it.trace.postprocess
-        stages = [Stage.KEPT] + ([Stage.SUPPRESSED] if self.show_suppressed.isChecked() else [])
-        alive = torch.isin(record.cand_stage, torch.tensor(stages, dtype=record.cand_stage.dtype))
-        idx = alive.nonzero().view(-1)
+        idx = self.drawn
         if idx.numel() == 0:
             return None
         boxes = torch.as_tensor(it.to_original(record.cand_box[idx].numpy()))
@@ -185,6 +232,13 @@ class NmsPage(DebugPage):
         area[~inside] = float("inf")
         kept_first = area + (record.cand_stage[idx] != Stage.KEPT).float() * 1e12
         return int(idx[int(torch.argmin(kept_first))])
+
+    def on_escape(self) -> None:
+        """Esc: forget the clicked box."""
+        if self.focus is not None:
+            self.focus = None
+            self.detail.setPlainText(self.summary)
+            self.redraw()
 
     def _draw_focus(self, it, overlay, record, c: int) -> None:
         names = self.panel.class_names()
@@ -209,3 +263,18 @@ class NmsPage(DebugPage):
                          f"at IoU {float(record.suppressed_iou[c]):.3f}")
             overlay.rects("focus", it.to_original(record.cand_box[by:by + 1].numpy()), theme.SUPPRESSOR, width=3.0)
         self.detail.setPlainText("\n".join(lines))
+
+
+def shown_text(n_kept: int, n_shown: int, n_sup: int, n_sup_shown: int | None) -> str:
+    """What the image shows of the detections: ``showing 20 of 547 kept (highest scores); 590
+    suppressed hidden; tick "show all" for all``. ``n_sup_shown`` None: suppressed boxes are off."""
+    kept = f"showing {n_shown} of {n_kept} kept (highest scores)" if n_shown < n_kept else f"showing all {n_kept} kept"
+    if n_sup_shown is None:
+        sup = f"{n_sup} suppressed hidden (tick 'suppressed boxes')" if n_sup else "none suppressed"
+    elif n_sup_shown < n_sup:
+        sup = f"{n_sup_shown} of {n_sup} suppressed (those the drawn boxes suppressed)"
+    else:
+        sup = f"all {n_sup} suppressed"
+    hidden = n_shown < n_kept or (n_sup_shown is not None and n_sup_shown < n_sup)
+    more = "; tick 'show all' for every box" if hidden else ""
+    return f"{kept}; {sup}{more}"

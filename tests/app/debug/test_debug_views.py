@@ -235,6 +235,7 @@ def test_nms_view_keeps_what_mmcv_batched_nms_keeps(qtbot, win):
     idx = alive.nonzero().view(-1)
     keep = mmcv_batched_nms(record.cand_box[idx], record.cand_score[idx], record.cand_label[idx], 0.3)[:40]
     assert sorted(idx[keep].tolist()) == sorted(record.kept.tolist())
+    page.show_all.setChecked(True)                                   # the view opens with the top 20 only
     assert win.debug_panel.overlay.count("kept") == len(record.kept)
     assert int(page.stages.item(page.stages.rowCount() - 1, 1).text()) == len(record.kept)
 
