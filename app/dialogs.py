@@ -32,7 +32,8 @@ SHORTCUTS = [
     ("Ctrl+Z / Ctrl+Y", "undo / redo (per image)"), ("Ctrl+S", "save"), ("Ctrl+Shift+S", "save as"),
     ("F / Ctrl+0", "fit the image to the window"), ("Ctrl+1", "1:1 (one image pixel per screen pixel)"),
     ("wheel / Ctrl+wheel", "zoom around the cursor"), ("middle drag / Space+drag", "pan"),
-    ("Esc", "cancel drawing, clear the selection"), ("Ctrl+O", "open a COCO JSON"), ("Ctrl+Shift+O", "open a folder"),
+    ("Esc", "cancel drawing, clear the selection, leave a debug view's selected GT"),
+    ("E", "debug views: edit boxes / back to inspecting (a click there only asks the view)"), ("Ctrl+O", "open a COCO JSON"), ("Ctrl+Shift+O", "open a folder"),
     ("F11", "image only: hide the panels (again: show them); View > Reset Layout puts every panel back"),
     ("Ctrl+A", "select every box of the image"), ("Ctrl+H / Ctrl+L", "show or hide the boxes / their class names"),
 ]
