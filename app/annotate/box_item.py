@@ -47,10 +47,13 @@ def handle_half(rect: QRectF, view_scale: float) -> float:
 
 
 class LabelItem(QGraphicsItem):
-    """Class name (and score) on a filled tag, drawn at a fixed screen size."""
+    """Class name (and score) on a tag filled in its colour with black or white text
+    (:func:`theme.text_color_on`), drawn at a fixed screen size; it sits on its position (a box's
+    top-left corner), or hangs below it when ``below`` (a debug view's tag)."""
 
-    def __init__(self):
+    def __init__(self, *, below: bool = False):
         super().__init__()
+        self.below = below
         self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations, True)
         self.setZValue(4)                          # above every box, so a box edge never cuts a label
         self.text = ""
@@ -63,7 +66,7 @@ class LabelItem(QGraphicsItem):
         metrics = _label_font()[1]
         w = metrics.horizontalAdvance(text) + 6
         h = metrics.height() + 2
-        self._rect = QRectF(0, -h, w, h)          # sits on top of the box's top-left corner
+        self._rect = QRectF(0, 0 if self.below else -h, w, h)   # on top of the box's top-left corner, or below
         self.update()
 
     def boundingRect(self) -> QRectF:
@@ -73,8 +76,7 @@ class LabelItem(QGraphicsItem):
         if not self.text:
             return
         painter.fillRect(self._rect, self.color)
-        dark = self.color.lightness() > 140
-        painter.setPen(QColor(theme.TEXT_ON_LIGHT) if dark else QColor(theme.FOCUS))
+        painter.setPen(theme.text_color_on(self.color))
         painter.setFont(_label_font()[0])
         painter.drawText(self._rect.adjusted(3, 0, -3, 0), Qt.AlignmentFlag.AlignVCenter, self.text)
 
