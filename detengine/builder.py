@@ -23,6 +23,7 @@ from .heads import (
 from .heads.atss import ATSSHeadCore
 from .heads.fcos import FCOSHeadCore
 from .heads.gfl import GFLHeadCore
+from .heads.tood import TOODHeadCore
 from .samplers import PseudoSampler
 
 __all__ = ["build", "build_head_core", "ConfigBuildError", "REGISTRY", "HEAD_TYPES", "default_input_shape"]
@@ -44,7 +45,7 @@ REGISTRY = {
     "bbox_coder": {c.__name__: c for c in (
         coders.DeltaXYWHBBoxCoder, coders.LegacyDeltaXYWHBBoxCoder, coders.DistancePointBBoxCoder, coders.D2LOffsetCoder)},
     "loss": {c.__name__: c for c in (
-        dense_losses.CrossEntropyLoss, losses.SmoothL1Loss, losses.L1Loss, losses.FocalLoss,
+        dense_losses.CrossEntropyLoss, losses.SmoothL1Loss, losses.L1Loss, dense_losses.FocalLoss,
         losses.QualityFocalLoss, losses.GIoULoss, dense_losses.IoULoss, dense_losses.DistributionFocalLoss)},
 }
 
@@ -59,6 +60,7 @@ HEAD_TYPES = {
     "FCOSHead": FCOSHeadCore,
     "ATSSHead": ATSSHeadCore,
     "GFLHead": GFLHeadCore,
+    "TOODHead": TOODHeadCore,
 }
 
 IGNORED_KEYS = {"iou_calculator", "init_cfg", "debug", "gpu_assign_thr", "avg_non_ignore",
@@ -167,6 +169,8 @@ def build_head_core(model: dict) -> HeadCore:
         kwargs["neg_pos_ratio"] = train_cfg.get("neg_pos_ratio")
     if core_cls is ATSSHeadCore:
         kwargs["loss_centerness"] = build(head.get("loss_centerness", _DEFAULT_LOSS_CENTERNESS), "loss")
+    if core_cls is TOODHeadCore:
+        kwargs.update(_tood_kwargs(head, train_cfg, kwargs))
     if core_cls is GFLHeadCore:
         _check_gfl(head, kwargs)
         kwargs.update(loss_dfl=build(head.get("loss_dfl", _DEFAULT_LOSS_DFL), "loss"), reg_max=head.get("reg_max", 16))
@@ -177,6 +181,28 @@ def build_head_core(model: dict) -> HeadCore:
 
 _DEFAULT_LOSS_CENTERNESS = {"type": "CrossEntropyLoss", "use_sigmoid": True, "loss_weight": 1.0}
 _DEFAULT_LOSS_DFL = {"type": "DistributionFocalLoss", "loss_weight": 0.25}
+
+
+_DEFAULT_TOOD_INITIAL_LOSS = {"type": "FocalLoss", "use_sigmoid": True, "activated": True, "gamma": 2.0,
+                              "alpha": 0.25, "loss_weight": 1.0}
+
+
+def _tood_kwargs(head: dict, train_cfg: dict, kwargs: dict) -> dict:
+    """TOODHead: the initial stage (``initial_epoch``, ``initial_assigner``, ``initial_loss_cls``)
+    and ``train_cfg.alpha`` / ``beta``, which mmdetection hands to the task-aligned assigner."""
+    if head.get("num_dcn", 0):
+        raise ConfigBuildError(f"model.bbox_head.num_dcn={head['num_dcn']}: deformable convs are not built here")
+    if set(kwargs["prior_generator"].num_base_priors) != {1}:
+        raise ConfigBuildError(f"TOODHead: one anchor per cell, got {kwargs['prior_generator'].num_base_priors}")
+    alpha, beta = train_cfg.get("alpha", 1), train_cfg.get("beta", 6)
+    assigner = kwargs["assigner"]
+    if isinstance(assigner, assigners.TaskAlignedAssigner):
+        given = train_cfg.get("assigner", {})
+        assigner.alpha, assigner.beta = given.get("alpha", alpha), given.get("beta", beta)
+    return dict(initial_epoch=train_cfg.get("initial_epoch", 4), alpha=alpha, beta=beta,
+                initial_assigner=build(train_cfg.get("initial_assigner", {"type": "ATSSAssigner", "topk": 9}),
+                                       "assigner"),
+                initial_loss_cls=build(head.get("initial_loss_cls", _DEFAULT_TOOD_INITIAL_LOSS), "loss"))
 
 
 def _check_gfl(head: dict, kwargs: dict) -> None:
@@ -218,6 +244,8 @@ def _fcos_core(head: dict, train_cfg: dict, test_cfg: dict) -> FCOSHeadCore:
 
 
 def _default_assigner(head_type: str) -> dict:
+    if head_type == "TOODHead":
+        return {"type": "TaskAlignedAssigner", "topk": 13}
     if head_type == "GFLHead":
         return {"type": "ATSSAssigner", "topk": 9}
     if head_type.startswith("RTMDet"):
@@ -236,6 +264,8 @@ def _default_loss_cls(head_type: str) -> dict:
         return {"type": "CrossEntropyLoss", "loss_weight": 1.0}
     if head_type.startswith("RTMDet") or head_type == "GFLHead":
         return {"type": "QualityFocalLoss", "use_sigmoid": True, "beta": 2.0, "loss_weight": 1.0}
+    if head_type == "TOODHead":
+        return {"type": "QualityFocalLoss", "use_sigmoid": True, "activated": True, "beta": 2.0, "loss_weight": 1.0}
     return {"type": "FocalLoss", "use_sigmoid": True, "gamma": 2.0, "alpha": 0.25, "loss_weight": 1.0}
 
 
@@ -244,7 +274,7 @@ def _default_loss_bbox(head_type: str, train_cfg: dict) -> dict:
         return {"type": "SmoothL1Loss", "beta": train_cfg.get("smoothl1_beta", 1.0), "loss_weight": 1.0}
     if head_type == "TinySSDHead":
         return {"type": "L1Loss", "loss_weight": 1.0}
-    if head_type.startswith("RTMDet") or head_type == "GFLHead":
+    if head_type.startswith("RTMDet") or head_type in ("GFLHead", "TOODHead"):
         return {"type": "GIoULoss", "loss_weight": 2.0}
     return {"type": "L1Loss", "loss_weight": 1.0}
 

@@ -11,7 +11,8 @@ from torch import Tensor
 from . import losses
 from .boxes import bbox_overlaps
 
-__all__ = ["iou_loss", "IoULoss", "CrossEntropyLoss", "distribution_focal_loss", "DistributionFocalLoss"]
+__all__ = ["iou_loss", "IoULoss", "CrossEntropyLoss", "distribution_focal_loss", "DistributionFocalLoss",
+           "focal_loss_with_prob", "FocalLoss"]
 
 
 def iou_loss(pred: Tensor, target: Tensor, mode: str = "log", eps: float = 1e-6) -> Tensor:
@@ -86,3 +87,34 @@ class DistributionFocalLoss(losses._Loss):
 
     def elementwise(self, pred, target):
         return distribution_focal_loss(pred, target)
+
+
+def focal_loss_with_prob(prob: Tensor, labels: Tensor, gamma: float = 2.0, alpha: float = 0.25) -> Tensor:
+    """(N, C) focal loss of PROBABILITIES ``prob`` against class indices ``labels`` (N,), ``C`` =
+    background (mmdetection's ``py_focal_loss_with_prob``: TOOD's initial epochs)."""
+    num_classes = prob.size(1)
+    target = F.one_hot(labels.long(), num_classes=num_classes + 1)[:, :num_classes].type_as(prob)
+    pt = (1 - prob) * target + prob * (1 - target)
+    focal_weight = (alpha * target + (1 - alpha) * (1 - target)) * pt.pow(gamma)
+    return F.binary_cross_entropy(prob, target, reduction="none") * focal_weight
+
+
+class FocalLoss(losses.FocalLoss):
+    """:class:`detengine.losses.FocalLoss`, and with ``activated=True`` on probabilities
+    (class-index targets only, as mmdetection)."""
+
+    def __init__(self, *, activated: bool = False, **kw):
+        super().__init__(**kw)
+        self.activated = bool(activated)
+
+    def elementwise(self, pred, target):
+        if not self.activated:
+            return super().elementwise(pred, target)
+        if target.dim() == pred.dim():
+            raise ValueError("FocalLoss(activated=True) takes class indices (N,), as mmdetection")
+        return focal_loss_with_prob(pred, target, self.gamma, self.alpha)
+
+    def per_prior(self, pred, target):
+        if not self.activated:
+            return super().per_prior(pred, target)
+        return self.elementwise(pred, target).sum(dim=1)

@@ -250,6 +250,11 @@ def loss_breakdown(loss: ImageLoss, priors: Priors, assign_result: AssignResult,
     }
 
 
+def _assigner_of(core: HeadCore):
+    """The assigner the head uses now (TOOD's initial epochs: its ``initial_assigner``)."""
+    return getattr(core, "active_assigner", core.assigner)
+
+
 def assemble_trace(model_cfg: dict, core: HeadCore, input_shape, pad_shape, priors: Priors, gt_boxes: Tensor,
                    gt_labels: Tensor, gt_boxes_ignore: Tensor, targets: Targets, cls_scores=None, bbox_preds=None,
                    predictions_source=None, loss: ImageLoss | None = None) -> DebugTrace:
@@ -258,7 +263,7 @@ def assemble_trace(model_cfg: dict, core: HeadCore, input_shape, pad_shape, prio
     return DebugTrace(model_cfg, model_cfg["bbox_head"]["type"], core.num_classes, core.score_layout,
                       tuple(int(v) for v in input_shape), tuple(pad_shape) if pad_shape else None, priors, gt_boxes,
                       gt_labels, gt_boxes_ignore, targets.assign_result, targets.sampling_result, targets,
-                      type(core.assigner).__name__, dict(vars(core.assigner)), predictions_source,
+                      type(_assigner_of(core)).__name__, dict(vars(_assigner_of(core))), predictions_source,
                       detach(cls_scores), detach(bbox_preds), loss)
 
 

@@ -86,6 +86,23 @@ REASON_TEXT = {
 }
 
 
+def _unmap_extra(key: str, value, valid: Tensor):
+    """An assigner's extra computed on ``priors[valid]``, for all priors: per-prior tensors (last
+    dimension = the valid priors) scattered (0 elsewhere; ``pair_reasons`` ``INVALID_PRIOR``), prior
+    indices (``*idxs``) mapped back; anything else as it is."""
+    n = int(valid.sum())
+    if not isinstance(value, Tensor) or n == valid.shape[0]:
+        return value
+    if key.endswith("idxs") and not value.is_floating_point():
+        return valid.nonzero().view(-1)[value]
+    if value.dim() in (1, 2) and value.shape[-1] == n:
+        fill = Reason.INVALID_PRIOR if key == "pair_reasons" else 0
+        out = value.new_full((*value.shape[:-1], valid.shape[0]), fill)
+        out[..., valid] = value
+        return out
+    return value
+
+
 @dataclass
 class AssignResult:
     """Assignment of A priors to G ground truths.
@@ -162,11 +179,7 @@ class AssignResult:
         reasons = torch.full((a,), Reason.INVALID_PRIOR, dtype=torch.uint8, device=valid.device)
         if self.reasons is not None:
             reasons[valid] = self.reasons
-        extras = dict(self.extras)
-        pair = extras.get("pair_reasons")
-        if pair is not None and pair.dim() == 2 and pair.shape[1] == int(valid.sum()) != a:
-            extras["pair_reasons"] = pair.new_full((pair.shape[0], a), Reason.INVALID_PRIOR)
-            extras["pair_reasons"][:, valid] = pair
+        extras = {k: _unmap_extra(k, v, valid) for k, v in self.extras.items()}
         return AssignResult(self.num_gts, gt_inds, max_overlaps, labels, reasons, extras)
 
     @classmethod

@@ -16,6 +16,7 @@ from .rtmdet import CSPNeXt, CSPNeXtPAFPN, RTMDetSepBNHeadModule
 from .spec import check_model, detector_kind
 from .ssd import SSDVGG, SSDHeadModule, SSDNeck
 from .tinyssd import TinySSDBaseNet
+from .tood import TOODHeadModule
 
 __all__ = ["build_detector", "DETECTOR_TYPES"]
 
@@ -183,12 +184,20 @@ def _gfl(model, core):
                                                      num_classes=core.num_classes)
 
 
+def _tood(model, core):
+    backbone, neck, out = _resnet_fpn(model, core)
+    h = model["bbox_head"]
+    _same("model.bbox_head.in_channels", h.get("in_channels"), [out])
+    return backbone, neck, TOODHeadModule.from_config(h, in_channels=out, num_classes=core.num_classes,
+                                                      prior_generator=core.prior_generator, bbox_coder=core.bbox_coder)
+
+
 DETECTOR_TYPES = {"SSD": _ssd, "RetinaNet": _retinanet, "RTMDet": _rtmdet, "TinySSD": _tinyssd, "FCOS": _fcos,
-                  "ATSS": _atss, "GFL": _gfl}
+                  "ATSS": _atss, "GFL": _gfl, "TOOD": _tood}
 
 
 def build_detector(model_cfg: dict) -> DenseDetector:
-    """A trainable detector for a ``model`` config dict (SSD, RetinaNet, RTMDet, FCOS, ATSS, GFL, TinySSD): exactly
+    """A trainable detector for a ``model`` config dict (SSD, RetinaNet, RTMDet, FCOS, ATSS, GFL, TOOD, TinySSD): exactly
     the network mmdetection builds from it, or ``ConfigBuildError`` naming the key and why
     (:mod:`detengine.models.spec`)."""
     model_cfg = copy.deepcopy(model_cfg)

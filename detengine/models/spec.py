@@ -211,6 +211,13 @@ GFL_HEAD = {  # AnchorHead's keys and GFLHead's own (one anchor per cell: checke
     "reg_decoded_bbox": _value([False, True], "GFLHead decodes its distances itself, whatever the flag says"),
     "init_cfg": _default_init, "conv_cfg": _value(None), "norm_cfg": _gn_cfg,
 }
+TOOD_HEAD = {  # ATSSHead's keys and TOODHead's own (num_dcn > 0 is refused by the head core's builder)
+    **dict.fromkeys(("num_classes", "anchor_generator", "bbox_coder", "loss_cls", "loss_bbox", "train_cfg",
+                     "test_cfg", "in_channels", "feat_channels", "stacked_convs", "initial_loss_cls", "num_dcn"), ACTS),
+    "anchor_type": _value(["anchor_free", "anchor_based"]),
+    "reg_decoded_bbox": _value(True, "TOODHead compares decoded boxes with its targets"),
+    "init_cfg": _default_init, "conv_cfg": _value(None), "norm_cfg": _gn_cfg,
+}
 #: detector kind -> {part: {type: spec}}
 PARTS = {
     "SSD": {"backbone": {"SSDVGG": SSDVGG, "MobileNetV2": MOBILENET_V2}, "neck": {"SSDNeck": SSDNECK},
@@ -225,6 +232,8 @@ PARTS = {
              "bbox_head": {"ATSSHead": ATSS_HEAD}},
     "GFL": {"backbone": {"ResNet": RESNET, "ResNeXt": RESNEXT}, "neck": {"FPN": FPN},
             "bbox_head": {"GFLHead": GFL_HEAD}},
+    "TOOD": {"backbone": {"ResNet": RESNET, "ResNeXt": RESNEXT}, "neck": {"FPN": FPN},
+             "bbox_head": {"TOODHead": TOOD_HEAD}},
 }
 _MODEL_KEYS = ("type", "data_preprocessor", "backbone", "neck", "bbox_head", "train_cfg", "test_cfg", "init_cfg")
 #: DetDataPreprocessor: normalisation and padding act (the pipeline's last steps, collate)
@@ -238,7 +247,7 @@ DATA_PREPROCESSOR = {
 # SingleStageDetector (the type mmdetection's own SSD files use) is the detector its head makes
 _KIND_OF_HEAD = {"SSDHead": "SSD", "RetinaHead": "RetinaNet", "AnchorHead": "RetinaNet",
                  "RTMDetSepBNHead": "RTMDet", "RTMDetHead": "RTMDet", "FCOSHead": "FCOS",
-                 "ATSSHead": "ATSS", "GFLHead": "GFL"}
+                 "ATSSHead": "ATSS", "GFLHead": "GFL", "TOODHead": "TOOD"}
 
 
 def detector_kind(model: dict) -> str:

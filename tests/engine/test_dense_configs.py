@@ -16,6 +16,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 SHIPPED = {  # shipped name -> (fixture, mmdetection's config name)
     "atss_r50_fpn_coco": ("mmdet_atss_reference.pt", "atss_r50_fpn_1x_coco"),
     "gfl_r50_fpn_coco": ("mmdet_gfl_reference.pt", "gfl_r50_fpn_1x_coco"),
+    "tood_r50_fpn_coco": ("mmdet_tood_reference.pt", "tood_r50_fpn_1x_coco"),
 }
 
 

@@ -108,3 +108,118 @@ def test_empty_task_aligned_assignments_are_shaped(R, num_gts, num_priors):
     assert result.gt_inds.tolist() == [0] * num_priors and result.max_overlaps.tolist() == [0.0] * num_priors
     assert result.extras["pair_reasons"].shape == (num_gts, num_priors)
     assert R["assigner"]["no_priors"]["gt_inds"].numel() == 0
+
+
+def _head_setup(R, epoch):
+    from detengine.builder import build_head_core
+    ref = R["head"]
+    core = build_head_core(dict(type="TOOD", bbox_head=ref["head"], train_cfg=ref["train_cfg"], test_cfg=ref["test_cfg"]))
+    core.set_epoch(epoch)
+    scores, boxes = head_outputs(R)
+    pixels = _pixel_boxes(R, boxes)
+    image = tuple(R["meta"]["image"])
+    priors = [core.priors(image, pad_shape=tuple(p)) for p in R["meta"]["pad_shapes"]]
+    targets = [core.targets(p, g["bboxes"], g["labels"], tuple(s), cls_scores=c, bbox_preds=b)
+               for p, g, s, c, b in zip(priors, R["meta"]["gts"], R["meta"]["img_shapes"], scores, pixels, strict=True)]
+    return core, priors, targets, scores, pixels
+
+
+def test_tood_targets_match_mmdet(R):
+    """After the initial epochs: labels, label weights (0 past pad_shape), positives exactly; GT
+    boxes and the per-GT normalised alignment metrics within the ULP budget."""
+    _, _, targets, _, _ = _head_setup(R, 4)
+    for t, ref in zip(targets, R["head"]["targets"], strict=True):
+        pos = ref["pos_inds"]
+        assert_ulp_close(t.labels, ref["labels"].long(), what="labels")
+        assert_ulp_close(t.label_weights.to(torch.int8), ref["label_weights"], what="label weights")
+        assert_ulp_close(t.sampling_result.pos_inds, pos, what="positives")
+        assert_ulp_close(t.bbox_targets[pos], ref["bbox_targets"], what="GT boxes")
+        assert_ulp_close(t.extras["alignment_metrics"][pos], ref["norm_metrics"], what="normalised metrics")
+
+
+@pytest.mark.parametrize("epoch", [0, 4])
+def test_tood_losses_match_mmdet(R, epoch):
+    """Epoch 0 (ATSS, focal on probabilities, centerness-weighted GIoU) and epoch 4 (task-aligned,
+    QFL on the normalised metrics, metric-weighted GIoU), summed over levels as mmdetection."""
+    core, priors, targets, scores, pixels = _head_setup(R, epoch)
+    norm = core.reduce_avg_factor([core.avg_factor_of(t) for t in targets])
+    per_image = [core.loss_image(c, b, p, t, norm) for c, b, p, t in zip(scores, pixels, priors, targets, strict=True)]
+    for key, expected in R["head"]["loss"][epoch].items():
+        torch.testing.assert_close(sum(loss.terms[key] for loss in per_image), torch.tensor(expected), rtol=1e-5,
+                                   atol=1e-6, msg=key)
+    for loss in per_image:
+        torch.testing.assert_close(loss.bbox_per_prior.sum(), loss.terms["loss_bbox"], rtol=1e-5, atol=1e-6)
+
+
+def test_tood_detections_match_mmdet(R):
+    core, priors, _, scores, pixels = _head_setup(R, 4)
+    for i, expected in enumerate(R["head"]["predict"]):
+        result = core.predict(scores[i], pixels[i], priors[i], tuple(R["meta"]["img_shapes"][i]))
+        assert_ulp_close(result.labels, expected["labels"], what="labels")
+        torch.testing.assert_close(result.scores, expected["scores"], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(result.boxes, expected["bboxes"], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("anchor_type", ["anchor_free", "anchor_based"])
+def test_tood_head_network_matches_mmdet(R, anchor_type):
+    """mmdetection's names in its order; with the same weights the same class probabilities and
+    boxes on every level (the reference samples with torchvision's deform_conv2d, as DetScope)."""
+    from detengine.builder import build_head_core
+    from detengine.models.tood import TOODHeadModule
+    from tests.engine.fixtures.make_resnet_styles_reference import filled
+    ref = R["module"][anchor_type]
+    head = dict(R["head"]["head"], anchor_type=anchor_type)
+    core = build_head_core(dict(type="TOOD", bbox_head=head, train_cfg=R["head"]["train_cfg"]))
+    module = TOODHeadModule.from_config(head, in_channels=8, num_classes=4, prior_generator=core.prior_generator,
+                                        bbox_coder=core.bbox_coder).eval()
+    assert [(k, list(v.shape)) for k, v in module.state_dict().items()] == [tuple(n) for n in ref["names"]]
+    module.load_state_dict(filled(dict(module.state_dict())))
+    feats = [det_randn((1, 8, h, w), 9980 + i) for i, (h, w) in enumerate(featmap_sizes())]
+    with torch.no_grad():
+        outs = [module.forward_single(f, i) for i, f in enumerate(feats)]
+    for (cls, boxes), ref_cls, ref_boxes in zip(outs, ref["cls"], ref["boxes"], strict=True):
+        torch.testing.assert_close(cls, ref_cls, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(boxes, ref_boxes, rtol=1e-4, atol=1e-5)
+
+
+def test_mmdetections_tood_files_build_or_are_refused(R):
+    from detengine.builder import ConfigBuildError
+    from detengine.models import build_detector
+    for name, ref in R["configs"].items():
+        if "dconv" in name:
+            with pytest.raises(ConfigBuildError, match="dcn"):
+                build_detector(ref["model"])
+            continue
+        with torch.device("meta"):
+            model = build_detector(ref["model"]).eval()
+            feats = model.neck(model.backbone(torch.zeros(1, 3, *R["meta"]["config_input"])))
+        numel = [sum(p.numel() for p in m.parameters()) for m in (model, model.backbone, model.neck, model.head)]
+        assert numel == [ref["params"], ref["backbone_params"], ref["neck_params"], ref["head_params"]], name
+        assert [list(f.shape[1:]) for f in feats] == ref["feature_shapes"]
+
+
+def test_a_tiny_tood_trains_a_step_in_both_stages():
+    """A ResNet-18 TOOD of the shipped layout: the initial (ATSS) and the task-aligned stage give
+    finite losses and gradients; set_epoch switches them, as mmdetection's epoch does."""
+    from detengine.config import load_config
+    from detengine.models import build_detector
+    from detengine.shipped import find_config
+    model_cfg = load_config(find_config("tood_r50_fpn_coco")).to_dict()["model"]
+    tiny = {**model_cfg, "backbone": {**model_cfg["backbone"], "depth": 18, "init_cfg": None},
+            "neck": {**model_cfg["neck"], "in_channels": [64, 128, 256, 512], "out_channels": 32},
+            "bbox_head": {**model_cfg["bbox_head"], "in_channels": 32, "feat_channels": 32, "stacked_convs": 2,
+                          "num_classes": 3}}
+    torch.manual_seed(0)
+    model = build_detector(tiny).train()
+    batch = {"images": torch.randn(2, 3, 64, 96),
+             "gt_boxes": [torch.tensor([[10.0, 12.0, 50.0, 60.0]]), torch.zeros(0, 4)],
+             "gt_labels": [torch.tensor([2]), torch.zeros(0, dtype=torch.long)]}
+    for epoch, assigner in ((0, "ATSSAssigner"), (4, "TaskAlignedAssigner")):
+        model.core.set_epoch(epoch)
+        model.zero_grad()
+        losses, trace = model.loss(batch, trace_index=0)
+        total = sum(losses.values())
+        total.backward()
+        assert torch.isfinite(total) and model.head.tood_reg.weight.grad.abs().sum() > 0
+        assert trace.assigner_name == assigner and trace.assign_result.num_pos > 0
+        assert ("assign_metrics" in trace.assign_result.extras) == (assigner == "TaskAlignedAssigner")
