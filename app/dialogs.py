@@ -77,6 +77,62 @@ class ClassPickDialog(QDialog):
         return self.edit.text().strip()
 
 
+EXPORT_CHOICES = (("coco", "COCO JSON (one file)"), ("yolo", "YOLO / Ultralytics (data.yaml, images/, labels/)"),
+                  ("voc", "Pascal VOC (Annotations/, JPEGImages/, ImageSets/)"),
+                  ("labelme", "labelme (one JSON beside each image)"))
+
+
+class ExportAnnotationsDialog(QDialog):
+    """Format, destination (a new or empty folder; a .json file for COCO) and whether the image
+    files are linked or copied into a folder format."""
+
+    def __init__(self, suggested_folder: str, parent=None):
+        from PySide6.QtWidgets import QCheckBox, QFormLayout, QHBoxLayout, QPushButton
+        super().__init__(parent)
+        self.setWindowTitle("Export annotations as")
+        self.folder = suggested_folder
+        self.format = QComboBox()
+        for key, text in EXPORT_CHOICES:
+            self.format.addItem(text, key)
+        self.path = QLineEdit()
+        browse = QPushButton("Browse…")
+        self.copy = QCheckBox("copy the image files (default: links to them)")
+        row = QHBoxLayout()
+        row.addWidget(self.path, 1)
+        row.addWidget(browse)
+        form = QFormLayout(self)
+        form.addRow("Format", self.format)
+        form.addRow("Write to", row)
+        form.addRow(self.copy)
+        note = QLabel("A folder format is written into a new (or empty) folder; nothing existing is overwritten.")
+        note.setWordWrap(True)
+        form.addRow(note)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)
+        self.format.currentIndexChanged.connect(self._suggest)
+        browse.clicked.connect(self._browse)
+        self._suggest()
+
+    def _suggest(self, *_args) -> None:
+        from pathlib import Path
+        key = self.format.currentData()
+        name = "annotations.json" if key == "coco" else f"export_{key}"
+        self.path.setText(str(Path(self.folder) / name))
+
+    def _browse(self) -> None:
+        if self.format.currentData() == "coco":
+            path, _ = QFileDialog.getSaveFileName(self, "Export COCO JSON", self.path.text(), "COCO JSON (*.json)")
+        else:
+            path = QFileDialog.getExistingDirectory(self, "Export into this (new or empty) folder", self.folder)
+        if path:
+            self.path.setText(path)
+
+    def answer(self) -> tuple[str, str, str]:
+        return self.format.currentData(), self.path.text().strip(), "copy" if self.copy.isChecked() else "link"
+
+
 class ProblemsDialog(QDialog):
     """What an open skipped or repaired, one line per record, copyable."""
 
@@ -199,6 +255,13 @@ class Dialogs:
         name, ok = QInputDialog.getText(self.window, title, "Class name:", text=initial)
         return name.strip() if ok and name.strip() else None
 
+    def ask_export_annotations(self, folder: str) -> tuple[str, str, str] | None:
+        """(format, destination, "link" | "copy") for File > Export Annotations As…, or None."""
+        dialog = ExportAnnotationsDialog(folder, self.window)
+        if dialog.exec() != QDialog.DialogCode.Accepted or not dialog.answer()[1]:
+            return None
+        return dialog.answer()
+
     def ask_box_class(self, names: list[str], current: str) -> str | None:
         dialog = ClassPickDialog(names, current, self.window)
         if dialog.exec() != QDialog.DialogCode.Accepted or not dialog.name():
@@ -227,10 +290,13 @@ class Dialogs:
         return True, (dialog.target.currentData() if dialog.move_boxes.isChecked() else None)
 
     def ask_open_json(self, folder: str) -> str | None:
-        path, _ = QFileDialog.getOpenFileName(self.window, "Open COCO JSON", folder, "COCO JSON (*.json);;All files (*)")
+        path, _ = QFileDialog.getOpenFileName(self.window, "Open annotations (COCO JSON or Ultralytics data.yaml)", folder,
+                                              "Annotations (*.json *.yaml *.yml);;COCO JSON (*.json);;"
+                                              "Ultralytics data.yaml (*.yaml *.yml);;All files (*)")
         return path or None
 
-    def ask_open_folder(self, folder: str, title: str = "Open a Pascal VOC folder or a folder of images") -> str | None:
+    def ask_open_folder(self, folder: str, title: str = "Open a folder: Pascal VOC, YOLO (labelImg), labelme, "
+                                                          "or just images") -> str | None:
         return QFileDialog.getExistingDirectory(self.window, title, folder) or None
 
     def ask_checkpoint(self, folder: str = "") -> str | None:

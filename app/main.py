@@ -21,7 +21,7 @@ from pathlib import Path
 __all__ = ["main", "parse_args", "has_display", "platform_is_xcb", "missing_xcb_libraries", "missing_xcb_message",
            "NO_DISPLAY_MESSAGE", "XCB_LIBRARIES", "VIEWS", "SCREENSHOT_SIZE", "STARTUP_T0_ENV"]
 
-VIEWS = ("annotate", "anchors", "assign", "loss", "nms", "scan", "train", "evaluate")
+VIEWS = ("annotate", "anchors", "assign", "loss", "nms", "scan", "train", "evaluate", "dataset")
 SCREENSHOT_SIZE = (1280, 800)
 STARTUP_T0_ENV = "DETSCOPE_STARTUP_T0"   # a time.time(): print the startup times against it, quit when ready
 

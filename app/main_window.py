@@ -25,6 +25,7 @@ from app import theme
 from app.annotate import document
 from app.annotate.canvas import Canvas
 from app.annotate.class_panel import ClassPanel
+from app.annotate.dataset_panel import DatasetPanel
 from app.annotate.document import Document, holder_text, load_recovery, pending_recovery
 from app.annotate.editor import Editor
 from app.annotate.image_list_panel import ImageListPanel
@@ -37,7 +38,8 @@ if TYPE_CHECKING:
 
 __all__ = ["MainWindow", "VIEWS"]
 
-VIEWS = ("annotate", "anchors", "assign", "loss", "nms", "scan", "train", "evaluate")
+VIEWS = ("annotate", "anchors", "assign", "loss", "nms", "scan", "train", "evaluate", "dataset")
+RIGHT_DOCKS = ("classes", "debug", "training", "dataset")      # tabbed together, in this order
 CANVAS_SHARE = 0.52         # the canvas keeps at least this share of the window's width (docks shrink, scroll)
 DOCK_MIN_WIDTH = 160        # a dock can be made this narrow: its content scrolls
 
@@ -94,20 +96,21 @@ class MainWindow(QMainWindow):
         until :meth:`_build_panels`."""
         self.image_list = ImageListPanel()
         self.class_panel = ClassPanel()
+        self.dataset_panel = DatasetPanel()
         self.docks = {}
         for key, title, widget, area in (
                 ("images", "Images", self.image_list, Qt.DockWidgetArea.LeftDockWidgetArea),
                 ("classes", "Classes", self.class_panel, Qt.DockWidgetArea.RightDockWidgetArea),
                 ("debug", "Debug", _placeholder(), Qt.DockWidgetArea.RightDockWidgetArea),
-                ("training", "Training", _placeholder(), Qt.DockWidgetArea.RightDockWidgetArea)):
+                ("training", "Training", _placeholder(), Qt.DockWidgetArea.RightDockWidgetArea),
+                ("dataset", "Dataset", self.dataset_panel, Qt.DockWidgetArea.RightDockWidgetArea)):
             dock = QDockWidget(title, self)
             dock.setObjectName(f"dock_{key}")
             self.addDockWidget(area, dock)
             self.docks[key] = dock
             self._set_dock_content(key, widget)
-        self.tabifyDockWidget(self.docks["classes"], self.docks["debug"])
-        self.tabifyDockWidget(self.docks["debug"], self.docks["training"])
-        self.docks["classes"].raise_()
+        self._tabify_right()
+        self.docks["dataset"].visibilityChanged.connect(self.dataset_panel.set_active)
         self._hidden_docks: list[str] = []       # the docks "Image Only" hid, shown again by the next toggle
 
     def _set_dock_content(self, key: str, widget) -> None:
@@ -140,14 +143,14 @@ class MainWindow(QMainWindow):
         window: the image list ~17 % (150-290 px), the right dock the rest up to 560 px."""
         width = max(self.width(), 640)
         images = max(150, min(290, int(width * 0.17)))
-        wanted = 300 if right == "classes" else 560
+        wanted = {"classes": 300, "dataset": 420}.get(right, 560)
         room = int(width * (1 - CANVAS_SHARE)) - images - 16     # two dock separators and frames
         return images, max(DOCK_MIN_WIDTH, min(wanted, room))
 
     def fit_docks(self, right: str | None = None) -> None:
         """Give the docks their :meth:`dock_widths` (the right one: ``right``'s, else the one shown)."""
         if right is None:
-            right = next((k for k in ("debug", "training", "classes") if self._dock_shown(k)), "classes")
+            right = next((k for k in ("debug", "training", "dataset", "classes") if self._dock_shown(k)), "classes")
         images, side = self.dock_widths(right)
         docks = [d for d in (self.docks["images"], self.docks[right]) if d.isVisible()]
         sizes = [images if d is self.docks["images"] else side for d in docks]
@@ -162,18 +165,19 @@ class MainWindow(QMainWindow):
         """View > Reset Layout: every dock back in its place, docked and shown, the right ones
         tabbed, sizes that leave the canvas its share."""
         self._hidden_docks = []
-        for key, area in (("images", Qt.DockWidgetArea.LeftDockWidgetArea),
-                          ("classes", Qt.DockWidgetArea.RightDockWidgetArea),
-                          ("debug", Qt.DockWidgetArea.RightDockWidgetArea),
-                          ("training", Qt.DockWidgetArea.RightDockWidgetArea)):
+        for key in ("images", *RIGHT_DOCKS):
             dock = self.docks[key]
             dock.setFloating(False)
+            area = Qt.DockWidgetArea.LeftDockWidgetArea if key == "images" else Qt.DockWidgetArea.RightDockWidgetArea
             self.addDockWidget(area, dock)
             dock.show()
-        self.tabifyDockWidget(self.docks["classes"], self.docks["debug"])
-        self.tabifyDockWidget(self.docks["debug"], self.docks["training"])
-        self.docks["classes"].raise_()
+        self._tabify_right()
         self.fit_docks("classes")
+
+    def _tabify_right(self) -> None:
+        for a, b in zip(RIGHT_DOCKS, RIGHT_DOCKS[1:]):
+            self.tabifyDockWidget(self.docks[a], self.docks[b])
+        self.docks["classes"].raise_()
 
     def toggle_image_only(self) -> None:
         """F11: hide every dock (the image alone, as in an image viewer); again: show them back."""
@@ -237,8 +241,11 @@ class MainWindow(QMainWindow):
 
     def _build_actions(self) -> None:
         a = self.actions_by_name = {}
-        a["open_json"] = self._action("Open COCO JSON…", self.ask_open_json, ["Ctrl+O"])
-        a["open_folder"] = self._action("Open Folder (VOC or images)…", self.ask_open_folder, ["Ctrl+Shift+O"])
+        a["open_json"] = self._action("Open Annotations (COCO JSON, YOLO data.yaml)…", self.ask_open_json, ["Ctrl+O"])
+        a["open_folder"] = self._action("Open Folder (VOC, YOLO, labelme or images)…", self.ask_open_folder,
+                                        ["Ctrl+Shift+O"])
+        a["export_annotations"] = self._action("Export Annotations As (COCO / YOLO / VOC / labelme)…",
+                                               self.export_annotations)
         a["open_sample"] = self._action("Open Sample Project", self.open_sample)
         a["save"] = self._action("Save", lambda: self.save(background=True), ["Ctrl+S"])
         a["save_as"] = self._action("Save As…", self.save_as, ["Ctrl+Shift+S"])
@@ -321,7 +328,8 @@ class MainWindow(QMainWindow):
 
     def _build_menus(self) -> None:
         a, bar = self.actions_by_name, self.menuBar()
-        menus = {"&File": ["open_json", "open_folder", "open_sample", None, "save", "save_as", "export", None, "quit"],
+        menus = {"&File": ["open_json", "open_folder", "open_sample", None, "save", "save_as", "export_annotations",
+                           "export", None, "quit"],
                  "&Edit": ["undo", "redo", None, "draw", "select_all", "delete", "copy", "paste", "duplicate", None,
                            "ask_each_box"],
                  "&View": ["next", "prev", None, "fit", "actual", "zoom_in", "zoom_out", None, "show_boxes",
@@ -612,6 +620,7 @@ class MainWindow(QMainWindow):
         self.editor.set_document(self.doc)
         self.image_list.set_document(self.doc)
         self.class_panel.set_document(self.doc)
+        self.dataset_panel.set_document(self.doc)
         if self.engine_loaded:
             self._attach_panels()
         self.canvas.set_predictions([])
@@ -857,6 +866,27 @@ class MainWindow(QMainWindow):
             self.show_message("not saved", 6000)
             self.dialogs.error("Cannot save", f"{job.error}\nNothing was overwritten; your edits are still open.")
 
+    def export_annotations(self) -> bool:
+        """File > Export Annotations As…: the project as COCO, YOLO, VOC or labelme, into a new
+        folder (COCO: a file); what a format cannot hold is said, never dropped silently."""
+        from detengine.api import DatasetError, OutputPathError, export_project
+        project = self.doc.project
+        folder = project.path.parent if project.path is not None else project.image_root.parent
+        answer = self.dialogs.ask_export_annotations(str(folder))
+        if not answer:
+            return False
+        fmt, path, images = answer
+        try:
+            result = export_project(project, path, fmt, images=images, size_of=image_size)
+        except (OSError, ValueError, DatasetError, OutputPathError) as exc:
+            self.dialogs.error("Cannot export", f"{exc}\nNothing was written; the project is unchanged.")
+            return False
+        notes = ("\n" + "\n".join(result.notes)) if result.notes else ""
+        self.show_message(result.summary().splitlines()[0], 10000)
+        if notes:
+            self.dialogs.notice("Exported, with notes", result.summary())
+        return True
+
     def reload_project(self) -> bool:
         """Read the project file again, dropping this window's unsaved edits; the shown image
         stays. False (and nothing changes) when the file cannot be read."""
@@ -944,7 +974,9 @@ class MainWindow(QMainWindow):
     def show_view(self, view: str) -> None:
         """``annotate``: the class list beside the canvas; a debug view: the debug dock, wider.
         Before the panels exist only the dock is raised."""
-        if view in ("train", "evaluate"):
+        if view == "dataset":
+            self._raise_dock("dataset")
+        elif view in ("train", "evaluate"):
             if self.engine_loaded:
                 self.training_tabs.setCurrentIndex(0 if view == "train" else 1)
             self._raise_dock("training")

@@ -63,6 +63,7 @@ class FakeDialogs:
         self.save_answer = "discard"
         self.color_answer = None
         self.box_class_answer = None
+        self.export_answer = None
         self.recover_answer = True
         self.run_config_answer = True
         self.class_names: list[str] = []
@@ -114,6 +115,10 @@ class FakeDialogs:
     def ask_class_name(self, existing, title="New class", initial=""):
         self._log("ask_class_name", title, initial)
         return self.class_names.pop(0) if self.class_names else None
+
+    def ask_export_annotations(self, folder):
+        self._log("ask_export_annotations", folder)
+        return self.export_answer
 
     def ask_box_class(self, names, current):
         self._log("ask_box_class", tuple(names), current)
