@@ -61,6 +61,8 @@ from detengine.api import (
 __all__ = ["TrainingPanel", "runs_root", "smooth", "Smoother", "device_choices", "warmup_iterations"]
 
 _CURVE_COLORS = theme.CURVE_COLORS
+# the starved-GT curves: assign/gt_zero_pos_frac + suffix, and their legend names
+STARVED_CURVES = (("", "all"), ("_small", "small"), ("_medium", "medium"), ("_large", "large"))
 _RUN_COLORS = theme.RUN_COLORS     # overlaid runs, one colour each (bright on the plots' black)
 _TERM_DASHES = (Qt.PenStyle.DashLine, Qt.PenStyle.DotLine, Qt.PenStyle.DashDotLine, Qt.PenStyle.DashDotDotLine)
 ALL_TERMS = "*"                    # overlay every loss term of the overlaid runs
@@ -290,12 +292,13 @@ class TrainingPanel(QWidget):
         self.loss_plot.setClipToView(True)
         self.lr_plot = self._add_plot(1, "learning rate")
         self.ap_plot = self._add_plot(2, "AP / AP50 (val)")
-        for plot in (self.lr_plot, self.ap_plot):
+        self.starved_plot = self._add_plot(3, "GTs without a positive, % (by COCO size)")
+        for plot in (self.lr_plot, self.ap_plot, self.starved_plot):
             plot.setXLink(self.loss_plot)                  # one x axis: an evaluation sits under its iteration
         self.ap_plot.setYRange(0, 1)
-        self.ap_plot.setLabel("bottom", "iteration")
+        self.starved_plot.setLabel("bottom", "iteration")
         grid = self.plots.ci.layout
-        for row, stretch in ((1, 2), (3, 1), (5, 1)):      # the loss plot gets half the height
+        for row, stretch in ((1, 2), (3, 1), (5, 1), (7, 1)):      # the loss plot gets the most height
             grid.setRowStretchFactor(row, stretch)
 
     def _add_plot(self, index: int, title: str):
@@ -880,6 +883,12 @@ class TrainingPanel(QWidget):
             for k, (name, color, symbol) in enumerate((("AP", theme.AP_CURVE, "o"), ("AP50", theme.AP50_CURVE, "t"))):
                 self._put(self.ap_plot, (name,), ex, [e[k + 1] for e in run.evals], pg.mkPen(color), entries,
                           ("", name, color, False), symbol=symbol, symbolSize=6, symbolBrush=color, symbolPen=color)
+        for n, (suffix, label) in enumerate(STARVED_CURVES):    # the trainer's assign/* at its log interval
+            points = run.assign.get(f"assign/gt_zero_pos_frac{suffix}")
+            if points:
+                color = _CURVE_COLORS[n % len(_CURVE_COLORS)]
+                self._put(self.starved_plot, ("starved", suffix), self._x(run, [s for s, _ in points]),
+                          [100 * v for _, v in points], pg.mkPen(color, width=1.5), entries, ("", label, color, False))
 
     def _draw_overlay(self, run: RunCurves, color: str, weight: float, entries) -> None:
         """Another run's chosen loss term(s), lr and AP / AP50, dashed, in the run's colour."""
@@ -908,7 +917,7 @@ class TrainingPanel(QWidget):
         return x
 
     def _on_x_axis(self) -> None:
-        self.ap_plot.setLabel("bottom", "epoch" if self.x_axis.currentData() == "epochs" else "iteration")
+        self.starved_plot.setLabel("bottom", "epoch" if self.x_axis.currentData() == "epochs" else "iteration")
         self.redraw_curves()
         self.loss_plot.enableAutoRange(x=True)
 

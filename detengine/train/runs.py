@@ -128,17 +128,21 @@ def _config_name(path: Path, events: list[dict]) -> str:
 
 @dataclass
 class RunCurves:
-    """The curves of one run, from its events: ``steps`` with each loss term and the lr, and the
-    evaluations as ``(step, AP, AP50)``."""
+    """The curves of one run, from its events: ``steps`` with each loss term and the lr, the
+    evaluations as ``(step, AP, AP50)``, and the assignment statistics (``assign/*``)."""
 
     name: str
     steps: list[int] = field(default_factory=list)
     losses: dict[str, list[float]] = field(default_factory=dict)
     lr: list[float] = field(default_factory=list)
     evals: list[tuple[int, float, float]] = field(default_factory=list)
+    # the trainer's assignment statistics at its logging interval: name -> [(step, value)]
+    assign: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
 
     def add(self, e: dict) -> None:
         if e.get("type") == "iter":
+            for k, v in (e.get("assign") or {}).items():
+                self.assign.setdefault(k, []).append((int(e["global_step"]), float(v)))
             self.steps.append(int(e["global_step"]))
             self.losses.setdefault("loss", []).append(float(e["loss"]))
             for k, v in e.get("losses", {}).items():

@@ -227,3 +227,21 @@ def test_the_console_echo_of_events_is_not_logged_twice(qtbot, sample_window, tm
     for e in _iters(0, 10) + _iters(6, 8):                                       # resumed from an older last.pth
         add_event(curves, e)
     assert curves.steps == list(range(8)) and len(curves.lr) == 8
+
+
+def test_the_starved_gt_curves_follow_the_trainer_s_statistics(qtbot, sample_window):
+    """assign/gt_zero_pos_frac (all and by size) from the iter events, in %, under the AP plot."""
+    from detengine.api import RunCurves
+    panel = sample_window.training_panel
+    sample_window.show_view("train")
+    run = RunCurves("now")
+    for step in range(25):
+        stats = {"assign/gt_zero_pos_frac": 0.5 - step / 100, "assign/gt_zero_pos_frac_small": 0.8}
+        run.add({"type": "iter", "global_step": step, "loss": 1.0, "losses": {}, "lr": 0.1,
+                 **({"assign": stats} if step % 10 == 0 else {})})
+    panel.curves = run
+    panel.redraw_curves()
+    x, y = panel._curve_items[("starved", "")][1].getData()
+    assert list(x) == [1.0, 11.0, 21.0] and list(y) == pytest.approx([50.0, 40.0, 30.0])
+    assert ("starved", "_small") in panel._curve_items and ("starved", "_large") not in panel._curve_items
+    assert "all" in panel.legend_text(panel.starved_plot)
