@@ -40,7 +40,7 @@ REGISTRY = {
     "assigner": {c.__name__: c for c in (
         assigners.MaxIoUAssigner, assigners.ATSSAssigner, assigners.DynamicSoftLabelAssigner,
         assigners.SSDPytorchMatcher, assigners.D2LGreedyAssigner, assigners.FCOSAssigner,
-        assigners.TaskAlignedAssigner)},
+        assigners.TaskAlignedAssigner, assigners.SimOTAAssigner)},
     "sampler": {"PseudoSampler": PseudoSampler},
     "bbox_coder": {c.__name__: c for c in (
         coders.DeltaXYWHBBoxCoder, coders.LegacyDeltaXYWHBBoxCoder, coders.DistancePointBBoxCoder, coders.D2LOffsetCoder)},

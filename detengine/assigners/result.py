@@ -42,6 +42,11 @@ class Reason:
     ANCHOR_OUTSIDE_GT = 24
     LOST_TO_HIGHER_IOU = 25
     POS_TASK_ALIGNED = 26
+    NOT_SIMOTA_CANDIDATE = 27
+    NOT_IN_SIMOTA_K = 28
+    LOST_TO_CHEAPER_GT = 29
+    POS_SIMOTA = 30
+    OUTSIDE_BOX_AND_CENTER = 31
 
 
 REASON_TEXT = {
@@ -83,6 +88,16 @@ REASON_TEXT = {
                                "(or as much, listed first), which takes it",
     Reason.POS_TASK_ALIGNED: "positive: among the GT's top-k alignment metrics, metric > 0, anchor centre inside "
                              "the GT; of such GTs the one its predicted box overlaps most",
+    # SimOTA (YOLOX): cost = cls_weight x class BCE + iou_weight x -log IoU (+ 1e5 off box-and-centre)
+    Reason.NOT_SIMOTA_CANDIDATE: "negative: the point is neither inside a GT box nor inside a GT's centre region "
+                                 "(centre +- center_radius x stride)",
+    Reason.NOT_IN_SIMOTA_K: "negative: a candidate, but not among any GT's dynamic-k lowest costs",
+    Reason.LOST_TO_CHEAPER_GT: "not this GT's: among its dynamic-k lowest costs, but another GT that also took "
+                               "it costs less (the cheapest keeps it)",
+    Reason.POS_SIMOTA: "positive: among the GT's dynamic-k (sum of its top IoUs) lowest classification + IoU costs; "
+                       "the cheapest GT that took it",
+    Reason.OUTSIDE_BOX_AND_CENTER: "negative for this GT: not inside both its box and its centre region, so its cost "
+                                   "carries the 1e5 penalty (and it was not taken)",
 }
 
 
