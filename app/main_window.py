@@ -244,6 +244,9 @@ class MainWindow(QMainWindow):
         a["open_json"] = self._action("Open Annotations (COCO JSON, YOLO data.yaml)…", self.ask_open_json, ["Ctrl+O"])
         a["open_folder"] = self._action("Open Folder (VOC, YOLO, labelme or images)…", self.ask_open_folder,
                                         ["Ctrl+Shift+O"])
+        a["fit_anchors"] = self._action("Fit Anchors to Dataset…", self.fit_anchors_dialog,
+                                        tip="Search anchor settings that cover the training split's boxes best "
+                                            "(the Debug dock's config), before / after under the real assigner")
         a["export_annotations"] = self._action("Export Annotations As (COCO / YOLO / VOC / labelme)…",
                                                self.export_annotations)
         a["open_sample"] = self._action("Open Sample Project", self.open_sample)
@@ -334,6 +337,7 @@ class MainWindow(QMainWindow):
                            "ask_each_box"],
                  "&View": ["next", "prev", None, "fit", "actual", "zoom_in", "zoom_out", None, "show_boxes",
                            "show_labels", None, "image_only", "reset_layout"],
+                 "&Tools": ["fit_anchors"],
                  "&Help": ["shortcuts"]}
         for title, names in menus.items():
             menu = bar.addMenu(title)
@@ -865,6 +869,25 @@ class MainWindow(QMainWindow):
         else:
             self.show_message("not saved", 6000)
             self.dialogs.error("Cannot save", f"{job.error}\nNothing was overwritten; your edits are still open.")
+
+    def fit_anchors_dialog(self):
+        """Tools > Fit Anchors to Dataset…: the training split under the Debug dock's config."""
+        from app.annotate.image_loader import image_size as size_of
+        from app.debug.fit_anchors_dialog import FitAnchorsDialog
+        from detengine.api import anchor_settings, scan_items, split_indices
+        panel = self.debug_panel
+        try:
+            anchor_settings(panel.cfg["model"])
+            train = set(split_indices(self.doc.project)[0])
+        except ValueError as exc:
+            self.dialogs.error("Cannot fit anchors", str(exc))
+            return None
+        items = [it for it in scan_items(self.doc.project, size_of=size_of) if it.index in train]
+        dialog = FitAnchorsDialog(items, panel.cfg, list(self.doc.project.categories), panel.config, self)
+        self.fit_dialog = dialog                  # kept for tests
+        dialog.start()
+        dialog.show()
+        return dialog
 
     def export_annotations(self) -> bool:
         """File > Export Annotations As…: the project as COCO, YOLO, VOC or labelme, into a new

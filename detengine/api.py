@@ -46,6 +46,8 @@ _LAZY = {
     "COCO_METRIC_NAMES": "evaluation", "write_results": "evaluation",
     # the dataset scan
     "ScanItem": "scan", "ScanResult": "scan", "scan_items": "scan", "scan_project": "scan",
+    # anchors fitted to a dataset
+    "fit_anchors": "anchor_fit", "AnchorFit": "anchor_fit", "anchor_settings": "anchor_fit",
     # training runs
     "load_cfg": "train.runner", "read_jsonl": "train.events", "write_control": "train.control",
     "checkpoint_config": "train.runs", "config_for_checkpoint": "train.runs",
