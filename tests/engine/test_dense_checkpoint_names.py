@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 from torch import nn
 
@@ -18,6 +19,16 @@ from tests.engine.fixtures.make_resnet_styles_reference import filled
 from .test_checkpoint_names import mmdet_retinanet_r50_keys
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small tensors on a shared 2-core machine: one intra-op thread is several times faster
+    (REFERENCE.md, "Measured on this machine")."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def _flat(per_level, k):
