@@ -79,8 +79,8 @@ REASON_TEXT = {
                      "the level's regress range; the smallest such GT",
     # task-aligned (TOOD, YOLOv6/v8): metric t = score^alpha x IoU(predicted box, GT)^beta; per pair in
     # ``extras["pair_reasons"]``
-    Reason.NOT_TOPK_ALIGNED: "negative: not among the top-k alignment metrics (score^alpha x IoU^beta of its "
-                             "predicted box) of any GT, over all levels",
+    Reason.NOT_TOPK_ALIGNED: "negative: not among the GT's top-k alignment metrics (score^alpha x IoU^beta of its "
+                             "predicted box, over all levels); for a prior: of no GT",
     Reason.ZERO_ALIGNMENT: "negative: among a GT's top-k, but its alignment metric is 0 (no overlap, or score 0)",
     Reason.ANCHOR_OUTSIDE_GT: "negative: among a GT's top-k alignment metrics, but the anchor's centre is not "
                               "inside the GT (by more than 0.01)",
@@ -91,7 +91,8 @@ REASON_TEXT = {
     # SimOTA (YOLOX): cost = cls_weight x class BCE + iou_weight x -log IoU (+ 1e5 off box-and-centre)
     Reason.NOT_SIMOTA_CANDIDATE: "negative: the point is neither inside a GT box nor inside a GT's centre region "
                                  "(centre +- center_radius x stride)",
-    Reason.NOT_IN_SIMOTA_K: "negative: a candidate, but not among any GT's dynamic-k lowest costs",
+    Reason.NOT_IN_SIMOTA_K: "negative: a candidate, but not among the GT's dynamic-k lowest costs (for a prior: "
+                            "of no GT)",
     Reason.LOST_TO_CHEAPER_GT: "not this GT's: among its dynamic-k lowest costs, but another GT that also took "
                                "it costs less (the cheapest keeps it)",
     Reason.POS_SIMOTA: "positive: among the GT's dynamic-k (sum of its top IoUs) lowest classification + IoU costs; "
