@@ -179,6 +179,7 @@ class AssignPage(DebugPage):
         super().__init__(panel)
         self.selected_gt: int | None = None
         self.why_prior: int | None = None
+        self.color_bar: pg.ColorBarItem | None = None       # the IoU heat map's scale, while one is drawn
         self._build()
         self.config_changed(panel.cfg)
 
@@ -339,6 +340,7 @@ class AssignPage(DebugPage):
         """The selected GT's IoU with each level's priors (max over a cell's base priors), with
         contours at the assigner's thresholds."""
         self.heat.clear()
+        self.color_bar = None
         k = self.selected_gt
         trace = it.trace
         if k is None or k >= len(trace.gt_boxes):
@@ -348,18 +350,28 @@ class AssignPage(DebugPage):
         iou = trace.iou[k]
         params = trace.assigner_params
         levels = [thr for thr in (params.get("pos_iou_thr"), params.get("neg_iou_thr")) if isinstance(thr, float)]
+        images = []
         for lv in range(trace.priors.num_levels):
             h, w = trace.priors.featmap_sizes[lv]
             grid = iou[trace.priors.level_slice(lv)].reshape(h, w, -1).amax(-1).numpy()
             view = self.heat.addViewBox(row=0, col=lv, lockAspect=True, invertY=True)
             image = pg.ImageItem(grid.T, levels=(0, 1))
-            image.setColorMap(pg.colormap.get("viridis"))
             view.addItem(image)
+            images.append(image)
             for thr, color in zip(levels, (theme.CONTOUR_POS, theme.CONTOUR_NEG)):
                 curve = pg.IsocurveItem(grid.T, level=thr, pen=pg.mkPen(color, width=2))
                 view.addItem(curve)
-            label = pg.LabelItem(f"P{lv} max {grid.max():.2f}", size="8pt")
+            label = pg.LabelItem(f"P{lv}<br>{grid.max():.2f}", size="8pt")     # two lines: six levels fit ~330 px
             self.heat.addItem(label, row=1, col=lv)
+        self.heat.addItem(self._iou_color_bar(images), row=2, col=0, colspan=trace.priors.num_levels)   # adds no width
+
+    def _iou_color_bar(self, images: list) -> pg.ColorBarItem:
+        """The IoU scale of every level's heat map (fixed 0..1; viridis); it also colours them."""
+        self.color_bar = pg.ColorBarItem(values=(0.0, 1.0), colorMap=pg.colormap.get("viridis"), label="IoU (under each level: its max)",
+                                         interactive=False, width=10, orientation="horizontal",
+                                         colorMapMenu=False)
+        self.color_bar.setImageItem(images)
+        return self.color_bar
 
     def _on_gt_selected(self) -> None:
         rows = self.table.selectionModel().selectedRows()       # not currentRow(): it outlives a deselection

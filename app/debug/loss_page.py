@@ -21,6 +21,8 @@ __all__ = ["LossPage", "HARD_NEG_COLOR"]
 
 HARD_NEG_COLOR = theme.HARD_NEGATIVE
 _NEG_COLOR = theme.NEGATIVE
+_LEGEND = [("classification", theme.LOSS_CLS), ("regression", theme.LOSS_REG),
+           ("cls, positives", theme.LOSS_POS), ("cls, negatives", theme.NEGATIVE)]
 
 
 class LossPage(DebugPage):
@@ -29,6 +31,7 @@ class LossPage(DebugPage):
     def __init__(self, panel):
         super().__init__(panel)
         self.breakdown: dict | None = None
+        self.legend: pg.LegendItem | None = None       # under the loss bars, made with them
         self._build()
 
     def _build(self) -> None:
@@ -150,6 +153,16 @@ class LossPage(DebugPage):
         plot.addItem(pg.BarGraphItem(x=[0, 1], height=[b["cls_positive"], b["cls_negative"]], width=0.6,
                                      brushes=[theme.LOSS_POS, theme.NEGATIVE]))
         plot.getAxis("bottom").setTicks([[(0, "pos"), (1, "neg")]])
+        self.chart.addItem(self._legend(), row=1, col=0, colspan=3)
+
+    def _legend(self) -> pg.LegendItem:
+        """One legend under the three plots: a swatch per bar colour (the samples are never drawn)."""
+        self.legend = pg.LegendItem(colCount=2, horSpacing=12)
+        for name, color in _LEGEND:
+            self.legend.addItem(pg.BarGraphItem(x=[0], height=[1], width=1, brush=color, pen=None), name)
+        for sample, _label in self.legend.items:
+            sample.setAcceptedMouseButtons(Qt.MouseButton.NoButton)     # clicking would "hide" a sample
+        return self.legend
 
     def _draw_heat(self, trace) -> None:
         """Classification loss per cell (summed over the cell's priors), one image per level."""
