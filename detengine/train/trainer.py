@@ -218,6 +218,9 @@ class Trainer:
     def _start_epoch_iterator(self):
         if hasattr(self.train_set, "set_epoch"):
             self.train_set.set_epoch(self.epoch)
+        core = getattr(self.model, "core", None)
+        if hasattr(core, "set_epoch"):          # TOOD: ATSS assignment for its first initial_epoch epochs
+            core.set_epoch(self.epoch)
         indices = self._epoch_indices(self.epoch)[self.iter_in_epoch * self.s.batch_size:]
         loader = torch.utils.data.DataLoader(
             torch.utils.data.Subset(self.train_set, indices), batch_size=self.s.batch_size, shuffle=False,

@@ -24,8 +24,18 @@ def run(tmp_path_factory):
     epoch 1 has a validation and epoch 2 is a partial row written at the end."""
     cfg = tiny_tinyssd_cfg(tmp_path_factory.mktemp("synthetic"))
     work_dir = tmp_path_factory.mktemp("run")
-    train_from_config(cfg, epochs=2, max_iters=3, work_dir=work_dir, console=False)
+
+    def hook(trainer):                    # a head core that follows the epoch (TOOD's initial ATSS epochs)
+        trainer.model.core.set_epoch = EPOCHS_TOLD.append
+    train_from_config(cfg, epochs=2, max_iters=3, work_dir=work_dir, console=False, trainer_hook=hook)
     return work_dir, read_jsonl(work_dir / "log.jsonl")
+
+
+EPOCHS_TOLD: list[int] = []
+
+
+def test_a_head_core_that_follows_the_epoch_is_told_each_epoch(run):
+    assert EPOCHS_TOLD == [0, 1]
 
 
 def _iters(events, epoch=None):
