@@ -1,6 +1,13 @@
 """Small shared pieces of the debug views: image conversion, the assigner parameter
-table, the config snippet, tables."""
+table, the config snippet, tables.
+
+Tables made ``sortable`` sort by a header click (numbers as numbers, "GT10" after "GT9"; a third
+click restores the data order) and keep each row's data index, so a view maps a shown row to its
+GT / prior with :func:`data_row` and back with :func:`view_row`, whatever the sort.
+"""
 from __future__ import annotations
+
+import re
 
 import numpy as np
 from PySide6.QtCore import Qt
@@ -16,8 +23,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-__all__ = ["qimage_to_rgb", "ASSIGNER_PARAMS",
-           "config_snippet", "make_table", "fill_table", "level_row_text", "fmt", "threshold_slider"]
+__all__ = ["qimage_to_rgb", "ASSIGNER_PARAMS", "config_snippet", "make_table", "fill_table", "data_row",
+           "view_row", "select_data_row", "selected_data_row", "level_row_text", "fmt", "threshold_slider"]
+
+_DATA_ROW = Qt.ItemDataRole.UserRole + 1             # column 0's item: the row's index in fill_table's rows
+_NUMBER = re.compile(r"(-?\d+(?:\.\d+)?(?:e[-+]?\d+)?)")
 
 # Editable parameters per assigner type: (name, kind, lo, hi, step). Kinds: "thr" (slider 0..1), "int".
 ASSIGNER_PARAMS = {
@@ -95,7 +105,20 @@ def threshold_slider(on_change, value: float = 0.5, scale: int = 100) -> QSlider
     return slider
 
 
-def make_table(headers: list[str], stretch_last: bool = True) -> QTableWidget:
+class _SortItem(QTableWidgetItem):
+    """A cell that sorts by :func:`_sort_key` of its text."""
+
+    def __lt__(self, other) -> bool:
+        return _sort_key(self.text()) < _sort_key(other.text())
+
+
+def _sort_key(text: str) -> list[tuple]:
+    """Natural order: ``GT2 < GT10``, ``-0.5 < 3``, ``P0:4 P1:2 < P1:1``; text after numbers."""
+    return [(0, float(part), "") if k % 2 else (1, 0.0, part) for k, part in enumerate(_NUMBER.split(text)) if part]
+
+
+def make_table(headers: list[str], stretch_last: bool = True, sortable: bool = False) -> QTableWidget:
+    """A read-only table selecting one row; ``sortable``: a header click sorts (none at first)."""
     table = QTableWidget(0, len(headers))
     table.setHorizontalHeaderLabels(headers)
     table.verticalHeader().hide()
@@ -106,18 +129,55 @@ def make_table(headers: list[str], stretch_last: bool = True) -> QTableWidget:
     table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
     if stretch_last:
         table.horizontalHeader().setStretchLastSection(True)
+    if sortable:
+        table.horizontalHeader().setSortIndicatorClearable(True)
+        table.horizontalHeader().setSortIndicator(-1, Qt.SortOrder.AscendingOrder)   # the data order until a click
+        table.setSortingEnabled(True)
     return table
 
 
 def fill_table(table: QTableWidget, rows: list[list], colors: list | None = None) -> None:
-    """Replace the rows; ``colors[i]`` (QColor or None) paints row i's text."""
+    """Replace the rows; ``colors[i]`` (QColor or None) paints row i's text. A sorted table
+    sorts the new rows the same way."""
+    sorting = table.isSortingEnabled()
+    table.setSortingEnabled(False)                     # else each setItem moves rows under the loop
     table.setRowCount(len(rows))
     for r, row in enumerate(rows):
         for c, value in enumerate(row):
-            item = QTableWidgetItem(value if isinstance(value, str) else fmt(value) if isinstance(value, float)
-                                    else str(value))
+            item = _SortItem(value if isinstance(value, str) else fmt(value) if isinstance(value, float)
+                             else str(value))
+            if c == 0:
+                item.setData(_DATA_ROW, r)
             if not isinstance(value, str):
                 item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             if colors and colors[r] is not None:
                 item.setForeground(colors[r])
             table.setItem(r, c, item)
+    table.setSortingEnabled(sorting)
+
+
+def data_row(table: QTableWidget, row: int) -> int:
+    """The index in :func:`fill_table`'s rows of the row shown at ``row`` (-1 for none)."""
+    item = table.item(row, 0) if row >= 0 else None
+    return int(item.data(_DATA_ROW)) if item is not None and item.data(_DATA_ROW) is not None else -1
+
+
+def view_row(table: QTableWidget, index: int) -> int:
+    """Where data row ``index`` is shown now (-1 when absent)."""
+    return next((r for r in range(table.rowCount()) if data_row(table, r) == index), -1)
+
+
+def selected_data_row(table: QTableWidget) -> int | None:
+    """The data index of the selected row (None when no row is selected; not ``currentRow()``,
+    which outlives a deselection)."""
+    rows = table.selectionModel().selectedRows()
+    return data_row(table, rows[0].row()) if rows else None
+
+
+def select_data_row(table: QTableWidget, index: int | None) -> None:
+    """Select data row ``index`` wherever the sort shows it (clear the selection for None)."""
+    row = view_row(table, index) if index is not None else -1
+    if row >= 0:
+        table.selectRow(row)
+    else:
+        table.clearSelection()

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QListWidget, QList
 
 from app import theme
 from app.debug.debug_page import DebugPage
-from app.debug_common import fill_table, level_row_text, make_table
+from app.debug_common import fill_table, level_row_text, make_table, select_data_row, selected_data_row
 from app.theme import gt_color, level_color
 
 __all__ = ["AnchorsPage", "MODES", "MIN_SCREEN_STRIDE_PX", "draw_gt_tags", "input_point"]
@@ -80,7 +80,7 @@ class AnchorsPage(DebugPage):
         self.info = QLabel()
         self.info.setWordWrap(True)
         self.coverage = make_table(["GT", "class", "w x h (input px)", "best IoU", "level", "base", ">=0.5", ">=0.4",
-                                    "positives"])
+                                    "positives"], sortable=True)
         self.coverage.setToolTip("Best IoU of each GT with any prior; red: no prior reaches IoU 0.5, or no "
                                  "positive. Click a row to see its best prior.")
         top = QHBoxLayout()
@@ -135,11 +135,10 @@ class AnchorsPage(DebugPage):
         self._fill_levels(priors)
         self.level = min(self.level, priors.num_levels - 1)
         rows, colors = coverage_rows(it, self.panel.class_names())
-        selected = self.coverage.currentRow()
+        selected = selected_data_row(self.coverage)          # a GT index, whatever the sort
         self.coverage.blockSignals(True)
         fill_table(self.coverage, rows, colors)
-        if 0 <= selected < len(rows):
-            self.coverage.selectRow(selected)
+        select_data_row(self.coverage, selected if selected is not None and selected < len(rows) else None)
         self.coverage.blockSignals(False)
         draw_gt_tags(result, overlay)
         self._draw_level(it, overlay)
@@ -231,8 +230,8 @@ class AnchorsPage(DebugPage):
         return "\n".join(lines)
 
     def _draw_selected_gt(self, it, overlay) -> None:
-        k = self.coverage.currentRow()
-        if not 0 <= k < len(it.trace.gt_boxes):
+        k = selected_data_row(self.coverage)
+        if k is None or not 0 <= k < len(it.trace.gt_boxes):
             return
         best = int(it.trace.coverage.best_prior[k])
         box = it.to_original(it.trace.priors.boxes[best:best + 1].numpy(), clip=False)

@@ -6,6 +6,8 @@ click; and a second parameter set side by side.
 Selecting a GT (its table row, or a click inside its box) shows only its positives and its heat
 map; clicking the row again, Esc, or a click on the image away from every GT and from the
 selected GT's positives shows all GTs again. The counts line says what each drawing leaves out.
+The GT table sorts by a header click (rows keep their GT index). In a narrow dock the "Compare
+with" parameters sit under the first set (shown only while ticked), side by side when wide.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import torch
 from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
+    QBoxLayout,
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
@@ -31,7 +34,15 @@ from PySide6.QtWidgets import (
 from app import theme
 from app.debug.anchors_page import coverage_rows, draw_gt_tags, input_point
 from app.debug.debug_page import DebugPage
-from app.debug_common import ASSIGNER_PARAMS, fill_table, make_table, threshold_slider
+from app.debug_common import (
+    ASSIGNER_PARAMS,
+    data_row,
+    fill_table,
+    make_table,
+    select_data_row,
+    selected_data_row,
+    threshold_slider,
+)
 from app.theme import gt_color
 from detengine.api import REASON_TEXT
 
@@ -39,6 +50,7 @@ __all__ = ["AssignPage", "ParamEditor", "why_text"]
 
 _NEG_FAINT = theme.NEGATIVE
 _IGNORED = theme.IGNORED
+_SIDE_BY_SIDE_PX = 520          # from this page width the two parameter sets sit side by side (~255 px each)
 
 
 def why_text(trace, prior: int, class_names: list[str]) -> str:
@@ -191,7 +203,7 @@ class AssignPage(DebugPage):
         self.show_neg = QCheckBox("negatives (faint)")
         self.show_ignored = QCheckBox("ignored (hatched)")
         self.show_ignored.setChecked(True)
-        self.table = make_table(["GT", "class", "positives", "per level", "B positives"])
+        self.table = make_table(["GT", "class", "positives", "per level", "B positives"], sortable=True)
         self.table.setToolTip("Click a GT: only its positives, and its IoU heat map per level. Click it again, "
                               "press Esc or click the image away from the GTs: all GTs. Double-click: zoom to it")
         self.table.viewport().installEventFilter(self)
@@ -203,7 +215,7 @@ class AssignPage(DebugPage):
         self.why.setReadOnly(True)
         self.why.setPlaceholderText("Click an anchor on the image: why did it get its label? (A click inside a GT "
                                     "box also selects that GT; a click away from the GTs shows them all)")
-        params = QHBoxLayout()
+        self.params = params = QBoxLayout(QBoxLayout.Direction.TopToBottom)     # side by side when wide
         params.addWidget(self.editor_a, 1)
         side = QVBoxLayout()
         side.addWidget(self.compare_box)
@@ -230,7 +242,8 @@ class AssignPage(DebugPage):
         self.show_neg.toggled.connect(lambda _c: self.redraw())
         self.show_ignored.toggled.connect(lambda _c: self.redraw())
         self.table.itemSelectionChanged.connect(self._on_gt_selected)
-        self.table.cellDoubleClicked.connect(lambda row, _c: self.zoom_to_gt(row))
+        self.table.cellDoubleClicked.connect(lambda row, _c: self.zoom_to_gt(data_row(self.table, row)))
+        self._arrange_params()                       # after the layout parents editor_b (else it is a window)
 
     # ------------------------------------------------------------------ parameters
 
@@ -249,7 +262,21 @@ class AssignPage(DebugPage):
 
     def _on_compare(self, on: bool) -> None:
         self.editor_b.setEnabled(on)
+        self._arrange_params()
         self.changed.emit()
+
+    def _arrange_params(self) -> None:
+        """The two parameter sets side by side from ``_SIDE_BY_SIDE_PX`` wide, else one under
+        the other with the second shown only while "Compare with" is ticked."""
+        wide = self.width() >= _SIDE_BY_SIDE_PX
+        direction = QBoxLayout.Direction.LeftToRight if wide else QBoxLayout.Direction.TopToBottom
+        if self.params.direction() != direction:
+            self.params.setDirection(direction)
+        self.editor_b.setVisible(wide or self.compare_box.isChecked())
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._arrange_params()
 
     def _overrides(self, editor: ParamEditor) -> dict | None:
         assigner = editor.assigner()
@@ -283,11 +310,9 @@ class AssignPage(DebugPage):
             colors.append(QColor(theme.PROBLEM) if int(trace.coverage.num_pos[k]) == 0 else gt_color(k).darker(160))
         self.table.blockSignals(True)
         fill_table(self.table, rows, colors)
-        if self.selected_gt is not None and self.selected_gt < len(rows):
-            self.table.selectRow(self.selected_gt)
-        else:
+        if self.selected_gt is not None and self.selected_gt >= len(rows):
             self.selected_gt = None
-            self.table.clearSelection()
+        select_data_row(self.table, self.selected_gt)
         self.table.blockSignals(False)
         draw_gt_tags(result, overlay, self.selected_gt)
         self._draw_labels(it, overlay)
@@ -374,8 +399,7 @@ class AssignPage(DebugPage):
         return self.color_bar
 
     def _on_gt_selected(self) -> None:
-        rows = self.table.selectionModel().selectedRows()       # not currentRow(): it outlives a deselection
-        self.selected_gt = rows[0].row() if rows else None
+        self.selected_gt = selected_data_row(self.table)
         self.redraw()
 
     def select_gt(self, k: int | None) -> None:
@@ -385,7 +409,7 @@ class AssignPage(DebugPage):
             self.selected_gt = None
             self.redraw()
         else:
-            self.table.selectRow(k)
+            select_data_row(self.table, k)
 
     def on_escape(self) -> None:
         """Esc: back to all GTs; with none selected, drop the "Why?" mark."""
@@ -400,7 +424,7 @@ class AssignPage(DebugPage):
         """A press on the selected GT's row deselects it (the table alone would keep it)."""
         if (watched is self.table.viewport() and event.type() == QEvent.Type.MouseButtonPress
                 and event.button() == Qt.MouseButton.LeftButton and self.selected_gt is not None
-                and self.table.rowAt(int(event.position().y())) == self.selected_gt):
+                and data_row(self.table, self.table.rowAt(int(event.position().y()))) == self.selected_gt):
             self.select_gt(None)
             return True
         return super().eventFilter(watched, event)

@@ -19,6 +19,7 @@ from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QPushButton,
@@ -43,6 +44,7 @@ __all__ = ["DebugPanel", "RANDOM_INIT", "NO_MODEL"]
 NO_MODEL = "none"
 RANDOM_INIT = "random"
 _DEBOUNCE_MS = 15
+_COMBO_MIN_CHARS = 12           # the config / model combos' minimum width, in characters
 INSPECT_HINT = ("Inspecting: a click on the image asks this view, a drag pans; boxes are not edited. "
                 "E: edit boxes")
 EDIT_HINT = "Editing boxes: clicks select, move and resize them (the view is not asked). E: back to inspecting"
@@ -171,12 +173,7 @@ class DebugPanel(QWidget):
         for key, title in (("anchors", "Anchors"), ("assign", "Assignment"), ("loss", "Loss"), ("nms", "NMS"),
                            ("scan", "Dataset scan")):
             self.tabs.addTab(self.pages[key], title)
-        top = QHBoxLayout()
-        top.addWidget(QLabel("Config"))
-        top.addWidget(self.config_combo, 2)
-        top.addWidget(QLabel("Model"))
-        top.addWidget(self.model_combo, 2)
-        top.addWidget(self.snippet_button)
+        top = self._build_header()
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addLayout(top)
@@ -189,6 +186,20 @@ class DebugPanel(QWidget):
         self.tabs.currentChanged.connect(lambda _i: self._on_page_changed())
         for page in self.pages.values():
             page.changed.connect(self.schedule)
+
+    def _build_header(self) -> QGridLayout:
+        """Config / Model in two rows (the dock fits ~330 px); the snippet button beside Config."""
+        for combo in (self.config_combo, self.model_combo):
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(_COMBO_MIN_CHARS)       # long names elide, not widen the dock
+        grid = QGridLayout()
+        grid.addWidget(QLabel("Config"), 0, 0)
+        grid.addWidget(self.config_combo, 0, 1)
+        grid.addWidget(self.snippet_button, 0, 2)
+        grid.addWidget(QLabel("Model"), 1, 0)
+        grid.addWidget(self.model_combo, 1, 1, 1, 2)
+        grid.setColumnStretch(1, 1)
+        return grid
 
     def _build_mode_row(self) -> QHBoxLayout:
         """The "Edit boxes" toggle (E, while the dock is shown), its hint, and Esc in the dock."""

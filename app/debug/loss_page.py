@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QSplitter, QVBoxLa
 from app import theme
 from app.debug.anchors_page import draw_gt_tags
 from app.debug.debug_page import DebugPage
-from app.debug_common import fill_table, make_table
+from app.debug_common import fill_table, make_table, select_data_row, selected_data_row
 from app.theme import gt_color
 
 __all__ = ["LossPage", "HARD_NEG_COLOR"]
@@ -43,7 +43,8 @@ class LossPage(DebugPage):
         self.heat.setMinimumHeight(110)
         self.chart = pg.GraphicsLayoutWidget()
         self.chart.setMinimumHeight(150)
-        self.table = make_table(["prior", "GT", "level", "cls loss", "reg loss", "target (encoded)", "decoded box"])
+        self.table = make_table(["prior", "GT", "level", "cls loss", "reg loss", "target (encoded)", "decoded box"],
+                                sortable=True)
         self.table.setToolTip("Click a positive: its prior (thin), GT (dashed) and the model's decoded box (thick)")
         top = QHBoxLayout()
         top.addWidget(self.totals, 1)
@@ -93,9 +94,9 @@ class LossPage(DebugPage):
         if hard is not None and hard.any():
             overlay.rects("hard_negatives", it.to_original(trace.priors.boxes[hard].numpy(), clip=False),
                           HARD_NEG_COLOR, width=1.2, alpha=220)
-        row = self.table.currentRow()
+        row = selected_data_row(self.table)                 # an index into the positives, whatever the sort
         positives = self._positives(trace)
-        if 0 <= row < len(positives):
+        if row is not None and 0 <= row < len(positives):
             prior = positives[row]
             k = int(gt_inds[prior]) - 1
             overlay.rects("selected", it.to_original(trace.priors.boxes[prior:prior + 1].numpy(), clip=False),
@@ -125,11 +126,10 @@ class LossPage(DebugPage):
             rows.append([f"#{prior}", f"GT{int(trace.assign_result.gt_inds[prior]) - 1}", f"P{int(trace.priors.level[prior])}",
                          f"{float(loss.cls_per_prior[prior]):.5f}", f"{float(loss.bbox_per_prior[prior]):.5f}",
                          target, box])
-        selected = self.table.currentRow()
+        selected = selected_data_row(self.table)
         self.table.blockSignals(True)
         fill_table(self.table, rows)
-        if 0 <= selected < len(rows):
-            self.table.selectRow(selected)
+        select_data_row(self.table, selected if selected is not None and selected < len(rows) else None)
         self.table.blockSignals(False)
 
     def _draw_chart(self, trace, b: dict) -> None:

@@ -73,10 +73,9 @@ class NmsPage(DebugPage):
         form.addRow("score_thr", self.score.row)
         form.addRow("NMS iou_threshold", self.iou.row)
         form.addRow("max_per_img", self.max_det)
-        checks = QHBoxLayout()
+        checks = QVBoxLayout()                      # one under the other: the dock fits ~330 px
         checks.addWidget(self.show_suppressed)
         checks.addWidget(self.mark_tp)
-        checks.addStretch(1)
         top = QHBoxLayout()
         top.addWidget(QLabel("Draw the top"))
         top.addWidget(self.top_k)
