@@ -153,7 +153,10 @@ class LossPage(DebugPage):
         plot.addItem(pg.BarGraphItem(x=[0, 1], height=[b["cls_positive"], b["cls_negative"]], width=0.6,
                                      brushes=[theme.LOSS_POS, theme.NEGATIVE]))
         plot.getAxis("bottom").setTicks([[(0, "pos"), (1, "neg")]])
-        self.chart.addItem(self._legend(), row=1, col=0, colspan=3)
+        legend = self._legend()
+        self.chart.addItem(legend, row=1, col=0, colspan=3)
+        height = legend.layout.effectiveSizeHint(Qt.SizeHint.PreferredSize).height()
+        self.chart.ci.layout.setRowFixedHeight(1, height)          # the plots shrink first, never the legend
 
     def _legend(self) -> pg.LegendItem:
         """One legend under the three plots: a swatch per bar colour (the samples are never drawn)."""

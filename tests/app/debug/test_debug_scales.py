@@ -25,6 +25,11 @@ def test_loss_bars_have_a_legend_of_their_colours(qtbot, win):
     entries = {label.text: sample.item.opts["brush"] for sample, label in legend.items}
     assert entries == {"classification": theme.LOSS_CLS, "regression": theme.LOSS_REG,
                        "cls, positives": theme.LOSS_POS, "cls, negatives": theme.NEGATIVE}
+    rows = page.chart.ci.layout
+    assert rows.rowMinimumHeight(1) == rows.rowMaximumHeight(1) > 20                   # the plots shrink, not it
+    if os.environ.get("DETSCOPE_SHOT"):
+        qtbot.wait(50)
+        page.chart.grab().save(os.environ["DETSCOPE_SHOT"])
 
 
 def test_iou_heat_map_has_a_fixed_colour_bar(qtbot, win):
