@@ -38,6 +38,11 @@ ASSIGNER_PARAMS = {
                                  ("iou_weight", "float", 0.0, 10.0, 0.5)],
     "SSDPytorchMatcher": [("threshold", "thr", 0.0, 1.0, 0.01)],
     "D2LGreedyAssigner": [("iou_threshold", "thr", 0.0, 1.0, 0.01)],
+    "TaskAlignedAssigner": [("topk", "int", 1, 100, 1), ("alpha", "float", 0.0, 4.0, 0.25),
+                            ("beta", "float", 0.0, 12.0, 0.5)],
+    "SimOTAAssigner": [("center_radius", "float", 0.5, 10.0, 0.5), ("candidate_topk", "int", 1, 50, 1),
+                       ("iou_weight", "float", 0.0, 10.0, 0.5), ("cls_weight", "float", 0.0, 10.0, 0.5)],
+    "FCOSAssigner": [("center_sample_radius", "float", 0.5, 5.0, 0.25)],
 }
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from PySide6.QtGui import QColor
 
 __all__ = ["CLASS_PALETTE", "LEVEL_COLORS", "GT_COLORS", "CURVE_COLORS", "RUN_COLORS", "class_color", "level_color",
-           "gt_color", "palette_class_color", "set_class_colors", "text_color_on", "TEXT_ON_DARK", "WARNING",
+           "gt_color", "palette_class_color", "set_class_colors", "text_color_on", "TEXT_ON_DARK", "WARNING", "HALO",
            "PROBLEM", "UNREADABLE", "TP", "FP", "MISSED", "HARD_NEGATIVE", "NEGATIVE", "IGNORED", "SUPPRESSED",
            "SUPPRESSOR", "VICTIM", "FOCUS", "TEXT_ON_LIGHT", "CANVAS_BACKGROUND", "PLACEHOLDER_FILL",
            "PLACEHOLDER_EDGE", "PLACEHOLDER_TEXT", "CONTOUR_POS", "CONTOUR_NEG", "LOSS_CLS", "LOSS_REG", "LOSS_POS",
@@ -36,6 +36,7 @@ SUPPRESSOR = "#38c7ff"       # the kept box that removed the clicked one
 VICTIM = "#ff9f0a"           # the boxes the clicked kept box removed
 FOCUS = "#ffffff"            # the clicked prior / box, the "why" box
 TEXT_ON_LIGHT, TEXT_ON_DARK = "#000000", "#ffffff"
+HALO = "#000000"             # the thin dark edge under overlay lines (drawn translucent): boxes stay visible
 WARNING = "#ffb000"          # a warning line (not an error): the training panel's warm-up note
 CANVAS_BACKGROUND = "#1b1e24"
 PLACEHOLDER_FILL, PLACEHOLDER_EDGE, PLACEHOLDER_TEXT = "#3a3f4b", "#ff6b6b", "#ffd0d0"  # an unreadable image

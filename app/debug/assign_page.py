@@ -64,6 +64,7 @@ def why_text(trace, prior: int, class_names: list[str]) -> str:
              f"col {int(priors.col[prior])}), base #{int(priors.base_index[prior])}",
              f"  box (input px) ({x1:.1f}, {y1:.1f}, {x2:.1f}, {y2:.1f}), {x2 - x1:.1f} x {y2 - y1:.1f}",
              f"  label: {state}", f"  rule: {reason}"]
+    lines += ["  " + text for text in ar.why_per_gt(prior)]     # per-GT rules (FCOS, TOOD, SimOTA)
     iou = trace.iou
     for k in range(len(trace.gt_boxes)):
         label = int(trace.gt_labels[k])

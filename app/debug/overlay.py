@@ -144,7 +144,7 @@ class Overlay:
     def _add_halo(self, layer: str, path: QPainterPath, width: float, z: float) -> None:
         """A solid dark line ``_HALO_PX`` wider than the coloured one, just under it (not counted)."""
         item = FastPathItem(path, margin=self._margin(width + _HALO_PX))
-        item.setPen(_pen(theme.TEXT_ON_LIGHT, width + _HALO_PX, _HALO_ALPHA))
+        item.setPen(_pen(theme.HALO, width + _HALO_PX, _HALO_ALPHA))
         self._add(layer, item, 0, z - _HALO_DZ)
 
     def points(self, layer: str, points, color, *, size: float = 3.0, alpha: int = 255,

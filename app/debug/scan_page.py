@@ -18,7 +18,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QS
 
 from app.annotate.image_loader import image_size, read_image
 from app.debug.debug_page import DebugPage
-from app.debug_common import fill_table, make_table, qimage_to_rgb
+from app.debug_common import data_row, fill_table, make_table, qimage_to_rgb
 from app.theme import level_color
 from app.trace_worker import TraceRunner
 
@@ -49,12 +49,13 @@ class ScanPage(DebugPage):
         self.k = QSpinBox()
         self.k.setRange(1, 100)
         self.k.setValue(1)
-        self.k.setPrefix("fewer than ")
+        self.k.setPrefix("< ")
         self.k.setSuffix(" positives")
+        self.k.setToolTip("List the GTs with fewer than this many positive priors")
         self.bar = QProgressBar()
         self.summary = QLabel("Scans every GT of the project with the current config and assigner parameters.")
         self.summary.setWordWrap(True)
-        self.table = make_table(["image", "file", "box id", "w x h (input px)", "best IoU", "positives"])
+        self.table = make_table(["image", "file", "box id", "w x h (input px)", "best IoU", "positives"], sortable=True)
         # the scatter, its colour bar beside it and the legend under it (never over the points)
         self.plot_widget = pg.GraphicsLayoutWidget()
         self.plot = self.plot_widget.addPlot(row=0, col=0)
@@ -68,16 +69,16 @@ class ScanPage(DebugPage):
         self.plot_widget.addItem(self.colorbar, row=0, col=1)
         self.legend = pg.LegendItem(colCount=3)
         self.plot_widget.addItem(self.legend, row=1, col=0, colspan=2)
-        top = QHBoxLayout()
+        top = QHBoxLayout()                       # the progress bar on its own row: the dock can be narrow
         for w in (self.start, self.cancel, self.k):
             top.addWidget(w)
-        top.addWidget(self.bar, 1)
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(self.plot_widget)
         split.addWidget(self.table)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addLayout(top)
+        layout.addWidget(self.bar)
         layout.addWidget(self.summary)
         layout.addWidget(split, 1)
         self.start.clicked.connect(self.run_scan)
@@ -210,6 +211,7 @@ class ScanPage(DebugPage):
 
     def _jump_row(self, row: int) -> None:
         weak = self.weak_rows()
+        row = data_row(self.table, row)           # the table may be sorted by a header click
         if 0 <= row < len(weak):
             image, box_id = self.scan.where[weak[row]]
             self.jumpRequested.emit(int(image), int(box_id))
