@@ -20,15 +20,16 @@ install: $(STAMP)
 run: $(STAMP)
 	$(PY) main.py
 
-# the whole suite; the 15 slowest tests are listed at the end (budget: 5 min in all, none over 60 s)
+# the whole suite on two workers (a test file stays on one worker: its module fixtures run once);
+# the 15 slowest tests are listed at the end (budget: 5 min in all on 2 cores, none over 60 s)
 test: $(STAMP)
 	$(VENV)/bin/ruff check --quiet .
-	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q --durations=15
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -n 2 --dist loadfile --durations=15
 
 # the inner loop: everything but the tests marked slow (< 2 min)
 test-fast: $(STAMP)
 	$(VENV)/bin/ruff check --quiet .
-	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -m "not slow" --durations=10
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -n 2 --dist loadfile -m "not slow" --durations=10
 
 bench: $(STAMP)
 	$(PY) bench/bench_trace.py

@@ -1,9 +1,12 @@
 """Regenerate the README screenshots (offscreen, 1280x800) from the sample project.
 
     QT_QPA_PLATFORM=offscreen .venv/bin/python resources/screenshots/make_screenshots.py [--checkpoint CKPT]
+        [--size 1024x700 --out resources/screenshots/1024x700]
 
 ``--checkpoint``: a TinySSD checkpoint (with its run folder's config.py) for the NMS and
-evaluation shots; without it those use a short run made here. Uses a fresh DetScope home.
+evaluation shots; without it those use a short run made here (and the training panel is shot
+mid-run). ``--size`` / ``--out``: every view at another window size, into another folder.
+Uses a fresh DetScope home.
 """
 from __future__ import annotations
 
@@ -31,14 +34,20 @@ def grab(app, win, name: str) -> None:
     win.wait_until_drawn()
     settle(app)
     path = OUT / name
+    path.parent.mkdir(parents=True, exist_ok=True)
     win.grab().save(str(path), "PNG")
     print(f"wrote {path}")
 
 
 def main() -> None:
+    global OUT
     parser = argparse.ArgumentParser()
     parser.add_argument("--checkpoint")
+    parser.add_argument("--size", default="1280x800")
+    parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
+    OUT = args.out
+    width, height = (int(v) for v in args.size.split("x"))
     os.environ["DETSCOPE_HOME"] = tempfile.mkdtemp(prefix="detscope-shots-")
     from PySide6.QtWidgets import QApplication
 
@@ -46,7 +55,7 @@ def main() -> None:
     from app.main_window import MainWindow
     app = QApplication.instance() or QApplication([])
     win = MainWindow(dialogs=ConsoleDialogs(), restore_layout=False)
-    win.resize(1280, 800)
+    win.resize(width, height)
     win.show()
     win.show_image(7)
     settle(app)
@@ -63,20 +72,25 @@ def main() -> None:
     while page.scan is None:
         settle(app, 0.1)
     grab(app, win, "view_scan.png")
+    win.show_view("dataset")
+    grab(app, win, "panel_dataset.png")
 
     panel = win.training_panel
     win.show_view("train")
     panel.config_combo.setCurrentIndex(panel.config_combo.findData("tinyssd_synthetic"))
     panel.epochs.setValue(12)
     panel.batch.setValue(16)
-    panel.start()
-    while panel.curve_points() < 40 and panel.process.running():      # mid-training
-        settle(app, 0.2)
-    settle(app, 0.5)
-    grab(app, win, "panel_training.png")
-    panel.stop()
-    while panel.process.running():
-        settle(app, 0.2)
+    if args.checkpoint:
+        grab(app, win, "panel_training.png")
+    else:
+        panel.start()
+        while panel.curve_points() < 40 and panel.process.running():      # mid-training
+            settle(app, 0.2)
+        settle(app, 0.5)
+        grab(app, win, "panel_training.png")
+        panel.stop()
+        while panel.process.running():
+            settle(app, 0.2)
     checkpoint = args.checkpoint or str(panel.process.run_dir / "last.pth")
     config = Path(checkpoint).with_name("config.py")
     win.use_checkpoint(str(config), checkpoint)
