@@ -285,6 +285,8 @@ class TrainingPanel(QWidget):
         self.overlay_term.addItem("loss", "loss")
         self.overlay_term.addItem("every loss term", ALL_TERMS)
         self.plots = pg.GraphicsLayoutWidget()
+        self.plots.setMinimumHeight(560)                   # four readable plots: the dock scrolls, they never squash
+        self.smoothing.setMinimumWidth(60)
         self.legends: dict = {}                            # plot -> (title, LabelItem above it)
         self.cursors: dict = {}                            # plot -> vertical line at the cursor
         self.loss_plot = self._add_plot(0, "loss")

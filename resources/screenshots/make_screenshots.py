@@ -92,6 +92,7 @@ def main() -> None:
         while panel.process.running():
             settle(app, 0.2)
     checkpoint = args.checkpoint or str(panel.process.run_dir / "last.pth")
+    print(f"checkpoint: {checkpoint}")
     config = Path(checkpoint).with_name("config.py")
     win.use_checkpoint(str(config), checkpoint)
     win.show_image(245)
