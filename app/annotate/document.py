@@ -197,13 +197,17 @@ class Document(QObject):
     def _make_job(self) -> _AutosaveJob:
         """The GUI thread's part: the project as it is now (a snapshot) and the recovery meta.
         The garbage collector is held off until the job is done (:func:`_hold_gc`)."""
+        return _AutosaveJob(self.recovery_path(), self._held_snapshot(), self._recovery_meta(), self._write_lock)
+
+    def _held_snapshot(self) -> AnnotationProject:
+        """The project's snapshot, with the garbage collector held off (:func:`_hold_gc`) until the
+        job that writes it releases it."""
         _hold_gc()
         try:
-            snapshot = self.project.snapshot()
+            return self.project.snapshot()
         except BaseException:
             _release_gc()
             raise
-        return _AutosaveJob(self.recovery_path(), snapshot, self._recovery_meta(), self._write_lock)
 
     def _start_job(self, job: _AutosaveJob) -> None:
         if self._job is not None:                # one write at a time; the newest waiting one wins
@@ -408,13 +412,7 @@ class Document(QObject):
         self._cancel_autosave()
         self._autosave.stop()
         marks = _SaveMarks(self)
-        _hold_gc()
-        try:
-            snapshot = self.project.snapshot()
-        except BaseException:
-            _release_gc()
-            raise
-        self.save_job = job = SaveJob(path, snapshot, marks, old_recovery, old_lock)
+        self.save_job = job = SaveJob(path, self._held_snapshot(), marks, old_recovery, old_lock)
         threading.Thread(target=job.run, name="detscope-save", daemon=True).start()
         return job
 

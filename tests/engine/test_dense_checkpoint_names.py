@@ -21,14 +21,7 @@ from .test_checkpoint_names import mmdet_retinanet_r50_keys
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors on a shared 2-core machine: one intra-op thread is several times faster
-    (REFERENCE.md, "Measured on this machine")."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")     # tests/engine/conftest.py
 
 
 def _flat(per_level, k):

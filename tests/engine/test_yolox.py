@@ -16,14 +16,7 @@ from tests.floats import assert_ulp_close
 FIXTURE = Path(__file__).parent / "fixtures" / "mmdet_yolox_reference.pt"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors on a shared 2-core machine: one intra-op thread is several times faster
-    (REFERENCE.md, "Measured on this machine")."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")     # tests/engine/conftest.py
 
 
 @pytest.fixture(scope="module")
