@@ -191,7 +191,7 @@ class AnchorsPage(DebugPage):
             cols = np.arange(w)[None, :].repeat(h, 0).ravel()
             keep_cell = (rows % step == 0) & (cols % step == 0)
             boxes = boxes.reshape(h * w, per_cell, 4)[keep_cell].reshape(-1, 4)
-            self.note = (f"zoomed out: every {step}th row and column of cells drawn "
+            self.note = (f"zoomed out: every {_ordinal(step)} row and column of cells drawn "
                          f"({len(boxes)} of {priors.num_per_level[level]}); zoom in to see all")
         overlay.rects("priors", it.to_original(boxes, clip=False), color, width=1.0)    # opaque: 4x faster to paint
         self.info.setText(self._all_text(level, overlay))
@@ -238,3 +238,10 @@ class AnchorsPage(DebugPage):
         overlay.rects("best", box, gt_color(k), width=3.0, z=3.6)
         self.info.setText(self.info.text() + f"\nGT{k}: best prior #{best} (level P{int(it.trace.priors.level[best])}, "
                           f"IoU {float(it.trace.coverage.best_iou[k]):.3f}) drawn thick")
+
+
+def _ordinal(n: int) -> str:
+    """2nd, 3rd, 4th, 11th, 21st ..."""
+    if 10 <= n % 100 <= 20:
+        return f"{n}th"
+    return f"{n}{ {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"

@@ -66,3 +66,9 @@ def test_the_dock_header_and_views_fit_a_narrow_dock(qtbot, win):
     assert page.params.direction() == page.params.Direction.LeftToRight
     page.compare_box.setChecked(False)
     assert not page.editor_b.isHidden() and not page.editor_b.isEnabled()             # wide: B shown, off
+
+
+def test_the_thinning_note_says_every_2nd_not_2th():
+    from app.debug.anchors_page import _ordinal
+    assert [_ordinal(n) for n in (2, 3, 4, 11, 12, 21, 22, 23, 111)] == \
+        ["2nd", "3rd", "4th", "11th", "12th", "21st", "22nd", "23rd", "111th"]
