@@ -317,13 +317,16 @@ class AssignPage(DebugPage):
         self.table.blockSignals(False)
         draw_gt_tags(result, overlay, self.selected_gt)
         self._draw_labels(it, overlay)
+        if other is not None:
+            self._draw_b_positives(other, overlay)
         self._draw_heat(it)
         if self.why_prior is not None and self.why_prior < len(trace.priors):
             self._draw_why(it, overlay, self.why_prior)
         counts = self.counts_text(trace)
         if other is not None:
             o = other.trace.assign_result
-            counts += f"  |  B {other.trace.assigner_name}: {o.num_pos} / {o.num_neg} / {o.num_ignored}"
+            counts += (f"  |  B {other.trace.assigner_name}: {o.num_pos} / {o.num_neg} / {o.num_ignored} "
+                       f"(B's positives dashed)")
         self.counts.setText(counts)
 
     def counts_text(self, trace) -> str:
@@ -361,6 +364,17 @@ class AssignPage(DebugPage):
             mask = gt_inds == 0
             centers = trace.priors.centers[mask].numpy()
             overlay.points("negatives", it.input.points_to_original(centers), _NEG_FAINT, size=2.0)
+
+    def _draw_b_positives(self, other, overlay) -> None:
+        """The compared assigner's positives, dashed in their GT's colour (the same GT selection)."""
+        gt_inds, boxes = other.trace.assign_result.gt_inds, other.trace.priors.boxes
+        for k in range(len(other.trace.gt_boxes)):
+            if self.selected_gt is not None and k != self.selected_gt:
+                continue
+            mask = gt_inds == k + 1
+            if mask.any():
+                overlay.rects("positives_b", other.to_original(boxes[mask].numpy(), clip=False), gt_color(k),
+                              width=1.0, dash=True)
 
     def _draw_heat(self, it) -> None:
         """The selected GT's IoU with each level's priors (max over a cell's base priors), with

@@ -181,6 +181,8 @@ def test_thresholds_and_a_second_assigner_side_by_side(qtbot, win):
     assert result.compare is not None and result.compare.trace.assigner_name == "ATSSAssigner"
     for k in range(page.table.rowCount()):
         assert int(page.table.item(k, 4).text()) == int(result.compare.trace.coverage.num_pos[k])
+    b_pos = int((result.compare.trace.assign_result.gt_inds > 0).sum())          # B's positives drawn too
+    assert win.debug_panel.overlay.count("positives_b") == b_pos > 0 and "B's positives dashed" in page.counts.text()
 
 
 def test_gt_heat_map_and_why(qtbot, win):
