@@ -53,16 +53,6 @@ OVERFIT = [("tinyssd_banana", (256, 256), 40, 1e-3), ("ssd300_coco", (300, 300),
 @pytest.mark.slow
 @pytest.mark.parametrize("name,shape,steps,lr", OVERFIT)
 def test_one_image_overfit(name, shape, steps, lr):
-    before = torch.get_num_threads()
-    if name.startswith("ssd300"):        # VGG16 at 300x300: two threads nearly halve it, even beside
-        torch.set_num_threads(2)         # another xdist worker (which computes on one)
-    try:
-        _overfit(name, shape, steps, lr)
-    finally:
-        torch.set_num_threads(before)
-
-
-def _overfit(name, shape, steps, lr):
     torch.manual_seed(0)
     cfg = load_cfg(CONFIGS / f"{name}.py")
     model_cfg = cfg["model"]
