@@ -3,7 +3,10 @@
 # no centre sampling, IoU loss). Its variant with centre sampling, norm_on_bbox, centerness on the
 # box tower and GIoU is fcos_r50-caffe_fpn_gn-head-center-normbbox-centeronreg-giou_1x_coco.py:
 # set those keys of bbox_head (and test_cfg.nms.iou_threshold=0.6) to get it.
-_base_ = ['./_base_/default_runtime.py']
+_base_ = [
+    './_base_/datasets/coco_1333x800.py', './_base_/schedules/schedule_1x.py',
+    './_base_/default_runtime.py'
+]
 
 model = dict(
     type='FCOS',
@@ -57,20 +60,6 @@ model = dict(
         nms=dict(type='nms', iou_threshold=0.5),
         max_per_img=100))
 
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='Resize', scale=(1333, 800), keep_ratio=True),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackDetInputs')
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(1333, 800), keep_ratio=True),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='PackDetInputs')
-]
-
 # learning rate: a third of the rate for 500 iterations, then steps at epochs 8 and 11
 param_scheduler = [
     dict(type='ConstantLR', factor=1.0 / 3, by_epoch=False, begin=0, end=500),
@@ -80,5 +69,3 @@ optim_wrapper = dict(
     optimizer=dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=0.0001),
     paramwise_cfg=dict(bias_lr_mult=2., bias_decay_mult=0.),
     clip_grad=dict(max_norm=35, norm_type=2))
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=12, val_interval=1)
-train_dataloader = dict(batch_size=2, num_workers=0)

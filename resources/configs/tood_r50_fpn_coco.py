@@ -3,7 +3,10 @@
 # class probability and box offset alignment); ATSS targets for the first 4 epochs, then task-aligned
 # assignment (top-13 of score^1 x IoU^6 over all levels, anchor centre inside the GT) with QFL
 # against the alignment metric normalised per GT.
-_base_ = ['./_base_/default_runtime.py']
+_base_ = [
+    './_base_/datasets/coco_1333x800.py', './_base_/schedules/schedule_1x.py',
+    './_base_/default_runtime.py'
+]
 
 model = dict(
     type='TOOD',
@@ -76,27 +79,3 @@ model = dict(
         score_thr=0.05,
         nms=dict(type='nms', iou_threshold=0.6),
         max_per_img=100))
-
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='Resize', scale=(1333, 800), keep_ratio=True),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackDetInputs')
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(1333, 800), keep_ratio=True),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='PackDetInputs')
-]
-
-# mmdetection's schedule_1x: linear warm-up over 500 iterations, steps at epochs 8 and 11
-param_scheduler = [
-    dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=500),
-    dict(type='MultiStepLR', begin=0, end=12, by_epoch=True, milestones=[8, 11], gamma=0.1)
-]
-optim_wrapper = dict(
-    optimizer=dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=0.0001))
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=12, val_interval=1)
-train_dataloader = dict(batch_size=2, num_workers=0)
