@@ -904,9 +904,8 @@ class MainWindow(QMainWindow):
         except (OSError, ValueError, DatasetError, OutputPathError) as exc:
             self.dialogs.error("Cannot export", f"{exc}\nNothing was written; the project is unchanged.")
             return False
-        notes = ("\n" + "\n".join(result.notes)) if result.notes else ""
         self.show_message(result.summary().splitlines()[0], 10000)
-        if notes:
+        if result.notes:
             self.dialogs.notice("Exported, with notes", result.summary())
         return True
 
