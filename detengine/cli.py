@@ -376,8 +376,10 @@ def _run_train(args) -> int:
     from .train.runner import train_from_config
     from .train.trainer import TrainingDiverged
 
+    restores = []
+
     def hook(trainer):
-        install_stop_signals(trainer)
+        restores.append(install_stop_signals(trainer))
         if args.control:
             trainer.control = ControlFile(args.control)
         inject_nan_fault(trainer)
@@ -399,6 +401,9 @@ def _run_train(args) -> int:
     except BaseException:
         distributed.cleanup()  # no barrier: the other ranks may be inside a collective
         raise
+    finally:
+        for restore in restores:
+            restore()
     # every rank reaches the end before the group is torn down: a rank that destroys gloo's pairs
     # while another still talks to it aborts ("terminate called without an active exception")
     distributed.barrier()

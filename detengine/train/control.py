@@ -11,6 +11,7 @@ together.
 from __future__ import annotations
 
 import signal
+import weakref
 from pathlib import Path
 
 __all__ = ["ControlFile", "POLL_S", "write_control", "install_stop_signals"]
@@ -47,12 +48,30 @@ class ControlFile:
         return self._word
 
 
-def install_stop_signals(trainer) -> None:
-    """SIGTERM / SIGINT: stop after the current iteration (checkpoint saved) instead of dying."""
+def install_stop_signals(trainer):
+    """SIGTERM / SIGINT: stop after the current iteration (checkpoint saved) instead of dying.
+    Returns ``restore()``, which puts the previous handlers back. The handler holds the trainer
+    weakly: a handler left installed must not keep the trainer, and through it the DDP model and
+    its process group, alive until the interpreter shuts down (gloo's threads destroyed that late
+    abort the process: "terminate called without an active exception")."""
+    ref = weakref.ref(trainer)
+
     def handler(_signum, _frame):
-        trainer.request_stop()
+        live = ref()
+        if live is not None:
+            live.request_stop()
+    previous = {}
     for sig in (signal.SIGTERM, signal.SIGINT):
         try:
-            signal.signal(sig, handler)
+            previous[sig] = signal.signal(sig, handler)
         except (ValueError, OSError):       # not the main thread, or not supported here
             pass
+
+    def restore() -> None:
+        for sig, old in previous.items():
+            try:
+                signal.signal(sig, old if old is not None else signal.SIG_DFL)
+            except (ValueError, OSError):
+                pass
+        previous.clear()
+    return restore

@@ -1,6 +1,7 @@
 """torchrun support: process group set-up, sharding, gathering. One process: all no-ops."""
 from __future__ import annotations
 
+import gc
 import os
 from datetime import timedelta
 
@@ -120,5 +121,10 @@ def barrier() -> None:
 
 
 def cleanup() -> None:
+    """Tear the process group down. Whatever still holds it (a DDP model in a reference cycle) is
+    collected first, so the group's gloo threads end here and not while the interpreter shuts down
+    (too late: the process aborts with "terminate called without an active exception")."""
     if is_distributed():
+        gc.collect()
         tdist.destroy_process_group()
+        gc.collect()
