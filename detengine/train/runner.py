@@ -239,6 +239,11 @@ def train_from_config(config, data=None, *, epochs=None, device=None, resume=Non
         stages = [e for e, _ in getattr(bundle.train, "stages", [])[1:]]
         for message in run_warnings(settings, trainer.iters_per_epoch, stages):
             events.emit({"type": "warning", "message": message})
+        from ..probe import make_probe      # the per-GT probe: rank 0 only, it runs no collective
+        trainer.probe, note = make_probe(settings.probe, run_dir, bundle.train.dataset, bundle.test_pipeline,
+                                         iters_per_epoch=trainer.iters_per_epoch, seed=settings.seed,
+                                         size_divisor=bundle.collate.size_divisor, batch_size=settings.batch_size)
+        events.emit({"type": "data", "kind": "probe", "message": note})
     if resume:
         trainer.resume(resume)
     if dist.is_main():

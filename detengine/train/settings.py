@@ -6,7 +6,10 @@ arguments, ``clip_grad``, ``paramwise_cfg``, ``dtype``), ``param_scheduler`` (``
 :mod:`detengine.train.schedule`), ``train_cfg``
 (``EpochBasedTrainLoop``: ``max_epochs``, ``val_interval``, ``val_begin``,
 ``dynamic_intervals``), ``default_hooks.checkpoint``, ``custom_hooks`` (``EMAHook``; the data
-side handles ``PipelineSwitchHook``), ``auto_scale_lr`` and ``randomness.seed``.
+side handles ``PipelineSwitchHook``), ``auto_scale_lr`` and ``randomness.seed``; and DetScope's own
+``probe=dict(interval='auto', images=16)``: the per-GT probe of :mod:`detengine.probe` (``interval``
+in iterations, 0 = off; ``'auto'``: on for training splits of up to 5,000 images, every
+min(50, iterations per epoch) iterations, off for bigger splits).
 
 What a config asks for and the trainer cannot do either raises ``ValueError`` saying so (when
 training would otherwise differ in substance) or is listed by :func:`config_warnings` (shown at
@@ -18,6 +21,7 @@ import inspect
 
 import torch
 
+from ..probe import check_probe_settings
 from .data import HANDLED_HOOKS
 from .ema import EMA_TYPES
 from .optim import PARAMWISE_KEYS
@@ -42,7 +46,7 @@ _LOOP_KEYS = ("type", "max_epochs", "val_interval", "val_begin", "dynamic_interv
 _ACTED_TOP = {"model", "train_pipeline", "test_pipeline", "train_dataloader", "val_dataloader", "test_dataloader",
               "optim_wrapper", "param_scheduler", "train_cfg", "val_cfg", "test_cfg", "default_hooks",
               "custom_hooks", "auto_scale_lr", "randomness", "load_from", "resume", "data", "val_evaluator",
-              "test_evaluator"}
+              "test_evaluator", "probe"}
 #: mmengine runtime keys a run here does without (their parts are DetScope's own or absent)
 _RUNTIME_KEYS = ("visualizer", "vis_backends", "log_processor", "log_level", "launcher", "env_cfg", "default_scope",
                  "tta_model", "tta_pipeline", "model_wrapper_cfg", "work_dir", "experiment_name", "compile",
@@ -198,6 +202,7 @@ def settings_from_config(cfg: dict, **overrides) -> TrainSettings:
     randomness = cfg.get("randomness") or {}
     s["seed"] = randomness.get("seed", 0) or 0
     s["deterministic"] = bool(randomness.get("deterministic", False))
+    s["probe"] = check_probe_settings(cfg.get("probe"))
     s.update({k: v for k, v in overrides.items() if v is not None})
     return TrainSettings(**s)
 

@@ -75,6 +75,7 @@ class TrainSettings:
     num_workers: int = 0
     log_interval: int = 10
     max_iters: int | None = None  # stop after this many iterations (smoke tests, benchmarks)
+    probe: dict = field(default_factory=lambda: {"interval": "auto", "images": 16})  # detengine.probe
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -148,6 +149,7 @@ class Trainer:
         self._epoch_start = None
         self._step_times: list[float] = []
         self.unreadable = 0  # images skipped because they could not be decoded (this process's samples)
+        self.probe = None  # a detengine.probe.TrainingProbe, attached on rank 0 only (it runs no collective)
 
     # ------------------------------------------------------------------ state
     @property
@@ -257,6 +259,8 @@ class Trainer:
             return None
         if self._iterator is None:
             self._start_epoch_iterator()
+        if self.probe is not None:  # after set_epoch (TOOD's stage), before the step's clock starts
+            self._probe()
         t0 = time.perf_counter()
         batch = next(self._iterator)
         self._note_unreadable(batch)
@@ -283,6 +287,13 @@ class Trainer:
                                  self.model.assign_stats)
         self._advance()
         return event
+
+    def _probe(self, final: bool = False) -> None:
+        """The per-GT probe (:mod:`detengine.probe`) of the weights after ``global_step``
+        iterations, when due (``final``: the end of the run); its cost as a ``probe`` event."""
+        done = self.probe.maybe_run(self.model, self.global_step, self.epoch, final=final)
+        if done:
+            self.events.emit({"type": "probe", "epoch": self.epoch, **done})
 
     def _note_unreadable(self, batch: dict) -> None:
         """A warning event for each image the data set could not decode in this batch (the
@@ -413,6 +424,8 @@ class Trainer:
             self._save_on_error(exc)
             raise
         stopped = self.stop_event.is_set() and not self.finished
+        if self.probe is not None and self.finished:
+            self._probe(final=True)
         if stopped:
             path = self.save("last.pth")
             self.events.emit({"type": "stop", "message": f"stopped at epoch {self.epoch + 1}, iteration "
