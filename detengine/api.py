@@ -26,6 +26,10 @@ _LAZY = {
     "Priors": "priors", "AssignResult": "assigners", "Reason": "assigners", "REASON_TEXT": "assigners",
     "Stage": "postprocess", "STAGE_TEXT": "postprocess", "PostprocessResult": "postprocess",
     "ImageTracer": "image_trace", "ImageTrace": "image_trace", "num_classes_override": "image_trace",
+    # the augmented sample the trainer sees: the train pipeline's stages and the final sample
+    "training_sample": "sample_pipeline", "training_set": "sample_pipeline", "TrainingSample": "sample_pipeline",
+    "PipelineStage": "sample_pipeline", "sample_input": "sample_pipeline", "sample_gt": "sample_pipeline",
+    "trace_sample": "sample_pipeline", "train_split_indices": "sample_pipeline",
     "backbone_init_checkpoint": "pretrained",
     # the annotation document model (Qt-free)
     "AnnotationProject": "data.project", "Box": "data.project", "Category": "data.project",

@@ -231,10 +231,13 @@ class ImageTracer:
         return found
 
     def trace(self, key, image: np.ndarray, boxes, labels, iscrowd=None, *, model_overrides: dict | None = None,
-              postprocess_overrides: dict | None = None) -> ImageTrace:
+              postprocess_overrides: dict | None = None, image_input: ImageInput | None = None) -> ImageTrace:
         """Trace image ``key`` (pixels ``image``) with GT ``boxes`` (N, 4) in original pixels,
-        ``labels`` (N,) in ``0..C-1`` and ``iscrowd`` (N,) flags (crowd boxes are ignored)."""
-        image_input = self.image_input(key, image)
+        ``labels`` (N,) in ``0..C-1`` and ``iscrowd`` (N,) flags (crowd boxes are ignored).
+        ``image_input``: a network input already made (a training sample,
+        :func:`detengine.sample_pipeline.sample_input`) instead of the test pipeline on ``image``."""
+        if image_input is None:
+            image_input = self.image_input(key, image)
         boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
         labels = np.asarray(labels, np.int64).reshape(-1)
         crowd = np.zeros(len(boxes), bool) if iscrowd is None else np.asarray(iscrowd, bool).reshape(-1)

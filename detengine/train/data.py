@@ -156,13 +156,22 @@ class SeededTrainSet(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict:
         return self._produce(self.epoch, int(index))
 
+    def sample(self, index: int, epoch: int | None = None, observe=None) -> dict:
+        """``self[index]`` of ``epoch`` (default: the current one), the same sample; with
+        ``observe(attempt, transform, results)`` called on the loaded sample (``transform``
+        None) and after each pipeline step of each attempt (``results`` None: that step refused
+        the sample and another one is fetched). What the window's pipeline stepper shows;
+        ``observe`` must copy what it keeps (the steps change the results in place)."""
+        return self._produce(self.epoch if epoch is None else int(epoch), int(index), observe=observe)
+
     # ------------------------------------------------------------------ producing samples
     def _stage(self, epoch: int) -> tuple[int, object]:
         """(first epoch, pipeline) of the stage that ``epoch`` trains with."""
         return [s for s in self.stages if s[0] <= epoch][-1]
 
-    def _produce(self, epoch: int, index: int, stop: int | None = None) -> dict:
-        """Sample ``index`` of ``epoch`` through the pipeline (its first ``stop`` steps), with refetches."""
+    def _produce(self, epoch: int, index: int, stop: int | None = None, observe=None) -> dict:
+        """Sample ``index`` of ``epoch`` through the pipeline (its first ``stop`` steps), with
+        refetches; ``observe``: see :meth:`sample`."""
         pipeline = self._stage(epoch)[1]
         steps = pipeline.transforms[:stop]
         mixing = any(getattr(t, "needs_mix_source", False) for t in steps)
@@ -178,7 +187,10 @@ class SeededTrainSet(torch.utils.data.Dataset):
                 continue
             if mixing:
                 results["mix_source"] = _WindowSource(self, epoch, index, reached)
-            results, failed = _run(pipeline, steps, results, rng)
+            if observe is not None:
+                observe(attempt, None, results)
+            results, failed = _run(pipeline, steps, results, rng,
+                                   None if observe is None else lambda t, r, a=attempt: observe(a, t, r))
             if results is not None:
                 results.pop("mix_source", None)
                 if unreadable:
@@ -247,15 +259,18 @@ class SeededTrainSet(torch.utils.data.Dataset):
             self._prefix_memo.put((*key, step), copy_results(results))
 
 
-def _run(pipeline, steps: list, results: dict, rng: np.random.Generator) -> tuple[dict | None, object]:
+def _run(pipeline, steps: list, results: dict, rng: np.random.Generator, observe=None) -> tuple[dict | None, object]:
     """``steps`` of ``pipeline`` on ``results`` with ``rng`` (the pipeline's own generator is
     restored after: a cached transform may compute another sample in the middle of a run).
-    Returns (results, None), or (None, the step that returned None)."""
+    Returns (results, None), or (None, the step that returned None). ``observe(step,
+    results)`` after each step."""
     saved = pipeline.rng
     pipeline.set_rng(rng)
     try:
         for t in steps:
             results = t(results)
+            if observe is not None:
+                observe(t, results)
             if results is None:
                 return None, t
         return results, None
