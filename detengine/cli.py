@@ -214,6 +214,12 @@ def _add_train(sub) -> None:
                    help="a file holding run / pause / stop, read after every iteration (the window uses it)")
     p.add_argument("--backend", default="faster-coco-eval", choices=["faster-coco-eval", "pycocotools"])
     p.add_argument("--seed", type=int, help="override randomness.seed (data order, augmentation, initialisation)")
+    p.add_argument("--probe-interval", type=int, metavar="N",
+                   help="per-GT probe: every N iterations (and at the end) put a fixed seeded set of 16 training "
+                        "images through the current model's assigner and loss and append each GT's positives and "
+                        "losses to probe.jsonl (the window's Dataset scan, 'during training'); 0 = off. Default: the "
+                        "config's probe.interval, else auto: on for training splits of up to 5,000 images, every "
+                        "min(50, iterations per epoch) iterations; off for bigger splits")
     p.add_argument("--auto-scale-lr", action="store_true",
                    help="scale the learning rate by (total batch size) / auto_scale_lr.base_batch_size, as "
                         "mmdetection's --auto-scale-lr (the config, or --cfg-options, gives base_batch_size)")
@@ -352,13 +358,18 @@ def inject_nan_fault(trainer) -> None:
 
 
 def _train_cfg(args) -> dict:
-    """The config to train: ``--cfg-options``, then ``--seed`` and ``--auto-scale-lr`` (as
-    mmdetection's tools/train.py: the flag enables the config's ``auto_scale_lr``)."""
+    """The config to train: ``--cfg-options``, then ``--seed``, ``--probe-interval`` (``probe.interval``)
+    and ``--auto-scale-lr`` (as mmdetection's tools/train.py: the flag enables the config's
+    ``auto_scale_lr``)."""
     from .config import apply_cfg_options
     cfg = _load_cfg(args)
     options: dict = {}
     if args.seed is not None:
         options["randomness.seed"] = args.seed
+    if getattr(args, "probe_interval", None) is not None:
+        if args.probe_interval < 0:
+            raise ValueError(f"--probe-interval must be >= 0 (0: off), got {args.probe_interval}")
+        options["probe.interval"] = args.probe_interval
     if args.auto_scale_lr:
         if "base_batch_size" not in (cfg.get("auto_scale_lr") or {}):
             raise ValueError("--auto-scale-lr: the config has no auto_scale_lr.base_batch_size (the total batch its "
