@@ -2,7 +2,7 @@
 filtered by name and by class. A model over the project (no copy), so 5,000 images list at once."""
 from __future__ import annotations
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt, Signal
+from PySide6.QtCore import QAbstractTableModel, QEvent, QModelIndex, QSortFilterProxyModel, Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -22,6 +22,7 @@ __all__ = ["ImageListPanel", "ImageTableModel", "UNSAVED_MARK", "PROBLEM_MARK"]
 UNSAVED_MARK = "●"
 PROBLEM_MARK = "⚠"
 COLUMNS = ("", "#", "File", "Boxes", "TP", "FP", "Missed")
+FILE_MIN_WIDTH = 70     # below this the File column stops stretching and the list scrolls sideways
 
 
 class ImageTableModel(QAbstractTableModel):
@@ -175,9 +176,9 @@ class ImageListPanel(QWidget):
         self.table.setTextElideMode(Qt.TextElideMode.ElideLeft)     # a long path keeps its file name
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
-        for col, width in ((0, 18), (1, 40), (3, 42), (4, 30), (5, 30), (6, 46)):
+        for col in (0, 1, 3, 4, 5, 6):           # fitted to their text: the File column gets the rest
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.Fixed)
-            header.resizeSection(col, width)
+        self._fit_columns()
         for col in (4, 5, 6):                      # TP / FP / missed: shown once an evaluation ran
             self.table.setColumnHidden(col, True)
         top = QHBoxLayout()
@@ -192,9 +193,41 @@ class ImageListPanel(QWidget):
         self.class_combo.currentIndexChanged.connect(self._apply_filter)
         self.scope_combo.currentIndexChanged.connect(self._apply_filter)
         self.table.selectionModel().currentRowChanged.connect(self._on_current_changed)
+        self.table.viewport().installEventFilter(self)
+
+    def eventFilter(self, watched, event) -> bool:
+        if watched is self.table.viewport() and event.type() == QEvent.Type.Resize:
+            self._fit_file_column()
+        return super().eventFilter(watched, event)
+
+    def _fit_file_column(self) -> None:
+        """The File column takes the room the others leave, but never less than
+        :data:`FILE_MIN_WIDTH` (with TP / FP / Missed shown in a narrow dock the list then scrolls
+        sideways instead of cutting every name to "…")."""
+        header = self.table.horizontalHeader()
+        others = sum(header.sectionSize(c) for c in range(len(COLUMNS)) if c != 2 and not header.isSectionHidden(c))
+        if self.table.viewport().width() - others >= FILE_MIN_WIDTH:
+            header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        else:
+            header.setSectionResizeMode(2, QHeaderView.ResizeMode.Interactive)
+            header.resizeSection(2, FILE_MIN_WIDTH)
+
+    def _fit_columns(self) -> None:
+        """The fixed columns as narrow as their text: "#" as wide as the largest row number (and
+        its header with the sort arrow), the counts as their headers; the File column stretches
+        into the rest (a 174 px dock at 1024x700 leaves it ~70 px, a file name's tail)."""
+        fm = self.table.fontMetrics()
+        header = self.table.horizontalHeader()
+        rows = max(self.model.rowCount(), 9)
+        header.setMinimumSectionSize(8)                     # the style's default (~26 px) is wider than a mark
+        header.resizeSection(0, fm.horizontalAdvance(UNSAVED_MARK) + 8)
+        header.resizeSection(1, max(fm.horizontalAdvance(str(rows)) + 10, fm.horizontalAdvance("#") + 22))
+        for col in (3, 4, 5, 6):
+            header.resizeSection(col, fm.horizontalAdvance(COLUMNS[col]) + 10)
 
     def set_document(self, doc) -> None:
         self.model.set_document(doc)
+        self._fit_columns()
         doc.boxesChanged.connect(self.model.refresh_row)
         doc.dirtyChanged.connect(self._on_dirty_changed)
         doc.categoriesChanged.connect(self.refresh_classes)
@@ -252,6 +285,7 @@ class ImageListPanel(QWidget):
         self.model.eval_counts = dict(counts)
         for col in (4, 5, 6):
             self.table.setColumnHidden(col, not counts)
+        self._fit_file_column()
         n = self.model.rowCount()
         if n:
             self.model.dataChanged.emit(self.model.index(0, 4), self.model.index(n - 1, 6))

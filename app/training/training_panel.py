@@ -41,6 +41,7 @@ from PySide6.QtWidgets import (
 )
 
 from app import theme
+from app.compact import narrow, narrow_combo
 from app.debug_common import fill_table, make_table
 from app.training.training_process import STOP_GRACE_MS, TrainingProcess, run_state, saved_args
 from detengine.api import (
@@ -203,6 +204,10 @@ class TrainingPanel(QWidget):
             ("load", "Load best as model"), ("refresh", "Refresh"))}
         self.run_buttons["overlay"].setToolTip("Add the run's curves to the plots (again: remove them); the Curves "
                                                "tab's 'overlay' chooses which loss term")
+        narrow(self.config_combo, self.data_source, self.resplit, self.device, self.start_from, self.epochs,
+               self.batch, self.lr, self.max_iters, self.overlay_term, *self.buttons.values(),
+               *self.run_buttons.values())                 # the Train tab fits a ~290 px dock
+        narrow_combo(self.x_axis, 9)
         self._layout()
         self._connect()
         self._update_start_from()
@@ -317,15 +322,13 @@ class TrainingPanel(QWidget):
     def _settings_form(self) -> QFormLayout:
         form = QFormLayout()
         form.addRow("Config", self.config_combo)
-        data_row = QHBoxLayout()
-        data_row.addWidget(self.data_source, 1)
-        data_row.addWidget(self.resplit)
-        form.addRow("Data", data_row)
-        form.addRow(self.split_label)
-        device_row = QHBoxLayout()
-        device_row.addWidget(self.device, 1)
-        device_row.addWidget(self.amp)
-        form.addRow("Device", device_row)
+        form.addRow("Data", self.data_source)
+        split_row = QHBoxLayout()
+        split_row.addWidget(self.split_label, 1)
+        split_row.addWidget(self.resplit, 0, Qt.AlignmentFlag.AlignTop)
+        form.addRow(split_row)
+        form.addRow("Device", self.device)
+        form.addRow("", self.amp)
         form.addRow("Start from", self.start_from)
         numbers = QGridLayout()                            # two rows: the panel fits a narrow dock
         for i, (label, w) in enumerate((("epochs", self.epochs), ("batch", self.batch), ("lr", self.lr),
@@ -341,12 +344,14 @@ class TrainingPanel(QWidget):
         row.addWidget(self.smoothing, 1)
         row.addWidget(QLabel("x"))
         row.addWidget(self.x_axis)
-        row.addWidget(QLabel("overlay"))
-        row.addWidget(self.overlay_term)
+        overlay_row = QHBoxLayout()                        # a second row: the panel fits a narrow dock
+        overlay_row.addWidget(QLabel("overlaid runs draw"))
+        overlay_row.addWidget(self.overlay_term, 1)
         page = QWidget()
         layout = QVBoxLayout(page)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(row)
+        layout.addLayout(overlay_row)
         layout.addWidget(self.plots, 1)
         return page
 
@@ -355,11 +360,10 @@ class TrainingPanel(QWidget):
         layout = QVBoxLayout(page)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.runs, 1)
-        for keys in (("show", "overlay", "clear"), ("continue", "load", "refresh")):
-            row = QHBoxLayout()
-            for k in keys:
-                row.addWidget(self.run_buttons[k])
-            layout.addLayout(row)
+        buttons = QGridLayout()                            # two columns: the panel fits a narrow dock
+        for i, k in enumerate(("show", "overlay", "clear", "continue", "load", "refresh")):
+            buttons.addWidget(self.run_buttons[k], i // 2, i % 2)
+        layout.addLayout(buttons)
         return page
 
     def _layout(self) -> None:

@@ -57,3 +57,25 @@ def test_a_layout_that_starves_the_canvas_is_fitted_again(qtbot, sample_window):
     win.restoreState(state)
     settle(qtbot, win, (1023, 700))
     qtbot.waitUntil(lambda: win.canvas.width() >= 0.5 * win.width(), timeout=2000)
+
+
+def test_the_train_tab_and_the_image_list_fit_a_1024_window(qtbot, sample_window):
+    """The Train tab fits the right dock without scrolling sideways (combos, spin boxes and buttons
+    as wide as their text, not their longest item); the image list's File column keeps a readable
+    width, also when TP / FP / Missed appear (the list then scrolls sideways instead)."""
+    from app.annotate.image_list_panel import FILE_MIN_WIDTH
+    win = sample_window
+    settle(qtbot, win, (1024, 700))
+    win.show_view("train")
+    qtbot.wait(30)
+    area = win.docks["training"].widget()
+    assert area.widget().minimumSizeHint().width() <= area.viewport().width()
+    assert area.horizontalScrollBar().maximum() == 0
+    panel, header = win.image_list, win.image_list.table.horizontalHeader()
+    assert header.sectionSize(2) >= 55, [header.sectionSize(c) for c in range(7)]
+    panel.set_eval_counts({0: (1, 2, 3)})
+    qtbot.wait(10)
+    assert header.sectionSize(2) >= FILE_MIN_WIDTH
+    panel.set_eval_counts({})
+    qtbot.wait(10)
+    assert header.sectionSize(2) >= 55
