@@ -24,6 +24,7 @@ from .heads.atss import ATSSHeadCore
 from .heads.fcos import FCOSHeadCore
 from .heads.gfl import GFLHeadCore
 from .heads.tood import TOODHeadCore
+from .heads.yolox import YOLOXHeadCore
 from .samplers import PseudoSampler
 
 __all__ = ["build", "build_head_core", "ConfigBuildError", "REGISTRY", "HEAD_TYPES", "default_input_shape"]
@@ -61,6 +62,7 @@ HEAD_TYPES = {
     "ATSSHead": ATSSHeadCore,
     "GFLHead": GFLHeadCore,
     "TOODHead": TOODHeadCore,
+    "YOLOXHead": YOLOXHeadCore,
 }
 
 IGNORED_KEYS = {"iou_calculator", "init_cfg", "debug", "gpu_assign_thr", "avg_non_ignore",
@@ -144,6 +146,8 @@ def build_head_core(model: dict) -> HeadCore:
     core_cls = HEAD_TYPES[head["type"]]
     if core_cls is FCOSHeadCore:
         return _fcos_core(head, train_cfg, test_cfg)
+    if core_cls is YOLOXHeadCore:
+        return _yolox_core(head, train_cfg, test_cfg)
     gen_cfg = head.get("anchor_generator") or head.get("prior_generator")
     if gen_cfg is None:
         raise ConfigBuildError(f"{head['type']} needs an anchor_generator / prior_generator")
@@ -241,6 +245,42 @@ def _fcos_core(head: dict, train_cfg: dict, test_cfg: dict) -> FCOSHeadCore:
         loss_bbox=build(head.get("loss_bbox", {"type": "IoULoss", "loss_weight": 1.0}), "loss"),
         loss_centerness=build(head.get("loss_centerness", _DEFAULT_LOSS_CENTERNESS), "loss"),
         norm_on_bbox=head.get("norm_on_bbox", False), test_cfg=test_cfg, train_cfg=train_cfg)
+
+
+_YOLOX_LOSSES = {  # YOLOXHead's defaults, and the loss types its loss_by_feat can take
+    "loss_cls": ({"type": "CrossEntropyLoss", "use_sigmoid": True, "reduction": "sum", "loss_weight": 1.0},
+                 (dense_losses.CrossEntropyLoss,)),
+    "loss_bbox": ({"type": "IoULoss", "mode": "square", "eps": 1e-16, "reduction": "sum", "loss_weight": 5.0},
+                  (dense_losses.IoULoss, losses.GIoULoss)),
+    "loss_obj": ({"type": "CrossEntropyLoss", "use_sigmoid": True, "reduction": "sum", "loss_weight": 1.0},
+                 (dense_losses.CrossEntropyLoss,)),
+    "loss_l1": ({"type": "L1Loss", "reduction": "sum", "loss_weight": 1.0}, (losses.L1Loss, losses.SmoothL1Loss)),
+}
+
+
+def _yolox_core(head: dict, train_cfg: dict, test_cfg: dict) -> YOLOXHeadCore:
+    """YOLOXHead: its own ``MlvlPointGenerator(strides, offset=0)``, SimOTA (``train_cfg.assigner``;
+    mmdetection builds none without a ``train_cfg``, the debug views then use SimOTA's defaults),
+    four losses each summed (``reduction='sum'``) and divided by the batch's positives. A loss of
+    another kind or reduction is refused: ``loss_by_feat`` would compute another number."""
+    strides = list(head.get("strides", (8, 16, 32)))
+    built = {}
+    for key, (default, kinds) in _YOLOX_LOSSES.items():
+        cfg = head.get(key, default)
+        loss = build(cfg, "loss")
+        if not isinstance(loss, kinds) or getattr(loss, "reduction", "sum") != "sum" or \
+                (isinstance(loss, dense_losses.CrossEntropyLoss) and not loss.use_sigmoid):
+            raise ConfigBuildError(f"model.bbox_head.{key}={cfg!r} is not built here: YOLOXHead's {key} is "
+                                   f"{default['type']} (or {' / '.join(k.__name__ for k in kinds[1:]) or 'nothing else'})"
+                                   f"{' with use_sigmoid=True' if 'use_sigmoid' in default else ''} and "
+                                   f"reduction='sum'")
+        built[key] = loss
+    return YOLOXHeadCore(
+        num_classes=head["num_classes"], prior_generator=priors.MlvlPointGenerator(strides=strides, offset=0),
+        featmap_rule=StrideRule(strides),
+        assigner=build(train_cfg.get("assigner", {"type": "SimOTAAssigner", "center_radius": 2.5}), "assigner"),
+        sampler=build(train_cfg.get("sampler", {"type": "PseudoSampler"}), "sampler"),
+        test_cfg=test_cfg, train_cfg=train_cfg, **built)
 
 
 def _default_assigner(head_type: str) -> dict:

@@ -7,6 +7,7 @@ import torch
 
 from ..builder import ConfigBuildError, build_head_core
 from .atss import ATSSHeadModule
+from .csp_darknet import CSPDarknet, YOLOXPAFPN
 from .detector import DenseDetector
 from .fcos import FCOSHeadModule
 from .gfl import GFLHeadModule
@@ -17,6 +18,7 @@ from .spec import check_model, detector_kind
 from .ssd import SSDVGG, SSDHeadModule, SSDNeck
 from .tinyssd import TinySSDBaseNet
 from .tood import TOODHeadModule
+from .yolox import YOLOXHeadModule
 
 __all__ = ["build_detector", "DETECTOR_TYPES"]
 
@@ -192,12 +194,39 @@ def _tood(model, core):
                                                       prior_generator=core.prior_generator, bbox_coder=core.bbox_coder)
 
 
+def _yolox(model, core):
+    """CSPDarknet + YOLOXPAFPN + YOLOXHead; BatchNorm eps 1e-3 / momentum 0.03 where ``norm_cfg``
+    is silent (mmdetection's default for these three parts), Swish activations."""
+    b = model.get("backbone", {})  # mmdetection's defaults where the config is silent
+    act = lambda part: (part.get("act_cfg") or {"type": "Swish"})["type"]  # noqa: E731
+    backbone = CSPDarknet(arch=b.get("arch", "P5"), deepen_factor=b.get("deepen_factor", 1.0),
+                          widen_factor=b.get("widen_factor", 1.0), out_indices=b.get("out_indices", (2, 3, 4)),
+                          frozen_stages=b.get("frozen_stages", -1), use_depthwise=b.get("use_depthwise", False),
+                          spp_kernal_sizes=b.get("spp_kernal_sizes", (5, 9, 13)), act=act(b),
+                          norm_eval=b.get("norm_eval", False))
+    n = model.get("neck", {})
+    _same("model.neck.in_channels", n.get("in_channels"), backbone.out_channels)
+    _levels(core, len(backbone.out_channels), "model.neck (YOLOXPAFPN)")
+    neck = YOLOXPAFPN(in_channels=backbone.out_channels, out_channels=n["out_channels"],
+                      num_csp_blocks=n.get("num_csp_blocks", 3), use_depthwise=n.get("use_depthwise", False),
+                      act=act(n))
+    h = model["bbox_head"]
+    _same("model.bbox_head.in_channels", h.get("in_channels"), [n["out_channels"]])
+    head = YOLOXHeadModule.from_config(h, num_classes=core.num_classes, num_levels=len(core.prior_generator.strides))
+    for part, module in (("backbone", backbone), ("neck", neck), ("bbox_head", head)):
+        _norm_of(module, model[part].get("norm_cfg"), eps=1e-3, momentum=0.03)
+        for p in (m for m in module.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            p.requires_grad_((model[part].get("norm_cfg") or {}).get("requires_grad", True))
+    backbone._freeze()
+    return backbone, neck, head
+
+
 DETECTOR_TYPES = {"SSD": _ssd, "RetinaNet": _retinanet, "RTMDet": _rtmdet, "TinySSD": _tinyssd, "FCOS": _fcos,
-                  "ATSS": _atss, "GFL": _gfl, "TOOD": _tood}
+                  "ATSS": _atss, "GFL": _gfl, "TOOD": _tood, "YOLOX": _yolox}
 
 
 def build_detector(model_cfg: dict) -> DenseDetector:
-    """A trainable detector for a ``model`` config dict (SSD, RetinaNet, RTMDet, FCOS, ATSS, GFL, TOOD, TinySSD): exactly
+    """A trainable detector for a ``model`` config dict (SSD, RetinaNet, RTMDet, FCOS, ATSS, GFL, TOOD, YOLOX, TinySSD): exactly
     the network mmdetection builds from it, or ``ConfigBuildError`` naming the key and why
     (:mod:`detengine.models.spec`)."""
     model_cfg = copy.deepcopy(model_cfg)

@@ -28,7 +28,6 @@ REFUSED_TYPES = {
     "PVT": "PVT backbones are not built here",
     "PVTv2": "PVTv2 backbones are not built here",
     "EfficientNet": "EfficientNet backbones are not built here",
-    "CSPDarknet": "CSPDarknet (YOLOX / YOLOv5) is not built here",
     "NASFPN": "NAS-FPN is not built here",
     "PAFPN": "PAFPN is not built here",
     "FPG": "FPG is not built here",
@@ -218,6 +217,29 @@ TOOD_HEAD = {  # ATSSHead's keys and TOODHead's own (num_dcn > 0 is refused by t
     "reg_decoded_bbox": _value(True, "TOODHead compares decoded boxes with its targets"),
     "init_cfg": _default_init, "conv_cfg": _value(None), "norm_cfg": _gn_cfg,
 }
+def _swish(value, where):
+    """YOLOX's activation: ``Swish`` (``x * sigmoid(x)``) or its other name ``SiLU``."""
+    if not isinstance(value, dict) or value.get("type") not in ("Swish", "SiLU") or set(value) - {"type", "inplace"}:
+        raise ConfigBuildError(f"{where}={value!r} is not built here (dict(type='Swish') or dict(type='SiLU'))")
+
+
+CSPDARKNET = {
+    "arch": _value(["P5", "P6"]), "deepen_factor": ACTS, "widen_factor": ACTS, "out_indices": ACTS,
+    "frozen_stages": ACTS, "use_depthwise": ACTS, "arch_ovewrite": _value(None), "spp_kernal_sizes": ACTS,
+    "conv_cfg": _value(None), "norm_cfg": _norm_cfg, "act_cfg": _swish, "norm_eval": ACTS,
+    "init_cfg": _pretrained_only,
+}
+YOLOX_PAFPN = {
+    "in_channels": ACTS, "out_channels": ACTS, "num_csp_blocks": ACTS, "use_depthwise": ACTS,
+    "upsample_cfg": _value([{"scale_factor": 2, "mode": "nearest"}]), "conv_cfg": _value(None),
+    "norm_cfg": _norm_cfg, "act_cfg": _swish, "init_cfg": _default_init,
+}
+YOLOX_HEAD = {  # BaseDenseHead: no prior generator key (its points come from ``strides``)
+    **dict.fromkeys(("num_classes", "in_channels", "feat_channels", "stacked_convs", "strides", "use_depthwise",
+                     "loss_cls", "loss_bbox", "loss_obj", "loss_l1", "train_cfg", "test_cfg"), ACTS),
+    "dcn_on_last_conv": _value(False, "deformable convs"), "conv_bias": _value(["auto", False]),
+    "conv_cfg": _value(None), "norm_cfg": _norm_cfg, "act_cfg": _swish, "init_cfg": _default_init,
+}
 #: detector kind -> {part: {type: spec}}
 PARTS = {
     "SSD": {"backbone": {"SSDVGG": SSDVGG, "MobileNetV2": MOBILENET_V2}, "neck": {"SSDNeck": SSDNECK},
@@ -234,6 +256,8 @@ PARTS = {
             "bbox_head": {"GFLHead": GFL_HEAD}},
     "TOOD": {"backbone": {"ResNet": RESNET, "ResNeXt": RESNEXT}, "neck": {"FPN": FPN},
              "bbox_head": {"TOODHead": TOOD_HEAD}},
+    "YOLOX": {"backbone": {"CSPDarknet": CSPDARKNET}, "neck": {"YOLOXPAFPN": YOLOX_PAFPN},
+              "bbox_head": {"YOLOXHead": YOLOX_HEAD}},
 }
 _MODEL_KEYS = ("type", "data_preprocessor", "backbone", "neck", "bbox_head", "train_cfg", "test_cfg", "init_cfg")
 #: DetDataPreprocessor: normalisation and padding act (the pipeline's last steps, collate)
@@ -247,7 +271,7 @@ DATA_PREPROCESSOR = {
 # SingleStageDetector (the type mmdetection's own SSD files use) is the detector its head makes
 _KIND_OF_HEAD = {"SSDHead": "SSD", "RetinaHead": "RetinaNet", "AnchorHead": "RetinaNet",
                  "RTMDetSepBNHead": "RTMDet", "RTMDetHead": "RTMDet", "FCOSHead": "FCOS",
-                 "ATSSHead": "ATSS", "GFLHead": "GFL", "TOODHead": "TOOD"}
+                 "ATSSHead": "ATSS", "GFLHead": "GFL", "TOODHead": "TOOD", "YOLOXHead": "YOLOX"}
 
 
 def detector_kind(model: dict) -> str:
