@@ -58,6 +58,8 @@ _LAZY = {
     "make_run_dir": "train.runs", "known_runs": "train.runs", "run_summary": "train.runs", "RunSummary": "train.runs",
     "RunCurves": "train.runs", "run_curves": "train.runs", "window_runs_root": "train.runs",
     "detscope_home": "train.runs", "register_run": "train.runs",
+    # the per-GT probe of a run: each probe GT's positives and losses over the iterations
+    "read_probe": "probe", "has_probe": "probe", "ProbeHistory": "probe", "ProbeGT": "probe",
 }
 
 __all__ = sorted([*_LAZY, "inspect"])
