@@ -7,7 +7,7 @@ import torch
 
 from ..builder import ConfigBuildError, build_head_core
 from .atss import ATSSHeadModule
-from .csp_darknet import CSPDarknet, YOLOXPAFPN
+from .csp_darknet import YOLOXPAFPN, CSPDarknet
 from .detector import DenseDetector
 from .fcos import FCOSHeadModule
 from .gfl import GFLHeadModule

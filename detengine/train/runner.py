@@ -8,6 +8,7 @@ import torch
 from ..config import Config, load_config
 from ..data import ImageReadError
 from ..evaluation import detections_to_coco_results, evaluate_coco, write_results
+from ..heads.yolox import apply_mode_switch
 from ..io import check_output_path
 from ..models import build_detector
 from ..shipped import find_config
@@ -175,6 +176,7 @@ def train_from_config(config, data=None, *, epochs=None, device=None, resume=Non
     model_cfg["bbox_head"] = dict(model_cfg["bbox_head"], num_classes=len(bundle.class_names))
     model = build_detector(model_cfg)
     notes = config_warnings(cfg, distributed=dist.is_distributed(), cuda=dev.type == "cuda")
+    notes += apply_mode_switch(model, cfg, settings.max_epochs)    # YOLOXModeSwitchHook: the L1 loss, late
     load_from = cfg.get("load_from") if load_from is None else load_from
     resume = _resume_source(resume, cfg, load_from, work_dir, runs_root, notes)
     notes += start_weights(model, model_cfg, load_from=load_from, resuming=bool(resume), pretrained=pretrained)

@@ -269,7 +269,7 @@ def config_warnings(cfg: dict, *, distributed: bool = False, cuda: bool = False)
         out.append(f"config keys this run does not act on: {', '.join(unused)}")
     for hook in cfg.get("custom_hooks") or []:
         kind = hook.get("type") if isinstance(hook, dict) else hook
-        if kind != "EMAHook" and kind not in HANDLED_HOOKS:
+        if kind not in ("EMAHook", "YOLOXModeSwitchHook") and kind not in HANDLED_HOOKS:  # the runner does YOLOX's
             out.append(f"custom_hooks: {kind!r} is not supported here and is ignored")
     optim = cfg.get("optim_wrapper") or {}
     for key in sorted(set(optim) - set(_OPTIM_WRAPPER_KEYS)):
