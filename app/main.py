@@ -21,7 +21,7 @@ from pathlib import Path
 __all__ = ["main", "parse_args", "has_display", "platform_is_xcb", "missing_xcb_libraries", "missing_xcb_message",
            "NO_DISPLAY_MESSAGE", "XCB_LIBRARIES", "VIEWS", "SCREENSHOT_SIZE", "STARTUP_T0_ENV"]
 
-VIEWS = ("annotate", "anchors", "assign", "loss", "nms", "scan", "train", "evaluate", "dataset")
+VIEWS = ("annotate", "anchors", "assign", "loss", "nms", "scan", "scan-training", "train", "evaluate", "dataset")
 SCREENSHOT_SIZE = (1280, 800)
 STARTUP_T0_ENV = "DETSCOPE_STARTUP_T0"   # a time.time(): print the startup times against it, quit when ready
 
@@ -64,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="detector config for the debug views: a shipped name (ssd300_coco, "
                         "retinanet_r50_fpn_coco, ...) or a config file path")
     p.add_argument("--view", default="annotate", metavar="NAME",
-                   help=f"view to show: {', '.join(VIEWS)} (default: annotate)")
+                   help=f"view to show: {', '.join(VIEWS)} (default: annotate; scan-training: the Dataset scan's "
+                        f"'during training' mode on --run)")
     p.add_argument("--screenshot", type=Path, metavar="PATH",
                    help="render the window offscreen (at --size), save a PNG, exit")
     p.add_argument("--size", type=_size, metavar="WxH",
@@ -78,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a training checkpoint as the current model of the debug and evaluation views, with the "
                         "config it carries (DetScope's checkpoints); a config.py beside it is not run from the "
                         "command line (pass it with --config), else --config")
+    p.add_argument("--run", metavar="DIR",
+                   help="a training run folder for --view scan-training (its per-GT probe, probe.jsonl); "
+                        "default: the newest run with a probe")
     return p
 
 
@@ -88,6 +92,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(f"--view {args.view!r} is not available; views: {', '.join(VIEWS)}")
     if args.image is not None and args.image < 0:
         parser.error(f"--image must be >= 0, got {args.image}")
+    if args.run is not None and args.view == "annotate":
+        args.view = "scan-training"                    # --run alone: the view that shows it
+    elif args.run is not None and args.view != "scan-training":
+        parser.error(f"--run goes with --view scan-training, not --view {args.view}")
     return args
 
 
@@ -194,18 +202,22 @@ def main(argv=None) -> int:
 
 def _create_window(args, defer_engine: bool):
     from app.main_window import MainWindow
-    for flag, value in (("--open", args.open_path), ("--checkpoint", args.checkpoint)):
+    for flag, value in (("--open", args.open_path), ("--checkpoint", args.checkpoint), ("--run", args.run)):
         if value is not None and not Path(value).exists():
             print(f"detscope: {flag} {value}: no such file or folder", file=sys.stderr)
             return None
     from app.dialogs import ConsoleDialogs
     offscreen = args.screenshot is not None
     try:
-        window = MainWindow(open_path=args.open_path, image_index=args.image, view=args.view, config=args.config,
+        training_scan = args.view == "scan-training"
+        window = MainWindow(open_path=args.open_path, image_index=args.image,
+                            view="scan" if training_scan else args.view, config=args.config,
                             restore_layout=not offscreen, dialogs=ConsoleDialogs() if offscreen else None,
                             defer_engine=defer_engine)
         if args.checkpoint:
             _use_checkpoint(window, args.checkpoint, args.config, defer_engine)
+        if training_scan:
+            _show_training_scan(window, args.run, defer_engine)
         return window
     except Exception as exc:             # e.g. a broken config file: a message, not a stack trace
         print(f"detscope: cannot start with config {args.config!r}: {type(exc).__name__}: {exc}", file=sys.stderr)
@@ -221,6 +233,32 @@ def _use_checkpoint(window, checkpoint: str, config: str, defer_engine: bool) ->
         window.engineLoaded.connect(lambda: window.use_checkpoint(config, checkpoint))
     else:
         window.use_checkpoint(config, checkpoint)
+
+
+def _show_training_scan(window, run: str | None, defer_engine: bool) -> None:
+    """The Dataset scan in its "during training" mode, on ``run`` (None: the newest run with a
+    probe); with ``defer_engine``, once the window has loaded its panels."""
+    def show() -> None:
+        page = window.debug_panel.pages["scan"]
+        if run:
+            page.show_training_run(run)
+        else:
+            page.set_mode("training")
+    if defer_engine:
+        window.engineLoaded.connect(show)
+    else:
+        show()
+
+
+def _wait_for_training_scan(app, window, timeout_s: float = 60.0) -> None:
+    """For screenshots: until the Dataset scan's "during training" mode has read its run."""
+    panel = getattr(window, "debug_panel", None) if getattr(window, "engine_loaded", False) else None
+    view = getattr(panel.pages.get("scan"), "training", None) if panel is not None else None
+    deadline = time.monotonic() + timeout_s
+    while view is not None and view.loading and time.monotonic() < deadline:
+        app.processEvents()
+        time.sleep(0.02)
+    app.processEvents()
 
 
 def _configure_pyqtgraph() -> None:
@@ -299,6 +337,7 @@ def _save_screenshot(app, window, path: Path, size=SCREENSHOT_SIZE) -> int:
         app.processEvents()
     if hasattr(window, "wait_until_drawn") and not window.wait_until_drawn():
         print("detscope: the debug view did not finish in time; the screenshot shows it unfinished", file=sys.stderr)
+    _wait_for_training_scan(app, window)
     _say_why_the_view_is_empty(window)
     ok = window.grab().save(str(path), "PNG")
     window.close()

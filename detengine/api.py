@@ -60,6 +60,7 @@ _LAZY = {
     "detscope_home": "train.runs", "register_run": "train.runs",
     # the per-GT probe of a run: each probe GT's positives and losses over the iterations
     "read_probe": "probe", "has_probe": "probe", "ProbeHistory": "probe", "ProbeGT": "probe",
+    "probe_gt_in_project": "probe",
 }
 
 __all__ = sorted([*_LAZY, "inspect"])

@@ -218,7 +218,7 @@ def _add_train(sub) -> None:
                    help="per-GT probe: every N iterations (and at the end) put a fixed seeded set of 16 training "
                         "images through the current model's assigner and loss and append each GT's positives and "
                         "losses to probe.jsonl (the window's Dataset scan, 'during training'); 0 = off. Default: the "
-                        "config's probe.interval, else auto: on for training splits of up to 5,000 images, every "
+                        "config's probe.interval, else auto: on for training splits of up to 10,000 images, every "
                         "min(50, iterations per epoch) iterations; off for bigger splits")
     p.add_argument("--auto-scale-lr", action="store_true",
                    help="scale the learning rate by (total batch size) / auto_scale_lr.base_batch_size, as "

@@ -30,12 +30,12 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["PROBE_FILE", "PROBE_SET_FILE", "AUTO_MAX_IMAGES", "DEFAULT_PROBE", "probe_interval", "TrainingProbe",
-           "make_probe", "ProbeGT", "ProbeHistory", "read_probe", "has_probe"]
+           "make_probe", "ProbeGT", "ProbeHistory", "read_probe", "has_probe", "probe_gt_in_project"]
 
 PROBE_FILE = "probe.jsonl"
 PROBE_SET_FILE = "probe.json"
 #: ``interval="auto"`` probes training splits of up to this many images (off above)
-AUTO_MAX_IMAGES = 5000
+AUTO_MAX_IMAGES = 10_000
 AUTO_EVERY = 50
 DEFAULT_PROBE = {"interval": "auto", "images": 16}
 _CACHE_BYTES = 256 * 2 ** 20        # network inputs kept between probes up to this size (else re-read)
@@ -402,3 +402,34 @@ def read_probe(run_dir) -> ProbeHistory | None:
                                np.array([nan(v[2]) for v in values])))
     return ProbeHistory(run_dir, int(saved.get("interval", 0)), classes, images, gts)
 
+
+
+def _iou(a, b) -> float:
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
+    return w * h / union if union > 0 else 0.0
+
+
+def probe_gt_in_project(project, gt: ProbeGT, min_iou: float = 0.5) -> tuple[int, int] | None:
+    """``(image index, box id)`` of a probe GT in an annotation project, or None: the image with
+    the probe image's path (else its file name, else its base name), the non-crowd box of the best
+    IoU with the GT (at least ``min_iou``), of the GT's class when the project has a class of that
+    name."""
+    name, base = gt.file_name, Path(gt.file_name).name
+    named = [i for i, rec in enumerate(project.images) if rec.file_name == name]
+    candidates = named or [i for i, rec in enumerate(project.images) if Path(rec.file_name).name == base]
+    if gt.path and len(candidates) > 1:
+        same = [i for i in candidates if str(Path(project.image_path(i)).resolve()) == gt.path]
+        candidates = same or candidates
+    names = {c.id: c.name for c in project.categories}
+    typed = gt.class_name in names.values()
+    best = None
+    for i in candidates:
+        for box in project.images[i].boxes:
+            if box.iscrowd or (typed and names.get(box.category_id) != gt.class_name):
+                continue
+            iou = _iou(box.xyxy, gt.box_xyxy)
+            if iou >= min_iou and (best is None or iou > best[0]):
+                best = (iou, i, box.id)
+    return None if best is None else (best[1], best[2])

@@ -6,6 +6,12 @@ assigner that weighs the predictions (RTMDet's dynamic soft label) is scanned wi
 panel's model (a checkpoint, or the random init) run on every image, as the trainer would assign
 with that model; with no model, with a freshly initialised head's outputs. Runs on its own worker
 thread with a progress bar and a cancel button; a click on a row or a point jumps to that box.
+
+"During training" mode (:class:`TrainingScanView`): a training run's per-GT probe
+(:mod:`detengine.probe`, ``probe.jsonl``): the probe GTs with zero positives in at least a chosen
+share of the probes, most often starved first; a click plots that GT's positives and its mean
+classification / regression loss per positive over the iterations, and jumps to it when its image
+is in the open project.
 """
 from __future__ import annotations
 
@@ -14,15 +20,31 @@ import threading
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QSpinBox, QSplitter, QVBoxLayout
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSizePolicy,
+    QSpinBox,
+    QSplitter,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
 
+from app import theme
 from app.annotate.image_loader import image_size, read_image
 from app.debug.debug_page import DebugPage
-from app.debug_common import data_row, fill_table, make_table, qimage_to_rgb
+from app.debug_common import data_row, fill_table, make_table, qimage_to_rgb, select_data_row, selected_data_row
 from app.theme import level_color
 from app.trace_worker import TraceRunner
 
-__all__ = ["ScanPage"]
+__all__ = ["ScanPage", "TrainingScanView"]
+
+MODES = (("project", "Project scan"), ("training", "During training (a run's probe)"))
 
 POWERS_OF_TWO = [2 ** k for k in range(0, 14)]     # the scatter's axis ticks (1 .. 8192 px)
 
@@ -35,7 +57,7 @@ class ScanPage(DebugPage):
         super().__init__(panel)
         self.runner = TraceRunner(self)
         self.runner.done.connect(self._on_done)
-        self.runner.failed.connect(lambda _s, _i, text: self.summary.setText(f"scan failed: {text.splitlines()[0]}"))
+        self.runner.failed.connect(self._on_failed)
         self.cancel_event = threading.Event()
         self.scan = None  # detengine.api.ScanResult of the last scan
         self.scatter = None  # the GT scatter's plot item (clickable points)
@@ -75,17 +97,51 @@ class ScanPage(DebugPage):
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(self.plot_widget)
         split.addWidget(self.table)
+        project_mode = QWidget()
+        inner = QVBoxLayout(project_mode)
+        inner.setContentsMargins(0, 0, 0, 0)
+        inner.addLayout(top)
+        inner.addWidget(self.bar)
+        inner.addWidget(self.summary)
+        inner.addWidget(split, 1)
+        self.training = TrainingScanView(self)
+        self.training.jumpRequested.connect(self.jumpRequested)
+        self.mode = QComboBox()
+        for key, label in MODES:
+            self.mode.addItem(label, key)
+        self.mode.setToolTip("Project scan: every GT of the open project under the current config and assigner.\n"
+                             "During training: a training run's per-GT probe (probe.jsonl), GT by GT over the "
+                             "iterations")
+        self.stack = QStackedWidget()
+        self.stack.addWidget(project_mode)
+        self.stack.addWidget(self.training)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
-        layout.addLayout(top)
-        layout.addWidget(self.bar)
-        layout.addWidget(self.summary)
-        layout.addWidget(split, 1)
+        layout.addWidget(self.mode)
+        layout.addWidget(self.stack, 1)
+        self.mode.currentIndexChanged.connect(self._on_mode)
         self.start.clicked.connect(self.run_scan)
         self.cancel.clicked.connect(self.cancel_event.set)
         self.k.valueChanged.connect(lambda _v: self._show_scan())
         self.table.cellDoubleClicked.connect(lambda r, _c: self._jump_row(r))
         self.table.cellClicked.connect(lambda r, _c: self._jump_row(r))
+
+    # ------------------------------------------------------------------ modes
+
+    def _on_mode(self, index: int) -> None:
+        training = self.mode.itemData(index) == "training"
+        self.stack.setCurrentIndex(1 if training else 0)
+        if training:
+            self.training.refresh_runs()
+
+    def set_mode(self, mode: str) -> None:
+        """``"project"`` (the dataset scan) or ``"training"`` (a run's probe)."""
+        self.mode.setCurrentIndex(self.mode.findData(mode))
+
+    def show_training_run(self, run_dir) -> None:
+        """The "during training" mode on run folder ``run_dir`` (listed even when not registered)."""
+        self.set_mode("training")
+        self.training.show_run(run_dir)
 
     # ------------------------------------------------------------------ running
 
@@ -139,7 +195,18 @@ class ScanPage(DebugPage):
         self.bar.setValue(done)
         self.summary.setText(f"scanning: {done} of {total} images")
 
-    def _on_done(self, _slot: str, _id: int, result, seconds: float) -> None:
+    def _on_failed(self, slot: str, request_id: int, text: str) -> None:
+        if slot == "probe":
+            self.training.on_failed(request_id, text)
+        else:
+            self.summary.setText(f"scan failed: {text.splitlines()[0]}")
+            self.start.setEnabled(True)
+            self.cancel.setEnabled(False)
+
+    def _on_done(self, slot: str, request_id: int, result, seconds: float) -> None:
+        if slot == "probe":
+            self.training.on_loaded(request_id, result)
+            return
         self.start.setEnabled(True)
         self.cancel.setEnabled(False)
         self.scan = result
@@ -219,3 +286,241 @@ class ScanPage(DebugPage):
     def shutdown(self) -> None:
         self.cancel_event.set()
         self.runner.stop()
+
+
+class TrainingScanView(QWidget):
+    """The Dataset scan's "during training" mode: one run's per-GT probe. ``jumpRequested(image,
+    box id)`` when the clicked GT's image is in the open project."""
+
+    jumpRequested = Signal(int, int)
+    loaded = Signal()
+
+    def __init__(self, page: ScanPage):
+        super().__init__()
+        self.page = page
+        self.history = None           # detengine.api.ProbeHistory of the shown run
+        self.rows: list = []          # the listed ProbeGTs, in data order
+        self.run_dir = None
+        self.loading = False
+        self._request = -1
+        self._build()
+
+    def _build(self) -> None:
+        self.run_combo = QComboBox()
+        self.run_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.run_combo.setMinimumContentsLength(12)
+        self.run_combo.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.run_combo.setToolTip("Training runs with a per-GT probe (probe.jsonl); Open run folder… for another")
+        self.reload = QPushButton("Reload")
+        self.reload.setToolTip("Read the run's probe again (a run still training adds a probe every interval)")
+        self.share = QSpinBox()
+        self.share.setRange(0, 100)
+        self.share.setValue(50)
+        self.share.setSingleStep(10)
+        self.share.setPrefix("0 positives in ≥ ")
+        self.share.setSuffix(" % of probes")
+        self.share.setToolTip("List the probe GTs without a positive in at least this share of the probes "
+                              "(0 %: every probe GT)")
+        self.summary = QLabel("Choose a training run: its probe (probe.jsonl) follows a fixed set of training "
+                              "images' GTs over the iterations.")
+        self.summary.setWordWrap(True)
+        self.table = make_table(["image", "GT", "class", "w x h (px)", "% zero"], sortable=True)
+        self.table.setToolTip("Click a GT: its positives and losses over the iterations, and the canvas shows it "
+                              "when its image is in the open project")
+        self.detail = QLabel()
+        self.detail.setWordWrap(True)
+        self.plots = pg.GraphicsLayoutWidget()
+        self.pos_plot = self.plots.addPlot(row=0, col=0)
+        self.pos_plot.setLabel("left", "positives")
+        self.loss_plot = self.plots.addPlot(row=1, col=0)
+        self.loss_plot.setLabel("left", "loss / positive")
+        self.loss_plot.setLabel("bottom", "iteration")
+        self.loss_plot.setXLink(self.pos_plot)
+        self.pos_plot.getAxis("bottom").setStyle(showValues=False)
+        for plot in (self.pos_plot, self.loss_plot):
+            plot.getAxis("left").setWidth(44)             # the two plots' x axes line up
+            plot.showGrid(x=True, y=True, alpha=0.15)
+        self.legend = pg.LegendItem(colCount=3)
+        self.plots.addItem(self.legend, row=2, col=0)
+        self._fill_legend()
+        top = QHBoxLayout()
+        top.addWidget(self.run_combo, 1)
+        top.addWidget(self.reload)
+        below = QWidget()                                 # the selected GT: a line, then its history
+        below_layout = QVBoxLayout(below)
+        below_layout.setContentsMargins(0, 0, 0, 0)
+        below_layout.addWidget(self.detail)
+        below_layout.addWidget(self.plots, 1)
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(self.table)
+        split.addWidget(below)
+        split.setStretchFactor(0, 2)
+        split.setStretchFactor(1, 3)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(top)
+        layout.addWidget(self.share)
+        layout.addWidget(self.summary)
+        layout.addWidget(split, 1)
+        self.run_combo.activated.connect(self._on_run_chosen)
+        self.reload.clicked.connect(lambda: self.run_dir is not None and self._load(self.run_dir))
+        self.share.valueChanged.connect(lambda _v: self._fill())
+        self.table.itemSelectionChanged.connect(self._on_selection)
+
+    def _fill_legend(self) -> None:
+        for name, color, symbol in (("positives", theme.LOSS_POS, "o"), ("no positive", theme.PROBLEM, "x"),
+                                    ("cls", theme.LOSS_CLS, None), ("box", theme.LOSS_REG, None)):
+            item = pg.PlotDataItem([0], [0], pen=None if symbol else pg.mkPen(color, width=2), symbol=symbol,
+                                   symbolBrush=color, symbolPen=color, symbolSize=7)
+            self.legend.addItem(item, name)
+        for sample, _label in self.legend.items:
+            sample.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
+
+    # ------------------------------------------------------------------ runs
+    def refresh_runs(self) -> None:
+        """The runs with a probe (the window's and every registered one), newest first."""
+        from detengine.api import has_probe, known_runs
+        try:
+            runs = [p for p in known_runs() if has_probe(p)]
+        except OSError as exc:
+            runs = []
+            self.summary.setText(f"cannot list the runs: {exc}")
+        if self.run_dir is not None and self.run_dir not in runs:
+            runs.insert(0, self.run_dir)
+        self.run_combo.blockSignals(True)
+        self.run_combo.clear()
+        for path in runs:
+            self.run_combo.addItem(path.name, str(path))
+            self.run_combo.setItemData(self.run_combo.count() - 1, str(path), Qt.ItemDataRole.ToolTipRole)
+        self.run_combo.addItem("Open run folder…", "")
+        self.run_combo.setCurrentIndex(max(0, self.run_combo.findData(str(self.run_dir))) if self.run_dir else 0)
+        self.run_combo.blockSignals(False)
+        if self.run_dir is None and runs:
+            self.show_run(runs[0])
+        elif not runs and self.run_dir is None:
+            self.summary.setText("No training run with a per-GT probe yet: runs of small data sets probe by default "
+                                 "(probe=dict(interval=N) in a config, or detengine train --probe-interval N).")
+
+    def _on_run_chosen(self, index: int) -> None:
+        path = self.run_combo.itemData(index)
+        if not path:
+            path = QFileDialog.getExistingDirectory(self, "Open a training run folder")
+            if not path:
+                self.refresh_runs()
+                return
+        self.show_run(path)
+
+    def show_run(self, run_dir) -> None:
+        from pathlib import Path
+        self.run_dir = Path(run_dir).resolve()
+        if self.run_combo.findData(str(self.run_dir)) < 0:
+            self.refresh_runs()
+        self.run_combo.setCurrentIndex(max(0, self.run_combo.findData(str(self.run_dir))))
+        self._load(self.run_dir)
+
+    def _load(self, run_dir) -> None:
+        self.loading = True
+        self.summary.setText(f"reading the probe of {run_dir.name}…")
+
+        def job():
+            from detengine.api import read_probe
+            return read_probe(run_dir)
+        self._request = self.page.runner.request(job, "probe")
+
+    def on_failed(self, request_id: int, text: str) -> None:
+        if request_id == self._request:
+            self.loading = False
+            self.summary.setText(f"cannot read the probe: {text.splitlines()[0]}")
+            self.loaded.emit()
+
+    def on_loaded(self, request_id: int, history) -> None:
+        if request_id != self._request:
+            return
+        self.loading = False
+        keep = self._selected_key()
+        self.history = history
+        self._fill(keep)
+        self.loaded.emit()
+
+    # ------------------------------------------------------------------ showing
+    def _selected_key(self):
+        row = selected_data_row(self.table)
+        return (self.rows[row].image, self.rows[row].gt) if row is not None and row < len(self.rows) else None
+
+    def _fill(self, keep=None) -> None:
+        keep = keep or self._selected_key()
+        h = self.history
+        if h is None:
+            self.rows = []
+            fill_table(self.table, [])
+            self._plot(None)
+            name = self.run_dir.name if self.run_dir is not None else "this run"
+            self.summary.setText(f"{name} has no per-GT probe: train with probe=dict(interval=N) in the config or "
+                                 f"detengine train --probe-interval N.")
+            return
+        share = self.share.value() / 100
+        self.rows = h.starved(share)
+        iterations = h.iterations
+        span = f"iterations {iterations[0]}–{iterations[-1]}" if iterations else "no probe yet"
+        self.summary.setText(f"{h.run_dir.name}: {len(h.images)} images, {len(h.gts)} GTs, {len(iterations)} probes "
+                             f"({span}, every {h.interval}): {len(self.rows)} GTs without a positive in ≥ "
+                             f"{self.share.value()} % of their probes")
+        from pathlib import Path
+        table = [[Path(g.file_name).name, f"GT{g.gt}", g.class_name, f"{g.size[0]:.0f}x{g.size[1]:.0f}",
+                  round(100 * g.zero_fraction, 1)] for g in self.rows]
+        self.table.blockSignals(True)
+        fill_table(self.table, table)
+        index = next((i for i, g in enumerate(self.rows) if (g.image, g.gt) == keep), None)
+        select_data_row(self.table, index if index is not None else (0 if self.rows else None))
+        self.table.blockSignals(False)
+        self._on_selection(jump=False)
+
+    def _on_selection(self, jump: bool = True) -> None:
+        key = self._selected_key()
+        gt = self.history.gt(*key) if key is not None and self.history is not None else None
+        self._plot(gt)
+        if gt is not None and jump:
+            self.jump_to(gt)
+
+    def selected_gt(self):
+        key = self._selected_key()
+        return self.history.gt(*key) if key is not None and self.history is not None else None
+
+    def _plot(self, gt) -> None:
+        self.pos_plot.clear()
+        self.loss_plot.clear()
+        if gt is None:
+            self.detail.setText("")
+            return
+        x = gt.iters.astype(float)
+        self.pos_plot.plot(x, gt.pos.astype(float), pen=pg.mkPen(theme.LOSS_POS, width=2), symbol="o", symbolSize=5,
+                           symbolBrush=theme.LOSS_POS, symbolPen=None)
+        zero = gt.pos == 0
+        if zero.any():
+            self.pos_plot.plot(x[zero], np.zeros(int(zero.sum())), pen=None, symbol="x", symbolSize=9,
+                               symbolPen=pg.mkPen(theme.PROBLEM, width=2), symbolBrush=theme.PROBLEM)
+        self.pos_plot.setYRange(0, max(1.0, float(gt.pos.max()) if len(gt.pos) else 1.0) * 1.1, padding=0)
+        for values, color in ((gt.cls, theme.LOSS_CLS), (gt.box, theme.LOSS_REG)):
+            if np.isfinite(values).any():
+                self.loss_plot.plot(x, values, pen=pg.mkPen(color, width=2), connect="finite", symbol="o",
+                                    symbolSize=4, symbolBrush=color, symbolPen=None)
+        self.pos_plot.enableAutoRange(axis="x")
+        w, hgt = gt.size
+        zeros = int(zero.sum())
+        last = (f"last probe (iteration {int(gt.iters[-1])}): {int(gt.pos[-1])} positives"
+                if len(gt.iters) else "not probed yet")
+        self.detail.setText(f"<b>{gt.name}</b> ({gt.class_name}, {w:.0f}x{hgt:.0f} px): no positive in {zeros} of "
+                            f"{len(gt.pos)} probes; {last}. Losses: mean per positive, as the Loss view lists them "
+                            f"(none without positives).")
+
+    def jump_to(self, gt) -> bool:
+        """Show ``gt`` on the canvas when its image and box are in the open project."""
+        from detengine.api import probe_gt_in_project
+        editor = getattr(self.page.panel, "editor", None)
+        project = getattr(editor, "project", None)
+        found = probe_gt_in_project(project, gt) if project is not None else None
+        if found is None:
+            self.detail.setText(self.detail.text() + f" Not in the open project ({gt.file_name}).")
+            return False
+        self.jumpRequested.emit(*found)
+        return True

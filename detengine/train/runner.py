@@ -11,6 +11,7 @@ from ..evaluation import detections_to_coco_results, evaluate_coco, write_result
 from ..heads.yolox import apply_mode_switch
 from ..io import check_output_path
 from ..models import build_detector
+from ..probe import make_probe
 from ..shipped import find_config
 from . import distributed as dist
 from .data import EvalSet, build_data
@@ -241,7 +242,7 @@ def train_from_config(config, data=None, *, epochs=None, device=None, resume=Non
         stages = [e for e, _ in getattr(bundle.train, "stages", [])[1:]]
         for message in run_warnings(settings, trainer.iters_per_epoch, stages):
             events.emit({"type": "warning", "message": message})
-        from ..probe import make_probe      # the per-GT probe: rank 0 only, it runs no collective
+        # the per-GT probe (detengine.probe): rank 0 only, it runs no collective
         trainer.probe, note = make_probe(settings.probe, run_dir, bundle.train.dataset, bundle.test_pipeline,
                                          iters_per_epoch=trainer.iters_per_epoch, seed=settings.seed,
                                          size_divisor=bundle.collate.size_divisor, batch_size=settings.batch_size)

@@ -8,7 +8,7 @@ arguments, ``clip_grad``, ``paramwise_cfg``, ``dtype``), ``param_scheduler`` (``
 ``dynamic_intervals``), ``default_hooks.checkpoint``, ``custom_hooks`` (``EMAHook``; the data
 side handles ``PipelineSwitchHook``), ``auto_scale_lr`` and ``randomness.seed``; and DetScope's own
 ``probe=dict(interval='auto', images=16)``: the per-GT probe of :mod:`detengine.probe` (``interval``
-in iterations, 0 = off; ``'auto'``: on for training splits of up to 5,000 images, every
+in iterations, 0 = off; ``'auto'``: on for training splits of up to 10,000 images, every
 min(50, iterations per epoch) iterations, off for bigger splits).
 
 What a config asks for and the trainer cannot do either raises ``ValueError`` saying so (when

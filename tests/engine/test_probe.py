@@ -187,8 +187,9 @@ def test_probe_settings_and_the_auto_rule():
         with pytest.raises(ValueError):
             check_probe_settings(bad)
     assert probe_interval("auto", 200, 25) == 25                       # at least once an epoch
-    assert probe_interval("auto", 5000, 400) == 50
-    assert probe_interval("auto", 5001, 400) == 0                      # big splits: off
+    assert probe_interval("auto", 6000, 750) == 50                     # tinyssd_synthetic's 6,000 images
+    assert probe_interval("auto", 10_000, 400) == 50
+    assert probe_interval("auto", 10_001, 400) == 0                    # big splits (COCO's 118k): off
     assert probe_interval(7, 10 ** 6, 400) == 7 and probe_interval(0, 10, 2) == 0
     cfg = tiny_tinyssd_cfg("/nonexistent")
     assert settings_from_config(cfg).probe == {"interval": "auto", "images": 16}
