@@ -116,6 +116,41 @@ class DebugTrace:
     def hard_negative_mask(self) -> Tensor | None:
         return None if self.loss is None else self.loss.hard_negative_mask
 
+    def hard_negatives(self) -> list[dict]:
+        """The negatives hard-negative mining picked (SSD), hardest first: one dict each with
+        ``prior``, ``level``, ``rank`` (1 = the largest CE), ``ce`` (its un-normalised cross
+        entropy), ``loss`` (its share of ``loss_cls``), ``best_gt`` / ``best_iou`` (the GT it
+        overlaps most: why it is a negative), ``class`` / ``score`` (the class the model gives it,
+        background excluded, and that class's softmax probability); and the same for every row:
+        ``mined`` (how many), ``negatives`` (the pool), ``cut_ce`` (the largest CE left unmined,
+        what a negative needs to beat to be mined; None when every negative was). Empty without
+        a loss or mining."""
+        hard = self.hard_negative_mask
+        if hard is None or not bool(hard.any()):
+            return []
+        ce = self.loss.cls_raw.detach().float()
+        mined = hard.nonzero().view(-1)
+        mined = mined[torch.argsort(ce[mined], descending=True, stable=True)]
+        negatives = self.assign_result.gt_inds == 0
+        left = negatives & ~hard
+        cut = float(ce[left].max()) if bool(left.any()) else None
+        iou = self.iou
+        if len(self.gt_boxes):
+            best_iou, best_gt = iou[:, mined].max(0)
+        else:
+            best_iou, best_gt = torch.zeros(len(mined)), torch.full((len(mined),), -1)
+        if self.cls_scores is not None:
+            probs = self.cls_scores[mined].float().softmax(-1)
+            probs = probs[:, 1:] if self.score_layout == "softmax_bg_first" else probs[:, :self.num_classes]
+        else:
+            probs = torch.zeros(len(mined), max(self.num_classes, 1))
+        score, cls = probs.max(-1)
+        return [dict(prior=int(p), level=int(self.priors.level[p]), rank=r + 1, ce=float(ce[p]),
+                     loss=float(self.loss.cls_per_prior[p]), best_gt=int(best_gt[r]) if len(self.gt_boxes) else None,
+                     best_iou=float(best_iou[r]), **{"class": int(cls[r])}, score=float(score[r]),
+                     mined=len(mined), negatives=int(negatives.sum()), cut_ce=cut)
+                for r, p in enumerate(mined.tolist())]
+
     def summary(self) -> str:
         """A readable multi-line report (what ``python -m detengine inspect`` prints)."""
         from .report import trace_summary

@@ -1,28 +1,55 @@
 """Loss: what the current model's loss is made of on this image. Per-anchor classification loss
 as a heat map per level; the negatives SSD's hard-negative mining picked, marked among all
-negatives; each positive's regression loss, encoded target and decoded box; and a breakdown
-(per level, per GT, classification vs regression, positives vs negatives) whose total is the
-detector's loss for this image.
+negatives and listed hardest first (a row or a click on one explains it: its rank, its CE against
+the cut, the GT it overlaps most, the class the model gives it); each positive's regression loss,
+encoded target and decoded box; and a breakdown (per level, per GT, classification vs
+regression, positives vs negatives) whose total is the detector's loss for this image.
 """
 from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QSplitter, QVBoxLayout
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QSplitter,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
 
 from app import theme
-from app.debug.anchors_page import draw_gt_tags
+from app.debug.anchors_page import draw_gt_tags, input_point
+from app.debug.assign_page import why_text
 from app.debug.debug_page import DebugPage
 from app.debug_common import fill_table, make_table, select_data_row, selected_data_row
 from app.theme import gt_color
 
-__all__ = ["LossPage", "HARD_NEG_COLOR"]
+__all__ = ["LossPage", "HARD_NEG_COLOR", "hard_negative_text"]
 
 HARD_NEG_COLOR = theme.HARD_NEGATIVE
 _NEG_COLOR = theme.NEGATIVE
 _LEGEND = [("classification", theme.LOSS_CLS), ("regression", theme.LOSS_REG),
            ("cls, positives", theme.LOSS_POS), ("cls, negatives", theme.NEGATIVE)]
+
+
+def hard_negative_text(trace, row: dict, class_names: list[str]) -> str:
+    """Why this negative was mined, then why it is a negative at all (the assignment's "Why?")."""
+    def name(k: int) -> str:
+        return class_names[k] if 0 <= k < len(class_names) else str(k)
+    cut = ("every negative was mined" if row["cut_ce"] is None
+           else f"the hardest negative left out has CE {row['cut_ce']:.4f}")
+    lines = [f"hard negative {row['rank']} of {row['mined']} mined from {row['negatives']} negatives "
+             f"(the {row['mined']} largest cross entropies): its CE {row['ce']:.4f}; {cut}",
+             f"  its share of loss_cls: {row['loss']:.5f}",
+             f"  the model calls it {name(row['class'])!r} with p={row['score']:.3f}"
+             + (f"; its best GT is GT{row['best_gt']} at IoU {row['best_iou']:.3f}" if row["best_gt"] is not None
+                else "; the image has no GT")]
+    return "\n".join(lines) + "\n" + why_text(trace, row["prior"], class_names)
 
 
 class LossPage(DebugPage):
@@ -46,19 +73,56 @@ class LossPage(DebugPage):
         self.table = make_table(["prior", "GT", "level", "cls loss", "reg loss", "target (encoded)", "decoded box"],
                                 sortable=True)
         self.table.setToolTip("Click a positive: its prior (thin), GT (dashed) and the model's decoded box (thick)")
+        self.hard_rows: list[dict] = []
+        self.hard_table = make_table(["rank", "prior", "level", "CE", "loss", "best GT (IoU)", "model says"],
+                                     sortable=True)
+        self.hard_table.setToolTip("The negatives hard-negative mining picked, hardest first. Click one (or its box "
+                                   "on the image): why it was mined and why it is a negative")
+        self.hard_why = QPlainTextEdit()
+        self.hard_why.setReadOnly(True)
+        self.hard_why.setMaximumHeight(110)
+        self.hard_why.setPlaceholderText("Click a hard negative (row or box): why it was mined")
+        hard_page = QWidget()
+        hard_layout = QVBoxLayout(hard_page)
+        hard_layout.setContentsMargins(0, 0, 0, 0)
+        hard_layout.addWidget(self.hard_table, 1)
+        hard_layout.addWidget(self.hard_why)
+        self.list_choice = QComboBox()
+        self.list_choice.addItem("positives", "positives")
+        self.list_choice.addItem("hard negatives", "hard")
+        self.lists = QStackedWidget()
+        self.lists.addWidget(self.table)
+        self.lists.addWidget(hard_page)
+        list_box = QWidget()
+        list_layout = QVBoxLayout(list_box)
+        list_layout.setContentsMargins(0, 0, 0, 0)
+        choice_row = QHBoxLayout()
+        choice_row.addWidget(QLabel("list"))
+        choice_row.addWidget(self.list_choice, 1)
+        list_layout.addLayout(choice_row)
+        list_layout.addWidget(self.lists, 1)
         top = QHBoxLayout()
         top.addWidget(self.totals, 1)
         top.addWidget(self.show_negatives)
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(self.chart)
         split.addWidget(self.heat)
-        split.addWidget(self.table)
+        split.addWidget(list_box)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addLayout(top)
         layout.addWidget(split, 1)
         self.table.itemSelectionChanged.connect(self.redraw)
+        self.hard_table.itemSelectionChanged.connect(self.redraw)
+        self.list_choice.currentIndexChanged.connect(self._on_list_choice)
         self.show_negatives.toggled.connect(lambda _c: self.redraw())
+
+    def _on_list_choice(self, _index: int) -> None:
+        self.lists.setCurrentIndex(self.list_choice.currentIndex())
+        self.redraw()
+
+    def showing_hard(self) -> bool:
+        return self.list_choice.currentData() == "hard"
 
     def show_result(self, result, overlay) -> None:  # a DebugResult
         super().show_result(result, overlay)
@@ -70,6 +134,9 @@ class LossPage(DebugPage):
             self.heat.clear()
             self.chart.clear()
             self.table.setRowCount(0)
+            self.hard_rows = []
+            self.hard_table.setRowCount(0)
+            self.hard_why.clear()
             return
         self.breakdown = trace.loss_breakdown
         b = self.breakdown
@@ -79,6 +146,7 @@ class LossPage(DebugPage):
         self.totals.setText(f"{it.model_name}: {terms} = <b>{b['total']:.5f}</b> (avg_factor {b['avg_factor']:.4g}); "
                             f"cls on positives {b['cls_positive']:.4f}, on negatives {b['cls_negative']:.4f}{mined}")
         draw_gt_tags(result, overlay)
+        self._fill_hard_table(it)
         self._draw_anchors(it, overlay)
         self._fill_table(it)
         self._draw_chart(trace, b)
@@ -94,6 +162,9 @@ class LossPage(DebugPage):
         if hard is not None and hard.any():
             overlay.rects("hard_negatives", it.to_original(trace.priors.boxes[hard].numpy(), clip=False),
                           HARD_NEG_COLOR, width=1.2, alpha=220)
+        if self.showing_hard():
+            self._draw_hard_selection(it, overlay)
+            return
         row = selected_data_row(self.table)                 # an index into the positives, whatever the sort
         positives = self._positives(trace)
         if row is not None and 0 <= row < len(positives):
@@ -109,6 +180,49 @@ class LossPage(DebugPage):
                 if mask.any():
                     overlay.rects("positives", it.to_original(trace.priors.boxes[mask].numpy(), clip=False),
                                   gt_color(k), width=1.5)
+
+    def _draw_hard_selection(self, it, overlay) -> None:
+        """The selected hard negative (thick, dashed) and the GT it overlaps most; the "why" text."""
+        row = selected_data_row(self.hard_table)
+        if row is None or not 0 <= row < len(self.hard_rows):
+            self.hard_why.clear()
+            return
+        info = self.hard_rows[row]
+        prior = info["prior"]
+        overlay.rects("selected", it.to_original(it.trace.priors.boxes[prior:prior + 1].numpy(), clip=False),
+                      theme.FOCUS, width=3.0, dash=True, z=3.8)
+        self.hard_why.setPlainText(hard_negative_text(it.trace, info, self.panel.class_names()))
+
+    def _fill_hard_table(self, it) -> None:
+        """The mined negatives, hardest first (the engine's list; the selection kept by prior)."""
+        old = selected_data_row(self.hard_table)
+        old_prior = self.hard_rows[old]["prior"] if old is not None and old < len(self.hard_rows) else None
+        self.hard_rows = it.trace.hard_negatives()
+        names = self.panel.class_names()
+        rows = [[r["rank"], f"#{r['prior']}", f"P{r['level']}", f"{r['ce']:.4f}", f"{r['loss']:.5f}",
+                 "-" if r["best_gt"] is None else f"GT{r['best_gt']} ({r['best_iou']:.2f})",
+                 f"{names[r['class']] if r['class'] < len(names) else r['class']} {r['score']:.2f}"]
+                for r in self.hard_rows]
+        self.hard_table.blockSignals(True)
+        fill_table(self.hard_table, rows)
+        keep = next((i for i, r in enumerate(self.hard_rows) if r["prior"] == old_prior), None)
+        select_data_row(self.hard_table, keep)
+        self.hard_table.blockSignals(False)
+        self.list_choice.setItemText(1, f"hard negatives ({len(self.hard_rows)})" if it.trace.hard_negative_mask
+                                     is not None else "hard negatives (this head does not mine)")
+
+    def on_click(self, x: float, y: float) -> None:
+        """A click on a mined negative's box (the hardest one there) lists and explains it."""
+        it = self.result.main if self.result is not None else None
+        if it is None or not self.hard_rows:
+            return
+        px, py = input_point(it, x, y)
+        boxes = it.trace.priors.boxes[[r["prior"] for r in self.hard_rows]]
+        inside = ((boxes[:, 0] <= px) & (px <= boxes[:, 2]) & (boxes[:, 1] <= py) & (py <= boxes[:, 3])).nonzero()
+        if not len(inside):
+            return
+        self.list_choice.setCurrentIndex(1)
+        select_data_row(self.hard_table, int(inside[0]))            # the rows are hardest first
 
     @staticmethod
     def _positives(trace) -> list[int]:

@@ -170,3 +170,32 @@ def test_no_priors_at_all_is_handled(name):
     assert len(t.priors) == 0 and t.assign_result.gt_inds.shape == (0,)
     assert all(float(v) == 0.0 for v in t.loss.terms.values()) and t.postprocess.boxes.shape == (0, 4)
     assert t.coverage.rows()[0]["num_pos"] == 0
+
+
+@pytest.mark.parametrize("name", ["ssd300_coco", "tinyssd_banana"])
+def test_hard_negatives_are_the_mined_ones_hardest_first(name):
+    """The Loss view's hard-negative list: exactly the mined priors, by descending CE, each at
+    least the largest unmined CE; their losses plus the positives' give loss_cls; the class the
+    model gives each is the argmax of its softmax with the background column left out."""
+    model = model_config(CONFIGS / f"{name}.py")
+    if name == "tinyssd_banana":
+        model.setdefault("train_cfg", {})["neg_pos_ratio"] = 3    # d2l's loss mines nothing: the SSD option
+    core = head_core_for(model)
+    plain = inspect(None, GT, _labels(3), model)
+    trace = inspect(None, GT, _labels(3), model, random_predictions(core, plain.priors, seed=3))
+    rows = trace.hard_negatives()
+    hard = trace.hard_negative_mask
+    assert sorted(r["prior"] for r in rows) == hard.nonzero().view(-1).tolist()
+    assert [r["rank"] for r in rows] == list(range(1, len(rows) + 1))
+    ces = [r["ce"] for r in rows]
+    assert ces == sorted(ces, reverse=True) and len(rows) == 3 * trace.assign_result.num_pos
+    assert min(ces) >= rows[0]["cut_ce"] and rows[0]["negatives"] == int((trace.assign_result.gt_inds == 0).sum())
+    pos = trace.assign_result.gt_inds > 0
+    total = sum(r["loss"] for r in rows) + float(trace.loss.cls_per_prior[pos].sum())
+    assert total == pytest.approx(float(trace.loss.terms["loss_cls"]), rel=1e-5)
+    r = rows[0]
+    probs = trace.cls_scores[r["prior"]].softmax(-1)
+    fg = probs[1:] if trace.score_layout == "softmax_bg_first" else probs[:-1]
+    assert r["class"] == int(fg.argmax()) and r["score"] == pytest.approx(float(fg.max()))
+    assert r["best_iou"] == pytest.approx(float(trace.iou[:, r["prior"]].max()))
+    assert inspect(None, GT, _labels(3), model).hard_negatives() == []      # no model, no loss, no list

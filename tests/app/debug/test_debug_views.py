@@ -11,6 +11,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 
 from app.debug.anchors_page import MIN_SCREEN_STRIDE_PX
+from app.debug_common import selected_data_row
 from detengine.api import Stage
 from tests.engine.test_nms_mmcv import mmcv_batched_nms
 
@@ -222,6 +223,33 @@ def test_loss_chart_total_equals_the_detectors_loss(qtbot, win):
     hard = it.trace.hard_negative_mask
     assert win.debug_panel.overlay.count("hard_negatives") == int(hard.sum()) > 0
     assert page.table.rowCount() == int((it.trace.assign_result.gt_inds > 0).sum())
+
+
+def test_hard_negatives_are_listed_with_their_loss_and_a_click_explains_one(qtbot, win):
+    """Loss view, "hard negatives": the mined priors hardest first with their CE and loss share; a
+    row, or a click on a mined box on the image, selects one, draws it and says why it was mined
+    and why it is a negative. A click in this view never moves a box."""
+    result = open_view(qtbot, win, "loss")
+    page = win.debug_panel.pages["loss"]
+    trace = result.main.trace
+    page.list_choice.setCurrentIndex(page.list_choice.findData("hard"))
+    hard = trace.hard_negative_mask
+    assert page.hard_table.rowCount() == int(hard.sum()) > 0
+    assert page.list_choice.itemText(1) == f"hard negatives ({int(hard.sum())})"
+    rows = page.hard_rows
+    assert rows == trace.hard_negatives() and rows[0]["ce"] >= rows[-1]["ce"]
+    last = rows[-1]
+    cx, cy = trace.priors.boxes[last["prior"]].view(2, 2).mean(0).tolist()
+    x, y = result.main.to_original(np.array([[cx, cy, cx, cy]]), clip=False)[0][:2]
+    before = list(win.doc.project.images[win.editor.index].boxes)
+    page.on_click(float(x), float(y))
+    selected = rows[selected_data_row(page.hard_table)]
+    box = trace.priors.boxes[selected["prior"]]
+    assert box[0] <= cx <= box[2] and box[1] <= cy <= box[3] and selected["ce"] >= last["ce"]
+    text = page.hard_why.toPlainText()
+    assert f"hard negative {selected['rank']} of {len(rows)}" in text and f"prior #{selected['prior']}:" in text
+    assert win.debug_panel.overlay.count("selected") == 1
+    assert list(win.doc.project.images[win.editor.index].boxes) == before
 
 
 # --------------------------------------------------------------------------- NMS
