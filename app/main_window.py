@@ -213,6 +213,8 @@ class MainWindow(QMainWindow):
             config = DEFAULT_CONFIG
         self.debug_panel = DebugPanel(self.canvas, self.editor, config)
         self.debug_panel.trust_config = self.trust_config
+        self.debug_panel.remember = self.persist                 # the dock's config / model kept across sessions
+        self.debug_panel.train_split = lambda: (self.training_panel.split or (None,))[0]
         self.training_panel = TrainingPanel(self)
         self.eval_panel = EvalPanel(self)
         self.training_tabs = QTabWidget()
@@ -221,6 +223,8 @@ class MainWindow(QMainWindow):
         for key, widget in (("debug", self.debug_panel), ("training", self.training_tabs)):
             self._set_dock_content(key, widget)
         self._connect_panels()
+        if self.persist and not problem and config == DEFAULT_CONFIG:     # no other config asked for
+            self.debug_panel.restore_choice()
         if problem:
             self.debug_panel.notice = self.config_problem
             self.debug_panel.status.setText(self.debug_panel.notice)

@@ -199,13 +199,13 @@ def sample_gt(ts: TrainingSample) -> tuple[np.ndarray, list[int], list[bool], li
 
 def trace_sample(tracer, key, ts: TrainingSample, label_map=None, *, model_overrides=None,
                  postprocess_overrides=None):
-    """:meth:`ImageTracer.trace` of a training sample's network input: ``(ImageTrace, box ids)``.
+    """:meth:`ImageTracer.trace` of a training sample's network input: ``(ImageTrace, kept)``.
     Labels: the data set's, or through ``label_map`` (a :class:`~detengine.project_eval.LabelMap`:
     category id -> model label; a GT of a class the model lacks is left out, as in the test
-    pipeline's trace); ``box ids`` are those of the traced boxes in the trace's order (GTs, then
-    ignored). The model (if any) runs in eval mode, as in every debug view: batch-norm layers in
+    pipeline's trace); ``kept`` are the traced boxes' positions in :func:`sample_gt`'s order (the
+    final stage's GTs, then its ignored boxes), in the trace's order. The model (if any) runs in eval mode, as in every debug view: batch-norm layers in
     train mode would use this one image's statistics, which a training batch does not."""
-    boxes, labels, crowd, ids = sample_gt(ts)
+    boxes, labels, crowd, _ids = sample_gt(ts)
     keep = list(range(len(boxes)))
     if label_map is not None:
         gt = [k for k in keep if not crowd[k]]
@@ -216,7 +216,7 @@ def trace_sample(tracer, key, ts: TrainingSample, label_map=None, *, model_overr
     labels = [max(int(labels[k]), 0) for k in keep]
     trace = tracer.trace(key, None, boxes[keep], labels, [crowd[k] for k in keep], model_overrides=model_overrides,
                          postprocess_overrides=postprocess_overrides, image_input=sample_input(ts))
-    return trace, [ids[k] for k in keep]
+    return trace, keep
 
 
 # --------------------------------------------------------------------------- recording the steps

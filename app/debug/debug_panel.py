@@ -7,7 +7,13 @@ result is handed to the views, which draw it over the image (:class:`Overlay`) a
 own tables and plots. Nothing here computes detector logic: it all comes from the trace.
 
 While the dock is shown the canvas inspects (a click asks the view and never edits a box) until
-the user turns on "Edit boxes" (E); the hint beside the toggle says which mode is on.
+the user turns on "Edit boxes" (E); the hint under the toggle says which mode is on.
+
+Source "Training sample" (:mod:`app.debug.training_sample`): the views trace the augmented sample
+the trainer sees instead: the config's train pipeline run by the trainer's own data path
+(``detengine.api.training_sample``) with the seed and epoch chosen, shown on the canvas stage by
+stage (the last stage is the one traced); box editing is off there. The config and model chosen
+are remembered across sessions (:meth:`DebugPanel.restore_choice`, when the window persists).
 """
 from __future__ import annotations
 
@@ -35,11 +41,22 @@ from app.debug.loss_page import LossPage
 from app.debug.nms_page import NmsPage
 from app.debug.overlay import Overlay
 from app.debug.scan_page import ScanPage
+from app.debug.training_sample import (
+    SOURCE_IMAGE,
+    SOURCE_TRAIN,
+    SOURCES,
+    TRAIN_HINT,
+    SampleControls,
+    canvas_id,
+    rgb_to_qimage,
+    stage_boxes,
+)
 from app.debug_common import config_snippet, qimage_to_rgb
+from app.paths import settings
 from app.trace_worker import TraceRunner
 from detengine.api import ImageTracer, load_model, resolve_config, shipped_configs
 
-__all__ = ["DebugPanel", "RANDOM_INIT", "NO_MODEL"]
+__all__ = ["DebugPanel", "RANDOM_INIT", "NO_MODEL", "SOURCE_IMAGE", "SOURCE_TRAIN"]
 
 NO_MODEL = "none"
 RANDOM_INIT = "random"
@@ -48,6 +65,8 @@ _COMBO_MIN_CHARS = 12           # the config / model combos' minimum width, in c
 INSPECT_HINT = ("Inspecting: a click on the image asks this view, a drag pans; boxes are not edited. "
                 "E: edit boxes")
 EDIT_HINT = "Editing boxes: clicks select, move and resize them (the view is not asked). E: back to inspecting"
+EDIT_REFUSED = "box editing is off in the Training sample source: switch Source to Image (test pipeline) to edit"
+CONFIG_KEY, MODEL_KEY = "debug/config", "debug/model"      # the settings that remember the dock's choice
 
 
 DEFAULT_CONFIG = "ssd300_coco"
@@ -94,7 +113,9 @@ class DebugResult:
     same image under the "Compare with" assigner, or None), the project ``box_ids`` of the traced
     GTs in trace order, the ``image`` index, the ``tracer`` (its model), how model labels meet the
     project's categories (``labels``, the engine's ``LabelMap``: its ``problems`` are the class
-    mismatches met) and the ``class_names`` per model label."""
+    mismatches met) and the ``class_names`` per model label. A trace of the training sample
+    has its ``sample`` (the engine's ``TrainingSample``); its ``box_ids`` are the sample's canvas
+    ids (:func:`~app.debug.training_sample.canvas_id`), not project box ids."""
 
     main: object
     compare: object | None
@@ -103,6 +124,7 @@ class DebugResult:
     tracer: object
     labels: object
     class_names: list[str]
+    sample: object | None = None
 
     @property
     def label_to_cat(self) -> dict[int, int]:
@@ -133,7 +155,16 @@ class DebugPanel(QWidget):
         self.failure = ""                       # why the last trace of the shown image did not come
         self.checkpoints: dict[str, str] = {}
         self.trust_config = lambda path: False  # may this config file (not shipped, not opened) run? (the window asks)
+        self.remember = False                   # keep the config / model chosen in the settings (the window's persist)
+        self.train_split = lambda: None         # the training panel's train indices (None: the default split)
+        self.source = SOURCE_IMAGE              # trace the test-pipeline image, or the training sample
+        self.shown_sample = None                # the TrainingSample on the canvas (the image is not the file's)
+        self._wanted_stage: int | None = None   # the stage to show when the next sample comes (set_sample)
         self._tracers: dict = {}                # touched only on the worker thread
+        self._sample_sets: dict = {}            # the trainer's data sets, touched only on the worker thread
+        self._generation = 0                    # counts the project's box / class changes (the data set follows)
+        self._snapshot: tuple | None = None     # (generation, project snapshot) the worker reads
+        self._watched_doc = None
         self._pixels: tuple | None = None
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
@@ -148,6 +179,8 @@ class DebugPanel(QWidget):
         self.pages["scan"].jumpRequested.connect(self._zoom_to_jumped, Qt.ConnectionType.QueuedConnection)
         canvas.zoomChanged.connect(lambda _s: self.current_page().on_zoom() if self.active and self.result else None)
         editor.imageShown.connect(self._on_image_shown)
+        self._editor_refresh = editor.refresh_boxes
+        editor.refresh_boxes = self._refresh_canvas_boxes     # a shown sample keeps its own boxes
 
     # ------------------------------------------------------------------ construction
 
@@ -163,6 +196,13 @@ class DebugPanel(QWidget):
         self.model_combo.addItem("no model (untrained head outputs)", NO_MODEL)
         self.model_combo.addItem("Load checkpoint…", "")
         self.model_combo.setToolTip("The loss and NMS views run this model on the image")
+        self.source_combo = QComboBox()
+        for key, title in SOURCES:
+            self.source_combo.addItem(title, key)
+        self.source_combo.setToolTip("What the views trace: the image through the config's test pipeline, or the "
+                                     "augmented sample the trainer sees (the train pipeline, seeded)")
+        self.sample_controls = SampleControls()
+        self.sample_controls.setVisible(False)
         self.snippet_button = QPushButton("Copy config snippet")
         self.status = QLabel()
         self.status.setWordWrap(True)
@@ -177,32 +217,38 @@ class DebugPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addLayout(top)
+        layout.addWidget(self.sample_controls)
         layout.addWidget(self.status)
         layout.addLayout(mode)
+        layout.addWidget(self.mode_hint)
         layout.addWidget(self.tabs, 1)
         self.config_combo.activated.connect(self._on_config_chosen)
         self.model_combo.activated.connect(self._on_model_chosen)
+        self.source_combo.activated.connect(lambda i: self.set_source(self.source_combo.itemData(i)))
+        self.sample_controls.sampleChanged.connect(self._on_sample_changed)
+        self.sample_controls.stageChanged.connect(self._on_stage_changed)
         self.snippet_button.clicked.connect(self.copy_snippet)
         self.tabs.currentChanged.connect(lambda _i: self._on_page_changed())
         for page in self.pages.values():
             page.changed.connect(self.schedule)
 
     def _build_header(self) -> QGridLayout:
-        """Config / Model in two rows (the dock fits ~330 px); the snippet button beside Config."""
-        for combo in (self.config_combo, self.model_combo):
+        """Config / Model / Source one under the other (the dock is ~300 px at 1024 px; the
+        snippet button is in the mode row)."""
+        for combo in (self.config_combo, self.model_combo, self.source_combo):
             combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
             combo.setMinimumContentsLength(_COMBO_MIN_CHARS)       # long names elide, not widen the dock
         grid = QGridLayout()
-        grid.addWidget(QLabel("Config"), 0, 0)
-        grid.addWidget(self.config_combo, 0, 1)
-        grid.addWidget(self.snippet_button, 0, 2)
-        grid.addWidget(QLabel("Model"), 1, 0)
-        grid.addWidget(self.model_combo, 1, 1, 1, 2)
+        for row, (text, combo) in enumerate((("Config", self.config_combo), ("Model", self.model_combo),
+                                             ("Source", self.source_combo))):
+            grid.addWidget(QLabel(text), row, 0)
+            grid.addWidget(combo, row, 1)
         grid.setColumnStretch(1, 1)
         return grid
 
     def _build_mode_row(self) -> QHBoxLayout:
-        """The "Edit boxes" toggle (E, while the dock is shown), its hint, and Esc in the dock."""
+        """The "Edit boxes" toggle (E, while the dock is shown) and the snippet button; the hint
+        (:attr:`mode_hint`, under them: it wraps in a narrow dock); Esc in the dock."""
         self.edit_action = QAction("Edit boxes", self)
         self.edit_action.setCheckable(True)
         self.edit_action.setShortcut(QKeySequence("E"))
@@ -218,11 +264,13 @@ class DebugPanel(QWidget):
         button = QToolButton()
         button.setDefaultAction(self.edit_action)
         button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        self.edit_button = button
         self.mode_hint = QLabel(INSPECT_HINT)
         self.mode_hint.setWordWrap(True)
         row = QHBoxLayout()
         row.addWidget(button)
-        row.addWidget(self.mode_hint, 1)
+        row.addWidget(self.snippet_button)
+        row.addStretch(1)
         return row
 
     # ------------------------------------------------------------------ state
@@ -235,19 +283,28 @@ class DebugPanel(QWidget):
         self.edit_action.setChecked(on)
 
     def _on_edit_toggled(self, on: bool) -> None:
+        if on and self.source == SOURCE_TRAIN:              # the sample's boxes are the pipeline's, not the project's
+            self.edit_action.setChecked(False)
+            self.message.emit(EDIT_REFUSED)
+            return
         self._apply_mode()
         self.message.emit(EDIT_HINT if on else INSPECT_HINT)
 
     def _apply_mode(self) -> None:
-        self.mode_hint.setText(EDIT_HINT if self.edit_mode else INSPECT_HINT)
-        self.canvas.set_inspect(self.active and not self.edit_mode)
+        train = self.source == SOURCE_TRAIN
+        self.edit_action.setEnabled(not train)
+        self.mode_hint.setText(TRAIN_HINT if train else EDIT_HINT if self.edit_mode else INSPECT_HINT)
+        self.canvas.set_inspect((self.active and not self.edit_mode) or self.shown_sample is not None)
 
     def current_page(self):
         return self.tabs.currentWidget()
 
     def set_active(self, active: bool) -> None:
-        """The dock became visible (draw) or hidden (clear the overlay, stop tracing)."""
+        """The dock became visible (draw) or hidden (clear the overlay, stop tracing; a shown
+        training sample gives the canvas back to the image)."""
         self.active = active
+        if not active:
+            self._leave_sample()
         self._apply_mode()
         if active:
             self.schedule()
@@ -275,6 +332,7 @@ class DebugPanel(QWidget):
         self._select_config_item(config)
         for page in self.pages.values():
             page.config_changed(self.cfg)
+        self._store(CONFIG_KEY, config)
         self.schedule()
 
     def model_choice(self) -> str:
@@ -286,6 +344,7 @@ class DebugPanel(QWidget):
 
     def set_model_choice(self, choice: str) -> None:
         self.model_combo.setCurrentIndex(self.model_combo.findData(choice))
+        self._store(MODEL_KEY, choice)
         self.schedule()
 
     def add_checkpoint(self, path: str) -> None:
@@ -318,14 +377,23 @@ class DebugPanel(QWidget):
     # ------------------------------------------------------------------ tracing
 
     def _on_image_shown(self, _index: int) -> None:
-        """A new image: the old trace must never be drawn (or clicked) over it."""
+        """A new image: the old trace must never be drawn (or clicked) over it (nor the old
+        sample's boxes over the new image)."""
+        self._forget_result()
+        if self.shown_sample is not None:                  # the editor has shown the new image
+            self.shown_sample = None
+            self._editor_refresh()
+            self._apply_mode()
+        self._watch_document()
+        self.schedule()
+
+    def _forget_result(self) -> None:
         self.result = None
         self.failure = ""
         for page in self.pages.values():
             if page is not self.pages["scan"]:
                 page.result = None
         self.clear_overlay()
-        self.schedule()
 
     def schedule(self) -> None:
         if self.active:
@@ -368,6 +436,9 @@ class DebugPanel(QWidget):
     def retrace(self) -> None:
         if not self.active or self.editor.doc is None or self.editor.index < 0:
             return
+        if self.source == SOURCE_TRAIN:
+            self._retrace_sample()
+            return
         if self.canvas.image is None:
             self.overlay.clear()
             self.failure = "this image cannot be read: nothing to trace"
@@ -404,6 +475,61 @@ class DebugPanel(QWidget):
                                      postprocess_overrides=post)
             class_names = [labels_map.name(i) for i in range(tracer.num_classes)]
             return DebugResult(main, other, [all_boxes[k][3] for k in kept], index, tracer, labels_map, class_names)
+
+        self.runner.request(job)
+
+    def _retrace_sample(self) -> None:
+        """Trace the training sample of the shown image (seed, epoch of the controls): the trainer's
+        data set of the project's train split (kept while the project, config and seed stay), the
+        sample with its stages, its network input traced as the image's would be."""
+        self._watch_document()
+        index, project = self.editor.index, self.editor.project
+        state = (self._generation, id(project))
+        if self._snapshot is None or self._snapshot[0] != state:
+            self._snapshot = (state, project.snapshot())     # the worker reads a copy, never the edited project
+        snapshot = self._snapshot[1]
+        split = self.train_split()
+        split = None if split is None else tuple(int(i) for i in split)
+        seed, epoch = self.sample_controls.seed.value(), self.sample_controls.epoch_index()
+        categories = list(project.categories)
+        use_model = self.needs_model() and self.model_choice() != NO_MODEL
+        checkpoint = self.checkpoints.get(self.model_choice()) if use_model else None
+        spec = (self.config, _mtime(self.config), len(categories), self.model_choice() if use_model else NO_MODEL,
+                _mtime(checkpoint))
+        cfg = self.cfg
+        overrides = self.pages["assign"].model_overrides()
+        compare = self.pages["assign"].compare_overrides()
+        post = self.pages["nms"].postprocess_overrides()
+        sets = self._sample_sets
+
+        def job():
+            from detengine.api import (
+                model_label_map,
+                trace_sample,
+                train_split_indices,
+                training_sample,
+                training_set,
+            )
+            indices = train_split_indices(snapshot, split)
+            data_key = (spec[:2], state, split, seed, None if index in set(indices) else index)
+            data = sets.get(data_key)
+            if data is None:
+                data = training_set(cfg, snapshot, index, seed=seed, split=indices)
+                sets.clear()                                   # one data set at a time
+                sets[data_key] = data
+            sample = training_sample(cfg, snapshot, index, seed=seed, epoch=epoch, data=data)
+            tracer = self._tracer(spec, cfg, checkpoint)
+            labels_map = model_label_map(checkpoint, categories)
+            key = ("train", data_key, epoch, index)
+            main, kept = trace_sample(tracer, key, sample, labels_map, model_overrides=overrides,
+                                      postprocess_overrides=post)
+            other = None
+            if compare is not None:
+                other = trace_sample(tracer, key, sample, labels_map, model_overrides=compare,
+                                     postprocess_overrides=post)[0]
+            class_names = [labels_map.name(i) for i in range(tracer.num_classes)]
+            return DebugResult(main, other, [canvas_id(k) for k in kept], index, tracer, labels_map, class_names,
+                               sample)
 
         self.runner.request(job)
 
@@ -444,9 +570,15 @@ class DebugPanel(QWidget):
             return
         if not self.runner.is_latest(slot, request_id) or not self.active:
             return
-        if result.image != self.editor.index:
+        if result.image != self.editor.index or (result.sample is not None) != (self.source == SOURCE_TRAIN):
             return
         self.result = result
+        if result.sample is not None:
+            self._show_sample(result.sample)
+            self._sample_status(result, seconds)
+            self._redraw()
+            self.traced.emit(result)
+            return
         trace = result.main.trace
         meta = result.main.input.meta
         sx, sy = meta.get("scale_factor", (1.0, 1.0))
@@ -474,6 +606,12 @@ class DebugPanel(QWidget):
         self.clear_overlay(keep=page.persistent_layers)
         if self.result is not None and self.active:
             page.show_result(self.result, self.overlay)
+            if not self.traced_stage_shown():                  # an earlier stage: the tables, no drawing
+                self.clear_overlay()
+
+    def traced_stage_shown(self) -> bool:
+        """The canvas shows what the views traced (not an earlier stage of the training sample)."""
+        return self.source != SOURCE_TRAIN or self.shown_sample is None or self.sample_controls.is_last()
 
     def clear_overlay(self, keep=()) -> None:
         """Clear the overlay except the ``keep`` layers (a page redraws those only when they change)."""
@@ -505,6 +643,9 @@ class DebugPanel(QWidget):
                 self.pages["assign"].select_gt(traced.index(ids[0]))
 
     def _on_canvas_click(self, x: float, y: float) -> None:
+        if not self.traced_stage_shown():
+            self.message.emit("an earlier stage of the training sample: step to the last stage to ask the view")
+            return
         if self.active and self.result is not None and not self.edit_mode:
             self.current_page().on_click(x, y)
 
@@ -518,6 +659,190 @@ class DebugPanel(QWidget):
         """After the window has shown a box the scan jumped to (queued behind it): zoom to it."""
         if image == self.editor.index:
             self.canvas.zoom_to_box(box_id)
+
+    # ------------------------------------------------------------------ the training sample
+
+    def set_source(self, source: str) -> None:
+        """Trace the image through the test pipeline (``SOURCE_IMAGE``) or the training sample
+        (``SOURCE_TRAIN``: box editing off, the canvas shows the augmented sample)."""
+        if source == self.source:
+            return
+        train = source == SOURCE_TRAIN
+        if train:
+            self.set_edit_mode(False)
+        self.source = source
+        self.source_combo.setCurrentIndex(self.source_combo.findData(source))
+        self.sample_controls.setVisible(train)
+        self._forget_result()
+        if not train:
+            self._leave_sample()
+        self._apply_mode()
+        self.status.setText("making the training sample…" if train else "")
+        self.message.emit(TRAIN_HINT if train else "the debug views trace the image through the test pipeline")
+        self.schedule()
+
+    def set_sample(self, *, seed: int | None = None, epoch: int | None = None, stage: int | None = None) -> None:
+        """The training sample's ``seed``, ``epoch`` (1-based) and the ``stage`` to show when it
+        comes (an index; negative from the end)."""
+        self._wanted_stage = stage
+        if seed is not None:
+            self.sample_controls.seed.setValue(int(seed))
+        if epoch is not None:
+            self.sample_controls.epoch.setValue(int(epoch))
+        self.schedule()
+
+    def _on_sample_changed(self) -> None:
+        """Seed or epoch changed: a new sample (the stage shown stays, if the new one has it)."""
+        self.schedule()
+
+    def _on_stage_changed(self, k: int) -> None:
+        if self.shown_sample is None:
+            return
+        self._show_stage(k)
+        self._redraw()
+
+    def _show_sample(self, sample) -> None:
+        """Put a new training sample on the canvas, at the stage shown before (else the last)."""
+        controls = self.sample_controls
+        old = self.shown_sample
+        stage = None if old is None or controls.is_last() else controls.current_stage()
+        if self._wanted_stage is not None:
+            stage, self._wanted_stage = self._wanted_stage % len(sample.stages), None
+        self.shown_sample = sample
+        controls.set_stages([s.name for s in sample.stages], stage)
+        self._show_stage(controls.current_stage())
+        self._apply_mode()
+
+    def _show_stage(self, k: int) -> None:
+        sample = self.shown_sample
+        stage = sample.stages[k]
+        self.canvas.set_image(rgb_to_qimage(stage.image), stage.size)
+        self._refresh_canvas_boxes()
+        last = k == len(sample.stages) - 1
+        mixed = int((stage.box_rows < 0).sum())
+        lines = [f"{stage.name}: {stage.image.shape[1]}x{stage.image.shape[0]}, {len(stage.boxes)} boxes"
+                 + (f" ({mixed} from other images)" if mixed else "")
+                 + (" — traced by the views" if last else " — the views trace the last stage")]
+        self.sample_controls.note.setText("\n".join(lines + stage.notes))
+        self.sample_controls.note.setToolTip(stage.description)         # the transform and its arguments
+
+    def _sample_status(self, result: DebugResult, seconds: float) -> None:
+        sample, trace = result.sample, result.main.trace
+        record = self.editor.project.images[result.image]
+        model = result.main.model_name or ("not used by this view" if not self.needs_model()
+                                              else "none (untrained head outputs)")
+        if result.class_problems:
+            model += "; " + "; ".join(result.class_problems[:3])
+        mixed = sum(1 for i in sample.box_ids if i < 0)
+        lines = [self.notice] if self.notice else []
+        lines.append(f"{self.config}: training sample {sample.index} of the train split ({record.file_name}), "
+                     f"epoch {sample.epoch + 1}, seed {sample.seed}"
+                     + (f", pipeline switched (PipelineSwitchHook) x{sample.pipeline_stage}" if sample.pipeline_stage
+                        else "")
+                     + f": network input {trace.input_shape[1]}x{trace.input_shape[0]}, {len(trace.priors)} priors, "
+                     f"{len(trace.gt_boxes)} GT" + (f" ({mixed} from other images)" if mixed else "")
+                     + f", {trace.num_classes} classes; model: {model}; made and traced in {seconds * 1000:.0f} ms")
+        self.status.setText("\n".join(lines + sample.notes))
+
+    def _refresh_canvas_boxes(self) -> None:
+        """The editor's ``refresh_boxes``: a shown training sample draws the boxes of its stage
+        (the sample's own ids), else the editor draws the image's."""
+        sample = self.shown_sample
+        if sample is None:
+            self._editor_refresh()
+            return
+        stage = sample.stages[max(self.sample_controls.current_stage(), 0)]
+        if not self.editor.show_boxes:
+            self.canvas.set_boxes([])
+            return
+        names = {c.id: c.name for c in self.editor.project.categories}
+        self.canvas.set_boxes(stage_boxes(stage, sample.label_to_cat, names, self.editor.show_labels))
+
+    def _leave_sample(self) -> None:
+        """Give the canvas back to the image and its boxes."""
+        if self.shown_sample is None:
+            return
+        self.shown_sample = None
+        self.sample_controls.set_stages([])
+        self.sample_controls.note.setText("")
+        editor = self.editor
+        if editor.doc is not None and 0 <= editor.index < len(editor.project.images):
+            record = editor.project.images[editor.index]
+            image, problem = editor.cache.get(editor.project.image_path(editor.index))
+            self.canvas.set_image(image, (record.width or 640, record.height or 480), problem)
+            self.canvas.set_selection([])
+        self._editor_refresh()
+
+    def _watch_document(self) -> None:
+        """Count the open document's box and class changes: the training data set is rebuilt after
+        one (a mosaic takes other images of the project)."""
+        doc = self.editor.doc
+        if doc is self._watched_doc:
+            return
+        if self._watched_doc is not None:
+            try:
+                self._watched_doc.boxesChanged.disconnect(self._on_project_changed)
+                self._watched_doc.categoriesChanged.disconnect(self._on_project_changed)
+            except (RuntimeError, TypeError):                # the old document is gone
+                pass
+        self._watched_doc = doc
+        self._generation += 1
+        if doc is not None:
+            doc.boxesChanged.connect(self._on_project_changed)
+            doc.categoriesChanged.connect(self._on_project_changed)
+
+    def _on_project_changed(self, *_args) -> None:
+        self._generation += 1
+        if self.source == SOURCE_TRAIN:
+            self.schedule()
+
+    # ------------------------------------------------------------------ remembered choice
+
+    def _store(self, key: str, value: str) -> None:
+        if self.remember:
+            settings().setValue(key, value)
+
+    def restore_choice(self) -> str | None:
+        """The config and model of the last session (the settings), where still usable: a shipped
+        config, a file that loads (run only as :attr:`trust_config` allows), a checkpoint still on
+        disk. Otherwise the current choice stays; the reason is returned, shown above the traces
+        and sent as a message."""
+        stored = settings()
+        config, model = stored.value(CONFIG_KEY), stored.value(MODEL_KEY)
+        problems = []
+        if config and str(config) != self.config:
+            config, problem = str(config), None
+            if config.endswith(".py") and not Path(config).is_file():
+                problem = "the file is gone"
+            elif config.endswith(".py") and not self.trust_config(Path(config)):
+                problem = "not run without your consent"
+            else:
+                try:
+                    self.set_config(config)
+                except Exception as exc:                     # it changed since, or a name no longer shipped
+                    problem = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            if problem:
+                problems.append(f"the last session's config {config_label(config)} cannot be used ({problem}): "
+                                f"the debug views trace with {self.config}")
+        if model and str(model) != self.model_choice():
+            model = str(model)
+            if model.startswith("ckpt:"):
+                path = model.removeprefix("ckpt:")
+                try:
+                    if not Path(path).is_file():
+                        raise FileNotFoundError("the file is gone")
+                    self.add_checkpoint(path)
+                except Exception as exc:
+                    problems.append(f"the last session's checkpoint {Path(path).name} cannot be used ({exc}): "
+                                    f"the model is {self.model_combo.currentText()}")
+            elif self.model_combo.findData(model) >= 0:
+                self.set_model_choice(model)
+        text = "; ".join(problems)
+        if text:
+            self.notice = text
+            self.status.setText(text)
+            self.message.emit(text)
+        return text or None
 
     # ------------------------------------------------------------------ header actions
 
@@ -537,6 +862,7 @@ class DebugPanel(QWidget):
 
     def _on_model_chosen(self, index: int) -> None:
         if self.model_combo.itemData(index):
+            self._store(MODEL_KEY, self.model_combo.itemData(index))
             self.schedule()
             return
         path, _ = QFileDialog.getOpenFileName(self, "Load a checkpoint", "", "Checkpoint (*.pth *.pt)")
