@@ -311,5 +311,10 @@ def apply_mode_switch(model, cfg: dict, max_epochs: int) -> list[str]:
     if kept and not switches:
         notes.append(f"{MODE_SWITCH_HOOK}: its skip_type_keys {kept} stay in the train pipeline (the pipeline side "
                      f"of the hook is a PipelineSwitchHook here, at switch_epoch={epoch})")
+    others = sorted({int(h.get("switch_epoch", -1)) for h in switches} - {epoch})
+    if others:
+        notes.append(f"{MODE_SWITCH_HOOK} adds the L1 loss at epoch {epoch + 1}, but the PipelineSwitchHook switches "
+                     f"the pipeline at epoch {', '.join(str(e + 1) for e in others)} (for {max_epochs} epochs the "
+                     f"hook's epoch is switch_epoch={epoch})")
     return notes
 

@@ -1,0 +1,134 @@
+"""The shipped YOLOX configs (yolox_s_coco, yolox_tiny_coco) are mmdetection's files (their model, as the
+real mmdetection 3.3.0 merged it, less the multi-scale batch augment; its optimiser, schedule and
+hooks where DetScope has them), trace from the command line with the objectness in the "Why?" /
+loss breakdown, and train: the L1 loss comes on at YOLOXModeSwitchHook's epoch."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from detengine.api import inspect
+from detengine.cli import main as cli_main
+from detengine.config import load_config
+from detengine.shipped import find_config
+
+FIXTURE = Path(__file__).parent / "fixtures" / "mmdet_yolox_head_reference.pt"
+SHIPPED = {"yolox_s_coco": "yolox_s_8xb8-300e_coco", "yolox_tiny_coco": "yolox_tiny_8xb8-300e_coco"}
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")     # tests/engine/conftest.py
+
+
+@pytest.fixture(scope="module")
+def R():
+    return torch.load(FIXTURE, weights_only=True)
+
+
+def _plain(value):
+    return json.loads(json.dumps(value))
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_the_shipped_model_is_mmdetections_less_the_batch_augment(R, name):
+    ref = _plain(R["configs"][SHIPPED[name]])
+    cfg = _plain(load_config(find_config(name)).to_dict())
+    ours, theirs = dict(cfg["model"]), dict(ref["model"])
+    pre, their_pre = ours.pop("data_preprocessor"), theirs.pop("data_preprocessor")
+    assert ours == theirs
+    # mmdetection's DetDataPreprocessor without mean / std feeds raw BGR pixels: the same as written out here
+    assert their_pre["type"] == "DetDataPreprocessor" and set(their_pre) == {"type", "pad_size_divisor", "batch_augments"}
+    assert [a["type"] for a in their_pre["batch_augments"]] == ["BatchSyncRandomResize"]
+    assert pre == {"type": "DetDataPreprocessor", "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0], "bgr_to_rgb": False,
+                   "pad_size_divisor": their_pre["pad_size_divisor"]}
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_the_shipped_schedule_and_hooks_are_mmdetections_where_detscope_has_them(R, name):
+    ref = _plain(R["configs"][SHIPPED[name]])
+    cfg = _plain(load_config(find_config(name)).to_dict())
+    assert cfg["optim_wrapper"] == ref["optim_wrapper"]
+    assert cfg["train_cfg"]["max_epochs"] == ref["train_cfg"]["max_epochs"] == 300
+    assert cfg["train_cfg"]["val_interval"] == ref["train_cfg"]["val_interval"]
+    warmup, *rest = cfg["param_scheduler"]
+    their_warmup, *their_rest = ref["param_scheduler"]
+    assert rest == their_rest                            # cosine 5..285 to 0.05 x lr, constant 285..300
+    assert their_warmup["type"] == "mmdet.QuadraticWarmupLR" and warmup["type"] == "LinearLR"
+    assert {k: warmup[k] for k in ("begin", "end", "by_epoch", "convert_to_iter_based")} == \
+        {k: their_warmup[k] for k in ("begin", "end", "by_epoch", "convert_to_iter_based")}
+    hooks = {h["type"]: h for h in cfg["custom_hooks"]}
+    theirs = {h["type"]: h for h in ref["custom_hooks"]}
+    assert hooks["YOLOXModeSwitchHook"] == theirs["YOLOXModeSwitchHook"]
+    assert hooks["EMAHook"] == theirs["EMAHook"]
+    assert set(theirs) - set(hooks) == {"SyncNormHook"}
+    assert hooks["PipelineSwitchHook"]["switch_epoch"] == 300 - 15 - 1
+
+
+_IO = ("LoadImageFromFile", "LoadAnnotations", "PackDetInputs")     # the dataset's loading and packing
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_the_last_epochs_and_test_pipelines_are_mmdetections(R, name):
+    """Stage 2 is mmdetection's train pipeline less YOLOXModeSwitchHook's skip_type_keys (Mosaic,
+    RandomAffine, MixUp); the test pipeline is its own (Resize to 640 / 416, Pad to a square of 114)."""
+    ref = _plain(R["configs"][SHIPPED[name]])
+    cfg = _plain(load_config(find_config(name)).to_dict())
+    skipped = {"Mosaic", "RandomAffine", "MixUp"}
+    theirs = [t for t in ref["train_pipeline"] if t["type"] not in skipped | set(_IO)]
+    assert [t for t in cfg["train_pipeline_stage2"] if t["type"] not in _IO] == theirs
+    assert [t for t in cfg["test_pipeline"] if t["type"] not in _IO] == \
+        [t for t in ref["test_pipeline"] if t["type"] not in _IO]
+    assert {t["type"] for t in ref["train_pipeline"]} & skipped and not {t["type"] for t in cfg["train_pipeline"]} & skipped
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_the_shipped_config_traces_from_the_command_line(name, capsys):
+    assert cli_main(["inspect", "--config", name, "--image-size", "256", "256", "--gt", "10,20,200,240,3",
+                     "--gt", "40,40,80,90,5", "--init-preds"]) in (0, None)
+    out = capsys.readouterr().out
+    assert "YOLOXHead (80 classes)" in out and "assigner SimOTAAssigner" in out
+    assert "GTs with no positive: none" in out and "loss (init predictions)" in out and "loss_obj" in out
+
+
+def test_the_objectness_is_in_the_why_and_the_loss_breakdown_per_level_and_per_gt():
+    gts = [[10, 20, 200, 240], [40, 40, 80, 90]]
+    trace = inspect((256, 256), gts, [3, 5], "yolox_tiny_coco", predictions="init")
+    b = trace.loss_breakdown
+    for part in ("per_level", "per_gt"):
+        assert set(b[part]) == {"loss_cls", "loss_bbox", "loss_obj"}
+    term = b["terms"]["loss_obj"]
+    assert sum(b["per_level"]["loss_obj"]) == pytest.approx(term, rel=1e-5)      # every point
+    assert 0 < sum(b["per_gt"]["loss_obj"]) < term                                # its positives' share
+    assert trace.postprocess is not None and trace.postprocess.raw_stage.shape == (len(trace.priors), 1)
+    pos = int(trace.assign_result.gt_inds.nonzero()[0])
+    assert any("positive" in line for line in trace.assign_result.why_per_gt(pos))
+    assert trace.assign_result.extras["pair_reasons"].shape == (2, len(trace.priors))
+
+
+def _tiny_yolox_cfg(tmp_path, epochs=1):
+    from detengine.train.runner import load_cfg
+    cfg = load_cfg(find_config("yolox_tiny_coco"))
+    cfg["data"] = {"default": "synthetic", "synthetic": {"root": str(tmp_path / "data"), "num_train": 2,
+                                                          "num_val": 1, "image_size": 64, "seed": 1}}
+    cfg["train_dataloader"] = {"batch_size": 1, "num_workers": 0}
+    cfg["train_cfg"] = dict(cfg["train_cfg"], max_epochs=epochs)
+    cfg["probe"] = {"interval": 0}
+    return cfg
+
+
+def test_the_shipped_yolox_tiny_trains_with_the_l1_loss_switched_on_at_the_hooks_epoch(tmp_path):
+    """A 1-epoch run: mmdetection's hook switches before epoch 0 (0 + 1 >= 1 - 15), so the step has
+    loss_l1; the run says when (and that the fixed PipelineSwitchHook never switches)."""
+    from detengine.train.events import EventBus
+    from detengine.train.runner import train_from_config
+    events = EventBus()
+    train_from_config(_tiny_yolox_cfg(tmp_path), max_iters=1, work_dir=tmp_path / "run", events=events,
+                      console=False, pretrained=False)
+    it = [e for e in events.history if e["type"] == "iter"]
+    assert len(it) == 1 and set(it[0]["losses"]) == {"loss_cls", "loss_bbox", "loss_obj", "loss_l1"}
+    assert all(torch.isfinite(torch.tensor(v)) for v in it[0]["losses"].values())
+    warnings = " | ".join(e["message"] for e in events.history if e["type"] == "warning")
+    assert "YOLOXModeSwitchHook: the L1 box loss is added from epoch 1 of 1" in warnings
+    assert "not supported here and is ignored" not in warnings
