@@ -10,7 +10,7 @@ __all__ = ["CLASS_PALETTE", "LEVEL_COLORS", "GT_COLORS", "CURVE_COLORS", "RUN_CO
            "PROBLEM", "UNREADABLE", "TP", "FP", "MISSED", "HARD_NEGATIVE", "NEGATIVE", "IGNORED", "SUPPRESSED",
            "SUPPRESSOR", "VICTIM", "FOCUS", "TEXT_ON_LIGHT", "CANVAS_BACKGROUND", "PLACEHOLDER_FILL",
            "PLACEHOLDER_EDGE", "PLACEHOLDER_TEXT", "CONTOUR_POS", "CONTOUR_NEG", "LOSS_CLS", "LOSS_REG", "LOSS_POS",
-           "OVERLAY_CURVE", "LR_CURVE", "AP_CURVE", "AP50_CURVE"]
+           "OVERLAY_CURVE", "LR_CURVE", "AP_CURVE", "AP50_CURVE", "LOSS_EXTRA", "LOSS_TERM_TEXT", "loss_term_colors"]
 
 # Palettes are colour-blind aware (Okabe-Ito / Paul Tol hues, checked under simulated deutan and
 # protan vision by tests/app/test_theme_colours.py) and keep clear of the status colours below:
@@ -42,10 +42,21 @@ CANVAS_BACKGROUND = "#1b1e24"
 PLACEHOLDER_FILL, PLACEHOLDER_EDGE, PLACEHOLDER_TEXT = "#3a3f4b", "#ff6b6b", "#ffd0d0"  # an unreadable image
 CONTOUR_POS, CONTOUR_NEG = "#ff4d4d", "#ffd21f"  # the IoU heat map's positive / negative thresholds
 LOSS_CLS, LOSS_REG, LOSS_POS = "#4ea1ff", "#ff9f0a", "#3ddbb0"
+LOSS_EXTRA = ("#c77dff", "#e8e8e8")   # a head's further loss terms (centerness / DFL / objectness, YOLOX's L1)
+LOSS_TERM_TEXT = {"loss_cls": "classification", "loss_bbox": "regression", "loss_centerness": "centerness",
+                  "loss_dfl": "DFL (distribution)", "loss_obj": "objectness", "loss_l1": "L1 (late)"}
 OVERLAY_CURVE, LR_CURVE, AP_CURVE, AP50_CURVE = "#808080", "#3ddbb0", "#4ea1ff", "#ff9f0a"
 
 
 _CLASS_CHOSEN: dict[int, str] = {}     # the user's colours of the open project's classes (by category id)
+
+
+def loss_term_colors(names) -> dict[str, str]:
+    """A colour per loss term of a breakdown: classification and regression as always, further
+    terms (in their order) from :data:`LOSS_EXTRA`."""
+    fixed = {"loss_cls": LOSS_CLS, "loss_bbox": LOSS_REG}
+    extra = iter(LOSS_EXTRA * 2)
+    return {n: fixed.get(n) or next(extra) for n in names}
 
 
 def set_class_colors(chosen: dict[int, str]) -> None:

@@ -70,10 +70,12 @@ def _loss_lines(trace) -> list[str]:
     terms = ", ".join(f"{k} {v:.6f}" for k, v in b["terms"].items())
     lines = [f"loss ({trace.predictions_source} predictions): total {b['total']:.6f} = {terms}; "
              f"avg_factor {b['avg_factor']:g}"]
-    for lvl, (c, r) in enumerate(zip(b["per_level"]["loss_cls"], b["per_level"]["loss_bbox"])):
-        lines.append(f"  level {lvl}: cls {c:.6f}  bbox {r:.6f}")
-    for i, (c, r) in enumerate(zip(b["per_gt"]["loss_cls"], b["per_gt"]["loss_bbox"])):
-        lines.append(f"  gt {i}: cls {c:.6f}  bbox {r:.6f}")
+    names = list(b["per_level"])                 # cls, bbox, then the head's further terms (centerness, DFL, obj)
+    short = {n: n.removeprefix("loss_").replace("centerness", "ctr") for n in names}
+    for lvl in range(len(b["per_level"]["loss_cls"])):
+        lines.append(f"  level {lvl}: " + "  ".join(f"{short[n]} {b['per_level'][n][lvl]:.6f}" for n in names))
+    for i in range(len(b["per_gt"]["loss_cls"])):
+        lines.append(f"  gt {i}: " + "  ".join(f"{short[n]} {b['per_gt'][n][i]:.6f}" for n in names))
     lines.append(f"  classification from positives {b['cls_positive']:.6f}, from negatives {b['cls_negative']:.6f}")
     hard = trace.hard_negative_mask
     if hard is not None:

@@ -33,7 +33,7 @@ __all__ = ["LossPage", "HARD_NEG_COLOR", "hard_negative_text"]
 
 HARD_NEG_COLOR = theme.HARD_NEGATIVE
 _NEG_COLOR = theme.NEGATIVE
-_LEGEND = [("classification", theme.LOSS_CLS), ("regression", theme.LOSS_REG),
+_LEGEND = [("classification", theme.LOSS_CLS), ("regression", theme.LOSS_REG),     # the last two: pos vs neg
            ("cls, positives", theme.LOSS_POS), ("cls, negatives", theme.NEGATIVE)]
 
 
@@ -229,8 +229,17 @@ class LossPage(DebugPage):
         return (trace.assign_result.gt_inds > 0).nonzero().view(-1).tolist()
 
     def _fill_table(self, it) -> None:
+        """One row per positive: its prior, GT, level, each loss term (the head's further terms
+        too: centerness, DFL, objectness), encoded target and decoded box."""
         trace = it.trace
         loss = trace.loss
+        extra = loss.extra_per_prior() if hasattr(loss, "extra_per_prior") else {}
+        headers = ["prior", "GT", "level", "cls loss", "reg loss",
+                   *(f"{theme.LOSS_TERM_TEXT.get(k, k).split(' ')[0]} loss" for k in extra), "target (encoded)",
+                   "decoded box"]
+        if [self.table.horizontalHeaderItem(c).text() for c in range(self.table.columnCount())] != headers:
+            self.table.setColumnCount(len(headers))
+            self.table.setHorizontalHeaderLabels(headers)
         positives = self._positives(trace)
         decoded = it.decoded_predictions(positives)
         rows = []
@@ -239,7 +248,7 @@ class LossPage(DebugPage):
             box = ", ".join(f"{v:.1f}" for v in decoded[n].tolist())
             rows.append([f"#{prior}", f"GT{int(trace.assign_result.gt_inds[prior]) - 1}", f"P{int(trace.priors.level[prior])}",
                          f"{float(loss.cls_per_prior[prior]):.5f}", f"{float(loss.bbox_per_prior[prior]):.5f}",
-                         target, box])
+                         *(f"{float(v[prior]):.5f}" for v in extra.values()), target, box])
         selected = selected_data_row(self.table)
         self.table.blockSignals(True)
         fill_table(self.table, rows)
@@ -247,35 +256,41 @@ class LossPage(DebugPage):
         self.table.blockSignals(False)
 
     def _draw_chart(self, trace, b: dict) -> None:
-        """Three bar plots: per level (cls + reg stacked), per GT, and positive vs negative cls."""
+        """Three bar plots: per level and per GT (every loss term of the head stacked: class, box,
+        and centerness / DFL / objectness where the head has them), and positive vs negative cls."""
         self.chart.clear()
-        levels = len(b["per_level"]["loss_cls"])
-        cls_l, reg_l = np.array(b["per_level"]["loss_cls"]), np.array(b["per_level"]["loss_bbox"])
-        plot = self.chart.addPlot(row=0, col=0, title="per level")
-        x = np.arange(levels)
-        plot.addItem(pg.BarGraphItem(x=x, height=cls_l, width=0.6, brush=theme.LOSS_CLS, name="cls"))
-        plot.addItem(pg.BarGraphItem(x=x, y0=cls_l, height=reg_l, width=0.6, brush=theme.LOSS_REG, name="reg"))
-        plot.getAxis("bottom").setTicks([[(i, f"P{i}") for i in range(levels)]])
-        gts = len(b["per_gt"]["loss_cls"])
+        names = list(b["per_level"])
+        colors = theme.loss_term_colors(names)
+        self._stacked(self.chart.addPlot(row=0, col=0, title="per level"), b["per_level"], names, colors, "P")
         plot = self.chart.addPlot(row=0, col=1, title="per GT (positives)")
-        if gts:
-            cls_g, reg_g = np.array(b["per_gt"]["loss_cls"]), np.array(b["per_gt"]["loss_bbox"])
-            plot.addItem(pg.BarGraphItem(x=np.arange(gts), height=cls_g, width=0.6, brush=theme.LOSS_CLS))
-            plot.addItem(pg.BarGraphItem(x=np.arange(gts), y0=cls_g, height=reg_g, width=0.6, brush=theme.LOSS_REG))
-            plot.getAxis("bottom").setTicks([[(i, f"GT{i}") for i in range(gts)]])
+        if len(b["per_gt"]["loss_cls"]):
+            self._stacked(plot, b["per_gt"], names, colors, "GT")
         plot = self.chart.addPlot(row=0, col=2, title="cls: pos vs neg")
         plot.addItem(pg.BarGraphItem(x=[0, 1], height=[b["cls_positive"], b["cls_negative"]], width=0.6,
                                      brushes=[theme.LOSS_POS, theme.NEGATIVE]))
         plot.getAxis("bottom").setTicks([[(0, "pos"), (1, "neg")]])
-        legend = self._legend()
+        legend = self._legend(colors)
         self.chart.addItem(legend, row=1, col=0, colspan=3)
         height = legend.layout.effectiveSizeHint(Qt.SizeHint.PreferredSize).height()
         self.chart.ci.layout.setRowFixedHeight(1, height)          # the plots shrink first, never the legend
 
-    def _legend(self) -> pg.LegendItem:
+    @staticmethod
+    def _stacked(plot, parts: dict, names: list[str], colors: dict, prefix: str) -> None:
+        """One bar per entry, its terms stacked in ``names``' order."""
+        n = len(parts[names[0]])
+        x, base = np.arange(n), np.zeros(n)
+        for name in names:
+            height = np.asarray(parts[name], dtype=np.float64)
+            plot.addItem(pg.BarGraphItem(x=x, y0=base.copy(), height=height, width=0.6, brush=colors[name],
+                                         name=name))
+            base += height
+        plot.getAxis("bottom").setTicks([[(i, f"{prefix}{i}") for i in range(n)]])
+
+    def _legend(self, colors: dict) -> pg.LegendItem:
         """One legend under the three plots: a swatch per bar colour (the samples are never drawn)."""
         self.legend = pg.LegendItem(colCount=2, horSpacing=12)
-        for name, color in _LEGEND:
+        entries = [(theme.LOSS_TERM_TEXT.get(n, n), c) for n, c in colors.items()]
+        for name, color in entries + _LEGEND[2:]:
             self.legend.addItem(pg.BarGraphItem(x=[0], height=[1], width=1, brush=color, pen=None), name)
         for sample, _label in self.legend.items:
             sample.setAcceptedMouseButtons(Qt.MouseButton.NoButton)     # clicking would "hide" a sample

@@ -34,3 +34,14 @@ def test_centerness_is_in_the_loss_breakdown_per_level_and_per_gt(config):
     assert sum(b["per_level"]["loss_centerness"]) == pytest.approx(term, rel=1e-5)
     assert sum(b["per_gt"]["loss_centerness"]) == pytest.approx(term, rel=1e-5)   # positives only
     assert min(b["per_gt"]["loss_centerness"]) > 0
+
+
+def test_the_inspect_report_prints_every_loss_term_per_level_and_per_gt():
+    trace = inspect((256, 256), [[10, 20, 200, 240], [40, 40, 80, 90]], [3, 5], "fcos_r50_fpn_coco",
+                    predictions="init")
+    lines = trace.summary().splitlines()
+    level0 = next(line for line in lines if line.strip().startswith("level 0: cls"))
+    gt1 = next(line for line in lines if line.strip().startswith("gt 1:"))
+    for line, value in ((level0, trace.loss_breakdown["per_level"]["loss_centerness"][0]),
+                        (gt1, trace.loss_breakdown["per_gt"]["loss_centerness"][1])):
+        assert "cls " in line and "bbox " in line and f"ctr {value:.6f}" in line
