@@ -92,6 +92,8 @@ class YOLOXHeadCore(HeadCore):
     class targets, objectness over every point, IoU (square) loss, optional L1 loss; test time
     class x objectness, one candidate per point, mmcv's batched NMS."""
 
+    regresses_distances = False     # point priors, but a raw (dx, dy, log w, log h), not distances
+
     def __init__(self, *, num_classes, prior_generator, featmap_rule, assigner, loss_cls, loss_bbox, loss_obj,
                  loss_l1, sampler=None, test_cfg=None, train_cfg=None, use_l1: bool = False):
         self.num_classes = int(num_classes)

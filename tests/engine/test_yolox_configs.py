@@ -132,3 +132,21 @@ def test_the_shipped_yolox_tiny_trains_with_the_l1_loss_switched_on_at_the_hooks
     warnings = " | ".join(e["message"] for e in events.history if e["type"] == "warning")
     assert "YOLOXModeSwitchHook: the L1 box loss is added from epoch 1 of 1" in warnings
     assert "not supported here and is ignored" not in warnings
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_random_predictions_and_no_priors_at_all_trace(name):
+    """``--random-preds``: YOLOX's raw regression as drawn (boxes near their points, finite); a
+    feature map of no cells gives an empty, zero-loss trace."""
+    from detengine.trace import head_core_for, model_config, random_predictions
+    model = model_config(find_config(name))
+    gt, labels = torch.tensor([[10.0, 20, 120, 200], [150, 150, 160, 158]]), torch.tensor([0, 7])
+    plain = inspect((320, 320), gt, labels, model)
+    assert plain.predictions_source == "init" and len(plain.priors) == 2100
+    cls, reg = random_predictions(head_core_for(model), plain.priors, seed=1)
+    t = inspect((320, 320), gt, labels, model, (cls, reg))
+    assert torch.isfinite(t.postprocess.boxes).all() and float(t.postprocess.boxes.abs().max()) < 2000
+    assert all(torch.isfinite(v) for v in t.loss.terms.values()) and t.assign_result.num_pos > 0
+    empty = inspect((300, 300), gt[:1], labels[:1], model, "init", featmap_sizes=[(0, 0)] * 3)
+    assert len(empty.priors) == 0 and all(float(v) == 0.0 for v in empty.loss.terms.values())
+    assert empty.postprocess.boxes.shape == (0, 4) and empty.coverage.rows()[0]["num_pos"] == 0
