@@ -161,3 +161,27 @@ def test_frozen_stages_and_norm_eval_act_as_in_mmdetection(R):
     assert all(p.requires_grad for p in model.backbone.stages[1].parameters())
     assert not any(m.training for m in model.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d))
     assert model.neck.training
+
+
+def test_an_mmdetection_yolox_checkpoint_file_loads_and_predicts_as_its_state(R, tmp_path):
+    """A ``.pth`` as mmdetection writes it (``state_dict`` by its names, ``data_preprocessor`` buffers,
+    ``meta``) loads through ``load_model_weights`` (eval, export, --load-from) into the shipped-layout
+    model: the same tensors, the same detections as loading the state directly."""
+    from detengine.train.checkpoint import load_model_weights
+    names = dict(R["model"]["names"])
+    state = filled({k: torch.zeros(shape, dtype=torch.long if k.endswith("num_batches_tracked") else torch.float32)
+                    for k, shape in names.items()})
+    with torch.no_grad():
+        state["bbox_head.multi_level_conv_obj.0.bias"].fill_(3.0)        # some detections above score_thr
+        state["bbox_head.multi_level_conv_cls.0.bias"].fill_(1.0)
+    path = tmp_path / "yolox_tiny_mmdet.pth"
+    torch.save({"meta": {"dataset_meta": {"classes": [f"c{i}" for i in range(80)]}},
+                "state_dict": {"data_preprocessor.mean": torch.zeros(3, 1, 1), **state}}, path)
+    direct, from_file = build_detector(_tiny(R)).eval(), build_detector(_tiny(R)).eval()
+    load_state_checked(direct, state, "state")
+    load_model_weights(from_file, path)
+    for key, value in direct.state_dict().items():
+        assert torch.equal(from_file.state_dict()[key], value), key
+    images = model_input(det_randn)
+    a, b = direct.predict({"images": images})[0], from_file.predict({"images": images})[0]
+    assert a.scores.numel() > 0 and torch.equal(a.boxes, b.boxes) and torch.equal(a.labels, b.labels)
