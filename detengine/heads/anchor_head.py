@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..assigners import DynamicSoftLabelAssigner
+from ..assigners import DynamicSoftLabelAssigner, SimOTAAssigner
 from ..postprocess import postprocess_dense
 from ..priors import Priors
 from ..samplers import PseudoSampler, hard_negative_mask
@@ -18,10 +18,11 @@ _EPS = torch.finfo(torch.float32).eps
 
 def assign_priors(assigner, priors: Priors, inside: Tensor, gt_boxes, gt_labels, gt_boxes_ignore,
                   cls_scores=None, pred_boxes=None):
-    """Run any assigner on the inside priors, giving each the inputs it needs."""
+    """Run any assigner on the inside priors, giving each the inputs it needs (the point-based
+    ones, DSL and SimOTA, the anchors' centres with their level's stride)."""
     everything = bool(inside.all())
     tensor = priors.tensor if everything else priors.tensor[inside]
-    if isinstance(assigner, DynamicSoftLabelAssigner) and not priors.is_point:
+    if isinstance(assigner, (DynamicSoftLabelAssigner, SimOTAAssigner)) and not priors.is_point:
         # point form [cx, cy, stride_w, stride_h] of the anchors
         tensor = torch.cat([priors.centers[inside], priors.prior_strides[inside]], dim=1)
     if everything:
@@ -61,7 +62,22 @@ class AnchorHeadCore(HeadCore):
         return self.featmap_rule(input_shape)
 
     def needs_predictions(self) -> bool:
-        return isinstance(self.assigner, DynamicSoftLabelAssigner)
+        """Prediction-weighted assigners (DSL, task-aligned, SimOTA) put in the place of the
+        config's: the model's scores and decoded boxes go to the assigner, as in the heads that
+        ship with them (RTMDet, TOOD, YOLOX)."""
+        return bool(getattr(self.assigner, "needs_predictions", False)) or \
+            isinstance(self.assigner, DynamicSoftLabelAssigner)
+
+    def assigner_scores(self, cls_scores: Tensor) -> Tensor:
+        """What the assigner weighs: DSL takes logits (it applies the sigmoid itself, as
+        RTMDetHead gives it); task-aligned and SimOTA take probabilities (TOODHead's sigmoid
+        scores; YOLOX's) - the sigmoid, or the softmax without the background column."""
+        if isinstance(self.assigner, DynamicSoftLabelAssigner):
+            return cls_scores
+        if self.score_layout == "sigmoid":
+            return cls_scores.sigmoid()
+        probs = cls_scores.softmax(-1)
+        return probs[:, 1:] if self.score_layout == "softmax_bg_first" else probs[:, :self.num_classes]
 
     def decode(self, priors: Tensor, bbox_preds: Tensor, max_shape=None) -> Tensor:
         return self.bbox_coder.decode(priors, bbox_preds, max_shape=max_shape)
@@ -73,7 +89,7 @@ class AnchorHeadCore(HeadCore):
         pred_boxes = None
         if self.needs_predictions() and cls_scores is not None and bbox_preds is not None:
             pred_boxes = self.decode(priors.tensor, bbox_preds).detach()
-            cls_scores = cls_scores.detach()
+            cls_scores = self.assigner_scores(cls_scores.detach())
         else:
             cls_scores = None
         assign_result = assign_priors(self.assigner, priors, inside, gt_boxes, gt_labels, gt_boxes_ignore,
