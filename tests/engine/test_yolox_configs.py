@@ -150,3 +150,32 @@ def test_random_predictions_and_no_priors_at_all_trace(name):
     empty = inspect((300, 300), gt[:1], labels[:1], model, "init", featmap_sizes=[(0, 0)] * 3)
     assert len(empty.priors) == 0 and all(float(v) == 0.0 for v in empty.loss.terms.values())
     assert empty.postprocess.boxes.shape == (0, 4) and empty.coverage.rows()[0]["num_pos"] == 0
+
+
+MMDET_FILES = Path(__file__).parent / "fixtures" / "mmdet_configs"     # mmdetection 3.3.0's own files, copied
+
+
+@pytest.mark.parametrize("name", ["yolox_tiny_8xb8-300e_coco", "yolox_s_8xb8-300e_coco", "yolox_m_8xb8-300e_coco",
+                                  "yolox_l_8xb8-300e_coco", "yolox_x_8xb8-300e_coco", "yolox_nano_8xb8-300e_coco"])
+def test_mmdetections_own_yolox_files_load_as_mmengine_merges_them(R, name):
+    """DetScope's loader on mmdetection's files (``_base_`` chains into ``../_base_``, ``{{_base_.backend_args}}``):
+    the model, hooks, schedule, optimiser and pipelines mmengine's ``Config.fromfile`` gave; the debug
+    views' head core builds; the network is refused naming batch_augments (test_yolox_model.py)."""
+    from detengine.builder import ConfigBuildError, build_head_core
+    from detengine.models import build_detector
+    cfg = _plain(load_config(MMDET_FILES / "yolox" / f"{name}.py").to_dict())
+    ref = _plain(R["configs"][name])
+    for key in ("model", "custom_hooks", "param_scheduler", "optim_wrapper", "train_cfg", "train_pipeline",
+                "test_pipeline"):
+        assert cfg[key] == ref[key], key
+    assert len(build_head_core(cfg["model"]).priors((320, 320))) == ref["num_priors"]
+    with pytest.raises(ConfigBuildError, match="batch_augments"):
+        build_detector(cfg["model"])
+
+
+def test_mmdetections_tta_file_loads_and_is_refused_for_having_no_model():
+    from detengine.trace import model_config
+    cfg = load_config(MMDET_FILES / "yolox" / "yolox_tta.py").to_dict()
+    assert sorted(cfg) == ["img_scales", "tta_model", "tta_pipeline"]
+    with pytest.raises(ValueError, match="no 'model'"):
+        model_config(cfg)
