@@ -75,6 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a COCO JSON file, a Pascal VOC folder or a folder of images (default: the last "
                         "project, else the built-in sample project)")
     p.add_argument("--image", type=int, metavar="N", help="show image N (0-based, in the project's order)")
+    p.add_argument("--source", choices=("image", "train"), default="image",
+                   help="what the debug views trace: the image through the config's test pipeline (image, the "
+                        "default) or the augmented training sample the trainer sees (train)")
+    p.add_argument("--seed", type=int, metavar="N", help="the training sample's seed (--source train; default 0)")
+    p.add_argument("--stage", type=int, metavar="K",
+                   help="the train pipeline stage the canvas shows (--source train): 0 the image as loaded, "
+                        "1.. after each transform, negative from the end (default: the last, the one traced)")
     p.add_argument("--checkpoint", metavar="CKPT",
                    help="a training checkpoint as the current model of the debug and evaluation views, with the "
                         "config it carries (DetScope's checkpoints); a config.py beside it is not run from the "
@@ -92,6 +99,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(f"--view {args.view!r} is not available; views: {', '.join(VIEWS)}")
     if args.image is not None and args.image < 0:
         parser.error(f"--image must be >= 0, got {args.image}")
+    if (args.seed is not None or args.stage is not None) and args.source != "train":
+        parser.error("--seed and --stage choose the training sample: use them with --source train")
     if args.run is not None and args.view == "annotate":
         args.view = "scan-training"                    # --run alone: the view that shows it
     elif args.run is not None and args.view != "scan-training":
@@ -218,6 +227,8 @@ def _create_window(args, defer_engine: bool):
             _use_checkpoint(window, args.checkpoint, args.config, defer_engine)
         if training_scan:
             _show_training_scan(window, args.run, defer_engine)
+        if args.source == "train":
+            _use_training_sample(window, args, defer_engine)
         return window
     except Exception as exc:             # e.g. a broken config file: a message, not a stack trace
         print(f"detscope: cannot start with config {args.config!r}: {type(exc).__name__}: {exc}", file=sys.stderr)
@@ -259,6 +270,17 @@ def _wait_for_training_scan(app, window, timeout_s: float = 60.0) -> None:
         app.processEvents()
         time.sleep(0.02)
     app.processEvents()
+
+
+def _use_training_sample(window, args, defer_engine: bool) -> None:
+    """The debug views trace the training sample (``--seed``, the ``--stage`` shown)."""
+    def apply():
+        window.debug_panel.set_source("train")
+        window.debug_panel.set_sample(seed=args.seed, stage=args.stage)
+    if defer_engine:
+        window.engineLoaded.connect(apply)
+    else:
+        apply()
 
 
 def _configure_pyqtgraph() -> None:

@@ -272,8 +272,8 @@ class _Recorder:
                                   f"fetched another sample (as mmdetection's dataset does)")
             return
         if isinstance(transform, (Normalize, ToTensor)):     # the data preprocessor: no geometry, not displayable
-            if self.stages and "normalised for the network (shown before)" not in self.stages[-1].notes:
-                self.stages[-1].notes.append("normalised for the network (shown before)")
+            if self.stages and "then normalised for the network" not in self.stages[-1].notes:
+                self.stages[-1].notes.append("then normalised for the network")
             return
         self.stages.append(self._stage(name, results, repr(transform), self._notes(results)))
 

@@ -20,15 +20,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
+    QFrame,
     QGridLayout,
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QScrollArea,
     QTabWidget,
     QToolButton,
     QVBoxLayout,
@@ -62,6 +64,7 @@ NO_MODEL = "none"
 RANDOM_INIT = "random"
 _DEBOUNCE_MS = 15
 _COMBO_MIN_CHARS = 12           # the config / model combos' minimum width, in characters
+PAGE_MIN_PX = 240               # what a view asks of the dock's width at least (a wider one scrolls in its tab)
 INSPECT_HINT = ("Inspecting: a click on the image asks this view, a drag pans; boxes are not edited. "
                 "E: edit boxes")
 EDIT_HINT = "Editing boxes: clicks select, move and resize them (the view is not asked). E: back to inspecting"
@@ -133,6 +136,29 @@ class DebugResult:
     @property
     def class_problems(self) -> list[str]:
         return self.labels.problems
+
+
+class PageArea(QScrollArea):
+    """A view in the dock's tabs: no wider than :data:`PAGE_MIN_PX` asks of the dock; a view
+    wider than the dock scrolls sideways inside its tab, so the dock's own rows (config, model,
+    source, the training sample's controls) stay in view instead of the whole dock scrolling.
+    Its height is the view's own minimum (the dock scrolls vertically)."""
+
+    def __init__(self, page: QWidget):
+        super().__init__()
+        self.setWidget(page)
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+
+    def minimumSizeHint(self) -> QSize:
+        hint = self.widget().minimumSizeHint()
+        bar = self.horizontalScrollBar().sizeHint().height()      # room for the bar when the view is wider
+        return QSize(min(hint.width(), PAGE_MIN_PX), hint.height() + bar)
+
+    def sizeHint(self) -> QSize:
+        return self.widget().sizeHint().expandedTo(self.minimumSizeHint())
 
 
 class DebugPanel(QWidget):
@@ -210,9 +236,10 @@ class DebugPanel(QWidget):
         self.pages = {"anchors": AnchorsPage(self), "assign": AssignPage(self), "loss": LossPage(self),
                       "nms": NmsPage(self), "scan": ScanPage(self)}
         self.tabs = QTabWidget()
+        self.page_areas = {key: PageArea(page) for key, page in self.pages.items()}
         for key, title in (("anchors", "Anchors"), ("assign", "Assignment"), ("loss", "Loss"), ("nms", "NMS"),
                            ("scan", "Dataset scan")):
-            self.tabs.addTab(self.pages[key], title)
+            self.tabs.addTab(self.page_areas[key], title)
         top = self._build_header()
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
@@ -297,7 +324,7 @@ class DebugPanel(QWidget):
         self.canvas.set_inspect((self.active and not self.edit_mode) or self.shown_sample is not None)
 
     def current_page(self):
-        return self.tabs.currentWidget()
+        return self.tabs.currentWidget().widget()
 
     def set_active(self, active: bool) -> None:
         """The dock became visible (draw) or hidden (clear the overlay, stop tracing; a shown
@@ -312,7 +339,7 @@ class DebugPanel(QWidget):
             self.clear_overlay()
 
     def show_page(self, key: str) -> None:
-        self.tabs.setCurrentWidget(self.pages[key])
+        self.tabs.setCurrentWidget(self.page_areas[key])
 
     def _select_config_item(self, config: str) -> None:
         """Show ``config`` in the combo: a file gets its own item (its name; the path as tooltip)."""
@@ -721,27 +748,25 @@ class DebugPanel(QWidget):
         last = k == len(sample.stages) - 1
         mixed = int((stage.box_rows < 0).sum())
         lines = [f"{stage.name}: {stage.image.shape[1]}x{stage.image.shape[0]}, {len(stage.boxes)} boxes"
-                 + (f" ({mixed} from other images)" if mixed else "")
+                 + (f" ({mixed} mixed in)" if mixed else "")
                  + (" — traced by the views" if last else " — the views trace the last stage")]
         self.sample_controls.note.setText("\n".join(lines + stage.notes))
         self.sample_controls.note.setToolTip(stage.description)         # the transform and its arguments
 
     def _sample_status(self, result: DebugResult, seconds: float) -> None:
         sample, trace = result.sample, result.main.trace
-        record = self.editor.project.images[result.image]
         model = result.main.model_name or ("not used by this view" if not self.needs_model()
                                               else "none (untrained head outputs)")
         if result.class_problems:
             model += "; " + "; ".join(result.class_problems[:3])
         mixed = sum(1 for i in sample.box_ids if i < 0)
         lines = [self.notice] if self.notice else []
-        lines.append(f"{self.config}: training sample {sample.index} of the train split ({record.file_name}), "
-                     f"epoch {sample.epoch + 1}, seed {sample.seed}"
-                     + (f", pipeline switched (PipelineSwitchHook) x{sample.pipeline_stage}" if sample.pipeline_stage
+        lines.append(f"training sample {sample.index} of the train split, epoch {sample.epoch + 1}, seed {sample.seed}"
+                     + (f", switched pipeline (PipelineSwitchHook) #{sample.pipeline_stage}" if sample.pipeline_stage
                         else "")
-                     + f": network input {trace.input_shape[1]}x{trace.input_shape[0]}, {len(trace.priors)} priors, "
-                     f"{len(trace.gt_boxes)} GT" + (f" ({mixed} from other images)" if mixed else "")
-                     + f", {trace.num_classes} classes; model: {model}; made and traced in {seconds * 1000:.0f} ms")
+                     + f": input {trace.input_shape[1]}x{trace.input_shape[0]}, {len(trace.priors)} priors, "
+                     f"{len(trace.gt_boxes)} GT" + (f" ({mixed} mixed in)" if mixed else "")
+                     + f", {trace.num_classes} classes; model: {model}; {seconds * 1000:.0f} ms")
         self.status.setText("\n".join(lines + sample.notes))
 
     def _refresh_canvas_boxes(self) -> None:

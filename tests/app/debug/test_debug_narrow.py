@@ -52,9 +52,9 @@ def test_a_sorted_gt_table_still_selects_the_gt_of_the_row(qtbot, win):
 def test_the_dock_header_and_views_fit_a_narrow_dock(qtbot, win):
     panel = win.debug_panel
     assert panel.layout().itemAt(0).minimumSize().width() <= NARROW_PX                 # Config / Model: two rows
-    page = panel.pages["assign"]
+    page, area = panel.pages["assign"], panel.page_areas["assign"]                    # the view in its tab's area
     win.show_view("assign")                                                            # shown: it gets its resizes
-    page.resize(NARROW_PX - 10, 600)
+    area.resize(NARROW_PX - 10, 600)
     assert page.params.direction() == page.params.Direction.TopToBottom and page.editor_b.isHidden()
     page.compare_box.setChecked(True)                                                  # B shows under A
     assert not page.editor_b.isHidden()
@@ -62,7 +62,7 @@ def test_the_dock_header_and_views_fit_a_narrow_dock(qtbot, win):
     assert page.editor_b.mapTo(page, page.editor_b.rect().topLeft()).y() >= page.editor_a.geometry().bottom()
     for name in ("anchors", "assign", "loss", "nms"):                                  # scan_page is not this issue's
         assert panel.pages[name].minimumSizeHint().width() <= NARROW_PX - 8, name
-    page.resize(600, 600)
+    area.resize(600, 600)
     assert page.params.direction() == page.params.Direction.LeftToRight
     page.compare_box.setChecked(False)
     assert not page.editor_b.isHidden() and not page.editor_b.isEnabled()             # wide: B shown, off
