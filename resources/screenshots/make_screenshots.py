@@ -74,6 +74,7 @@ def main() -> None:
     grab(app, win, "view_scan.png")
     win.show_view("dataset")
     grab(app, win, "panel_dataset.png")
+    shoot_training_sample(app, win)
 
     panel = win.training_panel
     win.show_view("train")
@@ -108,6 +109,23 @@ def main() -> None:
     win.debug_panel.shutdown()
     win.training_panel.shutdown()
     win.eval_panel.shutdown()
+
+
+def shoot_training_sample(app, win) -> None:
+    """The Debug dock's Training sample source under RTMDet: the mosaic stage, then the last
+    stage (mix-up) with its assignment; back to the image and SSD300 after."""
+    debug = win.debug_panel
+    win.show_view("assign")
+    debug.set_config("rtmdet_tiny_coco")
+    win.show_image(3)
+    debug.set_source("train")
+    debug.set_sample(seed=0, stage=1)                  # the mosaic
+    grab(app, win, "view_training_sample_mosaic.png")
+    controls = debug.sample_controls
+    controls.select_stage(controls.stage.count() - 1)  # the network input the views trace
+    grab(app, win, "view_training_sample.png")
+    debug.set_source("image")
+    debug.set_config("ssd300_coco")
 
 
 if __name__ == "__main__":
