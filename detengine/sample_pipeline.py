@@ -261,15 +261,16 @@ class _Recorder:
         if transform is None:
             meta = results["meta"]
             self._dropped, self._mixed = len(meta.get("dropped", [])), len(meta.get("mixed", []))
-            notes = [f"another sample: {self.refetches[-1]}"] if attempt and self.refetches else \
-                ["another sample: the asked-for image could not be read"] if attempt else []
+            notes = [f"fetched instead (attempt {attempt + 1}): " + ("the asked-for image could not be read"
+                                                                   if not self.refetches else "see above")] \
+                if attempt else []
             self.stages.append(self._stage("original", results, f"{meta.get('file_name', '')} as loaded", notes))
             return
         name = type(transform).__name__
         if results is None:
             file_name = self.stages[0].description.removesuffix(" as loaded") if self.stages else "?"
-            self.refetches.append(f"attempt {attempt + 1}: {name} left no box in {file_name}, so the trainer "
-                                  f"fetched another sample (as mmdetection's dataset does)")
+            self.refetches.append(f"{name} left no box in {file_name} (attempt {attempt + 1}), so the trainer "
+                                  f"fetched another sample, as mmdetection's dataset does")
             return
         if isinstance(transform, (Normalize, ToTensor)):     # the data preprocessor: no geometry, not displayable
             if self.stages and "then normalised for the network" not in self.stages[-1].notes:

@@ -156,3 +156,17 @@ def test_an_image_outside_the_train_split_is_said_so(project):
     ts = training_sample(cfg, project, val[0], seed=0)
     assert not ts.in_split and "not in the train split" in ts.notes[0]
     assert project.images[val[0]].id == ts.image_id or ts.attempt > 0
+
+
+def test_a_refused_sample_is_the_trainers_refetch_and_said_so(project):
+    """RandomCrop (RTMDet, after its PipelineSwitchHook: no mosaic) leaves no box of an image
+    without boxes: the trainer fetches another sample; so does the view, and it says so."""
+    import copy
+    bare = copy.deepcopy(project)
+    bare.images[5].boxes = []
+    cfg = cfg_of("rtmdet_tiny_coco", len(project.categories))
+    ts = training_sample(cfg, bare, 5, seed=0, epoch=285)
+    assert ts.pipeline_stage == 1 and "CachedMosaic" not in [s.name for s in ts.stages]
+    assert ts.attempt > 0 and ts.image_id != bare.images[5].id
+    assert ts.notes and "RandomCrop left no box" in ts.notes[0]
+    assert ts.stages[0].notes[0].startswith("fetched instead")
