@@ -253,3 +253,18 @@ def test_the_command_line_shows_the_training_sample():
     assert parse_args([]).source == "image"
     with pytest.raises(SystemExit):
         parse_args(["--seed", "3"])                         # a seed is the training sample's
+
+
+def test_another_image_or_another_dock_tab_and_the_canvas_follows(qtbot, win):
+    panel, canvas = win.debug_panel, win.canvas
+    train_source(qtbot, win)
+    result = sample_result(qtbot, win, lambda: win.show_image(5))                # a new image: its own sample
+    assert result.image == 5 and canvas.image_size == result.sample.final.size
+    assert all(i < 0 for i in canvas.items)
+    win.docks["classes"].raise_()                                                # the dock hidden: the image is back
+    qtbot.waitUntil(lambda: not panel.active, timeout=2000)
+    record = win.doc.project.images[5]
+    assert panel.shown_sample is None and canvas.image_size == (record.width, record.height)
+    assert sorted(canvas.items) == sorted(b.id for b in record.boxes) and not canvas.inspect
+    result = sample_result(qtbot, win, lambda: win.show_view("assign"))          # shown again: the sample again
+    assert panel.shown_sample is result.sample and canvas.inspect
