@@ -139,12 +139,15 @@ class YOLOXHeadCore(HeadCore):
         if cls_scores is None or bbox_preds is None:
             cls_scores, bbox_preds = self.init_predictions(priors)
         points = priors.tensor
-        cls_scores, bbox_preds = cls_scores.detach(), bbox_preds.detach()
-        decoded = self.decode(points, bbox_preds)
-        scores = (cls_scores[:, :self.num_classes].sigmoid()
-                  * cls_scores[:, self.num_classes].unsqueeze(1).sigmoid()).sqrt()
-        assign_result = self.assigner.assign(offset_priors(points), gt_boxes, gt_labels, pred_scores=scores,
-                                             pred_boxes=decoded, gt_boxes_ignore=gt_boxes_ignore)
+        # in float32 and outside autocast (mixed-precision training): SimOTA's class cost is a plain
+        # binary_cross_entropy of probabilities, which autocast refuses
+        with torch.autocast(device_type=points.device.type, enabled=False):
+            cls_scores, bbox_preds = cls_scores.detach().float(), bbox_preds.detach().float()
+            decoded = self.decode(points, bbox_preds)
+            scores = (cls_scores[:, :self.num_classes].sigmoid()
+                      * cls_scores[:, self.num_classes].unsqueeze(1).sigmoid()).sqrt()
+            assign_result = self.assigner.assign(offset_priors(points), gt_boxes, gt_labels, pred_scores=scores,
+                                                 pred_boxes=decoded, gt_boxes_ignore=gt_boxes_ignore)
         sampling = self.sampler.sample(assign_result, points, gt_boxes)
         a, pos = len(priors), sampling.pos_inds
         labels = points.new_full((a,), self.num_classes, dtype=torch.long)
@@ -184,6 +187,7 @@ class YOLOXHeadCore(HeadCore):
         weight) over the batch normaliser, so the images' terms add up to mmdetection's."""
         n = float(avg_factor)
         c = self.num_classes
+        cls_scores, bbox_preds = cls_scores.float(), bbox_preds.float()   # half under autocast: exp() in float32
         logits, obj = cls_scores[:, :c], cls_scores[:, c]
         decoded = self.decode(priors.tensor, bbox_preds)
         pos = targets.sampling_result.pos_inds

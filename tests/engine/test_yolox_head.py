@@ -181,3 +181,26 @@ def test_the_mode_switch_epoch_is_mmdetections():
     resumed.l1_from_epoch = 284
     resumed.set_epoch(290)
     assert resumed.use_l1
+
+
+def test_mixed_precision_assigns_in_float32_outside_autocast(R):
+    """Under autocast (``--amp``) the head's outputs are half precision and CUDA's autocast refuses the
+    plain binary_cross_entropy of SimOTA's class cost: the targets are made in float32 with autocast
+    off (seen on an H200: the AMP step ran, its losses then fell), the loss in float32."""
+    core = _core(R, use_l1=True)
+    cls, reg = _outputs(R)
+    priors = core.priors(tuple(R["meta"]["image"]))
+    seen = []
+    assign = core.assigner.assign
+
+    def spy(*args, **kwargs):
+        seen.append((torch.is_autocast_enabled("cpu"), kwargs["pred_scores"].dtype, kwargs["pred_boxes"].dtype))
+        return assign(*args, **kwargs)
+    core.assigner.assign = spy
+    g = R["meta"]["gts"][0]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        t = core.targets(priors, g["bboxes"], g["labels"], (192, 256), cls_scores=cls[0].bfloat16(),
+                         bbox_preds=reg[0].bfloat16())
+        loss = core.loss_image(cls[0].bfloat16(), reg[0].bfloat16(), priors, t, core.avg_factor_of(t))
+    assert seen == [(False, torch.float32, torch.float32)]
+    assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in loss.terms.values())
