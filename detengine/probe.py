@@ -81,6 +81,7 @@ class _ProbeImage:
     boxes: list
     labels: list
     ignore: list
+    input_boxes: list | None = None     # the GT boxes in network-input pixels (the test pipeline's)
 
     def to_json(self) -> dict:
         return dict(vars(self))
@@ -109,6 +110,7 @@ class TrainingProbe:
         """``count`` images with at least one GT, in a seeded order over the split (at most
         ``8 * count`` tried); saved to ``probe.json``."""
         from .data.errors import ImageReadError
+        from .image_trace import boxes_to_input, prepare_image
         order = np.random.default_rng([int(seed), 0x9B0BE]).permutation(len(self.dataset))
         chosen = []
         for index in order[:8 * count]:
@@ -117,7 +119,10 @@ class TrainingProbe:
             except ImageReadError:
                 continue
             if len(sample.boxes):
-                chosen.append(self._describe(int(index), sample))
+                im = self._describe(int(index), sample)
+                meta = prepare_image(self.test_pipeline, sample.image, self.size_divisor).meta
+                im.input_boxes = boxes_to_input(im.boxes, meta).numpy().round(2).tolist()
+                chosen.append(im)
             if len(chosen) == count:
                 break
         chosen.sort(key=lambda im: im.index)
@@ -320,6 +325,7 @@ class ProbeGT:
     box_xyxy: tuple
     label: int
     class_name: str
+    input_size: tuple | None = None     # (w, h) in network-input pixels
     iters: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     pos: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     cls: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -329,6 +335,12 @@ class ProbeGT:
     def size(self) -> tuple[float, float]:
         x1, y1, x2, y2 = self.box_xyxy
         return x2 - x1, y2 - y1
+
+    @property
+    def area(self) -> float:
+        """Input-pixel area when known (what the assigner matched), else original pixels."""
+        w, h = self.input_size or self.size
+        return w * h
 
     @property
     def zero_fraction(self) -> float:
@@ -361,7 +373,7 @@ class ProbeHistory:
         """GTs with zero positives in at least ``min_fraction`` of their probes (and probed at
         least once), most often starved first, then smallest."""
         out = [g for g in self.gts if len(g.pos) and g.zero_fraction >= min_fraction - 1e-12]
-        return sorted(out, key=lambda g: (-g.zero_fraction, g.size[0] * g.size[1], g.image, g.gt))
+        return sorted(out, key=lambda g: (-g.zero_fraction, g.area, g.image, g.gt))
 
 
 def has_probe(run_dir) -> bool:
@@ -390,14 +402,16 @@ def read_probe(run_dir) -> ProbeHistory | None:
                 except (ValueError, KeyError, TypeError):
                     continue
     gts = []
+    nan = (lambda v: math.nan if v is None else float(v))
     for n, im in enumerate(images):
+        inputs = im.get("input_boxes") or []
         for k, (box, label) in enumerate(zip(im.get("boxes") or [], im.get("labels") or [])):
             points = series.get((n, k), {})
             iters = np.array(sorted(points), np.int64)
             values = [points[i] for i in iters.tolist()]
-            nan = (lambda v: math.nan if v is None else float(v))
+            size = (inputs[k][2] - inputs[k][0], inputs[k][3] - inputs[k][1]) if k < len(inputs) else None
             gts.append(ProbeGT(n, k, str(im.get("file_name", "")), im.get("path"), tuple(float(v) for v in box),
-                               int(label), classes[label] if 0 <= label < len(classes) else str(label), iters,
+                               int(label), classes[label] if 0 <= label < len(classes) else str(label), size, iters,
                                np.array([v[0] for v in values], np.int64), np.array([nan(v[1]) for v in values]),
                                np.array([nan(v[2]) for v in values])))
     return ProbeHistory(run_dir, int(saved.get("interval", 0)), classes, images, gts)

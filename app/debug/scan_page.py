@@ -19,11 +19,12 @@ import threading
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QProgressBar,
     QPushButton,
@@ -45,6 +46,34 @@ from app.trace_worker import TraceRunner
 __all__ = ["ScanPage", "TrainingScanView"]
 
 MODES = (("project", "Project scan"), ("training", "During training (a run's probe)"))
+
+
+class _CurrentStack(QStackedWidget):
+    """A stack as large as the page it shows (a QStackedWidget asks for its largest page)."""
+
+    def sizeHint(self):
+        return self.currentWidget().sizeHint() if self.currentWidget() else super().sizeHint()
+
+    def minimumSizeHint(self):
+        return self.currentWidget().minimumSizeHint() if self.currentWidget() else super().minimumSizeHint()
+
+
+class _PlotArea(pg.GraphicsLayoutWidget):
+    """The history plots: a modest preferred height (pyqtgraph asks for 600 px, taller than the dock)."""
+
+    def sizeHint(self):
+        return QSize(260, 250)
+
+
+TABLE_PX, BELOW_PX = 112, 290         # the starved table (~5 rows) and the selected GT's line + plots
+
+
+class _Split(QSplitter):
+    """The table over the selected GT's history, asking for :data:`TABLE_PX` + :data:`BELOW_PX`
+    (the dock scrolls: a page gets the height it asks for, so the plots start within reach)."""
+
+    def sizeHint(self):
+        return QSize(260, TABLE_PX + BELOW_PX + self.handleWidth())
 
 POWERS_OF_TWO = [2 ** k for k in range(0, 14)]     # the scatter's axis ticks (1 .. 8192 px)
 
@@ -75,6 +104,7 @@ class ScanPage(DebugPage):
         self.k.setSuffix(" positives")
         self.k.setToolTip("List the GTs with fewer than this many positive priors")
         self.bar = QProgressBar()
+        self.bar.setValue(0)                      # "0%", not an empty box beside k, before the first scan
         self.summary = QLabel("Scans every GT of the project with the current config and assigner parameters.")
         self.summary.setWordWrap(True)
         self.table = make_table(["image", "file", "box id", "w x h (input px)", "best IoU", "positives"], sortable=True)
@@ -91,9 +121,12 @@ class ScanPage(DebugPage):
         self.plot_widget.addItem(self.colorbar, row=0, col=1)
         self.legend = pg.LegendItem(colCount=3)
         self.plot_widget.addItem(self.legend, row=1, col=0, colspan=2)
-        top = QHBoxLayout()                       # the progress bar on its own row: the dock can be narrow
-        for w in (self.start, self.cancel, self.k):
+        top = QHBoxLayout()                       # k beside the progress bar on a row of their own: a narrow dock
+        for w in (self.start, self.cancel):
             top.addWidget(w)
+        second = QHBoxLayout()
+        second.addWidget(self.k)
+        second.addWidget(self.bar, 1)
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(self.plot_widget)
         split.addWidget(self.table)
@@ -101,7 +134,7 @@ class ScanPage(DebugPage):
         inner = QVBoxLayout(project_mode)
         inner.setContentsMargins(0, 0, 0, 0)
         inner.addLayout(top)
-        inner.addWidget(self.bar)
+        inner.addLayout(second)
         inner.addWidget(self.summary)
         inner.addWidget(split, 1)
         self.training = TrainingScanView(self)
@@ -112,7 +145,7 @@ class ScanPage(DebugPage):
         self.mode.setToolTip("Project scan: every GT of the open project under the current config and assigner.\n"
                              "During training: a training run's per-GT probe (probe.jsonl), GT by GT over the "
                              "iterations")
-        self.stack = QStackedWidget()
+        self.stack = _CurrentStack()
         self.stack.addWidget(project_mode)
         self.stack.addWidget(self.training)
         layout = QVBoxLayout(self)
@@ -131,6 +164,7 @@ class ScanPage(DebugPage):
     def _on_mode(self, index: int) -> None:
         training = self.mode.itemData(index) == "training"
         self.stack.setCurrentIndex(1 if training else 0)
+        self.stack.updateGeometry()               # the page asks for the shown mode's size only
         if training:
             self.training.refresh_runs()
 
@@ -317,23 +351,36 @@ class TrainingScanView(QWidget):
         self.share.setRange(0, 100)
         self.share.setValue(50)
         self.share.setSingleStep(10)
-        self.share.setPrefix("0 positives in ≥ ")
         self.share.setSuffix(" % of probes")
         self.share.setToolTip("List the probe GTs without a positive in at least this share of the probes "
                               "(0 %: every probe GT)")
+        share_label = QLabel("No positive in ≥")
+        share_label.setToolTip(self.share.toolTip())
         self.summary = QLabel("Choose a training run: its probe (probe.jsonl) follows a fixed set of training "
                               "images' GTs over the iterations.")
         self.summary.setWordWrap(True)
-        self.table = make_table(["image", "GT", "class", "w x h (px)", "% zero"], sortable=True)
+        self.table = make_table(["% zero", "GT", "class", "w x h", "image"], sortable=True)
+        self.table.horizontalHeaderItem(0).setToolTip("Share of the probes in which the GT had no positive prior")
+        self.table.horizontalHeaderItem(3).setToolTip("GT width x height in network-input pixels (what the "
+                                                      "assigner matched)")
+        self.table.setMinimumHeight(70)
+        self.table.horizontalHeader().setSectionResizeMode(4, QHeaderView.ResizeMode.Stretch)   # the name elides
+        self.table.horizontalHeader().setMinimumSectionSize(24)
+        self.table.horizontalHeader().setStretchLastSection(False)       # (it keeps >= 100 px; Stretch shrinks)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideLeft)                             # ...the end shows
+        self.table.setWordWrap(False)                                                      # (else no elision)
+        self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)     # the detail line names it
         self.table.setToolTip("Click a GT: its positives and losses over the iterations, and the canvas shows it "
                               "when its image is in the open project")
         self.detail = QLabel()
         self.detail.setWordWrap(True)
-        self.plots = pg.GraphicsLayoutWidget()
+        self.plots = _PlotArea()
         self.pos_plot = self.plots.addPlot(row=0, col=0)
         self.pos_plot.setLabel("left", "positives")
         self.loss_plot = self.plots.addPlot(row=1, col=0)
         self.loss_plot.setLabel("left", "loss / positive")
+        self.loss_plot.setToolTip("Mean classification (cls) and regression (box) loss over the GT's positives, "
+                                  "per prior as the Loss view lists them; none without positives")
         self.loss_plot.setLabel("bottom", "iteration")
         self.loss_plot.setXLink(self.pos_plot)
         self.pos_plot.getAxis("bottom").setStyle(showValues=False)
@@ -351,17 +398,22 @@ class TrainingScanView(QWidget):
         below_layout.setContentsMargins(0, 0, 0, 0)
         below_layout.addWidget(self.detail)
         below_layout.addWidget(self.plots, 1)
-        split = QSplitter(Qt.Orientation.Vertical)
+        split = _Split(Qt.Orientation.Vertical)
         split.addWidget(self.table)
         split.addWidget(below)
+        split.setSizes([TABLE_PX, BELOW_PX])
         split.setStretchFactor(0, 2)
         split.setStretchFactor(1, 3)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        share_row = QHBoxLayout()
+        share_row.addWidget(share_label)
+        share_row.addWidget(self.share, 1)
         layout.addLayout(top)
-        layout.addWidget(self.share)
+        layout.addLayout(share_row)
         layout.addWidget(self.summary)
-        layout.addWidget(split, 1)
+        layout.addWidget(split)
+        layout.addStretch(1)          # a tab as tall as the dock's tallest view: the room goes below, not to the table
         self.run_combo.activated.connect(self._on_run_chosen)
         self.reload.clicked.connect(lambda: self.run_dir is not None and self._load(self.run_dir))
         self.share.valueChanged.connect(lambda _v: self._fill())
@@ -462,12 +514,11 @@ class TrainingScanView(QWidget):
         self.rows = h.starved(share)
         iterations = h.iterations
         span = f"iterations {iterations[0]}–{iterations[-1]}" if iterations else "no probe yet"
-        self.summary.setText(f"{h.run_dir.name}: {len(h.images)} images, {len(h.gts)} GTs, {len(iterations)} probes "
-                             f"({span}, every {h.interval}): {len(self.rows)} GTs without a positive in ≥ "
-                             f"{self.share.value()} % of their probes")
+        self.summary.setText(f"{len(h.images)} images, {len(h.gts)} GTs, {len(iterations)} probes ({span}, every "
+                             f"{h.interval}): <b>{len(self.rows)} starved</b>")
         from pathlib import Path
-        table = [[Path(g.file_name).name, f"GT{g.gt}", g.class_name, f"{g.size[0]:.0f}x{g.size[1]:.0f}",
-                  round(100 * g.zero_fraction, 1)] for g in self.rows]
+        table = [[round(100 * g.zero_fraction, 1), f"GT{g.gt}", g.class_name,
+                  "{:.0f}x{:.0f}".format(*(g.input_size or g.size)), Path(g.file_name).name] for g in self.rows]
         self.table.blockSignals(True)
         fill_table(self.table, table)
         index = next((i for i, g in enumerate(self.rows) if (g.image, g.gt) == keep), None)
@@ -504,14 +555,19 @@ class TrainingScanView(QWidget):
             if np.isfinite(values).any():
                 self.loss_plot.plot(x, values, pen=pg.mkPen(color, width=2), connect="finite", symbol="o",
                                     symbolSize=4, symbolBrush=color, symbolPen=None)
+        if len(x) and not np.isfinite(gt.cls).any():        # say why the plot is empty
+            note = pg.TextItem("no positive in any probe: no loss on this GT", color=theme.PROBLEM, anchor=(0.5, 0.5))
+            self.loss_plot.addItem(note)
+            self.loss_plot.setYRange(0, 1, padding=0)
+            note.setPos(float(x.min() + x.max()) / 2, 0.5)
         self.pos_plot.enableAutoRange(axis="x")
         w, hgt = gt.size
-        zeros = int(zero.sum())
-        last = (f"last probe (iteration {int(gt.iters[-1])}): {int(gt.pos[-1])} positives"
-                if len(gt.iters) else "not probed yet")
-        self.detail.setText(f"<b>{gt.name}</b> ({gt.class_name}, {w:.0f}x{hgt:.0f} px): no positive in {zeros} of "
-                            f"{len(gt.pos)} probes; {last}. Losses: mean per positive, as the Loss view lists them "
-                            f"(none without positives).")
+        size = f"{w:.0f}x{hgt:.0f} px"
+        if gt.input_size is not None:
+            size += " ({:.0f}x{:.0f} input)".format(*gt.input_size)
+        last = f"; {int(gt.pos[-1])} at iteration {int(gt.iters[-1])}" if len(gt.iters) else ""
+        self.detail.setText(f"<b>{gt.name}</b>, {gt.class_name} {size}: 0 positives in {int(zero.sum())} of "
+                            f"{len(gt.pos)} probes{last}")
 
     def jump_to(self, gt) -> bool:
         """Show ``gt`` on the canvas when its image and box are in the open project."""

@@ -47,6 +47,7 @@ def _assert_records_equal_the_trace(cfg, bundle, probe, model, records):
         pixels = bundle.train.dataset.load_sample(im.index).image
         trace = tracer.trace(("probe", n), pixels, im.boxes, im.labels).trace
         gt_inds, loss = trace.assign_result.gt_inds, trace.loss
+        assert np.allclose(im.input_boxes, trace.gt_boxes.numpy(), atol=0.01)     # the sizes the window lists
         for k in range(len(im.boxes)):
             r = by_key[(n, k)]
             mine = gt_inds == k + 1
