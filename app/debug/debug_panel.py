@@ -563,14 +563,16 @@ class DebugPanel(QWidget):
     def needs_model(self) -> bool:
         """The current view uses head outputs: the loss and NMS views, and the assignment views
         and the dataset scan when the assigner itself uses the predictions (RTMDet's dynamic
-        soft label)."""
+        soft label, task-aligned, SimOTA), the config's or the one the Assignment view swapped in."""
         page = self.current_page()
         if page.needs_model:
             return True
         if page in (self.pages["assign"], self.pages["anchors"], self.pages["scan"]):
-            from detengine.api import head_core_for
+            from detengine.api import head_core_for, merge_dicts
+            page_a = self.pages["assign"]
             try:
-                return head_core_for(self.cfg["model"]).needs_predictions()
+                return any(head_core_for(merge_dicts(self.cfg["model"], o) if o else self.cfg["model"])
+                           .needs_predictions() for o in (page_a.model_overrides(), page_a.compare_overrides()))
             except (ValueError, KeyError, TypeError) as exc:  # the trace reports it in full
                 self.message.emit(f"cannot build the head of {Path(self.config).name}: {exc}")
                 return False

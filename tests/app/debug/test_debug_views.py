@@ -186,6 +186,22 @@ def test_thresholds_and_a_second_assigner_side_by_side(qtbot, win):
     assert win.debug_panel.overlay.count("positives_b") == b_pos > 0 and "B's positives dashed" in page.counts.text()
 
 
+def test_a_swapped_in_prediction_weighted_assigner_uses_the_model(qtbot, win):
+    """Task-aligned in the place of SSD300's MaxIoU: the Assignment view runs the model and the
+    assigner weighs its predictions (the trace equals the engine's for the model's outputs)."""
+    result = open_view(qtbot, win, "assign")
+    page = win.debug_panel.pages["assign"]
+    assert result.main.model_name is None                   # MaxIoU needs no model
+    assert not win.debug_panel.needs_model()
+    page.editor_a.type_combo.setCurrentIndex(page.editor_a.type_combo.findData("TaskAlignedAssigner"))
+    assert win.debug_panel.needs_model()
+    result = retrace(qtbot, win, lambda: None)
+    qtbot.waitUntil(lambda: win.debug_panel.result.main.model_name is not None, timeout=TIMEOUT)
+    trace = win.debug_panel.result.main.trace
+    assert trace.assigner_name == "TaskAlignedAssigner" and trace.predictions_source == "given"
+    assert trace.assign_result.num_pos > 0
+
+
 def test_gt_heat_map_and_why(qtbot, win):
     result = open_view(qtbot, win, "assign")
     page = win.debug_panel.pages["assign"]
