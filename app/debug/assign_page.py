@@ -222,8 +222,7 @@ class AssignPage(DebugPage):
         side.addWidget(self.compare_box)
         side.addWidget(self.editor_b)
         params.addLayout(side, 1)
-        shows = QHBoxLayout()
-        shows.addWidget(QLabel("Show"))
+        shows = QHBoxLayout()                    # the two boxes say what they show: fits a ~280 px dock
         shows.addWidget(self.show_neg)
         shows.addWidget(self.show_ignored)
         shows.addStretch(1)

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from app import theme
+from app.compact import narrow_spin
 from app.debug.anchors_page import draw_gt_tags
 from app.debug.debug_page import DebugPage
 from app.debug_common import fill_table, make_table, threshold_slider
@@ -77,8 +78,8 @@ class NmsPage(DebugPage):
         checks.addWidget(self.show_suppressed)
         checks.addWidget(self.mark_tp)
         top = QHBoxLayout()
-        top.addWidget(QLabel("Draw the top"))
-        top.addWidget(self.top_k)
+        top.addWidget(QLabel("Draw top"))
+        top.addWidget(narrow_spin(self.top_k, "99999"))   # as wide as its numbers: fits a ~280 px dock
         top.addWidget(QLabel("by score"))
         top.addWidget(self.show_all)
         top.addStretch(1)

@@ -79,3 +79,16 @@ def test_the_train_tab_and_the_image_list_fit_a_1024_window(qtbot, sample_window
     panel.set_eval_counts({})
     qtbot.wait(10)
     assert header.sectionSize(2) >= 55
+
+
+def test_every_debug_view_fits_the_1024_dock_without_scrolling_sideways(qtbot, sample_window):
+    win = sample_window
+    settle(qtbot, win, (1024, 700))
+    win.show_view("assign")
+    qtbot.wait(30)
+    panel = win.debug_panel
+    for key, area in panel.page_areas.items():
+        panel.tabs.setCurrentWidget(area)
+        qtbot.wait(10)
+        assert area.widget().minimumSizeHint().width() <= area.viewport().width(), key
+        assert area.horizontalScrollBar().maximum() == 0, key
