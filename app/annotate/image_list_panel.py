@@ -201,12 +201,13 @@ class ImageListPanel(QWidget):
         return super().eventFilter(watched, event)
 
     def _fit_file_column(self) -> None:
-        """The File column takes the room the others leave, but never less than
-        :data:`FILE_MIN_WIDTH` (with TP / FP / Missed shown in a narrow dock the list then scrolls
-        sideways instead of cutting every name to "…")."""
+        """The File column takes the room the others leave; once TP / FP / Missed show, never
+        less than :data:`FILE_MIN_WIDTH` (in a narrow dock the list then scrolls sideways instead
+        of cutting every name to "…")."""
         header = self.table.horizontalHeader()
         others = sum(header.sectionSize(c) for c in range(len(COLUMNS)) if c != 2 and not header.isSectionHidden(c))
-        if self.table.viewport().width() - others >= FILE_MIN_WIDTH:
+        room = self.table.viewport().width() - others
+        if header.isSectionHidden(4) or room >= FILE_MIN_WIDTH:
             header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
         else:
             header.setSectionResizeMode(2, QHeaderView.ResizeMode.Interactive)

@@ -72,13 +72,17 @@ def test_the_train_tab_and_the_image_list_fit_a_1024_window(qtbot, sample_window
     assert area.widget().minimumSizeHint().width() <= area.viewport().width()
     assert area.horizontalScrollBar().maximum() == 0
     panel, header = win.image_list, win.image_list.table.horizontalHeader()
-    assert header.sectionSize(2) >= 55, [header.sectionSize(c) for c in range(7)]
+    for view in ("train", "assign", "annotate"):
+        win.show_view(view)
+        qtbot.wait(20)
+        assert header.sectionSize(2) >= 55, (view, [header.sectionSize(c) for c in range(7)])
+        assert panel.table.horizontalScrollBar().maximum() == 0, view     # every column in view
     panel.set_eval_counts({0: (1, 2, 3)})
     qtbot.wait(10)
     assert header.sectionSize(2) >= FILE_MIN_WIDTH
     panel.set_eval_counts({})
     qtbot.wait(10)
-    assert header.sectionSize(2) >= 55
+    assert header.sectionSize(2) >= 55 and panel.table.horizontalScrollBar().maximum() == 0
 
 
 def test_every_debug_view_fits_the_1024_dock_without_scrolling_sideways(qtbot, sample_window):
