@@ -479,14 +479,7 @@ class DebugPanel(QWidget):
         record = project.images[index]
         all_boxes = [(b.xyxy, b.category_id, b.iscrowd, b.id) for b in record.boxes]
         categories = list(project.categories)
-        use_model = self.needs_model() and self.model_choice() != NO_MODEL
-        checkpoint = self.checkpoints.get(self.model_choice()) if use_model else None
-        spec = (self.config, _mtime(self.config), len(categories), self.model_choice() if use_model else NO_MODEL,
-                _mtime(checkpoint))
-        cfg = self.cfg
-        overrides = self.pages["assign"].model_overrides()
-        compare = self.pages["assign"].compare_overrides()
-        post = self.pages["nms"].postprocess_overrides()
+        spec, checkpoint, cfg, overrides, compare, post = self._trace_inputs(categories)
 
         def job():
             from detengine.api import model_label_map
@@ -505,6 +498,18 @@ class DebugPanel(QWidget):
 
         self.runner.request(job)
 
+    def _trace_inputs(self, categories: list) -> tuple:
+        """What a trace job takes from the widgets (read on the GUI thread): the tracer's spec
+        (config, its mtime, class count, model choice, checkpoint mtime), the checkpoint, the
+        config, A's and B's assigner overrides and the NMS overrides."""
+        use_model = self.needs_model() and self.model_choice() != NO_MODEL
+        checkpoint = self.checkpoints.get(self.model_choice()) if use_model else None
+        spec = (self.config, _mtime(self.config), len(categories), self.model_choice() if use_model else NO_MODEL,
+                _mtime(checkpoint))
+        page = self.pages["assign"]
+        return (spec, checkpoint, self.cfg, page.model_overrides(), page.compare_overrides(),
+                self.pages["nms"].postprocess_overrides())
+
     def _retrace_sample(self) -> None:
         """Trace the training sample of the shown image (seed, epoch of the controls): the trainer's
         data set of the project's train split (kept while the project, config and seed stay), the
@@ -519,14 +524,7 @@ class DebugPanel(QWidget):
         split = None if split is None else tuple(int(i) for i in split)
         seed, epoch = self.sample_controls.seed.value(), self.sample_controls.epoch_index()
         categories = list(project.categories)
-        use_model = self.needs_model() and self.model_choice() != NO_MODEL
-        checkpoint = self.checkpoints.get(self.model_choice()) if use_model else None
-        spec = (self.config, _mtime(self.config), len(categories), self.model_choice() if use_model else NO_MODEL,
-                _mtime(checkpoint))
-        cfg = self.cfg
-        overrides = self.pages["assign"].model_overrides()
-        compare = self.pages["assign"].compare_overrides()
-        post = self.pages["nms"].postprocess_overrides()
+        spec, checkpoint, cfg, overrides, compare, post = self._trace_inputs(categories)
         sets = self._sample_sets
 
         def job():
