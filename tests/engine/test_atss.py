@@ -15,6 +15,7 @@ from detengine.models.atss import ATSSHeadModule
 from tests.engine.fixtures.det_random import det_randn
 from tests.engine.fixtures.make_fcos_reference import featmap_sizes
 from tests.engine.fixtures.make_resnet_styles_reference import filled
+from tests.engine.levels import flat_levels
 from tests.floats import assert_ulp_close
 
 FIXTURE = Path(__file__).parent / "fixtures" / "mmdet_atss_reference.pt"
@@ -31,18 +32,13 @@ def _model(R, case):
     return dict(type="ATSS", bbox_head=ref["head"], train_cfg=ref["train_cfg"], test_cfg=ref["test_cfg"])
 
 
-def _flat(per_level, k):
-    """[(B, A*K, H, W)] -> (B, sum HWA, K)."""
-    return torch.cat([t.permute(0, 2, 3, 1).reshape(t.shape[0], -1, k) for t in per_level], dim=1)
-
-
 def _head_outputs(R, num_anchors):
     seeds, c, cls, reg, ctr = R["meta"]["seeds"], R["meta"]["num_classes"], [], [], []
     for i, (h, w) in enumerate(featmap_sizes()):
         cls.append(det_randn((3, num_anchors * c, h, w), seeds["cls"] + i, scale=1.5, shift=-2.0))
         reg.append(det_randn((3, num_anchors * 4, h, w), seeds["reg"] + i, scale=0.5))
         ctr.append(det_randn((3, num_anchors, h, w), seeds["ctr"] + i))
-    return torch.cat([_flat(cls, c), _flat(ctr, 1)], dim=-1), _flat(reg, 4)
+    return torch.cat([flat_levels(cls, c), flat_levels(ctr, 1)], dim=-1), flat_levels(reg, 4)
 
 
 def _close(actual, expected, rtol=1e-5, what=""):
@@ -102,8 +98,8 @@ def test_head_network_matches_mmdet(R, case):
     feats = [det_randn((1, 8, h, w), R["meta"]["seeds"]["feat"] + i) for i, (h, w) in enumerate(featmap_sizes())]
     with torch.no_grad():
         cls, reg = module(feats)
-    _close(cls, torch.cat([_flat(ref["cls"], 4), _flat(ref["ctr"], 1)], dim=-1), rtol=1e-4, what="logits")
-    _close(reg, _flat(ref["reg"], 4), rtol=1e-4, what="deltas")
+    _close(cls, torch.cat([flat_levels(ref["cls"], 4), flat_levels(ref["ctr"], 1)], dim=-1), rtol=1e-4, what="logits")
+    _close(reg, flat_levels(ref["reg"], 4), rtol=1e-4, what="deltas")
 
 
 def test_mmdetections_atss_files_build_or_are_refused(R):

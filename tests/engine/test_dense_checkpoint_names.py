@@ -15,6 +15,7 @@ from detengine.train.checkpoint import from_mmdet_names, load_state_checked, mmd
 from tests.engine.fixtures.det_random import det_randn
 from tests.engine.fixtures.make_fcos_reference import SEEDS, featmap_sizes
 from tests.engine.fixtures.make_resnet_styles_reference import filled
+from tests.engine.levels import flat_levels
 
 from .test_checkpoint_names import mmdet_retinanet_r50_keys
 
@@ -22,10 +23,6 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")     # tests/engine/conftest.py
-
-
-def _flat(per_level, k):
-    return torch.cat([t.permute(0, 2, 3, 1).reshape(t.shape[0], -1, k) for t in per_level], dim=1)
 
 
 class _HeadOnly(nn.Module):
@@ -49,9 +46,9 @@ def test_an_mmdetection_fcos_head_state_loads_by_name_and_gives_mmdetections_out
     feats = [det_randn((1, 8, h, w), SEEDS["feat"] + i) for i, (h, w) in enumerate(featmap_sizes())]
     with torch.no_grad():
         cls, reg = model.eval().head(feats)
-    expected = _flat([torch.cat([c, t], dim=1) for c, t in zip(case["cls"], case["ctr"])], 5)
+    expected = flat_levels([torch.cat([c, t], dim=1) for c, t in zip(case["cls"], case["ctr"])], 5)
     torch.testing.assert_close(cls, expected, rtol=1e-4, atol=1e-6)
-    torch.testing.assert_close(reg, _flat(case["reg"], 4), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(reg, flat_levels(case["reg"], 4), rtol=1e-4, atol=1e-6)
 
 
 def _tower_keys(prefix: str, stacked: int, own: tuple[str, ...]) -> list[str]:

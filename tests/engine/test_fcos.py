@@ -15,6 +15,7 @@ from detengine.models.fcos import FCOSHeadModule
 from tests.engine.fixtures.det_random import det_randn, det_uniform
 from tests.engine.fixtures.make_fcos_reference import SEEDS, featmap_sizes
 from tests.engine.fixtures.make_resnet_styles_reference import filled
+from tests.engine.levels import flat_levels
 from tests.floats import assert_ulp_close
 
 FIXTURE = Path(__file__).parent / "fixtures" / "mmdet_fcos_reference.pt"
@@ -33,11 +34,6 @@ def _model(R, case: str) -> dict:
     return dict(type="FCOS", bbox_head=head, test_cfg=ref["test_cfg"])
 
 
-def _flat(per_level, k):
-    """[(B, K, H, W)] -> (B, sum HW, K): the head's level / row / column order."""
-    return torch.cat([t.permute(0, 2, 3, 1).reshape(t.shape[0], -1, k) for t in per_level], dim=1)
-
-
 def _head_outputs(R):
     """The fixture's head outputs, rebuilt: (B, A, C + 1) logits with centerness last, (B, A, 4)
     pixel distances."""
@@ -47,7 +43,7 @@ def _head_outputs(R):
         u = det_uniform(3 * 4 * h * w, SEEDS["reg"] + i).view(3, 4, h, w)
         reg.append((0.5 + 3.0 * u).float() * R["meta"]["strides"][i])
         ctr.append(det_randn((3, 1, h, w), SEEDS["ctr"] + i))
-    return torch.cat([_flat(cls, c), _flat(ctr, 1)], dim=-1), _flat(reg, 4)
+    return torch.cat([flat_levels(cls, c), flat_levels(ctr, 1)], dim=-1), flat_levels(reg, 4)
 
 
 def _close(actual, expected, rtol=1e-5, what=""):
@@ -119,9 +115,9 @@ def test_head_network_matches_mmdet(R, case):
     feats = [det_randn((1, 8, h, w), SEEDS["feat"] + i) for i, (h, w) in enumerate(featmap_sizes())]
     with torch.no_grad():
         cls, reg = module(feats)
-    expected_cls = _flat([torch.cat([c, t], dim=1) for c, t in zip(ref["cls"], ref["ctr"])], 5)
+    expected_cls = flat_levels([torch.cat([c, t], dim=1) for c, t in zip(ref["cls"], ref["ctr"])], 5)
     _close(cls, expected_cls, rtol=1e-4, what="class + centerness logits")
-    _close(reg, _flat(ref["reg"], 4), rtol=1e-4, what="distances")
+    _close(reg, flat_levels(ref["reg"], 4), rtol=1e-4, what="distances")
 
 
 def test_mmdetections_fcos_files_build_or_are_refused(R):

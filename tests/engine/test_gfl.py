@@ -17,6 +17,7 @@ from detengine.models.gfl import GFLHeadModule
 from tests.engine.fixtures.det_random import det_randn, det_uniform
 from tests.engine.fixtures.make_fcos_reference import featmap_sizes
 from tests.engine.fixtures.make_resnet_styles_reference import filled
+from tests.engine.levels import flat_levels
 from tests.floats import assert_ulp_close
 
 FIXTURE = Path(__file__).parent / "fixtures" / "mmdet_gfl_reference.pt"
@@ -36,18 +37,13 @@ def _model(R, case):
     return dict(type="GFL", bbox_head=ref["head"], train_cfg=ref["train_cfg"], test_cfg=ref["test_cfg"])
 
 
-def _flat(per_level, k):
-    """[(B, K, H, W)] -> (B, sum HW, K)."""
-    return torch.cat([t.permute(0, 2, 3, 1).reshape(t.shape[0], -1, k) for t in per_level], dim=1)
-
-
 def _head_outputs(R, reg_max):
     seeds, c, cls, reg = R["meta"]["seeds"], R["meta"]["num_classes"], [], []
     for i, (h, w) in enumerate(featmap_sizes()):
         cls.append(det_randn((3, c, h, w), seeds["cls"] + i, scale=1.5, shift=-2.0))
         n = 3 * 4 * (reg_max + 1) * h * w
         reg.append(((det_uniform(n, seeds["reg"] + i) - 0.5) * 6.0).float().view(3, 4 * (reg_max + 1), h, w))
-    return _flat(cls, c), _flat(reg, 4 * (reg_max + 1))
+    return flat_levels(cls, c), flat_levels(reg, 4 * (reg_max + 1))
 
 
 def _close(actual, expected, rtol=1e-5, what=""):
@@ -125,7 +121,7 @@ def test_head_network_matches_mmdet(R):
     with torch.no_grad():
         outs = [module.forward_single(f, i) for i, f in enumerate(feats)]
         cls, _ = module(feats)
-    _close(cls, _flat(ref["cls"], 4), rtol=1e-4, what="logits")
+    _close(cls, flat_levels(ref["cls"], 4), rtol=1e-4, what="logits")
     for (_, reg), crop in zip(outs, ref["reg_crop"], strict=True):
         _close(reg[..., :6, :8], crop, rtol=1e-4, what="distribution logits")
 

@@ -12,6 +12,7 @@ from detengine.assigners import Reason, TaskAlignedAssigner
 from detengine.priors import AnchorGenerator
 from tests.engine.fixtures.det_random import det_randn, det_uniform
 from tests.engine.fixtures.make_fcos_reference import featmap_sizes
+from tests.engine.levels import flat_levels
 from tests.floats import assert_ulp_close
 
 FIXTURE = Path(__file__).parent / "fixtures" / "mmdet_tood_reference.pt"
@@ -25,10 +26,6 @@ def R():
     return torch.load(FIXTURE, weights_only=True)
 
 
-def _flat(per_level, k):
-    return torch.cat([t.permute(0, 2, 3, 1).reshape(t.shape[0], -1, k) for t in per_level], dim=1)
-
-
 def head_outputs(R):
     """The fixture's (3, A, C) class probabilities and (3, A, 4) boxes in stride units, rebuilt."""
     seeds, c, cls, boxes = R["meta"]["seeds"], R["meta"]["num_classes"], [], []
@@ -40,7 +37,7 @@ def head_outputs(R):
         dist = 0.25 + 4.0 * det_uniform(3 * 4 * h * w, seeds["dist"] + i).view(3, 4, h, w)
         cx, cy = xs + shift[:, 0], ys + shift[:, 1]
         boxes.append(torch.stack([cx - dist[:, 0], cy - dist[:, 1], cx + dist[:, 2], cy + dist[:, 3]], 1).float())
-    return _flat(cls, c), _flat(boxes, 4)
+    return flat_levels(cls, c), flat_levels(boxes, 4)
 
 
 def _pixel_boxes(R, boxes):

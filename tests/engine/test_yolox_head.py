@@ -13,6 +13,7 @@ from detengine.builder import build_head_core
 from detengine.heads.yolox import YOLOXHeadCore, mode_switch_epoch
 from tests.engine.fixtures.det_random import det_randn, det_uniform
 from tests.engine.fixtures.make_yolox_head_reference import head_outputs
+from tests.engine.levels import flat_levels
 from tests.floats import assert_ulp_close
 
 FIXTURE = Path(__file__).parent / "fixtures" / "mmdet_yolox_head_reference.pt"
@@ -24,10 +25,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")     # tests/engine/conftest.p
 @pytest.fixture(scope="module")
 def R():
     return torch.load(FIXTURE, weights_only=True)
-
-
-def _flat(per_level, k):
-    return torch.cat([t.permute(0, 2, 3, 1).reshape(t.shape[0], -1, k) for t in per_level], dim=1)
 
 
 def _core(R, use_l1=False) -> YOLOXHeadCore:
@@ -43,7 +40,7 @@ def _outputs(R):
     """(2, A, C + 1) class logits with the objectness last, (2, A, 4) regression: DetScope's layout."""
     cls, reg, obj = head_outputs(det_randn, det_uniform)
     c = R["meta"]["num_classes"]
-    return _flat([torch.cat([a, o], 1) for a, o in zip(cls, obj)], c + 1), _flat(reg, 4)
+    return flat_levels([torch.cat([a, o], 1) for a, o in zip(cls, obj)], c + 1), flat_levels(reg, 4)
 
 
 def _losses(R, use_l1, gts=None):

@@ -19,6 +19,7 @@ from detengine.train.checkpoint import load_state_checked
 from tests.engine.fixtures.det_random import det_randn
 from tests.engine.fixtures.make_resnet_styles_reference import filled
 from tests.engine.fixtures.make_yolox_head_reference import model_input
+from tests.engine.levels import flat_levels
 
 FIXTURE = Path(__file__).parent / "fixtures" / "mmdet_yolox_head_reference.pt"
 
@@ -29,10 +30,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")     # tests/engine/conftest.p
 @pytest.fixture(scope="module")
 def R():
     return torch.load(FIXTURE, weights_only=True)
-
-
-def _flat(per_level, k):
-    return torch.cat([t.permute(0, 2, 3, 1).reshape(t.shape[0], -1, k) for t in per_level], dim=1)
 
 
 def without_batch_augments(model_cfg: dict) -> dict:
@@ -70,9 +67,9 @@ def test_mmdetections_yolox_tiny_state_dict_loads_by_name_and_gives_its_outputs(
     with torch.no_grad():
         cls, reg, sizes = model(model_input(det_randn))
     assert sizes == [tuple(c.shape[-2:]) for c in ref["cls"]]
-    expected_cls = _flat([torch.cat([c, o], 1) for c, o in zip(ref["cls"], ref["obj"])], 81)
+    expected_cls = flat_levels([torch.cat([c, o], 1) for c, o in zip(ref["cls"], ref["obj"])], 81)
     torch.testing.assert_close(cls, expected_cls, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(reg, _flat(ref["reg"], 4), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(reg, flat_levels(ref["reg"], 4), rtol=1e-5, atol=1e-5)
 
 
 def test_the_initialisation_is_mmdetections(R):
