@@ -219,7 +219,8 @@ def _add_train(sub) -> None:
                         "images through the current model's assigner and loss and append each GT's positives and "
                         "losses to probe.jsonl (the window's Dataset scan, 'during training'); 0 = off. Default: the "
                         "config's probe.interval, else auto: on for training splits of up to 10,000 images, every "
-                        "min(50, iterations per epoch) iterations; off for bigger splits")
+                        "min(50, iterations per epoch) iterations (times ceil(16 / (2 x batch size)) for batches "
+                        "under 8: a probe stays near 2 %% of the training time); off for bigger splits")
     p.add_argument("--auto-scale-lr", action="store_true",
                    help="scale the learning rate by (total batch size) / auto_scale_lr.base_batch_size, as "
                         "mmdetection's --auto-scale-lr (the config, or --cfg-options, gives base_batch_size)")

@@ -41,12 +41,17 @@ DEFAULT_PROBE = {"interval": "auto", "images": 16}
 _CACHE_BYTES = 256 * 2 ** 20        # network inputs kept between probes up to this size (else re-read)
 
 
-def probe_interval(interval, num_images: int, iters_per_epoch: int) -> int:
+def probe_interval(interval, num_images: int, iters_per_epoch: int, images: int = 16, batch_size: int = 8) -> int:
     """Iterations between probes, 0 for off. ``"auto"`` (the default): on for training splits of
-    at most :data:`AUTO_MAX_IMAGES` images, every ``min(50, iterations per epoch)`` iterations (so
-    at least once per epoch); off for bigger splits. A number: that interval (0: off)."""
+    at most :data:`AUTO_MAX_IMAGES` images, every ``min(50, iterations per epoch)`` iterations,
+    times ``ceil(images / (2 * batch_size))`` (a probe of ``images`` costs about
+    ``images / batch_size / 3`` training steps, bench/RESULTS.md: so about 2 % of the training time
+    at any batch size; 16 images and a batch of 8 or more: at least once per epoch); off for bigger
+    splits. A number: that interval (0: off)."""
     if interval in (None, "auto"):
-        return min(AUTO_EVERY, max(1, int(iters_per_epoch))) if num_images <= AUTO_MAX_IMAGES else 0
+        if num_images > AUTO_MAX_IMAGES:
+            return 0
+        return min(AUTO_EVERY, max(1, int(iters_per_epoch))) * max(1, math.ceil(images / (2 * max(1, batch_size))))
     return max(0, int(interval))
 
 
@@ -298,7 +303,7 @@ def make_probe(settings_probe, run_dir, dataset, test_pipeline, *, iters_per_epo
                size_divisor: int | None = None, batch_size: int = 8) -> tuple[TrainingProbe | None, str]:
     """(the run's probe or None when off, a sentence for the log)."""
     probe = check_probe_settings(settings_probe)
-    every = probe_interval(probe["interval"], len(dataset), iters_per_epoch)
+    every = probe_interval(probe["interval"], len(dataset), iters_per_epoch, probe["images"], batch_size)
     if every <= 0:
         why = (f"the training split has {len(dataset)} images, more than {AUTO_MAX_IMAGES}"
                if probe["interval"] == "auto" else "probe.interval=0")

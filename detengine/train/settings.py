@@ -9,7 +9,8 @@ arguments, ``clip_grad``, ``paramwise_cfg``, ``dtype``), ``param_scheduler`` (``
 side handles ``PipelineSwitchHook``), ``auto_scale_lr`` and ``randomness.seed``; and DetScope's own
 ``probe=dict(interval='auto', images=16)``: the per-GT probe of :mod:`detengine.probe` (``interval``
 in iterations, 0 = off; ``'auto'``: on for training splits of up to 10,000 images, every
-min(50, iterations per epoch) iterations, off for bigger splits).
+min(50, iterations per epoch) iterations, times ceil(images / (2 x batch size)); off for bigger
+splits: :func:`detengine.probe.probe_interval`).
 
 What a config asks for and the trainer cannot do either raises ``ValueError`` saying so (when
 training would otherwise differ in substance) or is listed by :func:`config_warnings` (shown at
