@@ -258,13 +258,15 @@ class MainWindow(QMainWindow):
         a["save_as"] = self._action("Save As…", self.save_as, ["Ctrl+Shift+S"])
         a["export"] = self._action("Export Predictions (COCO results)…", lambda: self.eval_panel.ask_export())
         a["quit"] = self._action("Quit", self.close, ["Ctrl+Q"])
-        a["undo"] = self._action("Undo", lambda: self.doc and self.doc.undo_group.undo(), ["Ctrl+Z"])
-        a["redo"] = self._action("Redo", lambda: self.doc and self.doc.undo_group.redo(), ["Ctrl+Y", "Ctrl+Shift+Z"])
-        a["draw"] = self._action("Draw Box", self.canvas.start_draw_mode, ["W"])
-        a["delete"] = self._action("Delete Boxes", self.editor.delete_selected, ["Delete", "Backspace"])
+        edit = self._unless_sample_shown
+        a["undo"] = self._action("Undo", edit(lambda: self.doc and self.doc.undo_group.undo()), ["Ctrl+Z"])
+        a["redo"] = self._action("Redo", edit(lambda: self.doc and self.doc.undo_group.redo()),
+                                 ["Ctrl+Y", "Ctrl+Shift+Z"])
+        a["draw"] = self._action("Draw Box", edit(self.canvas.start_draw_mode), ["W"])
+        a["delete"] = self._action("Delete Boxes", edit(self.editor.delete_selected), ["Delete", "Backspace"])
         a["copy"] = self._action("Copy Boxes", self.editor.copy_selected, ["Ctrl+C"])
-        a["paste"] = self._action("Paste Boxes", self.editor.paste, ["Ctrl+V"])
-        a["duplicate"] = self._action("Duplicate Boxes", self.editor.duplicate_selected, ["Ctrl+D"])
+        a["paste"] = self._action("Paste Boxes", edit(self.editor.paste), ["Ctrl+V"])
+        a["duplicate"] = self._action("Duplicate Boxes", edit(self.editor.duplicate_selected), ["Ctrl+D"])
         a["next"] = self._action("Next Image", lambda: self.step_image(1), ["N", "D"])
         a["prev"] = self._action("Previous Image", lambda: self.step_image(-1), ["P", "A"])
         a["fit"] = self._action("Fit to Window", self.canvas.fit, ["F", "Ctrl+0"])
@@ -287,6 +289,18 @@ class MainWindow(QMainWindow):
             a[f"class_{k}"] = self._action(f"Class {k}", lambda _=False, k=k: self.pick_class_by_key(k), [str(k)])
         a["undo"].setEnabled(False)
         a["redo"].setEnabled(False)
+
+    def _unless_sample_shown(self, fn):
+        """``fn`` for an edit action, refused (said in the status bar) while the canvas shows the
+        Debug dock's training sample: its boxes are the pipeline's, and an undo or paste would
+        change the project's image out of sight."""
+        def guarded(*_args):
+            if self.debug_panel.shown_sample is not None:
+                from app.debug.debug_panel import EDIT_REFUSED
+                self.show_message(EDIT_REFUSED, 6000)
+                return None
+            return fn()
+        return guarded
 
     def _toggle(self, text: str, slot, keys: list[str], setting: str, default: bool, tip: str = "") -> QAction:
         """A checkable action whose state is kept in the settings (under ``setting``)."""

@@ -150,6 +150,30 @@ def test_editing_is_refused_in_the_training_sample_source(qtbot, win):
     assert not win.doc.is_image_dirty(IMAGE)
 
 
+def test_undo_paste_and_draw_from_the_menus_are_refused_while_the_sample_shows(qtbot, win):
+    """An edit made before switching to the sample is not undone out of sight by Ctrl+Z; paste
+    and draw wait too; all work again back in the Image source."""
+    open_view(qtbot, win, "assign", image=IMAGE)
+    boxes = win.doc.project.images[IMAGE].boxes
+    win.canvas.set_selection([boxes[0].id])
+    win.editor.copy_selected()
+    win.editor.delete_selected()                                   # an edit to undo later
+    edited = [b.xyxy for b in win.doc.project.images[IMAGE].boxes]
+    panel = win.debug_panel
+    index = panel.source_combo.findData(SOURCE_TRAIN)
+    sample_result(qtbot, win, lambda: (panel.source_combo.setCurrentIndex(index),
+                                       panel.source_combo.activated.emit(index)))
+    for name in ("undo", "paste", "draw"):
+        win.actions_by_name[name].trigger()
+        assert [b.xyxy for b in win.doc.project.images[IMAGE].boxes] == edited, name
+        assert win.statusBar().currentMessage() == EDIT_REFUSED
+    assert not win.canvas.draw_mode
+    panel.set_source(SOURCE_IMAGE)
+    qtbot.waitUntil(lambda: panel.shown_sample is None, timeout=TIMEOUT)
+    win.actions_by_name["undo"].trigger()
+    assert len(win.doc.project.images[IMAGE].boxes) == len(edited) + 1
+
+
 def test_the_views_assignment_is_the_trainers_for_that_sample(qtbot, win, tmp_path):
     """The trainer's data set (the window's train split as train.json, build_data, the Trainer's
     order) gives the same sample for this index, epoch and seed, and the detector's loss path
