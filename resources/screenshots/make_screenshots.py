@@ -106,6 +106,14 @@ def main() -> None:
         settle(app, 0.2)
     with_eval.score.setValue(30)
     grab(app, win, "panel_evaluate.png")
+    win.show_view("scan")                          # the Dataset scan's "during training" mode on that run
+    scan = win.debug_panel.pages["scan"]
+    scan.show_training_run(Path(checkpoint).parent)
+    while scan.training.loading:
+        settle(app, 0.1)
+    scan.training.share.setValue(0)                # every probe GT: TinySSD's greedy assigner starves none
+    grab(app, win, "view_scan_training.png")
+    scan.set_mode("project")
     win.debug_panel.shutdown()
     win.training_panel.shutdown()
     win.eval_panel.shutdown()
