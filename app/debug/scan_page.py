@@ -15,6 +15,7 @@ is in the open project.
 """
 from __future__ import annotations
 
+import math
 import threading
 
 import numpy as np
@@ -378,14 +379,15 @@ class TrainingScanView(QWidget):
         self.pos_plot = self.plots.addPlot(row=0, col=0)
         self.pos_plot.setLabel("left", "positives")
         self.loss_plot = self.plots.addPlot(row=1, col=0)
-        self.loss_plot.setLabel("left", "loss / positive")
+        self.loss_plot.setLabel("left", "loss")
         self.loss_plot.setToolTip("Mean classification (cls) and regression (box) loss over the GT's positives, "
                                   "per prior as the Loss view lists them; none without positives")
         self.loss_plot.setLabel("bottom", "iteration")
         self.loss_plot.setXLink(self.pos_plot)
         self.pos_plot.getAxis("bottom").setStyle(showValues=False)
         for plot in (self.pos_plot, self.loss_plot):
-            plot.getAxis("left").setWidth(44)             # the two plots' x axes line up
+            plot.getAxis("left").setWidth(58)             # the two plots' x axes line up; label and ticks fit
+            plot.getAxis("left").enableAutoSIPrefix(False)  # "0.0006", not "600" under a "(x0.001)" label
             plot.showGrid(x=True, y=True, alpha=0.15)
         self.legend = pg.LegendItem(colCount=3)
         self.plots.addItem(self.legend, row=2, col=0)
@@ -514,8 +516,10 @@ class TrainingScanView(QWidget):
         self.rows = h.starved(share)
         iterations = h.iterations
         span = f"iterations {iterations[0]}–{iterations[-1]}" if iterations else "no probe yet"
+        listed = (f"<b>{len(self.rows)} starved</b>" if self.share.value() else
+                  f"every GT listed, {sum(g.zero_fraction >= 0.5 for g in self.rows)} starved in ≥ half")
         self.summary.setText(f"{len(h.images)} images, {len(h.gts)} GTs, {len(iterations)} probes ({span}, every "
-                             f"{h.interval}): <b>{len(self.rows)} starved</b>")
+                             f"{h.interval}): {listed}")
         from pathlib import Path
         table = [[round(100 * g.zero_fraction, 1), f"GT{g.gt}", g.class_name,
                   "{:.0f}x{:.0f}".format(*(g.input_size or g.size)), Path(g.file_name).name] for g in self.rows]
@@ -550,7 +554,10 @@ class TrainingScanView(QWidget):
         if zero.any():
             self.pos_plot.plot(x[zero], np.zeros(int(zero.sum())), pen=None, symbol="x", symbolSize=9,
                                symbolPen=pg.mkPen(theme.PROBLEM, width=2), symbolBrush=theme.PROBLEM)
-        self.pos_plot.setYRange(0, max(1.0, float(gt.pos.max()) if len(gt.pos) else 1.0) * 1.1, padding=0)
+        top = max(1, int(gt.pos.max()) if len(gt.pos) else 1)
+        step = max(1, math.ceil(top / 4))                  # whole positives on the axis
+        self.pos_plot.getAxis("left").setTicks([[(v, str(v)) for v in range(0, top + step, step)], []])
+        self.pos_plot.setYRange(-0.08 * top, top * 1.1, padding=0)          # the 0 tick and the zero marks show
         for values, color in ((gt.cls, theme.LOSS_CLS), (gt.box, theme.LOSS_REG)):
             if np.isfinite(values).any():
                 self.loss_plot.plot(x, values, pen=pg.mkPen(color, width=2), connect="finite", symbol="o",
@@ -565,9 +572,9 @@ class TrainingScanView(QWidget):
         size = f"{w:.0f}x{hgt:.0f} px"
         if gt.input_size is not None:
             size += " ({:.0f}x{:.0f} input)".format(*gt.input_size)
-        last = f"; {int(gt.pos[-1])} at iteration {int(gt.iters[-1])}" if len(gt.iters) else ""
-        self.detail.setText(f"<b>{gt.name}</b>, {gt.class_name} {size}: 0 positives in {int(zero.sum())} of "
-                            f"{len(gt.pos)} probes{last}")
+        last = f"; {int(gt.pos[-1])} positives at iteration {int(gt.iters[-1])}" if len(gt.iters) else ""
+        self.detail.setText(f"<b>{gt.name}</b>, {gt.class_name} {size}: without a positive in {int(zero.sum())} "
+                            f"of {len(gt.pos)} probes{last}")
 
     def jump_to(self, gt) -> bool:
         """Show ``gt`` on the canvas when its image and box are in the open project."""

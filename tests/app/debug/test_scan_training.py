@@ -73,7 +73,7 @@ def test_training_mode_lists_a_starved_gt_plots_it_and_jumps_to_it(qtbot, win, t
     # the first (most starved) GT is plotted: positives all 0, no loss to draw, said on the plot
     (curve, zeros) = view.pos_plot.listDataItems()
     assert list(curve.xData) == list(ITERS) and list(curve.yData) == [0, 0, 0, 0] and len(zeros.xData) == 4
-    assert view.loss_plot.listDataItems() == [] and "0 positives in 4 of 4 probes" in view.detail.text()
+    assert view.loss_plot.listDataItems() == [] and "without a positive in 4 of 4 probes" in view.detail.text()
     # a click on GT1: its history, and the canvas shows that box
     view.table.selectRow(1)
     curve = view.pos_plot.listDataItems()[0]
