@@ -70,7 +70,7 @@ def test_pause_stop_and_resume_a_stopped_run_from_the_runs_tab(qtbot, panel):
     assert code == 0 and message == "training finished."
     assert panel.run_status(run) == "finished"
     assert panel.live.steps == list(range(12))                                   # the curves went on
-    x, _ = panel._curve_items[("loss", "loss")][1].getData()
+    x, _ = panel.curve_view._curve_items[("loss", "loss")][1].getData()
     assert x[0] == 1 and x[-1] == 12
     steps = [e["global_step"] for e in read_jsonl(run / "log.jsonl") if e["type"] == "iter"]
     assert steps == list(range(12))                                              # resumed at `done`, not at 0
@@ -174,40 +174,42 @@ def _curves(name, n, ipe, evals=True):
 def test_curves_epochs_read_out_legends_overlays_and_one_ap_point(qtbot, sample_window):
     from PySide6.QtCore import QPointF
     panel = sample_window.training_panel
+    view = panel.curve_view
     sample_window.show_view("train")
     panel.curves = _curves("now", 60, 60)                                        # one evaluation: one AP point
     panel._ipe["now"] = 60
-    panel.smoothing.setValue(0)
+    view.smoothing.setValue(0)
     panel.redraw_curves()
     qtbot.wait(50)
-    (x0, x1), (y0, y1) = panel.ap_plot.vb.viewRange()
+    (x0, x1), (y0, y1) = view.ap_plot.vb.viewRange()
     assert x0 < 60 <= x1 and x1 - x0 > 30 and y0 <= 0 and 0.03 < y1 < 0.1       # not a degenerate range
-    for plot, (_, legend) in panel.legends.items():                              # legends above, not over, the data
+    for plot, (_, legend) in view.legends.items():                   # legends above, not over, the data
         assert not legend.sceneBoundingRect().intersects(plot.vb.sceneBoundingRect())
 
-    scene_pos = panel.loss_plot.vb.mapViewToScene(QPointF(30, 1.0))
-    panel.plots.scene().sigMouseMoved.emit(scene_pos)                            # hover: the values at x = 30
-    loss = panel._curve_items[("loss", "loss")][1].yData[29]
-    assert "iteration 30" in panel.legend_text(panel.loss_plot) and f"loss {loss:.4g}" in panel.legend_text(panel.loss_plot)
-    assert "AP 0.02 @60" in panel.legend_text(panel.ap_plot) and panel.cursors[panel.lr_plot].isVisible()
+    scene_pos = view.loss_plot.vb.mapViewToScene(QPointF(30, 1.0))
+    view.plots.scene().sigMouseMoved.emit(scene_pos)                 # hover: the values at x = 30
+    loss = view._curve_items[("loss", "loss")][1].yData[29]
+    assert "iteration 30" in view.legend_text(view.loss_plot) and f"loss {loss:.4g}" in view.legend_text(view.loss_plot)
+    assert "AP 0.02 @60" in view.legend_text(view.ap_plot) and view.cursors[view.lr_plot].isVisible()
 
-    panel.x_axis.setCurrentIndex(panel.x_axis.findData("epochs"))
-    x, _ = panel._curve_items[("AP",)][1].getData()
-    assert list(x) == [1.0] and panel._curve_items[("loss", "loss")][1].xData[-1] == 1.0
+    view.x_axis.setCurrentIndex(view.x_axis.findData("epochs"))
+    x, _ = view._curve_items[("AP",)][1].getData()
+    assert list(x) == [1.0] and view._curve_items[("loss", "loss")][1].xData[-1] == 1.0
 
     panel.overlays = {"a": _curves("a", 120, 40), "b": _curves("b", 80, 40)}
     panel._ipe.update(a=40, b=40)
-    panel._update_overlay_terms()
-    panel.overlay_term.setCurrentIndex(panel.overlay_term.findData("*"))          # every loss term
-    keys = set(panel._curve_items)
+    view.update_overlay_terms(panel.overlays)
+    view.overlay_term.setCurrentIndex(view.overlay_term.findData("*"))         # every loss term
+    keys = set(view._curve_items)
     for run in ("a", "b"):
         assert {("overlay", run, "loss", "loss"), ("overlay", run, "loss", "loss_cls"), ("overlay", run, "lr"),
                 ("overlay", run, "AP"), ("overlay", run, "AP50")} <= keys
-    colours = {run: panel._curve_items[("overlay", run, "lr")][1].opts["pen"].color().name() for run in "ab"}
-    assert len(set(colours.values())) == 2 and panel._curve_items[("lr",)][1].opts["pen"].color().name() not in colours.values()
-    np.testing.assert_allclose(panel._curve_items[("overlay", "a", "AP")][1].xData, [1, 2, 3])
+    colours = {run: view._curve_items[("overlay", run, "lr")][1].opts["pen"].color().name() for run in "ab"}
+    own_lr = view._curve_items[("lr",)][1].opts["pen"].color().name()
+    assert len(set(colours.values())) == 2 and own_lr not in colours.values()
+    np.testing.assert_allclose(view._curve_items[("overlay", "a", "AP")][1].xData, [1, 2, 3])
     panel.clear_overlays()
-    assert not [k for k in panel._curve_items if k[0] == "overlay"]
+    assert not [k for k in view._curve_items if k[0] == "overlay"]
 
 
 def test_the_console_echo_of_events_is_not_logged_twice(qtbot, sample_window, tmp_path):
@@ -241,7 +243,8 @@ def test_the_starved_gt_curves_follow_the_trainer_s_statistics(qtbot, sample_win
                  **({"assign": stats} if step % 10 == 0 else {})})
     panel.curves = run
     panel.redraw_curves()
-    x, y = panel._curve_items[("starved", "")][1].getData()
+    view = panel.curve_view
+    x, y = view._curve_items[("starved", "")][1].getData()
     assert list(x) == [1.0, 11.0, 21.0] and list(y) == pytest.approx([50.0, 40.0, 30.0])
-    assert ("starved", "_small") in panel._curve_items and ("starved", "_large") not in panel._curve_items
-    assert "all" in panel.legend_text(panel.starved_plot)
+    assert ("starved", "_small") in view._curve_items and ("starved", "_large") not in view._curve_items
+    assert "all" in view.legend_text(view.starved_plot)

@@ -29,7 +29,7 @@ def test_run_stop_list_load_evaluate_export(qtbot, win, tmp_path):
     panel.batch.setValue(4)
     assert panel.start()
     qtbot.waitUntil(lambda: panel.curve_points() >= 2, timeout=RUN_TIMEOUT)     # live curve points
-    qtbot.waitUntil(lambda: len(panel.loss_plot.listDataItems()) >= 3, timeout=5000)   # loss, loss_cls, loss_bbox
+    qtbot.waitUntil(lambda: len(panel.curve_view.loss_plot.listDataItems()) >= 3, timeout=5000)  # loss + 2 terms
     control = panel.process.control
     panel.buttons["pause"].click()                                               # pause: no iteration runs
     qtbot.waitUntil(lambda: "paused" in panel.log.toPlainText().splitlines(), timeout=RUN_TIMEOUT)
@@ -210,9 +210,9 @@ def test_curves_are_made_once_and_smoothed_incrementally(win):
         if step in (10, 299):
             panel.redraw_curves()
             if step == 10:
-                items = {k: v[1] for k, v in panel._curve_items.items()}
-    assert {k: v[1] for k, v in panel._curve_items.items()} == items  # the same items, updated
-    x, y = panel._curve_items[("loss", "loss")][1].getData()
+                items = {k: v[1] for k, v in panel.curve_view._curve_items.items()}
+    assert {k: v[1] for k, v in panel.curve_view._curve_items.items()} == items  # the same items, updated
+    x, y = panel.curve_view._curve_items[("loss", "loss")][1].getData()
     np.testing.assert_allclose(y, smooth(np.array(values), 0.6), rtol=1e-12)
     s = Smoother()
     np.testing.assert_allclose(s(values[:5], 0.3), smooth(np.array(values[:5]), 0.3))
@@ -220,4 +220,4 @@ def test_curves_are_made_once_and_smoothed_incrementally(win):
     np.testing.assert_allclose(s(values, 0.9), smooth(np.array(values), 0.9))  # a new weight starts over
     panel.curves = None
     panel.redraw_curves()
-    assert panel._curve_items == {}
+    assert panel.curve_view._curve_items == {}
