@@ -242,3 +242,28 @@ def test_read_probe_lists_the_starved_gts(tmp_path):
     assert [g.gt for g in h.starved(0.75)] == [2, 0]
     assert [g.gt for g in h.starved(0.0)] == [2, 0, 1]                # all, most often starved first
     assert read_probe(tmp_path / "nothing") is None
+
+
+@pytest.mark.slow
+def test_under_torchrun_rank_0_probes_alone(tmp_path):
+    """Two processes: the probe runs on rank 0 only (no collective), once per due iteration."""
+    import os
+    import subprocess
+    import sys
+
+    from detengine.config import Config
+    cfg = tiny_tinyssd_cfg(tmp_path / "data")
+    cfg["probe"] = {"interval": 1, "images": 2}
+    cfg["train_cfg"] = {"type": "EpochBasedTrainLoop", "max_epochs": 2, "val_begin": 100}
+    cfg_file = tmp_path / "tiny.py"
+    cfg_file.write_text(Config.from_dict(cfg).pretty_text())
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29531", "-m",
+           "detengine", "train", str(cfg_file), "--work-dir", str(run), "--device", "cpu"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2],
+                          env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    per_iter = _per_iter(run / PROBE_FILE)
+    assert sorted(per_iter) == [0, 1, 2]                                # 1 iteration an epoch on 2 ranks, and the end
+    assert len({len(keys) for keys in per_iter.values()}) == 1 and all(len(set(k)) == len(k) for k in per_iter.values())
+    assert [e["global_step"] for e in read_jsonl(run / "log.jsonl") if e["type"] == "probe"] == [0, 1, 2]
