@@ -21,6 +21,7 @@ from ..data import (
     ensure_synthetic_dataset,
     sample_to_results,
 )
+from ..builder import ConfigBuildError
 from ..data.mixing import copy_results
 from .distributed import shard
 
@@ -336,9 +337,19 @@ class DataBundle:
 
 
 def _normalize_step(model_cfg: dict) -> Normalize:
+    """The ``data_preprocessor``'s normalisation, with mmdetection's defaults (mmengine's
+    ``ImgDataPreprocessor.__init__``: ``mean=None, std=None, bgr_to_rgb=False``): no ``mean`` /
+    ``std`` means no normalisation (the float pixels, 0..255), and without ``bgr_to_rgb=True`` the
+    network gets the channels as mmcv's loader gives them, BGR (our images are RGB: they are
+    flipped). ``mean`` without ``std`` (or the reverse) is refused, as mmengine asserts."""
     pre = model_cfg.get("data_preprocessor") or {}
-    return Normalize(mean=pre.get("mean", (0.0, 0.0, 0.0)), std=pre.get("std", (255.0, 255.0, 255.0)),
-                     to_rgb=pre.get("bgr_to_rgb", True))
+    mean, std = pre.get("mean"), pre.get("std")
+    if (mean is None) != (std is None):
+        raise ConfigBuildError(f"model.data_preprocessor gives {'mean' if std is None else 'std'} without "
+                               f"{'std' if std is None else 'mean'}: give both, or neither (no normalisation)")
+    if mean is None:
+        mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+    return Normalize(mean=mean, std=std, to_rgb=bool(pre.get("bgr_to_rgb", False)))
 
 
 def pipelines_for(cfg: dict, seed: int = 0):
