@@ -251,12 +251,29 @@ def _add_eval_export(sub) -> None:
     _add_cfg_options(p)
 
 
+def _add_dataset_path(p) -> None:
+    """The dataset, given as the first argument or as ``--data`` (as ``train`` and ``eval`` take it)."""
+    p.add_argument("path", nargs="?", help="a COCO JSON file, a Pascal VOC folder or a folder of images "
+                                           "(or give it as --data)")
+    p.add_argument("--data", dest="data_path", metavar="PATH", help="the same as the first argument")
+
+
+def _dataset_path(args) -> str:
+    if args.path and args.data_path and Path(args.path) != Path(args.data_path):
+        raise SystemExit(f"error: two datasets given ({args.path} and --data {args.data_path}): give one")
+    path = args.path or args.data_path
+    if not path:
+        raise SystemExit("error: no dataset given: a COCO JSON file, a Pascal VOC folder or a folder of images, "
+                         "as the first argument or --data PATH")
+    return path
+
+
 def _add_scan(sub) -> None:
     p = _subparser(sub, "scan", "every GT of a dataset under a config's assigner: the GTs with too few positives",
                    "The window's Dataset scan from the command line: each GT's best prior IoU and "
                    "positives under the config's assigner, listing the GTs with fewer than K.",
                    "data/annotations.json --config ssd300_coco --fewer-than 2")
-    p.add_argument("path", help="a COCO JSON file, a Pascal VOC folder or a folder of images")
+    _add_dataset_path(p)
     p.add_argument("--config", required=True, help="config file or shipped name (ssd300_coco, ...)")
     p.add_argument("--fewer-than", type=int, default=1, metavar="K", help="list GTs with fewer than K positives "
                                                                           "(default 1: the GTs with none)")
@@ -268,7 +285,7 @@ def _add_scan(sub) -> None:
 def _run_scan(args) -> int:
     from .api import AnnotationProject, load_model
     from .scan import scan_items, scan_project
-    project = AnnotationProject.open(args.path)
+    project = AnnotationProject.open(_dataset_path(args))
     cfg = _load_cfg(args)
     categories = list(project.categories)
     loaded = load_model(cfg, max(1, len(categories)), args.checkpoint) if args.checkpoint else None
@@ -296,7 +313,7 @@ def _add_fit_anchors(sub) -> None:
                    "(SciPy's differential evolution on every GT's best prior IoU at its real position), then "
                    "scan before and after under the config's real assigner. Prints both and the config snippet.",
                    "data/annotations.json --config ssd300_coco")
-    p.add_argument("path", help="a COCO JSON file, a Pascal VOC folder or a folder of images")
+    _add_dataset_path(p)
     p.add_argument("--config", required=True, help="config file or shipped name (ssd300_coco, ...)")
     p.add_argument("--split", choices=["train", "all"], default="train",
                    help="the images fitted to: the training split (default: the images' detscope_split tags, "
@@ -310,7 +327,7 @@ def _run_fit_anchors(args) -> int:
     from .anchor_fit import fit_anchors
     from .api import AnnotationProject, split_indices
     from .scan import scan_items
-    project = AnnotationProject.open(args.path)
+    project = AnnotationProject.open(_dataset_path(args))
     cfg = _load_cfg(args)
     wanted = set(split_indices(project)[0]) if args.split == "train" else set(range(len(project.images)))
     items = [it for it in scan_items(project, size_of=_image_size) if it.index in wanted]

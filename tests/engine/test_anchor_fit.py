@@ -101,3 +101,10 @@ def test_cli_prints_before_and_after(tmp_path, capsys):
     assert cli_main(["fit-anchors", str(path), "--config", "ssd300_coco", "--iters", "8", "--split", "all"]) == 0
     out = capsys.readouterr().out
     assert "4 images (all), 16 GTs" in out and "best IoU >= 0.5" in out and "anchor_generator=dict(" in out
+    # the dataset as --data (as train / eval take it): the same search, the same output
+    assert cli_main(["fit-anchors", "--config", "ssd300_coco", "--data", str(path), "--iters", "8", "--split", "all"]) == 0
+    assert capsys.readouterr().out == out
+    for argv, said in ((["--config", "ssd300_coco"], "no dataset given"),
+                       ([str(path), "--data", str(tmp_path / "other.json"), "--config", "ssd300_coco"], "two datasets")):
+        with pytest.raises(SystemExit, match=said):
+            cli_main(["fit-anchors", *argv])
