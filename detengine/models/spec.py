@@ -260,13 +260,30 @@ PARTS = {
               "bbox_head": {"YOLOXHead": YOLOX_HEAD}},
 }
 _MODEL_KEYS = ("type", "data_preprocessor", "backbone", "neck", "bbox_head", "train_cfg", "test_cfg", "init_cfg")
+#: batch augments the trainer applies (detengine.train.batch_augments), with the keys each takes
+_BATCH_AUGMENTS = {"BatchSyncRandomResize": {"random_size_range", "interval", "size_divisor"}}
+
+
+def _batch_augments(value, where):
+    """``None``, ``[]``, or ``BatchSyncRandomResize`` entries (YOLOX's multi-scale training, applied
+    by the trainer to training batches); any other batch augment is refused, not skipped."""
+    for i, aug in enumerate(value or []):
+        kind = aug.get("type") if isinstance(aug, dict) else None
+        if kind not in _BATCH_AUGMENTS:
+            raise ConfigBuildError(f"{where}={value!r} is not built here: batch augmentations other than "
+                                   f"{sorted(_BATCH_AUGMENTS)} (BatchFixedSizePad ...) are not applied here")
+        extra = set(aug) - {"type"} - _BATCH_AUGMENTS[kind]
+        if extra or "random_size_range" not in aug:
+            raise ConfigBuildError(f"{where}[{i}]={aug!r}: {kind} here takes random_size_range (required), interval "
+                                   f"and size_divisor" + (f", not {sorted(extra)}" if extra else ""))
+
+
 #: DetDataPreprocessor: normalisation and padding act (the pipeline's last steps, collate)
 DATA_PREPROCESSOR = {
     "mean": ACTS, "std": ACTS, "bgr_to_rgb": ACTS, "pad_size_divisor": ACTS, "pad_value": _value(0),
     "rgb_to_bgr": _value(False), "pad_mask": _anything, "mask_pad_value": _anything, "pad_seg": _anything,
     "seg_pad_value": _anything, "boxtype2tensor": _anything, "non_blocking": _anything,
-    "batch_augments": _value([None, []], "batch augmentations (BatchFixedSizePad, BatchSyncRandomResize ...) "
-                                          "are not applied here"),
+    "batch_augments": _batch_augments,
 }
 # SingleStageDetector (the type mmdetection's own SSD files use) is the detector its head makes
 _KIND_OF_HEAD = {"SSDHead": "SSD", "RetinaHead": "RetinaNet", "AnchorHead": "RetinaNet",

@@ -446,10 +446,16 @@ def _coco_images(ann_file: Path, images: str | None) -> Path:
 
 
 def build_data(cfg: dict, data: str | None = None, *, val_data: str | None = None, images: str | None = None,
-               seed: int = 0) -> DataBundle:
-    """Train and val datasets (raw), their pipelines and the collate function."""
+               seed: int = 0, for_training: bool = True) -> DataBundle:
+    """Train and val datasets (raw), their pipelines and the collate function.
+    ``for_training=False`` (evaluation, export): the train pipeline and its stages are not built
+    (a train-pipeline step DetScope lacks, mmdetection's Mosaic, does not stop them);
+    ``train_pipeline`` is None and ``train`` carries the split under the test pipeline."""
     kind, opts = resolve_data(data, cfg)
-    train_pipe, test_pipe = pipelines_for(cfg, seed)
+    if for_training:
+        train_pipe, test_pipe = pipelines_for(cfg, seed)
+    else:
+        train_pipe, test_pipe = None, test_pipeline_for(cfg, seed)
     divisor = (cfg["model"].get("data_preprocessor") or {}).get("pad_size_divisor")
     if kind == "synthetic":
         paths = ensure_synthetic_dataset(**opts)
@@ -467,6 +473,7 @@ def build_data(cfg: dict, data: str | None = None, *, val_data: str | None = Non
         val = VocDataset(opts["root"], split="test") if (Path(opts["root"]) / "ImageSets/Main/test.txt").exists() \
             else None
         desc = f"Pascal VOC {opts['root']}"
-    train_set = SeededTrainSet(train, train_pipe, seed, stages=train_stages_for(cfg, seed))
+    train_set = SeededTrainSet(train, train_pipe, seed, stages=train_stages_for(cfg, seed)) if for_training \
+        else SeededTrainSet(train, test_pipe, seed)
     return DataBundle(train_set, val, train_pipe, test_pipe,
                       Collate(size_divisor=divisor if divisor and divisor > 1 else None), desc)

@@ -14,6 +14,7 @@ from ..models import build_detector
 from ..probe import make_probe
 from ..shipped import find_config
 from . import distributed as dist
+from .batch_augments import build_batch_augments
 from .data import EvalSet, build_data
 from .events import ConsolePrinter, EpochProgress, EventBus, JsonlWriter
 from .outputs import RunOutputs
@@ -236,8 +237,12 @@ def train_from_config(config, data=None, *, epochs=None, device=None, resume=Non
     meta = {"classes": list(bundle.class_names),
             "category_ids": [int(label_to_cat[i]) for i in range(len(bundle.class_names))],
             "config": plain_config(dict(cfg, model=model_cfg))}     # as data: opening the run runs no code
+    augments = build_batch_augments(model_cfg, settings.seed)
+    if augments and dist.is_main():
+        events.emit({"type": "data", "kind": "batch_augments",
+                     "message": "batch augments (training batches only): " + ", ".join(map(repr, augments))})
     trainer = Trainer(model, bundle.train, bundle.collate, settings=settings, work_dir=run_dir, device=dev,
-                      events=events, evaluate=evaluate, meta=meta)
+                      events=events, evaluate=evaluate, meta=meta, batch_augments=augments)
     if dist.is_main():
         stages = [e for e, _ in getattr(bundle.train, "stages", [])[1:]]
         for message in run_warnings(settings, trainer.iters_per_epoch, stages):
@@ -323,7 +328,7 @@ def evaluate_checkpoint(config, checkpoint, data=None, *, backend="faster-coco-e
     checkpoint's (``model.test_cfg`` keys: ``score_thr``, ``nms.iou_threshold``, ...)."""
     dev = pick_device(device)
     cfg = load_cfg(config)
-    bundle = build_data(cfg, data, val_data=val_data, images=images)
+    bundle = build_data(cfg, data, val_data=val_data, images=images, for_training=False)
     dataset = bundle.val if bundle.val is not None else bundle.train.dataset
     model, label_to_cat = _checkpoint_model(cfg, checkpoint, dataset, dev, test_cfg)
     return evaluate_model(model, dataset, bundle.test_pipeline, bundle.collate, backend=backend, batch_size=batch_size,
@@ -338,7 +343,7 @@ def export_checkpoint(config, checkpoint, out, data=None, *, device=None, val_da
     check_output_path(out, "file", "results")
     dev = pick_device(device)
     cfg = load_cfg(config)
-    bundle = build_data(cfg, data, val_data=val_data, images=images)
+    bundle = build_data(cfg, data, val_data=val_data, images=images, for_training=False)
     dataset = bundle.val if (split == "val" and bundle.val is not None) else bundle.train.dataset
     model, label_to_cat = _checkpoint_model(cfg, checkpoint, dataset, dev, test_cfg)
     dets = predict_dataset(model, EvalSet(dataset, bundle.test_pipeline), bundle.collate, batch_size=batch_size,

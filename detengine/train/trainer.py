@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from . import distributed as dist
+from .batch_augments import augment_batch
 from .checkpoint import load_checkpoint, load_state_checked, rng_state, save_checkpoint, set_rng_state
 from .control import POLL_S
 from .data import EpochOrder
@@ -106,12 +107,15 @@ class Trainer:
     ``train_set``: a map-style dataset of transformed samples with ``set_epoch(epoch)`` (seeded
     augmentation); ``collate``: samples -> batch; ``evaluate``: optional callable
     ``(model, epoch) -> CocoMetrics``; ``work_dir``: the run folder (checkpoints, log);
-    ``meta``: saved in every checkpoint (the class names and category ids of the data).
+    ``meta``: saved in every checkpoint (the class names and category ids of the data);
+    ``batch_augments``: the data preprocessor's batch augments (:mod:`detengine.train.batch_augments`),
+    applied to each training batch on the device, their state saved in checkpoints.
     """
 
     def __init__(self, model: nn.Module, train_set, collate, *, settings: TrainSettings, work_dir, device=None,
-                 events: EventBus | None = None, evaluate=None, meta: dict | None = None):
+                 events: EventBus | None = None, evaluate=None, meta: dict | None = None, batch_augments=()):
         self.model = model
+        self.batch_augments = list(batch_augments)
         self.train_set, self.collate = train_set, collate
         self.s = settings
         self.work_dir = Path(work_dir)
@@ -175,6 +179,8 @@ class Trainer:
                  "model_cfg": getattr(self.model, "model_cfg", {}), "meta": self.meta, "detscope_checkpoint": 1}
         if self.ema is not None:  # as mmengine's EMAHook: ``model`` holds the averaged weights
             state["ema"] = {"steps": self.ema.steps, "source_model": self.model.state_dict()}
+        if self.batch_augments:  # the current multi-scale size and its generator
+            state["batch_augments"] = [a.state_dict() for a in self.batch_augments]
         return state
 
     def save(self, name: str) -> Path | None:
@@ -211,6 +217,8 @@ class Trainer:
         self.epoch, self.iter_in_epoch = int(ckpt["epoch"]), int(ckpt["iter_in_epoch"])
         self.global_step, self.best_ap = int(ckpt["global_step"]), float(ckpt["best_ap"])
         set_rng_state(ckpt["rng"])
+        for augment, saved in zip(self.batch_augments, ckpt.get("batch_augments") or []):
+            augment.load_state_dict(saved)
         self._iterator = None
 
     # ------------------------------------------------------------------ data
@@ -264,7 +272,7 @@ class Trainer:
         t0 = time.perf_counter()
         batch = next(self._iterator)
         self._note_unreadable(batch)
-        batch = self._to_device(batch)
+        batch = augment_batch(self.batch_augments, self._to_device(batch), self.global_step)
         self.model.train()
         self.model.want_assign_stats = self.global_step % max(self.s.log_interval, 1) == 0
         self.model.assign_stats = None

@@ -34,7 +34,7 @@ def R():
 
 def without_batch_augments(model_cfg: dict) -> dict:
     """mmdetection's model dict less ``data_preprocessor.batch_augments`` (BatchSyncRandomResize, the
-    multi-scale training DetScope does not apply): what the shipped YOLOX configs carry."""
+    multi-scale training the trainer applies): the network alone."""
     cfg = copy.deepcopy(model_cfg)
     cfg["data_preprocessor"].pop("batch_augments", None)
     return cfg
@@ -114,11 +114,12 @@ def test_mmdetections_yolox_files_build_its_network_less_the_multi_scale_batch_a
 
 
 @pytest.mark.parametrize("name", BUILT)
-def test_the_files_as_given_are_refused_for_their_batch_augments(R, name):
-    """``BatchSyncRandomResize`` (multi-scale training every 10 iterations) is not applied here: the
-    file is refused naming the key, as every batch augment is, rather than trained without it."""
-    with pytest.raises(ConfigBuildError, match="model.data_preprocessor.batch_augments.*not applied here"):
-        build_detector(R["configs"][name]["model"])
+def test_the_files_as_given_build_with_their_batch_augment(R, name):
+    """``BatchSyncRandomResize`` (multi-scale training every 10 iterations) is applied by the trainer
+    (test_batch_sync_resize.py): the file as given builds the same network."""
+    with torch.device("meta"):
+        model = build_detector(R["configs"][name]["model"])
+    assert sum(p.numel() for p in model.parameters()) == R["configs"][name]["params"]
 
 
 def test_the_tta_file_has_no_model_and_is_refused(R):
