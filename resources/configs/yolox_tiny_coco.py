@@ -7,9 +7,8 @@
 #
 # What differs from mmdetection's file, and why:
 # - model.data_preprocessor: mean 0 / std 1 / BGR is what mmdetection's DetDataPreprocessor does when
-#   the file gives no mean and std (raw 0..255 BGR pixels), written out; its batch_augments
-#   (BatchSyncRandomResize: a random 320..640 input every 10 iterations) are not applied by DetScope,
-#   so they are left out (mmdetection's file as given is refused naming that key).
+#   the file gives no mean and std (raw 0..255 BGR pixels), written out. Its batch augment is
+#   mmdetection's: BatchSyncRandomResize, a random 320..640 input every 10 iterations (training only).
 # - train_pipeline: DetScope has no Mosaic, RandomAffine or MixUp. Stage 1 stands in with CachedMosaic,
 #   RandomResize + RandomCrop (RandomAffine's 0.5..1.5 scaling and its 640 x 640 output, without its
 #   rotation, shear and translation); YOLOX-tiny has no MixUp. Stage 2, the last 15 epochs
@@ -31,7 +30,14 @@ model = dict(
         mean=[0.0, 0.0, 0.0],
         std=[1.0, 1.0, 1.0],
         bgr_to_rgb=False,
-        pad_size_divisor=32),
+        pad_size_divisor=32,
+        batch_augments=[
+            dict(
+                type='BatchSyncRandomResize',
+                random_size_range=(320, 640),
+                size_divisor=32,
+                interval=10)
+        ]),
     backbone=dict(
         type='CSPDarknet',
         deepen_factor=0.33,
