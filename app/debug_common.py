@@ -29,7 +29,8 @@ __all__ = ["qimage_to_rgb", "ASSIGNER_PARAMS", "config_snippet", "make_table", "
 _DATA_ROW = Qt.ItemDataRole.UserRole + 1             # column 0's item: the row's index in fill_table's rows
 _NUMBER = re.compile(r"(-?\d+(?:\.\d+)?(?:e[-+]?\d+)?)")
 
-# Editable parameters per assigner type: (name, kind, lo, hi, step). Kinds: "thr" (slider 0..1), "int".
+# Editable parameters per assigner type: (name, kind, lo, hi, step). Kinds: "thr" (slider 0..1), "int",
+# "float", "bool" (a check box).
 ASSIGNER_PARAMS = {
     "MaxIoUAssigner": [("pos_iou_thr", "thr", 0.0, 1.0, 0.01), ("neg_iou_thr", "thr", 0.0, 1.0, 0.01),
                        ("min_pos_iou", "thr", 0.0, 1.0, 0.01)],
@@ -42,7 +43,7 @@ ASSIGNER_PARAMS = {
                             ("beta", "float", 0.0, 12.0, 0.5)],
     "SimOTAAssigner": [("center_radius", "float", 0.5, 10.0, 0.5), ("candidate_topk", "int", 1, 50, 1),
                        ("iou_weight", "float", 0.0, 10.0, 0.5), ("cls_weight", "float", 0.0, 10.0, 0.5)],
-    "FCOSAssigner": [("center_sample_radius", "float", 0.5, 5.0, 0.25)],
+    "FCOSAssigner": [("center_sampling", "bool", 0, 1, 1), ("center_sample_radius", "float", 0.5, 5.0, 0.25)],
 }
 
 

@@ -24,6 +24,7 @@ _LAZY = {
     # one image through a head: priors, assignment, loss, post-processing
     "DebugTrace": "trace", "head_core_for": "trace", "model_config": "trace", "random_predictions": "trace",
     "Priors": "priors", "AssignResult": "assigners", "Reason": "assigners", "REASON_TEXT": "assigners",
+    "rule_regions": "assign_geometry", "rule_numbers": "assign_geometry", "RuleRegion": "assign_geometry",
     "Stage": "postprocess", "STAGE_TEXT": "postprocess", "PostprocessResult": "postprocess",
     "ImageTracer": "image_trace", "ImageTrace": "image_trace", "num_classes_override": "image_trace",
     # the augmented sample the trainer sees: the train pipeline's stages and the final sample

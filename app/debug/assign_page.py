@@ -43,8 +43,8 @@ from app.debug_common import (
     selected_data_row,
     threshold_slider,
 )
-from app.theme import gt_color
-from detengine.api import REASON_TEXT
+from app.theme import gt_color, level_color
+from detengine.api import REASON_TEXT, rule_numbers, rule_regions
 
 __all__ = ["AssignPage", "ParamEditor", "why_text"]
 
@@ -64,9 +64,11 @@ def why_text(trace, prior: int, class_names: list[str]) -> str:
              f"col {int(priors.col[prior])}), base #{int(priors.base_index[prior])}",
              f"  box (input px) ({x1:.1f}, {y1:.1f}, {x2:.1f}, {y2:.1f}), {x2 - x1:.1f} x {y2 - y1:.1f}",
              f"  label: {state}", f"  rule: {reason}"]
-    lines += ["  " + text for text in ar.why_per_gt(prior)]     # per-GT rules (FCOS, TOOD, SimOTA)
+    lines += ["  " + text for text in _grouped(ar.why_per_gt(prior))]     # per-GT rules (FCOS, TOOD, SimOTA)
+    numbers = rule_numbers(trace, prior)              # what FCOS / SimOTA compared (not the cell's IoU)
+    lines += ["  " + text for text in numbers]
     iou = trace.iou
-    for k in range(len(trace.gt_boxes)):
+    for k in range(len(trace.gt_boxes) if not numbers else 0):
         label = int(trace.gt_labels[k])
         name = class_names[label] if label < len(class_names) else str(label)
         lines.append(f"  IoU with GT{k} ({name}): {float(iou[k, prior]):.3f}")
@@ -76,6 +78,15 @@ def why_text(trace, prior: int, class_names: list[str]) -> str:
         if key in ar.extras and gt > 0:
             lines.append(f"  ATSS threshold of GT{gt - 1}: {float(ar.extras[key][gt - 1]):.3f}")
     return "\n".join(lines)
+
+
+def _grouped(lines: list[str]) -> list[str]:
+    """``GTk: <rule>`` lines with one rule for several GTs as one line (``GT0, GT2: <rule>``)."""
+    gts: dict[str, list[str]] = {}
+    for line in lines:
+        gt, _, rule = line.partition(": ")
+        gts.setdefault(rule, []).append(gt)
+    return [f"{', '.join(names)}: {rule}" for rule, names in gts.items()]
 
 
 def _smallest_containing(boxes: np.ndarray, x: float, y: float) -> int | None:
@@ -154,6 +165,11 @@ class ParamEditor(QWidget):
         def on_change():
             self.touched.add(name)
             self.changed.emit()
+        if kind == "bool":
+            box = QCheckBox()
+            box.setChecked(bool(value))
+            box.toggled.connect(lambda _on: on_change())
+            return box
         if kind == "thr":
             slider = threshold_slider(on_change, value if value is not None else 0.5)
             return slider.row
@@ -169,6 +185,8 @@ class ParamEditor(QWidget):
         widget = self.widgets[name]
         if hasattr(widget, "slider"):
             widget.slider.setValue(int(round(value * 100)))
+        elif isinstance(widget, QCheckBox):
+            widget.setChecked(bool(value))
         else:
             widget.setValue(value)
 
@@ -177,7 +195,8 @@ class ParamEditor(QWidget):
         out = {}
         for name, widget in self.widgets.items():
             if name in self.touched:
-                out[name] = widget.slider.value() / 100 if hasattr(widget, "slider") else widget.value()
+                out[name] = widget.slider.value() / 100 if hasattr(widget, "slider") else \
+                    widget.isChecked() if isinstance(widget, QCheckBox) else widget.value()
         return out
 
     def assigner(self) -> dict:
@@ -316,6 +335,7 @@ class AssignPage(DebugPage):
         self.table.blockSignals(False)
         draw_gt_tags(result, overlay, self.selected_gt)
         self._draw_labels(it, overlay)
+        self._draw_rule_regions(it, overlay)
         if other is not None:
             self._draw_b_positives(other, overlay)
         self._draw_heat(it)
@@ -363,6 +383,19 @@ class AssignPage(DebugPage):
             mask = gt_inds == 0
             centers = trace.priors.centers[mask].numpy()
             overlay.points("negatives", it.input.points_to_original(centers), _NEG_FAINT, size=2.0)
+
+    def _draw_rule_regions(self, it, overlay) -> None:
+        """The selected GT's rule regions (FCOS: regress-range bounds, centre regions; SimOTA:
+        centre regions), dotted in their level's colour with a tag."""
+        if self.selected_gt is None:
+            return
+        for region in rule_regions(it.trace, self.selected_gt):
+            box = it.to_original([region.box], clip=False)
+            color = level_color(region.level)
+            overlay.rects("rule_regions", box, color, width=2.0, dash=True, z=3.6)
+            x1, y1, x2, y2 = box[0]
+            overlay.text("rule_tags", x1 if region.kind == "centre" else x2, y1 if region.kind == "centre" else y2,
+                         region.label, color)
 
     def _draw_b_positives(self, other, overlay) -> None:
         """The compared assigner's positives, dashed in their GT's colour (the same GT selection)."""
@@ -478,8 +511,9 @@ class AssignPage(DebugPage):
         return _smallest_containing(np.concatenate(boxes), x, y) is not None
 
     def prior_at(self, it, x: float, y: float) -> int:
-        """The prior a click means: among the priors whose cell contains the click (every level),
-        the one with the highest IoU with any GT (the most interesting one); ties to the finest level."""
+        """The prior a click means: among the priors whose cell contains the click (every level), a
+        positive one if any (point assigners do not go by the cell's IoU), then the one with the
+        highest IoU with any GT (the most interesting one); ties to the finest level."""
         trace = it.trace
         px, py = input_point(it, x, y)
         candidates = []
@@ -488,6 +522,7 @@ class AssignPage(DebugPage):
             candidates += trace.priors.cell_indices(lv, row, col).tolist()
         iou = trace.iou
         best = iou[:, candidates].amax(0) if len(trace.gt_boxes) else torch.zeros(len(candidates))
+        best = best + 2.0 * (trace.assign_result.gt_inds[candidates] > 0)   # a positive first (FCOS, SimOTA)
         return candidates[int(torch.argmax(best))]
 
     def _draw_why(self, it, overlay, prior: int) -> None:
