@@ -151,14 +151,19 @@ def _simota_numbers(trace, prior: int) -> list[str]:
     lines = [f"SimOTA: a candidate; cost = {_fmt_w(trace, 'cls_weight')} x class BCE + "
              f"{_fmt_w(trace, 'iou_weight')} x -log(IoU of its predicted box) (+1e5 outside box and centre "
              f"\u00b1{_fmt(r * stride)})"]
+    penalised = []
     for k in range(cost.shape[0]):
+        if both is not None and not bool(both[k, v]):
+            penalised.append(f"GT{k}")
+            continue
         c = float(cost[k, v])
         rank = int((cost[k] < c).sum()) + 1
         ties = int((cost[k] == c).sum()) - 1           # equal costs: topk takes the first ones
         tied = f", tied with {ties} other{'s' if ties > 1 else ''}" if ties else ""
-        where = "" if both is None else ("; in box and centre" if bool(both[k, v]) else "; penalised")
         lines.append(f"  GT{k}: cost {c:.2f}, rank {rank} of {cost.shape[1]}{tied} (its k = {int(ks[k])}), "
-                     f"IoU {float(iou[k, v]):.3f}{where}")
+                     f"IoU {float(iou[k, v]):.3f}")
+    if penalised:
+        lines.append(f"  {', '.join(penalised)}: not inside both box and centre region: cost + 1e5")
     return lines
 
 

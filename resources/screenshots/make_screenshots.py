@@ -6,7 +6,7 @@
 ``--checkpoint``: a TinySSD checkpoint (with its run folder's config.py) for the NMS and
 evaluation shots; without it those use a short run made here (and the training panel is shot
 mid-run). ``--size`` / ``--out``: every view at another window size, into another folder.
-Uses a fresh DetScope home.
+Uses a fresh DetScope home. ``--only dense``: just the FCOS / YOLOX Assignment shots.
 """
 from __future__ import annotations
 
@@ -45,6 +45,7 @@ def main() -> None:
     parser.add_argument("--checkpoint")
     parser.add_argument("--size", default="1280x800")
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--only", choices=("dense",), help="dense: only the FCOS / YOLOX Assignment shots")
     args = parser.parse_args()
     OUT = args.out
     width, height = (int(v) for v in args.size.split("x"))
@@ -59,6 +60,12 @@ def main() -> None:
     win.show()
     win.show_image(7)
     settle(app)
+    if args.only == "dense":
+        shoot_dense_assign(app, win)
+        win.debug_panel.shutdown()
+        win.training_panel.shutdown()
+        win.eval_panel.shutdown()
+        return
     grab(app, win, "window_annotate.png")
     for view in ("anchors", "assign", "loss"):
         win.show_view(view)
@@ -75,6 +82,7 @@ def main() -> None:
     win.show_view("dataset")
     grab(app, win, "panel_dataset.png")
     shoot_training_sample(app, win)
+    shoot_dense_assign(app, win)
 
     panel = win.training_panel
     win.show_view("train")
@@ -133,6 +141,47 @@ def shoot_training_sample(app, win) -> None:
     controls.select_stage(controls.stage.count() - 1)  # the network input the views trace
     grab(app, win, "view_training_sample.png")
     debug.set_source("image")
+    debug.set_config("ssd300_coco")
+
+
+def shoot_dense_assign(app, win) -> None:
+    """The Assignment view under FCOS (center_sampling ticked: the ring's regress-range bound and
+    its levels' centre regions) and YOLOX-s (SimOTA on the random-init model's predictions: each
+    level's centre square), the ring (GT4) selected and zoomed to, "Why?" for the point at its
+    centre; the dock scrolled to the table, the heat map and the Why? text."""
+    from PySide6.QtCore import QPoint
+    from PySide6.QtWidgets import QSplitter
+    debug = win.debug_panel
+    page = debug.pages["assign"]
+    win.show_view("assign")
+    win.show_image(7)
+    def traced(assigner: str, **params) -> None:        # the old trace stays shown until the new one comes
+        while not (debug.result is not None and debug.result.main.trace.assigner_name == assigner
+                   and all(debug.result.main.trace.assigner_params.get(k) == v for k, v in params.items())):
+            settle(app, 0.1)
+        win.wait_until_drawn()
+
+    shots = (("fcos_r50_fpn_coco", "FCOSAssigner", "view_assign_fcos.png"),
+             ("yolox_s_coco", "SimOTAAssigner", "view_assign_yolox.png"))
+    for config, assigner, name in shots:
+        debug.set_config(config)
+        traced(assigner)
+        if assigner == "FCOSAssigner":
+            page.editor_a.set_value("center_sampling", True)
+            traced(assigner, center_sampling=True)
+        page.select_gt(4)
+        it = debug.result.main
+        x1, y1, x2, y2 = it.to_original(it.trace.gt_boxes[4:5].numpy())[0]
+        page.on_click((x1 + x2) / 2, (y1 + y2) / 2)
+        page.findChild(QSplitter).setSizes([120, 120, 420])
+        settle(app)
+        area = win.docks["debug"].widget()
+        area.verticalScrollBar().setValue(page.counts.mapTo(area.widget(), QPoint(0, 0)).y() - 4)
+        page.zoom_to_gt(4)
+        grab(app, win, name)
+    page.select_gt(None)
+    win.docks["debug"].widget().verticalScrollBar().setValue(0)
+    win.canvas.fit()
     debug.set_config("ssd300_coco")
 
 
