@@ -9,6 +9,11 @@ chain in plain Python floats, with mmengine's formulas, for the whole run (``Par
 order: iteration-based schedulers after every iteration, epoch-based ones after every epoch;
 ``convert_to_iter_based`` turns epoch counts into iterations; a missing ``end`` is the end of
 training, as mmengine's runner sets it), and the trainer's :class:`TableLR` reads the table.
+
+mmdetection's ``QuadraticWarmupLR`` (YOLOX's warm-up; configs name it ``mmdet.QuadraticWarmupLR``)
+is among them: with ``T = end - begin`` (iterations after ``convert_to_iter_based``) its first step
+sets ``base_lr / T^2`` whatever rate it finds, every later step ``k`` adds ``base_lr (2k + 1) / T^2``
+to it, so a lone warm-up reaches ``base_lr (k + 1)^2 / T^2`` and the full rate at ``end - 1``.
 """
 from __future__ import annotations
 
@@ -18,9 +23,20 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["LrSchedule", "TableLR", "SCHEDULERS"]
+__all__ = ["LrSchedule", "TableLR", "SCHEDULERS", "scheduler_kind"]
 
-SCHEDULERS = ("LinearLR", "MultiStepLR", "CosineAnnealingLR", "ConstantLR")
+SCHEDULERS = ("LinearLR", "MultiStepLR", "CosineAnnealingLR", "ConstantLR", "QuadraticWarmupLR")
+
+
+def scheduler_kind(kind) -> str:
+    """A ``param_scheduler`` type without its registry scope (``mmdet.QuadraticWarmupLR``, as
+    YOLOX's configs write it, is ``QuadraticWarmupLR``; mmengine finds both under mmdetection's
+    default scope)."""
+    kind = str(kind)
+    for scope in ("mmdet.", "mmengine."):
+        if kind.startswith(scope):
+            return kind[len(scope):]
+    return kind
 
 
 class _Chained:
@@ -28,7 +44,7 @@ class _Chained:
 
     def __init__(self, cfg: dict, ipe: int, max_epochs: int, base: float):
         cfg = dict(cfg)
-        self.kind = cfg.pop("type")
+        self.kind = scheduler_kind(cfg.pop("type"))
         by_epoch = bool(cfg.get("by_epoch", True))
         convert = by_epoch and bool(cfg.get("convert_to_iter_based", False))
         scale = ipe if convert else 1
@@ -50,6 +66,8 @@ class _Chained:
             self.t_max = t_max * scale if t_max else self.end - self.begin  # mmengine: T_max or (end - begin)
             ratio = cfg.get("eta_min_ratio")
             self.eta_min = base * ratio if ratio is not None else (cfg.get("eta_min") or 0.0)
+        elif self.kind == "QuadraticWarmupLR":
+            self.total = self.end - self.begin          # mmdetection's total_iters
         else:
             raise ValueError(f"param_scheduler type {self.kind!r} is not supported; use one of {list(SCHEDULERS)}")
         self.global_step, self.last_step = -1, -1
@@ -73,6 +91,10 @@ class _Chained:
             return lr * (1.0 / self.factor) if k == self.total else lr
         if self.kind == "MultiStepLR":
             return lr * self.gamma ** self.milestones.count(k)
+        if self.kind == "QuadraticWarmupLR":
+            if k == 0:
+                return self.base * (2 * k + 1) / self.total ** 2
+            return lr + self.base * (2 * k + 1) / self.total ** 2
         t, eta = self.t_max, self.eta_min
         if k == 0:
             return lr

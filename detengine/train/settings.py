@@ -2,8 +2,8 @@
 
 Read: ``train_dataloader`` (batch size, workers), ``optim_wrapper`` (SGD / AdamW and their
 arguments, ``clip_grad``, ``paramwise_cfg``, ``dtype``), ``param_scheduler`` (``LinearLR``,
-``MultiStepLR``, ``CosineAnnealingLR``, ``ConstantLR``, chained exactly as mmengine chains them:
-:mod:`detengine.train.schedule`), ``train_cfg``
+``MultiStepLR``, ``CosineAnnealingLR``, ``ConstantLR`` and mmdetection's ``QuadraticWarmupLR``, chained
+exactly as mmengine chains them: :mod:`detengine.train.schedule`), ``train_cfg``
 (``EpochBasedTrainLoop``: ``max_epochs``, ``val_interval``, ``val_begin``,
 ``dynamic_intervals``), ``default_hooks.checkpoint``, ``custom_hooks`` (``EMAHook``; the data
 side handles ``PipelineSwitchHook``), ``auto_scale_lr`` and ``randomness.seed``; and DetScope's own
@@ -26,6 +26,7 @@ from ..probe import check_probe_settings
 from .data import HANDLED_HOOKS
 from .ema import EMA_TYPES
 from .optim import PARAMWISE_KEYS
+from .schedule import scheduler_kind
 from .trainer import TrainSettings
 
 __all__ = ["settings_from_config", "config_warnings", "run_warnings", "uses_syncbn", "keys_not_acted_on"]
@@ -41,7 +42,9 @@ _SCHEDULER_KEYS = {
     "CosineAnnealingLR": ("T_max", "eta_min", "eta_min_ratio", "begin", "end", "by_epoch", "convert_to_iter_based",
                           "verbose"),
     "ConstantLR": ("factor", "begin", "end", "by_epoch", "convert_to_iter_based", "verbose"),
+    "QuadraticWarmupLR": ("begin", "end", "by_epoch", "convert_to_iter_based", "verbose"),
 }
+_WARMUPS = ("LinearLR", "QuadraticWarmupLR")
 _LOOP_KEYS = ("type", "max_epochs", "val_interval", "val_begin", "dynamic_intervals")
 #: top-level keys a run reads (model, data, optimisation, schedule, hooks, weights)
 _ACTED_TOP = {"model", "train_pipeline", "test_pipeline", "train_dataloader", "val_dataloader", "test_dataloader",
@@ -58,9 +61,10 @@ _ACTED_HOOKS = {"checkpoint", "logger", "param_scheduler", "timer", "sampler_see
 
 def _scheduler(sch: dict) -> dict:
     """A ``param_scheduler`` entry, checked: a known type with arguments mmengine accepts."""
-    kind = sch.get("type")
+    kind = scheduler_kind(sch.get("type"))   # 'mmdet.QuadraticWarmupLR' as YOLOX's configs write it
     if kind not in _SCHEDULER_KEYS:
-        raise ValueError(f"param_scheduler type {kind!r} is not supported; use one of {list(_SCHEDULER_KEYS)}")
+        raise ValueError(f"param_scheduler type {sch.get('type')!r} is not supported; use one of "
+                         f"{list(_SCHEDULER_KEYS)}")
     unknown = sorted(set(sch) - {"type"} - set(_SCHEDULER_KEYS[kind]))
     if unknown:
         raise ValueError(f"param_scheduler {kind}: unknown arguments {unknown}")
@@ -73,6 +77,8 @@ def _scheduler(sch: dict) -> dict:
             raise ValueError(f"param_scheduler {kind}: {key} must be in [0, 1], got {sch[key]}")
     if sch.get("end") is not None and sch["end"] <= sch.get("begin", 0):
         raise ValueError(f"param_scheduler {kind}: end must be larger than begin")
+    if kind == "QuadraticWarmupLR" and sch.get("end") is None:     # mmdetection raises the same
+        raise ValueError("param_scheduler QuadraticWarmupLR needs end (the iteration or epoch the warm-up ends at)")
     return {k: v for k, v in sch.items() if k != "verbose"}
 
 
@@ -224,7 +230,8 @@ def run_warnings(s: TrainSettings, iters_per_epoch: int, switch_epochs=()) -> li
             out.append(f"param_scheduler {sch['type']} begins at {'epoch' if by_epoch else 'iteration'} "
                        f"{sch.get('begin', 0)} and never starts: {run}")
         elif end is not None and end * unit > total:
-            what = "the warm-up never reaches the full rate" if sch["type"] == "LinearLR" else "it is cut short"
+            what = "the warm-up never reaches the full rate" if scheduler_kind(sch["type"]) in _WARMUPS \
+                else "it is cut short"
             out.append(f"param_scheduler {sch['type']} ends at {'epoch' if by_epoch else 'iteration'} {end}: "
                        f"{what} ({run})")
     for epoch, _ in s.dynamic_intervals:
