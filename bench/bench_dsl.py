@@ -56,33 +56,42 @@ def _peer():
         InstanceData(priors=pri, scores=sc, bboxes=pb), InstanceData(bboxes=gt, labels=lab)).gt_inds
 
 
+def measure(num_gt: int, reps: int = 30, peer=None) -> dict:
+    """One size: 8,400 priors x ``num_gt`` GTs, ours and ``peer`` (default: :func:`_peer`'s)
+    interleaved; medians in ms and whether the assignments are equal."""
+    peer = peer or _peer()[1]
+    ours = DynamicSoftLabelAssigner(soft_center_radius=3.0, topk=13, iou_weight=3.0)
+    pri = MlvlPointGenerator(strides=[8, 16, 32], offset=0).grid_priors([(80, 80), (40, 40), (20, 20)]).tensor
+    g = torch.Generator().manual_seed(num_gt)
+    xy = torch.rand(num_gt, 2, generator=g) * 600
+    gt = torch.cat([xy, xy + torch.rand(num_gt, 2, generator=g) * 200 + 4], 1)
+    lab = torch.randint(0, 80, (num_gt,), generator=g)
+    sc = torch.randn(len(pri), 80, generator=g) * 2 - 3
+    d = (0.5 + 2.5 * torch.rand(len(pri), 4, generator=g)) * pri[:, 2:3]
+    pb = torch.cat([pri[:, :2] - d[:, :2], pri[:, :2] + d[:, 2:]], 1)
+    same = torch.equal(peer(pri, gt, lab, sc, pb), ours.assign(pri, gt, lab, pred_scores=sc, pred_boxes=pb).gt_inds)
+    times = {"peer": [], "ours": []}
+    for r in range(reps):
+        for side in (("peer", "ours") if r % 2 else ("ours", "peer")):
+            t = time.perf_counter()
+            if side == "peer":
+                peer(pri, gt, lab, sc, pb)
+            else:
+                ours.assign(pri, gt, lab, pred_scores=sc, pred_boxes=pb)
+            times[side].append(time.perf_counter() - t)
+    return dict(num_priors=len(pri), num_gt=num_gt, reps=reps, same=same,
+                peer_ms=statistics.median(times["peer"]) * 1e3, ours_ms=statistics.median(times["ours"]) * 1e3)
+
+
 def main(reps: int = 30) -> None:
     torch.set_num_threads(1)
     name, peer = _peer()
-    ours = DynamicSoftLabelAssigner(soft_center_radius=3.0, topk=13, iou_weight=3.0)
-    pri = MlvlPointGenerator(strides=[8, 16, 32], offset=0).grid_priors([(80, 80), (40, 40), (20, 20)]).tensor
     print(f"peer: {name}; 1 torch thread; {reps} interleaved rounds, medians")
     for num_gt in (20, 100):
-        g = torch.Generator().manual_seed(num_gt)
-        xy = torch.rand(num_gt, 2, generator=g) * 600
-        gt = torch.cat([xy, xy + torch.rand(num_gt, 2, generator=g) * 200 + 4], 1)
-        lab = torch.randint(0, 80, (num_gt,), generator=g)
-        sc = torch.randn(len(pri), 80, generator=g) * 2 - 3
-        d = (0.5 + 2.5 * torch.rand(len(pri), 4, generator=g)) * pri[:, 2:3]
-        pb = torch.cat([pri[:, :2] - d[:, :2], pri[:, :2] + d[:, 2:]], 1)
-        same = torch.equal(peer(pri, gt, lab, sc, pb), ours.assign(pri, gt, lab, pred_scores=sc, pred_boxes=pb).gt_inds)
-        times = {"peer": [], "ours": []}
-        for r in range(reps):
-            for side in (("peer", "ours") if r % 2 else ("ours", "peer")):
-                t = time.perf_counter()
-                if side == "peer":
-                    peer(pri, gt, lab, sc, pb)
-                else:
-                    ours.assign(pri, gt, lab, pred_scores=sc, pred_boxes=pb)
-                times[side].append(time.perf_counter() - t)
-        p, o = statistics.median(times["peer"]), statistics.median(times["ours"])
-        print(f"8400 priors x {num_gt:3d} GT: peer {p * 1e3:8.2f} ms  DetScope {o * 1e3:7.2f} ms  "
-              f"peer/DetScope {p / o:5.2f}x  same assignment: {same}")
+        m = measure(num_gt, reps, peer)
+        p, o = m["peer_ms"], m["ours_ms"]
+        print(f"8400 priors x {num_gt:3d} GT: peer {p:8.2f} ms  DetScope {o:7.2f} ms  "
+              f"peer/DetScope {p / o:5.2f}x  same assignment: {m['same']}")
 
 
 if __name__ == "__main__":

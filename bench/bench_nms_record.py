@@ -110,7 +110,8 @@ def case(n: int, with_old: bool):
         fns[OLD] = old
         diff = record_differences(res, old())
         sanity["old record"] = "new record equal (0 ULP)" if not diff else f"DIFFERS in {diff}"
-    return dict(name=f"{n // 1000}k" if n % 1000 == 0 else f"{n / 1000:.1f}k", n=n, fns=fns, sanity=sanity)
+    return dict(name=f"{n // 1000}k" if n % 1000 == 0 else f"{n / 1000:.1f}k", n=n, fns=fns, sanity=sanity,
+                inputs=dict(boxes=boxes, scores=scores, labels=labels, kept=nms_kept))
 
 
 def main(argv=None):

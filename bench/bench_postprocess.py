@@ -121,7 +121,8 @@ def ssd300_case():
     }
     return dict(name="ssd300", fns=fns, headline=("ours core.predict (+ suppression record)",
                                                   "torchvision postprocess_detections topk=400"),
-                sanity=sanity, target_ms=60.0)
+                sanity=sanity, target_ms=60.0,
+                inputs=dict(core=core, priors=priors, cls=cls, reg=reg, shape=(300, 300), result=res))
 
 
 def init_like_sigmoid_logits(num_priors: int, channels: int, target: int, thr: float, seed: int = 0):

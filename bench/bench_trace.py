@@ -53,16 +53,17 @@ CONFIGS = ROOT / "resources" / "configs"
 NUM_GTS = 10
 
 
-def random_gts(size: int, n: int = NUM_GTS, num_classes: int = 80, seed: int = 0):
-    """``n`` seeded boxes inside a ``size`` x ``size`` image, sides log-uniform in [4%, 70%] of
-    the image, aspect ratios in [1/3, 3]; labels in [0, num_classes)."""
+def random_gts(size, n: int = NUM_GTS, num_classes: int = 80, seed: int = 0):
+    """``n`` seeded boxes inside a ``size`` x ``size`` image (or ``size = (h, w)``), sides
+    log-uniform in [4%, 70%] of the shorter side, aspect ratios in [1/3, 3]; labels in [0, num_classes)."""
+    img_h, img_w = (size, size) if isinstance(size, int) else size
     g = torch.Generator().manual_seed(seed)
-    side = size * torch.exp(torch.empty(n).uniform_(math.log(0.04), math.log(0.7), generator=g))
+    side = min(img_h, img_w) * torch.exp(torch.empty(n).uniform_(math.log(0.04), math.log(0.7), generator=g))
     aspect = torch.exp(torch.empty(n).uniform_(math.log(1 / 3), math.log(3), generator=g))
-    w = (side * aspect.sqrt()).clamp(2, size - 1)
-    h = (side / aspect.sqrt()).clamp(2, size - 1)
-    x1 = torch.rand(n, generator=g) * (size - w)
-    y1 = torch.rand(n, generator=g) * (size - h)
+    w = (side * aspect.sqrt()).clamp(2, img_w - 1)
+    h = (side / aspect.sqrt()).clamp(2, img_h - 1)
+    x1 = torch.rand(n, generator=g) * (img_w - w)
+    y1 = torch.rand(n, generator=g) * (img_h - h)
     boxes = torch.stack([x1, y1, x1 + w, y1 + h], 1)
     labels = torch.randint(0, num_classes, (n,), generator=g)
     return boxes, labels
@@ -176,7 +177,9 @@ def ssd300_case():
     }
     finite = all(math.isfinite(float(v)) for d in (trace.loss.terms, stock, same) for v in d.values())
     return dict(name="ssd300", fns=fns, headline=("ours inspect(postprocess=False)", "torchvision SSD (K=91 stock)"),
-                sanity=sanity, finite=finite, target_ms=6.0)
+                sanity=sanity, finite=finite, target_ms=6.0,
+                inputs=dict(model=model, core=core, priors=priors, cls=cls, reg=reg, gt_boxes=gt_boxes,
+                            gt_labels=gt_labels, shape=(300, 300), loss=trace.loss.terms))
 
 
 def retinanet640_case():
@@ -231,7 +234,29 @@ def retinanet640_case():
     finite = all(math.isfinite(float(v)) for d in (trace.loss.terms, stock, same) for v in d.values())
     return dict(name="retinanet640", fns=fns,
                 headline=("ours inspect(postprocess=False)", f"torchvision RetinaNet (K={k_stock} stock)"),
-                sanity=sanity, finite=finite, target_ms=40.0)
+                sanity=sanity, finite=finite, target_ms=40.0,
+                inputs=dict(model=model, core=core, priors=priors, cls=cls, reg=reg, gt_boxes=gt_boxes,
+                            gt_labels=gt_labels, shape=(640, 640), loss=trace.loss.terms))
+
+
+def ours_trace_case(config: str, shape, img_shape=None, num_gts: int = NUM_GTS):
+    """Ours alone: ``inspect(postprocess=False)`` of ``config`` (a file of resources/configs) at the
+    network input ``shape = (h, w)`` (mmdetection's batch input, e.g. (800, 1344) for a 1333x800
+    image padded to 32; ``img_shape`` the image inside it), seeded head outputs and GTs as above.
+    ``inputs`` holds what a peer needs to do the same work."""
+    model = model_config(CONFIGS / f"{config}.py")
+    core = head_core_for(model)
+    priors = core.priors(shape)
+    cls, reg = random_predictions(core, priors, seed=0)
+    img_shape = tuple(img_shape or shape)
+    gt_boxes, gt_labels = random_gts(img_shape, num_gts)
+
+    def ours():
+        return inspect(shape, gt_boxes, gt_labels, model, (cls, reg), img_shape=img_shape, postprocess=False)
+    trace = ours()
+    return dict(name=f"{config}@{shape[1]}x{shape[0]}", fns={"ours inspect(postprocess=False)": ours},
+                inputs=dict(model=model, core=core, priors=priors, cls=cls, reg=reg, gt_boxes=gt_boxes,
+                            gt_labels=gt_labels, shape=tuple(shape), img_shape=img_shape, loss=trace.loss.terms))
 
 
 def _core_loss(core, priors, gt_boxes, gt_labels, shape, cls, reg):
