@@ -175,3 +175,24 @@ def test_mmdetections_yolox_file_evaluates_a_checkpoint(tmp_path):
     assert cli_main(["eval", str(MMDET_FILES / "yolox_tiny_8xb8-300e_coco.py"), str(tmp_path / "run" / "last.pth"),
                      "--device", "cpu", "--work-dir", str(out), "--cfg-options", *data]) in (0, None)
     assert list(out.glob("eval_*.json"))
+
+
+def _rank_sizes(rank: int, init_file: str, results) -> None:
+    import torch.distributed as tdist
+    tdist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        aug = BatchSyncRandomResize((64, 320), interval=2, seed=10 + rank)     # the ranks' generators differ
+        results[rank] = [tuple(aug(_batch(), s)["images"].shape[-2:]) for s in range(10)]
+    finally:
+        tdist.destroy_process_group()
+
+
+def test_every_rank_trains_rank_0s_size(tmp_path):
+    """Under a real 2-process gloo group rank 0 draws and the other takes its size (as mmdetection's
+    barrier + broadcast), whatever the other rank's own generator would have drawn."""
+    import torch.multiprocessing as mp
+    results = mp.Manager().dict()
+    mp.spawn(_rank_sizes, args=(str(tmp_path / "init"), results), nprocs=2, join=True)
+    alone = BatchSyncRandomResize((64, 320), interval=2, seed=10)
+    assert results[0] == results[1] == [tuple(alone(_batch(), s)["images"].shape[-2:]) for s in range(10)]
+    assert len(set(results[0])) > 1
