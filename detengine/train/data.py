@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..builder import ConfigBuildError
 from ..data import (
     CocoDataset,
     Collate,
@@ -21,7 +22,6 @@ from ..data import (
     ensure_synthetic_dataset,
     sample_to_results,
 )
-from ..builder import ConfigBuildError
 from ..data.mixing import copy_results
 from .distributed import shard
 
