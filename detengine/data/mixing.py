@@ -1,4 +1,14 @@
-"""mmdetection 3.3.0's cached multi-image transforms, ``CachedMosaic`` and ``CachedMixUp`` (RTMDet).
+"""mmdetection 3.3.0's multi-image transforms: the cached ``CachedMosaic`` and ``CachedMixUp``
+(RTMDet) and YOLOX's ``Mosaic`` and ``MixUp``, which take their other images from the data set.
+
+``Mosaic`` / ``MixUp`` (:class:`Mosaic`, :class:`MixUp`) run inside mmdetection's
+``MultiImageMixDataset``: before the step, the data set calls the transform's ``get_indexes(
+dataset)`` (random indexes, drawn from the transform's generator) and puts those samples, loaded
+by the data set's own loading steps, into ``results["mix_results"]``.
+:class:`detengine.train.data.SeededTrainSet` does that from the sample's seeded generator (the same
+draws in any worker and after a resume). The geometry is the cached transforms' (mmdetection's
+``CachedMosaic`` subclasses ``Mosaic``; its ``CachedMixUp`` repeats ``MixUp``'s code): one
+implementation here, :class:`_MosaicGeometry` and :class:`_MixUpGeometry`.
 
 Both combine the current sample with samples seen shortly before it: "the cache". mmdetection
 keeps it as state inside each transform, a list to which every call appends a deep copy of its
@@ -41,7 +51,7 @@ import numpy as np
 
 from .transform_base import RandomTransform, boxes_inside, clip_boxes, compose_homography, select_boxes, set_shapes
 
-__all__ = ["CachedMosaic", "CachedMixUp", "MixSource", "MixWindow", "copy_results"]
+__all__ = ["Mosaic", "MixUp", "CachedMosaic", "CachedMixUp", "MixSource", "MixWindow", "copy_results"]
 
 _CORNERS = ("top_left", "top_right", "bottom_left", "bottom_right")
 
@@ -162,34 +172,27 @@ def _finish(results: dict, arrays: dict, ids: tuple, hw: tuple, clip: bool, name
     return results
 
 
-class CachedMosaic(_CachedTransform):
-    """mmdetection's ``CachedMosaic``: four images around a random centre on a ``2 x img_scale``
-    canvas filled with ``pad_val``.
+def _mix_results(results: dict, count: int, name: str) -> list[dict]:
+    """Copies of the ``count`` samples the data set loaded into ``results["mix_results"]``."""
+    mix = results.get("mix_results")
+    if mix is None:
+        raise ValueError(f"{name} takes its other image(s) from the data set (results['mix_results']): put the "
+                         f"train pipeline in mmdetection's wrapper, train_dataloader.dataset = "
+                         f"dict(type='MultiImageMixDataset', dataset=..., pipeline=train_pipeline)")
+    if len(mix) != count:
+        raise ValueError(f"{name} needs {count} sample(s) in results['mix_results'], got {len(mix)}")
+    return [copy_results(m) for m in mix]
 
-    With more than 4 entries in the cache and probability ``prob``: draw 3 earlier entries
-    (``integers(0, len - 1)`` each, so never the current sample; repeats allowed), the centre ``(int(
-    uniform(center_ratio_range) * w), int(uniform(...) * h))`` for ``img_scale = (w, h)``; the
-    current image goes top-left, the drawn ones top-right, bottom-left, bottom-right, each
-    resized keeping its ratio to fit ``img_scale`` (``int()`` sizes, bilinear as mmcv's
-    ``imresize``) and cropped at the canvas border exactly as mmdetection's ``_mosaic_combine``.
-    Boxes are scaled and shifted likewise, clipped to the canvas (``bbox_clip_border``) and kept
-    if still inside. Fewer entries, or the ``prob`` draw failing: the input unchanged."""
 
-    min_cached = 4
+class _MosaicGeometry:
+    """mmdetection's ``Mosaic`` geometry, shared by :class:`Mosaic` and :class:`CachedMosaic` (which
+    subclasses it in mmdetection): four images around a random centre on a ``2 x img_scale``
+    canvas filled with ``pad_val``. Needs ``img_scale``, ``center_ratio_range``,
+    ``bbox_clip_border``, ``pad_val`` and ``rng``."""
 
-    def __init__(self, *, img_scale=(640, 640), center_ratio_range=(0.5, 1.5), bbox_clip_border: bool = True,
-                 pad_val=114.0, prob: float = 1.0, max_cached_images: int = 40, random_pop: bool = True, rng=None):
-        super().__init__(max_cached_images, random_pop, prob, rng)
-        self.img_scale = tuple(img_scale)
-        self.center_ratio_range = tuple(center_ratio_range)
-        self.bbox_clip_border = bbox_clip_border
-        self.pad_val = pad_val
-
-    def __call__(self, results: dict) -> dict:
-        window = self._window(results)
-        if len(window) <= 4 or self.rng.uniform(0, 1) > self.prob:
-            return results
-        others = [window.get(i) for i in [int(self.rng.integers(0, len(window) - 1)) for _ in range(3)]]
+    def _mosaic(self, results: dict, others: list[dict]) -> dict:
+        """``results`` top-left, ``others`` (3) top-right, bottom-left, bottom-right; draws the centre
+        ``(int(uniform(center_ratio_range) * w), int(uniform(...) * h))`` for ``img_scale = (w, h)``."""
         w, h = self.img_scale
         canvas = np.full((int(h * 2), int(w * 2), 3), _bgr_fill(self.pad_val), dtype=results["image"].dtype)
         center_x = int(self.rng.uniform(*self.center_ratio_range) * w)
@@ -204,7 +207,7 @@ class CachedMosaic(_CachedTransform):
         meta["scale_factor"] = (old[0] * scale, old[1] * scale)
         results["image"] = canvas
         return _finish(results, arrays, (box_ids, ignore_ids), (2 * h, 2 * w), self.bbox_clip_border,
-                       "CachedMosaic", others)
+                       type(self).__name__, others)
 
     def _paste(self, canvas: np.ndarray, part: dict, corner: str, center: tuple) -> tuple[float, tuple]:
         """Resize ``part``'s image into its ``corner`` of ``canvas``: (scale, (shift_x, shift_y))."""
@@ -236,7 +239,125 @@ class CachedMosaic(_CachedTransform):
         return (x1, y1, x2, y2), crop
 
 
-class CachedMixUp(_CachedTransform):
+class CachedMosaic(_MosaicGeometry, _CachedTransform):
+    """mmdetection's ``CachedMosaic``: four images around a random centre on a ``2 x img_scale``
+    canvas filled with ``pad_val``.
+
+    With more than 4 entries in the cache and probability ``prob``: draw 3 earlier entries
+    (``integers(0, len - 1)`` each, so never the current sample; repeats allowed), the centre ``(int(
+    uniform(center_ratio_range) * w), int(uniform(...) * h))`` for ``img_scale = (w, h)``; the
+    current image goes top-left, the drawn ones top-right, bottom-left, bottom-right, each
+    resized keeping its ratio to fit ``img_scale`` (``int()`` sizes, bilinear as mmcv's
+    ``imresize``) and cropped at the canvas border exactly as mmdetection's ``_mosaic_combine``.
+    Boxes are scaled and shifted likewise, clipped to the canvas (``bbox_clip_border``) and kept
+    if still inside. Fewer entries, or the ``prob`` draw failing: the input unchanged."""
+
+    min_cached = 4
+
+    def __init__(self, *, img_scale=(640, 640), center_ratio_range=(0.5, 1.5), bbox_clip_border: bool = True,
+                 pad_val=114.0, prob: float = 1.0, max_cached_images: int = 40, random_pop: bool = True, rng=None):
+        super().__init__(max_cached_images, random_pop, prob, rng)
+        self.img_scale = tuple(img_scale)
+        self.center_ratio_range = tuple(center_ratio_range)
+        self.bbox_clip_border = bbox_clip_border
+        self.pad_val = pad_val
+
+    def __call__(self, results: dict) -> dict:
+        window = self._window(results)
+        if len(window) <= 4 or self.rng.uniform(0, 1) > self.prob:
+            return results
+        others = [window.get(i) for i in [int(self.rng.integers(0, len(window) - 1)) for _ in range(3)]]
+        return self._mosaic(results, others)
+
+
+class Mosaic(_MosaicGeometry, RandomTransform):
+    """mmdetection's ``Mosaic`` (YOLOX), inside mmdetection's ``MultiImageMixDataset``: the three
+    other images come from the data set. :meth:`get_indexes` draws them (``integers(0, len)``
+    three times, repeats and the sample itself allowed, as mmdetection's ``randint(0,
+    len(dataset))``); the data set loads them (its loading steps only) into
+    ``results["mix_results"]`` (:class:`detengine.train.data.SeededTrainSet` does, from the
+    sample's own seeded generator). Then with probability ``prob`` (drawn first): the geometry
+    of :class:`CachedMosaic`, centre drawn after. Without ``mix_results`` (a pipeline applied
+    image by image, outside a data set) a ValueError says so."""
+
+    def __init__(self, *, img_scale=(640, 640), center_ratio_range=(0.5, 1.5), bbox_clip_border: bool = True,
+                 pad_val=114.0, prob: float = 1.0, rng=None):
+        if not 0 <= prob <= 1:
+            raise ValueError(f"Mosaic prob must be in [0, 1], got {prob}")
+        super().__init__(rng)
+        self.img_scale = tuple(img_scale)
+        self.center_ratio_range = tuple(center_ratio_range)
+        self.bbox_clip_border = bbox_clip_border
+        self.pad_val = pad_val
+        self.prob = prob
+
+    def get_indexes(self, dataset) -> list[int]:
+        """Three random indexes of ``dataset`` (anything with a length)."""
+        return [int(self.rng.integers(0, len(dataset))) for _ in range(3)]
+
+    def __call__(self, results: dict) -> dict:
+        if self.rng.uniform(0, 1) > self.prob:
+            return results
+        others = _mix_results(results, 3, "Mosaic")
+        return self._mosaic(results, others)
+
+
+class _MixUpGeometry:
+    """mmdetection's ``MixUp`` arithmetic, shared by :class:`MixUp` and :class:`CachedMixUp` (the
+    same code twice in mmdetection). Needs ``img_scale``, ``ratio_range``, ``flip_ratio``,
+    ``pad_val``, ``bbox_clip_border`` and ``rng``."""
+
+    def _mix(self, results: dict, other: dict) -> dict:
+        """Blend ``other`` (a sample with a box) into ``results``: draws the jitter, the flip and
+        the crop offsets."""
+        jitter = self.rng.uniform(*self.ratio_range)
+        is_flip = self.rng.uniform(0, 1) > self.flip_ratio
+        canvas, scale = self._jittered_canvas(other["image"], jitter, is_flip)
+        th, tw = results["image"].shape[:2]
+        oh, ow = canvas.shape[:2]
+        padded = (np.ones((max(oh, th), max(ow, tw), 3)) * _bgr_fill(self.pad_val)).astype(np.uint8)
+        padded[:oh, :ow] = canvas
+        # numpy's randint(0, extra) in mmdetection: the largest offset is never drawn
+        top = int(self.rng.integers(0, padded.shape[0] - th)) if padded.shape[0] > th else 0
+        left = int(self.rng.integers(0, padded.shape[1] - tw)) if padded.shape[1] > tw else 0
+        crop = padded[top:top + th, left:left + tw]
+        moved = {key: self._move(other[key], scale, (oh, ow), is_flip, (left, top), (th, tw))
+                 for key in ("boxes", "ignore_boxes")}
+        parts = [(results, 1.0, (0, 0)), (dict(other, **moved), 1.0, (0, 0))]
+        arrays, box_ids, ignore_ids = _mix_boxes(results, parts)
+        results["image"] = (0.5 * results["image"].astype(np.float32) + 0.5 * crop.astype(np.float32)).astype(np.uint8)
+        return _finish(results, arrays, (box_ids, ignore_ids), (th, tw), False, type(self).__name__, [other])
+
+    def _jittered_canvas(self, image: np.ndarray, jitter: float, is_flip: bool) -> tuple[np.ndarray, float]:
+        """``image`` resized into a ``pad_val`` canvas, jittered and flipped: (canvas, box scale)."""
+        w, h = self.img_scale
+        # mmdetection: ones(dtype of the image) * pad_val (float64 for a uint8 image and 114.0)
+        canvas = np.ones((h, w, 3), dtype=image.dtype) * _bgr_fill(self.pad_val)
+        scale = min(h / image.shape[0], w / image.shape[1])
+        image = cv2.resize(image, (int(image.shape[1] * scale), int(image.shape[0] * scale)),
+                           interpolation=cv2.INTER_LINEAR)
+        canvas[:image.shape[0], :image.shape[1]] = image
+        size = (int(canvas.shape[1] * jitter), int(canvas.shape[0] * jitter))
+        if size != (w, h):  # (mmdetection resizes anyway: the same values)
+            if canvas.dtype.kind in "iu":  # cv2 cannot resize int64 (mmdetection fails here, int pad_val)
+                canvas = canvas.astype(np.float64)
+            canvas = cv2.resize(canvas, size, interpolation=cv2.INTER_LINEAR)
+        return (canvas[:, ::-1] if is_flip else canvas), scale * jitter
+
+    def _move(self, boxes: np.ndarray, scale: float, canvas_hw: tuple, is_flip: bool, offset: tuple,
+              hw: tuple) -> np.ndarray:
+        """The drawn sample's (N, 4) boxes onto the crop, in mmdetection's float32 steps."""
+        boxes = boxes * np.float32(scale)
+        if self.bbox_clip_border:
+            boxes = clip_boxes(boxes, canvas_hw)
+        if is_flip:
+            width = np.float32(canvas_hw[1])
+            boxes = np.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], axis=1)
+        boxes = _place(boxes, 1.0, (-offset[0], -offset[1]))
+        return clip_boxes(boxes, hw) if self.bbox_clip_border else boxes
+
+
+class CachedMixUp(_MixUpGeometry, _CachedTransform):
     """mmdetection's ``CachedMixUp``: blend the image 50/50 with an earlier one from the cache.
 
     With more than 1 entry in the cache and probability ``prob``: draw an earlier entry
@@ -280,48 +401,42 @@ class CachedMixUp(_CachedTransform):
         other = self._draw(window)
         if not _num_boxes(other):
             return results
-        jitter = self.rng.uniform(*self.ratio_range)
-        is_flip = self.rng.uniform(0, 1) > self.flip_ratio
-        canvas, scale = self._jittered_canvas(other["image"], jitter, is_flip)
-        th, tw = results["image"].shape[:2]
-        oh, ow = canvas.shape[:2]
-        padded = (np.ones((max(oh, th), max(ow, tw), 3)) * _bgr_fill(self.pad_val)).astype(np.uint8)
-        padded[:oh, :ow] = canvas
-        # numpy's randint(0, extra) in mmdetection: the largest offset is never drawn
-        top = int(self.rng.integers(0, padded.shape[0] - th)) if padded.shape[0] > th else 0
-        left = int(self.rng.integers(0, padded.shape[1] - tw)) if padded.shape[1] > tw else 0
-        crop = padded[top:top + th, left:left + tw]
-        moved = {key: self._move(other[key], scale, (oh, ow), is_flip, (left, top), (th, tw))
-                 for key in ("boxes", "ignore_boxes")}
-        parts = [(results, 1.0, (0, 0)), (dict(other, **moved), 1.0, (0, 0))]
-        arrays, box_ids, ignore_ids = _mix_boxes(results, parts)
-        results["image"] = (0.5 * results["image"].astype(np.float32) + 0.5 * crop.astype(np.float32)).astype(np.uint8)
-        return _finish(results, arrays, (box_ids, ignore_ids), (th, tw), False, "CachedMixUp", [other])
+        return self._mix(results, other)
 
-    def _jittered_canvas(self, image: np.ndarray, jitter: float, is_flip: bool) -> tuple[np.ndarray, float]:
-        """``image`` resized into a ``pad_val`` canvas, jittered and flipped: (canvas, box scale)."""
-        w, h = self.img_scale
-        # mmdetection: ones(dtype of the image) * pad_val (float64 for a uint8 image and 114.0)
-        canvas = np.ones((h, w, 3), dtype=image.dtype) * _bgr_fill(self.pad_val)
-        scale = min(h / image.shape[0], w / image.shape[1])
-        image = cv2.resize(image, (int(image.shape[1] * scale), int(image.shape[0] * scale)),
-                           interpolation=cv2.INTER_LINEAR)
-        canvas[:image.shape[0], :image.shape[1]] = image
-        size = (int(canvas.shape[1] * jitter), int(canvas.shape[0] * jitter))
-        if size != (w, h):  # (mmdetection resizes anyway: the same values)
-            if canvas.dtype.kind in "iu":  # cv2 cannot resize int64 (mmdetection fails here, int pad_val)
-                canvas = canvas.astype(np.float64)
-            canvas = cv2.resize(canvas, size, interpolation=cv2.INTER_LINEAR)
-        return (canvas[:, ::-1] if is_flip else canvas), scale * jitter
 
-    def _move(self, boxes: np.ndarray, scale: float, canvas_hw: tuple, is_flip: bool, offset: tuple,
-              hw: tuple) -> np.ndarray:
-        """The drawn sample's (N, 4) boxes onto the crop, in mmdetection's float32 steps."""
-        boxes = boxes * np.float32(scale)
-        if self.bbox_clip_border:
-            boxes = clip_boxes(boxes, canvas_hw)
-        if is_flip:
-            width = np.float32(canvas_hw[1])
-            boxes = np.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], axis=1)
-        boxes = _place(boxes, 1.0, (-offset[0], -offset[1]))
-        return clip_boxes(boxes, hw) if self.bbox_clip_border else boxes
+class MixUp(_MixUpGeometry, RandomTransform):
+    """mmdetection's ``MixUp`` (YOLOX), inside mmdetection's ``MultiImageMixDataset``: the other
+    image comes from the data set. :meth:`get_indexes` draws ``integers(0, len)`` and loads that
+    sample, again up to ``max_iters`` times while it has no box (the last one drawn is taken
+    anyway); the data set puts it, loaded, into ``results["mix_results"]``
+    (:class:`detengine.train.data.SeededTrainSet`). A drawn sample without a box: the input
+    unchanged (nothing more drawn). Else the arithmetic of :class:`CachedMixUp` (jitter, flip,
+    crop offsets drawn in that order). No ``prob``: mmdetection's MixUp always applies."""
+
+    def __init__(self, *, img_scale=(640, 640), ratio_range=(0.5, 1.5), flip_ratio: float = 0.5, pad_val=114.0,
+                 max_iters: int = 15, bbox_clip_border: bool = True, rng=None):
+        if max_iters < 1:
+            raise ValueError(f"MixUp max_iters must be >= 1, got {max_iters}")
+        super().__init__(rng)
+        self.img_scale = tuple(img_scale)
+        self.ratio_range = tuple(ratio_range)
+        self.flip_ratio = flip_ratio
+        self.pad_val = pad_val
+        self.max_iters = max_iters
+        self.bbox_clip_border = bbox_clip_border
+
+    def get_indexes(self, dataset) -> int:
+        """An index of ``dataset`` (``len`` and ``[i]``: a loaded sample, None when unreadable)
+        whose sample has a box, or the last of ``max_iters`` draws."""
+        for _ in range(self.max_iters):
+            index = int(self.rng.integers(0, len(dataset)))
+            loaded = dataset[index]
+            if loaded is not None and _num_boxes(loaded):
+                break
+        return index
+
+    def __call__(self, results: dict) -> dict:
+        other = _mix_results(results, 1, "MixUp")[0]
+        if not _num_boxes(other):
+            return results
+        return self._mix(results, other)

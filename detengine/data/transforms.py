@@ -52,8 +52,9 @@ from .transform_base import (
 
 __all__ = [
     "Compose", "boxes_to_original", "PhotoMetricDistortion", "YOLOXHSVRandomAug", "Expand",
-    "MinIoURandomCrop", "RandomCrop", "Resize", "KeepRatioResize", "RandomResize", "RandomChoiceResize",
-    "FilterAnnotations", "RandomFlip", "Pad", "Normalize", "ToTensor", "rescale_size", "flip",
+    "MinIoURandomCrop", "RandomCrop", "RandomAffine", "Resize", "KeepRatioResize", "RandomResize",
+    "RandomChoiceResize", "FilterAnnotations", "RandomFlip", "Pad", "Normalize", "ToTensor", "rescale_size", "flip",
+    "project_boxes",
 ]
 
 _INTERP = {"nearest": cv2.INTER_NEAREST, "bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC,
@@ -323,6 +324,108 @@ class MinIoURandomCrop(RandomTransform):
         set_shapes(meta, (y2 - y1, x2 - x1))
         clip_and_drop(results, type(self).__name__, clip=self.bbox_clip_border)
         return results
+
+
+class RandomAffine(RandomTransform):
+    """mmdetection's ``RandomAffine`` (YOLOX): warp the image by a random rotation, scaling, shear
+    and translation onto a ``(w + 2 border_x, h + 2 border_y)`` canvas (``border = (x, y)``; YOLOX
+    gives ``-img_scale / 2`` to bring a 2x mosaic back to ``img_scale``) filled with ``border_val``.
+
+    Draws, in mmdetection's order (:meth:`draw`): rotation ``uniform(-max_rotate_degree, +)``,
+    scaling ``uniform(scaling_ratio_range)``, shear x then y ``uniform(-max_shear_degree, +)``,
+    translation x then y ``uniform(-max_translate_ratio, +)`` times the output width / height.
+    :meth:`warp_matrix` makes mmdetection's float32 ``translate @ shear @ rotation @ scaling`` of
+    them; the image goes through ``cv2.warpPerspective`` (bilinear) with it. Boxes (ground truth and
+    ignore boxes alike: mmdetection flags ignore boxes among its ground truth) are projected through
+    their 4 corners in float32 torch as mmdetection's ``HorizontalBoxes.project_`` and replaced by
+    the corners' bounding box, clipped to the output (``bbox_clip_border``) and kept when still
+    inside (:func:`boxes_inside`). ``border_val`` is read in mmdetection's BGR order and reversed
+    for our RGB image. ``meta["homography"]`` composes the warp (so :func:`boxes_to_original`
+    maps back through the 4 corners); ``scale_factor`` is left as it was, as mmdetection leaves it."""
+
+    def __init__(self, *, max_rotate_degree: float = 10.0, max_translate_ratio: float = 0.1,
+                 scaling_ratio_range=(0.5, 1.5), max_shear_degree: float = 2.0, border=(0, 0),
+                 border_val=(114, 114, 114), bbox_clip_border: bool = True, rng=None):
+        super().__init__(rng)
+        if not 0 <= max_translate_ratio <= 1:
+            raise ValueError(f"RandomAffine max_translate_ratio must be in [0, 1], got {max_translate_ratio}")
+        lo, hi = scaling_ratio_range
+        if not 0 < lo <= hi:
+            raise ValueError(f"RandomAffine scaling_ratio_range must be (min, max) with 0 < min <= max, "
+                             f"got {scaling_ratio_range!r}")
+        self.max_rotate_degree = max_rotate_degree
+        self.max_translate_ratio = max_translate_ratio
+        self.scaling_ratio_range = tuple(scaling_ratio_range)
+        self.max_shear_degree = max_shear_degree
+        self.border = tuple(border)
+        self.border_val = tuple(border_val) if isinstance(border_val, (list, tuple)) else border_val
+        self.bbox_clip_border = bbox_clip_border
+
+    def draw(self, height: int, width: int) -> dict:
+        """One set of random draws for an output of ``(height, width)``: the keyword arguments of
+        :meth:`warp_matrix`, drawn in mmdetection's order."""
+        r = self.rng
+        rotation = r.uniform(-self.max_rotate_degree, self.max_rotate_degree)
+        scaling = r.uniform(self.scaling_ratio_range[0], self.scaling_ratio_range[1])
+        shear_x = r.uniform(-self.max_shear_degree, self.max_shear_degree)
+        shear_y = r.uniform(-self.max_shear_degree, self.max_shear_degree)
+        translate_x = r.uniform(-self.max_translate_ratio, self.max_translate_ratio) * width
+        translate_y = r.uniform(-self.max_translate_ratio, self.max_translate_ratio) * height
+        return dict(rotation=rotation, scaling=scaling, shear_x=shear_x, shear_y=shear_y,
+                    translate_x=translate_x, translate_y=translate_y)
+
+    @staticmethod
+    def warp_matrix(*, rotation: float, scaling: float, shear_x: float, shear_y: float, translate_x: float,
+                    translate_y: float) -> np.ndarray:
+        """mmdetection's (3, 3) float32 ``translate @ shear @ rotation @ scaling`` (angles in
+        degrees, translations in pixels)."""
+        radian = math.radians(rotation)
+        rotate = np.array([[np.cos(radian), -np.sin(radian), 0.], [np.sin(radian), np.cos(radian), 0.],
+                           [0., 0., 1.]], dtype=np.float32)
+        scale = np.array([[scaling, 0., 0.], [0., scaling, 0.], [0., 0., 1.]], dtype=np.float32)
+        sx, sy = math.radians(shear_x), math.radians(shear_y)
+        shear = np.array([[1, np.tan(sx), 0.], [np.tan(sy), 1, 0.], [0., 0., 1.]], dtype=np.float32)
+        translate = np.array([[1, 0., translate_x], [0., 1, translate_y], [0., 0., 1.]], dtype=np.float32)
+        return translate @ shear @ rotate @ scale
+
+    def __call__(self, results: dict) -> dict:
+        img = results["image"]
+        height = img.shape[0] + self.border[1] * 2
+        width = img.shape[1] + self.border[0] * 2
+        if height <= 0 or width <= 0:
+            raise ValueError(f"RandomAffine border {self.border} leaves no image of a {img.shape[1]}x{img.shape[0]} "
+                             f"input (mmdetection's YOLOX gives -img_scale / 2 after a 2 x img_scale Mosaic)")
+        matrix = self.warp_matrix(**self.draw(height, width))
+        fill = self.border_val
+        fill = tuple(float(v) for v in fill[::-1]) if isinstance(fill, tuple) else float(fill)
+        results["image"] = cv2.warpPerspective(img, matrix, dsize=(width, height), borderValue=fill)
+        g = len(results["boxes"])
+        everything = np.concatenate([results["boxes"], results["ignore_boxes"]]).astype(np.float32).reshape(-1, 4)
+        meta = results["meta"]
+        compose_homography(meta, matrix.astype(np.float64))
+        set_shapes(meta, (height, width))
+        if len(everything):   # mmdetection: only when there are boxes
+            moved = project_boxes(everything, matrix)
+            if self.bbox_clip_border:
+                moved = clip_boxes(moved, (height, width))
+            results["boxes"], results["ignore_boxes"] = moved[:g], moved[g:]
+            keep = boxes_inside(moved, (height, width))
+            select_boxes(results, keep[:g], keep[g:], type(self).__name__)
+        return results
+
+
+def project_boxes(boxes: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """(N, 4) float32 xyxy boxes through a 3x3 homography: the bounding box of the 4 projected
+    corners, in float32 torch exactly as mmdetection's ``HorizontalBoxes.project_``."""
+    t = torch.from_numpy(np.ascontiguousarray(boxes, np.float32)).reshape(-1, 4)
+    if len(t) == 0:
+        return np.zeros((0, 4), np.float32)
+    x1, y1, x2, y2 = torch.split(t, 1, dim=-1)
+    corners = torch.cat([x1, y1, x2, y1, x1, y2, x2, y2], dim=-1).reshape(-1, 4, 2)
+    corners = torch.cat([corners, corners.new_ones(*corners.shape[:-1], 1)], dim=-1)
+    projected = torch.matmul(t.new_tensor(np.asarray(matrix)), corners.transpose(-1, -2)).transpose(-1, -2)
+    projected = projected[..., :2] / projected[..., 2:3]
+    return torch.cat([projected.min(dim=-2)[0], projected.max(dim=-2)[0]], dim=-1).numpy()
 
 
 # --------------------------------------------------------------------------- resize / flip / pad
@@ -658,14 +761,15 @@ class Compose(Transform):
 def boxes_to_original(boxes, meta: dict, clip: bool = True):
     """Map (N, 4) xyxy boxes from network-input pixels back to the original image.
 
-    Uses ``meta["homography"]`` when present (exact for any chain of resizes, flips, expands
-    and crops); otherwise undoes ``flip_direction`` then ``scale_factor``. The result is clipped
+    Uses ``meta["homography"]`` when present (exact for any chain of resizes, flips, expands,
+    crops and mosaics; through a :class:`RandomAffine`'s rotation or shear the box's 4 corners are
+    mapped back and their bounding box taken); otherwise undoes ``flip_direction`` then ``scale_factor``. The result is clipped
     to ``ori_shape`` unless ``clip=False`` (detections: mmdetection rescales them without clipping
     again). Returns the same kind (tensor or array) as given."""
     is_tensor = isinstance(boxes, torch.Tensor)
     arr = (boxes.detach().cpu().numpy() if is_tensor else np.asarray(boxes)).astype(np.float64).reshape(-1, 4)
     if meta.get("homography") is not None:
-        out = map_boxes(arr, np.linalg.inv(np.asarray(meta["homography"], np.float64)))
+        out = _map_corners(arr, np.linalg.inv(np.asarray(meta["homography"], np.float64)))
     else:
         out = _legacy_inverse(arr, meta)
     if clip:
@@ -674,6 +778,18 @@ def boxes_to_original(boxes, meta: dict, clip: bool = True):
         return torch.as_tensor(out, dtype=boxes.dtype if boxes.is_floating_point() else torch.float32,
                                device=boxes.device)
     return out.astype(np.float32)
+
+
+def _map_corners(arr: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """(N, 4) float64 xyxy through a 3x3 homography: the bounding box of the 4 mapped corners
+    (with the projective division). For the axis-aligned steps (resize, flip, crop, pad, mosaic)
+    the same numbers as :func:`map_boxes`; :class:`RandomAffine` rotates and shears."""
+    if matrix[0, 1] == 0 and matrix[1, 0] == 0 and matrix[2, 0] == 0 and matrix[2, 1] == 0 and matrix[2, 2] == 1:
+        return map_boxes(arr, matrix)
+    corners = arr[:, [0, 1, 2, 1, 0, 3, 2, 3]].reshape(-1, 4, 2)
+    mapped = corners @ matrix[:2, :2].T + matrix[:2, 2]
+    mapped = mapped / (corners @ matrix[2, :2] + matrix[2, 2])[..., None]
+    return np.concatenate([mapped.min(axis=1), mapped.max(axis=1)], axis=1)
 
 
 def _legacy_inverse(arr: np.ndarray, meta: dict) -> np.ndarray:

@@ -299,8 +299,9 @@ def mode_switch_epoch(cfg: dict, max_epochs: int) -> tuple[int | None, tuple[str
 def apply_mode_switch(model, cfg: dict, max_epochs: int) -> list[str]:
     """Carry out ``YOLOXModeSwitchHook`` for a run of ``max_epochs``: the YOLOX head core turns its
     L1 loss on at the hook's epoch (through ``set_epoch``). The hook's other half, dropping the
-    pipeline steps ``skip_type_keys``, is DetScope's ``PipelineSwitchHook``: the shipped YOLOX
-    configs carry one at the same epoch. Returns notes for the run's log (a hook on a model
+    pipeline steps ``skip_type_keys``, is done by the training set when the train pipeline is
+    mmdetection's ``MultiImageMixDataset`` (:func:`detengine.train.data.train_stages_for`, as
+    mmdetection); a plain ``train_pipeline`` needs a ``PipelineSwitchHook`` at the same epoch. Returns notes for the run's log (a hook on a model
     without a YOLOX head, steps the hook would drop that no PipelineSwitchHook drops)."""
     epoch, skip = mode_switch_epoch(cfg, max_epochs)
     if epoch is None:
@@ -311,6 +312,12 @@ def apply_mode_switch(model, cfg: dict, max_epochs: int) -> list[str]:
                 f"{type(core).__name__}: ignored"]
     core.l1_from_epoch = epoch
     notes = [f"{MODE_SWITCH_HOOK}: the L1 box loss is added from epoch {epoch + 1} of {max_epochs}"]
+    dataset = (cfg.get("train_dataloader") or {}).get("dataset")
+    if isinstance(dataset, dict) and dataset.get("type") == "MultiImageMixDataset":    # mmdetection's own layout
+        stepped = {s.get("type") for s in dataset.get("pipeline") or [] if isinstance(s, dict)}
+        notes.append(f"{MODE_SWITCH_HOOK}: the MultiImageMixDataset skips {sorted(stepped & set(skip))} from epoch "
+                     f"{epoch + 1} (its skip_type_keys, as mmdetection's hook sets them)")
+        return notes
     stepped = [s.get("type") for s in cfg.get("train_pipeline") or [] if isinstance(s, dict)]
     kept = sorted({t for t in stepped if t in skip})
     switches = [h for h in cfg.get("custom_hooks") or [] if isinstance(h, dict) and h.get("type") == "PipelineSwitchHook"]

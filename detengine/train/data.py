@@ -23,10 +23,11 @@ from ..data import (
     sample_to_results,
 )
 from ..data.mixing import copy_results
+from ..data.pipeline import LOADING_TRANSFORMS, MULTI_IMAGE_MIX, MultiImageMixPipeline
 from .distributed import shard
 
 __all__ = ["SeededTrainSet", "EvalSet", "DataBundle", "EpochOrder", "HANDLED_HOOKS", "MAX_REFETCH", "build_data",
-           "resolve_data", "pipelines_for", "test_pipeline_for", "train_stages_for"]
+           "resolve_data", "pipelines_for", "test_pipeline_for", "train_stages_for", "mix_dataset_of"]
 
 #: ``custom_hooks`` types that :func:`build_data` carries out (the trainer handles ``EMAHook``).
 HANDLED_HOOKS = ("PipelineSwitchHook",)
@@ -75,13 +76,16 @@ class _LRU:
 
 
 def _cache_sizes(pipelines) -> tuple[int, int]:
-    """LRU capacities (raw samples, prefix results) for the cached transforms of ``pipelines``."""
+    """LRU capacities (raw samples, prefix results) for the cached transforms of ``pipelines``
+    (and a few raw samples for the data-set draws of Mosaic / MixUp: MixUp loads its draw twice)."""
     raw = prefix = 0
     for pipeline in pipelines:
         for k, t in enumerate(pipeline.transforms):
             if getattr(t, "needs_mix_source", False):
                 raw = max(raw, t.max_cached_images + 4)
                 prefix += t.max_cached_images + 4 if k > 0 else 0
+            if hasattr(t, "get_indexes"):
+                raw = max(raw, 8)
     return raw, prefix
 
 
@@ -109,6 +113,13 @@ class SeededTrainSet(torch.utils.data.Dataset):
     The entry of an earlier position is its sample's own first attempt that reached step ``k``
     (step 0: the loaded sample), recomputed with that sample's own seed when it is not in the
     small memo that sequential access fills (after a resume, or in another DataLoader worker).
+
+    A pipeline of mmdetection's ``MultiImageMixDataset`` (a
+    :class:`~detengine.data.pipeline.MultiImageMixPipeline`, YOLOX) runs each step as that wrapper
+    does (:meth:`~detengine.data.pipeline.MultiImageMixPipeline.run_step`): ``Mosaic`` / ``MixUp``
+    draw their indexes from the sample's generator (the same seeded draws as every other step) and
+    get the samples loaded from this set; a step returning None runs again on the same input. The
+    ``YOLOXModeSwitchHook``'s ``skip_type_keys`` is a stage (:func:`train_stages_for`).
     """
 
     def __init__(self, dataset, pipeline, seed: int = 0, *, stages=()):
@@ -191,7 +202,8 @@ class SeededTrainSet(torch.utils.data.Dataset):
             if observe is not None:
                 observe(attempt, None, results)
             results, failed = _run(pipeline, steps, results, rng,
-                                   None if observe is None else lambda t, r, a=attempt: observe(a, t, r))
+                                   None if observe is None else lambda t, r, a=attempt: observe(a, t, r),
+                                   dataset=_LoadedView(self))
             if results is not None:
                 results.pop("mix_source", None)
                 if unreadable:
@@ -260,16 +272,19 @@ class SeededTrainSet(torch.utils.data.Dataset):
             self._prefix_memo.put((*key, step), copy_results(results))
 
 
-def _run(pipeline, steps: list, results: dict, rng: np.random.Generator, observe=None) -> tuple[dict | None, object]:
+def _run(pipeline, steps: list, results: dict, rng: np.random.Generator, observe=None,
+         dataset=None) -> tuple[dict | None, object]:
     """``steps`` of ``pipeline`` on ``results`` with ``rng`` (the pipeline's own generator is
     restored after: a cached transform may compute another sample in the middle of a run).
     Returns (results, None), or (None, the step that returned None). ``observe(step,
-    results)`` after each step."""
+    results)`` after each step. A :class:`MultiImageMixPipeline` runs its steps as mmdetection's
+    wrapper (``dataset``: where Mosaic / MixUp take their samples; never None)."""
     saved = pipeline.rng
     pipeline.set_rng(rng)
+    wrapped = isinstance(pipeline, MultiImageMixPipeline)
     try:
         for t in steps:
-            results = t(results)
+            results = pipeline.run_step(t, results, dataset) if wrapped else t(results)
             if observe is not None:
                 observe(t, results)
             if results is None:
@@ -278,6 +293,23 @@ def _run(pipeline, steps: list, results: dict, rng: np.random.Generator, observe
     finally:
         if saved is not None:
             pipeline.set_rng(saved)
+
+
+class _LoadedView:
+    """The training set as mmdetection's wrapper sees the data set inside it: ``len`` and
+    ``[i]``, sample ``i`` loaded (a copy; None when its image cannot be read)."""
+
+    def __init__(self, owner: SeededTrainSet):
+        self.owner = owner
+
+    def __len__(self) -> int:
+        return len(self.owner.dataset)
+
+    def __getitem__(self, index: int) -> dict | None:
+        try:
+            return self.owner._raw(int(index))
+        except ImageReadError:
+            return None
 
 
 class _WindowSource:
@@ -364,19 +396,80 @@ def test_pipeline_for(cfg: dict, seed: int = 0):
     return _pipeline_for(cfg, "test_pipeline", seed)
 
 
+_MIX_DATASET_KEYS = ("type", "dataset", "pipeline", "skip_type_keys", "max_refetch", "lazy_init")
+
+
+def mix_dataset_of(cfg: dict) -> dict | None:
+    """``train_dataloader.dataset`` when it is mmdetection's ``MultiImageMixDataset`` (YOLOX's files):
+    ``{pipeline, skip_type_keys, max_refetch}``, its ``pipeline`` being the train pipeline; else
+    None (the config's ``train_pipeline`` is). The data set inside it is where the images come from
+    in mmdetection; here they come from ``--data``, so only its ``pipeline`` is read: loading steps
+    only (what DetScope's data sets do themselves)."""
+    ds = (cfg.get("train_dataloader") or {}).get("dataset")
+    if not isinstance(ds, dict) or ds.get("type") != MULTI_IMAGE_MIX:
+        return None
+    where = f"train_dataloader.dataset ({MULTI_IMAGE_MIX})"
+    unknown = sorted(set(ds) - set(_MIX_DATASET_KEYS))
+    if unknown:
+        raise ValueError(f"{where}: unknown arguments {unknown}; known: {list(_MIX_DATASET_KEYS)}")
+    if not isinstance(ds.get("pipeline"), (list, tuple)):
+        raise ValueError(f"{where} needs a pipeline (a list of transform dicts)")
+    inner = ds.get("dataset") or {}
+    steps = [t.get("type") if isinstance(t, dict) else t for t in (inner.get("pipeline") or [])]
+    extra = [t for t in steps if t not in LOADING_TRANSFORMS]
+    if extra:
+        raise ValueError(f"{where}: the data set inside it may only load ({list(LOADING_TRANSFORMS)}); its pipeline "
+                         f"also has {extra}: put those steps in the wrapper's pipeline")
+    skip = ds.get("skip_type_keys") or ()
+    if isinstance(skip, str) or not all(isinstance(k, str) for k in skip):
+        raise ValueError(f"{where}: skip_type_keys must be a list of transform type names, got {skip!r}")
+    return {"pipeline": list(ds["pipeline"]), "skip_type_keys": tuple(skip),
+            "max_refetch": int(ds.get("max_refetch", 15))}
+
+
 def _pipeline_for(cfg: dict, key: str, seed: int):
-    if key not in cfg:
-        raise DatasetError(f"the config has no {key}: add one (mmdetection layout) to train or evaluate")
-    pipeline = build_pipeline(cfg[key], rng=seed)
+    mix = mix_dataset_of(cfg) if key == "train_pipeline" else None
+    if mix is not None:
+        pipeline = build_pipeline(mix["pipeline"], rng=seed, mix_dataset=mix)
+    else:
+        if key not in cfg:
+            raise DatasetError(f"the config has no {key}: add one (mmdetection layout) to train or evaluate")
+        pipeline = build_pipeline(cfg[key], rng=seed)
+        _refuse_unwrapped_mixing(pipeline, key)
     pipeline.transforms += [_normalize_step(cfg["model"]), ToTensor()]
     return pipeline
 
 
-def train_stages_for(cfg: dict, seed: int = 0) -> list[tuple[int, object]]:
+def _refuse_unwrapped_mixing(pipeline, where: str) -> None:
+    """Mosaic / MixUp outside a ``MultiImageMixDataset``: mmdetection fails at the first sample."""
+    mixing = [type(t).__name__ for t in pipeline.transforms if hasattr(t, "get_indexes")]
+    if mixing:
+        raise ValueError(f"{where}: {', '.join(mixing)} take(s) other images from the data set, which mmdetection's "
+                         f"MultiImageMixDataset wrapper provides: give train_dataloader.dataset = "
+                         f"dict(type='{MULTI_IMAGE_MIX}', dataset=dict(type='CocoDataset', pipeline=[LoadImageFromFile, "
+                         f"LoadAnnotations]), pipeline=<these steps>) (as mmdetection's YOLOX configs)")
+
+
+def _max_epochs(cfg: dict) -> int:
+    return int((cfg.get("train_cfg") or {}).get("max_epochs", 12))
+
+
+def train_stages_for(cfg: dict, seed: int = 0, max_epochs: int | None = None) -> list[tuple[int, object]]:
     """``custom_hooks``' ``PipelineSwitchHook`` entries as ``(switch_epoch, pipeline)``, each
-    pipeline completed as in :func:`pipelines_for`. Other hook types are left to their owners
-    (:data:`HANDLED_HOOKS`)."""
+    pipeline completed as in :func:`pipelines_for`; and, for a ``MultiImageMixDataset`` train
+    pipeline, ``YOLOXModeSwitchHook``'s switch: from its epoch (``max_epochs - num_last_epochs -
+    1``, 0-based, as mmdetection's hook; ``max_epochs`` default: the config's) the wrapper's
+    pipeline with the hook's ``skip_type_keys`` (Mosaic, RandomAffine, MixUp) skipped, as the
+    hook's ``update_skip_type_keys``. Other hook types are left to their owners
+    (:data:`HANDLED_HOOKS`; the runner switches YOLOX's L1 loss on)."""
+    from ..heads.yolox import mode_switch_epoch
     stages = []
+    mix = mix_dataset_of(cfg)
+    epoch, skip = mode_switch_epoch(cfg, _max_epochs(cfg) if max_epochs is None else int(max_epochs))
+    if mix is not None and epoch is not None:
+        pipeline = build_pipeline(mix["pipeline"], rng=seed, mix_dataset=dict(mix, skip_type_keys=skip))
+        pipeline.transforms += [_normalize_step(cfg["model"]), ToTensor()]
+        stages.append((int(epoch), pipeline))
     for i, hook in enumerate(cfg.get("custom_hooks") or []):
         if not isinstance(hook, dict) or hook.get("type") != "PipelineSwitchHook":
             continue
@@ -388,6 +481,7 @@ def train_stages_for(cfg: dict, seed: int = 0) -> list[tuple[int, object]]:
             pipeline = build_pipeline(args["switch_pipeline"], rng=seed)
         except ValueError as exc:
             raise ValueError(f"custom_hooks[{i}] PipelineSwitchHook switch_pipeline: {exc}") from exc
+        _refuse_unwrapped_mixing(pipeline, f"custom_hooks[{i}] PipelineSwitchHook switch_pipeline")
         pipeline.transforms += [_normalize_step(cfg["model"]), ToTensor()]
         stages.append((int(args["switch_epoch"]), pipeline))
     return stages
@@ -446,11 +540,14 @@ def _coco_images(ann_file: Path, images: str | None) -> Path:
 
 
 def build_data(cfg: dict, data: str | None = None, *, val_data: str | None = None, images: str | None = None,
-               seed: int = 0, for_training: bool = True) -> DataBundle:
+               seed: int = 0, for_training: bool = True, max_epochs: int | None = None) -> DataBundle:
     """Train and val datasets (raw), their pipelines and the collate function.
     ``for_training=False`` (evaluation, export): the train pipeline and its stages are not built
-    (a train-pipeline step DetScope lacks, mmdetection's Mosaic, does not stop them);
-    ``train_pipeline`` is None and ``train`` carries the split under the test pipeline."""
+    (a train-pipeline step DetScope lacks does not stop them);
+    ``train_pipeline`` is None and ``train`` carries the split under the test pipeline.
+    ``max_epochs``: the run's length (default: the config's), for YOLOXModeSwitchHook's epoch.
+    The train pipeline is ``train_dataloader.dataset.pipeline`` when that data set is mmdetection's
+    ``MultiImageMixDataset`` (:func:`mix_dataset_of`), else the config's ``train_pipeline``."""
     kind, opts = resolve_data(data, cfg)
     if for_training:
         train_pipe, test_pipe = pipelines_for(cfg, seed)
@@ -473,7 +570,9 @@ def build_data(cfg: dict, data: str | None = None, *, val_data: str | None = Non
         val = VocDataset(opts["root"], split="test") if (Path(opts["root"]) / "ImageSets/Main/test.txt").exists() \
             else None
         desc = f"Pascal VOC {opts['root']}"
-    train_set = SeededTrainSet(train, train_pipe, seed, stages=train_stages_for(cfg, seed)) if for_training \
-        else SeededTrainSet(train, test_pipe, seed)
+    if for_training:
+        train_set = SeededTrainSet(train, train_pipe, seed, stages=train_stages_for(cfg, seed, max_epochs))
+    else:
+        train_set = SeededTrainSet(train, test_pipe, seed)
     return DataBundle(train_set, val, train_pipe, test_pipe,
                       Collate(size_divisor=divisor if divisor and divisor > 1 else None), desc)

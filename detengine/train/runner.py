@@ -172,7 +172,8 @@ def train_from_config(config, data=None, *, epochs=None, device=None, resume=Non
                                     num_workers=num_workers, amp=amp)
     if settings.deterministic:  # mmengine's randomness.deterministic
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
-    bundle = build_data(cfg, data, val_data=val_data, images=images, seed=settings.seed)
+    bundle = build_data(cfg, data, val_data=val_data, images=images, seed=settings.seed,
+                        max_epochs=settings.max_epochs)     # YOLOXModeSwitchHook's pipeline switch
     torch.manual_seed(settings.seed)
     model_cfg = dict(cfg["model"])
     model_cfg["bbox_head"] = dict(model_cfg["bbox_head"], num_classes=len(bundle.class_names))

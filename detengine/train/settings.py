@@ -23,7 +23,8 @@ import inspect
 import torch
 
 from ..probe import check_probe_settings
-from .data import HANDLED_HOOKS
+from ..data.pipeline import MULTI_IMAGE_MIX
+from .data import HANDLED_HOOKS, mix_dataset_of
 from .ema import EMA_TYPES
 from .optim import PARAMWISE_KEYS
 from .schedule import scheduler_kind
@@ -261,8 +262,11 @@ def keys_not_acted_on(cfg: dict) -> list[str]:
     sampler_seed. Top-level plain values and lists are the config's own variables (``max_epochs``,
     ``train_pipeline_stage2``...): they act through the keys that use them."""
     out = [k for k in _RUNTIME_KEYS if k in cfg]
+    # a top-level data set that a data loader uses (mmdetection's YOLOX files: train_dataset) acts through it
+    loaders = [(cfg.get(k) or {}).get("dataset") for k in ("train_dataloader", "val_dataloader", "test_dataloader")
+               if isinstance(cfg.get(k), dict)]
     out += [k for k, v in cfg.items() if k not in _ACTED_TOP and k not in _RUNTIME_KEYS and not k.startswith("_")
-            and isinstance(v, dict) and "type" in v]
+            and isinstance(v, dict) and "type" in v and v not in loaders]
     hooks = cfg.get("default_hooks") or {}
     out += [f"default_hooks.{k}" for k, v in hooks.items() if k not in _ACTED_HOOKS and v is not None]
     return out
@@ -291,6 +295,11 @@ def config_warnings(cfg: dict, *, distributed: bool = False, cuda: bool = False)
     if (cfg.get("randomness") or {}).get("diff_rank_seed"):
         out.append("randomness.diff_rank_seed is not needed: augmentation is seeded per image, so ranks differ anyway")
     for key in ("train_dataloader", "val_dataloader", "test_dataloader"):
+        if key == "train_dataloader" and mix_dataset_of(cfg) is not None:
+            out.append(f"train_dataloader.dataset: of mmdetection's {MULTI_IMAGE_MIX} its pipeline, skip_type_keys "
+                       f"and max_refetch are read (the train pipeline); the data set inside it is not: the data come "
+                       f"from --data (default: the config's data.default, else the built-in synthetic set)")
+            continue
         if isinstance(cfg.get(key), dict) and cfg[key].get("dataset"):
             out.append(f"{key}.dataset is not read: the data come from --data (default: the config's data.default, "
                        f"else the built-in synthetic set)")

@@ -353,8 +353,8 @@ def test_build_ssd_pipeline_is_seeded_and_reproducible():
 
 
 def test_build_pipeline_errors():
-    with pytest.raises(ValueError, match=r"step 1: unknown transform type 'Mosaic'; known: \[.*'Resize'"):
-        build_pipeline([dict(type="Resize", scale=(8, 8)), dict(type="Mosaic")])
+    with pytest.raises(ValueError, match=r"step 1: unknown transform type 'CopyPaste'; known: \[.*'Resize'"):
+        build_pipeline([dict(type="Resize", scale=(8, 8)), dict(type="CopyPaste")])
     with pytest.raises(ValueError, match=r"step 0 \(Resize\).*unexpected keyword"):
         build_pipeline([dict(type="Resize", scale=(8, 8), bogus=1)])
     with pytest.raises(ValueError, match="must be a dict with a 'type'"):
