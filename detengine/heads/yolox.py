@@ -315,7 +315,7 @@ def apply_mode_switch(model, cfg: dict, max_epochs: int) -> list[str]:
     dataset = (cfg.get("train_dataloader") or {}).get("dataset")
     if isinstance(dataset, dict) and dataset.get("type") == "MultiImageMixDataset":    # mmdetection's own layout
         stepped = {s.get("type") for s in dataset.get("pipeline") or [] if isinstance(s, dict)}
-        notes.append(f"{MODE_SWITCH_HOOK}: the MultiImageMixDataset skips {sorted(stepped & set(skip))} from epoch "
+        notes.append(f"{MODE_SWITCH_HOOK}: the MultiImageMixDataset skips {[t for t in skip if t in stepped]} from epoch "
                      f"{epoch + 1} (its skip_type_keys, as mmdetection's hook sets them)")
         return notes
     stepped = [s.get("type") for s in cfg.get("train_pipeline") or [] if isinstance(s, dict)]

@@ -262,11 +262,10 @@ def keys_not_acted_on(cfg: dict) -> list[str]:
     sampler_seed. Top-level plain values and lists are the config's own variables (``max_epochs``,
     ``train_pipeline_stage2``...): they act through the keys that use them."""
     out = [k for k in _RUNTIME_KEYS if k in cfg]
-    # a top-level data set that a data loader uses (mmdetection's YOLOX files: train_dataset) acts through it
-    loaders = [(cfg.get(k) or {}).get("dataset") for k in ("train_dataloader", "val_dataloader", "test_dataloader")
-               if isinstance(cfg.get(k), dict)]
+    # a top-level data set (mmdetection's YOLOX files: train_dataset) is a variable of the data loaders,
+    # which say what of their data set is read
     out += [k for k, v in cfg.items() if k not in _ACTED_TOP and k not in _RUNTIME_KEYS and not k.startswith("_")
-            and isinstance(v, dict) and "type" in v and v not in loaders]
+            and isinstance(v, dict) and "type" in v and not str(v["type"]).endswith("Dataset")]
     hooks = cfg.get("default_hooks") or {}
     out += [f"default_hooks.{k}" for k, v in hooks.items() if k not in _ACTED_HOOKS and v is not None]
     return out

@@ -3,18 +3,19 @@
 # the decoupled YOLOXHead (class / box / objectness, nothing shared across levels), SimOTA assignment
 # on sqrt(class x objectness) and the decoded boxes, L1 box loss added for the last epochs.
 #
+# Training is mmdetection's: the train pipeline (Mosaic, RandomAffine, MixUp, YOLOXHSVRandomAug,
+# RandomFlip, Resize, Pad, FilterAnnotations) inside its MultiImageMixDataset wrapper, whose
+# Mosaic / MixUp draw their other images from the data set; YOLOXModeSwitchHook drops Mosaic /
+# RandomAffine / MixUp (the wrapper's skip_type_keys) and adds the L1 loss from epoch 285 (0-based 284
+# = 300 - 15 - 1, as mmdetection's hook); the quadratic warm-up (mmdet.QuadraticWarmupLR, 5 epochs),
+# cosine to 0.05 x lr until epoch 285 and constant lr after; SGD, EMA, BatchSyncRandomResize.
+#
 # What differs from mmdetection's file, and why:
 # - model.data_preprocessor: mean 0 / std 1 / BGR is what mmdetection's DetDataPreprocessor does when
-#   the file gives no mean and std (raw 0..255 BGR pixels), written out. Its batch augment is
-#   mmdetection's: BatchSyncRandomResize, a random 480..800 input every 10 iterations (training only).
-# - train_pipeline: DetScope has no Mosaic, RandomAffine or MixUp. Stage 1 stands in with CachedMosaic,
-#   RandomResize + RandomCrop (RandomAffine's 0.1..2 scaling and its 640 x 640 output, without its
-#   rotation, shear and translation) and CachedMixUp (MixUp's arguments). Stage 2, the last 15 epochs
-#   (YOLOXModeSwitchHook drops Mosaic / RandomAffine / MixUp there), is mmdetection's pipeline exactly:
-#   the switch is the PipelineSwitchHook below, at the hook's epoch (0-based 284 = 300 - 15 - 1).
-# - param_scheduler: mmdetection's 'mmdet.QuadraticWarmupLR' (lr x (k + 1)^2 / T^2 over the first
-#   5 epochs) is not among DetScope's schedulers; a LinearLR warm-up over the same 5 epochs stands
-#   in. The cosine (epochs 5..285 down to 0.05 x lr) and the constant last 15 epochs are mmdetection's.
+#   the file gives no mean and std (raw 0..255 BGR pixels), written out.
+# - train_dataloader.dataset: the data set inside the wrapper only loads (LoadImageFromFile,
+#   LoadAnnotations); where its images come from is DetScope's data (--data, the data key below),
+#   not data_root / ann_file. DataLoader workers: 0 (set train_dataloader.num_workers to use more).
 # - custom_hooks: SyncNormHook (BatchNorm statistics averaged over GPUs before validation) is left
 #   out: DetScope's multi-GPU runs convert BN to SyncBatchNorm when the config says SyncBN.
 _base_ = ['./_base_/default_runtime.py']
@@ -73,30 +74,30 @@ model = dict(
     test_cfg=dict(score_thr=0.01, nms=dict(type='nms', iou_threshold=0.65)))
 
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='CachedMosaic', img_scale=img_scale, pad_val=114.0, max_cached_images=40, random_pop=True),
-    dict(type='RandomResize', scale=(1280, 1280), ratio_range=(0.1, 2.0), keep_ratio=True),
-    dict(type='RandomCrop', crop_size=img_scale),
-    dict(type='Pad', size=img_scale, pad_val=dict(img=(114.0, 114.0, 114.0))),
-    dict(type='CachedMixUp', img_scale=img_scale, ratio_range=(0.8, 1.6), pad_val=114.0, max_cached_images=20,
-         random_pop=True),
+    dict(type='Mosaic', img_scale=img_scale, pad_val=114.0),
+    dict(
+        type='RandomAffine',
+        scaling_ratio_range=(0.1, 2),
+        # img_scale is (width, height)
+        border=(-img_scale[0] // 2, -img_scale[1] // 2)),
+    dict(type='MixUp', img_scale=img_scale, ratio_range=(0.8, 1.6), pad_val=114.0),
     dict(type='YOLOXHSVRandomAug'),
     dict(type='RandomFlip', prob=0.5),
-    dict(type='FilterAnnotations', min_gt_bbox_wh=(1, 1), keep_empty=False),
-    dict(type='PackDetInputs')
-]
-# the last 15 epochs: mmdetection's pipeline without Mosaic, RandomAffine and MixUp
-train_pipeline_stage2 = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='YOLOXHSVRandomAug'),
-    dict(type='RandomFlip', prob=0.5),
+    # Resize and Pad are for the last 15 epochs, when YOLOXModeSwitchHook skips Mosaic, RandomAffine
+    # and MixUp (multi-scale training is the data preprocessor's BatchSyncRandomResize)
     dict(type='Resize', scale=img_scale, keep_ratio=True),
     dict(type='Pad', pad_to_square=True, pad_val=dict(img=(114.0, 114.0, 114.0))),
     dict(type='FilterAnnotations', min_gt_bbox_wh=(1, 1), keep_empty=False),
     dict(type='PackDetInputs')
 ]
+# mmdetection's MultiImageMixDataset: Mosaic and MixUp take their other images from the data set
+train_dataset = dict(
+    type='MultiImageMixDataset',
+    dataset=dict(
+        type='CocoDataset',
+        pipeline=[dict(type='LoadImageFromFile'), dict(type='LoadAnnotations', with_bbox=True)]),
+    pipeline=train_pipeline)
+
 test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=img_scale, keep_ratio=True),
@@ -111,14 +112,14 @@ interval = 10
 base_lr = 0.01
 
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=interval)
-train_dataloader = dict(batch_size=8, num_workers=0)
+train_dataloader = dict(batch_size=8, num_workers=0, dataset=train_dataset)
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='SGD', lr=base_lr, momentum=0.9, weight_decay=5e-4, nesterov=True),
     paramwise_cfg=dict(norm_decay_mult=0., bias_decay_mult=0.))
 param_scheduler = [
-    # warm-up over 5 epochs, per iteration (mmdetection: QuadraticWarmupLR, not available here)
-    dict(type='LinearLR', start_factor=0.001, by_epoch=True, begin=0, end=5, convert_to_iter_based=True),
+    # quadratic warm-up over 5 epochs, per iteration
+    dict(type='mmdet.QuadraticWarmupLR', by_epoch=True, begin=0, end=5, convert_to_iter_based=True),
     # cosine from epoch 5 to 285
     dict(type='CosineAnnealingLR', eta_min=base_lr * 0.05, begin=5, T_max=max_epochs - num_last_epochs,
          end=max_epochs - num_last_epochs, by_epoch=True, convert_to_iter_based=True),
@@ -128,8 +129,6 @@ param_scheduler = [
 default_hooks = dict(checkpoint=dict(interval=interval))
 custom_hooks = [
     dict(type='YOLOXModeSwitchHook', num_last_epochs=num_last_epochs, priority=48),
-    dict(type='PipelineSwitchHook', switch_epoch=max_epochs - num_last_epochs - 1,
-         switch_pipeline=train_pipeline_stage2),
     dict(type='EMAHook', ema_type='ExpMomentumEMA', momentum=0.0001, update_buffers=True, priority=49)
 ]
 # mmdetection's base batch: 8 GPUs x 8 images
