@@ -170,3 +170,28 @@ def test_a_refused_sample_is_the_trainers_refetch_and_said_so(project):
     assert ts.attempt > 0 and ts.image_id != bare.images[5].id
     assert ts.notes and "RandomCrop left no box" in ts.notes[0]
     assert ts.stages[0].notes[0].startswith("fetched instead")
+
+
+def test_yolox_stages_are_its_mosaic_affine_and_mixup_until_the_mode_switch(project):
+    """YOLOX-s (mmdetection's pipeline in its MultiImageMixDataset, here at 128 x 128): Mosaic and
+    MixUp take images of the data set and say which, RandomAffine brings the 2x mosaic back to
+    img_scale; from YOLOXModeSwitchHook's epoch (284 of 300) those three are skipped."""
+    from detengine.config import apply_cfg_options
+    cfg = cfg_of("yolox_s_coco", len(project.categories))
+    small = {"train_dataloader.dataset.pipeline.0.img_scale": (128, 128),
+             "train_dataloader.dataset.pipeline.1.border": (-64, -64),
+             "train_dataloader.dataset.pipeline.2.img_scale": (128, 128),
+             "train_dataloader.dataset.pipeline.5.scale": (128, 128)}
+    cfg = apply_cfg_options(cfg, small)
+    ts = training_sample(cfg, project, 3, seed=0, epoch=0)
+    assert [s.name for s in ts.stages] == ["original", "Mosaic", "RandomAffine", "MixUp", "YOLOXHSVRandomAug",
+                                           "RandomFlip", "Resize", "Pad", "FilterAnnotations"]
+    mosaic, affine, mixup = ts.stages[1:4]
+    assert mosaic.size == (256, 256) and affine.size == mixup.size == (128, 128)
+    assert any(n.startswith("mixed in:") for n in mosaic.notes) and any(n.startswith("mixed in:") for n in mixup.notes)
+    np.testing.assert_array_equal(ts.batch["gt_boxes"][0].numpy(), ts.final.boxes)
+    assert ts.pipeline_stage == 0 and len(ts.box_ids) == len(ts.final.boxes)
+    late = training_sample(cfg, project, 3, seed=0, epoch=300 - 15 - 1)
+    assert late.pipeline_stage == 1
+    assert [s.name for s in late.stages] == ["original", "YOLOXHSVRandomAug", "RandomFlip", "Resize", "Pad",
+                                             "FilterAnnotations"]
