@@ -93,8 +93,8 @@ def test_mmdetections_yolox_files_build_and_other_batch_augments_are_refused():
 
 
 def _cfg(tmp_path, interval=1, size_range=(64, 128)):
-    """YOLOX-tiny (the shipped file's pipelines: mmdetection's Mosaic / RandomAffine / MixUp are not
-    built here) with mmdetection's data_preprocessor, its batch augment made small."""
+    """YOLOX-tiny with mmdetection's data_preprocessor, its batch augment made small, and a plain
+    64 x 64 train pipeline (no Mosaic / RandomAffine: the sizes the augment starts from are known)."""
     from detengine.shipped import find_config
     from detengine.train.runner import load_cfg
     cfg = load_cfg(find_config("yolox_tiny_coco"))
@@ -165,8 +165,8 @@ def test_a_yolox_run_trains_at_the_drawn_sizes_with_its_boxes_scaled(tmp_path):
 
 def test_mmdetections_yolox_file_evaluates_a_checkpoint(tmp_path):
     """``detengine eval`` with mmdetection's own file: its test pipeline (Resize 416, Pad 114) and
-    network, no batch augment (evaluation never resizes); its train pipeline (Mosaic, RandomAffine,
-    MixUp: not built here) and schedule (QuadraticWarmupLR) are not needed to evaluate."""
+    network, no batch augment (evaluation never resizes); its train pipeline and schedule are not
+    built to evaluate."""
     from detengine.cli import main as cli_main
     _train(_cfg(tmp_path), tmp_path, "run", max_iters=1)
     data = [f"data.synthetic.{k}={v}" for k, v in (("root", tmp_path / "data"), ("num_train", 8), ("num_val", 1),
