@@ -47,6 +47,9 @@ OUTCOME_STYLE = {"tp": (theme.TP, "TP"), "fp": (theme.FP, "FP"), "ignored": (the
                  None: (theme.NEGATIVE, "")}
 
 
+SIDE_BY_SIDE_PX = 420
+
+
 class EvalPanel(QWidget):
     """Signals ``progress(done, total)`` (from the worker), ``evaluated(result)``, ``message(text)``."""
 
@@ -95,11 +98,11 @@ class EvalPanel(QWidget):
         score_row.addWidget(QLabel("min score"))
         score_row.addWidget(self.score, 1)
         score_row.addWidget(self.score_label)
-        tables = QSplitter(Qt.Orientation.Horizontal)
-        tables.addWidget(self.metrics)
-        tables.addWidget(self.per_class)
+        self.tables = QSplitter(Qt.Orientation.Horizontal)     # one above the other in a narrow dock
+        self.tables.addWidget(self.metrics)
+        self.tables.addWidget(self.per_class)
         split = QSplitter(Qt.Orientation.Vertical)
-        split.addWidget(tables)
+        split.addWidget(self.tables)
         split.addWidget(self.pr)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
@@ -120,6 +123,13 @@ class EvalPanel(QWidget):
         self.export_button.setEnabled(False)
         self.accept_button.setEnabled(False)
         self._score_text()
+
+    def resizeEvent(self, event) -> None:
+        """The metric and per-class tables side by side from :data:`SIDE_BY_SIDE_PX` on, else one
+        above the other (each then has the dock's width: names and values both in view)."""
+        super().resizeEvent(event)
+        wide = self.width() >= SIDE_BY_SIDE_PX
+        self.tables.setOrientation(Qt.Orientation.Horizontal if wide else Qt.Orientation.Vertical)
 
     def _score_text(self) -> None:
         self.score_label.setText(f"{self.score.value() / 100:.2f}")

@@ -96,3 +96,17 @@ def test_every_debug_view_fits_the_1024_dock_without_scrolling_sideways(qtbot, s
         qtbot.wait(10)
         assert area.widget().minimumSizeHint().width() <= area.viewport().width(), key
         assert area.horizontalScrollBar().maximum() == 0, key
+
+
+def test_the_evaluate_tables_stack_in_a_narrow_dock(qtbot, sample_window):
+    """Metric and per-class tables side by side only where both fit; stacked, each is as wide as
+    the dock, the values in view."""
+    win = sample_window
+    for size, orientation in (((1024, 700), Qt.Orientation.Vertical), ((1600, 1000), Qt.Orientation.Horizontal)):
+        settle(qtbot, win, size)
+        win.show_view("evaluate")
+        qtbot.wait(30)
+        panel = win.eval_panel
+        assert panel.tables.orientation() == orientation, (size, panel.width())
+        if orientation == Qt.Orientation.Vertical:
+            assert panel.metrics.width() >= panel.width() - 10
