@@ -301,8 +301,9 @@ def apply_mode_switch(model, cfg: dict, max_epochs: int) -> list[str]:
     L1 loss on at the hook's epoch (through ``set_epoch``). The hook's other half, dropping the
     pipeline steps ``skip_type_keys``, is done by the training set when the train pipeline is
     mmdetection's ``MultiImageMixDataset`` (:func:`detengine.train.data.train_stages_for`, as
-    mmdetection); a plain ``train_pipeline`` needs a ``PipelineSwitchHook`` at the same epoch. Returns notes for the run's log (a hook on a model
-    without a YOLOX head, steps the hook would drop that no PipelineSwitchHook drops)."""
+    mmdetection); a plain ``train_pipeline`` needs a ``PipelineSwitchHook`` at the same epoch.
+    Returns notes for the run's log (a hook on a model without a YOLOX head, the steps the wrapper
+    skips, steps the hook would drop that no PipelineSwitchHook drops)."""
     epoch, skip = mode_switch_epoch(cfg, max_epochs)
     if epoch is None:
         return []

@@ -22,8 +22,8 @@ import inspect
 
 import torch
 
-from ..probe import check_probe_settings
 from ..data.pipeline import MULTI_IMAGE_MIX
+from ..probe import check_probe_settings
 from .data import HANDLED_HOOKS, mix_dataset_of
 from .ema import EMA_TYPES
 from .optim import PARAMWISE_KEYS
