@@ -245,3 +245,39 @@ def test_mosaic_and_mixup_draw_from_the_samples_seed_in_any_worker(tmp_path):
         assert other["meta"]["mixed"] == first["meta"]["mixed"]
     train.set_epoch(1)
     assert not torch.equal(train[2]["image"], first["image"])
+
+
+def test_the_wrapper_draws_again_for_an_unreadable_sample_and_gives_up_as_mmdetection():
+    """A drawn sample that cannot be loaded (None) makes the step draw its indexes again; a step
+    that keeps returning None stops after max_refetch tries (mmdetection raises), never fetching
+    another sample."""
+    from detengine.data.errors import DatasetError
+    inp = {"image": torch.full((20, 20, 3), 50, dtype=torch.uint8), "boxes": torch.tensor([[1.0, 1, 9, 9]]),
+           "labels": torch.tensor([0]), "ignore": torch.tensor([False])}
+
+    class Flaky(_View):
+        def __getitem__(self, index):
+            return None if index % 2 else super().__getitem__(index)
+
+    view = Flaky([inp] * 6)
+    pipeline = build_pipeline([dict(type="Mosaic", img_scale=(16, 16))], rng=0, mix_dataset={})
+    out = pipeline.run_step(pipeline.transforms[0], view[0], view)
+    assert out["image"].shape == (32, 32, 3) and len(out["meta"]["mixed"][0]["image_ids"]) == 3
+    unreadable = build_pipeline([dict(type="Mosaic", img_scale=(16, 16))], rng=0, mix_dataset={"max_refetch": 2})
+    with pytest.raises(DatasetError, match="could not load the samples it drew 2 times"):
+        unreadable.run_step(unreadable.transforms[0], view[0], _NoneView())
+    tiny = dict(inp, boxes=torch.tensor([[1.0, 1, 1.5, 1.5]]))
+    refusing = build_pipeline([dict(type="FilterAnnotations", keep_empty=True)], rng=0, mix_dataset={"max_refetch": 3})
+    with pytest.raises(DatasetError, match="FilterAnnotations returned None 3 times"):
+        refusing.run_step(refusing.transforms[0], _ours(tiny), view)
+
+
+class _NoneView(_View):
+    def __init__(self):
+        super().__init__([])
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, index):
+        return None
