@@ -78,14 +78,20 @@ def device_choices() -> list[tuple[str, str]]:
     return out
 
 
-def warmup_iterations(cfg: dict, iters_per_epoch: int) -> int | None:
-    """The iteration at which the config's warm-up (its ``LinearLR`` param_scheduler) reaches
-    the full rate, or None without one. An epoch-based ``end`` counts ``iters_per_epoch`` each
-    (``convert_to_iter_based`` or not, the rate is full from that epoch on)."""
+WARMUP_SCHEDULERS = ("LinearLR", "QuadraticWarmupLR", "mmdet.QuadraticWarmupLR")
+
+
+def warmup_iterations(cfg: dict, iters_per_epoch: int) -> tuple[int, str] | None:
+    """(the iteration at which the config's warm-up reaches the full rate, the warm-up's type:
+    ``LinearLR`` or mmdetection's ``QuadraticWarmupLR``), or None without one. An epoch-based
+    ``end`` counts ``iters_per_epoch`` each (``convert_to_iter_based`` or not, the rate is full
+    from that epoch on)."""
     schedulers = cfg.get("param_scheduler") or []
     schedulers = [schedulers] if isinstance(schedulers, dict) else schedulers
-    ends = [int(s["end"]) * (max(1, iters_per_epoch) if s.get("by_epoch", True) else 1)
-            for s in schedulers if isinstance(s, dict) and s.get("type") == "LinearLR" and s.get("end") is not None]
+    ends = [(int(s["end"]) * (max(1, iters_per_epoch) if s.get("by_epoch", True) else 1),
+             s["type"].removeprefix("mmdet."))
+            for s in schedulers if isinstance(s, dict) and s.get("type") in WARMUP_SCHEDULERS
+            and s.get("end") is not None]
     return max(ends) if ends else None
 
 
@@ -388,10 +394,10 @@ class TrainingPanel(QWidget):
         warmup, total, limit = warmup_iterations(cfg, ipe), epochs * ipe, self.max_iters.value()
         length = f"max iters {limit}" if limit and limit < total else f"{epochs} epoch(s) of {ipe} iterations"
         total = min(total, limit) if limit else total
-        if not images or warmup is None or total >= warmup:
+        if not images or warmup is None or total >= warmup[0]:
             return ""
-        return (f"warning: this run ({length}) ends inside the config's warm-up (LinearLR, {warmup} iterations): "
-                f"the learning rate never reaches its full value")
+        return (f"warning: this run ({length}) ends inside the config's warm-up ({warmup[1]}, {warmup[0]} "
+                f"iterations): the learning rate never reaches its full value")
 
     def _update_warning(self) -> None:
         text = self.warmup_warning()

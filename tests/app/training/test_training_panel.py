@@ -221,3 +221,15 @@ def test_curves_are_made_once_and_smoothed_incrementally(win):
     panel.curves = None
     panel.redraw_curves()
     assert panel.curve_view._curve_items == {}
+
+
+def test_the_warm_up_is_found_for_linear_and_quadratic_warm_ups():
+    from app.training.training_panel import warmup_iterations
+    linear = {"param_scheduler": [dict(type="LinearLR", start_factor=0.001, by_epoch=False, begin=0, end=500),
+                                  dict(type="MultiStepLR", by_epoch=True, begin=0, end=12, milestones=[8, 11])]}
+    assert warmup_iterations(linear, 100) == (500, "LinearLR")
+    yolox = {"param_scheduler": [dict(type="mmdet.QuadraticWarmupLR", by_epoch=True, begin=0, end=5,
+                                      convert_to_iter_based=True),
+                                 dict(type="CosineAnnealingLR", by_epoch=True, begin=5, end=285, T_max=280)]}
+    assert warmup_iterations(yolox, 40) == (200, "QuadraticWarmupLR")
+    assert warmup_iterations({"param_scheduler": []}, 40) is None
