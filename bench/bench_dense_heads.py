@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import gc
 import math
 import os
 import statistics
@@ -34,6 +33,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_trace import run_interleaved  # noqa: E402
 
 from detengine.shipped import find_config  # noqa: E402
 from detengine.trace import head_core_for, inspect, model_config, random_predictions  # noqa: E402
@@ -111,22 +113,6 @@ def make_case(name: str, num_gt: int):
                 num_priors=len(priors), ours={key: float(v) for key, v in ours.items()}, theirs=ref, agree=agree)
 
 
-def run_interleaved(fns: dict, reps: int, warmup: int = 2) -> dict[str, list[float]]:
-    names = list(fns)
-    for _ in range(warmup):
-        for name in names:
-            fns[name]()
-    times = {name: [] for name in names}
-    gc.collect()
-    for r in range(reps):
-        k = r % len(names)
-        for name in names[k:] + names[:k]:
-            t0 = time.perf_counter()
-            fns[name]()
-            times[name].append((time.perf_counter() - t0) * 1e3)
-    return times
-
-
 def header() -> str:
     try:
         commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -152,7 +138,7 @@ def main() -> int:
         for num_gt in args.gts:
             case = make_case(name, num_gt)
             ok &= case["agree"]
-            times = run_interleaved(case["fns"], args.reps)
+            times = run_interleaved(case["fns"], args.reps, warmup=2)
             med = {k: statistics.median(v) for k, v in times.items()}
             p90 = {k: sorted(v)[int(round(0.9 * (len(v) - 1)))] for k, v in times.items()}
             print(f"\n{title} 640x640, {case['num_priors']} points, {num_gt} GTs")
