@@ -227,13 +227,18 @@ def _reg_channels(core: HeadCore) -> int:
 def random_predictions(core: HeadCore, priors: Priors, seed: int = 0, cls_std: float = 1.0,
                        reg_std: float = 0.5) -> tuple[Tensor, Tensor]:
     """Seeded random head outputs (N(0, std) logits and regression; RTMDet: positive distances
-    around one stride; YOLOX: its raw (dx, dy, log w, log h) as drawn), for looking at the loss and
-    NMS stages without a model."""
+    around one stride; YOLOX: its raw (dx, dy, log w, log h) as drawn; TOOD, whose head gives
+    probabilities and boxes: the logits' sigmoid, and the anchors moved by N(0, std) strides), for
+    looking at the loss and NMS stages without a model."""
     g = torch.Generator().manual_seed(seed)
     a = len(priors)
     cls = torch.randn(a, core.cls_channels(), generator=g) * cls_std
     reg = torch.randn(a, _reg_channels(core), generator=g) * reg_std
-    if priors.is_point and getattr(core, "regresses_distances", True):
+    if getattr(core, "score_layout", None) == "probability":
+        cls = cls.sigmoid()
+    if getattr(core, "predicts_boxes", False):
+        reg = priors.tensor + reg * priors.prior_strides.repeat(1, 2)
+    elif priors.is_point and getattr(core, "regresses_distances", True):
         reg = priors.tensor[:, 2:3] * torch.exp(reg)
     return cls, reg
 

@@ -61,6 +61,8 @@ class TOODHeadCore(AnchorHeadCore):
     weighted by the metric (centerness) / the weight sum; test time: the probabilities as scores,
     the predicted boxes as they are (no clipping), mmdetection's NMS."""
 
+    predicts_boxes = True       # its regression output is xyxy boxes in input pixels, not deltas
+
     def __init__(self, *, initial_assigner, initial_loss_cls, initial_epoch: int = 4, alpha=1, beta=6, **kw):
         kw.setdefault("score_layout", "probability")
         kw["reg_decoded_bbox"] = True

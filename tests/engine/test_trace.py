@@ -199,3 +199,18 @@ def test_hard_negatives_are_the_mined_ones_hardest_first(name):
     assert r["class"] == int(fg.argmax()) and r["score"] == pytest.approx(float(fg.max()))
     assert r["best_iou"] == pytest.approx(float(trace.iou[:, r["prior"]].max()))
     assert inspect(None, GT, _labels(3), model).hard_negatives() == []      # no model, no loss, no list
+
+
+@pytest.mark.parametrize("name", ["fcos_r50_fpn_coco", "atss_r50_fpn_coco", "gfl_r50_fpn_coco", "tood_r50_fpn_coco",
+                                  "yolox_s_coco"])
+def test_random_predictions_of_every_dense_head_give_a_finite_loss(name):
+    """``--random-preds`` on each dense family: outputs in the head's own form (TOOD: probabilities
+    and boxes; YOLOX: raw deltas), a finite loss whose per-prior parts sum to its terms."""
+    model = model_config(CONFIGS / f"{name}.py")
+    core = head_core_for(model)
+    gt = torch.tensor([[40.0, 60.0, 300.0, 330.0], [350.0, 100.0, 420.0, 160.0]])
+    plain = inspect((512, 512), gt, _labels(2), model)
+    trace = inspect((512, 512), gt, _labels(2), model, random_predictions(core, plain.priors, seed=2))
+    assert all(torch.isfinite(v) for v in trace.loss.terms.values()), trace.loss.terms
+    assert trace.assign_result.num_pos > 0
+    torch.testing.assert_close(trace.loss.cls_per_prior.sum(), trace.loss.terms["loss_cls"], rtol=1e-5, atol=1e-5)
