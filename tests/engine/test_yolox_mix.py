@@ -39,10 +39,15 @@ def R():
     return torch.load(FIXTURE, weights_only=True)
 
 
-def _check(out: dict, expected: dict, what: str) -> None:
-    """Our results against mmdetection's output: image bytes, labels, boxes within a few ULP."""
+def _check(out: dict, expected: dict, what: str, image_atol: int = 0) -> None:
+    """Our results against mmdetection's output: image bytes (within ``image_atol`` levels), labels,
+    boxes within a few ULP."""
     ignore = expected["ignore"].numpy()
-    np.testing.assert_array_equal(out["image"], expected["image"].numpy(), err_msg=what)
+    if image_atol:
+        diff = np.abs(out["image"].astype(np.int16) - expected["image"].numpy().astype(np.int16))
+        assert diff.max() <= image_atol and (diff > 0).mean() < 0.001, (what, diff.max(), (diff > 0).mean())
+    else:
+        np.testing.assert_array_equal(out["image"], expected["image"].numpy(), err_msg=what)
     assert out["image"].dtype == np.uint8, what
     boxes = expected["boxes"].numpy()
     assert_ulp_close(torch.from_numpy(np.asarray(out["boxes"], np.float32).reshape(-1, 4)),
@@ -68,11 +73,15 @@ def test_random_affine_matrix_image_and_boxes_equal_mmdetections(R, case):
         transform.rng = Replay(call["draws"])
         matrix = RandomAffine.warp_matrix(**transform.draw(height, width))     # the draws, injected
         assert matrix.dtype == np.float32
-        np.testing.assert_array_equal(matrix, call["matrix"].numpy(), err_msg=f"call {i}")   # bit for bit
+        # bit for bit on the machine that made the fixture; another CPU's float32 product of the 3x3
+        # matrices may round a last bit differently (tests/floats.py), and a matrix a ULP off may move
+        # a few warped pixels by one level
+        assert_ulp_close(torch.from_numpy(matrix), call["matrix"], what=f"call {i}")
+        same = np.array_equal(matrix, call["matrix"].numpy())
         transform.rng = Replay(call["draws"])
         out = transform(_ours(inp))
         assert not transform.rng.draws
-        _check(out, call["output"], f"{case} call {i}")
+        _check(out, call["output"], f"{case} call {i}", image_atol=0 if same else 1)
         assert out["meta"]["img_shape"] == (height, width)
 
 
