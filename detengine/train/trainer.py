@@ -39,9 +39,16 @@ def pick_device(requested: str | None = None) -> torch.device:
     """``cuda`` when available (or asked for), else ``cpu``; asking for CUDA without it is an error."""
     if requested in (None, "", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(requested)
+    try:
+        device = torch.device(requested)
+    except RuntimeError:
+        raise ValueError(f"--device {requested!r} is not a device: use cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for, but this machine has no usable CUDA GPU; use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise ValueError(f"--device {requested}: this machine has {count} CUDA GPU{'s' if count != 1 else ''} "
+                         f"(cuda:0{f' .. cuda:{count - 1}' if count > 1 else ''}); pick one of them or --device cuda")
     return device
 
 
