@@ -112,10 +112,20 @@ def sigmoid_focal_loss_dense(pred: Tensor, target: Tensor, gamma: float = 2.0, a
     return F.binary_cross_entropy_with_logits(pred, t, reduction="none") * focal_weight
 
 
+def _blocks_pay(t: Tensor) -> bool:
+    """Whether row blocks are worth their launches: on the CPU only (bench/bench_launches.py patches
+    this to count a GPU step's kernels on the CPU)."""
+    return t.is_cpu
+
+
 def sigmoid_focal_loss_per_prior(pred: Tensor, labels: Tensor, gamma: float = 2.0, alpha: float = 0.25,
                                  rows: int = 512) -> Tensor:
-    """(N,) ``sigmoid_focal_loss(...).sum(1)`` computed in cache-sized row blocks (4x faster on
-    RetinaNet-sized inputs on CPU, bench/bench_trace.py); gradients flow as usual."""
+    """(N,) ``sigmoid_focal_loss(...).sum(1)`` computed in cache-sized row blocks on the CPU (4x faster
+    on RetinaNet-sized inputs, bench/bench_trace.py); in one block elsewhere (on a GPU each block's
+    ~20 kernels cost more to launch than the block takes: RetinaNet's 150 blocks an image made its
+    training step 18x the network's on an H200, bench/RESULTS.md); gradients flow as usual."""
+    if not _blocks_pay(pred):
+        rows = max(rows, pred.shape[0])
     out = torch.cat([_focal_negative_term(pred[s:s + rows], gamma, alpha).sum(1)
                      for s in range(0, pred.shape[0], rows)]) if pred.shape[0] else pred.new_zeros(0)
     pos, cls = _positives(labels, pred.size(1))

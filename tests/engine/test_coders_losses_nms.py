@@ -209,6 +209,25 @@ def test_focal_per_prior_equals_row_sums_and_keeps_gradients():
     assert sigmoid_focal_loss_per_prior(torch.zeros(0, 9), torch.zeros(0, dtype=torch.long)).shape == (0,)
 
 
+
+def test_focal_per_prior_in_one_block_off_the_cpu_equals_the_blocks():
+    """Off the CPU the rows go in one block (a GPU pays launches per block); each row's sum is the
+    same reduction either way, so the values are equal bit for bit; the gradients within 8 ulps
+    (a vectorised kernel's tail falls on other elements when the block sizes change)."""
+    from tests.floats import assert_ulp_close
+    from detengine.launches import gpu_code_paths
+    from detengine.losses import sigmoid_focal_loss_per_prior
+    g = torch.Generator().manual_seed(3)
+    pred = (torch.randn(3000, 20, generator=g) * 4).requires_grad_()
+    labels = torch.randint(0, 21, (3000,), generator=g)
+    blocks = sigmoid_focal_loss_per_prior(pred, labels)
+    (grad_blocks,) = torch.autograd.grad(blocks.sum(), pred)
+    with gpu_code_paths():
+        whole = sigmoid_focal_loss_per_prior(pred, labels)
+    (grad_whole,) = torch.autograd.grad(whole.sum(), pred)
+    assert torch.equal(blocks, whole)
+    assert_ulp_close(grad_whole, grad_blocks, max_ulp=8)      # ~6 elementwise steps of the backward
+
 # ---------------------------------------------------------------- dense targets (mmdetection's forms)
 def _mmdet_py_sigmoid_focal_loss(pred, target, gamma=2.0, alpha=0.25):
     """mmdetection's ``py_sigmoid_focal_loss`` (elementwise), transcribed."""

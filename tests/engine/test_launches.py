@@ -1,0 +1,51 @@
+"""The loss path's operation count (≈ GPU kernel launches, ``detengine.launches``) with the GPU's code
+paths: it must not grow with the number of priors (the image size) or of boxes. On an H200 RetinaNet's
+focal loss in CPU-cache row blocks cost 150 blocks x ~45 launches an image: its training step took
+18x the network's (bench/RESULTS.md); a CPU run could not see it."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from detengine.launches import gpu_code_paths, loss_path_ops
+from detengine.models import build_detector
+from detengine.train.runner import load_cfg
+
+pytestmark = pytest.mark.usefixtures("one_thread")     # tests/engine/conftest.py
+
+# loops over the GTs kept on purpose, with their launches per GT: the dynamic-k assigners take each GT's
+# k cheapest with its own torch.topk (mmdetection's pick among costs tied at the k-th place);
+# d2l's assignment is a greedy sequence (each pick removes a row and a column)
+PER_GT = {"rtmdet_tiny_coco": 3.5, "yolox_tiny_coco": 3.5, "tinyssd_synthetic": 6}
+CONFIGS = ["retinanet_r50_fpn_coco", "fcos_r50_fpn_coco", "atss_r50_fpn_coco", "gfl_r50_fpn_coco",
+           "tood_r50_fpn_coco", "rtmdet_tiny_coco", "yolox_tiny_coco", "ssd300_coco", "tinyssd_synthetic"]
+
+
+def batch(size: int, num_gt: int, seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    xy = torch.rand(num_gt, 2, generator=g) * size * 0.6
+    wh = size * 0.1 + torch.rand(num_gt, 2, generator=g) * size * 0.3
+    return {"images": torch.randn(1, 3, size, size, generator=g), "gt_boxes": [torch.cat([xy, xy + wh], 1)],
+            "gt_labels": [torch.randint(0, 20, (num_gt,), generator=g)]}
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_the_loss_paths_launches_do_not_grow_with_priors_or_boxes(name):
+    cfg = load_cfg(f"resources/configs/{name}.py")["model"]
+    cfg["bbox_head"]["num_classes"] = 20
+    cfg.get("backbone", {}).pop("init_cfg", None)
+    torch.manual_seed(0)
+    model = build_detector(cfg).train()
+    small, large = (300, 300) if "ssd300" in name else (128, 256)
+    if small == large:          # SSD300's priors are fixed: the boxes only
+        small = large = 300
+    with gpu_code_paths():
+        loss_path_ops(model, batch(small, 3))                        # first calls fill the prior caches
+        loss_path_ops(model, batch(large, 3))
+        base = loss_path_ops(model, batch(small, 3))
+        bigger = loss_path_ops(model, batch(large, 3, seed=1))
+        more_gts = loss_path_ops(model, batch(small, 40, seed=2))
+    assert bigger.ops == base.ops, f"{name}: launches grew with the priors: {bigger.ops - base.ops}"
+    allowed = PER_GT.get(name, 0) * (40 - 3)
+    assert more_gts.kernels - base.kernels <= allowed, f"{name}: launches grew with the boxes: {more_gts.ops - base.ops}"
+    assert base.kernels < 800 and base.syncs <= 16, (base.kernels, base.syncs)
