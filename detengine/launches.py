@@ -46,14 +46,15 @@ class OpCounter(TorchDispatchMode):
 
 @contextlib.contextmanager
 def gpu_code_paths():
-    """Take the code paths a GPU takes while running on the CPU (the CPU-only row blocks off)."""
-    from . import losses
-    saved = losses._blocks_pay
-    losses._blocks_pay = lambda t: False
+    """Take the code paths a GPU takes while running on the CPU (the CPU-only row blocks and per-class
+    NMS off)."""
+    from . import losses, postprocess
+    saved = losses._blocks_pay, postprocess._per_class_pays
+    losses._blocks_pay = postprocess._per_class_pays = lambda t: False
     try:
         yield
     finally:
-        losses._blocks_pay = saved
+        losses._blocks_pay, postprocess._per_class_pays = saved
 
 
 def loss_path_ops(model, batch: dict) -> OpCounter:

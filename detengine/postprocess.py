@@ -237,9 +237,18 @@ def batched_nms_mmcv(boxes: Tensor, scores: Tensor, labels: Tensor, iou_threshol
     cross = False
     if n < split_thr:
         cross = bool(boxes.min() < -1)
-        if not _classes_apart(shifted, order, count, iou_threshold):
+        # mmcv's own single pass off the CPU: a GPU pays launches and a host sync per NMS call, so
+        # the per-class calls that are cheaper on a CPU cost 17x torchvision there (80 classes, H200)
+        if not _per_class_pays(boxes) or not _classes_apart(shifted, order, count, iou_threshold):
             return nms(shifted, scores, iou_threshold), shifted, cross
     return _per_class_nms(shifted, scores, order, count, iou_threshold), shifted, cross
+
+
+def _per_class_pays(boxes: Tensor) -> bool:
+    """Whether NMS per class beats one pass over all classes: on the CPU (each call's cost follows
+    its candidates x kept); not on a GPU, where each call costs its launches and a sync.
+    (``detengine.launches.gpu_code_paths`` patches this to count a GPU's launches on the CPU.)"""
+    return boxes.is_cpu
 
 
 def _classes_apart(shifted: Tensor, order: Tensor, count: Tensor, iou_threshold: float) -> bool:

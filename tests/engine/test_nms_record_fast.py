@@ -16,6 +16,7 @@ import torch
 from torchvision.ops import nms
 
 from detengine.boxes import bbox_overlaps
+from detengine.launches import gpu_code_paths
 from detengine.postprocess import PostprocessResult, Stage, _nms_stages, batched_nms_mmcv, multiclass_nms, suppressors
 
 IOU_ULP_BUDGET = 0  # suppressed_iou must be bitwise equal
@@ -169,9 +170,14 @@ def run_both(boxes, scores, labels, iou_threshold=0.5, min_bbox_size=0, max_per_
 
 
 def assert_same(boxes, scores, labels, iou_threshold=0.5, **kw):
+    with gpu_code_paths():          # a GPU's path: one NMS over all classes below split_thr (mmcv's own)
+        gpu_new, old = run_both(boxes, scores, labels, iou_threshold, **kw)
+        assert record_differences(gpu_new, old) == []
+        keep_gpu, shifted_gpu, cross_gpu = batched_nms_mmcv(boxes, scores, labels, iou_threshold)
     new, old = run_both(boxes, scores, labels, iou_threshold, **kw)
     assert record_differences(new, old) == []
     keep_new, shifted_new, cross_new = batched_nms_mmcv(boxes, scores, labels, iou_threshold)
+    assert torch.equal(keep_gpu, keep_new) and torch.equal(shifted_gpu, shifted_new) and cross_gpu == cross_new
     keep_old, shifted_old, cross_old = oracle_batched_nms_mmcv(boxes, scores, labels, iou_threshold)
     assert torch.equal(keep_new, keep_old) and torch.equal(shifted_new, shifted_old) and cross_new == cross_old
     for agnostic in (False, True) if boxes.shape[0] <= 4000 else (False,):  # the oracle's agnostic pairs: K x S
