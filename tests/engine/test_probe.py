@@ -246,7 +246,9 @@ def test_read_probe_lists_the_starved_gts(tmp_path):
 
 @pytest.mark.slow
 def test_under_torchrun_rank_0_probes_alone(tmp_path):
-    """Two processes: the probe runs on rank 0 only (no collective), once per due iteration."""
+    """Two processes (torchrun, gloo): the run says so, logs each iteration once (rank 0), evaluates
+    and saves; the probe runs on rank 0 only (no collective), once per due iteration. (Also the
+    plain two-process run's test: one torchrun start, ~14 s, serves both.)"""
     import os
     import subprocess
     import sys
@@ -254,7 +256,7 @@ def test_under_torchrun_rank_0_probes_alone(tmp_path):
     from detengine.config import Config
     cfg = tiny_tinyssd_cfg(tmp_path / "data")
     cfg["probe"] = {"interval": 1, "images": 2}
-    cfg["train_cfg"] = {"type": "EpochBasedTrainLoop", "max_epochs": 2, "val_begin": 100}
+    cfg["train_cfg"] = {"type": "EpochBasedTrainLoop", "max_epochs": 2, "val_begin": 2}
     cfg_file = tmp_path / "tiny.py"
     cfg_file.write_text(Config.from_dict(cfg).pretty_text())
     run = tmp_path / "run"
@@ -266,4 +268,9 @@ def test_under_torchrun_rank_0_probes_alone(tmp_path):
     per_iter = _per_iter(run / PROBE_FILE)
     assert sorted(per_iter) == [0, 1, 2]                                # 1 iteration an epoch on 2 ranks, and the end
     assert len({len(keys) for keys in per_iter.values()}) == 1 and all(len(set(k)) == len(k) for k in per_iter.values())
-    assert [e["global_step"] for e in read_jsonl(run / "log.jsonl") if e["type"] == "probe"] == [0, 1, 2]
+    log = read_jsonl(run / "log.jsonl")
+    assert [e["global_step"] for e in log if e["type"] == "probe"] == [0, 1, 2]
+    assert "2 process(es)" in next(e for e in log if e["type"] == "start")["message"]
+    # 12 images / 2 ranks / batch 6: one iteration an epoch, logged once (rank 0)
+    assert [e["global_step"] for e in log if e["type"] == "iter"] == [0, 1]
+    assert [e["epoch"] for e in log if e["type"] == "eval"] == [1] and (run / "last.pth").exists()   # 0-based: the 2nd

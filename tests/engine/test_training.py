@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -160,21 +159,3 @@ def test_malformed_coco_names_the_file_and_record(tmp_path):
                            "--max-iters", "1"], capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "bad.json" in proc.stderr and "annotations[1]" in proc.stderr
-
-
-@pytest.mark.slow
-def test_torchrun_two_processes(tiny_cfg, tmp_path):
-    cfg_file = tmp_path / "tiny.py"
-    from detengine.config import Config
-    cfg_file.write_text(Config.from_dict(tiny_cfg).pretty_text())
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517", "-m",
-           "detengine", "train", str(cfg_file), "--epochs", "1", "--work-dir", str(tmp_path / "run"), "--device", "cpu"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    log = read_jsonl(tmp_path / "run" / "log.jsonl")
-    start = next(e for e in log if e["type"] == "start")
-    assert "2 process(es)" in start["message"]
-    iters = [e for e in log if e["type"] == "iter"]
-    assert len(iters) == 1  # 12 images / 2 ranks / batch 6: one iteration, logged once (rank 0)
-    assert any(e["type"] == "eval" for e in log) and (tmp_path / "run" / "last.pth").exists()
