@@ -254,7 +254,9 @@ def test_the_plain_rewrite_flips_a_tie_the_guard_keeps():
     priors = offset_priors(points)
     assigner = SimOTAAssigner()
     flipped = 0
-    for a in range(80):
+    # class 24 first (the first that flips on the AMD machine this was written on: found in 1 of 80
+    # rows instead of 25); the others follow in case another CPU rounds elsewhere
+    for a in [24] + [c for c in range(80) if c != 24]:
         for b in range(80):
             if a == b:
                 continue
