@@ -1,11 +1,11 @@
 """Counting the tensor operations (≈ GPU kernel launches) and host syncs of a training step's loss
 path, outside the network: priors, assignment, targets, losses and their backward.
 
-On a GPU each operation costs a launch (15-30 µs measured on an H200 host, bench/RESULTS.md) whatever
+On a GPU each operation costs a launch (14-40 µs measured on an H200 host, bench/RESULTS.md) whatever
 its size, so a loss path that loops over blocks of priors or over boxes is launch-bound there while
 it looks free on a CPU. Counting on the CPU, with the GPU's code paths taken, finds that without a GPU:
 ``bench/bench_launches.py`` prints it for every shipped detector, and a test keeps the count from
-growing with the number of priors."""
+growing with the number of priors or of boxes."""
 from __future__ import annotations
 
 import collections
