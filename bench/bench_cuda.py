@@ -175,6 +175,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=10)
     ap.add_argument("--json", default=None)
     ap.add_argument("--skip-train", action="store_true")
+    ap.add_argument("--only", nargs="+", default=None, help="training rows of these configs only (e.g. retinanet_r50_fpn_coco)")
     ap.add_argument("--dry-run-cpu", action="store_true", help="check the script on the CPU (tiny, no AMP)")
     args = ap.parse_args()
     global DEV, CASES, AMP
@@ -183,6 +184,8 @@ def main() -> None:
         CASES = [(name, peer, 300 if "ssd300" in name else 128, 1) for name, peer, _, _ in CASES]
     elif not torch.cuda.is_available():
         sys.exit("bench_cuda.py needs a CUDA GPU (--dry-run-cpu checks the script on the CPU)")
+    if args.only:
+        CASES = [case for case in CASES if case[0] in args.only]
     torch.backends.cudnn.benchmark = True
     gpu = torch.cuda.get_device_name() if DEV.type == "cuda" else "cpu (dry run)"
     meta = {"gpu": gpu, "torch": torch.__version__, "reps": args.reps,
