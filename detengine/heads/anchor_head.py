@@ -132,6 +132,22 @@ class AnchorHeadCore(HeadCore):
         terms = {"loss_cls": loss_cls, "loss_bbox": self.loss_bbox.reduce(bbox_el, targets.bbox_weights, avg_factor)}
         return ImageLoss(cls_per_prior, bbox_per_prior, cls_raw.detach(), terms, float(avg_factor))
 
+    def batch_loss_terms(self, cls_scores, bbox_preds, priors, targets, avg_factor):
+        """:meth:`loss_image` over the batch's priors concatenated: every term is a per-prior sum over
+        one batch-wide ``avg_factor``, so the images' sum is the concatenation's (float order aside).
+        Only for this class's own :meth:`loss_image` (subclasses with per-image steps, e.g. SSD's
+        hard-negative mining, keep the per-image path)."""
+        if type(self).loss_image is not AnchorHeadCore.loss_image:
+            return None
+        cat = [torch.cat([getattr(t, name) for t in targets])
+               for name in ("labels", "label_weights", "bbox_targets", "bbox_weights", "inside")]
+        joined = Targets(None, None, *cat)
+        prior_tensor = torch.cat([p.tensor for p in priors]) if self.reg_decoded_bbox else None
+        joined_priors = _PriorBoxes(prior_tensor)
+        loss = self.loss_image(cls_scores.reshape(-1, cls_scores.shape[-1]), bbox_preds.reshape(-1, 4),
+                               joined_priors, joined, avg_factor)
+        return loss.terms
+
     def predict(self, cls_scores, bbox_preds, priors, img_shape, record: bool = True, **overrides):
         """Detections with the suppression record (``record=False``: without who suppressed whom,
         for evaluation and export); ``overrides`` replace test_cfg values."""
@@ -157,6 +173,14 @@ class AnchorHeadCore(HeadCore):
         if self.score_layout == "sigmoid":
             cls.fill_(-4.59511985013459)  # bias_init_with_prob(0.01) = -log((1 - 0.01) / 0.01)
         return cls, reg
+
+
+class _PriorBoxes:
+    """The one field of :class:`Priors` that :meth:`AnchorHeadCore.loss_image` reads (the boxes to
+    decode), for a batch's priors concatenated."""
+
+    def __init__(self, tensor):
+        self.tensor = tensor
 
 
 class SSDHeadCore(AnchorHeadCore):

@@ -80,8 +80,14 @@ class DenseDetector(nn.Module):
                    for p, b, l, s, ig, c, r in zip(priors, batch["gt_boxes"], batch["gt_labels"], img_shapes, ignores,
                                                    cls, reg)]
         avg = self.core.reduce_avg_factor([self.core.avg_factor_of(t) for t in targets], across_ranks=across_ranks)
-        per_image = [self.core.loss_image(c, r, p, t, avg) for c, r, p, t in zip(cls, reg, priors, targets)]
-        losses = {k: sum(loss.terms[k] for loss in per_image) for k in per_image[0].terms}
+        # a training step: the batch's losses in one call where the head can (on a GPU each operation
+        # is a launch); a trace needs every image's own per-prior losses
+        losses = self.core.batch_loss_terms(cls, reg, priors, targets, avg) \
+            if trace_index is None and images.shape[0] > 1 else None
+        per_image = None
+        if losses is None:
+            per_image = [self.core.loss_image(c, r, p, t, avg) for c, r, p, t in zip(cls, reg, priors, targets)]
+            losses = {k: sum(loss.terms[k] for loss in per_image) for k in per_image[0].terms}
         if getattr(self, "want_assign_stats", False):       # the trainer asks at its logging interval
             from ..assign_stats import assignment_stats
             self.assign_stats = assignment_stats(targets, priors, batch["gt_boxes"])

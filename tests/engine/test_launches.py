@@ -49,3 +49,40 @@ def test_the_loss_paths_launches_do_not_grow_with_priors_or_boxes(name):
     allowed = PER_GT.get(name, 0) * (40 - 3)
     assert more_gts.kernels - base.kernels <= allowed, f"{name}: launches grew with the boxes: {more_gts.ops - base.ops}"
     assert base.kernels < 800 and base.syncs <= 16, (base.kernels, base.syncs)
+
+
+def _three_images(size: int, num_gt: int) -> dict:
+    parts = [batch(size, num_gt, seed) for seed in (3, 4, 5)]
+    return {"images": torch.cat([p["images"] for p in parts]), "gt_boxes": [p["gt_boxes"][0] for p in parts],
+            "gt_labels": [p["gt_labels"][0] for p in parts]}
+
+
+def test_retinanets_batch_loss_in_one_call_equals_the_images_sum_and_saves_its_launches():
+    """RetinaNet's training step computes the batch's losses in one call (``batch_loss_terms``); a
+    trace asks for each image's own (the per-image path): the same totals and gradients within float
+    summation order, and the loss's launches paid once, not once an image."""
+    from tests.floats import assert_ulp_close
+    cfg = load_cfg("resources/configs/retinanet_r50_fpn_coco.py")["model"]
+    cfg["bbox_head"]["num_classes"] = 20
+    cfg.get("backbone", {}).pop("init_cfg", None)
+    torch.manual_seed(0)
+    model = build_detector(cfg).train()
+    data = _three_images(256, 6)
+    with torch.no_grad():
+        cls, reg, sizes = model(data["images"])
+    got = {}
+    for trace_index in (None, 0):
+        c, r = cls.clone().requires_grad_(), reg.clone().requires_grad_()
+        losses, _ = model.loss_from_outputs(data, (c, r, sizes), trace_index=trace_index)
+        sum(losses.values()).backward()
+        got[trace_index] = (losses, c.grad, r.grad)
+    (batched, gc, gr), (per_image, gc_ref, gr_ref) = got[None], got[0]
+    assert set(batched) == set(per_image) == {"loss_cls", "loss_bbox"}
+    for k in batched:
+        assert_ulp_close(batched[k].detach(), per_image[k].detach(), max_ulp=16, what=k)   # 3 partial sums added
+    torch.testing.assert_close(gc, gc_ref, rtol=1e-6, atol=1e-10)
+    torch.testing.assert_close(gr, gr_ref, rtol=1e-6, atol=1e-10)
+    with gpu_code_paths():
+        one = loss_path_ops(model, batch(256, 6, 3))
+        three = loss_path_ops(model, data)
+    assert (three.kernels - one.kernels) / 2 < 130, (one.kernels, three.kernels)   # the targets' ~100 an image
