@@ -134,18 +134,19 @@ class AnchorHeadCore(HeadCore):
 
     def batch_loss_terms(self, cls_scores, bbox_preds, priors, targets, avg_factor):
         """:meth:`loss_image` over the batch's priors concatenated: every term is a per-prior sum over
-        one batch-wide ``avg_factor``, so the images' sum is the concatenation's (float order aside).
-        Only for this class's own :meth:`loss_image` (subclasses with per-image steps, e.g. SSD's
-        hard-negative mining, keep the per-image path)."""
-        if type(self).loss_image is not AnchorHeadCore.loss_image:
+        one batch-wide normaliser, so the images' sum is the concatenation's (float order aside).
+        Only for the ``loss_image`` methods registered in ``BATCHED_LOSSES`` (read per prior, nothing
+        per image; SSD's hard-negative mining, for one, is per image and keeps the per-image path)."""
+        if type(self).loss_image not in BATCHED_LOSSES:
             return None
+        a = int(cls_scores.shape[1])
         cat = [torch.cat([getattr(t, name) for t in targets])
                for name in ("labels", "label_weights", "bbox_targets", "bbox_weights", "inside")]
-        joined = Targets(None, None, *cat)
-        prior_tensor = torch.cat([p.tensor for p in priors]) if self.reg_decoded_bbox else None
-        joined_priors = _PriorBoxes(prior_tensor)
+        pos = torch.cat([t.sampling_result.pos_inds + i * a for i, t in enumerate(targets)])
+        extras = {k: torch.cat([t.extras[k] for t in targets]) for k in targets[0].extras}
+        joined = Targets(None, _Positives(pos), *cat, extras=extras)
         loss = self.loss_image(cls_scores.reshape(-1, cls_scores.shape[-1]), bbox_preds.reshape(-1, 4),
-                               joined_priors, joined, avg_factor)
+                               _PriorBoxes(torch.cat([p.tensor for p in priors])), joined, avg_factor)
         return loss.terms
 
     def predict(self, cls_scores, bbox_preds, priors, img_shape, record: bool = True, **overrides):
@@ -176,11 +177,25 @@ class AnchorHeadCore(HeadCore):
 
 
 class _PriorBoxes:
-    """The one field of :class:`Priors` that :meth:`AnchorHeadCore.loss_image` reads (the boxes to
-    decode), for a batch's priors concatenated."""
+    """What a batched ``loss_image`` reads of :class:`Priors`: the boxes (points) and their count."""
 
     def __init__(self, tensor):
         self.tensor = tensor
+
+    def __len__(self) -> int:
+        return int(self.tensor.shape[0])
+
+
+class _Positives:
+    """What a batched ``loss_image`` reads of a :class:`SamplingResult`: the positives' indices."""
+
+    def __init__(self, pos_inds):
+        self.pos_inds = pos_inds
+
+
+# loss_image methods that read only per-prior targets, the positives and a batch-wide normaliser:
+# a batch's priors concatenated give the images' summed terms (heads' modules add theirs)
+BATCHED_LOSSES = {AnchorHeadCore.loss_image}
 
 
 class SSDHeadCore(AnchorHeadCore):

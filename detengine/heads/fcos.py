@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from ..postprocess import Stage, _filter_topk, _nms_stages
-from .anchor_head import AnchorHeadCore
+from .anchor_head import BATCHED_LOSSES, AnchorHeadCore
 from .base import ImageLoss, Targets
 
 __all__ = ["CenternessHeadCore", "FCOSHeadCore", "CenternessNormalisers", "CenternessImageLoss",
@@ -145,6 +145,9 @@ class CenternessHeadCore(AnchorHeadCore):
     def empty_predictions(self, priors):
         a = len(priors)
         return priors.tensor.new_zeros((a, self.cls_channels())), priors.tensor.new_zeros((a, 4))
+
+
+BATCHED_LOSSES.add(CenternessHeadCore.loss_image)      # FCOS, ATSS
 
 
 class FCOSHeadCore(CenternessHeadCore):
