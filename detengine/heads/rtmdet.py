@@ -5,7 +5,7 @@ import torch
 from torch import Tensor
 
 from ..postprocess import postprocess_dense
-from .anchor_head import AnchorHeadCore, assign_priors
+from .anchor_head import BATCHED_LOSSES, AnchorHeadCore, assign_priors
 from .base import ImageLoss, Targets, anchor_inside_flags
 
 __all__ = ["RTMDetHeadCore"]
@@ -103,3 +103,6 @@ class RTMDetHeadCore(AnchorHeadCore):
         if getattr(self, "exp_on_reg", False):
             reg = priors.tensor[:, 2:3].expand(-1, 4).clone()
         return cls, reg
+
+
+BATCHED_LOSSES.add(RTMDetHeadCore.loss_image)
