@@ -145,8 +145,8 @@ class AnchorHeadCore(HeadCore):
         pos = torch.cat([t.sampling_result.pos_inds + i * a for i, t in enumerate(targets)])
         extras = {k: torch.cat([t.extras[k] for t in targets]) for k in targets[0].extras}
         joined = Targets(None, _Positives(pos), *cat, extras=extras)
-        loss = self.loss_image(cls_scores.reshape(-1, cls_scores.shape[-1]), bbox_preds.reshape(-1, 4),
-                               _PriorBoxes(torch.cat([p.tensor for p in priors])), joined, avg_factor)
+        loss = self.loss_image(cls_scores.reshape(-1, cls_scores.shape[-1]),
+                               bbox_preds.reshape(-1, bbox_preds.shape[-1]), _PriorBoxes(priors), joined, avg_factor)
         return loss.terms
 
     def predict(self, cls_scores, bbox_preds, priors, img_shape, record: bool = True, **overrides):
@@ -177,13 +177,19 @@ class AnchorHeadCore(HeadCore):
 
 
 class _PriorBoxes:
-    """What a batched ``loss_image`` reads of :class:`Priors`: the boxes (points) and their count."""
+    """What a batched ``loss_image`` reads of :class:`Priors`, for a batch's priors concatenated: the
+    boxes (points), their count and (GFL) each prior's level stride."""
 
-    def __init__(self, tensor):
-        self.tensor = tensor
+    def __init__(self, priors):
+        self.tensor = torch.cat([p.tensor for p in priors])
+        self._priors = priors
 
     def __len__(self) -> int:
         return int(self.tensor.shape[0])
+
+    @property
+    def prior_strides(self):
+        return torch.cat([p.prior_strides for p in self._priors])
 
 
 class _Positives:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..boxes import bbox_overlaps
-from .anchor_head import AnchorHeadCore
+from .anchor_head import BATCHED_LOSSES, AnchorHeadCore
 from .base import ImageLoss, Targets
 
 __all__ = ["GFLHeadCore", "GFLNormalisers", "GFLImageLoss", "anchor_centers"]
@@ -165,3 +165,6 @@ class GFLHeadCore(AnchorHeadCore):
     def empty_predictions(self, priors):
         a = len(priors)
         return priors.tensor.new_zeros((a, self.num_classes)), priors.tensor.new_zeros((a, self.reg_channels()))
+
+
+BATCHED_LOSSES.add(GFLHeadCore.loss_image)

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from ..postprocess import Stage, _filter_topk, _nms_stages
-from .anchor_head import AnchorHeadCore, assign_priors
+from .anchor_head import BATCHED_LOSSES, AnchorHeadCore, assign_priors
 from .atss import anchor_centerness_target
 from .base import ImageLoss, Targets, anchor_inside_flags
 
@@ -220,3 +220,6 @@ class TOODHeadCore(AnchorHeadCore):
     def empty_predictions(self, priors):
         a = len(priors)
         return priors.tensor.new_zeros((a, self.num_classes)), priors.tensor.new_zeros((a, 4))
+
+
+BATCHED_LOSSES.add(TOODHeadCore.loss_image)
