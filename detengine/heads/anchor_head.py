@@ -9,7 +9,7 @@ from ..assigners import DynamicSoftLabelAssigner, SimOTAAssigner
 from ..postprocess import postprocess_dense
 from ..priors import Priors
 from ..samplers import PseudoSampler, hard_negative_mask
-from .base import HeadCore, ImageLoss, Targets, anchor_inside_flags
+from .base import BATCHED_LOSSES, HeadCore, ImageLoss, Targets, anchor_inside_flags
 
 __all__ = ["AnchorHeadCore", "SSDHeadCore"]
 
@@ -132,23 +132,6 @@ class AnchorHeadCore(HeadCore):
         terms = {"loss_cls": loss_cls, "loss_bbox": self.loss_bbox.reduce(bbox_el, targets.bbox_weights, avg_factor)}
         return ImageLoss(cls_per_prior, bbox_per_prior, cls_raw.detach(), terms, float(avg_factor))
 
-    def batch_loss_terms(self, cls_scores, bbox_preds, priors, targets, avg_factor):
-        """:meth:`loss_image` over the batch's priors concatenated: every term is a per-prior sum over
-        one batch-wide normaliser, so the images' sum is the concatenation's (float order aside).
-        Only for the ``loss_image`` methods registered in ``BATCHED_LOSSES`` (read per prior, nothing
-        per image; SSD's hard-negative mining, for one, is per image and keeps the per-image path)."""
-        if type(self).loss_image not in BATCHED_LOSSES:
-            return None
-        a = int(cls_scores.shape[1])
-        cat = [torch.cat([getattr(t, name) for t in targets])
-               for name in ("labels", "label_weights", "bbox_targets", "bbox_weights", "inside")]
-        pos = torch.cat([t.sampling_result.pos_inds + i * a for i, t in enumerate(targets)])
-        extras = {k: torch.cat([t.extras[k] for t in targets]) for k in targets[0].extras}
-        joined = Targets(None, _Positives(pos), *cat, extras=extras)
-        loss = self.loss_image(cls_scores.reshape(-1, cls_scores.shape[-1]),
-                               bbox_preds.reshape(-1, bbox_preds.shape[-1]), _PriorBoxes(priors), joined, avg_factor)
-        return loss.terms
-
     def predict(self, cls_scores, bbox_preds, priors, img_shape, record: bool = True, **overrides):
         """Detections with the suppression record (``record=False``: without who suppressed whom,
         for evaluation and export); ``overrides`` replace test_cfg values."""
@@ -176,32 +159,7 @@ class AnchorHeadCore(HeadCore):
         return cls, reg
 
 
-class _PriorBoxes:
-    """What a batched ``loss_image`` reads of :class:`Priors`, for a batch's priors concatenated: the
-    boxes (points), their count and (GFL) each prior's level stride."""
-
-    def __init__(self, priors):
-        self.tensor = torch.cat([p.tensor for p in priors])
-        self._priors = priors
-
-    def __len__(self) -> int:
-        return int(self.tensor.shape[0])
-
-    @property
-    def prior_strides(self):
-        return torch.cat([p.prior_strides for p in self._priors])
-
-
-class _Positives:
-    """What a batched ``loss_image`` reads of a :class:`SamplingResult`: the positives' indices."""
-
-    def __init__(self, pos_inds):
-        self.pos_inds = pos_inds
-
-
-# loss_image methods that read only per-prior targets, the positives and a batch-wide normaliser:
-# a batch's priors concatenated give the images' summed terms (heads' modules add theirs)
-BATCHED_LOSSES = {AnchorHeadCore.loss_image}
+BATCHED_LOSSES.add(AnchorHeadCore.loss_image)      # RetinaNet's (not SSD's: its mining is per image)
 
 
 class SSDHeadCore(AnchorHeadCore):

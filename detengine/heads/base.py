@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
 from torch import Tensor
 
 from ..assigners.result import AssignResult
@@ -145,11 +146,25 @@ class HeadCore:
         raise NotImplementedError
 
     def batch_loss_terms(self, cls_scores: Tensor, bbox_preds: Tensor, priors: list[Priors],
-                         targets: list[Targets], avg_factor: float) -> dict[str, Tensor] | None:
-        """The batch's named losses in one call (the sum over images of :meth:`loss_image`'s terms, up
-        to float summation order), or None where the head computes them image by image. On a GPU
-        each operation is a launch, so one call instead of B saves B - 1 times the loss's launches."""
-        return None
+                         targets: list[Targets], avg_factor) -> dict[str, Tensor] | None:
+        """The batch's named losses in one call: :meth:`loss_image` over the batch's priors, targets and
+        positives concatenated. Every term of a registered ``loss_image`` (``BATCHED_LOSSES``) is a
+        per-prior sum over one batch-wide normaliser, so this is the images' sum (float order aside);
+        None for the others (SSD's hard-negative mining, for one, is per image). On a GPU each
+        operation is a launch: one call instead of B saves B - 1 times the loss's launches."""
+        if type(self).loss_image not in BATCHED_LOSSES:
+            return None
+        a = int(cls_scores.shape[1])
+        cat = [torch.cat([getattr(t, name) for t in targets])
+               for name in ("labels", "label_weights", "bbox_targets", "bbox_weights", "inside")]
+        pos = torch.cat([t.sampling_result.pos_inds + i * a for i, t in enumerate(targets)])
+        if any(not torch.is_tensor(v) or v.shape[:1] != (a,) for t in targets for v in t.extras.values()):
+            return None                                  # an extra that is not one value per prior
+        extras = {k: torch.cat([t.extras[k] for t in targets]) for k in targets[0].extras}
+        joined = Targets(None, _Positives(pos), *cat, extras=extras)
+        loss = self.loss_image(cls_scores.reshape(-1, cls_scores.shape[-1]),
+                               bbox_preds.reshape(-1, bbox_preds.shape[-1]), _PriorBoxes(priors), joined, avg_factor)
+        return loss.terms
 
     def predict(self, cls_scores: Tensor, bbox_preds: Tensor, priors: Priors, img_shape, record: bool = True,
                 **overrides):
@@ -164,3 +179,29 @@ class HeadCore:
         a = len(priors)
         return priors.tensor.new_zeros((a, self.cls_channels())), priors.tensor.new_zeros((a, 4))
 
+
+class _PriorBoxes:
+    """What a batched ``loss_image`` reads of :class:`Priors`, for a batch's priors concatenated: the
+    boxes (points), their count and (GFL) each prior's level stride."""
+
+    def __init__(self, priors):
+        self.tensor = torch.cat([p.tensor for p in priors])
+        self._priors = priors
+
+    def __len__(self) -> int:
+        return int(self.tensor.shape[0])
+
+    @property
+    def prior_strides(self):
+        return torch.cat([p.prior_strides for p in self._priors])
+
+
+class _Positives:
+    """What a batched ``loss_image`` reads of a :class:`SamplingResult`: the positives' indices."""
+
+    def __init__(self, pos_inds):
+        self.pos_inds = pos_inds
+
+# loss_image methods that read only per-prior targets, the positives and a batch-wide normaliser, so
+# a batch's priors concatenated give the images' summed terms (each head's module adds its own)
+BATCHED_LOSSES: set = set()

@@ -17,8 +17,8 @@ import torch
 from torch import Tensor
 
 from ..postprocess import Stage, _filter_topk, _nms_stages
-from .anchor_head import BATCHED_LOSSES, AnchorHeadCore
-from .base import ImageLoss, Targets
+from .anchor_head import AnchorHeadCore
+from .base import BATCHED_LOSSES, ImageLoss, Targets
 
 __all__ = ["CenternessHeadCore", "FCOSHeadCore", "CenternessNormalisers", "CenternessImageLoss",
            "centerness_target"]

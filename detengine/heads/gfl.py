@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..boxes import bbox_overlaps
-from .anchor_head import BATCHED_LOSSES, AnchorHeadCore
-from .base import ImageLoss, Targets
+from .anchor_head import AnchorHeadCore
+from .base import BATCHED_LOSSES, ImageLoss, Targets
 
 __all__ = ["GFLHeadCore", "GFLNormalisers", "GFLImageLoss", "anchor_centers"]
 

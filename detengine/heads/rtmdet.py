@@ -5,8 +5,8 @@ import torch
 from torch import Tensor
 
 from ..postprocess import postprocess_dense
-from .anchor_head import BATCHED_LOSSES, AnchorHeadCore, assign_priors
-from .base import ImageLoss, Targets, anchor_inside_flags
+from .anchor_head import AnchorHeadCore, assign_priors
+from .base import BATCHED_LOSSES, ImageLoss, Targets, anchor_inside_flags
 
 __all__ = ["RTMDetHeadCore"]
 

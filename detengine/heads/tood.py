@@ -23,9 +23,9 @@ import torch
 from torch import Tensor
 
 from ..postprocess import Stage, _filter_topk, _nms_stages
-from .anchor_head import BATCHED_LOSSES, AnchorHeadCore, assign_priors
+from .anchor_head import AnchorHeadCore, assign_priors
 from .atss import anchor_centerness_target
-from .base import ImageLoss, Targets, anchor_inside_flags
+from .base import BATCHED_LOSSES, ImageLoss, Targets, anchor_inside_flags
 
 __all__ = ["TOODHeadCore", "TOODNormalisers", "normalised_alignment_metrics"]
 

@@ -36,7 +36,7 @@ from torch import Tensor
 
 from ..postprocess import Stage, _nms_stages
 from ..samplers import PseudoSampler
-from .base import HeadCore, ImageLoss, Targets
+from .base import BATCHED_LOSSES, HeadCore, ImageLoss, Targets
 
 __all__ = ["YOLOXHeadCore", "YOLOXImageLoss", "MODE_SWITCH_HOOK", "mode_switch_epoch", "apply_mode_switch",
            "yolox_decode", "offset_priors", "l1_targets"]
@@ -332,3 +332,5 @@ def apply_mode_switch(model, cfg: dict, max_epochs: int) -> list[str]:
                      f"hook's epoch is switch_epoch={epoch})")
     return notes
 
+
+BATCHED_LOSSES.add(YOLOXHeadCore.loss_image)

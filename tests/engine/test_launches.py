@@ -60,7 +60,8 @@ def _three_images(size: int, num_gt: int) -> dict:
 # heads whose training step computes the batch's losses in one call, and the launches an image left
 # (the targets': assignment, sampling, encoding)
 BATCHED = {"retinanet_r50_fpn_coco": 130, "fcos_r50_fpn_coco": 150, "atss_r50_fpn_coco": 180, "rtmdet_tiny_coco": 200, "gfl_r50_fpn_coco": 170,
-           "tood_r50_fpn_coco": 170, "tood_r50_fpn_coco@initial": 170}    # TOOD: task-aligned; ATSS's first epochs
+           "tood_r50_fpn_coco": 170, "tood_r50_fpn_coco@initial": 170,
+           "yolox_tiny_coco": 400}    # TOOD: task-aligned; ATSS's first epochs
 
 
 @pytest.mark.parametrize("name", sorted(BATCHED))
