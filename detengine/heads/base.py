@@ -155,11 +155,11 @@ class HeadCore:
         if type(self).loss_image not in BATCHED_LOSSES:
             return None
         a = int(cls_scores.shape[1])
+        if any(not torch.is_tensor(v) or v.shape[:1] != (a,) for t in targets for v in t.extras.values()):
+            return None                                  # an extra that is not one value per prior
         cat = [torch.cat([getattr(t, name) for t in targets])
                for name in ("labels", "label_weights", "bbox_targets", "bbox_weights", "inside")]
         pos = torch.cat([t.sampling_result.pos_inds + i * a for i, t in enumerate(targets)])
-        if any(not torch.is_tensor(v) or v.shape[:1] != (a,) for t in targets for v in t.extras.values()):
-            return None                                  # an extra that is not one value per prior
         extras = {k: torch.cat([t.extras[k] for t in targets]) for k in targets[0].extras}
         joined = Targets(None, _Positives(pos), *cat, extras=extras)
         loss = self.loss_image(cls_scores.reshape(-1, cls_scores.shape[-1]),
@@ -201,6 +201,7 @@ class _Positives:
 
     def __init__(self, pos_inds):
         self.pos_inds = pos_inds
+
 
 # loss_image methods that read only per-prior targets, the positives and a batch-wide normaliser, so
 # a batch's priors concatenated give the images' summed terms (each head's module adds its own)
