@@ -56,14 +56,14 @@ def main() -> None:
         cfg.get("backbone", {}).pop("init_cfg", None)
         torch.manual_seed(0)
         model = build_detector(cfg).train()
-        with gpu_code_paths():
-            loss_path_ops(model, batch(1, size, args.gts))                 # fills the prior caches
-            one = loss_path_ops(model, batch(1, size, args.gts))
+        with gpu_code_paths():      # two and three images: a training step's batch path (one image: per image)
+            loss_path_ops(model, batch(2, size, args.gts))                 # fills the prior caches
             two = loss_path_ops(model, batch(2, size, args.gts))
-        per_image = two.kernels - one.kernels
-        fixed = one.kernels - per_image
+            three = loss_path_ops(model, batch(3, size, args.gts))
+        per_image = three.kernels - two.kernels
+        fixed = two.kernels - 2 * per_image
         total = fixed + per_image * args.batch
-        print(f"{name:24s} {fixed:6d} {per_image:9d} {two.syncs - one.syncs:9d} {total:8d}  "
+        print(f"{name:24s} {fixed:6d} {per_image:9d} {three.syncs - two.syncs:9d} {total:8d}  "
               f"{total * US_PER_LAUNCH[0] / 1000:5.0f}-{total * US_PER_LAUNCH[1] / 1000:.0f} ms", flush=True)
 
 

@@ -47,14 +47,16 @@ class OpCounter(TorchDispatchMode):
 @contextlib.contextmanager
 def gpu_code_paths():
     """Take the code paths a GPU takes while running on the CPU (the CPU-only row blocks and per-class
-    NMS off)."""
+    NMS off, the batch's targets in one pass)."""
     from . import losses, postprocess
-    saved = losses._blocks_pay, postprocess._per_class_pays
+    from .heads import base
+    saved = losses._blocks_pay, postprocess._per_class_pays, base._batch_targets_pay
     losses._blocks_pay = postprocess._per_class_pays = lambda t: False
+    base._batch_targets_pay = lambda t: True
     try:
         yield
     finally:
-        losses._blocks_pay, postprocess._per_class_pays = saved
+        losses._blocks_pay, postprocess._per_class_pays, base._batch_targets_pay = saved
 
 
 def loss_path_ops(model, batch: dict) -> OpCounter:

@@ -71,6 +71,23 @@ class FCOSAssigner:
         return AssignResult(num_gt, gt_inds, priors.new_zeros(num_points), labels, reasons,
                             self._extras(priors, num_level_priors, pair.t().contiguous(), shown, ranges))
 
+    def assign_batch(self, priors: Tensor, inside: Tensor | None, gts, *, num_level_priors=None, **unused) -> Tensor:
+        """A batch's assignment in one pass: (B, A) ``gt_inds`` of each image as :meth:`assign` gives
+        them; ``gts`` a :class:`~detengine.heads.base.PaddedGTs` (FCOS takes every point: no ``inside``)."""
+        (b, g), a = gts.mask.shape, int(priors.shape[0])
+        if g == 0 or a == 0:
+            return torch.zeros((b, a), dtype=torch.long, device=priors.device)
+        boxes = gts.boxes[:, None]                                       # (B, 1, G, 4)
+        ranges = self._point_ranges(priors, num_level_priors)            # (A, 2)
+        distances = self._distances(priors, boxes)                       # (B, A, G, 4)
+        inside = self._inside_center_region(priors, boxes) if self.center_sampling else \
+            distances.min(dim=-1).values > 0
+        max_distance = distances.max(dim=-1).values
+        ok = inside & (max_distance >= ranges[:, None, 0]) & (max_distance <= ranges[:, None, 1]) & gts.mask[:, None]
+        areas = (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])     # (B, 1, G)
+        min_area, min_area_inds = torch.where(ok, areas, INF).min(dim=2)  # the smallest GT wins, ties to the first
+        return torch.where(min_area != INF, min_area_inds + 1, 0)
+
     def _point_ranges(self, priors: Tensor, num_level_priors) -> Tensor:
         """(A, 2) the regress range of each point's level (float32, as the reference)."""
         table = priors.new_tensor(self.regress_ranges)
@@ -80,20 +97,22 @@ class FCOSAssigner:
 
     @staticmethod
     def _distances(priors: Tensor, gt_boxes: Tensor) -> Tensor:
-        """(A, G, 4) ``(x - x1, y - y1, x2 - x, y2 - y)`` of every point to every GT box."""
+        """(A, G, 4) ``(x - x1, y - y1, x2 - x, y2 - y)`` of every point to every GT box (``gt_boxes``
+        (G, 4)); (B, A, G, 4) for a batch's (B, 1, G, 4)."""
         xs, ys = priors[:, 0, None], priors[:, 1, None]
-        return torch.stack((xs - gt_boxes[:, 0], ys - gt_boxes[:, 1], gt_boxes[:, 2] - xs, gt_boxes[:, 3] - ys), -1)
+        return torch.stack((xs - gt_boxes[..., 0], ys - gt_boxes[..., 1], gt_boxes[..., 2] - xs, gt_boxes[..., 3] - ys), -1)
 
     def _inside_center_region(self, priors: Tensor, gt_boxes: Tensor) -> Tensor:
         """(A, G) point strictly inside the GT's centre box ``c +- radius * stride`` (the stride of
-        the point's level), clipped to the GT box (FCOS sec. 3.2 / the official "center sampling")."""
+        the point's level), clipped to the GT box (FCOS sec. 3.2 / the official "center sampling");
+        (B, A, G) for a batch's (B, 1, G, 4) boxes."""
         radius = priors[:, 2, None] * self.center_sample_radius      # (A, 1): stride * radius
-        cx = (gt_boxes[:, 0] + gt_boxes[:, 2]) / 2
-        cy = (gt_boxes[:, 1] + gt_boxes[:, 3]) / 2
-        x1 = torch.maximum(cx - radius, gt_boxes[:, 0])
-        y1 = torch.maximum(cy - radius, gt_boxes[:, 1])
-        x2 = torch.minimum(cx + radius, gt_boxes[:, 2])
-        y2 = torch.minimum(cy + radius, gt_boxes[:, 3])
+        cx = (gt_boxes[..., 0] + gt_boxes[..., 2]) / 2
+        cy = (gt_boxes[..., 1] + gt_boxes[..., 3]) / 2
+        x1 = torch.maximum(cx - radius, gt_boxes[..., 0])
+        y1 = torch.maximum(cy - radius, gt_boxes[..., 1])
+        x2 = torch.minimum(cx + radius, gt_boxes[..., 2])
+        y2 = torch.minimum(cy + radius, gt_boxes[..., 3])
         xs, ys = priors[:, 0, None], priors[:, 1, None]
         return torch.stack((xs - x1, ys - y1, x2 - xs, y2 - ys), -1).min(dim=-1).values > 0
 

@@ -77,6 +77,41 @@ class MaxIoUAssigner:
             result.extras["ignored_by_crowd"] = crowd
         return result
 
+    def assign_batch(self, priors: Tensor, inside: Tensor, gts, *, gt_boxes_ignore=None, **unused) -> Tensor | None:
+        """A batch's assignment in one pass: (B, A) ``gt_inds`` of each image as :meth:`assign` on its
+        ``inside`` priors (Tensor[B, A] bool) gives them, -1 outside; ``gts`` a
+        :class:`~detengine.heads.base.PaddedGTs`. None where ignored boxes take part (per image)."""
+        if self.ignore_iof_thr > 0 and any(ig is not None and ig.numel() > 0 for ig in gt_boxes_ignore or ()):
+            return None
+        priors = priors[:, :4]
+        (b, g), a = gts.mask.shape, int(priors.shape[0])
+        outside = torch.full((), -1, dtype=torch.long, device=priors.device)
+        if g == 0 or a == 0:
+            return torch.where(inside, torch.zeros_like(outside), outside)
+        overlaps = bbox_overlaps(gts.boxes.reshape(-1, 4), priors).view(b, g, a)
+        # padding and outside priors below every IoU: they neither win a prior nor are any GT's best
+        overlaps.masked_fill_(~(gts.mask[:, :, None] & inside[:, None, :]), -2.0)
+        max_overlaps, argmax_overlaps = overlaps.max(dim=1)         # (B, A) best GT of each prior
+        gt_max_overlaps, gt_argmax_overlaps = overlaps.max(dim=2)   # (B, G) best prior of each GT
+        lo, hi = self.neg_iou_thr if isinstance(self.neg_iou_thr, tuple) else (0.0, self.neg_iou_thr)
+        gt_inds = torch.where((max_overlaps >= lo) & (max_overlaps < hi), 0, -1)
+        gt_inds = torch.where(max_overlaps >= self.pos_iou_thr, argmax_overlaps + 1, gt_inds)
+        if self.match_low_quality:
+            eligible = (gt_max_overlaps >= self.min_pos_iou) & gts.mask
+            gt_ids = torch.arange(1, g + 1, device=priors.device)
+            if self.gt_max_assign_all:
+                hit = (overlaps == gt_max_overlaps[:, :, None]) & eligible[:, :, None]
+                small = gt_ids.to(torch.int32)[:, None]                            # (B, G, A): half the bytes
+                winner = torch.where(hit, small, 0).amax(dim=1).long()           # the last GT wins
+            else:
+                flat = (gt_argmax_overlaps + torch.arange(b, device=priors.device)[:, None] * a)[eligible]
+                winner = torch.zeros(b * a, dtype=torch.long, device=priors.device)
+                winner.scatter_reduce_(0, flat, gt_ids.expand(b, g)[eligible], reduce="amax")
+                winner = winner.view(b, a)
+            gt_inds = torch.where(winner > 0, winner, gt_inds)
+        no_gt = ~gts.mask.any(dim=1, keepdim=True)                              # every prior negative
+        return torch.where(inside, torch.where(no_gt, 0, gt_inds), outside)
+
     def _ignored_mask(self, priors: Tensor, gt_boxes_ignore: Tensor | None) -> Tensor | None:
         if not (self.ignore_iof_thr > 0 and gt_boxes_ignore is not None and gt_boxes_ignore.numel() > 0):
             return None

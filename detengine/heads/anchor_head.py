@@ -9,7 +9,8 @@ from ..assigners import DynamicSoftLabelAssigner, SimOTAAssigner
 from ..postprocess import postprocess_dense
 from ..priors import Priors
 from ..samplers import PseudoSampler, hard_negative_mask
-from .base import BATCHED_LOSSES, HeadCore, ImageLoss, Targets, anchor_inside_flags
+from .base import (BATCHED_LOSSES, HeadCore, ImageLoss, PaddedGTs, Targets, _Positives, anchor_inside_flags,
+                   batch_inside_flags, same_grid)
 
 __all__ = ["AnchorHeadCore", "SSDHeadCore"]
 
@@ -114,6 +115,54 @@ class AnchorHeadCore(HeadCore):
         if neg.numel() > 0:
             label_weights[neg] = 1.0
         return Targets(assign_result, sampling, labels, label_weights, bbox_targets, bbox_weights, inside)
+
+    def batch_targets(self, priors, gt_boxes, gt_labels, img_shapes, gt_boxes_ignore=None, cls_scores=None,
+                      bbox_preds=None):
+        """:meth:`targets` of every image in one pass, where the assigner has a batched form
+        (``assign_batch``: MaxIoU) and takes no predictions, the sampler is the pseudo sampler and
+        the head makes its targets as this class does."""
+        if not self._batchable(AnchorHeadCore, priors):
+            return None
+        boxes = priors[0].tensor
+        inside = batch_inside_flags(priors, img_shapes, self.allowed_border)
+        gts = PaddedGTs.of(gt_boxes, gt_labels, boxes)
+        gt_inds = self.assigner.assign_batch(boxes, inside, gts, gt_boxes_ignore=gt_boxes_ignore,
+                                             num_level_priors=priors[0].num_per_level)
+        if gt_inds is None:
+            return None
+        joined, img, prior, gt = self._joined_targets(boxes, gt_inds, gts, inside)
+        pos = joined.sampling_result.pos_inds
+        if pos.numel() > 0:
+            pos_gt_boxes = gts.boxes[img, gt]
+            joined.bbox_targets[pos] = pos_gt_boxes if self.reg_decoded_bbox else \
+                self.bbox_coder.encode(boxes[prior], pos_gt_boxes)
+        num_pos = torch.bincount(img, minlength=len(priors)).tolist()
+        return joined, [float(max(n, 1)) for n in num_pos]
+
+    def _batchable(self, owner, priors) -> bool:
+        """Whether :meth:`batch_targets` as ``owner`` writes it makes this head's targets."""
+        return (type(self).targets is owner.targets and callable(getattr(self.assigner, "assign_batch", None))
+                and type(self.sampler) is PseudoSampler and not self.needs_predictions() and len(priors) > 0
+                and same_grid(priors))
+
+    def _joined_targets(self, boxes, gt_inds, gts, inside):
+        """The batch's :class:`Targets` from its (B, A) ``gt_inds``, as :meth:`targets` fills them (pseudo
+        sampler: every positive and negative), box targets left 0 for the head to fill; and the
+        positives' image, prior and 0-based GT."""
+        b, a = gt_inds.shape
+        flat = gt_inds.reshape(-1)
+        pos = torch.nonzero(flat > 0).squeeze(-1)
+        img, prior = pos.div(a, rounding_mode="floor"), pos.remainder(a)
+        gt = flat[pos] - 1
+        labels = torch.full((b * a,), self.num_classes, dtype=torch.long, device=boxes.device)
+        labels[pos] = gts.labels[img, gt]
+        label_weights = (flat == 0).to(boxes.dtype)
+        label_weights[pos] = 1.0 if self.pos_weight <= 0 else self.pos_weight
+        bbox_weights = boxes.new_zeros((b * a, 4))
+        bbox_weights[pos] = 1.0
+        joined = Targets(None, _Positives(pos), labels, label_weights, boxes.new_zeros((b * a, 4)), bbox_weights,
+                         inside.reshape(-1))
+        return joined, img, prior, gt
 
     def avg_factor_of(self, targets: Targets) -> float:
         """mmdetection ``SamplingResult.avg_factor``: ``max(num_pos, 1)`` per image."""

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from ..postprocess import Stage, _filter_topk, _nms_stages
 from .anchor_head import AnchorHeadCore
-from .base import BATCHED_LOSSES, ImageLoss, Targets
+from .base import BATCHED_LOSSES, ImageLoss, PaddedGTs, Targets
 
 __all__ = ["CenternessHeadCore", "FCOSHeadCore", "CenternessNormalisers", "CenternessImageLoss",
            "centerness_target"]
@@ -183,6 +183,30 @@ class FCOSHeadCore(CenternessHeadCore):
         inside = torch.ones(a, dtype=torch.bool, device=points.device)
         return Targets(assign_result, sampling, labels, points.new_ones(a), bbox_targets,
                        centerness[:, None].expand(a, 4).clone(), inside, extras={"centerness_targets": centerness})
+
+    def batch_targets(self, priors, gt_boxes, gt_labels, img_shapes, gt_boxes_ignore=None, cls_scores=None,
+                      bbox_preds=None):
+        """:meth:`targets` of every image in one pass (:meth:`AnchorHeadCore.batch_targets`)."""
+        if not self._batchable(FCOSHeadCore, priors):
+            return None
+        points = priors[0].tensor
+        gts = PaddedGTs.of(gt_boxes, gt_labels, points)
+        inside = torch.ones((len(priors), len(priors[0])), dtype=torch.bool, device=points.device)
+        gt_inds = self.assigner.assign_batch(points, inside, gts, num_level_priors=priors[0].num_per_level)
+        joined, img, prior, gt = self._joined_targets(points, gt_inds, gts, inside)
+        joined.label_weights = points.new_ones(joined.labels.shape[0])
+        pos = joined.sampling_result.pos_inds
+        centerness = points.new_zeros(joined.labels.shape[0])
+        if pos.numel() > 0:
+            pos_points = points[prior]
+            encoded = self.bbox_coder.encode(pos_points, gts.boxes[img, gt]) / self._units(pos_points)
+            joined.bbox_targets[pos] = encoded
+            centerness[pos] = centerness_target(encoded)
+        joined.bbox_weights = centerness[:, None].expand(-1, 4).clone()
+        joined.extras["centerness_targets"] = centerness
+        num_pos = torch.bincount(img, minlength=len(priors)).tolist()
+        sums = centerness.view(len(priors), -1).sum(dim=1).tolist()
+        return joined, [(float(n), float(c)) for n, c in zip(num_pos, sums)]
 
     def avg_factor_of(self, targets: Targets) -> tuple[float, float]:
         return float(targets.num_pos), float(targets.extras["centerness_targets"].sum())

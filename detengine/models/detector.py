@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ..heads import base as head_base
 from ..heads.base import HeadCore, valid_region
 from ..postprocess import PostprocessResult
 
@@ -76,16 +77,24 @@ class DenseDetector(nn.Module):
         shape = tuple(images.shape[-2:])
         ignores = batch.get("gt_boxes_ignore") or [None] * images.shape[0]
         img_shapes = [tuple(m.get("img_shape", shape)) for m in batch.get("metas") or [{}] * images.shape[0]]
-        targets = [self.core.targets(p, b, l, s, gt_boxes_ignore=ig, cls_scores=c, bbox_preds=r)
-                   for p, b, l, s, ig, c, r in zip(priors, batch["gt_boxes"], batch["gt_labels"], img_shapes, ignores,
-                                                   cls, reg)]
-        avg = self.core.reduce_avg_factor([self.core.avg_factor_of(t) for t in targets], across_ranks=across_ranks)
-        # a training step: the batch's losses in one call where the head can (on a GPU each operation
-        # is a launch); a trace needs every image's own per-prior losses
-        losses = self.core.batch_loss_terms(cls, reg, priors, targets, avg) \
-            if trace_index is None and images.shape[0] > 1 else None
+        # a training step: the batch's targets and losses in one pass where the head can (on a GPU each
+        # operation is a launch); a trace and the assignment statistics need every image's own
+        step = trace_index is None and images.shape[0] > 1
+        batched = self.core.batch_targets(priors, batch["gt_boxes"], batch["gt_labels"], img_shapes, ignores, cls, reg) \
+            if step and head_base._batch_targets_pay(cls) and not getattr(self, "want_assign_stats", False) else None
+        if batched is not None:
+            targets, parts = batched
+            avg = self.core.reduce_avg_factor(parts, across_ranks=across_ranks)
+        else:
+            targets = [self.core.targets(p, b, l, s, gt_boxes_ignore=ig, cls_scores=c, bbox_preds=r)
+                       for p, b, l, s, ig, c, r in zip(priors, batch["gt_boxes"], batch["gt_labels"], img_shapes,
+                                                       ignores, cls, reg)]
+            avg = self.core.reduce_avg_factor([self.core.avg_factor_of(t) for t in targets], across_ranks=across_ranks)
+        losses = self.core.batch_loss_terms(cls, reg, priors, targets, avg) if step else None
         per_image = None
         if losses is None:
+            if batched is not None:                          # a per-image loss (SSD's mining) on joined targets
+                targets = self.core.split_targets(targets, images.shape[0])
             per_image = [self.core.loss_image(c, r, p, t, avg) for c, r, p, t in zip(cls, reg, priors, targets)]
             losses = {k: sum(loss.terms[k] for loss in per_image) for k in per_image[0].terms}
         if getattr(self, "want_assign_stats", False):       # the trainer asks at its logging interval

@@ -1,0 +1,140 @@
+"""A training step off the CPU makes its batch's targets in one pass (``HeadCore.batch_targets``, GTs
+padded to the most any image has): every integer (labels, positives, weights, which priors take part)
+equal to each image's own targets, the box targets within a few ulp (the coder's log may take a vector
+or a scalar path by a row's place in the tensor), the normalisers' parts equal."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from detengine.builder import build_head_core
+from detengine.heads.base import valid_region
+from detengine.train.runner import load_cfg
+from tests.floats import assert_ulp_close
+
+pytestmark = pytest.mark.usefixtures("one_thread")     # tests/engine/conftest.py
+
+
+def _core(name: str):
+    cfg = load_cfg(f"resources/configs/{name}.py")["model"]
+    cfg["bbox_head"]["num_classes"] = 20
+    return build_head_core(cfg)
+
+
+def _batch(size: int, counts, seed: int = 0, awkward: bool = True) -> dict:
+    """Images with ``counts`` boxes; with ``awkward`` each image of more than 3 boxes has a duplicate box,
+    a box on an anchor's own corners, a zero-area one, an image of 2 boxes has them on the ends of FCOS's
+    regress ranges; the images differ in size and padding."""
+    g = torch.Generator().manual_seed(seed)
+    boxes, labels = [], []
+    for c in counts:
+        xy = torch.rand(c, 2, generator=g) * size * 0.6
+        wh = size * 0.02 + torch.rand(c, 2, generator=g) * size * 0.4
+        b = torch.cat([xy, xy + wh], 1)
+        if awkward and c > 3:
+            b[1] = b[0]                                                    # identical boxes: ties
+            b[2] = torch.tensor([16.0, 16.0, 48.0, 48.0])                  # on a grid: IoU 1 ties
+            b[3, 2:] = b[3, :2]                                            # zero area: IoU 0 everywhere
+        if awkward and c == 2:      # FCOS points (100, 100) at stride 8, (200, 200) at 16: max distance 64,
+            b[:] = torch.tensor([[36.0, 90.0, 110.0, 110.0],            # both ends of two regress ranges
+                                 [136.0, 190.0, 210.0, 210.0]])
+        boxes.append(b)
+        labels.append(torch.randint(0, 20, (c,), generator=g))
+    n = len(counts)
+    metas = [{"img_shape": (size - 40 * i, size - 17 * i), "pad_shape": (size - 32 * i, size - 16 * i)}
+             for i in range(n)]
+    return {"size": size, "gt_boxes": boxes, "gt_labels": labels, "metas": metas}
+
+
+def _inputs(core, data):
+    """Each image's priors (valid flags after its pad shape), img shape, and random head outputs."""
+    shape = (data["size"], data["size"])
+    priors = [core.priors(shape, pad_shape=valid_region(m, shape)) for m in data["metas"]]
+    g = torch.Generator().manual_seed(7)
+    n, a = len(priors), len(priors[0])
+    cls = torch.randn(n, a, core.cls_channels(), generator=g)
+    reg = torch.randn(n, a, 4, generator=g) * 0.1
+    return priors, [m["img_shape"] for m in data["metas"]], cls, reg
+
+
+def _both(core, data):
+    priors, shapes, cls, reg = _inputs(core, data)
+    own = [core.targets(p, b, lb, s, cls_scores=c, bbox_preds=r)
+           for p, b, lb, s, c, r in zip(priors, data["gt_boxes"], data["gt_labels"], shapes, cls, reg)]
+    batched = core.batch_targets(priors, data["gt_boxes"], data["gt_labels"], shapes, None, cls, reg)
+    return core, own, batched
+
+
+def _assert_same(core, own, batched):
+    assert batched is not None
+    joined, parts = batched
+    ref = core.join_targets(own)
+    for name in ("labels", "label_weights", "bbox_weights", "inside"):
+        got, want = getattr(joined, name), getattr(ref, name)
+        assert got.dtype == want.dtype and torch.equal(got, want), name
+    assert torch.equal(joined.sampling_result.pos_inds, ref.sampling_result.pos_inds)
+    assert_ulp_close(joined.bbox_targets, ref.bbox_targets, max_ulp=4, what="bbox_targets")
+    assert set(joined.extras) == set(ref.extras)
+    for k in ref.extras:
+        assert_ulp_close(joined.extras[k], ref.extras[k], max_ulp=4, what=k)
+    want_parts = [core.avg_factor_of(t) for t in own]
+    assert len(parts) == len(want_parts)
+    for got, want in zip(parts, want_parts):
+        got, want = (got, want) if isinstance(want, tuple) else ((got,), (want,))
+        assert got[0] == want[0]                                        # a count
+        for g, w in zip(got[1:], want[1:]):                             # a sum of centerness targets
+            assert g == pytest.approx(w, rel=1e-6)
+    return ref
+
+
+@pytest.mark.parametrize("name,size,border", [("retinanet_r50_fpn_coco", 320, -1), ("retinanet_r50_fpn_coco", 320, 0),
+                                               ("ssd300_coco", 300, -1)])
+def test_max_iou_targets_of_a_batch_equal_each_images_own(name, size, border):
+    """RetinaNet (every GT takes all its tied best anchors) and SSD (one each, the last GT wins); with
+    ``allowed_border`` 0 the anchors past each image's own size take no part; an image without boxes."""
+    core = _core(name)
+    core.allowed_border = border
+    core, own, batched = _both(core, _batch(size, [7, 0, 2, 1, 30]))
+    ref = _assert_same(core, own, batched)
+    assert 0 < int(ref.sampling_result.pos_inds.numel()) and not bool(ref.inside.all())
+
+
+@pytest.mark.parametrize("center_sampling", [False, True])
+def test_fcos_targets_of_a_batch_equal_each_images_own(center_sampling):
+    core = _core("fcos_r50_fpn_coco")
+    core.assigner.center_sampling = center_sampling
+    core.norm_on_bbox = center_sampling
+    core, own, batched = _both(core, _batch(320, [7, 0, 2, 30], seed=1))
+    _assert_same(core, own, batched)
+
+
+def test_a_batch_without_any_box_is_all_negatives():
+    for name, size in (("retinanet_r50_fpn_coco", 256), ("fcos_r50_fpn_coco", 256)):
+        core, own, batched = _both(_core(name), _batch(size, [0, 0]))
+        ref = _assert_same(core, own, batched)
+        assert int(ref.sampling_result.pos_inds.numel()) == 0
+
+
+def test_heads_and_inputs_without_a_batched_form_keep_each_images_targets():
+    """Assigners that weigh predictions or pick a top-k among ties (ATSS, task-aligned, DSL, SimOTA, d2l's
+    greedy matching) and ignored boxes the assigner must see (MaxIoU's ``ignore_iof_thr``): None, the
+    step then makes each image's targets."""
+    for name, size in (("atss_r50_fpn_coco", 256), ("gfl_r50_fpn_coco", 256), ("tood_r50_fpn_coco", 256),
+                       ("rtmdet_tiny_coco", 256), ("yolox_tiny_coco", 256), ("tinyssd_synthetic", 256)):
+        _, _, batched = _both(_core(name), _batch(size, [3, 2], awkward=False))
+        assert batched is None, name
+    core = _core("retinanet_r50_fpn_coco")
+    core.assigner.ignore_iof_thr = 0.5
+    data = _batch(256, [3, 2], awkward=False)
+    priors, shapes, cls, reg = _inputs(core, data)
+    ignores = [torch.tensor([[0.0, 0.0, 50.0, 50.0]]), torch.zeros(0, 4)]
+    assert core.batch_targets(priors, data["gt_boxes"], data["gt_labels"], shapes, ignores, cls, reg) is None
+    assert core.batch_targets(priors, data["gt_boxes"], data["gt_labels"], shapes, [None, None], cls, reg) is not None
+
+
+def test_the_cpu_step_keeps_each_images_targets():
+    """On the CPU padding every image to the most boxes costs more than it saves (bench figure in
+    ``detengine.heads.base._batch_targets_pay``): the step there makes each image's targets."""
+    from detengine.heads import base
+    assert not base._batch_targets_pay(torch.zeros(1))
+    assert base._batch_targets_pay(torch.zeros(1, device="meta"))
