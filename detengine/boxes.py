@@ -84,26 +84,27 @@ def bbox_overlaps(boxes1: Tensor, boxes2: Tensor, mode: str = "iou",
     """IoU / IoF / GIoU between xyxy boxes, mmdetection's ``bbox_overlaps`` bit for bit.
 
     Args:
-        boxes1 (Tensor[N, 4]), boxes2 (Tensor[M, 4]): xyxy.
+        boxes1 (Tensor[..., N, 4]), boxes2 (Tensor[..., M, 4]): xyxy, with the same leading (batch)
+            dimensions if any: each batch's boxes against its own, the same float operations.
         mode: ``"iou"``, ``"iof"`` (intersection over the area of ``boxes1``) or ``"giou"``.
-        is_aligned: if True, N == M and the result is (N,) pairwise; else (N, M).
+        is_aligned: if True, N == M and the result is (..., N) pairwise; else (..., N, M).
         eps: lower clamp of union and enclosing area.
     """
     if mode not in ("iou", "iof", "giou"):
         raise ValueError(f"mode must be 'iou', 'iof' or 'giou', got {mode!r}")
-    n, m = boxes1.shape[0], boxes2.shape[0]
+    n, m = boxes1.shape[-2], boxes2.shape[-2]
     if is_aligned and n != m:
         raise ValueError(f"aligned overlaps need equal counts, got {n} and {m}")
     if n == 0 or m == 0:
-        shape = (n,) if is_aligned else (n, m)
+        shape = boxes1.shape[:-1] if is_aligned else (*boxes1.shape[:-1], m)
         return boxes1.new_zeros(shape)
     area1 = box_area(boxes1)
     area2 = box_area(boxes2)
     if is_aligned:
         b1, b2, a1, a2 = boxes1, boxes2, area1, area2
     else:
-        b1, b2 = boxes1[:, None, :], boxes2[None, :, :]  # (N, 1, 4), (1, M, 4)
-        a1, a2 = area1[:, None], area2[None, :]
+        b1, b2 = boxes1[..., :, None, :], boxes2[..., None, :, :]  # (..., N, 1, 4), (..., 1, M, 4)
+        a1, a2 = area1[..., :, None], area2[..., None, :]
     # per coordinate on (N, M) planes: the same float operations as mmdetection's (N, M, 2) form
     iw = (torch.min(b1[..., 2], b2[..., 2]) - torch.max(b1[..., 0], b2[..., 0])).clamp_(min=0)
     ih = (torch.min(b1[..., 3], b2[..., 3]) - torch.max(b1[..., 1], b2[..., 1])).clamp_(min=0)

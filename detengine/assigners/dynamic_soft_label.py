@@ -67,11 +67,52 @@ class DynamicSoftLabelAssigner:
                   "cost": cost.t(), "candidate_iou": ious.t(), "dynamic_ks": dynamic_ks}
         return AssignResult(int(num_gt), gt_inds, max_overlaps, labels, reasons, extras)
 
+    def assign_batch(self, priors: Tensor, inside: Tensor, gts, *, pred_scores: Tensor, pred_boxes: Tensor,
+                     **unused) -> tuple[Tensor, Tensor] | None:
+        """A batch's assignment in one pass: (B, A) ``gt_inds`` of each image as :meth:`assign` on its
+        ``inside`` priors gives them (-1 outside) and (B, A) the matched IoUs (0 off positives);
+        ``gts`` a :class:`~detengine.heads.base.PaddedGTs`, ``pred_scores`` (B, A, C) logits,
+        ``pred_boxes`` (B, A, 4). Each GT's ``k`` cheapest come from one sorted top-k of the batch:
+        the same set as the GT's own ``torch.topk`` unless its k-th and (k+1)-th costs tie, where
+        ``torch.topk``'s pick is its own: then None (the images' own assignments)."""
+        (b, g), a = gts.mask.shape, int(priors.shape[0])
+        outside = torch.full((), -1, dtype=torch.long, device=priors.device)
+        if g == 0 or a == 0:
+            return torch.where(inside, torch.zeros_like(outside), outside), pred_boxes.new_zeros((b, a))
+        boxes, real = gts.boxes, gts.mask[:, None, :]                     # (B, G, 4), (B, 1, G)
+        center = priors[None, :, None, :2]
+        deltas = torch.cat([center - boxes[:, None, :, :2], boxes[:, None, :, 2:] - center], dim=-1)
+        candidate = ((deltas.min(dim=-1).values > 0) & real).any(dim=2) & inside      # (B, A)
+        pair = candidate[:, :, None] & real                                           # (B, A, G)
+        cost, ious = self._cost(priors, pred_boxes, pred_scores, boxes, gts.labels)   # (B, A, G)
+        # k of each GT: int(sum of its top-k IoUs over the candidates); 0s past the candidates add nothing
+        top_ious = torch.where(pair, ious, 0).topk(min(self.topk, a), dim=1).values
+        dynamic_ks = torch.clamp(top_ious.sum(1).int(), min=1)                        # (B, G)
+        cost = torch.where(pair, cost, torch.inf)
+        k_max = min(int(torch.where(gts.mask, dynamic_ks, 0).max()) + 1, a)
+        values, order = cost.topk(k_max, dim=1, largest=False)                        # (B, k_max, G) ascending
+        kth = values.gather(1, (dynamic_ks - 1).clamp(max=k_max - 1)[:, None]).squeeze(1)
+        after = values.gather(1, dynamic_ks.clamp(max=k_max - 1)[:, None]).squeeze(1)
+        beyond = dynamic_ks >= k_max                                                  # every prior taken
+        if bool((gts.mask & ((kth == after) & ~beyond | torch.isinf(kth))).any()):
+            return None
+        take = (torch.arange(k_max, device=priors.device)[None, :, None] < dynamic_ks[:, None, :]) & gts.mask[:, None]
+        matching = torch.zeros((b, a, g), dtype=torch.uint8, device=priors.device)
+        matching.scatter_(1, order, take.to(torch.uint8))
+        multi = matching.sum(dim=2) > 1                                               # the cheapest GT keeps it
+        cheapest = (torch.arange(g, device=priors.device) == cost.argmin(dim=2, keepdim=True)).to(torch.uint8)
+        matching = torch.where(multi[:, :, None], cheapest, matching)
+        fg = matching.sum(dim=2) > 0
+        gt_inds = torch.where(fg, matching.argmax(dim=2) + 1, 0)
+        matched_ious = torch.where(fg, (matching * ious).sum(dim=2), 0)
+        return torch.where(inside, gt_inds, outside), matched_ious
+
     def _cost(self, valid_prior, valid_boxes, valid_scores, gt_boxes, gt_labels) -> tuple[Tensor, Tensor]:
-        """(V, G) cost and (V, G) IoU of the candidate priors."""
-        gt_center = (gt_boxes[:, :2] + gt_boxes[:, 2:]) / 2.0
+        """(V, G) cost and (V, G) IoU of the candidate priors; (B, A, G) for a batch's (B, A, 4) boxes,
+        (B, A, C) scores, (B, G, 4) GT boxes and (B, G) labels (``valid_prior`` (A, 4) shared)."""
+        gt_center = (gt_boxes[..., :2] + gt_boxes[..., 2:]) / 2.0
         strides = valid_prior[:, 2]
-        distance = (valid_prior[:, None, :2] - gt_center[None, :, :]).pow(2).sum(-1).sqrt() / strides[:, None]
+        distance = (valid_prior[:, None, :2] - gt_center[..., None, :, :]).pow(2).sum(-1).sqrt() / strides[:, None]
         soft_center_prior = torch.pow(10, distance - self.soft_center_radius)
         ious = bbox_overlaps(valid_boxes, gt_boxes)
         iou_cost = -torch.log(ious + EPS) * self.iou_weight
@@ -86,7 +127,11 @@ class DynamicSoftLabelAssigner:
         sig = scores.sigmoid()
         neg = F.binary_cross_entropy_with_logits(scores, torch.zeros_like(scores), reduction="none") * sig.pow(2)
         labels = gt_labels.to(torch.int64)
-        x, p, n = scores[:, labels], sig[:, labels], neg[:, labels]          # (V, G) at each GT's class
+        if scores.dim() == 2:
+            x, p, n = scores[:, labels], sig[:, labels], neg[:, labels]      # (V, G) at each GT's class
+        else:                                                                # a batch: (B, A, G)
+            at = labels[:, None, :].expand(-1, scores.shape[1], -1)
+            x, p, n = scores.gather(2, at), sig.gather(2, at), neg.gather(2, at)
         pos = F.binary_cross_entropy_with_logits(x, ious, reduction="none") * (ious - p).pow(2)
         return neg.sum(dim=-1, keepdim=True) - n + pos
 

@@ -5,8 +5,10 @@ import torch
 from torch import Tensor
 
 from ..postprocess import postprocess_dense
+from ..assigners import DynamicSoftLabelAssigner
+from ..samplers import PseudoSampler
 from .anchor_head import AnchorHeadCore, assign_priors
-from .base import BATCHED_LOSSES, ImageLoss, Targets, anchor_inside_flags
+from .base import BATCHED_LOSSES, ImageLoss, PaddedGTs, Targets, anchor_inside_flags, batch_inside_flags, same_grid
 
 __all__ = ["RTMDetHeadCore"]
 
@@ -57,6 +59,33 @@ class RTMDetHeadCore(AnchorHeadCore):
         bbox_weights = metrics[:, None].expand(a, 4).clone()
         return Targets(assign_result, sampling, labels, label_weights, bbox_targets, bbox_weights, inside,
                        extras={"assign_metrics": metrics})
+
+    def batch_targets(self, priors, gt_boxes, gt_labels, img_shapes, gt_boxes_ignore=None, cls_scores=None,
+                      bbox_preds=None):
+        """:meth:`targets` of every image in one pass (the dynamic soft-label assigner's batched form);
+        None where a GT's k-th cheapest prior ties (``DynamicSoftLabelAssigner.assign_batch``)."""
+        if not (type(self).targets is RTMDetHeadCore.targets and type(self.assigner) is DynamicSoftLabelAssigner
+                and type(self.sampler) is PseudoSampler and cls_scores is not None and bbox_preds is not None
+                and len(priors) > 0 and same_grid(priors)):
+            return None
+        points = priors[0].tensor
+        n, a = len(priors), len(priors[0])
+        pred_boxes = self.decode(points.repeat(n, 1), bbox_preds.detach().reshape(n * a, -1)).view(n, a, 4)
+        inside = batch_inside_flags(priors, img_shapes, self.allowed_border)
+        gts = PaddedGTs.of(gt_boxes, gt_labels, points)
+        out = self.assigner.assign_batch(points, inside, gts, pred_scores=cls_scores.detach(), pred_boxes=pred_boxes)
+        if out is None:
+            return None
+        gt_inds, matched_ious = out
+        joined, img, prior, gt = self._joined_targets(points, gt_inds, gts, inside)
+        pos = joined.sampling_result.pos_inds
+        metrics = points.new_zeros(n * a)
+        if pos.numel() > 0:
+            joined.bbox_targets[pos] = gts.boxes[img, gt]
+            metrics[pos] = matched_ious.reshape(-1)[pos].to(metrics.dtype)
+        joined.bbox_weights = metrics[:, None].expand(-1, 4).clone()
+        joined.extras["assign_metrics"] = metrics
+        return joined, metrics.view(n, a).sum(dim=1).tolist()
 
     def avg_factor_of(self, targets: Targets) -> float:
         return float(targets.extras["assign_metrics"].sum())

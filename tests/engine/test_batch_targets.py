@@ -116,11 +116,11 @@ def test_a_batch_without_any_box_is_all_negatives():
 
 
 def test_heads_and_inputs_without_a_batched_form_keep_each_images_targets():
-    """Assigners that weigh predictions or pick a top-k among ties (ATSS, task-aligned, DSL, SimOTA, d2l's
-    greedy matching) and ignored boxes the assigner must see (MaxIoU's ``ignore_iof_thr``): None, the
-    step then makes each image's targets."""
+    """Assigners without a batched form yet (ATSS's per-level top-k, task-aligned, SimOTA, d2l's greedy
+    matching) and ignored boxes the assigner must see (MaxIoU's ``ignore_iof_thr``): None, the step then
+    makes each image's targets."""
     for name, size in (("atss_r50_fpn_coco", 256), ("gfl_r50_fpn_coco", 256), ("tood_r50_fpn_coco", 256),
-                       ("rtmdet_tiny_coco", 256), ("yolox_tiny_coco", 256), ("tinyssd_synthetic", 256)):
+                       ("yolox_tiny_coco", 256), ("tinyssd_synthetic", 256)):
         _, _, batched = _both(_core(name), _batch(size, [3, 2], awkward=False))
         assert batched is None, name
     core = _core("retinanet_r50_fpn_coco")
@@ -138,3 +138,46 @@ def test_the_cpu_step_keeps_each_images_targets():
     from detengine.heads import base
     assert not base._batch_targets_pay(torch.zeros(1))
     assert base._batch_targets_pay(torch.zeros(1, device="meta"))
+
+
+def _rtmdet_inputs(core, data, seed):
+    """RTMDet's priors and predictions: logits ~N(0, 1), boxes 0.5-4.5 strides from each point."""
+    shape = (data["size"], data["size"])
+    priors = [core.priors(shape, pad_shape=valid_region(m, shape)) for m in data["metas"]]
+    g = torch.Generator().manual_seed(seed)
+    n, a = len(priors), len(priors[0])
+    cls = torch.randn(n, a, core.cls_channels(), generator=g)
+    reg = (torch.rand(n, a, 4, generator=g) * 4 + 0.5) * priors[0].tensor[:, 2:3]
+    return priors, [m["img_shape"] for m in data["metas"]], cls, reg
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_dynamic_soft_label_targets_of_a_batch_equal_each_images_own(seed):
+    """RTMDet: each GT's k cheapest from one sorted top-k of the batch, the matched IoUs as the soft
+    targets and the normaliser's parts."""
+    core = _core("rtmdet_tiny_coco")
+    data = _batch(320, [7, 0, 2, 1, 30, 12][:3 + seed], seed=seed)
+    priors, shapes, cls, reg = _rtmdet_inputs(core, data, seed)
+    own = [core.targets(p, b, lb, s, cls_scores=c, bbox_preds=r)
+           for p, b, lb, s, c, r in zip(priors, data["gt_boxes"], data["gt_labels"], shapes, cls, reg)]
+    batched = core.batch_targets(priors, data["gt_boxes"], data["gt_labels"], shapes, None, cls, reg)
+    ref = _assert_same(core, own, batched)
+    assert int(ref.sampling_result.pos_inds.numel()) > 0
+
+
+def test_dynamic_soft_label_ties_at_the_kth_cost_keep_each_images_own():
+    """A GT centred between four points with the same predictions around each: their costs tie, and
+    ``torch.topk`` picks among them by its own rule per GT: the batch takes each image's assignment."""
+    core = _core("rtmdet_tiny_coco")
+    shape = (256, 256)
+    priors = [core.priors(shape)] * 2
+    a = len(priors[0])
+    cls = torch.zeros(2, a, core.cls_channels())
+    reg = priors[0].tensor[:, 2:3].expand(2, a, 4) * 2.0
+    labels = [torch.tensor([3]), torch.tensor([5])]
+    symmetric = [torch.tensor([[40.0, 40.0, 88.0, 88.0]]), torch.tensor([[100.0, 20.0, 180.0, 120.0]])]
+    assert core.batch_targets(priors, symmetric, labels, [shape] * 2, None, cls, reg) is None
+    nudged = [torch.tensor([[41.0, 40.0, 88.0, 88.5]]), symmetric[1]]
+    own = [core.targets(p, b, lb, shape, cls_scores=c, bbox_preds=r)
+           for p, b, lb, c, r in zip(priors, nudged, labels, cls, reg)]
+    _assert_same(core, own, core.batch_targets(priors, nudged, labels, [shape] * 2, None, cls, reg))
