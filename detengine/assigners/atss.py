@@ -7,7 +7,7 @@ from torch import Tensor
 
 from ..boxes import bbox_overlaps
 from .max_iou import _empty_result, labels_from_gt_inds
-from .result import AssignResult, Reason
+from .result import AssignResult, Reason, assign_images
 
 __all__ = ["ATSSAssigner"]
 
@@ -62,6 +62,59 @@ class ATSSAssigner:
         labels = labels_from_gt_inds(gt_inds, gt_labels)
         extras = {"iou": overlaps.t(), "atss_threshold": thr, "candidate_idxs": candidate_idxs.t()}
         return AssignResult(int(num_gt), gt_inds, max_overlaps, labels, reasons, extras)
+
+    def assign_batch(self, priors: Tensor, inside: Tensor, gts, *, num_level_priors=None, gt_boxes_ignore=None,
+                     **unused) -> Tensor | None:
+        """A batch's assignment in one pass: (B, A) ``gt_inds`` of each image as :meth:`assign` on its
+        ``inside`` priors gives them (-1 outside); ``gts`` a :class:`~detengine.heads.base.PaddedGTs`.
+        Each level's candidates come from one sorted top-(k + 1) of the batch: the same candidates in
+        the same order as each image's own top-k when the k + 1 nearest distances differ (then
+        ``torch.topk``'s order is the only one, whichever priors are left out). An image where two tie,
+        or where a level has fewer than k priors inside, is assigned on its own; None where ignored
+        boxes take part."""
+        if num_level_priors is None:
+            raise ValueError("ATSSAssigner needs num_level_priors (priors per level)")
+        if self.ignore_iof_thr > 0 and any(ig is not None and ig.numel() > 0 for ig in gt_boxes_ignore or ()):
+            return None
+        priors = priors[:, :4]
+        (b, g), a = gts.mask.shape, int(priors.shape[0])
+        outside = torch.full((), -1, dtype=torch.long, device=priors.device)
+        if g == 0 or a == 0:
+            return torch.where(inside, torch.zeros_like(outside), outside)
+        boxes = gts.boxes
+        overlaps = bbox_overlaps(priors, boxes.reshape(-1, 4)).view(a, b, g).permute(1, 0, 2)       # (B, A, G)
+        gt_points = torch.stack(((boxes[..., 0] + boxes[..., 2]) / 2.0, (boxes[..., 1] + boxes[..., 3]) / 2.0), dim=-1)
+        priors_cx = (priors[:, 0] + priors[:, 2]) / 2.0
+        priors_cy = (priors[:, 1] + priors[:, 3]) / 2.0
+        prior_points = torch.stack((priors_cx, priors_cy), dim=1)
+        distances = (prior_points[:, None, :] - gt_points[:, None, :, :]).pow(2).sum(-1).sqrt()      # (B, A, G)
+        distances = distances.masked_fill(~inside[:, :, None], torch.inf)
+        candidate_idxs, start, own = [], 0, torch.zeros(b, dtype=torch.bool, device=priors.device)
+        for count in num_level_priors:
+            if count > 0:
+                k = min(self.topk, count)
+                values, idx = distances[:, start:start + count].topk(min(k + 1, count), dim=1, largest=False)
+                tied = torch.isinf(values[:, k - 1]) | (values[:, 1:] == values[:, :-1]).any(dim=1)   # (B, G)
+                own |= (tied & gts.mask).any(dim=1)
+                candidate_idxs.append(idx[:, :k] + start)
+            start += count
+        candidate_idxs = torch.cat(candidate_idxs, dim=1)                                             # (B, K, G)
+        candidate_overlaps = overlaps.gather(1, candidate_idxs)
+        thr = candidate_overlaps.mean(1) + candidate_overlaps.std(1)                                  # (B, G)
+        cx, cy = priors_cx[candidate_idxs], priors_cy[candidate_idxs]                                 # (B, K, G)
+        gb = boxes[:, None]                                                                           # (B, 1, G, 4)
+        is_in = torch.stack([cx - gb[..., 0], cy - gb[..., 1], gb[..., 2] - cx, gb[..., 3] - cy], dim=-1) \
+            .min(dim=-1).values > 0.01
+        is_pos = (candidate_overlaps >= thr[:, None, :]) & is_in & gts.mask[:, None, :]
+        masked = torch.full_like(overlaps, -INF)
+        masked.scatter_(1, candidate_idxs, torch.where(is_pos, candidate_overlaps, -INF))
+        max_overlaps, argmax = masked.max(dim=2)
+        gt_inds = torch.where(max_overlaps != -INF, argmax + 1, 0)
+        gt_inds = torch.where(inside, gt_inds, outside)
+        rows = own.nonzero().view(-1).tolist()
+        if rows:
+            gt_inds[rows] = assign_images(self.assign, priors, inside, gts, rows, num_level_priors)[0]
+        return gt_inds
 
     def _ignored_mask(self, priors, gt_boxes_ignore):
         if not (self.ignore_iof_thr > 0 and gt_boxes_ignore is not None and gt_boxes_ignore.numel() > 0):

@@ -7,7 +7,7 @@ from torch import Tensor
 
 from ..boxes import bbox_overlaps
 from .max_iou import _empty_result
-from .result import AssignResult, Reason
+from .result import AssignResult, Reason, assign_images
 
 __all__ = ["DynamicSoftLabelAssigner"]
 
@@ -68,13 +68,13 @@ class DynamicSoftLabelAssigner:
         return AssignResult(int(num_gt), gt_inds, max_overlaps, labels, reasons, extras)
 
     def assign_batch(self, priors: Tensor, inside: Tensor, gts, *, pred_scores: Tensor, pred_boxes: Tensor,
-                     **unused) -> tuple[Tensor, Tensor] | None:
+                     **unused) -> tuple[Tensor, Tensor]:
         """A batch's assignment in one pass: (B, A) ``gt_inds`` of each image as :meth:`assign` on its
         ``inside`` priors gives them (-1 outside) and (B, A) the matched IoUs (0 off positives);
         ``gts`` a :class:`~detengine.heads.base.PaddedGTs`, ``pred_scores`` (B, A, C) logits,
         ``pred_boxes`` (B, A, 4). Each GT's ``k`` cheapest come from one sorted top-k of the batch:
         the same set as the GT's own ``torch.topk`` unless its k-th and (k+1)-th costs tie, where
-        ``torch.topk``'s pick is its own: then None (the images' own assignments)."""
+        ``torch.topk``'s pick is its own: such an image is assigned on its own."""
         (b, g), a = gts.mask.shape, int(priors.shape[0])
         outside = torch.full((), -1, dtype=torch.long, device=priors.device)
         if g == 0 or a == 0:
@@ -94,8 +94,7 @@ class DynamicSoftLabelAssigner:
         kth = values.gather(1, (dynamic_ks - 1).clamp(max=k_max - 1)[:, None]).squeeze(1)
         after = values.gather(1, dynamic_ks.clamp(max=k_max - 1)[:, None]).squeeze(1)
         beyond = dynamic_ks >= k_max                                                  # every prior taken
-        if bool((gts.mask & ((kth == after) & ~beyond | torch.isinf(kth))).any()):
-            return None
+        own = (gts.mask & ((kth == after) & ~beyond | torch.isinf(kth))).any(dim=1)  # (B,) ties: per image
         take = (torch.arange(k_max, device=priors.device)[None, :, None] < dynamic_ks[:, None, :]) & gts.mask[:, None]
         matching = torch.zeros((b, a, g), dtype=torch.uint8, device=priors.device)
         matching.scatter_(1, order, take.to(torch.uint8))
@@ -105,7 +104,12 @@ class DynamicSoftLabelAssigner:
         fg = matching.sum(dim=2) > 0
         gt_inds = torch.where(fg, matching.argmax(dim=2) + 1, 0)
         matched_ious = torch.where(fg, (matching * ious).sum(dim=2), 0)
-        return torch.where(inside, gt_inds, outside), matched_ious
+        gt_inds = torch.where(inside, gt_inds, outside)
+        rows = own.nonzero().view(-1).tolist()
+        if rows:
+            gt_inds[rows], matched_ious[rows] = assign_images(self.assign, priors, inside, gts, rows,
+                                                              pred_scores=pred_scores, pred_boxes=pred_boxes)
+        return gt_inds, matched_ious
 
     def _cost(self, valid_prior, valid_boxes, valid_scores, gt_boxes, gt_labels) -> tuple[Tensor, Tensor]:
         """(V, G) cost and (V, G) IoU of the candidate priors; (B, A, G) for a batch's (B, A, 4) boxes,

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-__all__ = ["AssignResult", "Reason", "REASON_TEXT"]
+__all__ = ["AssignResult", "Reason", "REASON_TEXT", "assign_images"]
 
 
 class Reason:
@@ -214,3 +214,24 @@ class AssignResult:
         labels[gt_inds > 0] = gt_labels[gt_inds[gt_inds > 0] - 1]
         max_overlaps = torch.rand(num_priors, generator=g)
         return cls(num_gts, gt_inds, max_overlaps, labels)
+
+
+def assign_images(assign, priors: Tensor, inside: Tensor, gts, rows, num_level_priors=None, **per_prior):
+    """(len(rows), A) ``gt_inds`` (-1 outside) and (len(rows), A) ``max_overlaps`` at the positives (0
+    elsewhere) of the batch's images ``rows``, each as ``assign`` gives them on its own inside priors (the
+    per-image path's inputs: the inside priors, their count per level, ``per_prior`` tensors (B, A, ...)
+    of the inside priors): where a batched assignment cannot give the same result for an image."""
+    inds, overlaps = [], []
+    for b in rows:
+        keep = inside[b]
+        n = gts.counts[b]
+        levels = None if num_level_priors is None else [int(v.sum()) for v in keep.split(list(num_level_priors))]
+        result = assign(priors[keep], gts.boxes[b, :n], gts.labels[b, :n], num_level_priors=levels,
+                        **{k: v[b][keep] for k, v in per_prior.items()})
+        gt_inds = torch.full(keep.shape, -1, dtype=torch.long, device=keep.device)
+        gt_inds[keep] = result.gt_inds
+        matched = torch.zeros(keep.shape, dtype=torch.float32, device=keep.device)
+        matched[keep] = torch.where(result.gt_inds > 0, result.max_overlaps.float(), 0.0)
+        inds.append(gt_inds)
+        overlaps.append(matched)
+    return torch.stack(inds), torch.stack(overlaps)

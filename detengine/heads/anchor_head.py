@@ -119,9 +119,19 @@ class AnchorHeadCore(HeadCore):
     def batch_targets(self, priors, gt_boxes, gt_labels, img_shapes, gt_boxes_ignore=None, cls_scores=None,
                       bbox_preds=None):
         """:meth:`targets` of every image in one pass, where the assigner has a batched form
-        (``assign_batch``: MaxIoU) and takes no predictions, the sampler is the pseudo sampler and
+        (``assign_batch``: MaxIoU, ATSS) and takes no predictions, the sampler is the pseudo sampler and
         the head makes its targets as this class does."""
-        if not self._batchable(AnchorHeadCore, priors):
+        made = self._batch_anchor_targets(AnchorHeadCore, priors, gt_boxes, gt_labels, img_shapes, gt_boxes_ignore)
+        if made is None:
+            return None
+        joined, num_pos = made
+        return joined, [float(max(n, 1)) for n in num_pos]
+
+    def _batch_anchor_targets(self, owner, priors, gt_boxes, gt_labels, img_shapes, gt_boxes_ignore):
+        """:meth:`targets` (this class's) of the batch joined, and each image's number of positives;
+        None where ``owner``'s batched form does not make this head's targets or the assigner has none
+        for this batch."""
+        if not self._batchable(owner, priors):
             return None
         boxes = priors[0].tensor
         inside = batch_inside_flags(priors, img_shapes, self.allowed_border)
@@ -136,8 +146,7 @@ class AnchorHeadCore(HeadCore):
             pos_gt_boxes = gts.boxes[img, gt]
             joined.bbox_targets[pos] = pos_gt_boxes if self.reg_decoded_bbox else \
                 self.bbox_coder.encode(boxes[prior], pos_gt_boxes)
-        num_pos = torch.bincount(img, minlength=len(priors)).tolist()
-        return joined, [float(max(n, 1)) for n in num_pos]
+        return joined, torch.bincount(img, minlength=len(priors)).tolist()
 
     def _batchable(self, owner, priors) -> bool:
         """Whether :meth:`batch_targets` as ``owner`` writes it makes this head's targets."""

@@ -43,6 +43,22 @@ class ATSSHeadCore(CenternessHeadCore):
         targets.extras["centerness_targets"] = centerness
         return targets
 
+    def batch_targets(self, priors, gt_boxes, gt_labels, img_shapes, gt_boxes_ignore=None, cls_scores=None,
+                      bbox_preds=None):
+        """:meth:`targets` of every image in one pass (the ATSS assigner's batched form)."""
+        made = self._batch_anchor_targets(ATSSHeadCore, priors, gt_boxes, gt_labels, img_shapes, gt_boxes_ignore)
+        if made is None:
+            return None
+        joined, num_pos = made
+        pos = joined.sampling_result.pos_inds
+        anchors = priors[0].tensor
+        centerness = anchors.new_zeros(joined.labels.shape[0])
+        if pos.numel() > 0:
+            centerness[pos] = anchor_centerness_target(anchors[pos.remainder(len(anchors))], joined.bbox_targets[pos])
+        joined.extras["centerness_targets"] = centerness
+        sums = centerness.view(len(priors), -1).sum(dim=1).tolist()
+        return joined, [(float(max(n, 1)), float(c)) for n, c in zip(num_pos, sums)]
+
     def avg_factor_of(self, targets: Targets) -> tuple[float, float]:
         return float(max(targets.num_pos, 1)), float(targets.extras["centerness_targets"].sum())
 

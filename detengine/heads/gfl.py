@@ -106,6 +106,22 @@ class GFLHeadCore(AnchorHeadCore):
         targets.extras["weight_targets"] = weights
         return targets
 
+    def batch_targets(self, priors, gt_boxes, gt_labels, img_shapes, gt_boxes_ignore=None, cls_scores=None,
+                      bbox_preds=None):
+        """:meth:`targets` of every image in one pass (the assigner's batched form: ATSS)."""
+        made = self._batch_anchor_targets(GFLHeadCore, priors, gt_boxes, gt_labels, img_shapes, gt_boxes_ignore)
+        if made is None:
+            return None
+        joined, num_pos = made
+        weights = joined.bbox_weights.new_zeros(joined.labels.shape[0])
+        pos = joined.sampling_result.pos_inds
+        if cls_scores is not None and pos.numel() > 0:
+            scores = cls_scores.detach().reshape(-1, cls_scores.shape[-1])[pos]
+            weights[pos] = scores.sigmoid().max(dim=1).values.to(weights.dtype)
+        joined.extras["weight_targets"] = weights
+        sums = weights.view(len(priors), -1).sum(dim=1).tolist()
+        return joined, [(float(max(n, 1)), float(w)) for n, w in zip(num_pos, sums)]
+
     def avg_factor_of(self, targets: Targets) -> tuple[float, float]:
         return float(max(targets.num_pos, 1)), float(targets.extras["weight_targets"].sum())
 

@@ -116,11 +116,9 @@ def test_a_batch_without_any_box_is_all_negatives():
 
 
 def test_heads_and_inputs_without_a_batched_form_keep_each_images_targets():
-    """Assigners without a batched form yet (ATSS's per-level top-k, task-aligned, SimOTA, d2l's greedy
-    matching) and ignored boxes the assigner must see (MaxIoU's ``ignore_iof_thr``): None, the step then
+    """Assigners without a batched form yet (task-aligned, SimOTA, d2l's greedy matching) and ignored boxes the assigner must see (MaxIoU's ``ignore_iof_thr``): None, the step then
     makes each image's targets."""
-    for name, size in (("atss_r50_fpn_coco", 256), ("gfl_r50_fpn_coco", 256), ("tood_r50_fpn_coco", 256),
-                       ("yolox_tiny_coco", 256), ("tinyssd_synthetic", 256)):
+    for name, size in (("tood_r50_fpn_coco", 256), ("yolox_tiny_coco", 256), ("tinyssd_synthetic", 256)):
         _, _, batched = _both(_core(name), _batch(size, [3, 2], awkward=False))
         assert batched is None, name
     core = _core("retinanet_r50_fpn_coco")
@@ -165,9 +163,21 @@ def test_dynamic_soft_label_targets_of_a_batch_equal_each_images_own(seed):
     assert int(ref.sampling_result.pos_inds.numel()) > 0
 
 
+def _spy(assigner) -> list:
+    """Counts the assigner's per-image calls (an image the batch assigns on its own)."""
+    calls, own = [], assigner.assign
+
+    def assign(*args, **kwargs):
+        calls.append(1)
+        return own(*args, **kwargs)
+    assigner.assign = assign
+    return calls
+
+
 def test_dynamic_soft_label_ties_at_the_kth_cost_keep_each_images_own():
     """A GT centred between four points with the same predictions around each: their costs tie, and
-    ``torch.topk`` picks among them by its own rule per GT: the batch takes each image's assignment."""
+    ``torch.topk`` picks among them by its own rule per GT: that image is assigned on its own, the
+    other in the batch's pass."""
     core = _core("rtmdet_tiny_coco")
     shape = (256, 256)
     priors = [core.priors(shape)] * 2
@@ -175,9 +185,31 @@ def test_dynamic_soft_label_ties_at_the_kth_cost_keep_each_images_own():
     cls = torch.zeros(2, a, core.cls_channels())
     reg = priors[0].tensor[:, 2:3].expand(2, a, 4) * 2.0
     labels = [torch.tensor([3]), torch.tensor([5])]
-    symmetric = [torch.tensor([[40.0, 40.0, 88.0, 88.0]]), torch.tensor([[100.0, 20.0, 180.0, 120.0]])]
-    assert core.batch_targets(priors, symmetric, labels, [shape] * 2, None, cls, reg) is None
-    nudged = [torch.tensor([[41.0, 40.0, 88.0, 88.5]]), symmetric[1]]
-    own = [core.targets(p, b, lb, shape, cls_scores=c, bbox_preds=r)
-           for p, b, lb, c, r in zip(priors, nudged, labels, cls, reg)]
-    _assert_same(core, own, core.batch_targets(priors, nudged, labels, [shape] * 2, None, cls, reg))
+    for first, alone in (([40.0, 40.0, 88.0, 88.0], 1), ([41.0, 40.0, 88.0, 88.5], 0)):
+        boxes = [torch.tensor([first]), torch.tensor([[100.0, 20.0, 180.0, 120.0]])]
+        own = [core.targets(p, b, lb, shape, cls_scores=c, bbox_preds=r)
+               for p, b, lb, c, r in zip(priors, boxes, labels, cls, reg)]
+        calls = _spy(core.assigner)
+        _assert_same(core, own, core.batch_targets(priors, boxes, labels, [shape] * 2, None, cls, reg))
+        del core.assigner.assign
+        assert len(calls) == alone, first
+
+
+@pytest.mark.parametrize("name", ["atss_r50_fpn_coco", "gfl_r50_fpn_coco"])
+def test_atss_targets_of_a_batch_equal_each_images_own(name):
+    """ATSS (and GFL's targets on it): each level's k nearest from one sorted top-(k + 1) of the batch.
+    An image whose GT centre lies on the grid's symmetry (tied distances: ``torch.topk``'s order among
+    them is its own) or whose small padded size leaves a level fewer than k priors inside is assigned on
+    its own; the others in the batch's pass."""
+    core = _core(name)
+    data = _batch(512, [7, 5, 30, 12], seed=5, awkward=False)
+    data["gt_boxes"][1][0] = torch.tensor([16.0, 16.0, 48.0, 48.0])       # centre (32, 32): tied distances
+    data["metas"][2] = {"img_shape": (512, 512), "pad_shape": (512, 512)}
+    data["metas"][3] = {"img_shape": (100, 90), "pad_shape": (128, 96)}   # its stride-128 level: 1 prior inside
+    priors, shapes, cls, reg = _inputs(core, data)
+    own = [core.targets(p, b, lb, s, cls_scores=c, bbox_preds=r)
+           for p, b, lb, s, c, r in zip(priors, data["gt_boxes"], data["gt_labels"], shapes, cls, reg)]
+    calls = _spy(core.assigner)
+    ref = _assert_same(core, own, core.batch_targets(priors, data["gt_boxes"], data["gt_labels"], shapes, None, cls,
+                                                     reg))
+    assert len(calls) == 2 and int(ref.sampling_result.pos_inds.numel()) > 0

@@ -51,17 +51,17 @@ def test_the_loss_paths_launches_do_not_grow_with_priors_or_boxes(name):
     assert base.kernels < 800 and base.syncs <= 16, (base.kernels, base.syncs)
 
 
-def _three_images(size: int, num_gt: int) -> dict:
-    parts = [batch(size, num_gt, seed) for seed in (3, 4, 5)]
+def _three_images(size: int, num_gt: int, seeds=(3, 4, 5)) -> dict:
+    parts = [batch(size, num_gt, seed) for seed in seeds]
     return {"images": torch.cat([p["images"] for p in parts]), "gt_boxes": [p["gt_boxes"][0] for p in parts],
             "gt_labels": [p["gt_labels"][0] for p in parts]}
 
 
 # heads whose training step computes the batch's losses in one call, and the launches an image left: the
 # targets' (assignment, sampling, encoding) where they are made per image, ~2 where the whole batch's are
-# made in one pass (MaxIoU, FCOS, DSL: test_batch_targets.py); SSD's targets in one pass, its mined loss per image
-BATCHED = {"retinanet_r50_fpn_coco": 10, "fcos_r50_fpn_coco": 10, "atss_r50_fpn_coco": 180, "rtmdet_tiny_coco": 10,
-           "gfl_r50_fpn_coco": 170, "tood_r50_fpn_coco": 170, "tood_r50_fpn_coco@initial": 170,
+# made in one pass (MaxIoU, FCOS, ATSS, DSL: test_batch_targets.py); SSD's targets in one pass, its mined loss per image
+BATCHED = {"retinanet_r50_fpn_coco": 10, "fcos_r50_fpn_coco": 10, "atss_r50_fpn_coco": 10, "rtmdet_tiny_coco": 10,
+           "gfl_r50_fpn_coco": 10, "tood_r50_fpn_coco": 170, "tood_r50_fpn_coco@initial": 170,
            "yolox_tiny_coco": 400, "ssd300_coco": 100}    # TOOD: task-aligned; ATSS's first epochs
 
 
@@ -99,6 +99,6 @@ def test_a_batch_loss_in_one_call_equals_the_images_sum_and_saves_its_launches(n
     torch.testing.assert_close(gc, gc_ref, rtol=1e-6, atol=1e-10)
     torch.testing.assert_close(gr, gr_ref, rtol=1e-6, atol=1e-10)
     with gpu_code_paths():
-        one = loss_path_ops(model, batch(size, 6, 3))
+        two = loss_path_ops(model, _three_images(size, 6, seeds=(3, 4)))     # a batch's path (one image: per image)
         three = loss_path_ops(model, data)
-    assert (three.kernels - one.kernels) / 2 < BATCHED[name], (one.kernels, three.kernels)
+    assert three.kernels - two.kernels < BATCHED[name], (two.kernels, three.kernels)
