@@ -107,8 +107,8 @@ class DynamicSoftLabelAssigner:
         gt_inds = torch.where(inside, gt_inds, outside)
         rows = own.nonzero().view(-1).tolist()
         if rows:
-            gt_inds[rows], matched_ious[rows] = assign_images(self.assign, priors, inside, gts, rows,
-                                                              pred_scores=pred_scores, pred_boxes=pred_boxes)
+            gt_inds[rows], matched_ious[rows], _ = assign_images(self.assign, priors, inside, gts, rows,
+                                                                 pred_scores=pred_scores, pred_boxes=pred_boxes)
         return gt_inds, matched_ious
 
     def _cost(self, valid_prior, valid_boxes, valid_scores, gt_boxes, gt_labels) -> tuple[Tensor, Tensor]:

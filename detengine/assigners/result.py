@@ -216,12 +216,14 @@ class AssignResult:
         return cls(num_gts, gt_inds, max_overlaps, labels)
 
 
-def assign_images(assign, priors: Tensor, inside: Tensor, gts, rows, num_level_priors=None, **per_prior):
-    """(len(rows), A) ``gt_inds`` (-1 outside) and (len(rows), A) ``max_overlaps`` at the positives (0
-    elsewhere) of the batch's images ``rows``, each as ``assign`` gives them on its own inside priors (the
-    per-image path's inputs: the inside priors, their count per level, ``per_prior`` tensors (B, A, ...)
-    of the inside priors): where a batched assignment cannot give the same result for an image."""
-    inds, overlaps = [], []
+def assign_images(assign, priors: Tensor, inside: Tensor, gts, rows, num_level_priors=None, extra=None,
+                  **per_prior):
+    """(len(rows), A) ``gt_inds`` (-1 outside), (len(rows), A) ``max_overlaps`` at the positives (0
+    elsewhere) and the (len(rows), A) ``extras[extra]`` (0 outside; None without ``extra``) of the batch's
+    images ``rows``, each as ``assign`` gives them on its own inside priors (the per-image path's inputs:
+    the inside priors, their count per level, ``per_prior`` tensors (B, A, ...) of the inside priors):
+    where a batched assignment cannot give the same result for an image."""
+    inds, overlaps, extras = [], [], []
     for b in rows:
         keep = inside[b]
         n = gts.counts[b]
@@ -234,4 +236,8 @@ def assign_images(assign, priors: Tensor, inside: Tensor, gts, rows, num_level_p
         matched[keep] = torch.where(result.gt_inds > 0, result.max_overlaps.float(), 0.0)
         inds.append(gt_inds)
         overlaps.append(matched)
-    return torch.stack(inds), torch.stack(overlaps)
+        if extra is not None:
+            value = torch.zeros(keep.shape, dtype=result.extras[extra].dtype, device=keep.device)
+            value[keep] = result.extras[extra]
+            extras.append(value)
+    return torch.stack(inds), torch.stack(overlaps), torch.stack(extras) if extras else None

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from ..boxes import bbox_overlaps
 from .max_iou import labels_from_gt_inds
-from .result import AssignResult, Reason
+from .result import AssignResult, Reason, assign_images
 
 __all__ = ["TaskAlignedAssigner"]
 
@@ -85,6 +85,51 @@ class TaskAlignedAssigner:
                   "pair_reasons": pair.t().contiguous()}
         return AssignResult(num_gt, gt_inds, max_overlaps, labels_from_gt_inds(gt_inds, gt_labels),
                             self._prior_reasons(pair, positive), extras)
+
+    def assign_batch(self, priors: Tensor, inside: Tensor, gts, *, pred_scores: Tensor, pred_boxes: Tensor,
+                     **unused) -> tuple[Tensor, Tensor, Tensor]:
+        """A batch's assignment in one pass: (B, A) ``gt_inds`` of each image as :meth:`assign` on its
+        ``inside`` priors gives them (-1 outside), (B, A) the positives' IoUs and (B, A) their alignment
+        metrics (0 elsewhere); ``gts`` a :class:`~detengine.heads.base.PaddedGTs`, ``pred_scores``
+        (B, A, C) probabilities, ``pred_boxes`` (B, A, 4). Each GT's top-k from one top-(k + 1) of the
+        batch: the same set as its own ``torch.topk`` unless its k-th and (k+1)-th metrics tie above 0
+        (0 never qualifies), where ``torch.topk``'s pick is its own: such an image is assigned on its own."""
+        priors = priors[:, :4]
+        (b, g), a = gts.mask.shape, int(priors.shape[0])
+        outside = torch.full((), -1, dtype=torch.long, device=priors.device)
+        if g == 0 or a == 0:
+            zeros = pred_boxes.new_zeros((b, a))
+            return torch.where(inside, torch.zeros_like(outside), outside), zeros, zeros
+        boxes, labels = gts.boxes, gts.labels
+        overlaps = bbox_overlaps(pred_boxes, boxes).detach()                               # (B, A, G)
+        scores = pred_scores.detach().gather(2, labels[:, None, :].expand(-1, a, -1))
+        metrics = scores ** self.alpha * overlaps ** self.beta
+        ranked = metrics.masked_fill(~inside[:, :, None], -torch.inf)          # the inside priors compete
+        k = min(self.topk, a)
+        values, candidate_idxs = ranked.topk(min(k + 1, a), dim=1)                         # (B, k + 1, G)
+        own = torch.zeros(b, dtype=torch.bool, device=priors.device)
+        if k < a:
+            own = (gts.mask & (values[:, k - 1] == values[:, k]) & (values[:, k - 1] > 0)).any(dim=1)
+        is_topk = torch.zeros_like(metrics, dtype=torch.bool).scatter_(1, candidate_idxs[:, :k], True)
+        cx = ((priors[:, 0] + priors[:, 2]) / 2.0)[:, None]
+        cy = ((priors[:, 1] + priors[:, 3]) / 2.0)[:, None]
+        gb = boxes[:, None]                                                                # (B, 1, G, 4)
+        centre_in = torch.stack([cx - gb[..., 0], cy - gb[..., 1], gb[..., 2] - cx, gb[..., 3] - cy], -1) \
+            .min(dim=-1).values > 0.01
+        qualifies = is_topk & (ranked > 0) & centre_in & gts.mask[:, None, :]
+        # laid out (B, G, A) and viewed transposed, as the per-image path
+        masked = torch.where(qualifies.transpose(1, 2), overlaps.transpose(1, 2), -INF).contiguous().transpose(1, 2)
+        max_overlaps, argmax = masked.max(dim=2)
+        positive = max_overlaps != -INF
+        gt_inds = torch.where(inside, torch.where(positive, argmax + 1, 0), outside)
+        ious = torch.where(positive, max_overlaps, 0)
+        assign_metrics = torch.where(positive, metrics.gather(2, argmax[..., None])[..., 0], 0)
+        rows = own.nonzero().view(-1).tolist()
+        if rows:
+            gt_inds[rows], ious[rows], assign_metrics[rows] = assign_images(
+                self.assign, priors, inside, gts, rows, extra="assign_metrics", pred_scores=pred_scores,
+                pred_boxes=pred_boxes)
+        return gt_inds, ious, assign_metrics
 
     @staticmethod
     def _centers_inside(priors: Tensor, gt_boxes: Tensor) -> Tensor:

@@ -25,7 +25,8 @@ from torch import Tensor
 from ..postprocess import Stage, _filter_topk, _nms_stages
 from .anchor_head import AnchorHeadCore, assign_priors
 from .atss import anchor_centerness_target
-from .base import BATCHED_LOSSES, ImageLoss, Targets, anchor_inside_flags
+from ..samplers import PseudoSampler
+from .base import BATCHED_LOSSES, ImageLoss, PaddedGTs, Targets, anchor_inside_flags, batch_inside_flags, same_grid
 
 __all__ = ["TOODHeadCore", "TOODNormalisers", "normalised_alignment_metrics"]
 
@@ -117,6 +118,44 @@ class TOODHeadCore(AnchorHeadCore):
                 sampling.pos_assigned_gt_inds)
         targets.extras["box_weights"] = targets.extras["alignment_metrics"].clone()
         return targets
+
+    def batch_targets(self, priors, gt_boxes, gt_labels, img_shapes, gt_boxes_ignore=None, cls_scores=None,
+                      bbox_preds=None):
+        """:meth:`targets` of every image in one pass, in either stage (the ATSS and task-aligned
+        assigners' batched forms)."""
+        assigner = self.active_assigner
+        if not (type(self).targets is TOODHeadCore.targets and callable(getattr(assigner, "assign_batch", None))
+                and type(self.sampler) is PseudoSampler and len(priors) > 0 and same_grid(priors)
+                and (self.initial_stage or (cls_scores is not None and bbox_preds is not None))):
+            return None
+        anchors = priors[0].tensor
+        inside = batch_inside_flags(priors, img_shapes, self.allowed_border)
+        gts = PaddedGTs.of(gt_boxes, gt_labels, anchors)
+        if self.initial_stage:
+            gt_inds = assigner.assign_batch(anchors, inside, gts, gt_boxes_ignore=gt_boxes_ignore,
+                                            num_level_priors=priors[0].num_per_level)
+            if gt_inds is None:
+                return None
+        else:
+            gt_inds, ious, metrics = assigner.assign_batch(anchors, inside, gts, pred_scores=cls_scores.detach(),
+                                                           pred_boxes=bbox_preds.detach())
+        joined, img, prior, gt = self._joined_targets(anchors, gt_inds, gts, inside)
+        pos = joined.sampling_result.pos_inds
+        alignment = anchors.new_zeros(joined.labels.shape[0])
+        box_weights = anchors.new_zeros(joined.labels.shape[0])
+        if pos.numel() > 0:
+            joined.bbox_targets[pos] = gts.boxes[img, gt]
+            if self.initial_stage:
+                alignment[pos] = 1.0
+                box_weights[pos] = anchor_centerness_target(anchors[prior], joined.bbox_targets[pos])
+            else:
+                alignment[pos] = normalised_alignment_metrics(metrics.reshape(-1)[pos], ious.reshape(-1)[pos],
+                                                              img * gts.mask.shape[1] + gt).to(alignment.dtype)
+                box_weights = alignment.clone()
+        joined.extras.update(alignment_metrics=alignment, box_weights=box_weights)
+        n = len(priors)
+        sums = torch.stack([alignment.view(n, -1).sum(dim=1), box_weights.view(n, -1).sum(dim=1)], dim=1).tolist()
+        return joined, [(float(c), float(w)) for c, w in sums]
 
     def _initial_targets(self, priors, gt_boxes, gt_labels, img_shape, gt_boxes_ignore) -> Targets:
         inside = anchor_inside_flags(priors.tensor, priors.valid, img_shape, self.allowed_border)

@@ -116,9 +116,9 @@ def test_a_batch_without_any_box_is_all_negatives():
 
 
 def test_heads_and_inputs_without_a_batched_form_keep_each_images_targets():
-    """Assigners without a batched form yet (task-aligned, SimOTA, d2l's greedy matching) and ignored boxes the assigner must see (MaxIoU's ``ignore_iof_thr``): None, the step then
+    """Assigners without a batched form yet (SimOTA, d2l's greedy matching) and ignored boxes the assigner must see (MaxIoU's ``ignore_iof_thr``): None, the step then
     makes each image's targets."""
-    for name, size in (("tood_r50_fpn_coco", 256), ("yolox_tiny_coco", 256), ("tinyssd_synthetic", 256)):
+    for name, size in (("yolox_tiny_coco", 256), ("tinyssd_synthetic", 256)):
         _, _, batched = _both(_core(name), _batch(size, [3, 2], awkward=False))
         assert batched is None, name
     core = _core("retinanet_r50_fpn_coco")
@@ -213,3 +213,51 @@ def test_atss_targets_of_a_batch_equal_each_images_own(name):
     ref = _assert_same(core, own, core.batch_targets(priors, data["gt_boxes"], data["gt_labels"], shapes, None, cls,
                                                      reg))
     assert len(calls) == 2 and int(ref.sampling_result.pos_inds.numel()) > 0
+
+
+def _tood_inputs(core, data, seed):
+    """TOOD's priors and predictions: probabilities U(0, 1), boxes 1-4 strides around each anchor centre."""
+    shape = (data["size"], data["size"])
+    priors = [core.priors(shape, pad_shape=valid_region(m, shape)) for m in data["metas"]]
+    g = torch.Generator().manual_seed(seed)
+    n, a = len(priors), len(priors[0])
+    centers, strides = priors[0].centers, priors[0].prior_strides
+    reg = torch.cat([centers - strides * (1 + 3 * torch.rand(n, a, 2, generator=g)),
+                     centers + strides * (1 + 3 * torch.rand(n, a, 2, generator=g))], -1)
+    return priors, [m["img_shape"] for m in data["metas"]], torch.rand(n, a, core.cls_channels(), generator=g), reg
+
+
+@pytest.mark.parametrize("epoch", [0, None])
+def test_tood_targets_of_a_batch_equal_each_images_own_in_both_stages(epoch):
+    """TOOD before ``initial_epoch`` (ATSS, the anchor centerness as box weights) and after (task-aligned:
+    each GT's top-k metrics from one top-(k + 1) of the batch, the metrics normalised per GT)."""
+    core = _core("tood_r50_fpn_coco")
+    core.set_epoch(epoch)
+    data = _batch(512, [7, 0, 2, 30], seed=2)
+    for m in data["metas"]:
+        m.update(img_shape=(512, 512), pad_shape=(512, 512))
+    priors, shapes, cls, reg = _tood_inputs(core, data, 2)
+    own = [core.targets(p, b, lb, s, cls_scores=c, bbox_preds=r)
+           for p, b, lb, s, c, r in zip(priors, data["gt_boxes"], data["gt_labels"], shapes, cls, reg)]
+    ref = _assert_same(core, own, core.batch_targets(priors, data["gt_boxes"], data["gt_labels"], shapes, None, cls,
+                                                     reg))
+    assert int(ref.sampling_result.pos_inds.numel()) > 0
+
+
+def test_task_aligned_ties_at_the_kth_metric_keep_each_images_own():
+    """Every anchor predicting the GT's own box with the same probability: the metrics tie above 0 at each
+    GT's k-th place, where ``torch.topk``'s pick is its own: that image is assigned on its own."""
+    core = _core("tood_r50_fpn_coco")
+    shape = (256, 256)
+    priors = [core.priors(shape)] * 2
+    a = len(priors[0])
+    boxes = [torch.tensor([[40.0, 40.0, 120.0, 100.0]]), torch.tensor([[100.0, 20.0, 180.0, 120.0]])]
+    labels = [torch.tensor([3]), torch.tensor([5])]
+    _, _, cls, reg = _tood_inputs(core, {"size": 256, "metas": [{"img_shape": shape}] * 2}, 3)
+    cls[0] = 0.5
+    reg[0] = boxes[0]
+    own = [core.targets(p, b, lb, shape, cls_scores=c, bbox_preds=r) for p, b, lb, c, r in zip(priors, boxes, labels,
+                                                                                                 cls, reg)]
+    calls = _spy(core.assigner)
+    _assert_same(core, own, core.batch_targets(priors, boxes, labels, [shape] * 2, None, cls, reg))
+    assert len(calls) == 1
