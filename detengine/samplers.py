@@ -8,7 +8,7 @@ from torch import Tensor
 
 from .assigners.result import AssignResult
 
-__all__ = ["SamplingResult", "PseudoSampler", "hard_negative_mask"]
+__all__ = ["SamplingResult", "PseudoSampler", "hard_negative_mask", "batch_hard_negative_mask"]
 
 
 @dataclass
@@ -76,5 +76,36 @@ def hard_negative_mask(loss_cls: Tensor, pos_mask: Tensor, neg_mask: Tensor, neg
         _, loss_idx = loss.sort(0, descending=True)
         _, idx_rank = loss_idx.sort(0)
         num_neg = min(neg_pos_ratio * num_pos, int(pos_mask.numel()) - 1)
-        return idx_rank < num_neg
+        return (idx_rank < num_neg) & ~pos_mask      # a positive ranked among tied zeros is counted once
     raise ValueError(f"mode must be 'mmdet' or 'ssd_pytorch', got {mode!r}")
+
+
+def batch_hard_negative_mask(loss_cls: Tensor, pos_mask: Tensor, neg_mask: Tensor, neg_pos_ratio: int = 3,
+                             mode: str = "mmdet") -> Tensor:
+    """(B, A) :func:`hard_negative_mask` of each of a batch's images from one sort of the batch's (B, A)
+    losses: each image's k hardest are those at least its k-th largest loss, the very set its own
+    ``topk`` (or double sort) takes unless the k-th and (k+1)-th losses tie (or a loss is NaN), where
+    which tied prior is taken is the kernel's choice: such an image is mined on its own."""
+    b, a = loss_cls.shape
+    num_pos = pos_mask.sum(dim=1)
+    if mode == "mmdet":
+        pool = neg_mask
+        k = torch.minimum(neg_pos_ratio * num_pos, pool.sum(dim=1))
+        ranked = loss_cls.detach().masked_fill(~pool, -torch.inf)
+    elif mode == "ssd_pytorch":
+        pool = ~pos_mask
+        k = (neg_pos_ratio * num_pos).clamp(max=a - 1)
+        ranked = loss_cls.detach().masked_fill(pos_mask, 0)
+    else:
+        raise ValueError(f"mode must be 'mmdet' or 'ssd_pytorch', got {mode!r}")
+    most = int(k.max()) if b > 0 else 0
+    if most == 0:
+        return torch.zeros_like(pos_mask)
+    values = ranked.topk(min(most + 1, a), dim=1).values                                # NaN first
+    kth = values.gather(1, (k - 1).clamp(min=0)[:, None])
+    after = values.gather(1, k.clamp(max=a - 1)[:, None])
+    hard = (ranked >= kth) & pool & (k > 0)[:, None]
+    own = ((k > 0) & (k < a) & (kth == after)[:, 0]) | values[:, 0].isnan()
+    for row in own.nonzero().view(-1).tolist():
+        hard[row] = hard_negative_mask(loss_cls[row], pos_mask[row], neg_mask[row], neg_pos_ratio, mode)
+    return hard

@@ -8,9 +8,9 @@ from torch import Tensor
 from ..assigners import DynamicSoftLabelAssigner, SimOTAAssigner
 from ..postprocess import postprocess_dense
 from ..priors import Priors
-from ..samplers import PseudoSampler, hard_negative_mask
-from .base import (BATCHED_LOSSES, HeadCore, ImageLoss, PaddedGTs, Targets, _Positives, anchor_inside_flags,
-                   batch_inside_flags, same_grid)
+from ..samplers import PseudoSampler, batch_hard_negative_mask, hard_negative_mask
+from .base import (BATCHED_LOSSES, HeadCore, ImageLoss, PaddedGTs, Targets, _PriorBoxes, _Positives,
+                   anchor_inside_flags, batch_inside_flags, same_grid)
 
 __all__ = ["AnchorHeadCore", "SSDHeadCore"]
 
@@ -217,7 +217,7 @@ class AnchorHeadCore(HeadCore):
         return cls, reg
 
 
-BATCHED_LOSSES.add(AnchorHeadCore.loss_image)      # RetinaNet's (not SSD's: its mining is per image)
+BATCHED_LOSSES.add(AnchorHeadCore.loss_image)      # RetinaNet's (SSD's mining is per image: its own batch_loss_terms)
 
 
 class SSDHeadCore(AnchorHeadCore):
@@ -250,6 +250,26 @@ class SSDHeadCore(AnchorHeadCore):
         terms = {"loss_cls": loss_cls * self.loss_cls.loss_weight, "loss_bbox": loss_bbox}
         return ImageLoss(cls_per_prior * self.loss_cls.loss_weight, bbox_per_prior, cls_raw, terms, float(avg_factor),
                          hard_negative_mask=hard)
+
+    def batch_loss_terms(self, cls_scores, bbox_preds, priors, targets, avg_factor):
+        """:meth:`loss_image` of a batch's images in one call, each image's hard negatives its own
+        (:func:`~detengine.samplers.batch_hard_negative_mask`): the images' summed terms, float order aside."""
+        if type(self).loss_image is not SSDHeadCore.loss_image:
+            return None
+        n, a = int(cls_scores.shape[0]), int(cls_scores.shape[1])
+        if isinstance(targets, list):
+            targets = self.join_targets(targets)
+        labels = targets.labels
+        loss_cls_all = F.cross_entropy(cls_scores.reshape(n * a, -1), labels, reduction="none") * targets.label_weights
+        pos_mask = (labels >= 0) & (labels < self.num_classes)
+        hard = batch_hard_negative_mask(loss_cls_all.view(n, a), pos_mask.view(n, a),
+                                        (labels == self.num_classes).view(n, a), self.neg_pos_ratio, self.mining)
+        loss_cls = torch.where(pos_mask | hard.view(-1), loss_cls_all, 0).sum() / avg_factor
+        bbox_preds = bbox_preds.reshape(n * a, -1)
+        pred = self.decode(_PriorBoxes(priors).tensor, bbox_preds) if self.reg_decoded_bbox else bbox_preds
+        loss_bbox = self.loss_bbox.reduce(self.loss_bbox.elementwise(pred, targets.bbox_targets), targets.bbox_weights,
+                                          avg_factor)
+        return {"loss_cls": loss_cls * self.loss_cls.loss_weight, "loss_bbox": loss_bbox}
 
     def init_predictions(self, priors):
         """Zero logits (uniform softmax) and zero deltas: an untrained SSD head's output."""

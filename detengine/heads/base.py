@@ -235,7 +235,7 @@ class HeadCore:
         positives concatenated (``targets``: each image's, or :meth:`batch_targets`'s joined ones).
         Every term of a registered ``loss_image`` (``BATCHED_LOSSES``) is a per-prior sum over one
         batch-wide normaliser, so this is the images' sum (float order aside); None for the others
-        (SSD's hard-negative mining, for one, is per image). On a GPU each operation is a launch: one
+        (SSD's hard-negative mining, for one, is per image: its own override). On a GPU each operation is a launch: one
         call instead of B saves B - 1 times the loss's launches."""
         if type(self).loss_image not in BATCHED_LOSSES:
             return None

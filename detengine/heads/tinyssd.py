@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from ..postprocess import postprocess_d2l
+from ..samplers import batch_hard_negative_mask, hard_negative_mask
 from .anchor_head import AnchorHeadCore, assign_priors
 from .base import ImageLoss, Targets
 
@@ -68,10 +69,36 @@ class TinySSDHeadCore(AnchorHeadCore):
                  "loss_bbox": bbox_el.sum() / (4 * n) * self.loss_bbox.loss_weight / avg_factor}
         return ImageLoss(cls_per_prior, bbox_per_prior, cls_raw, terms, float(avg_factor))
 
+    def batch_loss_terms(self, cls_scores, bbox_preds, priors, targets, avg_factor):
+        """:meth:`loss_image` of a batch's images in one call (d2l's means over each image's A priors, or
+        with ``neg_pos_ratio`` each image's own hard negatives and positives' count): the images' summed
+        terms, float order aside."""
+        if type(self).loss_image is not TinySSDHeadCore.loss_image:
+            return None
+        n, a = int(cls_scores.shape[0]), int(cls_scores.shape[1])
+        if isinstance(targets, list):
+            targets = self.join_targets(targets)
+        labels = targets.labels
+        cls_raw = F.cross_entropy(cls_scores.reshape(n * a, -1), self.d2l_class_targets(labels), reduction="none")
+        bbox_preds = bbox_preds.reshape(n * a, -1)
+        mask = targets.bbox_weights
+        w_cls, w_bbox = self.loss_cls.loss_weight, self.loss_bbox.loss_weight
+        if not self.neg_pos_ratio:
+            m = max(a, 1)
+            bbox_el = torch.abs(bbox_preds * mask - targets.bbox_targets * mask)
+            return {"loss_cls": cls_raw.sum() / m * w_cls / avg_factor,
+                    "loss_bbox": bbox_el.sum() / (4 * m) * w_bbox / avg_factor}
+        pos = (labels < self.num_classes).view(n, a)
+        hard = batch_hard_negative_mask(cls_raw.detach().view(n, a), pos, ~pos & targets.inside.view(n, a),
+                                        self.neg_pos_ratio)
+        norm = pos.sum(dim=1, keepdim=True).clamp(min=1).to(cls_raw.dtype)
+        cls = torch.where(pos | hard, cls_raw.view(n, a), 0) * w_cls / norm
+        bbox = (torch.abs(bbox_preds - targets.bbox_targets) * mask).sum(1).view(n, a) * w_bbox / norm
+        return {"loss_cls": cls.sum() / avg_factor, "loss_bbox": bbox.sum() / avg_factor}
+
     def _mined_loss(self, cls_scores, bbox_preds, priors, targets, avg_factor) -> ImageLoss:
         """Option ``neg_pos_ratio=k``: SSD's normalisation instead of d2l's means: CE of the
         positives and the k * num_pos hardest negatives, L1 of the positives, both / num_pos."""
-        from ..samplers import hard_negative_mask
         cls_raw = F.cross_entropy(cls_scores, self.d2l_class_targets(targets.labels), reduction="none")
         pos = targets.labels < self.num_classes
         hard = hard_negative_mask(cls_raw.detach(), pos, ~pos & targets.inside, self.neg_pos_ratio)

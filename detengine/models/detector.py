@@ -93,7 +93,7 @@ class DenseDetector(nn.Module):
         losses = self.core.batch_loss_terms(cls, reg, priors, targets, avg) if step else None
         per_image = None
         if losses is None:
-            if batched is not None:                          # a per-image loss (SSD's mining) on joined targets
+            if batched is not None:                          # a head without a batched loss, on joined targets
                 targets = self.core.split_targets(targets, images.shape[0])
             per_image = [self.core.loss_image(c, r, p, t, avg) for c, r, p, t in zip(cls, reg, priors, targets)]
             losses = {k: sum(loss.terms[k] for loss in per_image) for k in per_image[0].terms}

@@ -261,3 +261,70 @@ def test_task_aligned_ties_at_the_kth_metric_keep_each_images_own():
     calls = _spy(core.assigner)
     _assert_same(core, own, core.batch_targets(priors, boxes, labels, [shape] * 2, None, cls, reg))
     assert len(calls) == 1
+
+
+def _mining_cases():
+    """(losses, positives, negative pool) of a batch of 6 images: random; tied losses across the k-th
+    place; every loss equal; no positive; more wanted than the pool holds; a NaN loss; zero losses beside
+    the positives (ssd.pytorch's ranks the positives among them)."""
+    g = torch.Generator().manual_seed(11)
+    a = 300
+    loss = torch.rand(6, a, generator=g)
+    pos = torch.rand(6, a, generator=g) < 0.05
+    pool = ~pos & (torch.rand(6, a, generator=g) < 0.9)                       # some priors ignored
+    loss[1, :200] = 0.5                                                       # a tie across the k-th place
+    loss[2] = 0.25                                                            # every loss the same
+    pos[3] = False                                                            # no positive: no negative
+    pos[4, :90] = True                                                        # 3 x 90 > the pool
+    pool[4] = ~pos[4]
+    loss[5, 7] = float("nan")
+    loss[0, 100:] = 0.0                                                       # zeros ranked past the others
+    return loss, pos, pool
+
+
+@pytest.mark.parametrize("mode", ["mmdet", "ssd_pytorch"])
+def test_hard_negatives_of_a_batch_equal_each_images_own(mode):
+    from detengine.samplers import batch_hard_negative_mask, hard_negative_mask
+    loss, pos, pool = _mining_cases()
+    got = batch_hard_negative_mask(loss, pos, pool, 3, mode)
+    for b in range(loss.shape[0]):
+        want = hard_negative_mask(loss[b], pos[b], pool[b], 3, mode)
+        assert torch.equal(got[b], want), (mode, b)
+    assert not (got & pos).any()
+    assert int(got[0].sum()) == 3 * int(pos[0].sum())
+
+
+@pytest.mark.parametrize("name", ["ssd300_coco", "tinyssd_synthetic"])
+@pytest.mark.parametrize("ratio", [None, 3])
+def test_mined_losses_of_a_batch_equal_the_images_sum(name, ratio):
+    """SSD's (and TinySSD's, d2l's means or SSD-style mining) losses of a batch in one call: each image's
+    hard negatives and normaliser its own, the summed terms within float order, the same gradients."""
+    from tests.floats import assert_ulp_close
+    core = _core(name)
+    if name.startswith("tinyssd"):
+        core.neg_pos_ratio = ratio
+    elif ratio is None:
+        core.mining = "ssd_pytorch"
+    data = _batch(300, [5, 0, 12, 1], awkward=False)         # a zero-area GT: a NaN gradient either way
+    priors, shapes, cls, reg = _inputs(core, data)
+    hardest = cls[0, 0].clone()
+    hardest[0 if name.startswith("tinyssd") else -1] = -8.0                    # background far off
+    cls[0, :2000] = hardest              # the hardest negatives tie across the k-th place: the kernel's pick
+    targets = [core.targets(p, b, lb, s) for p, b, lb, s in zip(priors, data["gt_boxes"], data["gt_labels"], shapes)]
+    avg = core.reduce_avg_factor([core.avg_factor_of(t) for t in targets])
+    got = {}
+    for way in ("batch", "images"):
+        c, r = cls.clone().requires_grad_(), reg.clone().requires_grad_()
+        if way == "batch":
+            terms = core.batch_loss_terms(c, r, priors, targets, avg)
+        else:
+            per = [core.loss_image(ci, ri, p, t, avg) for ci, ri, p, t in zip(c, r, priors, targets)]
+            terms = {k: sum(loss.terms[k] for loss in per) for k in per[0].terms}
+        sum(terms.values()).backward()
+        got[way] = (terms, c.grad, r.grad)
+    (terms, gc, gr), (ref, gc_ref, gr_ref) = got["batch"], got["images"]
+    assert set(terms) == set(ref)
+    for k in ref:
+        assert_ulp_close(terms[k].detach(), ref[k].detach(), max_ulp=16, what=k)
+    torch.testing.assert_close(gc, gc_ref, rtol=1e-6, atol=1e-10)
+    torch.testing.assert_close(gr, gr_ref, rtol=1e-6, atol=1e-10)
