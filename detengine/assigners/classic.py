@@ -7,7 +7,7 @@ from torch import Tensor
 
 from ..boxes import bbox_overlaps
 from .max_iou import _empty_result, labels_from_gt_inds
-from .result import AssignResult, Reason
+from .result import AssignResult, Reason, assign_images
 
 __all__ = ["SSDPytorchMatcher", "D2LGreedyAssigner"]
 
@@ -76,3 +76,33 @@ class D2LGreedyAssigner:
         gt_inds = anchors_bbox_map + 1
         labels = labels_from_gt_inds(gt_inds, gt_labels)
         return AssignResult(int(num_gt), gt_inds, max_ious, labels, reasons, {"iou": iou.t()})
+
+    def assign_batch(self, priors: Tensor, inside: Tensor, gts, **unused) -> Tensor:
+        """(B, A) ``gt_inds`` of a batch's images, each as :meth:`assign` on its ``inside`` priors gives
+        them (-1 outside); ``gts`` a :class:`~detengine.heads.base.PaddedGTs`. The greedy picks run for
+        the most boxes any image has, every image's at once: the first largest entry of an image's
+        (anchor, box) table in row-major order is the same entry with its boxes padded by -1 columns and
+        its outside anchors by -1 rows, as long as an inside anchor is left to pick (an image with fewer
+        inside anchors than boxes is assigned on its own)."""
+        priors = priors[:, :4]
+        (b, g), a = gts.mask.shape, int(priors.shape[0])
+        outside = torch.full((), -1, dtype=torch.long, device=priors.device)
+        if g == 0 or a == 0:
+            return torch.where(inside, torch.zeros_like(outside), outside)
+        jaccard = bbox_overlaps(priors, gts.boxes.reshape(-1, 4)).view(a, b, g).transpose(0, 1)     # (B, A, G)
+        jaccard = torch.where(inside[:, :, None] & gts.mask[:, None, :], jaccard, -1.0).contiguous()
+        max_ious, indices = jaccard.max(dim=2)
+        gt_inds = torch.where(max_ious >= self.iou_threshold, indices + 1, 0)
+        counts = torch.tensor(gts.counts, device=priors.device)
+        flat, images = jaccard.view(b, a * g), torch.arange(b, device=priors.device)
+        for step in range(g):
+            picked = flat.argmax(dim=1)
+            box, anchor = picked.remainder(g), picked.div(g, rounding_mode="floor")
+            gt_inds[images, anchor] = torch.where(step < counts, box + 1, gt_inds[images, anchor])
+            jaccard[images, :, box] = -1.0
+            jaccard[images, anchor, :] = -1.0
+        gt_inds = torch.where(inside, gt_inds, outside)
+        rows = (inside.sum(dim=1) < counts).nonzero().view(-1).tolist()
+        if rows:
+            gt_inds[rows] = assign_images(self.assign, priors, inside, gts, rows)[0]
+        return gt_inds

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from ..postprocess import postprocess_d2l
 from ..samplers import batch_hard_negative_mask, hard_negative_mask
 from .anchor_head import AnchorHeadCore, assign_priors
-from .base import ImageLoss, Targets
+from .base import ImageLoss, PaddedGTs, Targets
 
 __all__ = ["TinySSDHeadCore"]
 
@@ -43,6 +43,25 @@ class TinySSDHeadCore(AnchorHeadCore):
             bbox_weights[pos] = 1.0
         label_weights = inside.to(priors.tensor.dtype)
         return Targets(assign_result, sampling, labels, label_weights, bbox_targets, bbox_weights, inside)
+
+    def batch_targets(self, priors, gt_boxes, gt_labels, img_shapes, gt_boxes_ignore=None, cls_scores=None,
+                      bbox_preds=None):
+        """:meth:`targets` of every image in one pass, where the assigner has a batched form (d2l's greedy
+        matching: :meth:`~detengine.assigners.D2LGreedyAssigner.assign_batch`)."""
+        if not self._batchable(TinySSDHeadCore, priors):
+            return None
+        boxes = priors[0].tensor
+        inside = torch.stack([p.valid for p in priors])
+        gts = PaddedGTs.of(gt_boxes, gt_labels, boxes)
+        gt_inds = self.assigner.assign_batch(boxes, inside, gts, num_level_priors=priors[0].num_per_level)
+        if gt_inds is None:
+            return None
+        joined, img, prior, gt = self._joined_targets(boxes, gt_inds, gts, inside)
+        joined.label_weights = inside.reshape(-1).to(boxes.dtype)      # every inside prior, as targets()
+        pos = joined.sampling_result.pos_inds
+        if pos.numel() > 0:
+            joined.bbox_targets[pos] = self.bbox_coder.encode(boxes[prior], gts.boxes[img, gt])
+        return joined, [1.0] * len(priors)
 
     def avg_factor_of(self, targets) -> float:
         return 1.0

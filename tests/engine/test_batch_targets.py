@@ -116,11 +116,14 @@ def test_a_batch_without_any_box_is_all_negatives():
 
 
 def test_heads_and_inputs_without_a_batched_form_keep_each_images_targets():
-    """Assigners without a batched form yet (SimOTA, d2l's greedy matching) and ignored boxes the assigner must see (MaxIoU's ``ignore_iof_thr``): None, the step then
-    makes each image's targets."""
-    for name, size in (("yolox_tiny_coco", 256), ("tinyssd_synthetic", 256)):
-        _, _, batched = _both(_core(name), _batch(size, [3, 2], awkward=False))
-        assert batched is None, name
+    """Assigners without a batched form yet (SimOTA, ssd.pytorch's matching) and ignored boxes the
+    assigner must see (MaxIoU's ``ignore_iof_thr``): None, the step then makes each image's targets."""
+    from detengine.assigners import SSDPytorchMatcher
+    tinyssd = _core("tinyssd_synthetic")
+    tinyssd.assigner = SSDPytorchMatcher(threshold=0.5)
+    for core in (_core("yolox_tiny_coco"), tinyssd):
+        _, _, batched = _both(core, _batch(256, [3, 2], awkward=False))
+        assert batched is None, core
     core = _core("retinanet_r50_fpn_coco")
     core.assigner.ignore_iof_thr = 0.5
     data = _batch(256, [3, 2], awkward=False)
@@ -328,3 +331,33 @@ def test_mined_losses_of_a_batch_equal_the_images_sum(name, ratio):
         assert_ulp_close(terms[k].detach(), ref[k].detach(), max_ulp=16, what=k)
     torch.testing.assert_close(gc, gc_ref, rtol=1e-6, atol=1e-10)
     torch.testing.assert_close(gr, gr_ref, rtol=1e-6, atol=1e-10)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_d2l_greedy_targets_of_a_batch_equal_each_images_own(seed):
+    """TinySSD's targets (d2l's greedy matching) of a batch: the picks of every image at once, an image
+    with fewer boxes idle past its own; identical boxes (tied IoUs: the first in d2l's row-major order),
+    an anchor's own box, a zero-area box, an image without boxes; some priors invalid (padding)."""
+    core = _core("tinyssd_synthetic")
+    counts = [9, 0, 4, 17]
+    data = _batch(128, counts[seed:] + counts[:seed], seed=seed)       # the config's size: priors past the pad
+    core, own, batched = _both(core, data)
+    ref = _assert_same(core, own, batched)
+    assert int(ref.sampling_result.pos_inds.numel()) > 0 and not bool(ref.inside.all())
+
+
+def test_d2l_greedy_with_fewer_inside_anchors_than_boxes_keeps_the_images_own():
+    from detengine.assigners import D2LGreedyAssigner
+    from detengine.heads.base import PaddedGTs
+    g = torch.Generator().manual_seed(5)
+    priors = torch.rand(12, 2, generator=g).repeat(1, 2) * 50 + torch.tensor([0.0, 0.0, 20.0, 20.0])
+    boxes = [torch.rand(n, 2, generator=g).repeat(1, 2) * 50 + torch.tensor([0.0, 0.0, 15.0, 15.0]) for n in (3, 7)]
+    labels = [torch.zeros(len(b), dtype=torch.long) for b in boxes]
+    inside = torch.ones(2, 12, dtype=torch.bool)
+    inside[1, :7] = False                                                 # 5 inside anchors for 7 boxes
+    assigner = D2LGreedyAssigner(iou_threshold=0.5)
+    got = assigner.assign_batch(priors, inside, PaddedGTs.of(boxes, labels, priors))
+    for b in range(2):
+        want = torch.full((12,), -1, dtype=torch.long)
+        want[inside[b]] = assigner.assign(priors[inside[b]], boxes[b], labels[b]).gt_inds
+        assert torch.equal(got[b], want), b

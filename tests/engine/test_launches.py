@@ -59,11 +59,11 @@ def _three_images(size: int, num_gt: int, seeds=(3, 4, 5)) -> dict:
 
 # heads whose training step computes the batch's losses in one call, and the launches an image left: the
 # targets' (assignment, sampling, encoding) where they are made per image, ~2 where the whole batch's are
-# made in one pass (MaxIoU, FCOS, ATSS, DSL, task-aligned: test_batch_targets.py); SSD's and TinySSD's mining
-# per image inside the one call; TinySSD's d2l greedy matching per image
+# made in one pass (MaxIoU, FCOS, ATSS, DSL, task-aligned, d2l's greedy matching: test_batch_targets.py); SSD's
+# and TinySSD's mining per image inside the one call
 BATCHED = {"retinanet_r50_fpn_coco": 10, "fcos_r50_fpn_coco": 10, "atss_r50_fpn_coco": 10, "rtmdet_tiny_coco": 10,
            "gfl_r50_fpn_coco": 10, "tood_r50_fpn_coco": 10, "tood_r50_fpn_coco@initial": 10,
-           "yolox_tiny_coco": 400, "ssd300_coco": 10, "tinyssd_synthetic": 200}    # TOOD: task-aligned; ATSS's first epochs
+           "yolox_tiny_coco": 400, "ssd300_coco": 10, "tinyssd_synthetic": 10}    # TOOD: task-aligned; ATSS's first epochs
 
 
 @pytest.mark.parametrize("name", sorted(BATCHED))
