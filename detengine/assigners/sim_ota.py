@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..boxes import bbox_overlaps
-from .result import AssignResult, Reason
+from .result import AssignResult, Reason, assign_images
 
 __all__ = ["SimOTAAssigner"]
 
@@ -79,6 +79,64 @@ class SimOTAAssigner:
                   "candidate_iou": ious.t().contiguous(), "dynamic_ks": dynamic_ks,
                   "is_in_boxes_and_centers": in_both.t().contiguous(), "pair_reasons": pair}
         return AssignResult(num_gt, gt_inds, max_overlaps, labels, reasons, extras)
+
+    def assign_batch(self, priors: Tensor, inside: Tensor, gts, *, pred_scores: Tensor, pred_boxes: Tensor,
+                     **unused) -> tuple[Tensor, Tensor]:
+        """A batch's assignment in one pass: (B, A) ``gt_inds`` of each image as :meth:`assign` on its
+        ``inside`` points gives them (-1 outside) and (B, A) the positives' IoUs (0 elsewhere); ``gts`` a
+        :class:`~detengine.heads.base.PaddedGTs`, ``pred_scores`` (B, A, C) probabilities, ``pred_boxes``
+        (B, A, 4). Every decision :meth:`assign` takes is taken here on the fast costs where their
+        intervals (:class:`SimOTACost`) settle it, which is mmdetection's decision on its own sums; an
+        image with one the intervals leave open (a GT's k-th and (k+1)-th cheapest, a contested point's
+        two cheapest GTs), or with fewer candidates than ``candidate_topk``, is assigned on its own."""
+        (b, g), a = gts.mask.shape, int(priors.shape[0])
+        outside = torch.full((), -1, dtype=torch.long, device=priors.device)
+        if g == 0 or a == 0:
+            return torch.where(inside, torch.zeros_like(outside), outside), pred_boxes.new_zeros((b, a))
+        boxes, real = gts.boxes, gts.mask[:, None, :]                                     # (B, G, 4), (B, 1, G)
+        x, y = priors[None, :, 0, None], priors[None, :, 1, None]
+        sx, sy = priors[None, :, 2, None], priors[None, :, 3, None]
+        x1, y1, x2, y2 = (boxes[:, None, :, i] for i in range(4))
+        in_gts = torch.stack([x - x1, y - y1, x2 - x, y2 - y], dim=-1).min(dim=-1).values > 0    # (B, A, G)
+        cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0
+        r = self.center_radius
+        in_cts = torch.stack([x - (cx - r * sx), y - (cy - r * sy), (cx + r * sx) - x, (cy + r * sy) - y],
+                             dim=-1).min(dim=-1).values > 0
+        in_gts, in_cts = in_gts & real, in_cts & real
+        candidate = (in_gts.any(dim=2) | in_cts.any(dim=2)) & inside                        # (B, A)
+        pair = candidate[:, :, None] & real
+        ious = bbox_overlaps(pred_boxes, boxes)                                             # (B, A, G)
+        costs = SimOTACost(pred_scores, gts.labels, ious, in_gts & in_cts, self.cls_weight, self.iou_weight)
+        lo, hi = costs.bounds()
+        cost = torch.where(pair, costs.values, torch.inf)
+        # k of each GT: int(sum of its candidate_topk largest IoUs over its image's candidates)
+        top_ious = torch.where(pair, ious, 0).topk(min(self.candidate_topk, a), dim=1).values
+        dynamic_ks = torch.clamp(top_ious.sum(1).int(), min=1)                              # (B, G)
+        k_max = min(int(torch.where(gts.mask, dynamic_ks, 0).max()), a)
+        order = cost.topk(k_max, dim=1, largest=False).indices                               # (B, k_max, G)
+        take = (torch.arange(k_max, device=priors.device)[None, :, None] < dynamic_ks[:, None, :]) & real
+        selected = torch.zeros((b, a, g), dtype=torch.bool, device=priors.device).scatter_(1, order, take)
+        worst_in = hi.masked_fill(~selected, -torch.inf).amax(dim=1)                         # (B, G)
+        best_out = lo.masked_fill(selected | ~pair, torch.inf).amin(dim=1)
+        open_ = (gts.mask & ~(worst_in < best_out)).any(dim=1)
+        # a point several GTs took keeps the cheapest GT, over all the image's GTs
+        multi = selected.sum(dim=2) > 1                                                      # (B, A)
+        row_cost = costs.values.masked_fill(~real, torch.inf)
+        best = row_cost.argmin(dim=2, keepdim=True)
+        worst_best = hi.gather(2, best)[..., 0]
+        best_other = lo.masked_fill(~real, torch.inf).scatter(2, best, torch.inf).amin(dim=2)
+        open_ |= (multi & ~(worst_best < best_other)).any(dim=1)
+        open_ |= (candidate.sum(dim=1) < self.candidate_topk) & gts.mask.any(dim=1)   # a topk of fewer IoUs
+        cheapest = torch.arange(g, device=priors.device) == best
+        matching = torch.where(multi[:, :, None], cheapest, selected)
+        fg = matching.any(dim=2)
+        gt_inds = torch.where(inside, torch.where(fg, matching.to(torch.uint8).argmax(dim=2) + 1, 0), outside)
+        matched = torch.where(fg, (matching * ious).sum(dim=2), 0)
+        rows = open_.nonzero().view(-1).tolist()
+        if rows:
+            gt_inds[rows], matched[rows], _ = assign_images(self.assign, priors, inside, gts, rows,
+                                                            pred_scores=pred_scores, pred_boxes=pred_boxes)
+        return gt_inds, matched
 
     def in_gt_and_in_center(self, priors: Tensor, gt_boxes: Tensor) -> tuple[Tensor, Tensor]:
         """(A,) point inside any GT box or any GT's centre region; (V, G) of those, inside both
@@ -185,16 +243,18 @@ class SimOTACost:
 
     def __init__(self, scores: Tensor, gt_labels: Tensor, ious: Tensor, in_both: Tensor, cls_weight: float,
                  iou_weight: float):
+        """(V, C) ``scores``, (G,) ``gt_labels``, (V, G) ``ious`` and ``in_both``; or a batch's (B, A, C),
+        (B, G), (B, A, G): then ``values`` and :meth:`bounds` only."""
         self.dtype, self.cls_weight = scores.dtype, cls_weight
         self.labels = gt_labels.to(torch.int64)
         self.num_classes = scores.shape[-1]
         with torch.autocast(device_type=scores.device.type, enabled=False):
             p = self._p = scores.to(torch.float32)
             neg = F.binary_cross_entropy(p, torch.zeros_like(p), reduction="none")                  # (V, C)
-            p_k = p[:, self.labels]                                                                    # (V, G)
+            p_k = self._at_labels(p)                                                                   # (V, G)
             pos = F.binary_cross_entropy(p_k, torch.ones_like(p_k), reduction="none")
             neg_sum = neg.sum(dim=-1, keepdim=True)
-            cls_cost = neg_sum - neg[:, self.labels] + pos
+            cls_cost = neg_sum - self._at_labels(neg) + pos
             self.iou_term = -torch.log(ious + EPS) * iou_weight         # on the whole (V, G): the same bits
             self.penalty = (~in_both) * INF
             self.values = self._combine(cls_cost, self.iou_term, self.penalty)
@@ -202,6 +262,12 @@ class SimOTACost:
             self._cls = cls_cost
             self._slack = (cls_cost + neg_sum) * ((self.num_classes + 2) * 4 * _UNIT_ROUNDOFF)
         self._bounds = self._grouping = None
+
+    def _at_labels(self, t: Tensor) -> Tensor:
+        """(V, G) the (V, C) ``t`` at each GT's class; (B, A, G) of a batch's (B, A, C) and (B, G) labels."""
+        if t.dim() == 2:
+            return t[:, self.labels]
+        return t.gather(2, self.labels[:, None, :].expand(-1, t.shape[1], -1))
 
     def _combine(self, cls_cost: Tensor, iou_term: Tensor, penalty: Tensor) -> Tensor:
         """mmdetection's ``cls_cost * cls_weight + iou_cost * iou_weight + (~in_both) * INF``, in its

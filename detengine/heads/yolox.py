@@ -36,7 +36,7 @@ from torch import Tensor
 
 from ..postprocess import Stage, _nms_stages
 from ..samplers import PseudoSampler
-from .base import BATCHED_LOSSES, HeadCore, ImageLoss, Targets
+from .base import BATCHED_LOSSES, HeadCore, ImageLoss, PaddedGTs, Targets, _Positives, same_grid
 
 __all__ = ["YOLOXHeadCore", "YOLOXImageLoss", "MODE_SWITCH_HOOK", "mode_switch_epoch", "apply_mode_switch",
            "yolox_decode", "offset_priors", "l1_targets"]
@@ -168,6 +168,43 @@ class YOLOXHeadCore(HeadCore):
         inside = torch.ones(a, dtype=torch.bool, device=points.device)
         return Targets(assign_result, sampling, labels, label_weights, bbox_targets, bbox_weights, inside,
                        extras={"obj_targets": obj_targets, "iou_targets": iou_targets, "l1_targets": l1})
+
+    def batch_targets(self, priors, gt_boxes, gt_labels, img_shapes, gt_boxes_ignore=None, cls_scores=None,
+                      bbox_preds=None):
+        """:meth:`targets` of every image in one pass (SimOTA's batched form,
+        :meth:`~detengine.assigners.SimOTAAssigner.assign_batch`)."""
+        if not (type(self).targets is YOLOXHeadCore.targets and callable(getattr(self.assigner, "assign_batch", None))
+                and type(self.sampler) is PseudoSampler and len(priors) > 0 and same_grid(priors)
+                and cls_scores is not None and bbox_preds is not None):
+            return None
+        points, c = priors[0].tensor, self.num_classes
+        n, a = len(priors), int(points.shape[0])
+        inside = torch.ones((n, a), dtype=torch.bool, device=points.device)        # YOLOX: every point
+        gts = PaddedGTs.of(gt_boxes, gt_labels, points)
+        with torch.autocast(device_type=points.device.type, enabled=False):        # as targets()
+            cls_scores, bbox_preds = cls_scores.detach().float(), bbox_preds.detach().float()
+            decoded = self.decode(points, bbox_preds)
+            scores = (cls_scores[..., :c].sigmoid() * cls_scores[..., c].unsqueeze(-1).sigmoid()).sqrt()
+            gt_inds, ious = self.assigner.assign_batch(offset_priors(points), inside, gts, pred_scores=scores,
+                                                       pred_boxes=decoded)
+        flat = gt_inds.reshape(-1)
+        pos = torch.nonzero(flat > 0).squeeze(-1)
+        img, prior = pos.div(a, rounding_mode="floor"), pos.remainder(a)
+        gt = flat[pos] - 1
+        labels = torch.full((n * a,), c, dtype=torch.long, device=points.device)
+        labels[pos] = gts.labels[img, gt]
+        ones = points.new_zeros(n * a).index_fill_(0, pos, 1.0)
+        bbox_targets = points.new_zeros((n * a, 4))
+        pos_boxes = gts.boxes[img, gt]
+        bbox_targets[pos] = pos_boxes
+        iou_targets = points.new_zeros(n * a)
+        iou_targets[pos] = ious.reshape(-1)[pos].to(iou_targets.dtype)
+        l1 = points.new_zeros((n * a, 4))
+        l1[pos] = l1_targets(pos_boxes, points[prior])
+        joined = Targets(None, _Positives(pos), labels, ones, bbox_targets, ones[:, None].expand(-1, 4).clone(),
+                         inside.reshape(-1), extras={"obj_targets": ones.clone(), "iou_targets": iou_targets,
+                                                     "l1_targets": l1})
+        return joined, [float(v) for v in torch.bincount(img, minlength=n).tolist()]
 
     def avg_factor_of(self, targets: Targets) -> float:
         return float(targets.num_pos)
