@@ -74,7 +74,8 @@ class DynamicSoftLabelAssigner:
         ``gts`` a :class:`~detengine.heads.base.PaddedGTs`, ``pred_scores`` (B, A, C) logits,
         ``pred_boxes`` (B, A, 4). Each GT's ``k`` cheapest come from one sorted top-k of the batch:
         the same set as the GT's own ``torch.topk`` unless its k-th and (k+1)-th costs tie, where
-        ``torch.topk``'s pick is its own: such an image is assigned on its own."""
+        ``torch.topk``'s pick is its own: such an image is assigned on its own, as is one with fewer
+        candidates than ``topk`` (its own k sums fewer IoUs, in another order: ``int()`` may differ)."""
         (b, g), a = gts.mask.shape, int(priors.shape[0])
         outside = torch.full((), -1, dtype=torch.long, device=priors.device)
         if g == 0 or a == 0:
@@ -95,6 +96,7 @@ class DynamicSoftLabelAssigner:
         after = values.gather(1, dynamic_ks.clamp(max=k_max - 1)[:, None]).squeeze(1)
         beyond = dynamic_ks >= k_max                                                  # every prior taken
         own = (gts.mask & ((kth == after) & ~beyond | torch.isinf(kth))).any(dim=1)  # (B,) ties: per image
+        own |= (candidate.sum(dim=1) < self.topk) & gts.mask.any(dim=1)   # k from a sum of fewer IoUs: its own
         take = (torch.arange(k_max, device=priors.device)[None, :, None] < dynamic_ks[:, None, :]) & gts.mask[:, None]
         matching = torch.zeros((b, a, g), dtype=torch.uint8, device=priors.device)
         matching.scatter_(1, order, take.to(torch.uint8))

@@ -73,20 +73,25 @@ class FCOSAssigner:
 
     def assign_batch(self, priors: Tensor, inside: Tensor | None, gts, *, num_level_priors=None, **unused) -> Tensor:
         """A batch's assignment in one pass: (B, A) ``gt_inds`` of each image as :meth:`assign` gives
-        them; ``gts`` a :class:`~detengine.heads.base.PaddedGTs` (FCOS takes every point: no ``inside``)."""
+        them (-1 off ``inside``: an anchor head's border check; FCOS's own head takes every point); ``gts``
+        a :class:`~detengine.heads.base.PaddedGTs`. Each point's decision is its own, so the points left
+        out change nothing for the others."""
         (b, g), a = gts.mask.shape, int(priors.shape[0])
+        outside = torch.full((), -1, dtype=torch.long, device=priors.device)
         if g == 0 or a == 0:
-            return torch.zeros((b, a), dtype=torch.long, device=priors.device)
+            zeros = torch.zeros((b, a), dtype=torch.long, device=priors.device)
+            return zeros if inside is None else torch.where(inside, zeros, outside)
         boxes = gts.boxes[:, None]                                       # (B, 1, G, 4)
         ranges = self._point_ranges(priors, num_level_priors)            # (A, 2)
         distances = self._distances(priors, boxes)                       # (B, A, G, 4)
-        inside = self._inside_center_region(priors, boxes) if self.center_sampling else \
+        in_box = self._inside_center_region(priors, boxes) if self.center_sampling else \
             distances.min(dim=-1).values > 0
         max_distance = distances.max(dim=-1).values
-        ok = inside & (max_distance >= ranges[:, None, 0]) & (max_distance <= ranges[:, None, 1]) & gts.mask[:, None]
+        ok = in_box & (max_distance >= ranges[:, None, 0]) & (max_distance <= ranges[:, None, 1]) & gts.mask[:, None]
         areas = (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])     # (B, 1, G)
         min_area, min_area_inds = torch.where(ok, areas, INF).min(dim=2)  # the smallest GT wins, ties to the first
-        return torch.where(min_area != INF, min_area_inds + 1, 0)
+        gt_inds = torch.where(min_area != INF, min_area_inds + 1, 0)
+        return gt_inds if inside is None else torch.where(inside, gt_inds, outside)
 
     def _point_ranges(self, priors: Tensor, num_level_priors) -> Tensor:
         """(A, 2) the regress range of each point's level (float32, as the reference)."""

@@ -223,10 +223,13 @@ class HeadCore:
     @staticmethod
     def split_targets(joined: Targets, n: int) -> list[Targets]:
         """Each image's view of joined targets (:meth:`join_targets`, :meth:`batch_targets`) for a
-        per-image ``loss_image`` that reads only per-prior targets (no assignment or sampling record)."""
+        per-image ``loss_image`` that reads only per-prior targets and the positives' indices (no
+        assignment or sampling record)."""
         a = int(joined.labels.shape[0]) // n
         names = ("labels", "label_weights", "bbox_targets", "bbox_weights", "inside")
-        return [Targets(None, None, *(getattr(joined, k)[i * a:(i + 1) * a] for k in names),
+        pos = joined.sampling_result.pos_inds
+        image = pos.div(a, rounding_mode="floor") if a else pos
+        return [Targets(None, _Positives(pos[image == i] - i * a), *(getattr(joined, k)[i * a:(i + 1) * a] for k in names),
                         extras={k: v[i * a:(i + 1) * a] for k, v in joined.extras.items()}) for i in range(n)]
 
     def batch_loss_terms(self, cls_scores: Tensor, bbox_preds: Tensor, priors: list[Priors],

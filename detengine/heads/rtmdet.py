@@ -66,8 +66,8 @@ class RTMDetHeadCore(AnchorHeadCore):
         None where a GT's k-th cheapest prior ties (``DynamicSoftLabelAssigner.assign_batch``)."""
         if not (type(self).targets is RTMDetHeadCore.targets and type(self.assigner) is DynamicSoftLabelAssigner
                 and type(self.sampler) is PseudoSampler and cls_scores is not None and bbox_preds is not None
-                and len(priors) > 0 and same_grid(priors)):
-            return None
+                and len(priors) > 0 and same_grid(priors) and priors[0].is_point):
+            return None                                    # (anchor priors: assign_priors' centre form)
         points = priors[0].tensor
         n, a = len(priors), len(priors[0])
         pred_boxes = self.decode(points.repeat(n, 1), bbox_preds.detach().reshape(n * a, -1)).view(n, a, 4)

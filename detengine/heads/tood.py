@@ -22,10 +22,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..assigners import ATSSAssigner, TaskAlignedAssigner
 from ..postprocess import Stage, _filter_topk, _nms_stages
+from ..samplers import PseudoSampler
 from .anchor_head import AnchorHeadCore, assign_priors
 from .atss import anchor_centerness_target
-from ..samplers import PseudoSampler
 from .base import BATCHED_LOSSES, ImageLoss, PaddedGTs, Targets, anchor_inside_flags, batch_inside_flags, same_grid
 
 __all__ = ["TOODHeadCore", "TOODNormalisers", "normalised_alignment_metrics"]
@@ -124,7 +125,8 @@ class TOODHeadCore(AnchorHeadCore):
         """:meth:`targets` of every image in one pass, in either stage (the ATSS and task-aligned
         assigners' batched forms)."""
         assigner = self.active_assigner
-        if not (type(self).targets is TOODHeadCore.targets and callable(getattr(assigner, "assign_batch", None))
+        if not (type(self).targets is TOODHeadCore.targets
+                and type(assigner) is (ATSSAssigner if self.initial_stage else TaskAlignedAssigner)
                 and type(self.sampler) is PseudoSampler and len(priors) > 0 and same_grid(priors)
                 and (self.initial_stage or (cls_scores is not None and bbox_preds is not None))):
             return None

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..assigners import SimOTAAssigner
 from ..postprocess import Stage, _nms_stages
 from ..samplers import PseudoSampler
 from .base import BATCHED_LOSSES, HeadCore, ImageLoss, PaddedGTs, Targets, _Positives, same_grid
@@ -173,7 +174,7 @@ class YOLOXHeadCore(HeadCore):
                       bbox_preds=None):
         """:meth:`targets` of every image in one pass (SimOTA's batched form,
         :meth:`~detengine.assigners.SimOTAAssigner.assign_batch`)."""
-        if not (type(self).targets is YOLOXHeadCore.targets and callable(getattr(self.assigner, "assign_batch", None))
+        if not (type(self).targets is YOLOXHeadCore.targets and type(self.assigner) is SimOTAAssigner
                 and type(self.sampler) is PseudoSampler and len(priors) > 0 and same_grid(priors)
                 and cls_scores is not None and bbox_preds is not None):
             return None

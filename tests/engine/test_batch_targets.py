@@ -451,3 +451,95 @@ def test_sim_ota_of_a_batch_settles_a_contested_point_on_mmdetections_sums():
     gts = torch.tensor([[20.3, 20.1, 37.7, 29.9]] * 2)
     cases = [(offset_priors(points), gts, torch.tensor([24, b]), scores, boxes) for b in range(80) if b != 24]
     _sim_ota_batch(cases)
+
+
+def test_split_targets_give_each_image_its_positives():
+    """A head whose own ``loss_image`` has no batched form (a subclass overriding it) gets the batch's
+    targets split per image: each image's positives as its own targets give them."""
+    from detengine.heads.fcos import FCOSHeadCore
+
+    class ReweightedFCOS(FCOSHeadCore):
+        def loss_image(self, *args):
+            return FCOSHeadCore.loss_image(self, *args)
+    core = _core("fcos_r50_fpn_coco")
+    core.__class__ = ReweightedFCOS
+    core, own, batched = _both(core, _batch(256, [5, 0, 3], awkward=False))
+    joined, parts = batched
+    priors, _, cls, reg = _inputs(core, _batch(256, [5, 0, 3], awkward=False))
+    avg = core.reduce_avg_factor(parts)
+    assert core.batch_loss_terms(cls, reg, priors, joined, avg) is None
+    for got, want, c, r, p in zip(core.split_targets(joined, 3), own, cls, reg, priors):
+        assert torch.equal(got.sampling_result.pos_inds, want.sampling_result.pos_inds)
+        a = core.loss_image(c, r, p, got, avg).terms
+        b = core.loss_image(c, r, p, want, avg).terms
+        for k in b:
+            assert_ulp_close(a[k], b[k], max_ulp=4, what=k)
+
+
+def test_dynamic_soft_label_with_fewer_candidates_than_topk_keeps_the_images_own():
+    """An image whose GTs hold fewer candidates than ``topk`` (13): its own k sums fewer IoUs than the
+    batch's padded top-k, in another order, and ``int()`` of the two may differ: it is assigned on its
+    own; the other image in the batch's pass."""
+    core = _core("rtmdet_tiny_coco")
+    shape = (256, 256)
+    priors = [core.priors(shape)] * 2
+    boxes = [torch.tensor([[100.0, 100.0, 117.0, 113.0]]), torch.tensor([[40.0, 30.0, 200.0, 180.0]])]
+    labels = [torch.tensor([3]), torch.tensor([5])]
+    g = torch.Generator().manual_seed(2)
+    a = len(priors[0])
+    cls = torch.randn(2, a, core.cls_channels(), generator=g)
+    reg = torch.rand(2, a, 4, generator=g) * 20
+    own = [core.targets(p, b, lb, shape, cls_scores=c, bbox_preds=r)
+           for p, b, lb, c, r in zip(priors, boxes, labels, cls, reg)]
+    calls = _spy(core.assigner)
+    _assert_same(core, own, core.batch_targets(priors, boxes, labels, [shape] * 2, None, cls, reg))
+    assert len(calls) == 1
+
+
+def test_atss_with_a_level_one_prior_short_of_k_keeps_the_images_own():
+    """A level of exactly k (9) priors with one left out (outside the image's border): that image's own
+    top-k takes the 8 left, the batch's top-k would take the one outside too: assigned on its own."""
+    from detengine.assigners import ATSSAssigner
+    from detengine.heads.base import PaddedGTs
+
+    def grid(n, stride):
+        c = (torch.arange(n, dtype=torch.float32) + 0.5) * stride
+        cy, cx = torch.meshgrid(c, c, indexing="ij")
+        half = stride * 2
+        return torch.stack([cx - half, cy - half, cx + half, cy + half], -1).reshape(-1, 4)
+    priors = torch.cat([grid(6, 16.0), grid(3, 32.0)])                  # 36 + 9 priors, k = 9
+    counts = [36, 9]
+    boxes = [torch.tensor([[20.3, 24.9, 70.1, 61.7]]), torch.tensor([[30.6, 10.2, 90.9, 80.4]])]   # no tied distance
+    labels = [torch.tensor([1]), torch.tensor([2])]
+    inside = torch.ones(2, 45, dtype=torch.bool)
+    inside[0, 40] = False
+    assigner = ATSSAssigner(topk=9)
+    calls = _spy(assigner)
+    got = assigner.assign_batch(priors, inside, PaddedGTs.of(boxes, labels, priors), num_level_priors=counts)
+    assert len(calls) == 1
+    del assigner.assign
+    for b in range(2):
+        keep = inside[b]
+        levels = [int(v.sum()) for v in keep.split(counts)]
+        want = torch.full((45,), -1, dtype=torch.long)
+        want[keep] = assigner.assign(priors[keep], boxes[b], labels[b], num_level_priors=levels).gt_inds
+        assert torch.equal(got[b], want), b
+
+
+def test_sim_ota_with_fewer_candidates_than_candidate_topk_keeps_the_images_own():
+    """An image with fewer candidates than ``candidate_topk``: its own k sums fewer IoUs than the batch's
+    padded top-k (``int()`` of sums of other lengths may differ): assigned on its own."""
+    from detengine.assigners import SimOTAAssigner
+    from detengine.heads.base import PaddedGTs
+    from tests.engine.test_sim_ota_fast import case
+    priors, gts, labels, scores, boxes = case(95, "trained", 5)
+    far = torch.tensor([[1.0, 1.0, 4.0, 4.0]])                     # a corner box: 22 candidates
+    assigner = SimOTAAssigner(candidate_topk=30)
+    calls = _spy(assigner)
+    got, _ = assigner.assign_batch(priors, torch.ones(2, len(priors), dtype=torch.bool),
+                                   PaddedGTs.of([far, gts], [labels[:1], labels], priors),
+                                   pred_scores=torch.stack([scores, scores]), pred_boxes=torch.stack([boxes, boxes]))
+    assert len(calls) == 1
+    del assigner.assign
+    for b, (g, lb) in enumerate([(far, labels[:1]), (gts, labels)]):
+        assert torch.equal(got[b], assigner.assign(priors, g, lb, pred_scores=scores, pred_boxes=boxes).gt_inds)
