@@ -9,8 +9,18 @@ from ..assigners import DynamicSoftLabelAssigner, SimOTAAssigner
 from ..postprocess import postprocess_dense
 from ..priors import Priors
 from ..samplers import PseudoSampler, batch_hard_negative_mask, hard_negative_mask
-from .base import (BATCHED_LOSSES, HeadCore, ImageLoss, PaddedGTs, Targets, _PriorBoxes, _Positives,
-                   anchor_inside_flags, batch_inside_flags, same_grid)
+from .base import (
+    BATCHED_LOSSES,
+    HeadCore,
+    ImageLoss,
+    PaddedGTs,
+    Targets,
+    _Positives,
+    _PriorBoxes,
+    anchor_inside_flags,
+    batch_inside_flags,
+    same_grid,
+)
 
 __all__ = ["AnchorHeadCore", "SSDHeadCore"]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..postprocess import postprocess_dense
 from ..assigners import DynamicSoftLabelAssigner
+from ..postprocess import postprocess_dense
 from ..samplers import PseudoSampler
 from .anchor_head import AnchorHeadCore, assign_priors
 from .base import BATCHED_LOSSES, ImageLoss, PaddedGTs, Targets, anchor_inside_flags, batch_inside_flags, same_grid

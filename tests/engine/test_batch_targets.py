@@ -252,7 +252,6 @@ def test_task_aligned_ties_at_the_kth_metric_keep_each_images_own():
     core = _core("tood_r50_fpn_coco")
     shape = (256, 256)
     priors = [core.priors(shape)] * 2
-    a = len(priors[0])
     boxes = [torch.tensor([[40.0, 40.0, 120.0, 100.0]]), torch.tensor([[100.0, 20.0, 180.0, 120.0]])]
     labels = [torch.tensor([3]), torch.tensor([5])]
     _, _, cls, reg = _tood_inputs(core, {"size": 256, "metas": [{"img_shape": shape}] * 2}, 3)
