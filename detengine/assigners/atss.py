@@ -7,7 +7,7 @@ from torch import Tensor
 
 from ..boxes import bbox_overlaps
 from .max_iou import _empty_result, labels_from_gt_inds
-from .result import AssignResult, Reason, assign_images
+from .result import AssignResult, Reason, assign_images, ignores_given, unassigned
 
 __all__ = ["ATSSAssigner"]
 
@@ -74,13 +74,13 @@ class ATSSAssigner:
         boxes take part."""
         if num_level_priors is None:
             raise ValueError("ATSSAssigner needs num_level_priors (priors per level)")
-        if self.ignore_iof_thr > 0 and any(ig is not None and ig.numel() > 0 for ig in gt_boxes_ignore or ()):
+        if ignores_given(self.ignore_iof_thr, gt_boxes_ignore):
             return None
         priors = priors[:, :4]
         (b, g), a = gts.mask.shape, int(priors.shape[0])
         outside = torch.full((), -1, dtype=torch.long, device=priors.device)
         if g == 0 or a == 0:
-            return torch.where(inside, torch.zeros_like(outside), outside)
+            return unassigned(inside)
         boxes = gts.boxes
         overlaps = bbox_overlaps(priors, boxes.reshape(-1, 4)).view(a, b, g).permute(1, 0, 2)       # (B, A, G)
         gt_points = torch.stack(((boxes[..., 0] + boxes[..., 2]) / 2.0, (boxes[..., 1] + boxes[..., 3]) / 2.0), dim=-1)

@@ -7,7 +7,7 @@ from torch import Tensor
 
 from ..boxes import bbox_overlaps
 from .max_iou import _empty_result, labels_from_gt_inds
-from .result import AssignResult, Reason, assign_images
+from .result import AssignResult, Reason, assign_images, unassigned
 
 __all__ = ["SSDPytorchMatcher", "D2LGreedyAssigner"]
 
@@ -88,7 +88,7 @@ class D2LGreedyAssigner:
         (b, g), a = gts.mask.shape, int(priors.shape[0])
         outside = torch.full((), -1, dtype=torch.long, device=priors.device)
         if g == 0 or a == 0:
-            return torch.where(inside, torch.zeros_like(outside), outside)
+            return unassigned(inside)
         jaccard = bbox_overlaps(priors, gts.boxes.reshape(-1, 4)).view(a, b, g).transpose(0, 1)     # (B, A, G)
         jaccard = torch.where(inside[:, :, None] & gts.mask[:, None, :], jaccard, -1.0).contiguous()
         max_ious, indices = jaccard.max(dim=2)

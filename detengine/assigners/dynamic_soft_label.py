@@ -7,7 +7,7 @@ from torch import Tensor
 
 from ..boxes import bbox_overlaps
 from .max_iou import _empty_result
-from .result import AssignResult, Reason, assign_images
+from .result import AssignResult, Reason, assign_images, unassigned
 
 __all__ = ["DynamicSoftLabelAssigner"]
 
@@ -79,7 +79,7 @@ class DynamicSoftLabelAssigner:
         (b, g), a = gts.mask.shape, int(priors.shape[0])
         outside = torch.full((), -1, dtype=torch.long, device=priors.device)
         if g == 0 or a == 0:
-            return torch.where(inside, torch.zeros_like(outside), outside), pred_boxes.new_zeros((b, a))
+            return unassigned(inside), pred_boxes.new_zeros((b, a))
         boxes, real = gts.boxes, gts.mask[:, None, :]                     # (B, G, 4), (B, 1, G)
         center = priors[None, :, None, :2]
         deltas = torch.cat([center - boxes[:, None, :, :2], boxes[:, None, :, 2:] - center], dim=-1)

@@ -5,7 +5,7 @@ import torch
 from torch import Tensor
 
 from ..boxes import bbox_overlaps
-from .result import AssignResult, Reason
+from .result import AssignResult, Reason, ignores_given, unassigned
 
 __all__ = ["MaxIoUAssigner", "labels_from_gt_inds"]
 
@@ -81,13 +81,13 @@ class MaxIoUAssigner:
         """A batch's assignment in one pass: (B, A) ``gt_inds`` of each image as :meth:`assign` on its
         ``inside`` priors (Tensor[B, A] bool) gives them, -1 outside; ``gts`` a
         :class:`~detengine.heads.base.PaddedGTs`. None where ignored boxes take part (per image)."""
-        if self.ignore_iof_thr > 0 and any(ig is not None and ig.numel() > 0 for ig in gt_boxes_ignore or ()):
+        if ignores_given(self.ignore_iof_thr, gt_boxes_ignore):
             return None
         priors = priors[:, :4]
         (b, g), a = gts.mask.shape, int(priors.shape[0])
         outside = torch.full((), -1, dtype=torch.long, device=priors.device)
         if g == 0 or a == 0:
-            return torch.where(inside, torch.zeros_like(outside), outside)
+            return unassigned(inside)
         overlaps = bbox_overlaps(gts.boxes.reshape(-1, 4), priors).view(b, g, a)
         # padding and outside priors below every IoU: they neither win a prior nor are any GT's best
         overlaps.masked_fill_(~(gts.mask[:, :, None] & inside[:, None, :]), -2.0)

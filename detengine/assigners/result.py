@@ -216,6 +216,17 @@ class AssignResult:
         return cls(num_gts, gt_inds, max_overlaps, labels)
 
 
+def unassigned(inside: Tensor) -> Tensor:
+    """(B, A) ``gt_inds`` of a batch with nothing to assign (no box, no prior): 0 on the ``inside``
+    priors, -1 outside, as each image's own assignment unmapped."""
+    return torch.where(inside, 0, -1)
+
+
+def ignores_given(ignore_iof_thr: float, gt_boxes_ignore) -> bool:
+    """Whether a batch's ignored boxes take part in its assignment (their IoF is per image)."""
+    return ignore_iof_thr > 0 and any(ig is not None and ig.numel() > 0 for ig in gt_boxes_ignore or ())
+
+
 def assign_images(assign, priors: Tensor, inside: Tensor, gts, rows, num_level_priors=None, extra=None,
                   **per_prior):
     """(len(rows), A) ``gt_inds`` (-1 outside), (len(rows), A) ``max_overlaps`` at the positives (0

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..boxes import bbox_overlaps
-from .result import AssignResult, Reason, assign_images
+from .result import AssignResult, Reason, assign_images, unassigned
 
 __all__ = ["SimOTAAssigner"]
 
@@ -92,7 +92,7 @@ class SimOTAAssigner:
         (b, g), a = gts.mask.shape, int(priors.shape[0])
         outside = torch.full((), -1, dtype=torch.long, device=priors.device)
         if g == 0 or a == 0:
-            return torch.where(inside, torch.zeros_like(outside), outside), pred_boxes.new_zeros((b, a))
+            return unassigned(inside), pred_boxes.new_zeros((b, a))
         boxes, real = gts.boxes, gts.mask[:, None, :]                                     # (B, G, 4), (B, 1, G)
         x, y = priors[None, :, 0, None], priors[None, :, 1, None]
         sx, sy = priors[None, :, 2, None], priors[None, :, 3, None]

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from ..boxes import bbox_overlaps
 from .max_iou import labels_from_gt_inds
-from .result import AssignResult, Reason, assign_images
+from .result import AssignResult, Reason, assign_images, unassigned
 
 __all__ = ["TaskAlignedAssigner"]
 
@@ -99,7 +99,7 @@ class TaskAlignedAssigner:
         outside = torch.full((), -1, dtype=torch.long, device=priors.device)
         if g == 0 or a == 0:
             zeros = pred_boxes.new_zeros((b, a))
-            return torch.where(inside, torch.zeros_like(outside), outside), zeros, zeros
+            return unassigned(inside), zeros, zeros
         boxes, labels = gts.boxes, gts.labels
         overlaps = bbox_overlaps(pred_boxes, boxes).detach()                               # (B, A, G)
         scores = pred_scores.detach().gather(2, labels[:, None, :].expand(-1, a, -1))
