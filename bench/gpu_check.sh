@@ -4,7 +4,8 @@
 # that machine's Python lacks):  bash bench/gpu_check.sh [SECONDS [PART ...]]
 # PARTS (default all, in this order), each within what is left of SECONDS (default 450): smoke, the CLI on
 # cuda (gpu_smoke.py); simota, SimOTA's
-# fast cost against its oracle on cuda (gpu_sim_ota.py); bench, the training steps and the NMS record
+# fast cost against its oracle on cuda (gpu_sim_ota.py); targets, a training step's batch targets in one
+# pass against each image's own on cuda (gpu_batch_targets.py); bench, the training steps and the NMS record
 # against torchvision on the GPU (bench_cuda.py); pytest, the engine's test suite on that machine's CPU
 # (another CPU than the CI's) with whatever time is left. Logs and bench_cuda.json land under $OUT.
 set -u -o pipefail
@@ -12,7 +13,7 @@ export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/gpu_check}
 BUDGET=${1:-450}
 shift || true
-PARTS=" ${*:-smoke simota bench pytest} "
+PARTS=" ${*:-smoke simota targets bench pytest} "
 want() { [[ "$PARTS" == *" $1 "* ]]; }
 mkdir -p "$OUT"
 left() { echo $(( BUDGET - SECONDS )); }
@@ -30,6 +31,9 @@ if want smoke; then
 fi
 if want simota; then
   timeout "$(cap 40)" python3 bench/gpu_sim_ota.py 2>&1 | tee "$OUT/sim_ota.log" || rc=1
+fi
+if want targets; then
+  timeout "$(cap 60)" python3 bench/gpu_batch_targets.py 2>&1 | tee "$OUT/batch_targets.log" || rc=1
 fi
 if want bench; then
   timeout "$(cap 260)" python3 bench/bench_cuda.py --reps 8 --json "$OUT/bench_cuda.json" 2>&1 | tee "$OUT/bench.log" || rc=1

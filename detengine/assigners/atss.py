@@ -67,11 +67,11 @@ class ATSSAssigner:
                      **unused) -> Tensor | None:
         """A batch's assignment in one pass: (B, A) ``gt_inds`` of each image as :meth:`assign` on its
         ``inside`` priors gives them (-1 outside); ``gts`` a :class:`~detengine.heads.base.PaddedGTs`.
-        Each level's candidates come from one sorted top-(k + 1) of the batch: the same candidates in
-        the same order as each image's own top-k when the k + 1 nearest distances differ (then
-        ``torch.topk``'s order is the only one, whichever priors are left out). An image where two tie,
-        or where a level has fewer than k priors inside, is assigned on its own; None where ignored
-        boxes take part."""
+        Each level's candidates come from one sorted top-(k + 1) of the batch: the same candidates as
+        each image's own top-k unless the k-th and (k+1)-th distances tie, in the same order unless two
+        inside the k tie (``torch.topk``'s order among them is its own), which only matters where their
+        IoUs differ (the threshold's float mean and std). An image with such a tie, or with a level of
+        fewer than k priors inside, is assigned on its own; None where ignored boxes take part."""
         if num_level_priors is None:
             raise ValueError("ATSSAssigner needs num_level_priors (priors per level)")
         if ignores_given(self.ignore_iof_thr, gt_boxes_ignore):
@@ -94,7 +94,13 @@ class ATSSAssigner:
             if count > 0:
                 k = min(self.topk, count)
                 values, idx = distances[:, start:start + count].topk(min(k + 1, count), dim=1, largest=False)
-                tied = torch.isinf(values[:, k - 1]) | (values[:, 1:] == values[:, :-1]).any(dim=1)   # (B, G)
+                # a tie at the k-th place changes the set; one inside the k only the order, which the
+                # threshold's mean and std see unless the tied priors' IoUs are equal (a symmetric grid)
+                run = values[:, 1:] == values[:, :-1]
+                ious = overlaps[:, start:start + count].gather(1, idx)
+                tied = torch.isinf(values[:, k - 1]) | (run[:, :k - 1] & (ious[:, 1:k] != ious[:, :k - 1])).any(dim=1)
+                if values.shape[1] > k:
+                    tied |= run[:, k - 1]                                                              # (B, G)
                 own |= (tied & gts.mask).any(dim=1)
                 candidate_idxs.append(idx[:, :k] + start)
             start += count

@@ -200,12 +200,14 @@ def test_dynamic_soft_label_ties_at_the_kth_cost_keep_each_images_own():
 @pytest.mark.parametrize("name", ["atss_r50_fpn_coco", "gfl_r50_fpn_coco"])
 def test_atss_targets_of_a_batch_equal_each_images_own(name):
     """ATSS (and GFL's targets on it): each level's k nearest from one sorted top-(k + 1) of the batch.
-    An image whose GT centre lies on the grid's symmetry (tied distances: ``torch.topk``'s order among
-    them is its own) or whose small padded size leaves a level fewer than k priors inside is assigned on
-    its own; the others in the batch's pass."""
+    An image whose GT centre lies on the grid's symmetry with the tied priors' IoUs unequal (a wide box:
+    ``torch.topk``'s order among them is its own, and the threshold's mean and std see it) or whose small
+    padded size leaves a level fewer than k priors inside is assigned on its own; the others, a square box
+    on the symmetry too (tied distances, equal IoUs), in the batch's pass."""
     core = _core(name)
     data = _batch(512, [7, 5, 30, 12], seed=5, awkward=False)
-    data["gt_boxes"][1][0] = torch.tensor([16.0, 16.0, 48.0, 48.0])       # centre (32, 32): tied distances
+    data["gt_boxes"][1][0] = torch.tensor([156.0, 224.0, 356.0, 288.0])   # centre (256, 256), wide: unequal IoUs
+    data["gt_boxes"][0][0] = torch.tensor([16.0, 16.0, 48.0, 48.0])       # centre (32, 32), square: equal IoUs
     data["metas"][2] = {"img_shape": (512, 512), "pad_shape": (512, 512)}
     data["metas"][3] = {"img_shape": (100, 90), "pad_shape": (128, 96)}   # its stride-128 level: 1 prior inside
     priors, shapes, cls, reg = _inputs(core, data)
