@@ -98,16 +98,17 @@ def bbox_overlaps(boxes1: Tensor, boxes2: Tensor, mode: str = "iou",
     if n == 0 or m == 0:
         shape = boxes1.shape[:-1] if is_aligned else (*boxes1.shape[:-1], m)
         return boxes1.new_zeros(shape)
-    area1 = box_area(boxes1)
-    area2 = box_area(boxes2)
-    if is_aligned:
-        b1, b2, a1, a2 = boxes1, boxes2, area1, area2
-    else:
-        b1, b2 = boxes1[..., :, None, :], boxes2[..., None, :, :]  # (..., N, 1, 4), (..., 1, M, 4)
-        a1, a2 = area1[..., :, None], area2[..., None, :]
+    # the coordinates by unbind, not four selects each: one backward node a box tensor instead of a
+    # zero gradient as large as it per use (launches on a GPU); the same values
+    x11, y11, x12, y12 = boxes1.unbind(-1)
+    x21, y21, x22, y22 = boxes2.unbind(-1)
+    a1, a2 = (x12 - x11) * (y12 - y11), (x22 - x21) * (y22 - y21)         # box_area's operations
+    if not is_aligned:                                                    # (..., N, 1) against (..., 1, M)
+        x11, y11, x12, y12, a1 = (t[..., :, None] for t in (x11, y11, x12, y12, a1))
+        x21, y21, x22, y22, a2 = (t[..., None, :] for t in (x21, y21, x22, y22, a2))
     # per coordinate on (N, M) planes: the same float operations as mmdetection's (N, M, 2) form
-    iw = (torch.min(b1[..., 2], b2[..., 2]) - torch.max(b1[..., 0], b2[..., 0])).clamp_(min=0)
-    ih = (torch.min(b1[..., 3], b2[..., 3]) - torch.max(b1[..., 1], b2[..., 1])).clamp_(min=0)
+    iw = (torch.min(x12, x22) - torch.max(x11, x21)).clamp_(min=0)
+    ih = (torch.min(y12, y22) - torch.max(y11, y21)).clamp_(min=0)
     overlap = iw.mul_(ih)
     eps_t = overlap.new_tensor([eps])
     if mode == "iof":
@@ -116,8 +117,8 @@ def bbox_overlaps(boxes1: Tensor, boxes2: Tensor, mode: str = "iou",
     ious = overlap / union
     if mode == "iou":
         return ious
-    ew = (torch.max(b1[..., 2], b2[..., 2]) - torch.min(b1[..., 0], b2[..., 0])).clamp_(min=0)
-    eh = (torch.max(b1[..., 3], b2[..., 3]) - torch.min(b1[..., 1], b2[..., 1])).clamp_(min=0)
+    ew = (torch.max(x12, x22) - torch.min(x11, x21)).clamp_(min=0)
+    eh = (torch.max(y12, y22) - torch.min(y11, y21)).clamp_(min=0)
     enclose_area = torch.max(ew * eh, eps_t)
     return ious - (enclose_area - union) / enclose_area
 
