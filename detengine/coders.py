@@ -143,10 +143,11 @@ class DistancePointBBoxCoder:
 
     def decode(self, points: Tensor, distances: Tensor, max_shape=None) -> Tensor:
         """(N, 4) xyxy from ``points`` (N, 2+) and ``distances`` (N, 4)."""
-        x1 = points[..., 0] - distances[..., 0]
-        y1 = points[..., 1] - distances[..., 1]
-        x2 = points[..., 0] + distances[..., 2]
-        y2 = points[..., 1] + distances[..., 3]
+        left, top, right, bottom = distances.unbind(-1)           # one backward node (a GPU's launches)
+        x1 = points[..., 0] - left
+        y1 = points[..., 1] - top
+        x2 = points[..., 0] + right
+        y2 = points[..., 1] + bottom
         boxes = torch.stack([x1, y1, x2, y2], -1)
         if self.clip_border and max_shape is not None:
             _clip_(boxes, max_shape)
