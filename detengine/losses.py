@@ -123,9 +123,10 @@ def _blocks_pay(t: Tensor) -> bool:
 def sigmoid_focal_loss_per_prior(pred: Tensor, labels: Tensor, gamma: float = 2.0, alpha: float = 0.25,
                                  rows: int = 512) -> Tensor:
     """(N,) ``sigmoid_focal_loss(...).sum(1)`` computed in cache-sized row blocks on the CPU without a
-    gradient (2-4x faster on RetinaNet-sized inputs, bench/bench_trace.py); in one block elsewhere (on a GPU each block's ~45
-    launches with their backward cost more than the block's work: RetinaNet's 150 blocks an image made its
-    training step 18x the network's on an H200, bench/RESULTS.md); gradients flow as usual."""
+    gradient (2-4x faster on RetinaNet-sized inputs, bench/bench_trace.py); in one block elsewhere (on a
+    GPU each block's ~45 launches with their backward cost more than the block's work: RetinaNet's 150
+    blocks an image made its training step 18x the network's on an H200, bench/RESULTS.md; on the CPU
+    with a backward to follow one block is faster too); gradients flow as usual."""
     if not _blocks_pay(pred):
         rows = max(rows, pred.shape[0])
     # split, not slices: one backward node joins the blocks' gradients (each slice's backward writes a

@@ -82,7 +82,7 @@ def hard_negative_mask(loss_cls: Tensor, pos_mask: Tensor, neg_mask: Tensor, neg
 
 def batch_hard_negative_mask(loss_cls: Tensor, pos_mask: Tensor, neg_mask: Tensor, neg_pos_ratio: int = 3,
                              mode: str = "mmdet") -> Tensor:
-    """(B, A) :func:`hard_negative_mask` of each of a batch's images from one sort of the batch's (B, A)
+    """(B, A) :func:`hard_negative_mask` of each of a batch's images from one top-k of the batch's (B, A)
     losses: each image's k hardest are those at least its k-th largest loss, the very set its own
     ``topk`` (or double sort) takes unless the k-th and (k+1)-th losses tie (or a loss is NaN), where
     which tied prior is taken is the kernel's choice: such an image is mined on its own."""

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from .max_iou import _empty_result, labels_from_gt_inds
-from .result import AssignResult, Reason
+from .result import AssignResult, Reason, unassigned
 
 __all__ = ["FCOSAssigner", "INF", "DEFAULT_REGRESS_RANGES"]
 
@@ -71,16 +71,14 @@ class FCOSAssigner:
         return AssignResult(num_gt, gt_inds, priors.new_zeros(num_points), labels, reasons,
                             self._extras(priors, num_level_priors, pair.t().contiguous(), shown, ranges))
 
-    def assign_batch(self, priors: Tensor, inside: Tensor | None, gts, *, num_level_priors=None, **unused) -> Tensor:
+    def assign_batch(self, priors: Tensor, inside: Tensor, gts, *, num_level_priors=None, **unused) -> Tensor:
         """A batch's assignment in one pass: (B, A) ``gt_inds`` of each image as :meth:`assign` gives
         them (-1 off ``inside``: an anchor head's border check; FCOS's own head takes every point); ``gts``
         a :class:`~detengine.heads.base.PaddedGTs`. Each point's decision is its own, so the points left
         out change nothing for the others."""
-        (b, g), a = gts.mask.shape, int(priors.shape[0])
-        outside = torch.full((), -1, dtype=torch.long, device=priors.device)
+        g, a = gts.mask.shape[1], int(priors.shape[0])
         if g == 0 or a == 0:
-            zeros = torch.zeros((b, a), dtype=torch.long, device=priors.device)
-            return zeros if inside is None else torch.where(inside, zeros, outside)
+            return unassigned(inside)
         boxes = gts.boxes[:, None]                                       # (B, 1, G, 4)
         ranges = self._point_ranges(priors, num_level_priors)            # (A, 2)
         distances = self._distances(priors, boxes)                       # (B, A, G, 4)
@@ -90,8 +88,7 @@ class FCOSAssigner:
         ok = in_box & (max_distance >= ranges[:, None, 0]) & (max_distance <= ranges[:, None, 1]) & gts.mask[:, None]
         areas = (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])     # (B, 1, G)
         min_area, min_area_inds = torch.where(ok, areas, INF).min(dim=2)  # the smallest GT wins, ties to the first
-        gt_inds = torch.where(min_area != INF, min_area_inds + 1, 0)
-        return gt_inds if inside is None else torch.where(inside, gt_inds, outside)
+        return torch.where(inside, torch.where(min_area != INF, min_area_inds + 1, 0), -1)
 
     def _point_ranges(self, priors: Tensor, num_level_priors) -> Tensor:
         """(A, 2) the regress range of each point's level (float32, as the reference)."""

@@ -19,6 +19,7 @@ from .base import (
     _PriorBoxes,
     anchor_inside_flags,
     batch_inside_flags,
+    batch_positives,
     same_grid,
 )
 
@@ -169,13 +170,10 @@ class AnchorHeadCore(HeadCore):
         sampler: every positive and negative), box targets left 0 for the head to fill; and the
         positives' image, prior and 0-based GT."""
         b, a = gt_inds.shape
-        flat = gt_inds.reshape(-1)
-        pos = torch.nonzero(flat > 0).squeeze(-1)
-        img, prior = pos.div(a, rounding_mode="floor"), pos.remainder(a)
-        gt = flat[pos] - 1
+        pos, img, prior, gt = batch_positives(gt_inds)
         labels = torch.full((b * a,), self.num_classes, dtype=torch.long, device=boxes.device)
         labels[pos] = gts.labels[img, gt]
-        label_weights = (flat == 0).to(boxes.dtype)
+        label_weights = (gt_inds.reshape(-1) == 0).to(boxes.dtype)
         label_weights[pos] = 1.0 if self.pos_weight <= 0 else self.pos_weight
         bbox_weights = boxes.new_zeros((b * a, 4))
         bbox_weights[pos] = 1.0

@@ -17,7 +17,7 @@ from ..priors import Priors
 from ..samplers import SamplingResult
 
 __all__ = ["Targets", "ImageLoss", "HeadCore", "anchor_inside_flags", "valid_region", "PaddedGTs", "batch_inside_flags",
-           "same_grid"]
+           "batch_positives", "same_grid"]
 
 
 @dataclass
@@ -94,9 +94,16 @@ def batch_inside_flags(priors: list[Priors], img_shapes, allowed_border: float =
         return valid
     boxes = priors[0].tensor
     hw = torch.tensor([tuple(s[:2]) for s in img_shapes], dtype=boxes.dtype, device=boxes.device)
-    h, w = hw[:, :1], hw[:, 1:]
-    return (valid & (boxes[:, 0] >= -allowed_border) & (boxes[:, 1] >= -allowed_border)
-            & (boxes[:, 2] < w + allowed_border) & (boxes[:, 3] < h + allowed_border))
+    return anchor_inside_flags(boxes, valid, (hw[:, :1], hw[:, 1:]), allowed_border)   # (B, 1) sizes broadcast
+
+
+def batch_positives(gt_inds: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The positives of a batch's (B, A) ``gt_inds``: their flat indices into the joined priors
+    (image i's prior j at ``i * A + j``), their image, their prior and their 0-based GT."""
+    a = gt_inds.shape[1]
+    flat = gt_inds.reshape(-1)
+    pos = torch.nonzero(flat > 0).squeeze(-1)
+    return pos, pos.div(a, rounding_mode="floor"), pos.remainder(a), flat[pos] - 1
 
 
 def same_grid(priors: list[Priors]) -> bool:

@@ -37,7 +37,7 @@ from torch import Tensor
 from ..assigners import SimOTAAssigner
 from ..postprocess import Stage, _nms_stages
 from ..samplers import PseudoSampler
-from .base import BATCHED_LOSSES, HeadCore, ImageLoss, PaddedGTs, Targets, _Positives, same_grid
+from .base import BATCHED_LOSSES, HeadCore, ImageLoss, PaddedGTs, Targets, _Positives, batch_positives, same_grid
 
 __all__ = ["YOLOXHeadCore", "YOLOXImageLoss", "MODE_SWITCH_HOOK", "mode_switch_epoch", "apply_mode_switch",
            "yolox_decode", "offset_priors", "l1_targets"]
@@ -188,10 +188,7 @@ class YOLOXHeadCore(HeadCore):
             scores = (cls_scores[..., :c].sigmoid() * cls_scores[..., c].unsqueeze(-1).sigmoid()).sqrt()
             gt_inds, ious = self.assigner.assign_batch(offset_priors(points), inside, gts, pred_scores=scores,
                                                        pred_boxes=decoded)
-        flat = gt_inds.reshape(-1)
-        pos = torch.nonzero(flat > 0).squeeze(-1)
-        img, prior = pos.div(a, rounding_mode="floor"), pos.remainder(a)
-        gt = flat[pos] - 1
+        pos, img, prior, gt = batch_positives(gt_inds)
         labels = torch.full((n * a,), c, dtype=torch.long, device=points.device)
         labels[pos] = gts.labels[img, gt]
         ones = points.new_zeros(n * a).index_fill_(0, pos, 1.0)
