@@ -113,24 +113,23 @@ def sigmoid_focal_loss_dense(pred: Tensor, target: Tensor, gamma: float = 2.0, a
 
 
 def _blocks_pay(t: Tensor) -> bool:
-    """Whether row blocks are worth their launches: on the CPU only, and there without a backward to
-    follow (RetinaNet 2 x 76,725 x 20 logits, 1 thread: blocks 19 against 37 ms without the gradient,
-    130 against 89-105 ms with it). bench/bench_launches.py patches this to count a GPU step's kernels
-    on the CPU."""
-    return t.is_cpu and not (t.requires_grad and torch.is_grad_enabled())
+    """Whether row blocks are worth their launches: on the CPU only (RetinaNet 2 x 76,725 x 20 logits,
+    1 thread: 19 against 37 ms); a loss with a gradient to follow never takes them (``_FocalRows``).
+    bench/bench_launches.py patches this to count a GPU step's kernels on the CPU."""
+    return t.is_cpu
 
 
 def sigmoid_focal_loss_per_prior(pred: Tensor, labels: Tensor, gamma: float = 2.0, alpha: float = 0.25,
                                  rows: int = 512) -> Tensor:
-    """(N,) ``sigmoid_focal_loss(...).sum(1)`` computed in cache-sized row blocks on the CPU without a
-    gradient (2-4x faster on RetinaNet-sized inputs, bench/bench_trace.py); in one block elsewhere (on a
-    GPU each block's ~45 launches with their backward cost more than the block's work: RetinaNet's 150
-    blocks an image made its training step 18x the network's on an H200, bench/RESULTS.md; on the CPU
-    with a backward to follow one block is faster too); gradients flow as usual."""
+    """(N,) ``sigmoid_focal_loss(...).sum(1)``. With a gradient to follow: one block and the backward
+    written out (:class:`_FocalRows`). Without (a trace, the GUI): in cache-sized row blocks on the CPU
+    (2-4x faster on RetinaNet-sized inputs, bench/bench_trace.py), in one block elsewhere (on a GPU each
+    block's launches cost more than its work: RetinaNet's 150 blocks an image made its training step
+    18x the network's on an H200, bench/RESULTS.md)."""
+    if pred.requires_grad and torch.is_grad_enabled() and pred.shape[0]:
+        return _FocalRows.apply(pred, labels, gamma, alpha)
     if not _blocks_pay(pred):
         rows = max(rows, pred.shape[0])
-    # split, not slices: one backward node joins the blocks' gradients (each slice's backward writes a
-    # zero gradient as large as ``pred``: quadratic in the rows)
     out = torch.cat([_focal_negative_term(block, gamma, alpha).sum(1)
                      for block in pred.split(rows)]) if pred.shape[0] else pred.new_zeros(0)
     pos, cls = _positives(labels, pred.size(1))
@@ -139,6 +138,51 @@ def sigmoid_focal_loss_per_prior(pred: Tensor, labels: Tensor, gamma: float = 2.
         correction = _focal_positive_term(x, gamma, alpha) - _focal_negative_term(x, gamma, alpha)
         out = out.index_add(0, pos, correction)
     return out
+
+
+class _FocalRows(torch.autograd.Function):
+    """:func:`sigmoid_focal_loss_per_prior` in one block with its gradient written out, as mmcv's
+    compiled ``sigmoid_focal_loss`` has it (mmdetection's on a GPU). Autograd's chain of the same
+    forward took 43 operations and 67 in its backward (RetinaNet's focal loss was 110 of its 250
+    launches a batch on a GPU; six (N, C) clones for the in-place steps); here 36 and 22, with only
+    ``p`` and ``softplus(x)`` kept, and 4x faster on the CPU (2 x 76,725 x 20 logits, 1 thread:
+    118 -> 29 ms with the backward). Values: the forward's bit for bit.
+
+    With ``p = sigmoid(x)``, ``softplus'(x) = p`` and ``p' = p (1 - p)``:
+    negative ``(1 - a) p^g softplus(x)``: ``d/dx = (1 - a) p^g (g (1 - p) softplus(x) + p)``;
+    positive ``a (1 - p)^g softplus(-x)``: ``d/dx = -a (1 - p)^g (g p softplus(-x) + (1 - p))``,
+    written over the negative's value at each positive entry (autograd adds ``pos - neg`` to it:
+    the same sum, rounded once less)."""
+
+    @staticmethod
+    def forward(ctx, pred, labels, gamma, alpha):
+        x = pred.float()                            # half under autocast: the loss in float32
+        p = torch.sigmoid(x)
+        sp = torch.maximum(p, 1 - p).log_().neg_().add_(torch.relu(x))    # softplus(x), as _focal_negative_term
+        loss = sp * p
+        loss = loss.mul_(p) if gamma == 2.0 else sp * p.pow(gamma)
+        out = loss.mul_(1 - alpha).sum(1)
+        pos, cls = _positives(labels, pred.size(1))
+        if pos.numel():
+            xp = x[pos, cls]
+            out = out.index_add(0, pos, _focal_positive_term(xp, gamma, alpha) - _focal_negative_term(xp, gamma, alpha))
+        ctx.save_for_backward(x, p, sp, pos, cls)
+        ctx.gamma, ctx.alpha, ctx.dtype = gamma, alpha, pred.dtype
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, p, sp, pos, cls = ctx.saved_tensors
+        gamma, alpha = ctx.gamma, ctx.alpha
+        grad = (1 - p).mul_(sp).mul_(gamma).add_(p)
+        grad = grad.mul_(p).mul_(p) if gamma == 2.0 else grad.mul_(p.pow(gamma))
+        grad.mul_(grad_out.unsqueeze(1) * (1 - alpha))
+        if pos.numel():
+            pp = p[pos, cls]
+            q = 1 - pp
+            d = (pp * F.softplus(-x[pos, cls])).mul_(gamma).add_(q)
+            grad[pos, cls] = d.mul_(q.pow(gamma)).mul_(grad_out[pos] * -alpha)
+        return grad.to(ctx.dtype), None, None, None
 
 
 def quality_focal_loss(pred: Tensor, labels: Tensor, scores: Tensor, beta: float = 2.0,
