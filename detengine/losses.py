@@ -246,7 +246,13 @@ class _Loss:
 
     def __call__(self, pred: Tensor, target, weight: Tensor | None = None, avg_factor=None,
                  reduction_override: str | None = None) -> Tensor:
-        return self.reduce(self.elementwise(pred, target), weight, avg_factor, reduction_override)
+        return self.reduce_elementwise(pred, self.elementwise(pred, target), weight, avg_factor, reduction_override)
+
+    def reduce_elementwise(self, pred: Tensor, loss: Tensor, weight: Tensor | None = None, avg_factor=None,
+                           reduction_override: str | None = None) -> Tensor:
+        """:meth:`__call__` given ``loss = elementwise(pred, target)`` already computed (one loss for a
+        per-prior breakdown and the optimised term)."""
+        return self.reduce(loss, weight, avg_factor, reduction_override)
 
     def reduce(self, loss: Tensor, weight: Tensor | None = None, avg_factor=None,
                reduction_override: str | None = None) -> Tensor:
@@ -345,8 +351,8 @@ class GIoULoss(_Loss):
             return weight.mean(-1)
         return weight
 
-    def __call__(self, pred, target, weight=None, avg_factor=None, reduction_override=None):
+    def reduce_elementwise(self, pred, loss, weight=None, avg_factor=None, reduction_override=None):
         if weight is not None and not torch.any(weight > 0) and (reduction_override or self.reduction) != "none":
             w = weight.unsqueeze(1) if pred.dim() == weight.dim() + 1 else weight
             return (pred * w).sum()  # no positive: a zero that keeps the graph
-        return super().__call__(pred, target, weight, avg_factor, reduction_override)
+        return self.reduce(loss, weight, avg_factor, reduction_override)

@@ -102,6 +102,8 @@ class RTMDetHeadCore(AnchorHeadCore):
         return max(total, 1.0)
 
     def loss_image(self, cls_scores, bbox_preds, priors, targets, avg_factor) -> ImageLoss:
+        # each loss computed once, reduced twice: the per-prior breakdown and mmdetection's terms
+        # (its calls ``loss_cls(...)``, ``loss_bbox(..., avg_factor=1.0)``: the same operations)
         metrics = targets.extras["assign_metrics"]
         cls_raw = self.loss_cls.elementwise(cls_scores, (targets.labels, metrics))  # (A,)
         cls_per_prior = cls_raw * targets.label_weights * self.loss_cls.loss_weight / (1.0 + _EPS) / avg_factor
@@ -109,12 +111,14 @@ class RTMDetHeadCore(AnchorHeadCore):
         pos = targets.sampling_result.pos_inds
         bbox_per_prior = decoded.new_zeros(len(priors))
         if pos.numel() > 0:
-            el = self.loss_bbox(decoded[pos], targets.bbox_targets[pos], metrics[pos], reduction_override="none")
+            pos_decoded, w = decoded[pos], metrics[pos]
+            giou = self.loss_bbox.elementwise(pos_decoded, targets.bbox_targets[pos])
+            el = self.loss_bbox.reduce(giou, w, reduction_override="none")
             bbox_per_prior[pos] = el / (1.0 + _EPS) / avg_factor
-            loss_bbox = self.loss_bbox(decoded[pos], targets.bbox_targets[pos], weight=metrics[pos], avg_factor=1.0)
+            loss_bbox = self.loss_bbox.reduce_elementwise(pos_decoded, giou, weight=w, avg_factor=1.0)
         else:
             loss_bbox = decoded.sum() * 0
-        loss_cls = self.loss_cls(cls_scores, (targets.labels, metrics), targets.label_weights, avg_factor=1.0)
+        loss_cls = self.loss_cls.reduce(cls_raw, targets.label_weights, avg_factor=1.0)
         terms = {"loss_cls": loss_cls / avg_factor, "loss_bbox": loss_bbox / avg_factor}
         return ImageLoss(cls_per_prior, bbox_per_prior, cls_raw, terms, float(avg_factor),
                          decoded_pred_boxes=decoded.detach())
