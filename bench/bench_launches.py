@@ -1,5 +1,8 @@
 """Operations (≈ GPU kernel launches) and host syncs of each shipped detector's loss path, counted on
-the CPU with the GPU's code paths (``detengine.launches``): a fixed part and a part per image.
+the CPU with the GPU's code paths (``detengine.launches``): a fixed part and a part per image, the
+batch's total; ``syncs``: operations that wait for the device (``nonzero``, ``.item()``); ``copies``:
+tensors made from host numbers, each a blocking copy (a host sync) if it goes to the GPU (an upper
+bound: FCOS's and ATSS's float32 normaliser stays on the host).
 
 On the H200 (2026-12-04, bench/RESULTS.md) the loss path's time was launch-bound: 14-40 µs per launch
 (RetinaNet, FCOS, SSD300 steps less the network, over these counts), whatever its size. The estimate
@@ -47,8 +50,8 @@ def main() -> None:
     ap.add_argument("--gts", type=int, default=10)
     args = ap.parse_args()
     torch.set_num_threads(2)
-    print(f"{'detector':24s} {'fixed':>6s} {'per image':>9s} {'syncs/img':>9s} "
-          f"{'batch ' + str(args.batch):>8s}  est. on a GPU at {US_PER_LAUNCH[0]:.0f}-{US_PER_LAUNCH[1]:.0f} µs/launch")
+    print(f"{'detector':24s} {'fixed':>6s} {'per image':>9s} {'batch ' + str(args.batch):>8s} {'syncs':>6s} "
+          f"{'copies':>7s}  est. on a GPU at {US_PER_LAUNCH[0]:.0f}-{US_PER_LAUNCH[1]:.0f} µs/launch")
     for name, size in CASES:
         size = args.size or size
         cfg = load_cfg(ROOT / "resources" / "configs" / f"{name}.py")["model"]
@@ -63,7 +66,12 @@ def main() -> None:
         per_image = three.kernels - two.kernels
         fixed = two.kernels - 2 * per_image
         total = fixed + per_image * args.batch
-        print(f"{name:24s} {fixed:6d} {per_image:9d} {three.syncs - two.syncs:9d} {total:8d}  "
+
+        def of_batch(count):                     # a count at batch 2 and 3, extrapolated to the batch
+            return count(two) + (count(three) - count(two)) * (args.batch - 2)
+        syncs = of_batch(lambda c: c.syncs)
+        copies = of_batch(lambda c: c.host_copies)
+        print(f"{name:24s} {fixed:6d} {per_image:9d} {total:8d} {syncs:6d} {copies:7d}  "
               f"{total * US_PER_LAUNCH[0] / 1000:5.0f}-{total * US_PER_LAUNCH[1] / 1000:.0f} ms", flush=True)
 
 

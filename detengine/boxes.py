@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .launches import constant
+
 __all__ = [
     "xyxy_to_xywh", "xywh_to_xyxy", "xyxy_to_cxcywh", "cxcywh_to_xyxy",
     "box_area", "clip_boxes", "valid_boxes_mask", "box_centers",
@@ -110,7 +112,7 @@ def bbox_overlaps(boxes1: Tensor, boxes2: Tensor, mode: str = "iou",
     iw = (torch.min(x12, x22) - torch.max(x11, x21)).clamp_(min=0)
     ih = (torch.min(y12, y22) - torch.max(y11, y21)).clamp_(min=0)
     overlap = iw.mul_(ih)
-    eps_t = overlap.new_tensor([eps])
+    eps_t = constant([eps], overlap)                  # not new_tensor: a host sync on a GPU
     if mode == "iof":
         return overlap / torch.max(a1.expand_as(overlap), eps_t)
     union = torch.max(a1 + a2 - overlap, eps_t)

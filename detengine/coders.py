@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from .boxes import cxcywh_to_xyxy, xyxy_to_cxcywh
+from .launches import constant
 
 __all__ = ["DeltaXYWHBBoxCoder", "LegacyDeltaXYWHBBoxCoder", "DistancePointBBoxCoder", "D2LOffsetCoder"]
 
@@ -29,7 +30,7 @@ def _encode(priors: Tensor, gt_boxes: Tensor, means, stds, pixel: float) -> Tens
     if pixel:
         pw, ph, gw, gh = pw + pixel, ph + pixel, gw + pixel, gh + pixel
     deltas = torch.stack([(gx - px) / pw, (gy - py) / ph, torch.log(gw / pw), torch.log(gh / ph)], dim=-1)
-    return deltas.sub_(deltas.new_tensor(means)).div_(deltas.new_tensor(stds))
+    return deltas.sub_(constant(means, deltas)).div_(constant(stds, deltas))
 
 
 class DeltaXYWHBBoxCoder:
@@ -65,7 +66,7 @@ class DeltaXYWHBBoxCoder:
         if num_boxes == 0:
             return deltas
         d = deltas.reshape(-1, 4)
-        d = d * d.new_tensor(self.stds).view(1, -1) + d.new_tensor(self.means).view(1, -1)
+        d = d * constant(self.stds, d).view(1, -1) + constant(self.means, d).view(1, -1)
         dxy, dwh = d[:, :2], d[:, 2:]
         pri = priors.repeat(1, num_classes).reshape(-1, 4)
         pxy = (pri[:, :2] + pri[:, 2:]) * 0.5
@@ -107,7 +108,7 @@ class LegacyDeltaXYWHBBoxCoder:
         if deltas.size(0) == 0:
             return deltas
         reps = deltas.size(1) // 4
-        d = deltas * deltas.new_tensor(self.stds).repeat(1, reps) + deltas.new_tensor(self.means).repeat(1, reps)
+        d = deltas * constant(self.stds, deltas).repeat(1, reps) + constant(self.means, deltas).repeat(1, reps)
         dx, dy, dw, dh = d[:, 0::4], d[:, 1::4], d[:, 2::4], d[:, 3::4]
         max_ratio = np.abs(np.log(self.wh_ratio_clip))
         dw, dh = dw.clamp(min=-max_ratio, max=max_ratio), dh.clamp(min=-max_ratio, max=max_ratio)

@@ -10,6 +10,7 @@ float32 arithmetic in the same order, ``ratio = h / w``, SSD sizes int-truncated
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -92,9 +93,10 @@ class Priors:
         c, s = self.tensor[:, :2], self.tensor[:, 2:4] / 2.0
         return torch.cat([c - s, c + s], dim=-1)
 
-    @property
+    @functools.cached_property
     def prior_strides(self) -> Tensor:
-        """(A, 2) ``(stride_w, stride_h)`` of each prior's level."""
+        """(A, 2) ``(stride_w, stride_h)`` of each prior's level (kept: the priors are cached per input
+        size, and on a GPU the table's copy is a host sync)."""
         table = torch.tensor(self.strides, dtype=self.tensor.dtype, device=self.tensor.device)
         return table[self.level]
 

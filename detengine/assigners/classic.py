@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from ..boxes import bbox_overlaps
+from ..launches import host_values
 from .max_iou import _empty_result, labels_from_gt_inds
 from .result import AssignResult, Reason, assign_images, unassigned
 
@@ -93,7 +94,7 @@ class D2LGreedyAssigner:
         jaccard = torch.where(inside[:, :, None] & gts.mask[:, None, :], jaccard, -1.0).contiguous()
         max_ious, indices = jaccard.max(dim=2)
         gt_inds = torch.where(max_ious >= self.iou_threshold, indices + 1, 0)
-        counts = torch.tensor(gts.counts, device=priors.device)
+        counts = host_values(gts.counts, priors.device)
         flat, images = jaccard.view(b, a * g), torch.arange(b, device=priors.device)
         for step in range(g):
             picked = flat.argmax(dim=1)

@@ -8,6 +8,7 @@ included). Of the GTs it qualifies for, the smallest by area takes it (ties to t
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -38,6 +39,7 @@ class FCOSAssigner:
         self.regress_ranges = tuple(tuple(float(v) for v in r) for r in regress_ranges)
         self.center_sampling = bool(center_sampling)
         self.center_sample_radius = float(center_sample_radius)
+        self._ranges: dict = {}
 
     def assign(self, priors: Tensor, gt_boxes: Tensor, gt_labels: Tensor, *,
                num_level_priors: list[int] | None = None, **unused) -> AssignResult:
@@ -91,11 +93,14 @@ class FCOSAssigner:
         return torch.where(inside, torch.where(min_area != INF, min_area_inds + 1, 0), -1)
 
     def _point_ranges(self, priors: Tensor, num_level_priors) -> Tensor:
-        """(A, 2) the regress range of each point's level (float32, as the reference)."""
-        table = priors.new_tensor(self.regress_ranges)
-        level = torch.repeat_interleave(torch.arange(len(num_level_priors), device=priors.device),
-                                        torch.as_tensor(num_level_priors, device=priors.device))
-        return table[level]
+        """(A, 2) the regress range of each point's level (float32, as the reference); kept per
+        level layout (on a GPU the table's copy and a tensor ``repeat_interleave`` are host syncs)."""
+        key = (tuple(num_level_priors), priors.dtype, priors.device)
+        table = self._ranges.get(key)
+        if table is None:
+            ranges = np.repeat(np.asarray(self.regress_ranges, dtype=np.float64), list(num_level_priors), axis=0)
+            table = self._ranges[key] = torch.from_numpy(ranges).to(priors)
+        return table
 
     @staticmethod
     def _distances(priors: Tensor, gt_boxes: Tensor) -> Tensor:
@@ -153,4 +158,4 @@ class FCOSAssigner:
     def _extras(self, priors, num_level_priors, pair_reasons, max_distance, ranges=None) -> dict[str, Tensor]:
         if ranges is None:
             ranges = self._point_ranges(priors, num_level_priors) if priors.shape[0] else priors.new_zeros((0, 2))
-        return {"pair_reasons": pair_reasons, "regress_range": ranges, "max_distance": max_distance}
+        return {"pair_reasons": pair_reasons, "regress_range": ranges.clone(), "max_distance": max_distance}

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from ..assigners.result import AssignResult
+from ..launches import host_values
 from ..priors import Priors
 from ..samplers import SamplingResult
 
@@ -93,7 +94,7 @@ def batch_inside_flags(priors: list[Priors], img_shapes, allowed_border: float =
     if allowed_border < 0:
         return valid
     boxes = priors[0].tensor
-    hw = torch.tensor([tuple(s[:2]) for s in img_shapes], dtype=boxes.dtype, device=boxes.device)
+    hw = host_values([tuple(s[:2]) for s in img_shapes], boxes.device, boxes.dtype)
     return anchor_inside_flags(boxes, valid, (hw[:, :1], hw[:, 1:]), allowed_border)   # (B, 1) sizes broadcast
 
 
@@ -133,11 +134,15 @@ class PaddedGTs:
         if g == 0:
             return cls(like.new_zeros((n, 0, 4)), torch.zeros((n, 0), dtype=torch.long, device=like.device),
                        torch.zeros((n, 0), dtype=torch.bool, device=like.device), counts)
-        boxes = torch.nn.utils.rnn.pad_sequence([b.reshape(-1, 4).to(like) for b in gt_boxes], batch_first=True)
-        labels = torch.nn.utils.rnn.pad_sequence([lb.reshape(-1).to(like.device, torch.long) for lb in gt_labels],
-                                                 batch_first=True)
-        mask = torch.arange(g, device=like.device) < torch.tensor(counts, device=like.device)[:, None]
-        return cls(boxes, labels, mask, counts)
+        # each real box's slot, copied once (pad_sequence copies an image at a time: a launch each on a
+        # GPU; and a tensor of counts made on the device is a host sync there)
+        slots = host_values([i * g + j for i, c in enumerate(counts) for j in range(c)], like.device)
+        device = like.device
+        boxes = like.new_zeros((n * g, 4)).index_copy_(0, slots, torch.cat([b.reshape(-1, 4) for b in gt_boxes]).to(like))
+        labels = torch.zeros(n * g, dtype=torch.long, device=device).index_copy_(
+            0, slots, torch.cat([lb.reshape(-1) for lb in gt_labels]).to(device, torch.long))
+        mask = torch.zeros(n * g, dtype=torch.bool, device=device).index_fill_(0, slots, True)
+        return cls(boxes.view(n, g, 4), labels.view(n, g), mask.view(n, g), counts)
 
 
 def valid_region(meta: dict, input_shape) -> tuple[int, int]:

@@ -31,7 +31,7 @@ def centerness_target(bbox_targets: Tensor) -> Tensor:
     targets of positives (FCOS eq. 3)."""
     if bbox_targets.shape[0] == 0:
         return bbox_targets.new_zeros(0)
-    lr, tb = bbox_targets[:, [0, 2]], bbox_targets[:, [1, 3]]
+    lr, tb = bbox_targets[:, 0::2], bbox_targets[:, 1::2]       # slices: a list index is a host copy on a GPU
     ratio = (lr.min(dim=-1).values / lr.max(dim=-1).values) * (tb.min(dim=-1).values / tb.max(dim=-1).values)
     return torch.sqrt(ratio)
 
