@@ -185,16 +185,18 @@ class AnchorHeadCore(HeadCore):
         """mmdetection ``SamplingResult.avg_factor``: ``max(num_pos, 1)`` per image."""
         return float(max(targets.num_pos, 1))
 
-    def loss_image(self, cls_scores, bbox_preds, priors, targets, avg_factor) -> ImageLoss:
+    def loss_image(self, cls_scores, bbox_preds, priors, targets, avg_factor, breakdown=True) -> ImageLoss:
         """Focal (or any class-index loss) over weighted priors + regression on positives."""
         cls_raw = self.loss_cls.per_prior(cls_scores, targets.labels)  # (A,), summed over classes
         # reduced from the per-prior sums: mmdetection weights every (A, C) entry, same total
         cls_weighted = cls_raw * targets.label_weights * self.loss_cls.loss_weight
-        cls_per_prior = cls_weighted / (avg_factor + _EPS)
         loss_cls = cls_weighted.sum() / (avg_factor + _EPS)
         pred = self.decode(priors.tensor, bbox_preds) if self.reg_decoded_bbox else bbox_preds
         bbox_el = self.loss_bbox.elementwise(pred, targets.bbox_targets)  # (A, 4)
-        bbox_per_prior = (bbox_el * targets.bbox_weights).sum(dim=1) * self.loss_bbox.loss_weight / (avg_factor + _EPS)
+        cls_per_prior = bbox_per_prior = None
+        if breakdown:
+            cls_per_prior = cls_weighted / (avg_factor + _EPS)
+            bbox_per_prior = (bbox_el * targets.bbox_weights).sum(dim=1) * self.loss_bbox.loss_weight / (avg_factor + _EPS)
         terms = {"loss_cls": loss_cls, "loss_bbox": self.loss_bbox.reduce(bbox_el, targets.bbox_weights, avg_factor)}
         return ImageLoss(cls_per_prior, bbox_per_prior, cls_raw.detach(), terms, float(avg_factor))
 
@@ -239,7 +241,7 @@ class SSDHeadCore(AnchorHeadCore):
         self.smoothl1_beta = float(smoothl1_beta)
         self.mining = mining
 
-    def loss_image(self, cls_scores, bbox_preds, priors, targets, avg_factor) -> ImageLoss:
+    def loss_image(self, cls_scores, bbox_preds, priors, targets, avg_factor, breakdown=True) -> ImageLoss:
         """``loss_by_feat_single``: (pos CE + top-k negative CE) / avg_factor; smooth L1 on
         positives / (avg_factor + eps)."""
         labels = targets.labels

@@ -209,7 +209,10 @@ class HeadCore:
         return float(sum(values))
 
     def loss_image(self, cls_scores: Tensor, bbox_preds: Tensor, priors: Priors, targets: Targets,
-                   avg_factor: float) -> ImageLoss:
+                   avg_factor: float, breakdown: bool = True) -> ImageLoss:
+        """The image's losses, per prior and reduced. ``breakdown=False`` (:meth:`batch_loss_terms`, a
+        training step): only ``terms`` is read, so per-prior parts the terms do not need may be left None
+        (on a GPU each is launches for nothing)."""
         raise NotImplementedError
 
     def batch_targets(self, priors: list[Priors], gt_boxes: list[Tensor], gt_labels: list[Tensor], img_shapes,
@@ -260,7 +263,8 @@ class HeadCore:
                 return None                              # an extra that is not one value per prior
             targets = self.join_targets(targets)
         loss = self.loss_image(cls_scores.reshape(-1, cls_scores.shape[-1]),
-                               bbox_preds.reshape(-1, bbox_preds.shape[-1]), _PriorBoxes(priors), targets, avg_factor)
+                               bbox_preds.reshape(-1, bbox_preds.shape[-1]), _PriorBoxes(priors), targets, avg_factor,
+                               breakdown=False)
         return loss.terms
 
     def predict(self, cls_scores: Tensor, bbox_preds: Tensor, priors: Priors, img_shape, record: bool = True,

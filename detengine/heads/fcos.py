@@ -95,7 +95,7 @@ class CenternessHeadCore(AnchorHeadCore):
     def _positive_losses(self, ctr_logits, bbox_preds, priors, targets, pos) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
 
-    def loss_image(self, cls_scores, bbox_preds, priors, targets, avg_factor) -> CenternessImageLoss:
+    def loss_image(self, cls_scores, bbox_preds, priors, targets, avg_factor, breakdown=True) -> CenternessImageLoss:
         norm = avg_factor if isinstance(avg_factor, CenternessNormalisers) else \
             CenternessNormalisers(float(avg_factor), 1.0)
         logits, ctr_logits = cls_scores[:, :self.num_classes], cls_scores[:, self.num_classes]
@@ -112,7 +112,7 @@ class CenternessHeadCore(AnchorHeadCore):
         else:                                               # zeros that keep the graph, as the reference
             loss_bbox, loss_ctr = bbox_preds[pos].sum(), ctr_logits[pos].sum()
         terms = {"loss_cls": cls_per_prior.sum(), "loss_bbox": loss_bbox, "loss_centerness": loss_ctr}
-        decoded = self.decode(priors.tensor, bbox_preds).detach()
+        decoded = self.decode(priors.tensor, bbox_preds).detach() if breakdown else None
         return CenternessImageLoss(cls_per_prior, bbox_per_prior, cls_raw.detach(), terms, float(norm.num_pos),
                                    decoded_pred_boxes=decoded, centerness_per_prior=ctr_per_prior)
 

@@ -150,7 +150,7 @@ class GFLHeadCore(AnchorHeadCore):
         dfl = self.loss_dfl.elementwise(bbox_preds[pos].reshape(-1, self.reg_max + 1), corners).reshape(-1, 4)
         return score, giou, (dfl * weight[:, None]).sum(dim=1)
 
-    def loss_image(self, cls_scores, bbox_preds, priors, targets, avg_factor) -> GFLImageLoss:
+    def loss_image(self, cls_scores, bbox_preds, priors, targets, avg_factor, breakdown=True) -> GFLImageLoss:
         norm = avg_factor if isinstance(avg_factor, GFLNormalisers) else GFLNormalisers(float(avg_factor), 1.0)
         pos = targets.sampling_result.pos_inds
         score = cls_scores.new_zeros(len(priors))
@@ -167,7 +167,7 @@ class GFLHeadCore(AnchorHeadCore):
         cls_raw = self.loss_cls.elementwise(cls_scores, (targets.labels, score))          # (A,)
         cls_per_prior = cls_raw * targets.label_weights * self.loss_cls.loss_weight / (norm.num_pos + _EPS)
         terms = {"loss_cls": cls_per_prior.sum(), "loss_bbox": loss_bbox, "loss_dfl": loss_dfl}
-        decoded = self.decode(priors.tensor, bbox_preds).detach()
+        decoded = self.decode(priors.tensor, bbox_preds).detach() if breakdown else None
         return GFLImageLoss(cls_per_prior, bbox_per_prior, cls_raw.detach(), terms, float(norm.num_pos),
                             decoded_pred_boxes=decoded, dfl_per_prior=dfl_per_prior, quality_targets=score)
 

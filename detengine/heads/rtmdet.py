@@ -101,20 +101,22 @@ class RTMDetHeadCore(AnchorHeadCore):
             total = float(reduce_mean(torch.tensor(total, dtype=torch.float32)))
         return max(total, 1.0)
 
-    def loss_image(self, cls_scores, bbox_preds, priors, targets, avg_factor) -> ImageLoss:
+    def loss_image(self, cls_scores, bbox_preds, priors, targets, avg_factor, breakdown=True) -> ImageLoss:
         # each loss computed once, reduced twice: the per-prior breakdown and mmdetection's terms
         # (its calls ``loss_cls(...)``, ``loss_bbox(..., avg_factor=1.0)``: the same operations)
         metrics = targets.extras["assign_metrics"]
         cls_raw = self.loss_cls.elementwise(cls_scores, (targets.labels, metrics))  # (A,)
-        cls_per_prior = cls_raw * targets.label_weights * self.loss_cls.loss_weight / (1.0 + _EPS) / avg_factor
+        cls_per_prior = cls_raw * targets.label_weights * self.loss_cls.loss_weight / (1.0 + _EPS) / avg_factor \
+            if breakdown else None
         decoded = self.decode(priors.tensor, bbox_preds)
         pos = targets.sampling_result.pos_inds
-        bbox_per_prior = decoded.new_zeros(len(priors))
+        bbox_per_prior = decoded.new_zeros(len(priors)) if breakdown else None
         if pos.numel() > 0:
             pos_decoded, w = decoded[pos], metrics[pos]
             giou = self.loss_bbox.elementwise(pos_decoded, targets.bbox_targets[pos])
-            el = self.loss_bbox.reduce(giou, w, reduction_override="none")
-            bbox_per_prior[pos] = el / (1.0 + _EPS) / avg_factor
+            if breakdown:
+                el = self.loss_bbox.reduce(giou, w, reduction_override="none")
+                bbox_per_prior[pos] = el / (1.0 + _EPS) / avg_factor
             loss_bbox = self.loss_bbox.reduce_elementwise(pos_decoded, giou, weight=w, avg_factor=1.0)
         else:
             loss_bbox = decoded.sum() * 0

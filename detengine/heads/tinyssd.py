@@ -74,7 +74,7 @@ class TinySSDHeadCore(AnchorHeadCore):
         """Engine labels (background = C) -> d2l's (background = 0, class k = k + 1)."""
         return torch.where(labels == self.num_classes, torch.zeros_like(labels), labels + 1)
 
-    def loss_image(self, cls_scores, bbox_preds, priors, targets, avg_factor) -> ImageLoss:
+    def loss_image(self, cls_scores, bbox_preds, priors, targets, avg_factor, breakdown=True) -> ImageLoss:
         if self.neg_pos_ratio:
             return self._mined_loss(cls_scores, bbox_preds, priors, targets, avg_factor)
         a = len(priors)

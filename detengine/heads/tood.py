@@ -204,7 +204,7 @@ class TOODHeadCore(AnchorHeadCore):
             total = reduce_mean(total)
         return TOODNormalisers(max(float(total[0]), 1.0), max(float(total[1]), 1.0))
 
-    def loss_image(self, cls_scores, bbox_preds, priors, targets, avg_factor) -> ImageLoss:
+    def loss_image(self, cls_scores, bbox_preds, priors, targets, avg_factor, breakdown=True) -> ImageLoss:
         norm = avg_factor if isinstance(avg_factor, TOODNormalisers) else TOODNormalisers(float(avg_factor), 1.0)
         if self.initial_stage:
             cls_raw = self.initial_loss_cls.per_prior(cls_scores, targets.labels)

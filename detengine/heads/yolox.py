@@ -217,7 +217,7 @@ class YOLOXHeadCore(HeadCore):
             total = reduce_mean(total)
         return max(float(total), 1.0)
 
-    def loss_image(self, cls_scores, bbox_preds, priors, targets, avg_factor) -> YOLOXImageLoss:
+    def loss_image(self, cls_scores, bbox_preds, priors, targets, avg_factor, breakdown=True) -> YOLOXImageLoss:
         """This image's share of ``loss_by_feat``: each term is the image's sum (times the loss
         weight) over the batch normaliser, so the images' terms add up to mmdetection's."""
         n = float(avg_factor)
@@ -228,18 +228,21 @@ class YOLOXHeadCore(HeadCore):
         pos = targets.sampling_result.pos_inds
         a = len(priors)
         obj_el = self.loss_obj.elementwise(obj, targets.extras["obj_targets"])                 # (A,)
-        obj_per_prior = obj_el * self.loss_obj.loss_weight / n
-        cls_raw = logits.new_zeros(a)
-        cls_per_prior, bbox_per_prior = logits.new_zeros(a), logits.new_zeros(a)
-        l1_per_prior = logits.new_zeros(a) if self.use_l1 else None
+        obj_per_prior = cls_raw = cls_per_prior = bbox_per_prior = l1_per_prior = None
+        if breakdown:
+            obj_per_prior = obj_el * self.loss_obj.loss_weight / n
+            cls_raw = logits.new_zeros(a)
+            cls_per_prior, bbox_per_prior = logits.new_zeros(a), logits.new_zeros(a)
+            l1_per_prior = logits.new_zeros(a) if self.use_l1 else None
         if pos.numel() > 0:
             onehot = torch.nn.functional.one_hot(targets.labels[pos], c).to(logits.dtype)
             cls_target = onehot * targets.extras["iou_targets"][pos].unsqueeze(-1)
             cls_el = self.loss_cls.elementwise(logits[pos], cls_target).sum(-1)                 # (P,)
             bbox_el = self.loss_bbox.elementwise(decoded[pos], targets.bbox_targets[pos])       # (P,)
-            cls_raw = cls_raw.index_put((pos,), cls_el.detach())
-            cls_per_prior = cls_per_prior.index_put((pos,), cls_el * self.loss_cls.loss_weight / n)
-            bbox_per_prior = bbox_per_prior.index_put((pos,), bbox_el * self.loss_bbox.loss_weight / n)
+            if breakdown:
+                cls_raw = cls_raw.index_put((pos,), cls_el.detach())
+                cls_per_prior = cls_per_prior.index_put((pos,), cls_el * self.loss_cls.loss_weight / n)
+                bbox_per_prior = bbox_per_prior.index_put((pos,), bbox_el * self.loss_bbox.loss_weight / n)
             loss_cls = self.loss_cls.loss_weight * cls_el.sum() / n
             loss_bbox = self.loss_bbox.loss_weight * bbox_el.sum() / n
         else:  # no positive: zeros that keep both branches in the graph, as the reference
@@ -249,11 +252,13 @@ class YOLOXHeadCore(HeadCore):
         if self.use_l1:
             if pos.numel() > 0:
                 l1_el = self.loss_l1.elementwise(bbox_preds[pos], targets.extras["l1_targets"][pos]).sum(-1)
-                l1_per_prior = l1_per_prior.index_put((pos,), l1_el * self.loss_l1.loss_weight / n)
+                if breakdown:
+                    l1_per_prior = l1_per_prior.index_put((pos,), l1_el * self.loss_l1.loss_weight / n)
                 terms["loss_l1"] = self.loss_l1.loss_weight * l1_el.sum() / n
             else:
                 terms["loss_l1"] = bbox_preds.sum() * 0
-        return YOLOXImageLoss(cls_per_prior, bbox_per_prior, cls_raw, terms, n, decoded_pred_boxes=decoded.detach(),
+        return YOLOXImageLoss(cls_per_prior, bbox_per_prior, cls_raw, terms, n,
+                              decoded_pred_boxes=decoded.detach() if breakdown else None,
                               obj_per_prior=obj_per_prior, l1_per_prior=l1_per_prior)
 
     # ------------------------------------------------------------------ test time
