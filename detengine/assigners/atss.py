@@ -2,6 +2,7 @@
 sec. 3.1, Algorithm 1), as mmdetection's ``ATSSAssigner``."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -24,6 +25,7 @@ class ATSSAssigner:
     def __init__(self, *, topk: int = 9, ignore_iof_thr: float = -1, iou_calculator=None):
         self.topk = int(topk)
         self.ignore_iof_thr = ignore_iof_thr
+        self._layouts: dict = {}
 
     def assign(self, priors: Tensor, gt_boxes: Tensor, gt_labels: Tensor, *,
                num_level_priors: list[int] | None = None, gt_boxes_ignore: Tensor | None = None,
@@ -89,22 +91,7 @@ class ATSSAssigner:
         prior_points = torch.stack((priors_cx, priors_cy), dim=1)
         distances = (prior_points[:, None, :] - gt_points[:, None, :, :]).pow(2).sum(-1).sqrt()      # (B, A, G)
         distances = distances.masked_fill(~inside[:, :, None], torch.inf)
-        candidate_idxs, start, own = [], 0, torch.zeros(b, dtype=torch.bool, device=priors.device)
-        for count in num_level_priors:
-            if count > 0:
-                k = min(self.topk, count)
-                values, idx = distances[:, start:start + count].topk(min(k + 1, count), dim=1, largest=False)
-                # a tie at the k-th place changes the set; one inside the k only the order, which the
-                # threshold's mean and std see unless the tied priors' IoUs are equal (a symmetric grid)
-                run = values[:, 1:] == values[:, :-1]
-                ious = overlaps[:, start:start + count].gather(1, idx)
-                tied = torch.isinf(values[:, k - 1]) | (run[:, :k - 1] & (ious[:, 1:k] != ious[:, :k - 1])).any(dim=1)
-                if values.shape[1] > k:
-                    tied |= run[:, k - 1]                                                              # (B, G)
-                own |= (tied & gts.mask).any(dim=1)
-                candidate_idxs.append(idx[:, :k] + start)
-            start += count
-        candidate_idxs = torch.cat(candidate_idxs, dim=1)                                             # (B, K, G)
+        candidate_idxs, own = self._batch_candidates(distances, overlaps, gts.mask, num_level_priors)  # (B, K, G)
         candidate_overlaps = overlaps.gather(1, candidate_idxs)
         thr = candidate_overlaps.mean(1) + candidate_overlaps.std(1)                                  # (B, G)
         cx, cy = priors_cx[candidate_idxs], priors_cy[candidate_idxs]                                 # (B, K, G)
@@ -121,6 +108,55 @@ class ATSSAssigner:
         if rows:
             gt_inds[rows] = assign_images(self.assign, priors, inside, gts, rows, num_level_priors)[0]
         return gt_inds
+
+    def _batch_candidates(self, distances: Tensor, overlaps: Tensor, mask: Tensor, num_level_priors):
+        """Every level's candidates at once: the levels' distances laid side by side, padded with inf to
+        the largest level ((B, L, C, G)), and one top-(k + 1) along C (a loop over the levels cost ~13
+        launches a level on a GPU). The candidates (B, K, G) in level order as :meth:`_candidates`, and
+        (B,) the images whose own top-k could differ: a tie at the k-th place changes the set, one inside
+        the k only the order, which the threshold's mean and std see unless the tied priors' IoUs are
+        equal (a symmetric grid); an inf at the k-th place (fewer than k priors inside)."""
+        b, _, g = distances.shape
+        layout = self._level_layout(num_level_priors, distances.device)
+        n_levels, width = layout["prior"].shape
+        padded = distances.index_select(1, layout["prior"].view(-1)).view(b, n_levels, width, g)
+        padded = padded.masked_fill_(layout["pad"][None, :, :, None], torch.inf)
+        values, idx = padded.topk(layout["q"], dim=2, largest=False)                             # (B, L, Q, G)
+        prior = layout["prior"][None, :, :, None].expand(b, -1, -1, g).gather(2, idx)
+        ious = overlaps.gather(1, prior.view(b, -1, g)).view(prior.shape)
+        run = values[:, :, 1:] == values[:, :, :-1]
+        tied = (run & ((ious[:, :, 1:] != ious[:, :, :-1]) & layout["inner"] | layout["kth"])).any(dim=2)
+        tied |= (torch.isinf(values) & layout["kslot"]).any(dim=2)                                  # (B, L, G)
+        own = (tied.any(dim=1) & mask).any(dim=1)
+        return prior.view(b, -1, g).index_select(1, layout["take"]), own
+
+    def _level_layout(self, num_level_priors, device) -> dict[str, Tensor]:
+        """Index tables of :meth:`_batch_candidates` for one level layout, made once: each level's
+        prior indices padded to the largest level (``pad``: the padding), the top-(k + 1)'s width ``q``,
+        and over its places: ``inner`` the pairs inside the k, ``kth`` the pair k-th / (k+1)-th where the
+        level has a (k+1)-th, ``kslot`` the k-th place, ``take`` the k candidates of each level."""
+        key = (tuple(num_level_priors), self.topk, device)
+        layout = self._layouts.get(key)
+        if layout is not None:
+            return layout
+        counts = [int(c) for c in num_level_priors]
+        width, starts = max(max(counts, default=0), 1), np.cumsum([0] + counts[:-1])
+        ks = [min(self.topk, c) for c in counts]
+        q = max([min(k + 1, c) for k, c in zip(ks, counts)] + [1])
+        slot = np.arange(width)
+        prior = np.stack([np.where(slot < c, s + slot, 0) for s, c in zip(starts, counts)])
+        pairs = np.arange(q - 1)
+        layout = {"prior": prior, "pad": np.stack([slot >= c for c in counts]),
+                  "inner": np.stack([pairs < k - 1 for k in ks]),
+                  "kth": np.stack([(pairs == k - 1) & (c > k) for k, c in zip(ks, counts)]),
+                  "kslot": np.stack([np.arange(q) == k - 1 for k in ks]),
+                  "take": np.concatenate([level * q + np.arange(k) for level, k in enumerate(ks)])}
+        layout = {name: torch.as_tensor(v).to(device) for name, v in layout.items()}
+        for name in ("inner", "kth", "kslot"):
+            layout[name] = layout[name][:, :, None]                                              # (L, places, 1)
+        layout["q"] = q
+        self._layouts[key] = layout
+        return layout
 
     def _ignored_mask(self, priors, gt_boxes_ignore):
         if not (self.ignore_iof_thr > 0 and gt_boxes_ignore is not None and gt_boxes_ignore.numel() > 0):

@@ -544,3 +544,27 @@ def test_sim_ota_with_fewer_candidates_than_candidate_topk_keeps_the_images_own(
     del assigner.assign
     for b, (g, lb) in enumerate([(far, labels[:1]), (gts, labels)]):
         assert torch.equal(got[b], assigner.assign(priors, g, lb, pred_scores=scores, pred_boxes=boxes).gt_inds)
+
+
+def test_atss_levels_side_by_side_give_each_levels_own_top_k():
+    """The batch's candidates come from every level at once (distances padded with inf to the largest
+    level, one top-(k + 1)): against each image's own per-level top-k on levels of 0, 1, 5, 9, 10 and 50
+    priors, the same candidates in the same order where no distance ties; an image with a level of fewer
+    than k finite distances, or a tie at the k-th place, is flagged for its own assignment."""
+    from detengine.assigners import ATSSAssigner
+    counts = [50, 0, 10, 9, 5, 1]
+    a, g, b = sum(counts), 4, 4
+    gen = torch.Generator().manual_seed(21)
+    distances = torch.rand(b, a, g, generator=gen) * 100
+    overlaps = torch.rand(b, a, g, generator=gen)
+    distances[1, 60:66, 2] = torch.inf                  # image 1: its 9-prior level has 3 finite distances left
+    distances[2, :50, 1] = torch.arange(50.0).flip(0)   # image 2: no tie, another order
+    distances[3, 20, 0] = distances[3, :50, 0].sort().values[8]    # image 3: a tie at the 9th place
+    mask = torch.ones(b, g, dtype=torch.bool)
+    assigner = ATSSAssigner(topk=9)
+    cands, own = assigner._batch_candidates(distances, overlaps, mask, counts)
+    assert own.tolist() == [False, True, False, True]
+    for i in (0, 2):
+        assert torch.equal(cands[i], assigner._candidates(distances[i], counts)), i
+    mask[1, 2] = mask[3, 0] = False                        # the ties on padding GTs do not count
+    assert not assigner._batch_candidates(distances, overlaps, mask, counts)[1].any()
