@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from .boxes import cxcywh_to_xyxy, xyxy_to_cxcywh
-from .launches import constant
+from .transfers import constant
 
 __all__ = ["DeltaXYWHBBoxCoder", "LegacyDeltaXYWHBBoxCoder", "DistancePointBBoxCoder", "D2LOffsetCoder"]
 

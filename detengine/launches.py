@@ -12,36 +12,9 @@ import collections
 import contextlib
 
 import torch
-from torch import Tensor
 from torch.utils._python_dispatch import TorchDispatchMode
 
-_CONSTANTS: dict = {}
-_host_copies = 0           # host_values' copies so far (OpCounter leaves them out of host_copies)
-
-
-def constant(values, like: Tensor) -> Tensor:
-    """``like.new_tensor(values)`` made once per device and dtype, not per call: on a GPU
-    ``new_tensor`` is a blocking host-to-device copy, which waits for every queued kernel
-    (``cudaStreamSynchronize``). Read-only: callers must not write into it."""
-    key = (tuple(values) if isinstance(values, (list, tuple)) else values, like.dtype, like.device)
-    t = _CONSTANTS.get(key)
-    if t is None:
-        t = _CONSTANTS[key] = like.new_tensor(values)
-    return t
-
-
-def host_values(values, device, dtype=torch.long) -> Tensor:
-    """A tensor of host numbers (counts, image sizes) on ``device`` without waiting for the GPU: from
-    pinned memory, ``non_blocking`` (a plain ``torch.tensor(..., device=cuda)`` synchronises the
-    stream). The caching host allocator keeps the pinned block until the copy is done."""
-    global _host_copies
-    _host_copies += 1
-    t = torch.tensor(values, dtype=dtype)
-    device = torch.device(device)
-    if device.type == "cuda":
-        return t.pin_memory().to(device, non_blocking=True)
-    return t.to(device)
-
+from . import transfers
 
 # operations that launch no kernel (views, metadata, allocation)
 _NO_KERNEL = frozenset("""select detach lift_fresh unsqueeze expand view squeeze unbind slice as_strided alias t
@@ -60,11 +33,11 @@ class OpCounter(TorchDispatchMode):
         self.lifted = 0
 
     def __enter__(self):
-        self._pinned = -_host_copies
+        self._pinned = -transfers.host_copies
         return super().__enter__()
 
     def __exit__(self, *exc):
-        self._pinned += _host_copies
+        self._pinned += transfers.host_copies
         return super().__exit__(*exc)
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
@@ -78,7 +51,7 @@ class OpCounter(TorchDispatchMode):
     @property
     def host_copies(self) -> int:
         """Tensors made from host numbers (``torch.tensor(list)``, ``new_tensor``) less
-        :func:`host_values`' own: on a GPU each is a blocking copy, a host sync, where it goes to the
+        :func:`~detengine.transfers.host_values`' own: on a GPU each is a blocking copy, a host sync, where it goes to the
         device (one made for the host alone, a float32 normaliser, counts too: an upper bound)."""
         return self.lifted - self._pinned
 

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from ..boxes import bbox_overlaps
-from ..launches import host_values
+from ..transfers import host_values
 from .max_iou import _empty_result, labels_from_gt_inds
 from .result import AssignResult, Reason, assign_images, unassigned
 

@@ -13,9 +13,9 @@ import torch
 from torch import Tensor
 
 from ..assigners.result import AssignResult
-from ..launches import host_values
 from ..priors import Priors
 from ..samplers import SamplingResult
+from ..transfers import host_values
 
 __all__ = ["Targets", "ImageLoss", "HeadCore", "anchor_inside_flags", "valid_region", "PaddedGTs", "batch_inside_flags",
            "batch_positives", "same_grid"]

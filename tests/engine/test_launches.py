@@ -112,7 +112,8 @@ def test_a_batch_loss_in_one_call_equals_the_images_sum_and_saves_its_launches(n
 def test_host_values_and_constants_on_the_cpu():
     """``host_values``: host numbers on a device (pinned and non-blocking on a GPU: bench/gpu_batch_targets.py
     runs it there); ``constant``: made once per values, dtype and device, not counted as a host copy again."""
-    from detengine.launches import OpCounter, constant, host_values
+    from detengine.launches import OpCounter
+    from detengine.transfers import constant, host_values
     t = host_values([(3, 4), (5, 6)], "cpu", torch.float32)
     assert t.dtype == torch.float32 and t.tolist() == [[3.0, 4.0], [5.0, 6.0]]
     like = torch.zeros(2, dtype=torch.float64)
