@@ -5,6 +5,7 @@ ATSS's centerness branch) and ``DistributionFocalLoss`` (GFL's box distribution)
 """
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -91,7 +92,11 @@ class DistributionFocalLoss(losses._Loss):
 
 def focal_loss_with_prob(prob: Tensor, labels: Tensor, gamma: float = 2.0, alpha: float = 0.25) -> Tensor:
     """(N, C) focal loss of PROBABILITIES ``prob`` against class indices ``labels`` (N,), ``C`` =
-    background (mmdetection's ``py_focal_loss_with_prob``: TOOD's initial epochs)."""
+    background (mmdetection's ``py_focal_loss_with_prob``: TOOD's initial epochs); under autocast in float32
+    with autocast off (:func:`~detengine.losses.probabilities_off_autocast`)."""
+    if torch.is_autocast_enabled(prob.device.type):
+        with losses.probabilities_off_autocast(prob):
+            return focal_loss_with_prob(prob.float(), labels, gamma, alpha)
     num_classes = prob.size(1)
     target = F.one_hot(labels.long(), num_classes=num_classes + 1)[:, :num_classes].type_as(prob)
     pt = (1 - prob) * target + prob * (1 - target)

@@ -193,6 +193,9 @@ def quality_focal_loss(pred: Tensor, labels: Tensor, scores: Tensor, beta: float
     labelled class. Negatives are pushed to 0 with weight ``sigmoid^beta``. ``activated``: ``pred``
     holds probabilities already (mmdetection's ``quality_focal_loss_with_prob``).
     """
+    if activated and torch.is_autocast_enabled(pred.device.type):      # see probabilities_off_autocast
+        with probabilities_off_autocast(pred):
+            return quality_focal_loss(pred.float(), labels, scores, beta, activated)
     bg = pred.size(1)
     pos = ((labels >= 0) & (labels < bg)).nonzero().squeeze(1)
     dense = pred.new_zeros(pred.shape)
@@ -206,6 +209,9 @@ def quality_focal_loss_dense(pred: Tensor, target: Tensor, beta: float = 2.0, ac
     if pred.shape != target.shape:
         raise ValueError(f"a dense QFL target must have the prediction's shape {tuple(pred.shape)}, "
                          f"got {tuple(target.shape)}")
+    if activated and torch.is_autocast_enabled(pred.device.type):
+        with probabilities_off_autocast(pred):
+            return quality_focal_loss_dense(pred.float(), target, beta, activated)
     target = target.type_as(pred)
     return _qfl(pred, target, (target != 0).nonzero(as_tuple=True), beta, activated)
 
@@ -217,6 +223,13 @@ def _qfl(pred: Tensor, target: Tensor, pos: tuple[Tensor, Tensor], beta: float, 
     scale = target[pos] - prob[pos]
     loss[pos] = bce(pred[pos], target[pos], reduction="none") * scale.abs().pow(beta)
     return loss.sum(dim=1)
+
+
+def probabilities_off_autocast(t: Tensor):
+    """The context for a loss of probabilities under mixed precision: CUDA's autocast refuses
+    ``F.binary_cross_entropy`` ("unsafe to autocast"; TOOD's losses, mmdetection's too, stop there under
+    AMP), so such a loss runs with autocast off, in float32 (its inputs cast by the caller)."""
+    return torch.autocast(device_type=t.device.type, enabled=False)
 
 
 def giou_loss(pred: Tensor, target: Tensor, eps: float = 1e-6) -> Tensor:

@@ -15,6 +15,8 @@ from ..heads import base as head_base
 from ..heads.base import HeadCore, valid_region
 from ..postprocess import PostprocessResult
 
+_HALF = (torch.float16, torch.bfloat16)
+
 __all__ = ["DenseDetector", "Detections"]
 
 
@@ -70,7 +72,17 @@ class DenseDetector(nn.Module):
     def loss_from_outputs(self, batch: dict, outputs, trace_index: int | None = None, across_ranks: bool = False):
         """:meth:`loss` on head outputs already computed (a DistributedDataParallel forward);
         ``across_ranks``: normalise as mmdetection does under torchrun (a collective: every rank
-        must make the same call)."""
+        must make the same call). Under mixed precision (``--amp``) the outputs come in half: the
+        targets and losses are computed in float32 with autocast off (mmdetection 2.x's ``force_fp32`` on
+        every head's loss; autograd casts the gradients back), so no loss mixes half and float tensors
+        (FCOS's, ATSS's, GFL's and TOOD's per-prior sums did, and stopped the step)."""
+        cls, reg, sizes = outputs
+        if cls.dtype in _HALF or reg.dtype in _HALF or torch.is_autocast_enabled(cls.device.type):
+            with torch.autocast(device_type=cls.device.type, enabled=False):
+                return self._loss_from_outputs(batch, (cls.float(), reg.float(), sizes), trace_index, across_ranks)
+        return self._loss_from_outputs(batch, outputs, trace_index, across_ranks)
+
+    def _loss_from_outputs(self, batch: dict, outputs, trace_index: int | None, across_ranks: bool):
         images = batch["images"]
         cls, reg, sizes = outputs
         priors = self.priors_for(images, sizes, batch.get("metas"))
