@@ -30,13 +30,24 @@ def batch(size: int, num_gt: int, seed: int = 0) -> dict:
             "gt_labels": [torch.randint(0, 20, (num_gt,), generator=g)]}
 
 
-@pytest.mark.parametrize("name", CONFIGS)
-def test_the_loss_paths_launches_do_not_grow_with_priors_or_boxes(name):
-    cfg = load_cfg(f"resources/configs/{name}.py")["model"]
+def shipped_model(name: str):
+    """A shipped config's detector for 20 classes, randomly initialised, in training mode;
+    ``"<config>@initial"``: TOOD in its initial (ATSS) epochs."""
+    config, _, stage = name.partition("@")
+    cfg = load_cfg(f"resources/configs/{config}.py")["model"]
     cfg["bbox_head"]["num_classes"] = 20
     cfg.get("backbone", {}).pop("init_cfg", None)
     torch.manual_seed(0)
     model = build_detector(cfg).train()
+    if stage == "initial":
+        model.core.set_epoch(0)
+        assert model.core.initial_stage
+    return model
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_the_loss_paths_launches_do_not_grow_with_priors_or_boxes(name):
+    model = shipped_model(name)
     small, large = (300, 300) if "ssd300" in name else (128, 256)
     if small == large:          # SSD300's priors are fixed: the boxes only
         small = large = 300
@@ -75,16 +86,8 @@ def test_a_batch_loss_in_one_call_equals_the_images_sum_and_saves_its_launches(n
     per-image path): the same totals within float summation order, the same gradients, and the launches
     paid once, not once an image."""
     from tests.floats import assert_ulp_close
-    config, _, stage = name.partition("@")
-    cfg = load_cfg(f"resources/configs/{config}.py")["model"]
-    cfg["bbox_head"]["num_classes"] = 20
-    cfg.get("backbone", {}).pop("init_cfg", None)
-    torch.manual_seed(0)
-    model = build_detector(cfg).train()
-    if stage == "initial":
-        model.core.set_epoch(0)
-        assert model.core.initial_stage
-    size = 300 if config.startswith("ssd300") else 256
+    model = shipped_model(name)
+    size = 300 if name.startswith("ssd300") else 256
     data = _three_images(size, 6)
     with torch.no_grad():
         cls, reg, sizes = model(data["images"])

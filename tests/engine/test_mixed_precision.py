@@ -12,9 +12,7 @@ import torch.nn.functional as F
 from detengine.dense_losses import focal_loss_with_prob
 from detengine.launches import gpu_code_paths
 from detengine.losses import QualityFocalLoss
-from detengine.models import build_detector
-from detengine.train.runner import load_cfg
-from tests.engine.test_launches import CONFIGS, batch
+from tests.engine.test_launches import CONFIGS, _three_images, shipped_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")     # tests/engine/conftest.py
 
@@ -36,18 +34,8 @@ def test_a_loss_on_half_outputs_under_autocast_is_the_float32_loss(name, paths, 
     """Half head outputs under autocast: the losses equal, bit for bit, the float32 losses of the same
     (half-rounded) outputs, and the gradients come back in half, finite; on the CPU's and the GPU's code
     paths (each image's targets, the batch's in one pass)."""
-    config, _, stage = name.partition("@")
-    cfg = load_cfg(f"resources/configs/{config}.py")["model"]
-    cfg["bbox_head"]["num_classes"] = 20
-    cfg.get("backbone", {}).pop("init_cfg", None)
-    torch.manual_seed(0)
-    model = build_detector(cfg).train()
-    if stage == "initial":
-        model.core.set_epoch(0)
-    size = 300 if config.startswith("ssd300") else 128
-    one, two = batch(size, 3, seed=1), batch(size, 4, seed=2)
-    data = {"images": torch.cat([one["images"], two["images"]]), "gt_boxes": one["gt_boxes"] + two["gt_boxes"],
-            "gt_labels": one["gt_labels"] + two["gt_labels"]}
+    model = shipped_model(name)
+    data = _three_images(300 if name.startswith("ssd300") else 128, 4, seeds=(1, 2))
     with torch.no_grad():
         cls, reg, sizes = model(data["images"])
     cls, reg = cls.half(), reg.half()
