@@ -16,7 +16,7 @@ from tests.engine.fixtures.det_random import det_randn
 from tests.engine.fixtures.make_fcos_reference import featmap_sizes
 from tests.engine.fixtures.make_resnet_styles_reference import filled
 from tests.engine.levels import flat_levels
-from tests.floats import assert_ulp_close
+from tests.floats import assert_boxes_close, assert_ulp_close
 
 FIXTURE = Path(__file__).parent / "fixtures" / "mmdet_atss_reference.pt"
 CASES = ["atss", "two_ratios"]
@@ -84,7 +84,7 @@ def test_losses_and_detections_match_mmdet(R, case):
         result = core.predict(cls[i], reg[i], priors[i], tuple(R["meta"]["img_shapes"][i]))
         assert_ulp_close(result.labels, expected["labels"], what="labels")
         _close(result.scores, expected["scores"], what="scores")
-        _close(result.boxes, expected["bboxes"], rtol=1e-5, what="boxes")
+        assert_boxes_close(result.boxes, expected["bboxes"])
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -18,7 +18,7 @@ from tests.engine.fixtures.det_random import det_randn, det_uniform
 from tests.engine.fixtures.make_fcos_reference import featmap_sizes
 from tests.engine.fixtures.make_resnet_styles_reference import filled
 from tests.engine.levels import flat_levels
-from tests.floats import assert_ulp_close
+from tests.floats import assert_boxes_close, assert_ulp_close
 
 FIXTURE = Path(__file__).parent / "fixtures" / "mmdet_gfl_reference.pt"
 CASES = ["gfl", "reg_max_8"]
@@ -109,7 +109,7 @@ def test_losses_and_detections_match_mmdet(R, setups, case):
         result = core.predict(cls[i], reg[i], priors[i], tuple(R["meta"]["img_shapes"][i]))
         assert_ulp_close(result.labels, expected["labels"], what="labels")
         _close(result.scores, expected["scores"], what="scores")
-        _close(result.boxes, expected["bboxes"], rtol=1e-5, what="boxes")
+        assert_boxes_close(result.boxes, expected["bboxes"])
 
 
 def test_head_network_matches_mmdet(R):

@@ -13,7 +13,7 @@ from detengine.priors import AnchorGenerator
 from tests.engine.fixtures.det_random import det_randn, det_uniform
 from tests.engine.fixtures.make_fcos_reference import featmap_sizes
 from tests.engine.levels import flat_levels
-from tests.floats import assert_ulp_close
+from tests.floats import assert_boxes_close, assert_ulp_close
 
 FIXTURE = Path(__file__).parent / "fixtures" / "mmdet_tood_reference.pt"
 
@@ -157,7 +157,7 @@ def test_tood_detections_match_mmdet(R):
         result = core.predict(scores[i], pixels[i], priors[i], tuple(R["meta"]["img_shapes"][i]))
         assert_ulp_close(result.labels, expected["labels"], what="labels")
         torch.testing.assert_close(result.scores, expected["scores"], rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(result.boxes, expected["bboxes"], rtol=1e-5, atol=1e-6)
+        assert_boxes_close(result.boxes, expected["bboxes"])
 
 
 @pytest.mark.parametrize("anchor_type", ["anchor_free", "anchor_based"])

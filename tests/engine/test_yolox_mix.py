@@ -8,6 +8,7 @@ from __future__ import annotations
 import pickle
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -39,13 +40,28 @@ def R():
     return torch.load(FIXTURE, weights_only=True)
 
 
-def _check(out: dict, expected: dict, what: str, image_atol: int = 0) -> None:
-    """Our results against mmdetection's output: image bytes (within ``image_atol`` levels), labels,
-    boxes within a few ULP."""
+def _opencv_hsv_rounds() -> bool:
+    """Whether this machine's OpenCV turns uint8 HSV into RGB as its scalar path does, rounding.
+
+    OpenCV 5.1's SIMD path for ``COLOR_HSV2RGB`` on uint8 depends on the CPU: on an AVX2-only AMD
+    EPYC a third of all (h, s, v) come out one level below its own scalar path (an image one
+    pixel wide) and below the fixture's machine, which rounded. mmdetection's
+    ``YOLOXHSVRandomAug`` calls the same function, so on such a machine mmdetection's images are
+    ours, and the fixture's are a level brighter in places."""
+    h, s, v = np.meshgrid(np.arange(0, 180, 7), np.arange(0, 256, 5), np.arange(0, 256, 5), indexing="ij")
+    hsv = np.stack([h, s, v], -1).astype(np.uint8).reshape(-1, 1, 3)
+    return np.array_equal(cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB).reshape(-1, 3),
+                          cv2.cvtColor(hsv.reshape(1, -1, 3), cv2.COLOR_HSV2RGB).reshape(-1, 3))
+
+
+def _check(out: dict, expected: dict, what: str, image_atol: int = 0, base: int = 0) -> None:
+    """Our results against mmdetection's output: image bytes (every pixel within ``base`` levels,
+    fewer than 0.2 % ``image_atol`` more), labels, boxes within a few ULP."""
     ignore = expected["ignore"].numpy()
-    if image_atol:
-        diff = np.abs(out["image"].astype(np.int16) - expected["image"].numpy().astype(np.int16))
-        assert diff.max() <= image_atol and (diff > 0).mean() < 0.001, (what, diff.max(), (diff > 0).mean())
+    diff = np.abs(out["image"].astype(np.int16) - expected["image"].numpy().astype(np.int16))
+    if image_atol or base:
+        assert diff.max() <= base + image_atol and (diff > base).mean() < 0.002, (
+            what, diff.max(), (diff > base).mean())
     else:
         np.testing.assert_array_equal(out["image"], expected["image"].numpy(), err_msg=what)
     assert out["image"].dtype == np.uint8, what
@@ -176,8 +192,12 @@ def test_the_wrapper_and_its_transforms_equal_mmdetections(R, name, case):
     data set, the steps in turn, YOLOX's whole train pipeline (and the steps the mode switch
     leaves), a step returning None run again on the same input."""
     ref = R[name][case]
+    # YOLOX's chain converts HSV back to RGB (``YOLOXHSVRandomAug``), and its RandomAffine warp
+    # matrix may be a ULP off on another CPU (as in the RandomAffine test above)
+    chain = name == "chain"
+    base = 0 if not chain or _opencv_hsv_rounds() else 1
     for k, (out, call) in enumerate(zip(_replay_wrapper(ref), ref["calls"], strict=True)):
-        _check(out, call["output"], f"{name}/{case} call {k}")
+        _check(out, call["output"], f"{name}/{case} call {k}", image_atol=1 if chain else 0, base=base)
 
 
 def test_mosaic_and_mixup_outside_the_wrapper_say_what_they_need():
