@@ -70,13 +70,14 @@ def gpu_code_paths():
     NMS off, the batch's targets in one pass)."""
     from . import losses, postprocess
     from .heads import base
-    saved = losses._blocks_pay, postprocess._per_class_pays, base._batch_targets_pay
+    saved = losses._blocks_pay, postprocess._per_class_pays, postprocess._plane_pairs, base._batch_targets_pay
     losses._blocks_pay = postprocess._per_class_pays = lambda t: False
+    postprocess._plane_pairs = lambda t: 1 << 22
     base._batch_targets_pay = lambda t: True
     try:
         yield
     finally:
-        losses._blocks_pay, postprocess._per_class_pays, base._batch_targets_pay = saved
+        losses._blocks_pay, postprocess._per_class_pays, postprocess._plane_pairs, base._batch_targets_pay = saved
 
 
 def loss_path_ops(model, batch: dict) -> OpCounter:

@@ -17,13 +17,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from .boxes import box_area
-
 __all__ = ["Stage", "STAGE_TEXT", "PostprocessResult", "postprocess_dense", "postprocess_d2l",
            "suppressors", "batched_nms_mmcv", "offset_boxes", "NMS_SPLIT_THR"]
 
 NMS_SPLIT_THR = 10000  # mmcv batched_nms: nms_cfg's split_thr default
-_PLANE = 1 << 16  # (kept, suppressed) pairs per tile of the suppressor search: cache-sized, buffers reused
 _FIRST_WIDTH = 8  # kept boxes per suppressed box in the first round of the search (then 16, 32, ...)
 
 
@@ -106,7 +103,7 @@ def suppressors(boxes: Tensor, scores: Tensor, labels: Tensor, keep: Tensor, iou
     (8, 16, 32, ... kept boxes), and leaves at its first hit: the suppressor is nearly always
     among the first kept boxes of the class, so few of the (kept, suppressed) pairs of a class
     are ever compared (at 50,000 clustered candidates about 1.1M of 6.6M). Each round is cut
-    into tiles of ``_PLANE`` pairs computed in reused buffers.
+    into tiles of ``_plane_pairs`` pairs computed in reused buffers.
     """
     n = boxes.shape[0]
     dev = boxes.device
@@ -138,11 +135,11 @@ def suppressors(boxes: Tensor, scores: Tensor, labels: Tensor, keep: Tensor, iou
     # the kept boxes (by class, then score) and, for each suppressed box still without a
     # suppressor, its class's slice of them [first, first + count), its box, area and score;
     # rounds work on (W, U) planes: long contiguous rows, the suppressed boxes broadcast along W
-    kb = boxes.index_select(0, k)
-    k_fields = [kb[:, i].contiguous() for i in range(4)] + [scores.index_select(0, k)]
-    sb = boxes.index_select(0, sup)
-    s_fields = [sb[:, i].contiguous() for i in range(4)]
-    s_fields += [box_area(sb), scores.index_select(0, sup), first.index_select(0, seg), count.index_select(0, seg), sup]
+    columns = boxes.t()  # x1, y1, x2, y2 rows: each box field gathered in one operation
+    k_fields = [*columns.index_select(1, k).unbind(0), scores.index_select(0, k)]
+    s_fields = list(columns.index_select(1, sup).unbind(0))
+    s_fields += [(s_fields[2] - s_fields[0]) * (s_fields[3] - s_fields[1]),  # box_area
+                 scores.index_select(0, sup), first.index_select(0, seg), count.index_select(0, seg), sup]
     s_fields.append(s_fields[6] + s_fields[7] - 1)  # the position of the class's last kept box
     eps = boxes.new_tensor([1e-6])  # bbox_overlaps' union clamp
     work: dict[str, Tensor] = {}
@@ -156,12 +153,13 @@ def suppressors(boxes: Tensor, scores: Tensor, labels: Tensor, keep: Tensor, iou
             buf = work[name] = torch.empty(max(size, 1 << 16), dtype=dtype, device=dev)
         return buf[:size].view(shape)
 
-    start, width = 0, max(_FIRST_WIDTH, _PLANE // max(1, sup.numel()))  # few suppressed boxes: one wide tile
+    pairs = _plane_pairs(boxes)
+    start, width = 0, max(_FIRST_WIDTH, pairs // max(1, sup.numel()))  # few suppressed boxes: one wide tile
     while s_fields[8].numel():
         width = min(width, int(s_fields[7].max()) - start)  # no wider than the largest class left
         rank = torch.arange(start, start + width, device=dev)[:, None]
         weight = (width - rank + start).to(torch.int32)
-        step = max(1, _PLANE // width)  # suppressed boxes per tile
+        step = max(1, pairs // width)  # suppressed boxes per tile
         going = []
         for j in range(0, s_fields[8].numel(), step):
             sx1, sy1, sx2, sy2, s_area, s_score, s_first, s_count, s_sup, s_last = (f[j:j + step] for f in s_fields)
@@ -193,7 +191,9 @@ def suppressors(boxes: Tensor, scores: Tensor, labels: Tensor, keep: Tensor, iou
                 iou_out[done] = ious.view(-1).index_select(0, cell)
             going.append(hit.logical_not_().logical_and_(s_count > start + width))
         start += width
-        more = torch.cat(going).nonzero().view(-1)
+        more = torch.cat(going).nonzero().view(-1) if len(going) > 1 else going[0].nonzero().view(-1)
+        if more.numel() == 0:
+            break
         s_fields = [f.index_select(0, more) for f in s_fields]
         width *= 2
     return by, iou_out
@@ -244,6 +244,14 @@ def batched_nms_mmcv(boxes: Tensor, scores: Tensor, labels: Tensor, iou_threshol
     if n < split_thr and not _classes_apart(shifted, order, count, iou_threshold):
         return nms(shifted, scores, iou_threshold), shifted, cross
     return _per_class_nms(shifted, scores, order, count, iou_threshold), shifted, cross
+
+
+def _plane_pairs(boxes: Tensor) -> int:
+    """(kept, suppressed) pairs per tile of the suppressor search: on the CPU as many as stay in
+    its cache (the buffers are reused); on a GPU, where each tile costs its ~35 launches whatever
+    its size, 64x more (buffers of ~170 MB at most): 3,500 candidates take one tile either way,
+    50,000 take 168 launches instead of 953 (``detengine.launches.gpu_code_paths`` patches this)."""
+    return 1 << 16 if boxes.is_cpu else 1 << 22
 
 
 def _per_class_pays(boxes: Tensor) -> bool:

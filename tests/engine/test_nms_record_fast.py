@@ -419,3 +419,21 @@ def test_a_suppressed_box_whose_class_has_no_kept_box():
         got = suppressors(boxes, scores, labels, keep, 0.5)
         assert suppressor_differences(got, oracle_suppressors(boxes, scores, labels, keep, 0.5)) == []
     assert got[0].tolist() == [-1, -1, 0]
+
+
+def test_the_record_on_a_gpu_takes_few_launches():
+    """Off the CPU each tensor operation is a kernel launch (detengine/launches.py): the suppressor
+    search runs in tiles of 4M pairs there, so 50,000 candidates take a few rounds of one tile
+    each (953 operations a search in 64K-pair tiles, 148 now) and 3,500 one tile. Same record."""
+    from detengine.launches import OpCounter
+    bounds = {3500: (125, 40), 50_000: (400, 220)}      # NMS + record, record-free (116 / 30, 367 / 204)
+    for n, (with_record, free) in bounds.items():
+        boxes, scores, labels = clustered(n)
+        args = (boxes, scores, labels, torch.arange(n), 0, 0.5, 100)
+        with gpu_code_paths():
+            results = []
+            for record, bound in ((True, with_record), (False, free)):
+                with OpCounter() as ops:
+                    results.append(_nms_stages(*args, class_agnostic=False, counts={}, record=record))
+                assert ops.kernels <= bound, (n, record, ops.kernels)
+        assert record_differences(results[0], _nms_stages(*args, class_agnostic=False, counts={})) == []
