@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from .boxes import bbox_overlaps
 
@@ -156,11 +157,10 @@ class _FocalRows(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, pred, labels, gamma, alpha):
-        x = pred.float()                            # half under autocast: the loss in float32
+        x = pred.to(torch.promote_types(pred.dtype, torch.float32))   # half under autocast: the loss in float32
         p = torch.sigmoid(x)
         sp = torch.maximum(p, 1 - p).log_().neg_().add_(torch.relu(x))    # softplus(x), as _focal_negative_term
-        loss = sp * p
-        loss = loss.mul_(p) if gamma == 2.0 else sp * p.pow(gamma)
+        loss = (sp * p).mul_(p) if gamma == 2.0 else sp * p.pow(gamma)
         out = loss.mul_(1 - alpha).sum(1)
         pos, cls = _positives(labels, pred.size(1))
         if pos.numel():        # the negative term at the positives: the same operations, already done
@@ -170,6 +170,7 @@ class _FocalRows(torch.autograd.Function):
         return out
 
     @staticmethod
+    @once_differentiable        # a second derivative raises rather than being silently wrong
     def backward(ctx, grad_out):
         x, p, sp, pos, cls = ctx.saved_tensors
         gamma, alpha = ctx.gamma, ctx.alpha
@@ -253,6 +254,7 @@ class _QFLRows(torch.autograd.Function):
         return loss.sum(dim=1)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_out):
         p, sp, pb, pos, cls, pp, d, a, ab, bce = ctx.saved_tensors
         beta = ctx.beta

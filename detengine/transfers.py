@@ -14,11 +14,16 @@ host_copies = 0            # host_values' copies so far (launches.OpCounter leav
 def constant(values, like: Tensor) -> Tensor:
     """``like.new_tensor(values)`` made once per device and dtype, not per call: on a GPU
     ``new_tensor`` is a blocking host-to-device copy, which waits for every queued kernel
-    (``cudaStreamSynchronize``). Read-only: callers must not write into it."""
+    (``cudaStreamSynchronize``). Read-only: callers must not write into it. Kept as a normal tensor
+    whatever mode the first call ran in (one made under ``torch.inference_mode`` could not be saved
+    for a later backward); a traced call (a fake or functional tensor, ``torch.export``) gets its own."""
+    if type(like) is not torch.Tensor and not isinstance(like, torch.nn.Parameter):
+        return like.new_tensor(values)          # a tensor subclass (FakeTensor, ...): nothing to keep
     key = (tuple(values) if isinstance(values, (list, tuple)) else values, like.dtype, like.device)
     t = _CONSTANTS.get(key)
     if t is None:
-        t = _CONSTANTS[key] = like.new_tensor(values)
+        with torch.inference_mode(False):
+            t = _CONSTANTS[key] = torch.tensor(values, dtype=like.dtype, device=like.device)
     return t
 
 

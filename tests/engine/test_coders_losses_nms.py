@@ -297,6 +297,24 @@ def test_quality_focal_gradient_equals_autograds_in_float64(beta):
     assert loss.dtype == grad_half.dtype == torch.float16 and torch.isfinite(grad_half).all()
 
 
+def test_written_out_gradients_pass_gradcheck_in_float64():
+    """The focal loss and the QFL with their backward written out keep a float64 input in float64
+    (a half one goes to float32) and pass ``torch.autograd.gradcheck`` there (finite differences);
+    a second derivative is refused, not computed wrong."""
+    from detengine.losses import quality_focal_loss, sigmoid_focal_loss_per_prior
+    g = torch.Generator().manual_seed(8)
+    x = (torch.randn(12, 5, generator=g, dtype=torch.float64) * 3).requires_grad_()
+    labels = torch.tensor([0, 5, 2, 4, 5, 1, -1, 3, 5, 0, 2, 6])
+    scores = torch.rand(12, generator=g, dtype=torch.float64)
+    for gamma in (2.0, 1.5):
+        assert sigmoid_focal_loss_per_prior(x, labels, gamma).dtype == torch.float64
+        assert torch.autograd.gradcheck(lambda t: sigmoid_focal_loss_per_prior(t, labels, gamma, 0.25), (x,))
+    assert torch.autograd.gradcheck(lambda t: quality_focal_loss(t, labels, scores, 2.0), (x,))
+    (grad,) = torch.autograd.grad(sigmoid_focal_loss_per_prior(x, labels).sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError):
+        grad.sum().backward()
+
+
 # ---------------------------------------------------------------- dense targets (mmdetection's forms)
 def _mmdet_py_sigmoid_focal_loss(pred, target, gamma=2.0, alpha=0.25):
     """mmdetection's ``py_sigmoid_focal_loss`` (elementwise), transcribed."""

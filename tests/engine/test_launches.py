@@ -130,3 +130,33 @@ def test_host_values_and_constants_on_the_cpu():
     with OpCounter() as counter:
         torch.tensor([1, 2]) + like.new_tensor([1.0])
     assert counter.host_copies == 2
+
+
+def test_a_constant_first_made_under_inference_mode_serves_a_later_backward():
+    """The cache keeps a normal tensor whatever mode its first call ran in: a prediction under
+    ``torch.inference_mode`` before a training step (an inference tensor cannot be saved for backward);
+    a tensor subclass (a fake tensor while tracing) gets a tensor of its own, not the cache's."""
+    from detengine.boxes import bbox_overlaps
+    from detengine.coders import DeltaXYWHBBoxCoder
+    from detengine.transfers import _CONSTANTS, constant
+    saved = dict(_CONSTANTS)
+    _CONSTANTS.clear()
+    try:
+        coder, priors = DeltaXYWHBBoxCoder(target_stds=(0.1, 0.1, 0.2, 0.2)), torch.tensor([[0.0, 0, 10, 10]])
+        boxes = torch.tensor([[1.0, 1, 8, 9]])
+        with torch.inference_mode():
+            coder.decode(priors, torch.zeros(1, 4))
+            bbox_overlaps(boxes, priors, mode="giou", is_aligned=True)
+        assert _CONSTANTS and not any(t.is_inference() for t in _CONSTANTS.values())
+        deltas = torch.zeros(1, 4, requires_grad=True)
+        bbox_overlaps(coder.decode(priors, deltas), boxes, mode="giou", is_aligned=True).sum().backward()
+        assert deltas.grad is not None and torch.isfinite(deltas.grad).all()
+
+        class Marked(torch.Tensor):
+            pass
+        mine = constant([0.5], torch.zeros(1).as_subclass(Marked))
+        assert mine.tolist() == [0.5] and all(t is not mine for t in _CONSTANTS.values())
+    finally:
+        _CONSTANTS.clear()
+        _CONSTANTS.update(saved)
+
