@@ -17,9 +17,11 @@ class SSDVGG(nn.Module):
     (after ReLU, index 22) and fc7 (index 34), mmdetection's ``out_feature_indices``."""
 
     def __init__(self, *, depth: int = 16, with_last_pool: bool = False, ceil_mode: bool = True,
-                 out_feature_indices=(22, 34), channels_last: bool = True, **unused):
+                 out_feature_indices=(22, 34), channels_last: bool | None = None, **unused):
         super().__init__()
-        self.channels_last = bool(channels_last)   # NHWC convolutions: a memory layout only, ~1.25x on CPU
+        # NHWC convolutions (a memory layout only): True, False, or None for whichever is faster where
+        # the input is (nhwc_pays)
+        self.channels_last = None if channels_last is None else bool(channels_last)
         if depth != 16:
             raise ValueError(f"SSDVGG supports depth 16, got {depth}")
         layers, in_ch = [], 3
@@ -40,7 +42,7 @@ class SSDVGG(nn.Module):
         self.out_channels = (512, 1024)
 
     def forward(self, x: Tensor) -> tuple[Tensor, ...]:
-        if self.channels_last:
+        if self.channels_last or (self.channels_last is None and nhwc_pays(x)):
             x = x.contiguous(memory_format=torch.channels_last)
         outs = []
         for i, layer in enumerate(self.features):
@@ -48,6 +50,14 @@ class SSDVGG(nn.Module):
             if i in self.out_feature_indices:
                 outs.append(x)
         return tuple(outs)
+
+
+def nhwc_pays(x: Tensor) -> bool:
+    """Whether VGG16's convolutions run faster NHWC than NCHW on ``x``'s device: off the CPU (cuDNN's
+    NHWC kernels) and on a CPU whose oneDNN kernels use AVX-512 (an SSD300 training step 1.25x
+    faster there); not on a CPU with AVX2 at most, where oneDNN's NHWC backward is ~2x slower (the
+    step 15.8 against 11.2 s on an AMD EPYC without AVX-512: bench/RESULTS.md)."""
+    return not x.is_cpu or torch.backends.cpu.get_cpu_capability().startswith("AVX512")
 
 
 class L2Norm(nn.Module):
