@@ -497,6 +497,30 @@ def test_dynamic_soft_label_with_fewer_candidates_than_topk_keeps_the_images_own
     assert len(calls) == 1
 
 
+def test_dynamic_soft_label_gt_whose_costs_are_all_inf_keeps_the_images_own():
+    """A tiny GT in the far corner of a 640 image, with the image's candidates (the points inside two
+    small GTs, none a stride-32 point) 49-98 strides away: its soft centre prior ``10^(d - 3)``
+    overflows float32, so every cost of that GT is inf, and which point ``torch.topk`` gives it
+    among the tied infs is its own rule: the image is assigned on its own, the other one in the
+    batch's pass (its k-th and (k+1)-th costs tie at inf; the image has 20 candidates, more than
+    ``topk``)."""
+    core = _core("rtmdet_tiny_coco")
+    shape = (640, 640)
+    priors = [core.priors(shape)] * 2
+    boxes = [torch.tensor([[33.0, 33.0, 63.0, 63.0], [65.0, 33.0, 95.0, 63.0], [601.0, 601.0, 607.0, 607.0]]),
+             torch.tensor([[60.0, 50.0, 170.0, 190.0]])]
+    labels = [torch.tensor([3, 4, 5]), torch.tensor([5])]
+    g = torch.Generator().manual_seed(4)
+    a = len(priors[0])
+    cls = torch.randn(2, a, core.cls_channels(), generator=g)
+    reg = torch.rand(2, a, 4, generator=g) * 20
+    own = [core.targets(p, b, lb, shape, cls_scores=c, bbox_preds=r)
+           for p, b, lb, c, r in zip(priors, boxes, labels, cls, reg)]
+    calls = _spy(core.assigner)
+    _assert_same(core, own, core.batch_targets(priors, boxes, labels, [shape] * 2, None, cls, reg))
+    assert len(calls) == 1
+
+
 def test_atss_with_a_level_one_prior_short_of_k_keeps_the_images_own():
     """A level of exactly k (9) priors with one left out (outside the image's border): that image's own
     top-k takes the 8 left, the batch's top-k would take the one outside too: assigned on its own."""
