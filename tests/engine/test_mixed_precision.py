@@ -65,3 +65,24 @@ def test_losses_of_probabilities_run_under_autocast_in_float32(bce_refused_under
         got = qfl.elementwise(prob, (labels, scores)), focal_loss_with_prob(prob, labels)
     for a, b in zip(got, want):
         assert a.dtype == torch.float32 and torch.equal(a, b)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (bench/gpu_check.sh runs it on a GPU machine)")
+@pytest.mark.parametrize("name", CONFIGS + ["tood_r50_fpn_coco@initial"])
+def test_a_cuda_training_step_under_autocast_is_finite(name):
+    """What ``--amp`` does on CUDA, for every shipped detector: the network under ``torch.autocast``
+    (half convolutions, CUDA's own refusals), the loss scaled by a GradScaler, one optimizer step: finite
+    losses in float32, finite parameters after the step."""
+    model = shipped_model(name).cuda()
+    data = _three_images(300 if name.startswith("ssd300") else 128, 4, seeds=(1, 2))
+    data = {"images": data["images"].cuda(), "gt_boxes": [b.cuda() for b in data["gt_boxes"]],
+            "gt_labels": [lb.cuda() for lb in data["gt_labels"]]}
+    opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+    scaler = torch.amp.GradScaler("cuda")
+    with torch.autocast("cuda", dtype=torch.float16):
+        losses, _ = model.loss(data)
+    assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in losses.values()), losses
+    scaler.scale(sum(losses.values())).backward()
+    scaler.step(opt)
+    scaler.update()
+    assert all(torch.isfinite(p).all() for p in model.parameters())
