@@ -80,11 +80,14 @@ def gpu_code_paths():
         losses._blocks_pay, postprocess._per_class_pays, postprocess._plane_pairs, base._batch_targets_pay = saved
 
 
-def loss_path_ops(model, batch: dict) -> OpCounter:
+def loss_path_ops(model, batch: dict, outputs=None) -> OpCounter:
     """The operations of ``model``'s loss path on ``batch`` given the network's outputs: targets,
-    losses and the backward down to the outputs (the network's own backward not counted)."""
-    with torch.no_grad():
-        cls, reg, sizes = model(batch["images"])
+    losses and the backward down to the outputs (the network's own backward not counted).
+    ``outputs``: ``model(batch["images"])`` already computed (the counts do not depend on the values)."""
+    if outputs is None:
+        with torch.no_grad():
+            outputs = model(batch["images"])
+    cls, reg, sizes = outputs
     cls, reg = cls.detach().requires_grad_(), reg.detach().requires_grad_()
     with OpCounter() as counter:
         losses, _ = model.loss_from_outputs(batch, (cls, reg, sizes))
