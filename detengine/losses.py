@@ -230,7 +230,7 @@ def _qfl(pred: Tensor, target: Tensor, pos: tuple[Tensor, Tensor], beta: float, 
 class _QFLRows(torch.autograd.Function):
     """:func:`quality_focal_loss` of logits with its gradient written out (GFL's and RTMDet's
     classification loss in training): the forward is :func:`_qfl`'s operations in its order (bit
-    for bit), the backward 20 operations where autograd's chain of the forward took ~35. The
+    for bit), the backward 17 operations where autograd's chain of the forward took ~35. The
     target scores take no gradient (mmdetection detaches them: the IoU of the detached decoded box).
 
     With ``p = sigmoid(x)``, ``bce(x, 0) = softplus(x)`` and ``d = t - p``:

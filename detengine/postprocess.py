@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from .transfers import constant
+
 __all__ = ["Stage", "STAGE_TEXT", "PostprocessResult", "postprocess_dense", "postprocess_d2l",
            "suppressors", "batched_nms_mmcv", "offset_boxes", "NMS_SPLIT_THR"]
 
@@ -141,7 +143,7 @@ def suppressors(boxes: Tensor, scores: Tensor, labels: Tensor, keep: Tensor, iou
     s_fields += [(s_fields[2] - s_fields[0]) * (s_fields[3] - s_fields[1]),  # box_area
                  scores.index_select(0, sup), first.index_select(0, seg), count.index_select(0, seg), sup]
     s_fields.append(s_fields[6] + s_fields[7] - 1)  # the position of the class's last kept box
-    eps = boxes.new_tensor([1e-6])  # bbox_overlaps' union clamp
+    eps = constant([1e-6], boxes)  # bbox_overlaps' union clamp (no host copy on a GPU)
     work: dict[str, Tensor] = {}
 
     def plane(name: str, dtype: torch.dtype, shape: tuple[int, ...]) -> Tensor:
