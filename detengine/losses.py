@@ -198,8 +198,8 @@ def quality_focal_loss(pred: Tensor, labels: Tensor, scores: Tensor, beta: float
             return quality_focal_loss(pred.float(), labels, scores, beta, activated)
     bg = pred.size(1)
     pos = ((labels >= 0) & (labels < bg)).nonzero().squeeze(1)
-    if not activated and pred.requires_grad and torch.is_grad_enabled() and not scores.requires_grad:
-        return _QFLRows.apply(pred, pos, labels[pos].long(), scores[pos].type_as(pred), beta)
+    if pred.requires_grad and torch.is_grad_enabled() and not scores.requires_grad:
+        return _QFLRows.apply(pred, pos, labels[pos].long(), scores[pos].type_as(pred), beta, activated)
     dense = pred.new_zeros(pred.shape)
     dense[pos, labels[pos].long()] = scores[pos].type_as(pred)
     return _qfl(pred, dense, (pos, labels[pos].long()), beta, activated)
@@ -227,43 +227,60 @@ def _qfl(pred: Tensor, target: Tensor, pos: tuple[Tensor, Tensor], beta: float, 
     return loss.sum(dim=1)
 
 
-class _QFLRows(torch.autograd.Function):
-    """:func:`quality_focal_loss` of logits with its gradient written out (GFL's and RTMDet's
-    classification loss in training): the forward is :func:`_qfl`'s operations in its order (bit
-    for bit), the backward 17 operations where autograd's chain of the forward took ~35. The
-    target scores take no gradient (mmdetection detaches them: the IoU of the detached decoded box).
+_BCE_EPS = float(torch.tensor(1e-12, dtype=torch.float32))  # torch's BCE backward clamp: 1e-12 as a float32
 
-    With ``p = sigmoid(x)``, ``bce(x, 0) = softplus(x)`` and ``d = t - p``:
-    negative ``softplus(x) p^b``: ``d/dx = p^b (p + b (1 - p) softplus(x))``;
-    positive ``bce(x, t) |d|^b``: ``d/dx = -d |d|^b - b bce(x, t) |d|^(b-1) sign(d) p (1 - p)``."""
+
+class _QFLRows(torch.autograd.Function):
+    """:func:`quality_focal_loss` with its gradient written out (the classification loss in training of
+    GFL and RTMDet, of logits, and of TOOD, of probabilities: ``activated``): the forward is
+    :func:`_qfl`'s operations in its order (bit for bit), the backward 17-20 operations where
+    autograd's chain of the forward took ~35. The target scores take no gradient (mmdetection detaches
+    them: the IoU of the detached decoded box).
+
+    With ``p = sigmoid(x)`` (or ``p`` itself when activated), ``s = bce(., 0)`` and ``d = t - p``:
+    negative ``s p^b``: of the logit ``d/dx = p^b (p + b (1 - p) s)``, of the probability
+    ``d/dp = p^b s' + b s p^(b-1)``, ``s' = p / max(p (1 - p), 1e-12)`` as torch's own BCE backward;
+    positive ``bce(., t) |d|^b``: ``d/dx = -d |d|^b - b bce |d|^(b-1) sign(d) p (1 - p)``,
+    ``d/dp = (p - t) / max(p (1 - p), 1e-12) |d|^b - b bce |d|^(b-1) sign(d)``."""
 
     @staticmethod
-    def forward(ctx, pred, pos, cls, target, beta):
-        p = pred.sigmoid()
-        sp = F.binary_cross_entropy_with_logits(pred, pred.new_zeros(pred.shape), reduction="none")
+    def forward(ctx, pred, pos, cls, target, beta, activated):
+        p = pred if activated else pred.sigmoid()
+        bce = F.binary_cross_entropy if activated else F.binary_cross_entropy_with_logits
+        sp = bce(pred, pred.new_zeros(pred.shape), reduction="none")
         pb = p.pow(beta)
         loss = sp * pb
         pp = p[pos, cls]
         d = target - pp
         a = d.abs()
         ab = a.pow(beta)
-        bce = F.binary_cross_entropy_with_logits(pred[pos, cls], target, reduction="none")
-        loss[pos, cls] = bce * ab
-        ctx.save_for_backward(p, sp, pb, pos, cls, pp, d, a, ab, bce)
-        ctx.beta = beta
+        b = bce(pred[pos, cls], target, reduction="none")
+        loss[pos, cls] = b * ab
+        ctx.save_for_backward(p, sp, pb, pos, cls, pp, d, a, ab, b)
+        ctx.beta, ctx.activated = beta, activated
         return loss.sum(dim=1)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
-        p, sp, pb, pos, cls, pp, d, a, ab, bce = ctx.saved_tensors
+        p, sp, pb, pos, cls, pp, d, a, ab, b = ctx.saved_tensors
         beta = ctx.beta
-        grad = (1 - p).mul_(sp).mul_(beta).add_(p).mul_(pb).mul_(grad_out.unsqueeze(1))
+        if ctx.activated:
+            grad = (p * (1 - p)).clamp_(min=_BCE_EPS)
+            grad = torch.div(p, grad, out=grad).mul_(pb)
+            grad.add_((p.pow(beta - 1) if beta != 2.0 else p).mul(sp).mul_(beta))   # p may be the input: not in place
+        else:
+            grad = (1 - p).mul_(sp).mul_(beta).add_(p).mul_(pb)
+        grad.mul_(grad_out.unsqueeze(1))
         if pos.numel():
             slope = a.pow(beta - 1).mul_(d.sign()) if beta != 2.0 else d        # |d|^(b-1) sign(d)
-            g = (pp * (1 - pp)).mul_(slope).mul_(bce).mul_(beta).add_(d * ab).neg_()
+            if ctx.activated:
+                g = (pp * (1 - pp)).clamp_(min=_BCE_EPS)
+                g = torch.div(-d, g).mul_(ab).sub_(slope.mul(b).mul_(beta))
+            else:
+                g = (pp * (1 - pp)).mul_(slope).mul_(b).mul_(beta).add_(d * ab).neg_()
             grad[pos, cls] = g.mul_(grad_out.index_select(0, pos))
-        return grad, None, None, None, None
+        return grad, None, None, None, None, None
 
 
 def probabilities_off_autocast(t: Tensor):

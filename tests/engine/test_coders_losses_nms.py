@@ -260,12 +260,14 @@ def test_focal_per_prior_gradient_equals_torchvision_in_float64(gamma, alpha):
     assert loss.dtype == torch.float32 and grad_half.dtype == torch.float16 and torch.isfinite(grad_half).all()
 
 
+@pytest.mark.parametrize("activated", [False, True])
 @pytest.mark.parametrize("beta", [2.0, 1.5, 1.0, 3.0])
-def test_quality_focal_gradient_equals_autograds_in_float64(beta):
-    """QFL of logits with a gradient to follow (``_QFLRows``): the forward the no-gradient form's bit
-    for bit, the written-out backward against autograd through the dense form (``_qfl``) in float64:
-    background and out-of-range labels, a score equal to its probability (``|t - p| = 0``), logits
-    out to +-12, per-row weights; no positive at all; a half input keeps its dtype."""
+def test_quality_focal_gradient_equals_autograds_in_float64(beta, activated):
+    """QFL with a gradient to follow (``_QFLRows``), of logits (GFL, RTMDet) and of probabilities
+    (TOOD): the forward the no-gradient form's bit for bit, the written-out backward against autograd
+    through the dense form (``_qfl``) in float64: background and out-of-range labels, a score equal to
+    its probability (``|t - p| = 0``), logits out to +-12 (probabilities within 1e-5 of 0 and 1, and 0
+    itself), per-row weights; no positive at all; a half input keeps its dtype."""
     from detengine.losses import _qfl, quality_focal_loss
     g = torch.Generator().manual_seed(6)
     x = torch.randn(1500, 9, generator=g, dtype=torch.float64) * 4
@@ -275,22 +277,28 @@ def test_quality_focal_gradient_equals_autograds_in_float64(beta):
     scores = torch.rand(1500, generator=g, dtype=torch.float64)
     scores[2] = x[2, 4].sigmoid()
     w = torch.rand(1500, generator=g, dtype=torch.float64)
+    if activated:
+        x = x.sigmoid()
+        x[3, :] = 0.0
 
     def autograd_chain(pred, labels):
         pos = ((labels >= 0) & (labels < 9)).nonzero().view(-1)
         dense = pred.new_zeros(pred.shape)
         dense[pos, labels[pos]] = scores[pos]
-        return _qfl(pred, dense, (pos, labels[pos]), beta, False)
+        return _qfl(pred, dense, (pos, labels[pos]), beta, activated)
 
     for lab in (labels, torch.full_like(labels, 9)):
         pred, chain = x.clone().requires_grad_(), x.clone().requires_grad_()
-        ours = quality_focal_loss(pred, lab, scores, beta)
+        ours = quality_focal_loss(pred, lab, scores, beta, activated)
         expected = autograd_chain(chain, lab)
         with torch.no_grad():
-            assert torch.equal(ours, expected) and torch.equal(quality_focal_loss(x, lab, scores, beta), expected)
+            assert torch.equal(ours, expected)
+            assert torch.equal(quality_focal_loss(x, lab, scores, beta, activated), expected)
         (grad,) = torch.autograd.grad((ours * w).sum(), pred)
         (want,) = torch.autograd.grad((expected * w).sum(), chain)
         torch.testing.assert_close(grad, want, rtol=1e-12, atol=1e-15)
+    if activated:       # half probabilities go through F.binary_cross_entropy, which has no CPU half kernel
+        return
     half = x.half().requires_grad_()
     loss = quality_focal_loss(half, labels, scores, beta)
     (grad_half,) = torch.autograd.grad(loss.sum(), half)
