@@ -194,7 +194,7 @@ def test_probe_settings_and_the_auto_rule():
     assert probe_interval(7, 10 ** 6, 400) == 7 and probe_interval(0, 10, 2) == 0
     assert probe_interval("auto", 1000, 500, images=16, batch_size=2) == 200           # a probe of 8 batches
     assert probe_interval("auto", 1000, 30, images=16, batch_size=4) == 60             # every 2nd epoch
-    cfg = tiny_tinyssd_cfg("/nonexistent")
+    cfg = tiny_tinyssd_cfg("/nonexistent", probe=True)
     assert settings_from_config(cfg).probe == {"interval": "auto", "images": 16}
     assert settings_from_config(dict(cfg, probe={"interval": 20})).probe == {"interval": 20, "images": 16}
 
